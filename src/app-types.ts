@@ -1,0 +1,36 @@
+/**
+ * Types shared by the app and its route handlers.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import type { RuntimeHolder } from './runtime.js';
+import type { Exchange } from './proxy/exchange.js';
+import type { RequestRecord } from './telemetry/types.js';
+
+/** Structured logging: one JSON object a line. Fields never carry bodies or keys. */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** Process-wide state the app reads: is it draining? */
+export interface Lifecycle {
+  draining: boolean;
+}
+
+export interface GatewayDeps {
+  holder: RuntimeHolder;
+  lifecycle: Lifecycle;
+  logger: Logger;
+  /** Called once per finished request (metrics, request log, experiment statistics). */
+  onRequestDone: (record: RequestRecord) => void;
+  /** Prometheus exposition, when metrics are on. */
+  metrics?: { contentType: string; render(): Promise<string> };
+}
+
+/** Hono env: Node bindings (absent under `app.request()`), and per-request variables. */
+export interface AppEnv {
+  Bindings: Partial<HttpBindings>;
+  Variables: { exchange?: Exchange };
+}

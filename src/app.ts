@@ -1,0 +1,62 @@
+/**
+ * Builds the Hono app. It never listens: `main.ts` serves it, tests call `app.request()`.
+ *
+ * The one error boundary is `onError`: handlers throw `GatewayError`s (or anything else),
+ * and it renders the OpenAI error envelope, finishes the request's accounting and logs.
+ */
+import { Hono } from 'hono';
+import type { AppEnv, GatewayDeps } from './app-types.js';
+import { errorBody, GatewayError } from './errors.js';
+import type { RuntimeHolder } from './runtime.js';
+import { chatCompletions } from './proxy/chat.js';
+import { passThrough } from './proxy/passthrough.js';
+
+export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder'>): Hono<AppEnv> {
+  const all: GatewayDeps = { ...deps, holder };
+  const app = new Hono<AppEnv>();
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) =>
+    all.lifecycle.draining ? c.json({ status: 'draining' }, 503) : c.json({ status: 'ready', config_generation: holder.current.generation }),
+  );
+  app.get('/metrics', async (c) => {
+    if (!all.metrics) throw new GatewayError('not_found', 'Metrics are not enabled.');
+    return c.body(await all.metrics.render(), 200, { 'content-type': all.metrics.contentType });
+  });
+
+  app.use('/v1/*', async function refuseWhileDraining(c, next) {
+    // Requests that reach a draining server (a kept-alive connection) get a clean 503.
+    if (all.lifecycle.draining) {
+      throw new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
+    }
+    await next();
+  });
+  app.post('/v1/chat/completions', chatCompletions(all));
+  app.all('/v1/chat/completions', () => {
+    throw new GatewayError('method_not_allowed', 'Use POST for /v1/chat/completions.');
+  });
+  app.all('/v1/*', passThrough(all));
+  app.all('/v1', passThrough(all));
+
+  app.notFound((c) => {
+    const { status, body } = errorBody(new GatewayError('not_found', `Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`));
+    return c.json(body, status as 404);
+  });
+
+  app.onError((err, c) => {
+    const { status, body, headers } = errorBody(err);
+    const exchange = c.get('exchange');
+    if (exchange) {
+      exchange.finish({ status, outcome: 'error', errorType: body.error.code ?? 'internal_error' });
+    }
+    if (!(err instanceof GatewayError)) {
+      // Log the class and code, never the message (it may carry a URL or a header value).
+      all.logger.error('unhandled error', { request_id: exchange?.requestId, error: (err as Error)?.name, code: (err as { code?: string })?.code });
+    }
+    const out: Record<string, string> = { ...headers };
+    if (exchange) out['x-request-id'] = exchange.requestId;
+    return c.json(body, status as 500, out);
+  });
+
+  return app;
+}

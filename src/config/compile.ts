@@ -1,0 +1,147 @@
+/**
+ * Compiles a validated config file into the frozen `RuntimeConfig` the hot path reads:
+ * upstream names resolved, keyless redirections applied, URLs split once, templates and
+ * experiments loaded. Cross-references are checked here (an unknown upstream in a route is
+ * an error naming the route).
+ */
+import path from 'node:path';
+import type { ConfigFile, UpstreamConfig } from './schema.js';
+import { compilePrompts, type CompiledPrompts } from '../prompts/compile.js';
+
+export interface CompileIssue {
+  /** YAML path inside the config file, or `@file: path` for another file. */
+  path: string;
+  message: string;
+}
+
+/** An upstream ready for a client to be built from it. */
+export interface CompiledUpstream {
+  readonly name: string;
+  readonly kind: 'http' | 'simulate';
+  readonly config: UpstreamConfig;
+  /** `gen_ai.provider.name` */
+  readonly provider: string;
+  /** `https://api.openai.com` (http kind only) */
+  readonly origin: string;
+  /** `/v1` — prefix put before the client's path after `/v1` */
+  readonly basePath: string;
+  readonly serverAddress: string;
+  readonly serverPort: number;
+  /** Equal fingerprints mean a client built for the old config can be reused after a reload. */
+  readonly fingerprint: string;
+}
+
+export interface RuntimeConfig {
+  readonly file: string;
+  readonly baseDir: string;
+  readonly server: ConfigFile['server'];
+  readonly admin: ConfigFile['admin'];
+  readonly identity: ConfigFile['identity'];
+  readonly guard: ConfigFile['guard'];
+  readonly pricing: ConfigFile['pricing'];
+  readonly telemetry: ConfigFile['telemetry'];
+  readonly logging: ConfigFile['logging'];
+  readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+  /** Ordered upstream names per requested model, keyless redirections applied. */
+  readonly routing: { readonly default: readonly string[]; readonly models: ReadonlyMap<string, readonly string[]> };
+  readonly prompts: CompiledPrompts;
+  /** Facts worth one log line at load, e.g. which upstream serves when no key is set. */
+  readonly notes: readonly string[];
+}
+
+export function compileConfig(file: ConfigFile, where: { file: string; baseDir: string }): { config: RuntimeConfig; issues: CompileIssue[] } {
+  const issues: CompileIssue[] = [];
+  const notes: string[] = [];
+
+  const upstreams = new Map<string, CompiledUpstream>();
+  file.upstreams.forEach((u, i) => {
+    if (upstreams.has(u.name)) issues.push({ path: `upstreams[${i}].name`, message: `duplicate upstream name "${u.name}"` });
+    upstreams.set(u.name, compileUpstream(u));
+  });
+
+  // keyless: an upstream without a key may hand its traffic to another upstream.
+  const redirect = new Map<string, string>();
+  file.upstreams.forEach((u, i) => {
+    if (u.keyless === 'pass_through' || u.api_key !== '') return;
+    if (!upstreams.has(u.keyless)) {
+      issues.push({ path: `upstreams[${i}].keyless`, message: `unknown upstream "${u.keyless}" (expected pass_through or an upstream name)` });
+      return;
+    }
+    redirect.set(u.name, u.keyless);
+    notes.push(`upstream "${u.name}" has no API key: its traffic goes to "${u.keyless}"`);
+  });
+
+  const resolveRoute = (names: string[], at: string): string[] => {
+    const out: string[] = [];
+    names.forEach((n, i) => {
+      if (!upstreams.has(n)) {
+        issues.push({ path: `${at}[${i}]`, message: `unknown upstream "${n}" (known: ${[...upstreams.keys()].join(', ')})` });
+        return;
+      }
+      const target = redirect.get(n) ?? n;
+      if (!out.includes(target)) out.push(target);
+    });
+    return out;
+  };
+  const routing = {
+    default: resolveRoute(file.routing.default, 'routing.default'),
+    models: new Map(Object.entries(file.routing.models).map(([m, names]) => [m, resolveRoute(names, `routing.models.${m}`)])),
+  };
+
+  const prompts = compilePrompts(file, path.resolve(where.baseDir, file.templates.dir));
+  issues.push(...prompts.issues);
+
+  const config: RuntimeConfig = {
+    file: where.file,
+    baseDir: where.baseDir,
+    server: file.server,
+    admin: file.admin,
+    identity: file.identity,
+    guard: file.guard,
+    pricing: file.pricing,
+    telemetry: file.telemetry,
+    logging: file.logging,
+    upstreams,
+    routing,
+    prompts: prompts.compiled,
+    notes,
+  };
+  return { config: deepFreeze(config), issues };
+}
+
+function compileUpstream(u: UpstreamConfig): CompiledUpstream {
+  const fingerprint = JSON.stringify(u);
+  if (u.simulate) {
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', serverAddress: 'simulator', serverPort: 0, fingerprint };
+  }
+  const url = new URL(u.base_url!);
+  const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+  return {
+    name: u.name,
+    kind: 'http',
+    config: u,
+    provider: u.provider ?? 'openai',
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    serverAddress: url.hostname,
+    serverPort: port,
+    fingerprint,
+  };
+}
+
+/** Freezes plain objects, arrays and Maps (Map contents frozen, the Map made read-only). */
+function deepFreeze<T>(value: T, seen = new WeakSet<object>()): T {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return value;
+  seen.add(value);
+  if (value instanceof Map) {
+    for (const v of value.values()) deepFreeze(v, seen);
+    const ro = value as Map<unknown, unknown>;
+    ro.set = ro.delete = ro.clear = () => {
+      throw new TypeError('RuntimeConfig is frozen');
+    };
+    return Object.freeze(value);
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype && !Array.isArray(value)) return value; // class instances own their invariants
+  for (const v of Object.values(value)) deepFreeze(v, seen);
+  return Object.freeze(value);
+}

@@ -1,0 +1,125 @@
+/**
+ * Config loading: YAML text -> `${ENV}` substitution -> strict schema -> compile -> freeze.
+ * Every problem is collected (not just the first) and reported with its YAML path and line,
+ * so `promptgate check` can print them all.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { z } from 'zod';
+import { substituteEnv } from './env.js';
+import { configSchema } from './schema.js';
+import { compileConfig, type RuntimeConfig } from './compile.js';
+
+/** One problem in a config file (or a file it refers to, such as a template). */
+export interface ConfigIssue {
+  /** `file: yaml.path (line N)`, e.g. `gateway.config.yaml: upstreams[0].timeout (line 12)` */
+  path: string;
+  message: string;
+}
+
+/** Thrown when a config cannot be used; `issues` lists every problem found. */
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(`invalid config: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export interface LoadOptions {
+  env?: Record<string, string | undefined>;
+}
+
+/** Reads, validates and compiles a config file. Throws `ConfigError`. */
+export function loadConfigFile(file: string, options: LoadOptions = {}): RuntimeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'read error';
+    throw new ConfigError([{ path: file, message: `cannot read the config file (${code})` }]);
+  }
+  return parseConfig(text, { file, env: options.env });
+}
+
+export interface ParseOptions extends LoadOptions {
+  /** Path shown in messages; relative paths in the config resolve against its directory. */
+  file: string;
+}
+
+/** Validates and compiles config text. Throws `ConfigError`. */
+export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
+  const name = path.basename(options.file);
+  const { text: substituted, missing } = substituteEnv(text, options.env ?? process.env);
+  const issues: ConfigIssue[] = missing.map((m) => ({
+    path: `${name} (line ${m.line})`,
+    message: `environment variable ${m.variable} is not set (use \${${m.variable}:-default} for an optional value)`,
+  }));
+
+  const lineCounter = new YAML.LineCounter();
+  const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  for (const e of doc.errors) {
+    const pos = lineCounter.linePos(e.pos[0]);
+    issues.push({ path: `${name} (line ${pos.line})`, message: e.message.split('\n')[0] });
+  }
+  if (doc.errors.length > 0) throw new ConfigError(issues);
+
+  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) issues.push(schemaIssue(name, doc, lineCounter, issue));
+  }
+  if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
+
+  const compiled = compileConfig(parsed.data, { file: options.file, baseDir: path.dirname(path.resolve(options.file)) });
+  if (compiled.issues.length > 0) {
+    throw new ConfigError(compiled.issues.map((i) => ({ ...i, path: i.path.startsWith('@') ? i.path.slice(1) : `${name}: ${i.path}` })));
+  }
+  return compiled.config;
+}
+
+/** `upstreams[0].timeout.connect_ms` */
+export function formatPath(segments: readonly PropertyKey[]): string {
+  let out = '';
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`;
+    else out += out === '' ? String(s) : `.${String(s)}`;
+  }
+  return out || '(root)';
+}
+
+function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue): ConfigIssue {
+  let segments = issue.path as PropertyKey[];
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    // Point at the unknown key itself: `server.prot`, not `server`.
+    const keys = issue.keys;
+    segments = [...segments, keys[0]];
+    message = keys.length === 1 ? 'unknown key' : `unknown keys: ${keys.join(', ')}`;
+  } else if (issue.code === 'invalid_type' && message.includes('received undefined')) {
+    message = `required (${message.replace(/^Invalid input: /, '')})`;
+  } else {
+    message = message.replace(/^Invalid input: /, '');
+  }
+  const line = lineOf(doc, lineCounter, segments);
+  return { path: `${name}: ${formatPath(segments)}${line ? ` (line ${line})` : ''}`, message };
+}
+
+function lineOf(doc: YAML.Document, lineCounter: YAML.LineCounter, segments: readonly PropertyKey[]): number | undefined {
+  // Walk up until a node exists (a missing key has no node; its parent does).
+  for (let n = segments.length; n >= 0; n--) {
+    const node = doc.getIn(segments.slice(0, n) as unknown[], true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === 'object' && node.range) return lineCounter.linePos(node.range[0]).line;
+    if (n > 0 && typeof segments[n - 1] === 'string') {
+      // A key exists but its value is a scalar: try the pair's key node.
+      const parent = doc.getIn(segments.slice(0, n - 1) as unknown[], true) as YAML.YAMLMap | undefined;
+      if (YAML.isMap(parent)) {
+        const pair = parent.items.find((p) => YAML.isScalar(p.key) && p.key.value === segments[n - 1]);
+        const keyNode = pair?.key as { range?: [number, number, number] } | undefined;
+        if (keyNode?.range) return lineCounter.linePos(keyNode.range[0]).line;
+      }
+    }
+  }
+  return undefined;
+}

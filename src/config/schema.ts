@@ -1,0 +1,120 @@
+/**
+ * The strict schema of `gateway.config.yaml`. Unknown keys are errors; every default is
+ * here, so the compiled config never has to guess. Feature sections (prompts,
+ * experiments, guard, telemetry, ...) keep their schema beside their code and are
+ * assembled here.
+ *
+ * zod 4 note: `.prefault(x)` parses `x` through the schema (so nested defaults apply),
+ * `.default(x)` would return `x` as is.
+ */
+import { z } from 'zod';
+import { guardSchema } from '../guard/config-schema.js';
+import { identitySchema, templatesSchema, bindingSchema, experimentSchema } from '../prompts/config-schema.js';
+import { telemetrySchema, pricingSchema } from '../telemetry/config-schema.js';
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().positive();
+
+export const serverSchema = z.strictObject({
+  port: port.default(8080),
+  host: z.string().min(1).default('0.0.0.0'),
+  max_body_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+  drain_timeout_ms: z.number().int().nonnegative().default(25_000),
+});
+
+export const adminSchema = z.strictObject({
+  /** Bearer token for `/admin/*`; the admin API is off when empty. */
+  token: z.string().default(''),
+});
+
+export const timeoutSchema = z.strictObject({
+  connect_ms: positiveMs.default(5_000),
+  first_byte_ms: positiveMs.default(60_000),
+  idle_ms: positiveMs.default(30_000),
+  total_ms: positiveMs.default(600_000),
+});
+
+export const retrySchema = z.strictObject({
+  /** Retries after the first try (0 = no retry). */
+  attempts: z.number().int().min(0).max(10).default(2),
+  on_status: z.array(z.number().int().min(400).max(599)).default([429, 500, 502, 503, 504]),
+  backoff_ms: positiveMs.default(200),
+  max_backoff_ms: positiveMs.default(5_000),
+  /** A `retry-after` longer than this is not waited for; the error goes to the client. */
+  max_retry_after_ms: positiveMs.default(10_000),
+});
+
+export const breakerSchema = z.strictObject({
+  /** Consecutive failures that open the breaker; 0 disables it. */
+  failures: z.number().int().min(0).default(5),
+  cooldown_ms: positiveMs.default(30_000),
+});
+
+export const simulateSchema = z.strictObject({
+  latency_ms: z.number().nonnegative().default(20),
+  chunks: z.number().int().positive().default(16),
+  /** Delay between stream chunks; defaults to latency_ms / chunks. */
+  chunk_interval_ms: z.number().nonnegative().optional(),
+  model: z.string().min(1).default('promptgate-simulator'),
+});
+
+export const upstreamSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a name of letters, digits, "-" or "_"'),
+    /** OpenAI-compatible API root including the version, e.g. https://api.openai.com/v1 */
+    base_url: z.url({ protocol: /^https?$/ }).optional(),
+    simulate: simulateSchema.optional(),
+    /** `gen_ai.provider.name`; defaults to `openai` (or `promptgate.simulator`). */
+    provider: z.string().min(1).optional(),
+    api_key: z.string().default(''),
+    /**
+     * What to do when `api_key` is empty: `pass_through` sends the client's Authorization;
+     * an upstream name routes this upstream's traffic there instead (the shipped config
+     * uses `simulator` so `npm start` works without a key).
+     */
+    keyless: z.string().default('pass_through'),
+    /** Extra headers sent upstream (e.g. OpenAI-Organization). */
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout: timeoutSchema.prefault({}),
+    retry: retrySchema.prefault({}),
+    breaker: breakerSchema.prefault({}),
+    /** Max sockets kept to this upstream. */
+    connections: z.number().int().positive().default(128),
+  })
+  .superRefine((u, ctx) => {
+    if ((u.base_url === undefined) === (u.simulate === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'expected exactly one of base_url or simulate', path: [] });
+    }
+  });
+
+export const routingSchema = z.strictObject({
+  /** Ordered upstream names: the first is tried first, the rest are fallbacks. */
+  default: z.array(z.string()).min(1),
+  /** Per-model overrides of the ordered list, by requested model name. */
+  models: z.record(z.string(), z.array(z.string()).min(1)).default({}),
+});
+
+export const loggingSchema = z.strictObject({
+  level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  /** One JSON line per request. */
+  requests: z.boolean().default(true),
+});
+
+export const configSchema = z.strictObject({
+  server: serverSchema.prefault({}),
+  admin: adminSchema.prefault({}),
+  upstreams: z.array(upstreamSchema).min(1),
+  routing: routingSchema,
+  identity: identitySchema.prefault({}),
+  templates: templatesSchema.prefault({}),
+  bindings: z.array(bindingSchema).default([]),
+  experiments: z.array(experimentSchema).default([]),
+  guard: guardSchema.prefault({}),
+  pricing: pricingSchema.default({}),
+  telemetry: telemetrySchema.prefault({}),
+  logging: loggingSchema.prefault({}),
+});
+
+/** The validated config file, defaults applied, before compilation. */
+export type ConfigFile = z.infer<typeof configSchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;

@@ -1,0 +1,99 @@
+/**
+ * The one error family of promptgate. Every module throws a `GatewayError` (or lets a
+ * plain error escape, which the boundary renders as a generic 500); `app.ts` is the only
+ * place that turns errors into HTTP responses, always in the OpenAI envelope
+ * `{"error": {"message", "type", "param", "code"}}`.
+ *
+ * Codes are stable: clients and dashboards match on them.
+ */
+
+/** OpenAI's `error.type` values, plus the ones a gateway needs. */
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'timeout_error'
+  | 'service_unavailable_error';
+
+/** Stable machine-readable codes and the status/type each maps to. */
+export const ERROR_CODES = {
+  invalid_json: { status: 400, type: 'invalid_request_error' },
+  invalid_request: { status: 400, type: 'invalid_request_error' },
+  missing_variable: { status: 400, type: 'invalid_request_error' },
+  invalid_variable: { status: 400, type: 'invalid_request_error' },
+  unknown_template: { status: 404, type: 'invalid_request_error' },
+  prompt_injection_detected: { status: 400, type: 'invalid_request_error' },
+  unauthorized: { status: 401, type: 'authentication_error' },
+  not_found: { status: 404, type: 'not_found_error' },
+  method_not_allowed: { status: 405, type: 'invalid_request_error' },
+  body_too_large: { status: 413, type: 'invalid_request_error' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  context_unavailable: { status: 424, type: 'server_error' },
+  internal_error: { status: 500, type: 'server_error' },
+  upstream_error: { status: 502, type: 'server_error' },
+  upstream_unavailable: { status: 503, type: 'service_unavailable_error' },
+  circuit_open: { status: 503, type: 'service_unavailable_error' },
+  shutting_down: { status: 503, type: 'service_unavailable_error' },
+  upstream_timeout: { status: 504, type: 'timeout_error' },
+} as const satisfies Record<string, { status: number; type: ErrorType }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface GatewayErrorOptions {
+  /** The request field at fault, as OpenAI reports it (`messages`, `model`, ...). */
+  param?: string | null;
+  /** Extra response headers, e.g. `retry-after` on 503. */
+  headers?: Record<string, string>;
+  /** Overrides the status implied by the code (rarely needed). */
+  status?: number;
+  cause?: unknown;
+}
+
+/**
+ * An error a client may see. `message` is written for the client: never put an internal
+ * message, a stack, a URL with credentials or an API key into it.
+ *
+ * @example
+ * throw new GatewayError('body_too_large', 'Request body exceeds 4194304 bytes.');
+ */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly param: string | null;
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, message: string, options: GatewayErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = options.status ?? ERROR_CODES[code].status;
+    this.type = ERROR_CODES[code].type;
+    this.param = options.param ?? null;
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** The OpenAI error envelope. */
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+/** Builds the OpenAI error envelope for any thrown value; unknown errors never leak details. */
+export function errorBody(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
+  if (err instanceof GatewayError) {
+    return {
+      status: err.status,
+      headers: err.headers,
+      body: { error: { message: err.message, type: err.type, param: err.param, code: err.code } },
+    };
+  }
+  return {
+    status: 500,
+    headers: {},
+    body: { error: { message: 'The gateway failed to process the request.', type: 'server_error', param: null, code: 'internal_error' } },
+  };
+}

@@ -1,0 +1,285 @@
+/**
+ * The injection normaliser: turns what a person (or an attacker) typed into one canonical
+ * form that the phrase families and the model read. Steps, in order:
+ *
+ * 1. Cap: inputs longer than `maxChars` are scanned as the first 3/4 and last 1/4 of that
+ *    budget (injections sit at the start or are appended at the end; the middle of a very
+ *    long document is not scanned).
+ * 2. Encoded payloads: runs of 24+ base64 characters that decode to printable text are
+ *    decoded and appended (so "aWdub3JlIGFsbC..." is read as "ignore all ...").
+ * 3. Unicode NFKC (only when the text is not plain ASCII), then per character: lower case,
+ *    accents folded (ä -> a, ß -> ss), zero-width / bidi / soft-hyphen characters dropped,
+ *    Unicode tag characters (invisible "ASCII smuggling") decoded, quotes and dashes unified,
+ *    Latin lookalikes (small capitals, ı, ɡ) folded, whitespace runs collapsed to one space
+ *    (or one newline when the run held a line break).
+ * 4. Per word: Cyrillic/Greek/Armenian homoglyphs folded to Latin when the word mixes them
+ *    with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with 2+ letters.
+ * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined.
+ *
+ * The result lives in a buffer owned by the normaliser, reused by every call (one per
+ * scanner; `scan` is synchronous so calls never interleave). Only the final string and,
+ * for long or non-ASCII input, the capped/NFKC copy are allocated.
+ */
+import { ALWAYS_FOLD, INVISIBLE_RANGES, MIXED_SCRIPT_FOLD } from './confusables.js';
+
+const DROP = 0;
+const EXPAND_SS = 0xffff;
+const SPACE = 0x20;
+const NEWLINE = 0x0a;
+
+let foldTable: Uint16Array | undefined;
+let mixedTable: Uint16Array | undefined;
+
+/** Lower-case + accent fold + lookalike table for the BMP, built once per process. */
+function getFoldTable(): Uint16Array {
+  if (foldTable) return foldTable;
+  const t = new Uint16Array(0x10000);
+  const mark = /\p{M}/gu;
+  for (let c = 0; c < 0x10000; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) {
+      t[c] = c;
+      continue;
+    }
+    const s = String.fromCharCode(c);
+    if (c === 0x0a || c === 0x0b || c === 0x0c || c === 0x0d || c === 0x85 || c === 0x2028 || c === 0x2029) {
+      t[c] = NEWLINE;
+    } else if (/\s/.test(s) || c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+      t[c] = SPACE;
+    } else if (ALWAYS_FOLD[s] !== undefined) {
+      t[c] = ALWAYS_FOLD[s].charCodeAt(0);
+    } else {
+      const lower = s.toLowerCase();
+      const folded = lower.normalize('NFKD').replace(mark, '');
+      if (folded.length === 1) t[c] = folded.charCodeAt(0);
+      else if (folded.length === 0) t[c] = DROP;
+      else t[c] = lower.length === 1 ? lower.charCodeAt(0) : c;
+    }
+  }
+  for (const [from, to] of INVISIBLE_RANGES) for (let c = from; c <= to; c++) t[c] = DROP;
+  t[0xdf] = EXPAND_SS; // ß
+  t[0x1e9e] = EXPAND_SS; // ẞ
+  foldTable = t;
+  return t;
+}
+
+function getMixedTable(): Uint16Array {
+  if (mixedTable) return mixedTable;
+  const t = new Uint16Array(0x10000);
+  for (const [from, to] of Object.entries(MIXED_SCRIPT_FOLD)) t[from.charCodeAt(0)] = to.charCodeAt(0);
+  mixedTable = t;
+  return t;
+}
+
+const LEET: Readonly<Record<string, string>> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's' };
+const leetTable = new Uint16Array(128);
+for (const [k, v] of Object.entries(LEET)) leetTable[k.charCodeAt(0)] = v.charCodeAt(0);
+
+const isAsciiLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
+/** A character that belongs to a word: letters, digits, '@', '$', and anything non-ASCII. */
+const isWordChar = (c: number): boolean =>
+  (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || c >= 0x80;
+const isSpacedSeparator = (c: number): boolean => c === SPACE || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x2a;
+
+const BASE64_RUN = /[A-Za-z0-9+/]{24,}={0,2}/g;
+const NON_ASCII = /[^\x00-\x7f]/;
+const B64_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) {
+  B64_VALUES['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+}
+const MAX_BASE64_PAYLOADS = 4;
+const MAX_BASE64_CHARS = 4096;
+
+export interface NormalizerOptions {
+  /** Input characters scanned at most (default 8192): head 3/4, tail 1/4. */
+  maxChars?: number;
+}
+
+/**
+ * Decodes a base64 run into printable text, or returns undefined when it is not text
+ * (hashes, ids and long words decode to binary noise and are ignored).
+ */
+export function decodeBase64Text(run: string): string | undefined {
+  const len = Math.min(run.length, MAX_BASE64_CHARS) & ~3;
+  let out = '';
+  let printable = 0;
+  let spaces = 0;
+  let total = 0;
+  for (let i = 0; i + 3 < len; i += 4) {
+    const a = B64_VALUES[run.charCodeAt(i)];
+    const b = B64_VALUES[run.charCodeAt(i + 1)];
+    const c = run.charCodeAt(i + 2) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 2)];
+    const d = run.charCodeAt(i + 3) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 3)];
+    if (a < 0 || b < 0 || c < 0 || d < 0) return undefined;
+    const n = (a << 18) | (b << 12) | (c << 6) | d;
+    const bytes = run.charCodeAt(i + 3) === 0x3d ? (run.charCodeAt(i + 2) === 0x3d ? 1 : 2) : 3;
+    for (let k = 0; k < bytes; k++) {
+      const byte = (n >> (16 - 8 * k)) & 0xff;
+      total++;
+      if ((byte >= 0x20 && byte < 0x7f) || byte === 0x0a || byte === 0x0d || byte === 0x09) printable++;
+      if (byte === 0x20) spaces++;
+      out += String.fromCharCode(byte);
+    }
+  }
+  // Text: almost all printable ASCII and at least some word breaks.
+  if (total < 12 || printable < total * 0.95 || spaces === 0) return undefined;
+  return out;
+}
+
+/**
+ * Reusable normaliser. Not shared across concurrent async work: `normalize` is
+ * synchronous and the buffer is overwritten by the next call.
+ */
+export class TextNormalizer {
+  readonly maxChars: number;
+  /** Normalised UTF-16 code units; valid up to the length `normalize` returned. */
+  readonly buf: Uint16Array;
+  private readonly fold = getFoldTable();
+  private readonly mixed = getMixedTable();
+  private readonly decoder = new TextDecoder('utf-16le');
+
+  constructor(opts: NormalizerOptions = {}) {
+    this.maxChars = Math.max(256, opts.maxChars ?? 8192);
+    // ß may expand to two units; decoded base64 payloads are appended.
+    this.buf = new Uint16Array(this.maxChars * 2 + MAX_BASE64_PAYLOADS * (MAX_BASE64_CHARS + 1));
+  }
+
+  /** Normalises `text` into `buf` and returns the number of code units written. */
+  normalizeToBuffer(text: string): number {
+    let input = text;
+    if (input.length > this.maxChars) {
+      const head = Math.floor(this.maxChars * 0.75);
+      input = `${input.slice(0, head)}\n${input.slice(input.length - (this.maxChars - head))}`;
+    }
+    let n = this.foldInto(input, 0);
+    let payloads = 0;
+    BASE64_RUN.lastIndex = 0;
+    for (let m = BASE64_RUN.exec(input); m !== null && payloads < MAX_BASE64_PAYLOADS; m = BASE64_RUN.exec(input)) {
+      const decoded = decodeBase64Text(m[0]);
+      if (decoded === undefined) continue;
+      payloads++;
+      this.buf[n++] = NEWLINE;
+      n = this.foldInto(decoded, n);
+    }
+    n = this.foldWords(n);
+    return this.joinSpacedLetters(n);
+  }
+
+  /** Normalises `text` and returns it as a string. */
+  normalize(text: string): string {
+    const n = this.normalizeToBuffer(text);
+    return this.toString(n);
+  }
+
+  /** The first `n` units of `buf` as a string (one allocation). */
+  toString(n: number): string {
+    return this.decoder.decode(this.buf.subarray(0, n));
+  }
+
+  /** Step 3: NFKC + per-character folding, whitespace collapsing. Returns the new length. */
+  private foldInto(raw: string, start: number): number {
+    const text = NON_ASCII.test(raw) ? raw.normalize('NFKC') : raw;
+    const buf = this.buf;
+    const fold = this.fold;
+    const cap = buf.length - 1;
+    let n = start;
+    let last = n === 0 ? SPACE : buf[n - 1];
+    for (let i = 0; i < text.length && n < cap; i++) {
+      let c = text.charCodeAt(i);
+      // Unicode tag characters U+E0020..U+E007E (surrogates DB40 DC20..DC7E) carry hidden ASCII.
+      if (c === 0xdb40 && i + 1 < text.length) {
+        const lo = text.charCodeAt(i + 1);
+        if (lo >= 0xdc00 && lo <= 0xdc7f) {
+          i++;
+          c = lo - 0xdc00;
+          if (c < 0x20 || c > 0x7e) continue;
+        }
+      }
+      const m = fold[c];
+      if (m === DROP) continue;
+      if (m === SPACE || m === NEWLINE) {
+        if (last === SPACE || last === NEWLINE) {
+          if (m === NEWLINE && n > start) buf[n - 1] = NEWLINE;
+          last = buf[n - 1] ?? SPACE;
+          continue;
+        }
+        buf[n++] = m;
+        last = m;
+        continue;
+      }
+      if (m === EXPAND_SS) {
+        buf[n++] = 0x73;
+        if (n < cap) buf[n++] = 0x73;
+        last = 0x73;
+        continue;
+      }
+      buf[n++] = m;
+      last = m;
+    }
+    return n;
+  }
+
+  /** Step 4: per word, fold mixed-script homoglyphs and decode leetspeak, in place. */
+  private foldWords(n: number): number {
+    const buf = this.buf;
+    const mixed = this.mixed;
+    let i = 0;
+    while (i < n) {
+      if (!isWordChar(buf[i])) {
+        i++;
+        continue;
+      }
+      let end = i;
+      let ascii = 0;
+      let lookalikes = 0;
+      let leet = 0;
+      while (end < n && isWordChar(buf[end])) {
+        const c = buf[end];
+        if (isAsciiLetter(c)) ascii++;
+        else if (c < 128) {
+          if (leetTable[c] !== 0) leet++;
+        } else if (mixed[c] !== 0) lookalikes++;
+        end++;
+      }
+      if (lookalikes > 0 && ascii > 0) {
+        for (let k = i; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
+        ascii += lookalikes;
+      }
+      if (leet > 0 && ascii >= 2) {
+        for (let k = i; k < end; k++) {
+          const c = buf[k];
+          // '@' and '$' only inside a word ("p@ss"), so "$documents" and "@user" keep them.
+          if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > i && k < end - 1))) buf[k] = leetTable[c];
+        }
+      }
+      i = end;
+    }
+    return n;
+  }
+
+  /** Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. Returns the new length. */
+  private joinSpacedLetters(n: number): number {
+    const buf = this.buf;
+    // A lone word character: no word character on either side.
+    const single = (k: number): boolean =>
+      isWordChar(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));
+    let w = 0;
+    let i = 0;
+    while (i < n) {
+      if (single(i)) {
+        let k = i;
+        let letters = 1;
+        while (k + 2 < n && isSpacedSeparator(buf[k + 1]) && single(k + 2)) {
+          k += 2;
+          letters++;
+        }
+        if (letters >= 6) {
+          for (let j = i; j <= k; j += 2) buf[w++] = buf[j];
+          i = k + 1;
+          continue;
+        }
+      }
+      buf[w++] = buf[i++];
+    }
+    return w;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Turns one parsed template file into a `Template`, or into problems located by YAML path:
+ * schema errors, non-semver or duplicate versions, a label on two versions, variables used
+ * but not declared (or declared required but unused), defaults of the wrong type, invalid
+ * Mustache, and injection-like text. Load-time only.
+ */
+import semver from 'semver';
+import type { z } from 'zod';
+import { looksLikeInjection } from './injection-check.js';
+import { makeTemplate, TemplateVersion, type Template } from './registry.js';
+import { collectReferences, compileText, TemplateSyntaxError, type CompiledText } from './renderer.js';
+import { templateFileSchema, type TemplateFile } from './template-schema.js';
+import { formatYamlPath } from './types.js';
+import { describeType, hasType } from './variables.js';
+
+/** A problem inside one template file; `segments` is the YAML path to the offending node. */
+export interface TemplateProblem {
+  segments: PropertyKey[];
+  message: string;
+}
+
+export interface CompileTemplateOptions {
+  /** The id the file name implies; a different `id:` is a problem. */
+  expectedId?: string;
+  /** Shown as `Template.file`. */
+  file?: string;
+}
+
+/**
+ * Validates and compiles parsed template data (the YAML document as JS).
+ *
+ * @example
+ * const { template, problems } = compileTemplate(YAML.parse(text), { expectedId: 'support-reply' });
+ */
+export function compileTemplate(data: unknown, options: CompileTemplateOptions = {}): { template?: Template; problems: TemplateProblem[] } {
+  const parsed = templateFileSchema.safeParse(data);
+  if (!parsed.success) return { problems: parsed.error.issues.flatMap(schemaProblems) };
+  const file = parsed.data;
+  const problems: TemplateProblem[] = [];
+
+  if (options.expectedId !== undefined && file.id !== options.expectedId) {
+    problems.push({ segments: ['id'], message: `"${file.id}" does not match the file name (expected "${options.expectedId}")` });
+  }
+  checkVersionsAndLabels(file, problems);
+  const versions = file.versions.map((v, i) => compileVersion(file.id, v, i, problems));
+  if (problems.length > 0) return { problems };
+
+  return {
+    template: makeTemplate({
+      id: file.id,
+      name: file.name,
+      description: file.description,
+      tags: file.tags,
+      metadata: file.metadata,
+      file: options.file,
+      versions: versions as TemplateVersion[],
+    }),
+    problems,
+  };
+}
+
+function checkVersionsAndLabels(file: TemplateFile, problems: TemplateProblem[]): void {
+  const versionAt = new Map<string, number>();
+  const labelAt = new Map<string, number>();
+  file.versions.forEach((v, i) => {
+    if (semver.valid(v.version) !== v.version) {
+      problems.push({ segments: ['versions', i, 'version'], message: `"${v.version}" is not semver (expected MAJOR.MINOR.PATCH, e.g. "1.0.0")` });
+    } else if (versionAt.has(v.version)) {
+      problems.push({ segments: ['versions', i, 'version'], message: `duplicate version "${v.version}" (also versions[${versionAt.get(v.version)}])` });
+    } else {
+      versionAt.set(v.version, i);
+    }
+    v.labels.forEach((label, j) => {
+      const at: PropertyKey[] = ['versions', i, 'labels', j];
+      if (semver.valid(label) !== null) {
+        problems.push({ segments: at, message: `label "${label}" reads as a version; labels must not be semver` });
+        return;
+      }
+      const other = labelAt.get(label);
+      if (other === i) {
+        problems.push({ segments: at, message: `label "${label}" is listed twice` });
+      } else if (other !== undefined) {
+        problems.push({
+          segments: at,
+          message: `label "${label}" is already on version ${file.versions[other].version} (versions[${other}]); a label names one version`,
+        });
+      } else {
+        labelAt.set(label, i);
+      }
+    });
+  });
+}
+
+function compileVersion(id: string, v: TemplateFile['versions'][number], i: number, problems: TemplateProblem[]): TemplateVersion | undefined {
+  const before = problems.length;
+  const kinds = new Map(Object.entries(v.variables).map(([name, spec]) => [name, spec.type]));
+
+  for (const [name, spec] of Object.entries(v.variables)) {
+    if (spec.default === undefined) continue;
+    const at: PropertyKey[] = ['versions', i, 'variables', name, 'default'];
+    if (!hasType(spec.default, spec.type)) {
+      problems.push({ segments: at, message: `expected ${describeType(spec.type)} (the declared type), got ${typeName(spec.default)}` });
+    } else if (typeof spec.default === 'string') {
+      const hit = looksLikeInjection(spec.default);
+      if (hit) problems.push({ segments: at, message: `text looks like a prompt injection ("${hit}")` });
+    }
+  }
+
+  const used = new Set<string>();
+  const compiled: CompiledText[] = [];
+  v.messages.forEach((m, j) => {
+    const at: PropertyKey[] = ['versions', i, 'messages', j, 'content'];
+    const hit = looksLikeInjection(m.content);
+    if (hit) problems.push({ segments: at, message: `text looks like a prompt injection ("${hit}")` });
+    let text: CompiledText;
+    try {
+      text = compileText(m.content);
+    } catch (err) {
+      if (!(err instanceof TemplateSyntaxError)) throw err;
+      problems.push({ segments: at, message: `invalid Mustache: ${err.message}` });
+      return;
+    }
+    compiled.push(text);
+    const refs = collectReferences(text, kinds);
+    for (const name of refs.used) used.add(name);
+    for (const name of refs.undeclared) {
+      problems.push({
+        segments: at,
+        message: `uses undeclared variable "${name}" (declare it under ${formatYamlPath(['versions', i, 'variables'])})`,
+      });
+    }
+    if (refs.dotAtTop) problems.push({ segments: at, message: '"{{.}}" is only meaningful inside a section' });
+  });
+
+  for (const [name, spec] of Object.entries(v.variables)) {
+    if (spec.required && !used.has(name)) {
+      problems.push({ segments: ['versions', i, 'variables', name], message: `required variable "${name}" is not used by any message` });
+    }
+  }
+  if (problems.length > before) return undefined;
+  return new TemplateVersion(id, v, compiled);
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+/** zod issues -> problems; an unknown key points at the key itself. */
+function schemaProblems(issue: z.core.$ZodIssue): TemplateProblem[] {
+  const segments = issue.path as PropertyKey[];
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({ segments: [...segments, key], message: `unknown key "${key}"` }));
+  }
+  let message = issue.message.replace(/^Invalid input: /, '');
+  if (issue.code === 'invalid_type' && message.includes('received undefined')) message = `required (${message})`;
+  return [{ segments, message }];
+}

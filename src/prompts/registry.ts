@@ -1,0 +1,181 @@
+/**
+ * The template registry: every loaded template with its full version history, looked up by
+ * `id`, `id@version` or `id@label`. Built once per config load and never mutated; requests
+ * share it.
+ */
+import semver from 'semver';
+import { compileText, renderText, type CompiledText } from './renderer.js';
+import type { ChatMessage } from './types.js';
+import { resolveVariables, type VariableSpec } from './variables.js';
+import type { TemplateConstraints, TemplateParams, TemplateRole, TemplateVersionConfig } from './template-schema.js';
+
+/** The label a plain `id` resolves to when a version carries it. */
+export const DEFAULT_LABEL = 'production';
+
+/** One version of a template, compiled: messages parsed once, ready to render. */
+export class TemplateVersion {
+  readonly templateId: string;
+  readonly version: string;
+  readonly labels: readonly string[];
+  readonly role: TemplateRole;
+  readonly model: string | undefined;
+  readonly params: Readonly<TemplateParams>;
+  readonly constraints: Readonly<TemplateConstraints>;
+  readonly variables: Readonly<Record<string, VariableSpec>>;
+  /** The messages as written (unrendered). */
+  readonly messages: readonly ChatMessage[];
+  readonly #compiled: readonly { role: ChatMessage['role']; text: CompiledText }[];
+  readonly #specs: ReadonlyArray<readonly [string, VariableSpec]>;
+
+  /** `compiled` may be passed when the caller already parsed the messages (the loader does). */
+  constructor(templateId: string, config: TemplateVersionConfig, compiled?: readonly CompiledText[]) {
+    this.templateId = templateId;
+    this.version = config.version;
+    this.labels = Object.freeze([...config.labels]);
+    this.role = config.role;
+    this.model = config.model;
+    this.params = Object.freeze({ ...config.params });
+    this.constraints = Object.freeze({ ...config.constraints });
+    this.variables = Object.freeze({ ...config.variables });
+    this.messages = Object.freeze(config.messages.map((m) => Object.freeze({ role: m.role, content: m.content })));
+    this.#compiled = Object.freeze(config.messages.map((m, i) => ({ role: m.role, text: compiled?.[i] ?? compileText(m.content) })));
+    this.#specs = Object.freeze(Object.entries(this.variables));
+  }
+
+  /** `support-reply@1.1.0` */
+  get ref(): string {
+    return `${this.templateId}@${this.version}`;
+  }
+
+  /** Declared variables as entries, in declaration order. */
+  get variableEntries(): ReadonlyArray<readonly [string, VariableSpec]> {
+    return this.#specs;
+  }
+
+  /**
+   * Renders the messages. Applies defaults, then throws `missing_variable` /
+   * `invalid_variable` (400, `param: prompt_variables.<name>`) before any output.
+   * Variables not declared by this version are ignored.
+   *
+   * @example
+   * version.render({ customer_name: 'Ada' })
+   * // [{ role: 'system', content: 'You are the support assistant of Acme...' }]
+   */
+  render(vars: Readonly<Record<string, unknown>>): ChatMessage[] {
+    const view = resolveVariables(this.#specs, vars);
+    return this.#compiled.map((m) => ({ role: m.role, content: renderText(m.text, view) }));
+  }
+}
+
+/** A template with every version, newest first. */
+export interface Template {
+  readonly id: string;
+  readonly name: string;
+  readonly description: string;
+  readonly tags: readonly string[];
+  readonly metadata: Readonly<Record<string, unknown>>;
+  /** Where it was loaded from (as shown in messages). */
+  readonly file: string;
+  /** Newest (highest semver) first. */
+  readonly versions: readonly TemplateVersion[];
+  /** label -> version */
+  readonly labels: Readonly<Record<string, string>>;
+  /** What a plain `id` resolves to: the `production` label, else the highest release. */
+  readonly defaultVersion: TemplateVersion;
+}
+
+/** `support-reply@1.1.0` -> `{ id: 'support-reply', selector: '1.1.0' }` */
+export function parseTemplateRef(ref: string): { id: string; selector?: string } {
+  const at = ref.indexOf('@');
+  if (at < 0) return { id: ref.trim() };
+  return { id: ref.slice(0, at).trim(), selector: ref.slice(at + 1).trim() };
+}
+
+/**
+ * Picks the default version: the `production` label if present, else the highest semver
+ * release (pre-releases only when there is nothing else).
+ */
+export function pickDefaultVersion(versions: readonly TemplateVersion[]): TemplateVersion {
+  const labelled = versions.find((v) => v.labels.includes(DEFAULT_LABEL));
+  if (labelled) return labelled;
+  return versions.find((v) => semver.prerelease(v.version) === null) ?? versions[0];
+}
+
+export interface TemplateInit {
+  id: string;
+  name?: string;
+  description?: string;
+  tags?: readonly string[];
+  metadata?: Record<string, unknown>;
+  file?: string;
+  versions: readonly TemplateVersion[];
+}
+
+/** Builds a `Template` from compiled versions (any order). */
+export function makeTemplate(init: TemplateInit): Template {
+  const versions = [...init.versions].sort((a, b) => semver.rcompare(a.version, b.version));
+  const labels: Record<string, string> = {};
+  for (const v of versions) for (const l of v.labels) labels[l] ??= v.version;
+  return Object.freeze({
+    id: init.id,
+    name: init.name ?? init.id,
+    description: init.description ?? '',
+    tags: Object.freeze([...(init.tags ?? [])]),
+    metadata: Object.freeze({ ...(init.metadata ?? {}) }),
+    file: init.file ?? '',
+    versions: Object.freeze(versions),
+    labels: Object.freeze(labels),
+    defaultVersion: pickDefaultVersion(versions),
+  });
+}
+
+/**
+ * Immutable set of templates.
+ *
+ * @example
+ * registry.resolve('support-reply')            // production label, else highest version
+ * registry.resolve('support-reply@1.1.0')      // exact version
+ * registry.resolve('support-reply@staging')    // label
+ */
+export class TemplateRegistry {
+  readonly #templates: ReadonlyMap<string, Template>;
+  /** `id@selector` -> version, every version and label precomputed. */
+  readonly #refs: ReadonlyMap<string, TemplateVersion>;
+
+  constructor(templates: Iterable<Template> = []) {
+    const byId = new Map<string, Template>();
+    const refs = new Map<string, TemplateVersion>();
+    for (const t of templates) {
+      if (byId.has(t.id)) throw new Error(`duplicate template id "${t.id}"`);
+      byId.set(t.id, t);
+      refs.set(t.id, t.defaultVersion);
+      for (const v of t.versions) refs.set(`${t.id}@${v.version}`, v);
+      for (const [label, version] of Object.entries(t.labels)) refs.set(`${t.id}@${label}`, refs.get(`${t.id}@${version}`)!);
+    }
+    this.#templates = byId;
+    this.#refs = refs;
+  }
+
+  /** Number of templates. */
+  get size(): number {
+    return this.#templates.size;
+  }
+
+  /** The template with its full version history, or undefined. */
+  get(id: string): Template | undefined {
+    return this.#templates.get(id);
+  }
+
+  /** All templates, sorted by id. */
+  list(): Template[] {
+    return [...this.#templates.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** `id`, `id@version` or `id@label`; undefined when the template, version or label is unknown. */
+  resolve(ref: string): TemplateVersion | undefined {
+    const direct = this.#refs.get(ref);
+    if (direct) return direct;
+    const { id, selector } = parseTemplateRef(ref);
+    return this.#refs.get(selector === undefined ? id : `${id}@${selector}`);
+  }
+}

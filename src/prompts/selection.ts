@@ -1,0 +1,237 @@
+/**
+ * Which template version a request gets, and the request body rewritten with it. Pure
+ * functions (no Hono, no I/O); the proxy calls them once per chat request:
+ *
+ *   const sel = selectTemplate({ body, header, registry, bindings, userId, now });
+ *   if (sel) body = applySelection(body, sel, collectVariables(body, header, sel));
+ *
+ * Selection order, first match wins:
+ * 1. body `prompt_id` (+ `prompt_version`)           -> explicit
+ * 2. header `x-promptgate-template: id[@version|@label]` -> explicit
+ * 3. binding of the request's `model`: experiment -> assigned variant -> version, or the
+ *    binding's template reference.
+ * A body `prompt_version` alone pins the version of the template chosen by 2 or 3.
+ */
+import { assign, type AssignmentReason } from '../experiments/assignment.js';
+import { GatewayError } from '../errors.js';
+import type { CompiledBinding, SwapMode } from './bindings.js';
+import { parseTemplateRef, type TemplateRegistry, type TemplateVersion } from './registry.js';
+import { coerceFromString } from './variables.js';
+
+/** Header naming the template: `id`, `id@version` or `id@label`. */
+export const TEMPLATE_HEADER = 'x-promptgate-template';
+/** Prefix of variable headers: `x-promptgate-var-customer_name: Ada`. */
+export const VARIABLE_HEADER_PREFIX = 'x-promptgate-var-';
+/** Body fields consumed by the gateway and never forwarded (LiteLLM-compatible names). */
+export const PROMPT_FIELDS = ['prompt_id', 'prompt_version', 'prompt_variables'] as const;
+
+/** Header lookup, case-insensitive (names are passed lowercase). */
+export type HeaderGetter = (name: string) => string | undefined;
+
+/**
+ * Why this version: an experiment reason, `explicit` (the client named the template) or
+ * `binding` (a binding to a fixed template reference, no experiment).
+ */
+export type SelectionReason = AssignmentReason | 'explicit' | 'binding';
+
+export interface Selection {
+  readonly templateId: string;
+  readonly version: string;
+  readonly templateVersion: TemplateVersion;
+  readonly experimentId?: string;
+  readonly variant?: string;
+  readonly bucket?: number;
+  readonly assignmentReason: SelectionReason;
+  readonly mode: SwapMode;
+  /** The binding's `upstream_model`, when the request's model is a binding alias. */
+  readonly upstreamModel?: string;
+  /** The request's model was this binding alias (never forwarded as is when a model is known). */
+  readonly bindingModel?: string;
+}
+
+export interface SelectionInput {
+  /** The parsed request body (not modified). */
+  body: Readonly<Record<string, unknown>>;
+  header: HeaderGetter;
+  registry: TemplateRegistry;
+  /** Compiled bindings by model alias; each holds its compiled experiment. */
+  bindings: ReadonlyMap<string, CompiledBinding>;
+  userId: string | undefined;
+  now: Date;
+}
+
+/**
+ * Picks the template version for a request, or null (pure pass-through).
+ * Throws `unknown_template` (404) for an unknown id, version or label, and
+ * `invalid_request` (400) for malformed `prompt_*` fields.
+ */
+export function selectTemplate(input: SelectionInput): Selection | null {
+  const { body, header, registry } = input;
+  const promptId = optionalString(body, 'prompt_id');
+  const promptVersion = optionalString(body, 'prompt_version');
+  const hasVariables = readPromptVariables(body) !== undefined;
+  const binding = typeof body.model === 'string' ? input.bindings.get(body.model) : undefined;
+  const headerRef = header(TEMPLATE_HEADER)?.trim() || undefined;
+
+  let id: string | undefined;
+  let selector: string | undefined;
+  if (promptId !== undefined) {
+    ({ id, selector } = parseTemplateRef(promptId));
+  } else if (headerRef !== undefined) {
+    ({ id, selector } = parseTemplateRef(headerRef));
+  } else if (promptVersion !== undefined && binding) {
+    id = binding.experiment?.templateId ?? binding.templateVersion!.templateId;
+  }
+
+  if (id !== undefined) {
+    const version = resolveExplicit(registry, id, promptVersion ?? selector, promptVersion !== undefined);
+    return {
+      templateId: version.templateId,
+      version: version.version,
+      templateVersion: version,
+      assignmentReason: 'explicit',
+      mode: binding?.mode ?? 'replace',
+      upstreamModel: binding?.upstreamModel,
+      bindingModel: binding?.model,
+    };
+  }
+
+  if (!binding) {
+    if (promptVersion !== undefined || hasVariables) {
+      const param = promptVersion !== undefined ? 'prompt_version' : 'prompt_variables';
+      throw new GatewayError('invalid_request', `${param} was given but no template is selected: set prompt_id.`, { param });
+    }
+    return null;
+  }
+
+  const common = { mode: binding.mode, upstreamModel: binding.upstreamModel, bindingModel: binding.model };
+  if (binding.experiment) {
+    const a = assign(binding.experiment, input.userId, input.now);
+    return {
+      templateId: binding.experiment.templateId,
+      version: a.variant.version,
+      templateVersion: a.variant.templateVersion,
+      experimentId: binding.experiment.id,
+      variant: a.variant.name,
+      bucket: a.bucket,
+      assignmentReason: a.reason,
+      ...common,
+    };
+  }
+  const version = binding.templateVersion!;
+  return { templateId: version.templateId, version: version.version, templateVersion: version, assignmentReason: 'binding', ...common };
+}
+
+function resolveExplicit(registry: TemplateRegistry, id: string, selector: string | undefined, fromBodyVersion: boolean): TemplateVersion {
+  const template = registry.get(id);
+  if (!template) throw new GatewayError('unknown_template', `Unknown prompt template "${id}".`, { param: 'prompt_id' });
+  if (selector === undefined || selector === '') return template.defaultVersion;
+  const version = registry.resolve(`${id}@${selector}`);
+  if (!version) {
+    throw new GatewayError('unknown_template', `Prompt template "${id}" has no version or label "${selector}".`, {
+      param: fromBodyVersion ? 'prompt_version' : 'prompt_id',
+    });
+  }
+  return version;
+}
+
+function optionalString(body: Readonly<Record<string, unknown>>, field: string): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new GatewayError('invalid_request', `${field} must be a non-empty string.`, { param: field });
+  }
+  return value;
+}
+
+function readPromptVariables(body: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> | undefined {
+  const value = body.prompt_variables;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new GatewayError('invalid_request', 'prompt_variables must be an object.', { param: 'prompt_variables' });
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The variables to render with: body `prompt_variables` win over `x-promptgate-var-<name>`
+ * headers; header strings are converted to the declared type (`"42"` -> 42). Only declared
+ * variables are read. A header name is the variable name lowercased, with `_` or `-`
+ * (`x-promptgate-var-customer-name` fills `customer_name`: some proxies drop `_` headers).
+ * Context builders add their variables to the result before `applySelection`.
+ */
+export function collectVariables(body: Readonly<Record<string, unknown>>, header: HeaderGetter, selection: Selection): Record<string, unknown> {
+  const fromBody = readPromptVariables(body);
+  const vars: Record<string, unknown> = {};
+  for (const [name, spec] of selection.templateVersion.variableEntries) {
+    if (fromBody && Object.hasOwn(fromBody, name) && fromBody[name] !== undefined) {
+      vars[name] = fromBody[name];
+      continue;
+    }
+    const lower = name.toLowerCase();
+    const raw = header(VARIABLE_HEADER_PREFIX + lower) ?? (lower.includes('_') ? header(VARIABLE_HEADER_PREFIX + lower.replaceAll('_', '-')) : undefined);
+    if (raw !== undefined) vars[name] = coerceFromString(name, spec, raw);
+  }
+  return vars;
+}
+
+const SWAPPED_ROLES = new Set(['system', 'developer']);
+const OUTPUT_TOKEN_FIELDS = ['max_completion_tokens', 'max_tokens'] as const;
+
+/**
+ * A new request body for the selected version (the input is not modified):
+ * - `prompt_*` fields removed;
+ * - rendered template messages first; the client's system/developer messages dropped
+ *   (`replace`) or kept in place after them (`prepend`); other turns kept in order;
+ * - `model` = binding `upstream_model` ?? version `model` ?? the request's model;
+ * - version `params` (and `params.extra_body`) fill only fields the client did not set;
+ * - `constraints.max_output_tokens` caps the output-token field (setting
+ *   `max_completion_tokens` when none is present); `constraints.response_format` is forced.
+ *
+ * Throws `missing_variable` / `invalid_variable` from rendering.
+ */
+export function applySelection(
+  body: Readonly<Record<string, unknown>>,
+  selection: Selection,
+  vars: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const version = selection.templateVersion;
+  const rendered = version.render(vars);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(body)) {
+    if (key === 'prompt_id' || key === 'prompt_version' || key === 'prompt_variables') continue;
+    out[key] = body[key];
+  }
+
+  const clientMessages = body.messages;
+  if (clientMessages !== undefined && !Array.isArray(clientMessages)) {
+    throw new GatewayError('invalid_request', 'messages must be an array.', { param: 'messages' });
+  }
+  const kept =
+    selection.mode === 'prepend'
+      ? (clientMessages ?? [])
+      : (clientMessages ?? []).filter((m) => !(m !== null && typeof m === 'object' && SWAPPED_ROLES.has((m as { role?: unknown }).role as string)));
+  out.messages = [...rendered, ...kept];
+
+  const model = selection.upstreamModel ?? version.model;
+  if (model !== undefined) out.model = model;
+
+  const { extra_body: extra, ...params } = version.params;
+  for (const [key, value] of Object.entries(params)) if (out[key] === undefined && value !== undefined) out[key] = value;
+  if (extra) for (const [key, value] of Object.entries(extra)) if (out[key] === undefined) out[key] = value;
+
+  const { max_output_tokens: cap, response_format: format } = version.constraints;
+  if (cap !== undefined) {
+    let capped = false;
+    for (const field of OUTPUT_TOKEN_FIELDS) {
+      const current = out[field];
+      if (typeof current === 'number') {
+        capped = true;
+        if (current > cap) out[field] = cap;
+      }
+    }
+    if (!capped) out.max_completion_tokens = cap;
+  }
+  if (format !== undefined) out.response_format = format;
+  return out;
+}

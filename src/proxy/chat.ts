@@ -1,0 +1,213 @@
+/**
+ * POST /v1/chat/completions — the request pipeline (see DESIGN.md "One request"):
+ *   receive -> identify -> select -> context -> guard -> forward -> account -> respond.
+ */
+import type { Context } from 'hono';
+import { GatewayError } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { usageFromOpenAI, estimateUsage } from '../telemetry/usage.js';
+import type { Usage } from '../telemetry/types.js';
+import type { AppEnv, GatewayDeps } from '../app-types.js';
+import { Exchange } from './exchange.js';
+import { forward, ClientGoneError } from './forward.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { readBody } from './read-body.js';
+import { relaySse, type StreamEnd, type StreamSummary } from './sse-relay.js';
+import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
+import { requireJson, parseJsonObject } from './request-shape.js';
+
+/** The parsed chat request, as far as the gateway reads it. */
+export interface ChatBody {
+  model?: unknown;
+  messages?: unknown;
+  stream?: unknown;
+  stream_options?: { include_usage?: unknown } | null;
+  [key: string]: unknown;
+}
+
+export function chatCompletions(deps: GatewayDeps) {
+  return async function chatCompletionsHandler(c: Context<AppEnv>): Promise<Response> {
+    const runtime: Runtime = deps.holder.current;
+    const config = runtime.config;
+    const exchange = new Exchange({
+      route: '/v1/chat/completions',
+      method: 'POST',
+      incomingRequestId: c.req.header('x-request-id'),
+      totalTimeoutMs: firstUpstreamTotalMs(runtime),
+      incoming: c.env?.incoming,
+      outgoing: c.env?.outgoing,
+      webSignal: c.req.raw.signal,
+      onFinish: deps.onRequestDone,
+    });
+    c.set('exchange', exchange);
+
+    try {
+      // 1. receive
+      requireJson(c.req.header('content-type'));
+      const raw = await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+      const body = parseJsonObject(raw) as ChatBody;
+      checkChatShape(body);
+      const stream = body.stream === true;
+      exchange.record.stream = stream;
+      exchange.record.requestModel = body.model as string;
+
+      // 6. forward (steps 2–5 plug in here as they land)
+      let outBody: Uint8Array = raw;
+      let stripUsageChunk = false;
+      if (stream && body.stream_options?.include_usage !== true) {
+        // Ask for the usage chunk for exact accounting; the relay removes it again.
+        body.stream_options = { ...(body.stream_options ?? {}), include_usage: true };
+        stripUsageChunk = true;
+        outBody = Buffer.from(JSON.stringify(body));
+      }
+
+      const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+      const route = config.routing.models.get(body.model as string) ?? config.routing.default;
+      const forwarded = await forward({
+        runtime,
+        route,
+        signal: exchange.signal,
+        clientGone: () => exchange.clientGone,
+        build: (upstream) => buildRequest(upstream, clientHeaders, outBody, body, exchange.signal),
+      });
+      const { response, upstream } = forwarded;
+      exchange.record.upstream = upstream.spec.name;
+      exchange.record.provider = upstream.spec.provider;
+      exchange.record.attempts = forwarded.attempts;
+      exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+
+      const headers = responseHeaders(response, exchange);
+      if (stream && response.status === 200 && isEventStream(response.headers['content-type'])) {
+        const requestMessages = body.messages as unknown[];
+        const relayed = relaySse(response.body, {
+          stripUsageChunk,
+          abortUpstream: () => exchange.abort(),
+          clientGone: () => exchange.clientGone,
+          onEnd: (summary, end) => finishStream(exchange, summary, end, requestMessages),
+        });
+        exchange.record.status = 200;
+        return new Response(relayed, { status: 200, headers: headers as HeadersInit });
+      }
+
+      // Non-stream (or an error answer to a stream request): read it whole, then respond.
+      const bytes = await readAll(response, exchange);
+      exchange.record.status = response.status;
+      if (response.status >= 200 && response.status < 300) readCompletion(exchange, bytes, body.messages as unknown[]);
+      else exchange.record.outcome = 'error';
+      if (response.status >= 400) exchange.record.errorType = `upstream_${response.status}`;
+      exchange.finish();
+      return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, headers: headers as HeadersInit });
+    } catch (err) {
+      if (err instanceof ClientGoneError) {
+        exchange.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });
+        return new Response(null, { status: 499 });
+      }
+      throw err; // the error boundary renders it and finishes the exchange
+    }
+  };
+}
+
+function firstUpstreamTotalMs(runtime: Runtime): number {
+  const first = runtime.upstreams.get(runtime.config.routing.default[0]);
+  return first?.spec.config.timeout.total_ms ?? 600_000;
+}
+
+function checkChatShape(body: ChatBody): void {
+  if (typeof body.model !== 'string' || body.model === '') {
+    throw new GatewayError('invalid_request', "'model' is required and must be a string.", { param: 'model' });
+  }
+  if (!Array.isArray(body.messages) || body.messages.length === 0) {
+    throw new GatewayError('invalid_request', "'messages' is required and must be a non-empty array.", { param: 'messages' });
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
+    throw new GatewayError('invalid_request', "'stream' must be a boolean.", { param: 'stream' });
+  }
+}
+
+/** The request for one upstream: auth and extra headers are per upstream. */
+export function buildRequest(upstream: Upstream, clientHeaders: Record<string, string>, body: Uint8Array, json: unknown, signal: AbortSignal): UpstreamRequest {
+  const cfg = upstream.spec.config;
+  const headers: Record<string, string> = { ...clientHeaders, ...cfg.headers };
+  if (cfg.api_key !== '') headers.authorization = `Bearer ${cfg.api_key}`;
+  headers['content-type'] = 'application/json';
+  headers['content-length'] = String(body.byteLength);
+  return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
+}
+
+/**
+ * Upstream headers for the client, plus the gateway's own. A plain object (not `Headers`):
+ * @hono/node-server hands it straight to `writeHead`, keeping repeated fields such as
+ * `set-cookie` as arrays.
+ */
+export function responseHeaders(response: UpstreamResponse, exchange: Exchange): Record<string, string | string[]> {
+  const headers = clientResponseHeaders(response.headers);
+  // The upstream's x-request-id is what OpenAI SDKs expose as `_request_id`: keep it.
+  headers['x-request-id'] ??= exchange.requestId;
+  headers['x-promptgate-request-id'] = exchange.requestId;
+  return headers;
+}
+
+function isEventStream(contentType: string | string[] | undefined): boolean {
+  const v = Array.isArray(contentType) ? contentType[0] : contentType;
+  return v !== undefined && v.toLowerCase().startsWith('text/event-stream');
+}
+
+async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  try {
+    for await (const chunk of response.body) chunks.push(chunk);
+  } catch {
+    if (exchange.clientGone) throw new ClientGoneError();
+    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off.', {
+      status: exchange.signal.aborted ? 504 : 502,
+    });
+  }
+  return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
+}
+
+function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
+  let obj: Record<string, unknown> | undefined;
+  try {
+    obj = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    obj = undefined;
+  }
+  const r = exchange.record;
+  if (!obj || typeof obj !== 'object') return;
+  if (typeof obj.id === 'string') r.responseId = obj.id;
+  if (typeof obj.model === 'string') r.responseModel = obj.model;
+  const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
+  r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
+  r.usage =
+    usageFromOpenAI(obj.usage) ??
+    estimateUsage(requestMessages, choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join(''), r.responseModel ?? r.requestModel ?? '');
+}
+
+function finishStream(exchange: Exchange, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
+  const r = exchange.record;
+  r.responseId = summary.id;
+  r.responseModel = summary.model;
+  r.finishReasons = summary.finishReasons;
+  if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
+  let usage: Usage | undefined = usageFromOpenAI(summary.usage);
+  if (!usage) usage = estimateUsage(requestMessages, streamedText(summary.contentText), r.responseModel ?? r.requestModel ?? '');
+  r.usage = usage;
+  if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
+  else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
+  else exchange.finish({ outcome: 'error', errorType: end.errorType });
+}
+
+/** Joins the `delta.content` of the kept stream events (only used to estimate tokens). */
+function streamedText(dataLines: string): string {
+  let text = '';
+  for (const line of dataLines.split('\n')) {
+    if (!line) continue;
+    try {
+      const obj = JSON.parse(line) as { choices?: Array<{ delta?: { content?: unknown } }> };
+      for (const c of obj.choices ?? []) if (typeof c.delta?.content === 'string') text += c.delta.content;
+    } catch {
+      // not JSON: ignore
+    }
+  }
+  return text;
+}

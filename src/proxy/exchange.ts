@@ -1,0 +1,88 @@
+/**
+ * One client exchange: the request id, the deadline/abort signal shared by every upstream
+ * attempt, and the accounting record that is finished exactly once. One per request, not
+ * shared.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { RequestRecord } from '../telemetry/types.js';
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+export interface ExchangeOptions {
+  route: string;
+  method: string;
+  incomingRequestId: string | undefined;
+  totalTimeoutMs: number;
+  /** Node objects when served by @hono/node-server; absent under `app.request()`. */
+  incoming?: IncomingMessage;
+  outgoing?: ServerResponse;
+  webSignal?: AbortSignal;
+  onFinish: (record: RequestRecord) => void;
+}
+
+export class Exchange {
+  readonly requestId: string;
+  readonly startedAt = performance.now();
+  readonly record: RequestRecord;
+  readonly #controller = new AbortController();
+  #clientGone = false;
+  #timer: NodeJS.Timeout | undefined;
+  #finished = false;
+  readonly #onFinish: (record: RequestRecord) => void;
+
+  constructor(options: ExchangeOptions) {
+    this.requestId = options.incomingRequestId && REQUEST_ID.test(options.incomingRequestId) ? options.incomingRequestId : randomUUID();
+    this.record = {
+      requestId: this.requestId,
+      route: options.route,
+      method: options.method,
+      status: 0,
+      outcome: 'ok',
+      stream: false,
+      attempts: 0,
+      latencyMs: 0,
+    };
+    this.#onFinish = options.onFinish;
+    const gone = () => {
+      if (this.#finished) return;
+      this.#clientGone = true;
+      this.#controller.abort(new Error('client closed the connection'));
+    };
+    if (options.outgoing) {
+      const out = options.outgoing;
+      out.once('close', () => {
+        if (!out.writableFinished) gone();
+      });
+    } else {
+      options.webSignal?.addEventListener('abort', gone, { once: true });
+    }
+    this.#timer = setTimeout(() => this.#controller.abort(new Error('total timeout')), options.totalTimeoutMs);
+    this.#timer.unref();
+  }
+
+  /** Aborted when the client leaves or the total timeout passes. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get clientGone(): boolean {
+    return this.#clientGone;
+  }
+
+  /** Aborts the upstream call now (the client cancelled its stream). */
+  abort(): void {
+    this.#clientGone = true;
+    this.#controller.abort(new Error('client closed the connection'));
+  }
+
+  /** Ends the exchange: records latency and hands the record to accounting. Idempotent. */
+  finish(patch: Partial<RequestRecord> = {}): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#timer);
+    Object.assign(this.record, patch);
+    this.record.latencyMs = performance.now() - this.startedAt;
+    this.#onFinish(this.record);
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Sends a request along an ordered list of upstreams until one answers.
+ *
+ * Order of concerns, per upstream in the list:
+ *   1. breaker: an open breaker skips the upstream (no attempt made);
+ *   2. attempt: one call through the upstream's client (its own timeouts);
+ *   3. retry on the same upstream: connection errors and `retry.on_status` responses, with
+ *      backoff + jitter or the server's `retry-after(-ms)`, up to `retry.attempts` times;
+ *   4. fallback: a first-byte timeout, exhausted retries or a retry-after too long move on to
+ *      the next upstream.
+ * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once.
+ * All of this happens before any byte reaches the client, so retrying is always safe.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GatewayError } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { backoffDelay, retryAfterMs } from './retry.js';
+import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+
+export interface ForwardOptions {
+  runtime: Runtime;
+  /** Upstream names, in order. */
+  route: readonly string[];
+  /** Builds the request for one upstream (auth and extra headers differ per upstream). */
+  build: (upstream: Upstream) => UpstreamRequest;
+  /** Aborted when the client leaves or the total deadline passes. */
+  signal: AbortSignal;
+  /** True when the client left (as opposed to the total deadline). */
+  clientGone: () => boolean;
+  random?: () => number;
+}
+
+export interface Forwarded {
+  response: UpstreamResponse;
+  upstream: Upstream;
+  /** Attempts made, across upstreams (1 when the first call answered). */
+  attempts: number;
+}
+
+/** Thrown when the client went away while the gateway was still trying upstreams. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('client closed the connection');
+    this.name = 'ClientGoneError';
+  }
+}
+
+export async function forward(options: ForwardOptions): Promise<Forwarded> {
+  const { runtime, route, signal } = options;
+  let attempts = 0;
+  let lastFailure: 'connect' | 'timeout' | 'protocol' | undefined;
+  let anyTried = false;
+  let openRetryAfterMs = Infinity;
+
+  for (let u = 0; u < route.length; u++) {
+    const upstream = runtime.upstreams.get(route[u])!;
+    const breaker = runtime.breakers.get(route[u])!;
+    const retry = upstream.spec.config.retry;
+    const isLast = u === route.length - 1;
+
+    for (let attempt = 0; attempt <= retry.attempts; attempt++) {
+      if (!breaker.tryAcquire()) {
+        openRetryAfterMs = Math.min(openRetryAfterMs, breaker.retryAfterMs());
+        break;
+      }
+      anyTried = true;
+      attempts++;
+      let response: UpstreamResponse;
+      try {
+        response = await upstream.request(options.build(upstream));
+      } catch (err) {
+        const kind = classifyTransportError(err);
+        if (kind === 'aborted' || signal.aborted) {
+          breaker.release();
+          if (options.clientGone()) throw new ClientGoneError();
+          throw new GatewayError('upstream_timeout', 'The upstream did not answer within the total timeout.');
+        }
+        breaker.onFailure();
+        if (kind === 'first_byte_timeout') {
+          lastFailure = 'timeout';
+          break; // waiting again for a slow model doubles the wait: try the next upstream
+        }
+        lastFailure = kind === 'protocol' ? 'protocol' : 'connect';
+        if (attempt < retry.attempts) await pause(backoffDelay(attempt + 1, retry, options.random), options);
+        continue;
+      }
+
+      const status = response.status;
+      if (!retry.on_status.includes(status)) {
+        if (status >= 500) breaker.onFailure();
+        else breaker.onSuccess();
+        return { response, upstream, attempts };
+      }
+      // Retryable status (429, 5xx by default). 429 says nothing about health.
+      if (status >= 500) breaker.onFailure();
+      else breaker.release();
+      const asked = retryAfterMs(response.headers);
+      const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
+      const canRetryHere = attempt < retry.attempts && (asked === undefined || asked <= retry.max_retry_after_ms);
+      if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
+        return { response, upstream, attempts }; // the client sees the upstream's own answer
+      }
+      await response.dump();
+      if (!canRetryHere) break;
+      await pause(delay, options);
+    }
+  }
+
+  if (!anyTried) {
+    const seconds = Math.max(1, Math.ceil(openRetryAfterMs / 1000));
+    throw new GatewayError('circuit_open', 'No upstream is available: every circuit breaker on the route is open.', {
+      headers: { 'retry-after': String(seconds) },
+    });
+  }
+  if (lastFailure === 'timeout') throw new GatewayError('upstream_timeout', 'The upstream did not send a response in time.');
+  if (lastFailure === 'protocol') throw new GatewayError('upstream_error', 'The upstream sent an invalid response.');
+  throw new GatewayError('upstream_unavailable', 'No upstream could be reached.', { headers: { 'retry-after': '1' } });
+}
+
+function hasUsableUpstream(runtime: Runtime, route: readonly string[], from: number): boolean {
+  for (let i = from; i < route.length; i++) {
+    const b = runtime.breakers.get(route[i])!;
+    if (b.state !== 'open' || b.retryAfterMs() === 0) return true;
+  }
+  return false;
+}
+
+async function pause(ms: number, options: ForwardOptions): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal: options.signal });
+  } catch {
+    if (options.clientGone()) throw new ClientGoneError();
+    throw new GatewayError('upstream_timeout', 'The upstream did not answer within the total timeout.');
+  }
+}

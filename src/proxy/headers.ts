@@ -1,0 +1,63 @@
+/**
+ * Header filtering between client, gateway and upstream.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+// RFC 9110 §7.6.1: hop-by-hop fields apply to one connection and are never forwarded;
+// `Connection` may name more of them.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Request headers the gateway sets itself or must not forward. */
+const NOT_FORWARDED = new Set([
+  'host',
+  'content-length', // recomputed for the body actually sent
+  'accept-encoding', // the gateway reads bodies (usage), so it asks for identity
+  'traceparent', // exactly one traceparent goes upstream: the gateway's own
+  'tracestate',
+  'expect',
+]);
+
+/** Response headers not passed back: framing is redone by the gateway's own server. */
+const NOT_RETURNED = new Set(['content-length', 'content-encoding', 'date', 'server']);
+
+function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  const list = (Array.isArray(value) ? value.join(',') : value).split(',').map((s) => s.trim().toLowerCase());
+  return new Set(list.filter(Boolean));
+}
+
+/** Headers to send upstream, from the client's headers (lower-case names, Node's shape). */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<string, string> {
+  const listed = connectionListed(incoming.connection);
+  const out: Record<string, string> = {};
+  for (const name in incoming) {
+    if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name) || listed?.has(name) || name.startsWith('x-promptgate-')) continue;
+    const value = incoming[name];
+    if (value === undefined) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  out['accept-encoding'] = 'identity';
+  return out;
+}
+
+/** Headers to return to the client from an upstream response. */
+export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const listed = connectionListed(upstream.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in upstream) {
+    if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || listed?.has(name)) continue;
+    const value = upstream[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,108 @@
+/**
+ * Every other `/v1/*` route (embeddings, files, models, responses, ...): method, query,
+ * headers and body go to the default route's upstreams; status, headers and body (streamed
+ * as it arrives) come back. Accounting is basic: status, latency, upstream, attempts.
+ */
+import type { Context } from 'hono';
+import type { AppEnv, GatewayDeps } from '../app-types.js';
+import { Exchange } from './exchange.js';
+import { forward, ClientGoneError } from './forward.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { readBody } from './read-body.js';
+import { responseHeaders } from './chat.js';
+import type { UpstreamResponse } from './upstream.js';
+
+const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
+
+export function passThrough(deps: GatewayDeps) {
+  return async function passThroughHandler(c: Context<AppEnv>): Promise<Response> {
+    const runtime = deps.holder.current;
+    const config = runtime.config;
+    const method = c.req.method;
+    const exchange = new Exchange({
+      route: '/v1/*',
+      method,
+      incomingRequestId: c.req.header('x-request-id'),
+      totalTimeoutMs: runtime.upstreams.get(config.routing.default[0])?.spec.config.timeout.total_ms ?? 600_000,
+      incoming: c.env?.incoming,
+      outgoing: c.env?.outgoing,
+      webSignal: c.req.raw.signal,
+      onFinish: deps.onRequestDone,
+    });
+    c.set('exchange', exchange);
+
+    const url = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
+    const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
+    const body = BODYLESS.has(method) ? null : await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+    if (body) clientHeaders['content-length'] = String(body.byteLength);
+
+    try {
+      const forwarded = await forward({
+        runtime,
+        route: config.routing.default,
+        signal: exchange.signal,
+        clientGone: () => exchange.clientGone,
+        build: (upstream) => {
+          const headers = { ...clientHeaders, ...upstream.spec.config.headers };
+          if (upstream.spec.config.api_key !== '') headers.authorization = `Bearer ${upstream.spec.config.api_key}`;
+          return { method, path, headers, body, signal: exchange.signal };
+        },
+      });
+      const { response, upstream } = forwarded;
+      exchange.record.upstream = upstream.spec.name;
+      exchange.record.provider = upstream.spec.provider;
+      exchange.record.attempts = forwarded.attempts;
+      exchange.record.status = response.status;
+      exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+      if (response.status >= 400) {
+        exchange.record.outcome = 'error';
+        exchange.record.errorType = `upstream_${response.status}`;
+      }
+      const headers = responseHeaders(response, exchange);
+      if (method === 'HEAD' || response.status === 204 || response.status === 304) {
+        await response.dump();
+        exchange.finish();
+        return new Response(null, { status: response.status, headers: headers as HeadersInit });
+      }
+      return new Response(streamBody(response, exchange), { status: response.status, headers: headers as HeadersInit });
+    } catch (err) {
+      if (err instanceof ClientGoneError) {
+        exchange.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });
+        return new Response(null, { status: 499 });
+      }
+      throw err;
+    }
+  };
+}
+
+/** The upstream body as a Web stream, finishing the exchange when it ends. */
+function streamBody(response: UpstreamResponse, exchange: Exchange): ReadableStream<Uint8Array> {
+  const iterator = response.body[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { value, done } = await iterator.next();
+          if (done) {
+            controller.close();
+            exchange.finish();
+          } else {
+            controller.enqueue(value);
+          }
+        } catch (err) {
+          exchange.finish(
+            exchange.clientGone ? { outcome: 'client_abort', errorType: 'client_abort' } : { outcome: 'error', errorType: 'upstream_body_error' },
+          );
+          controller.error(err);
+        }
+      },
+      cancel() {
+        exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
+        exchange.abort();
+        void iterator.return?.().catch(() => undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

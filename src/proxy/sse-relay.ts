@@ -1,0 +1,241 @@
+/**
+ * The streaming relay: passes an upstream `text/event-stream` to the client event by event,
+ * as each arrives, bytes unchanged, while an incremental scanner reads `id`, `model`,
+ * `finish_reason` and `usage` on the side.
+ *
+ * The one change it may make: when the gateway added `stream_options.include_usage` for its
+ * own accounting (the client did not ask), the usage-only chunk (`choices: []` + `usage`)
+ * is read and then dropped, so the client sees exactly the stream it asked for.
+ *
+ * Only complete events (ended by a blank line, per the WHATWG SSE spec) are forwarded; a
+ * partial event waits for its end, so a dropped event can never be half-sent.
+ */
+import { classifyTransportError } from './upstream.js';
+
+export interface StreamSummary {
+  id?: string;
+  model?: string;
+  finishReasons: string[];
+  /** The raw `usage` object of the stream, when one was sent. */
+  usage?: unknown;
+  /** `data:` payloads of content chunks, kept only to estimate tokens when usage is missing. */
+  contentText: string;
+  sawDone: boolean;
+  /** ms (performance.now()) when the first event went to the client. */
+  firstEventAt?: number;
+  /** An error event the upstream itself sent mid-stream. */
+  upstreamError?: unknown;
+}
+
+export type StreamEnd =
+  | { outcome: 'ok' }
+  | { outcome: 'client_abort' }
+  | { outcome: 'error'; errorType: string };
+
+export interface RelayOptions {
+  /** Drop the usage-only chunk (the gateway asked for it, the client did not). */
+  stripUsageChunk: boolean;
+  /** Called exactly once, when the stream is over for any reason. */
+  onEnd: (summary: StreamSummary, end: StreamEnd) => void;
+  /** Aborts the upstream request (client left). */
+  abortUpstream: () => void;
+  /** True once the client has gone (its close may be seen before the stream's cancel). */
+  clientGone: () => boolean;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const encoder = new TextEncoder();
+const MAX_KEPT_TEXT = 1 << 20;
+const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
+const USAGE_NULL = '"usage":null';
+// Top-level only: inside a JSON string the quotes would be escaped (\"usage\").
+const USAGE_NULL_FIELD = /,"usage":null(?=[,}])|"usage":null,/;
+
+/** Index just past the last event boundary (blank line) in `buf`, or -1. */
+export function lastBoundary(buf: Uint8Array): number {
+  for (let i = buf.length - 1; i > 0; i--) {
+    if (buf[i] !== LF && buf[i] !== CR) continue;
+    // A blank line: LF LF, CR CR, or LF CR LF / CR LF CR LF.
+    const prev = buf[i - 1];
+    if (buf[i] === LF && prev === LF) return i + 1;
+    if (buf[i] === CR && prev === CR && buf[i + 1] !== LF) return i + 1;
+    if (buf[i] === LF && prev === CR && i >= 2 && buf[i - 2] === LF) return i + 1;
+  }
+  return -1;
+}
+
+/** Reads what the gateway needs from complete events; returns the bytes to forward. */
+export class SseScanner {
+  readonly summary: StreamSummary = { finishReasons: [], contentText: '', sawDone: false };
+  #pending: Uint8Array | null = null;
+  readonly #decoder = new TextDecoder();
+
+  constructor(private readonly stripUsageChunk: boolean) {}
+
+  /** Feeds one upstream chunk; returns the bytes to send now (possibly empty). */
+  push(chunk: Uint8Array): Uint8Array {
+    const buf = this.#pending ? concat(this.#pending, chunk) : chunk;
+    const end = lastBoundary(buf);
+    if (end < 0) {
+      this.#pending = buf;
+      return EMPTY;
+    }
+    this.#pending = end < buf.length ? buf.slice(end) : null;
+    const complete = end === buf.length ? buf : buf.subarray(0, end);
+    return this.#inspect(complete);
+  }
+
+  /** Whatever is left when the upstream ends (an unterminated last event is passed on). */
+  flush(): Uint8Array {
+    const rest = this.#pending;
+    this.#pending = null;
+    if (!rest) return EMPTY;
+    return this.#inspect(rest);
+  }
+
+  #inspect(bytes: Uint8Array): Uint8Array {
+    const text = this.#decoder.decode(bytes);
+    let changed = false;
+    const parts = text.split(SEPARATOR); // events and, at odd indexes, their separators
+    for (let i = 0; i < parts.length; i += 2) {
+      const event = parts[i];
+      if (event === '') continue;
+      const data = dataOf(event);
+      if (data === undefined) continue;
+      if (data === '[DONE]') {
+        this.summary.sawDone = true;
+        continue;
+      }
+      if (this.#readEvent(data) === 'drop') {
+        parts[i] = '';
+        parts[i + 1] = '';
+        changed = true;
+      } else if (this.stripUsageChunk && event.includes(USAGE_NULL)) {
+        // With include_usage every chunk carries "usage":null; the client did not ask for it.
+        parts[i] = event.replace(USAGE_NULL_FIELD, '');
+        changed = true;
+      }
+    }
+    return changed ? encoder.encode(parts.join('')) : bytes;
+  }
+
+  #readEvent(data: string): 'keep' | 'drop' {
+    const s = this.summary;
+    const first = s.id === undefined;
+    // Parse only events that carry something we need: the first (id, model), a finish
+    // reason, usage, or an error. Content deltas are kept as text for estimation.
+    const interesting = first || data.includes('"finish_reason":"') || data.includes('"usage":{') || data.includes('"error"');
+    if (!interesting) {
+      if (s.contentText.length < MAX_KEPT_TEXT) s.contentText += data + '\n';
+      return 'keep';
+    }
+    let obj: Record<string, unknown>;
+    try {
+      obj = JSON.parse(data);
+    } catch {
+      return 'keep';
+    }
+    if (first) {
+      if (typeof obj.id === 'string') s.id = obj.id;
+      if (typeof obj.model === 'string') s.model = obj.model;
+    }
+    if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
+    const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
+    for (const c of choices) if (typeof c.finish_reason === 'string') s.finishReasons.push(c.finish_reason);
+    if (s.contentText.length < MAX_KEPT_TEXT) s.contentText += data + '\n';
+    if (obj.usage && typeof obj.usage === 'object') {
+      s.usage = obj.usage;
+      if (this.stripUsageChunk && choices.length === 0) return 'drop';
+    }
+    return 'keep';
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The `data` of one event (multiple `data:` lines joined by LF), or undefined. */
+function dataOf(event: string): string | undefined {
+  let data: string | undefined;
+  for (const line of event.split(/\r\n|\n|\r/)) {
+    if (!line.startsWith('data:')) continue;
+    const value = line.charCodeAt(5) === 0x20 ? line.slice(6) : line.slice(5);
+    data = data === undefined ? value : `${data}\n${value}`;
+  }
+  return data;
+}
+
+/** The SSE event a client gets when the upstream fails mid-stream (openai-node raises it). */
+export function errorEvent(message: string, code: string, type = 'server_error'): Uint8Array {
+  return encoder.encode(`data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`);
+}
+
+/**
+ * Builds the client's stream from the upstream body. Pull-based: one upstream chunk is read
+ * per client read, so a slow client slows the upstream read (backpressure) instead of
+ * buffering in the gateway.
+ */
+export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
+  const scanner = new SseScanner(options.stripUsageChunk);
+  const iterator = source[Symbol.asyncIterator]();
+  let ended = false;
+  const end = (result: StreamEnd) => {
+    if (ended) return;
+    ended = true;
+    options.onEnd(scanner.summary, result);
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          for (;;) {
+            const { value, done } = await iterator.next();
+            if (done) {
+              const rest = scanner.flush();
+              if (rest.length) controller.enqueue(rest);
+              controller.close();
+              end(scanner.summary.upstreamError ? { outcome: 'error', errorType: 'upstream_stream_error' } : { outcome: 'ok' });
+              return;
+            }
+            const out = scanner.push(value);
+            if (out.length === 0) continue; // a partial event: read more before yielding
+            scanner.summary.firstEventAt ??= performance.now();
+            controller.enqueue(out);
+            return;
+          }
+        } catch (err) {
+          if (ended) return;
+          if (options.clientGone()) {
+            // The client left and the upstream read failed because we aborted it.
+            end({ outcome: 'client_abort' });
+            controller.error(err);
+            return;
+          }
+          const kind = classifyTransportError(err);
+          const timedOut = kind === 'idle_timeout';
+          controller.enqueue(
+            timedOut
+              ? errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error')
+              : errorEvent('The upstream connection failed during the stream.', 'upstream_error'),
+          );
+          controller.close();
+          end({ outcome: 'error', errorType: timedOut ? 'idle_timeout' : 'upstream_stream_error' });
+        }
+      },
+      cancel() {
+        end({ outcome: 'client_abort' });
+        options.abortUpstream();
+        void iterator.return?.().catch(() => undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -1,0 +1,122 @@
+/**
+ * Upstream clients. An `Upstream` sends one request and returns the status, headers and a
+ * body to iterate; it knows nothing of retries or breakers (see `forward.ts`).
+ *
+ * - `HttpUpstream`: one undici `Pool` per upstream (keep-alive), timeouts from config:
+ *   connect (`connect.timeout`), first byte (`headersTimeout`), idle between body chunks
+ *   (`bodyTimeout`); the total deadline is the caller's AbortSignal.
+ * - `SimulatedUpstream`: the in-process simulator (the embedded default).
+ */
+import { Pool, errors as undiciErrors } from 'undici';
+import type { CompiledUpstream } from '../config/compile.js';
+import { simulate } from '../simulator/simulator.js';
+
+export interface UpstreamRequest {
+  method: string;
+  /** Path relative to the API root, with query: `/chat/completions`, `/files?purpose=x` */
+  path: string;
+  headers: Record<string, string>;
+  body: Uint8Array | null;
+  /** The parsed JSON body when the gateway has it (the simulator uses it, skipping a parse). */
+  json?: unknown;
+  signal: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: AsyncIterable<Uint8Array>;
+  /** Discards the body (before a retry) so the connection can be reused. */
+  dump(): Promise<void>;
+}
+
+export interface Upstream {
+  readonly spec: CompiledUpstream;
+  request(req: UpstreamRequest): Promise<UpstreamResponse>;
+  close(): Promise<void>;
+}
+
+/** Why an upstream call failed before a response arrived. */
+export type TransportFailure = 'connect' | 'first_byte_timeout' | 'idle_timeout' | 'aborted' | 'protocol';
+
+/** Classifies an error thrown by an upstream call or while reading its body. */
+export function classifyTransportError(err: unknown): TransportFailure {
+  if (err instanceof undiciErrors.HeadersTimeoutError) return 'first_byte_timeout';
+  if (err instanceof undiciErrors.BodyTimeoutError) return 'idle_timeout';
+  if (err instanceof undiciErrors.ConnectTimeoutError) return 'connect';
+  if (err instanceof undiciErrors.RequestAbortedError) return 'aborted';
+  const name = (err as { name?: string } | null)?.name;
+  if (name === 'AbortError' || name === 'TimeoutError') return 'aborted';
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return 'aborted';
+  if (code === 'UND_ERR_INFO' || code === 'HPE_INVALID_CONSTANT' || code?.startsWith('HPE_')) return 'protocol';
+  return 'connect'; // ECONNREFUSED, ECONNRESET, ENOTFOUND, UND_ERR_SOCKET, UND_ERR_CLOSED...
+}
+
+export class HttpUpstream implements Upstream {
+  readonly spec: CompiledUpstream;
+  readonly #pool: Pool;
+
+  constructor(spec: CompiledUpstream) {
+    this.spec = spec;
+    const t = spec.config.timeout;
+    this.#pool = new Pool(spec.origin, {
+      connections: spec.config.connections,
+      pipelining: 1,
+      connect: { timeout: t.connect_ms },
+      headersTimeout: t.first_byte_ms,
+      bodyTimeout: t.idle_ms,
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const res = await this.#pool.request({
+      method: req.method as 'POST',
+      path: this.spec.basePath + req.path,
+      headers: req.headers,
+      body: req.body ?? undefined,
+      signal: req.signal,
+    });
+    const body = res.body;
+    return {
+      status: res.statusCode,
+      headers: res.headers,
+      body,
+      dump: async () => {
+        await body.dump().catch(() => undefined);
+      },
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+export class SimulatedUpstream implements Upstream {
+  readonly spec: CompiledUpstream;
+
+  constructor(spec: CompiledUpstream) {
+    this.spec = spec;
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    let json = req.json;
+    if (json === undefined && req.body && req.body.byteLength > 0) {
+      try {
+        json = JSON.parse(Buffer.from(req.body).toString('utf8'));
+      } catch {
+        json = null;
+      }
+    }
+    const res = await simulate(this.spec.config.simulate!, { method: req.method, path: req.path, body: json ?? null, signal: req.signal });
+    return { status: res.status, headers: res.headers, body: res.body, dump: async () => undefined };
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function createUpstream(spec: CompiledUpstream): Upstream {
+  return spec.kind === 'simulate' ? new SimulatedUpstream(spec) : new HttpUpstream(spec);
+}

@@ -1,0 +1,113 @@
+/**
+ * Starts the gateway: load config -> telemetry -> runtime -> app -> listen -> watch config,
+ * and drains gracefully on SIGTERM/SIGINT:
+ *   1. readiness fails at once (`/readyz` 503) and new requests on kept-alive connections
+ *      get a 503 with `connection: close`;
+ *   2. the listener stops accepting connections; idle keep-alive sockets are closed;
+ *   3. in-flight requests and streams get `drain_timeout_ms` to finish;
+ *   4. telemetry is flushed and the process exits 0.
+ */
+import type { Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { createApp } from './app.js';
+import type { Lifecycle } from './app-types.js';
+import { loadConfigFile } from './config/load.js';
+import { ConfigWatcher } from './config/watch.js';
+import { RuntimeHolder } from './runtime.js';
+import { createLogger, requestLogLine } from './telemetry/logger.js';
+import type { RequestRecord } from './telemetry/types.js';
+
+export interface StartOptions {
+  file: string;
+  /** Overrides `PORT` and `server.port`. */
+  port?: number;
+  /** Install SIGTERM/SIGINT handlers (off in tests that run several gateways in one process). */
+  handleSignals?: boolean;
+}
+
+export interface RunningGateway {
+  server: Server;
+  port: number;
+  holder: RuntimeHolder;
+  /** Drains and closes; resolves when everything is closed. */
+  shutdown(reason?: string): Promise<void>;
+}
+
+export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  const config = loadConfigFile(options.file);
+  const logger = createLogger(config.logging.level);
+  const holder = new RuntimeHolder(config);
+  for (const note of config.notes) logger.info(note);
+
+  const lifecycle: Lifecycle = { draining: false };
+  const onRequestDone = (record: RequestRecord) => {
+    if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
+  };
+  const app = createApp(holder, { lifecycle, logger, onRequestDone });
+
+  const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
+  const port = options.port ?? (Number.isInteger(envPort) ? envPort! : config.server.port);
+  const inflight = new Set<ServerResponse>();
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port, hostname: config.server.host }, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
+  });
+  server.on('request', (_req, res: ServerResponse) => {
+    inflight.add(res);
+    res.once('close', () => inflight.delete(res));
+  });
+  server.keepAliveTimeout = 65_000; // longer than typical client idle timeouts, so clients close first
+  const bound = (server.address() as AddressInfo).port;
+  logger.info('listening', { host: config.server.host, port: bound, config: options.file, upstreams: config.routing.default });
+
+  const watcher = new ConfigWatcher({
+    file: options.file,
+    extraDirs: () => [holder.current.config.prompts.templatesDir],
+    onReload: (next) => {
+      const runtime = holder.apply(next, next.server.drain_timeout_ms + 5_000);
+      logger.info('config reloaded', { generation: runtime.generation });
+      for (const note of next.notes) logger.info(note);
+    },
+    onRejected: (issues) => {
+      logger.error('config reload rejected; the previous config keeps serving', { errors: issues.map((i) => `${i.path}: ${i.message}`) });
+    },
+  });
+
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (reason = 'shutdown'): Promise<void> => {
+    shuttingDown ??= (async () => {
+      lifecycle.draining = true;
+      watcher.close();
+      const drainMs = holder.current.config.server.drain_timeout_ms;
+      logger.info('draining', { reason, inflight: inflight.size, drain_timeout_ms: drainMs });
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + drainMs;
+      while (inflight.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+        server.closeIdleConnections();
+      }
+      if (inflight.size > 0) logger.warn('drain timeout: closing remaining connections', { inflight: inflight.size });
+      server.closeAllConnections();
+      await closed;
+      await holder.close();
+      logger.info('stopped');
+    })();
+    return shuttingDown;
+  };
+
+  if (options.handleSignals !== false) {
+    const onSignal = (signal: NodeJS.Signals) => {
+      void shutdown(signal).then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+
+  return { server, port: bound, holder, shutdown };
+}

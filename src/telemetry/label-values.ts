@@ -1,0 +1,33 @@
+/**
+ * Bounded label values. A free-form label (model names come from clients) keeps the first
+ * `cap` distinct values it sees; later new values are reported as `other`. Values listed as
+ * known (price-book and configured model names) always pass and take no slot. One per
+ * label per metrics registry, for the life of the process.
+ */
+export const OTHER = 'other';
+const MAX_VALUE_LENGTH = 128;
+
+export class LabelValues {
+  readonly #known: Set<string>;
+  readonly #seen = new Set<string>();
+  readonly #cap: number;
+
+  constructor(cap: number, known: Iterable<string> = []) {
+    this.#cap = cap;
+    this.#known = new Set(known);
+  }
+
+  /** Makes values always pass (config reload added models); they take no slot. */
+  allow(values: Iterable<string>): void {
+    for (const v of values) this.#known.add(v);
+  }
+
+  /** The value to put in the label: itself, `''` when absent, or `other` past the cap. */
+  value(v: string | undefined): string {
+    if (!v) return '';
+    if (this.#known.has(v) || this.#seen.has(v)) return v;
+    if (v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap) return OTHER;
+    this.#seen.add(v);
+    return v;
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Structured logging: one JSON object a line on stdout, `{"time","level","msg",...fields}`.
+ * Lines never carry request bodies; every line passes through `redact` so a key that slips
+ * into a message or an upstream error text is masked anyway.
+ */
+import { formatUsd } from './pricing.js';
+import type { RequestRecord } from './types.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  readonly level: LogLevel;
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line. */
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  /** Where lines go (each ends with `\n`); default stdout. */
+  write?: (line: string) => void;
+  /** Fields on every line. */
+  base?: LogFields;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+const SEVERITY: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40, silent: Infinity };
+
+/**
+ * @example
+ * const logger = createLogger('info');
+ * logger.info('request', requestLogLine(record));
+ * // {"time":"2026-11-20T10:00:00.000Z","level":"info","msg":"request","request_id":"...",...}
+ */
+export function createLogger(options: LogLevel | LoggerOptions = {}): Logger {
+  const opts = typeof options === 'string' ? { level: options } : options;
+  const level = opts.level ?? 'info';
+  const write = opts.write ?? ((line: string) => void process.stdout.write(line));
+  const now = opts.now ?? (() => new Date());
+  return makeLogger(level, write, now, opts.base ?? {});
+}
+
+function makeLogger(level: LogLevel, write: (line: string) => void, now: () => Date, base: LogFields): Logger {
+  const threshold = SEVERITY[level];
+  const log = (lineLevel: Exclude<LogLevel, 'silent'>) => (msg: string, fields?: LogFields) => {
+    if (SEVERITY[lineLevel] < threshold) return;
+    write(redact(serialize({ time: now().toISOString(), level: lineLevel, msg, ...base, ...fields })) + '\n');
+  };
+  return {
+    level,
+    debug: log('debug'),
+    info: log('info'),
+    warn: log('warn'),
+    error: log('error'),
+    child: (fields) => makeLogger(level, write, now, { ...base, ...fields }),
+  };
+}
+
+function serialize(line: LogFields): string {
+  try {
+    return JSON.stringify(line, (_key, value: unknown) => {
+      if (value instanceof Error) return { name: value.name, message: value.message, ...('code' in value ? { code: value.code } : {}) };
+      if (typeof value === 'bigint') return value.toString();
+      return value;
+    });
+  } catch {
+    return JSON.stringify({ time: line.time, level: line.level, msg: String(line.msg), log_error: 'fields not serializable' });
+  }
+}
+
+/**
+ * The one-line-per-request record: ids, route, status, upstream, model, timings, tokens,
+ * cost, template/experiment and injection score. No bodies, no keys, no user id.
+ */
+export function requestLogLine(r: RequestRecord): LogFields {
+  const fields: LogFields = {
+    request_id: r.requestId,
+    trace_id: r.traceId,
+    method: r.method,
+    route: r.route,
+    status: r.status,
+    outcome: r.outcome,
+    error_type: r.errorType,
+    stream: r.stream,
+    upstream: r.upstream,
+    provider: r.provider,
+    model: r.requestModel,
+    response_model: r.responseModel,
+    attempts: r.attempts,
+    latency_ms: round(r.latencyMs),
+    ttfb_ms: r.ttfbMs === undefined ? undefined : round(r.ttfbMs),
+    input_tokens: r.usage?.inputTokens,
+    output_tokens: r.usage?.outputTokens,
+    cached_input_tokens: r.usage?.cachedInputTokens || undefined,
+    reasoning_tokens: r.usage?.reasoningTokens || undefined,
+    tokens_estimated: r.usage?.estimated || undefined,
+    cost_usd: typeof r.costUsd === 'number' ? Number(formatUsd(r.costUsd)) : r.costUsd,
+    template: r.template,
+    template_version: r.templateVersion,
+    experiment: r.experiment,
+    variant: r.variant,
+    injection_score: r.injectionScore,
+    injection_flagged: r.injectionFlagged,
+  };
+  for (const key of Object.keys(fields)) if (fields[key] === undefined) delete fields[key];
+  return fields;
+}
+
+const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
+  // OpenAI-style keys: sk-..., sk-proj-..., sk-ant-... (Anthropic), sk-or-... (OpenRouter)
+  [/\bsk-[A-Za-z0-9_-]{8,}/g, 'sk-***'],
+  // RFC 6750 bearer tokens and RFC 7617 basic credentials
+  [/\bBearer\s+[A-Za-z0-9._~+/=-]+/gi, 'Bearer ***'],
+  [/\bBasic\s+[A-Za-z0-9+/=]{8,}/gi, 'Basic ***'],
+  // Google API keys
+  [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
+  // key=value / "key": "value" for key-like names
+  [
+    /((?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)["']?\s*[:=]\s*["']?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)[^\s"',;&}]+/gi,
+    '$1***',
+  ],
+];
+
+/**
+ * Masks anything that looks like a credential: `sk-...` keys, `Bearer`/`Basic` credentials,
+ * Google `AIza...` keys, and the value of `api_key=`, `"password": "..."` and the like.
+ *
+ * @example
+ * redact('Authorization: Bearer sk-abc123456789') // 'Authorization: Bearer ***'
+ */
+export function redact(s: string): string {
+  let out = s;
+  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

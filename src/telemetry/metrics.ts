@@ -1,0 +1,297 @@
+/**
+ * Prometheus instruments. `createMetrics` makes one prom-client `Registry` (never the
+ * global default one) with every promptgate family; `recordRequest` does all the
+ * accounting of one finished request. One per process (tests make several).
+ *
+ * Label values are bounded: free-form labels keep their first `maxLabelValues` distinct
+ * values, later ones read `other` (see label-values.ts); user ids are never labels.
+ *
+ * Names follow DESIGN.md "Telemetry names" and pass `promtool check metrics`. Two DESIGN
+ * names gained a `_total` suffix because they are counters: Prometheus reserves a bare
+ * `_sum` suffix for histograms and summaries, and counters must end in `_total`.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabelValues } from './label-values.js';
+import type { RequestRecord } from './types.js';
+
+/** OTel GenAI semconv advice for `gen_ai.client.operation.duration` (seconds). */
+export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+/** OTel GenAI semconv advice for `gen_ai.client.token.usage`. */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+/** OTel GenAI semconv advice for time-to-first-chunk/token (seconds). */
+export const FIRST_CHUNK_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+/** The built-in experiment metrics `recordRequest` observes. */
+export const EXPERIMENT_METRICS = ['latency_ms', 'cost_usd', 'input_tokens', 'output_tokens', 'success'] as const;
+
+/** GenAI operation of a route (OTel `gen_ai.operation.name`); other routes get no gen_ai_* series. */
+const OPERATIONS: Readonly<Record<string, string>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/responses': 'chat',
+  '/v1/completions': 'text_completion',
+  '/v1/embeddings': 'embeddings',
+};
+
+/** prom-client default metrics that break the `_total` naming rule (gauges): not exported. */
+const NONCONFORMING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+export interface MetricsOptions {
+  /** Model names that are always label values (price book and config); see `allowModels`. */
+  knownModels?: Iterable<string>;
+  /** Distinct values per free-form label before `other` (telemetry.max_label_values). */
+  maxLabelValues?: number;
+  /** Also export prom-client's process_* and nodejs_* metrics. Default true. */
+  processMetrics?: boolean;
+}
+
+export interface ExperimentObservation {
+  experiment: string;
+  variant: string;
+  /** `latency_ms`, `cost_usd`, `input_tokens`, `output_tokens`, `success`, `feedback.<name>`... */
+  metric: string;
+  /** Must be finite and >= 0 (the sums are counters); other values are ignored. */
+  value: number;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  /** Counts one finished request (ok, failed, cancelled) in every family it belongs to. */
+  recordRequest(record: RequestRecord): void;
+  /** Adds one observation to an experiment's sufficient statistics (n, sum, sum of squares). */
+  observeExperiment(observation: ExperimentObservation): void;
+  /** Model names that become always-allowed label values (after a config reload). */
+  allowModels(models: Iterable<string>): void;
+  /** The exposition text for `GET /metrics`. */
+  render(): Promise<string>;
+}
+
+/**
+ * Creates the registry and its instruments.
+ *
+ * @example
+ * const metrics = createMetrics({ knownModels: priceBook.models, maxLabelValues: 50 });
+ * metrics.recordRequest(record);
+ * c.body(await metrics.render(), 200, { 'content-type': metrics.contentType });
+ */
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const cap = options.maxLabelValues ?? 50;
+  const models = new LabelValues(cap, options.knownModels);
+  const bounded = {
+    route: new LabelValues(cap),
+    upstream: new LabelValues(cap),
+    provider: new LabelValues(cap),
+    errorType: new LabelValues(cap),
+    template: new LabelValues(cap),
+    templateVersion: new LabelValues(cap),
+    experiment: new LabelValues(cap),
+    variant: new LabelValues(cap),
+    metric: new LabelValues(cap),
+  };
+  const registers = [registry];
+
+  const genAiLabels = ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'upstream', 'template', 'template_version', 'experiment', 'variant'] as const;
+  const duration = new Histogram({
+    name: 'gen_ai_client_operation_duration_seconds',
+    help: 'GenAI operation duration as the client sees it (gateway receive to response end), including failed and cancelled requests.',
+    labelNames: [...genAiLabels, 'error_type', 'stream'],
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const tokenUsage = new Histogram({
+    name: 'gen_ai_client_token_usage',
+    help: 'Tokens per GenAI operation by gen_ai_token_type (input includes cached tokens, output includes reasoning tokens).',
+    labelNames: [...genAiLabels, 'gen_ai_token_type'],
+    buckets: TOKEN_BUCKETS,
+    registers,
+  });
+  const firstChunk = new Histogram({
+    name: 'gen_ai_client_operation_time_to_first_chunk_seconds',
+    help: 'Time from request receipt to the first upstream stream chunk (streams only).',
+    labelNames: genAiLabels,
+    buckets: FIRST_CHUNK_BUCKETS,
+    registers,
+  });
+  const tokens = new Counter({
+    name: 'promptgate_tokens_total',
+    help: 'Tokens by gen_ai_token_type: input, output, cache_read (part of input), reasoning (part of output).',
+    labelNames: ['gen_ai_token_type', 'gen_ai_provider_name', 'gen_ai_request_model', 'upstream', 'template', 'template_version', 'experiment', 'variant', 'estimated'],
+    registers,
+  });
+  const requests = new Counter({
+    name: 'promptgate_requests_total',
+    help: 'Finished requests, including failed and client-cancelled ones.',
+    labelNames: ['route', 'status_class', 'error_type', 'upstream', 'gen_ai_request_model', 'gen_ai_provider_name', 'template', 'template_version', 'experiment', 'variant', 'stream', 'estimated'],
+    registers,
+  });
+  const cost = new Counter({
+    name: 'promptgate_cost_usd_total',
+    help: 'Cost in USD of requests with a known model price (list prices; unrounded).',
+    labelNames: ['upstream', 'gen_ai_provider_name', 'gen_ai_request_model', 'template', 'template_version', 'experiment', 'variant', 'estimated'],
+    registers,
+  });
+  const costUnknown = new Counter({
+    name: 'promptgate_cost_unknown_total',
+    help: 'Requests with token usage whose model has no price (cost not counted).',
+    labelNames: ['upstream', 'gen_ai_provider_name', 'gen_ai_request_model'],
+    registers,
+  });
+  const injectionFlags = new Counter({
+    name: 'promptgate_injection_flags_total',
+    help: 'Requests whose injection score reached the guard threshold (flagged or blocked).',
+    labelNames: ['route', 'template', 'template_version', 'experiment', 'variant'],
+    registers,
+  });
+  const attempts = new Counter({
+    name: 'promptgate_upstream_attempts_total',
+    help: 'Upstream attempts (first tries plus retries), by the upstream that answered last.',
+    labelNames: ['upstream', 'gen_ai_provider_name'],
+    registers,
+  });
+  const experimentLabels = ['experiment', 'variant', 'metric'] as const;
+  const observations = new Counter({
+    name: 'promptgate_experiment_observations_total',
+    help: 'Experiment observations n per experiment, variant and metric (hash-assigned requests only).',
+    labelNames: experimentLabels,
+    registers,
+  });
+  const observationsSum = new Counter({
+    name: 'promptgate_experiment_observations_sum_total',
+    help: 'Sum of observed values per experiment, variant and metric.',
+    labelNames: experimentLabels,
+    registers,
+  });
+  const observationsSumSquares = new Counter({
+    name: 'promptgate_experiment_observations_sum_squares_total',
+    help: 'Sum of squared observed values per experiment, variant and metric.',
+    labelNames: experimentLabels,
+    registers,
+  });
+  const excluded = new Counter({
+    name: 'promptgate_experiment_excluded_requests_total',
+    help: 'Experiment requests left out of the statistics, by assignment (default: no user id or outside the schedule; forced: variant named by the client).',
+    labelNames: ['experiment', 'variant', 'assignment'],
+    registers,
+  });
+
+  if (options.processMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of NONCONFORMING_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
+
+  function observeExperiment(o: ExperimentObservation): void {
+    if (!Number.isFinite(o.value) || o.value < 0) return;
+    const labels = { experiment: bounded.experiment.value(o.experiment), variant: bounded.variant.value(o.variant), metric: bounded.metric.value(o.metric) };
+    observations.inc(labels);
+    observationsSum.inc(labels, o.value);
+    observationsSumSquares.inc(labels, o.value * o.value);
+  }
+
+  function recordRequest(r: RequestRecord): void {
+    const model = models.value(r.requestModel);
+    const upstream = bounded.upstream.value(r.upstream);
+    const provider = bounded.provider.value(r.provider);
+    const template = bounded.template.value(r.template);
+    const templateVersion = bounded.templateVersion.value(r.templateVersion);
+    const experiment = bounded.experiment.value(r.experiment);
+    const variant = bounded.variant.value(r.variant);
+    const errorType = bounded.errorType.value(errorTypeOf(r));
+    const estimated = r.usage?.estimated ? 'true' : 'false';
+    const stream = r.stream ? 'true' : 'false';
+
+    requests.inc({
+      route: bounded.route.value(r.route),
+      status_class: statusClass(r.status),
+      error_type: errorType,
+      upstream,
+      gen_ai_request_model: model,
+      gen_ai_provider_name: provider,
+      template,
+      template_version: templateVersion,
+      experiment,
+      variant,
+      stream,
+      estimated,
+    });
+    if (r.attempts > 0) attempts.inc({ upstream, gen_ai_provider_name: provider }, r.attempts);
+
+    const operation = OPERATIONS[r.route];
+    if (operation !== undefined && r.attempts > 0) {
+      const genAi = {
+        gen_ai_operation_name: operation,
+        gen_ai_provider_name: provider,
+        gen_ai_request_model: model,
+        upstream,
+        template,
+        template_version: templateVersion,
+        experiment,
+        variant,
+      };
+      duration.observe({ ...genAi, error_type: errorType, stream }, r.latencyMs / 1000);
+      if (r.stream && r.ttfbMs !== undefined) firstChunk.observe(genAi, r.ttfbMs / 1000);
+      if (r.usage) {
+        tokenUsage.observe({ ...genAi, gen_ai_token_type: 'input' }, r.usage.inputTokens);
+        tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, r.usage.outputTokens);
+      }
+    }
+
+    if (r.usage) {
+      const base = { gen_ai_provider_name: provider, gen_ai_request_model: model, upstream, template, template_version: templateVersion, experiment, variant, estimated };
+      tokens.inc({ ...base, gen_ai_token_type: 'input' }, r.usage.inputTokens);
+      tokens.inc({ ...base, gen_ai_token_type: 'output' }, r.usage.outputTokens);
+      if (r.usage.cachedInputTokens > 0) tokens.inc({ ...base, gen_ai_token_type: 'cache_read' }, r.usage.cachedInputTokens);
+      if (r.usage.reasoningTokens > 0) tokens.inc({ ...base, gen_ai_token_type: 'reasoning' }, r.usage.reasoningTokens);
+      if (r.costUsd === null) costUnknown.inc({ upstream, gen_ai_provider_name: provider, gen_ai_request_model: model });
+    }
+    if (typeof r.costUsd === 'number' && Number.isFinite(r.costUsd) && r.costUsd >= 0) {
+      cost.inc({ upstream, gen_ai_provider_name: provider, gen_ai_request_model: model, template, template_version: templateVersion, experiment, variant, estimated }, r.costUsd);
+    }
+    if (r.injectionFlagged) {
+      injectionFlags.inc({ route: bounded.route.value(r.route), template, template_version: templateVersion, experiment, variant });
+    }
+
+    if (r.experiment && r.variant) {
+      if (r.experimentAssignment === 'hash') {
+        for (const [metric, value] of experimentValues(r)) observeExperiment({ experiment: r.experiment, variant: r.variant, metric, value });
+      } else {
+        excluded.inc({ experiment, variant, assignment: r.experimentAssignment ?? 'unknown' });
+      }
+    }
+  }
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    recordRequest,
+    observeExperiment,
+    allowModels: (names) => models.allow(names),
+    render: () => registry.metrics(),
+  };
+}
+
+/**
+ * The experiment metrics of one request: `success` always (1 when the request completed
+ * with a status below 400; a client cancel counts 0), `latency_ms` for completed requests,
+ * `cost_usd` when priced, token counts when usage is known.
+ */
+export function experimentValues(r: RequestRecord): Array<[metric: (typeof EXPERIMENT_METRICS)[number], value: number]> {
+  const ok = r.outcome === 'ok' && r.status > 0 && r.status < 400;
+  const values: Array<[(typeof EXPERIMENT_METRICS)[number], number]> = [['success', ok ? 1 : 0]];
+  if (ok) values.push(['latency_ms', r.latencyMs]);
+  if (typeof r.costUsd === 'number') values.push(['cost_usd', r.costUsd]);
+  if (r.usage) values.push(['input_tokens', r.usage.inputTokens], ['output_tokens', r.usage.outputTokens]);
+  return values;
+}
+
+/** `error_type` label: the record's, else `client_abort`, the status code for 4xx/5xx, `_OTHER` (OTel) for a failure without one. */
+function errorTypeOf(r: RequestRecord): string | undefined {
+  if (r.errorType) return r.errorType;
+  if (r.outcome === 'client_abort') return 'client_abort';
+  if (r.status >= 400) return String(r.status);
+  return r.outcome === 'error' ? '_OTHER' : undefined;
+}
+
+function statusClass(status: number): string {
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : '';
+}

@@ -1,0 +1,60 @@
+/**
+ * What the pipeline knows about one finished request: the single input to accounting
+ * (metrics, the request log line, experiment statistics). Built by `proxy/`, read by
+ * `telemetry/`; one per request, not shared.
+ */
+
+/** Token counts as OpenAI reports them (OTel GenAI semconv: input includes cached tokens). */
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  /** `prompt_tokens_details.cached_tokens` (a subset of inputTokens). */
+  cachedInputTokens: number;
+  /** `completion_tokens_details.reasoning_tokens` (a subset of outputTokens). */
+  reasoningTokens: number;
+  /** True when counted by the gateway's tokenizer because the upstream gave no usage. */
+  estimated: boolean;
+}
+
+export type RequestOutcome = 'ok' | 'error' | 'client_abort';
+
+export interface RequestRecord {
+  requestId: string;
+  /** Route pattern, e.g. `/v1/chat/completions`, `/v1/*` (bounded, used as a label). */
+  route: string;
+  method: string;
+  status: number;
+  outcome: RequestOutcome;
+  /** Low-cardinality error class (`timeout`, `upstream_5xx`, `client_abort`, an error code...). */
+  errorType?: string;
+  stream: boolean;
+  /** Upstream that answered (the last one tried). */
+  upstream?: string;
+  provider?: string;
+  requestModel?: string;
+  responseModel?: string;
+  responseId?: string;
+  finishReasons?: string[];
+  attempts: number;
+  usage?: Usage;
+  /** USD; null when the model has no known price, undefined when not applicable. */
+  costUsd?: number | null;
+  latencyMs: number;
+  /** Time to the first byte (non-stream) or first chunk (stream) from the upstream. */
+  ttfbMs?: number;
+  template?: string;
+  templateVersion?: string;
+  experiment?: string;
+  variant?: string;
+  /**
+   * How the variant was chosen: `hash` (the user id's bucket, inside the schedule) is the
+   * only kind counted in the experiment statistics; `default` (no user id, outside the
+   * schedule: the baseline) and `forced` (variant named by header/body) are counted apart.
+   */
+  experimentAssignment?: 'hash' | 'default' | 'forced';
+  /** Present when the guard scanned the request. */
+  injectionScore?: number;
+  injectionFlagged?: boolean;
+  /** Trace id of the request's server span, for log correlation (when tracing is on). */
+  traceId?: string;
+}

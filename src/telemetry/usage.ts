@@ -1,0 +1,128 @@
+/**
+ * Token usage: read from an OpenAI `usage` object, or estimated with the gateway's
+ * tokenizer when the upstream gives none (a stream without `stream_options.include_usage`,
+ * a non-OpenAI upstream).
+ *
+ * The BPE tables are big (o200k_base: ~2.4 MB of source, ~35 MB of heap, ~200 ms to load),
+ * so each encoding is loaded on first use and kept for the process; call `preloadTokenizer`
+ * at start-up to keep that load out of a request.
+ */
+import { createRequire } from 'node:module';
+import type { Usage } from './types.js';
+
+type Encoder = typeof import('gpt-tokenizer/encoding/o200k_base');
+export type EncodingName = 'o200k_base' | 'cl100k_base';
+
+const require = createRequire(import.meta.url);
+const encoders = new Map<EncodingName, Encoder>();
+/** User text may contain `<|endoftext|>` and the like: count it as text, never throw. */
+const AS_TEXT = { disallowedSpecial: new Set<string>() };
+
+/** OpenAI cookbook "How to count tokens": 3 tokens frame each message, 1 more for `name`. */
+const TOKENS_PER_MESSAGE = 3;
+const TOKENS_PER_NAME = 1;
+/** Every reply is primed with `<|start|>assistant<|message|>`. */
+const REPLY_PRIMING_TOKENS = 3;
+
+/**
+ * Reads OpenAI's usage object (chat completions `prompt_tokens`/`completion_tokens`, or the
+ * Responses API `input_tokens`/`output_tokens`) with the cached and reasoning details when
+ * present. Missing or null details count 0. Returns undefined when no token count is there.
+ *
+ * @example
+ * usageFromOpenAI({ prompt_tokens: 12, completion_tokens: 5, prompt_tokens_details: null })
+ * // { inputTokens: 12, outputTokens: 5, cachedInputTokens: 0, reasoningTokens: 0, estimated: false }
+ */
+export function usageFromOpenAI(u: unknown): Usage | undefined {
+  if (!isObject(u)) return undefined;
+  const input = count(u.prompt_tokens) ?? count(u.input_tokens);
+  const output = count(u.completion_tokens) ?? count(u.output_tokens);
+  if (input === undefined && output === undefined) return undefined;
+  const inputDetails = u.prompt_tokens_details ?? u.input_tokens_details;
+  const outputDetails = u.completion_tokens_details ?? u.output_tokens_details;
+  const inputTokens = input ?? 0;
+  const outputTokens = output ?? 0;
+  return {
+    inputTokens,
+    outputTokens,
+    cachedInputTokens: Math.min(isObject(inputDetails) ? (count(inputDetails.cached_tokens) ?? 0) : 0, inputTokens),
+    reasoningTokens: Math.min(isObject(outputDetails) ? (count(outputDetails.reasoning_tokens) ?? 0) : 0, outputTokens),
+    estimated: false,
+  };
+}
+
+/**
+ * Counts tokens the way OpenAI bills a chat completion, approximately: per message 3 tokens
+ * plus its role, content and name (`name` costs 1 more), plus 3 for the reply priming; the
+ * completion text as is. Text parts and tool calls (name and arguments) are counted; images,
+ * audio and the request's `tools` definitions are not, so input is a lower bound.
+ *
+ * @param requestMessages the `messages` array as sent upstream (anything else counts 0)
+ * @param model picks the encoding: o200k_base for gpt-4o, gpt-4.1, gpt-4.5, gpt-5 and the
+ *   o-series (and unknown models), cl100k_base for gpt-4, gpt-3.5 and the embeddings
+ */
+export function estimateUsage(requestMessages: unknown, completionText: string, model: string | undefined): Usage {
+  const encoder = loadEncoder(encodingFor(model));
+  const tokens = (text: string) => (text ? encoder.countTokens(text, AS_TEXT) : 0);
+  let input = 0;
+  if (Array.isArray(requestMessages)) {
+    for (const message of requestMessages) {
+      if (!isObject(message)) continue;
+      input += TOKENS_PER_MESSAGE + tokens(stringOf(message.role)) + contentTokens(message.content, tokens);
+      if (typeof message.name === 'string') input += TOKENS_PER_NAME + tokens(message.name);
+      if (Array.isArray(message.tool_calls)) {
+        for (const call of message.tool_calls) {
+          const fn = isObject(call) && isObject(call.function) ? call.function : undefined;
+          if (fn) input += tokens(stringOf(fn.name)) + tokens(stringOf(fn.arguments));
+        }
+      }
+    }
+    input += REPLY_PRIMING_TOKENS;
+  }
+  return { inputTokens: input, outputTokens: tokens(completionText), cachedInputTokens: 0, reasoningTokens: 0, estimated: true };
+}
+
+/** The tiktoken encoding of a model family (OpenAI's `tiktoken/model.py` mapping). */
+export function encodingFor(model: string | undefined): EncodingName {
+  const name = (model ?? '').toLowerCase().replace(/^.*\//, '');
+  if (/^(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)/.test(name)) return 'o200k_base';
+  if (/^(?:gpt-4|gpt-3\.5|gpt-35|text-embedding-)/.test(name)) return 'cl100k_base';
+  return 'o200k_base';
+}
+
+/** Loads the encoding `estimateUsage` will need for this model now rather than in a request. */
+export function preloadTokenizer(model?: string): void {
+  loadEncoder(encodingFor(model));
+}
+
+function loadEncoder(name: EncodingName): Encoder {
+  let encoder = encoders.get(name);
+  if (!encoder) {
+    // Synchronous on purpose: the accounting step that needs it is synchronous.
+    encoder = require(`gpt-tokenizer/encoding/${name}`) as Encoder;
+    encoders.set(name, encoder);
+  }
+  return encoder;
+}
+
+function contentTokens(content: unknown, tokens: (text: string) => number): number {
+  if (typeof content === 'string') return tokens(content);
+  if (!Array.isArray(content)) return 0;
+  let n = 0;
+  for (const part of content) {
+    if (isObject(part) && typeof part.text === 'string') n += tokens(part.text);
+  }
+  return n;
+}
+
+function count(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
+}
+
+function stringOf(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
