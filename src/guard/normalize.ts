@@ -136,6 +136,8 @@ export class TextNormalizer {
   private readonly fold = getFoldTable();
   private readonly mixed = getMixedTable();
   private readonly decoder = new TextDecoder('utf-16le');
+  /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script words. */
+  obfuscations = 0;
 
   constructor(opts: NormalizerOptions = {}) {
     this.maxChars = Math.max(256, opts.maxChars ?? 8192);
@@ -150,6 +152,7 @@ export class TextNormalizer {
       const head = Math.floor(this.maxChars * 0.75);
       input = `${input.slice(0, head)}\n${input.slice(input.length - (this.maxChars - head))}`;
     }
+    this.obfuscations = 0;
     let n = this.foldInto(input, 0);
     let payloads = 0;
     BASE64_RUN.lastIndex = 0;
@@ -157,6 +160,7 @@ export class TextNormalizer {
       const decoded = decodeBase64Text(m[0]);
       if (decoded === undefined) continue;
       payloads++;
+      this.obfuscations++;
       this.buf[n++] = NEWLINE;
       n = this.foldInto(decoded, n);
     }
@@ -190,6 +194,7 @@ export class TextNormalizer {
         const lo = text.charCodeAt(i + 1);
         if (lo >= 0xdc00 && lo <= 0xdc7f) {
           i++;
+          this.obfuscations++;
           c = lo - 0xdc00;
           if (c < 0x20 || c > 0x7e) continue;
         }
@@ -243,6 +248,7 @@ export class TextNormalizer {
       if (lookalikes > 0 && ascii > 0) {
         for (let k = i; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
         ascii += lookalikes;
+        this.obfuscations++;
       }
       if (leet > 0 && ascii >= 2) {
         for (let k = i; k < end; k++) {

@@ -112,11 +112,12 @@ export function requestLogLine(r: RequestRecord): LogFields {
 }
 
 const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
+  // RFC 6750 bearer tokens (a token has a digit or symbol, or is long: "the bearer of" is prose)
+  [/\bBearer\s+(?:(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{6,}|[A-Za-z]{20,})/gi, 'Bearer ***'],
+  // RFC 7617 basic credentials
+  [/\bBasic\s+[A-Za-z0-9+/=]{8,}/gi, 'Basic ***'],
   // OpenAI-style keys: sk-..., sk-proj-..., sk-ant-... (Anthropic), sk-or-... (OpenRouter)
   [/\bsk-[A-Za-z0-9_-]{8,}/g, 'sk-***'],
-  // RFC 6750 bearer tokens and RFC 7617 basic credentials
-  [/\bBearer\s+[A-Za-z0-9._~+/=-]+/gi, 'Bearer ***'],
-  [/\bBasic\s+[A-Za-z0-9+/=]{8,}/gi, 'Basic ***'],
   // Google API keys
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
   // key=value / "key": "value" for key-like names

@@ -43,8 +43,8 @@ export const DEFAULT_PRICES: PriceTable = Object.freeze({
   'text-embedding-3-large': { input: 0.13, output: 0 },
 });
 
-/** Dated snapshot suffixes: `-2024-07-18` and the older `-0125`. */
-const SNAPSHOT_SUFFIX = /-(?:\d{4}-\d{2}-\d{2}|\d{4})$/;
+/** Dated snapshot suffixes: `-2024-07-18` and the older `-MMDD` (`-0125`, `-1106`). */
+const SNAPSHOT_SUFFIX = /-(?:\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$/;
 const DEFAULT_CACHE_SIZE = 1_000;
 
 export interface PriceBook {

@@ -177,6 +177,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
       return;
     }
     if (resetMid && i === 3) {
+      await sleep(30); // let the written chunks leave before the reset
       req.socket.destroy();
       return;
     }

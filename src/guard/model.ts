@@ -1,0 +1,61 @@
+/**
+ * The trained part of the scanner: a logistic regression over hashed n-grams plus one
+ * weight per phrase family. The weights file (injection-model.json) is produced by
+ * `npm run train:guard` (scripts/train-guard.ts) and loaded once per scanner into typed
+ * arrays.
+ *
+ * logit = bias + sum(family weight for each family that fired)
+ *              + sum(bucket weight for each n-gram occurrence) / sqrt(occurrences)
+ */
+import { FAMILY_NAMES, type FeatureSpec } from './features.js';
+
+/** The JSON weights file. */
+export interface InjectionModelFile {
+  format: 'promptgate-injection-lr/1';
+  /** Where the training data came from, with its licence. */
+  data: string;
+  spec: FeatureSpec;
+  training: Record<string, number | string>;
+  bias: number;
+  /** Trained logit weight per family (FAMILY_NAMES). */
+  families: Record<string, number>;
+  /** Bucket weights as little-endian int16, base64; weight = value * scale. */
+  scale: number;
+  weights: string;
+}
+
+/** Loaded, typed form of the weights; immutable after load. */
+export interface InjectionModel {
+  readonly spec: FeatureSpec;
+  readonly bias: number;
+  /** In FAMILY_NAMES order; 0 for a family the file does not know. */
+  readonly familyWeights: Float64Array;
+  readonly weights: Float32Array;
+}
+
+/** Decodes a weights file. Throws when the file does not match the feature layout. */
+export function loadModel(file: InjectionModelFile): InjectionModel {
+  if (file.format !== 'promptgate-injection-lr/1') throw new Error(`unknown injection model format ${String(file.format)}`);
+  const bytes = Buffer.from(file.weights, 'base64');
+  const size = 1 << file.spec.bits;
+  if (bytes.length !== size * 2) throw new Error(`injection model has ${bytes.length / 2} weights, expected ${size}`);
+  const weights = new Float32Array(size);
+  for (let i = 0; i < size; i++) weights[i] = bytes.readInt16LE(i * 2) * file.scale;
+  const familyWeights = new Float64Array(FAMILY_NAMES.length);
+  FAMILY_NAMES.forEach((name, i) => {
+    familyWeights[i] = file.families[name] ?? 0;
+  });
+  return { spec: file.spec, bias: file.bias, familyWeights, weights };
+}
+
+/** Packs trained float weights as int16 with one scale (deterministic rounding). */
+export function quantizeWeights(w: ArrayLike<number>): { scale: number; weights: string } {
+  let max = 0;
+  for (let i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i]));
+  const scale = max === 0 ? 1 : max / 32767;
+  const bytes = Buffer.alloc(w.length * 2);
+  for (let i = 0; i < w.length; i++) bytes.writeInt16LE(Math.round(w[i] / scale), i * 2);
+  return { scale, weights: bytes.toString('base64') };
+}
+
+export const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));

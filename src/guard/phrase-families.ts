@@ -1,0 +1,343 @@
+/**
+ * Curated phrase families of prompt injection, written against the *normalised* text
+ * (see normalize.ts: lower case, accents folded, ß -> ss, quotes/dashes unified, one
+ * space between words, leetspeak and homoglyphs decoded).
+ *
+ * Each family has a `prior`: its weight in logit space before training. The trainer
+ * (train.ts) fits the final weight of each family on the labelled data, pulled towards
+ * this prior, so a family the data never shows (fake chat tokens, say) keeps its prior.
+ *
+ * Patterns are kept narrow on purpose: the ordinary support message "how do I ignore a
+ * charge on my invoice", "forget my saved card" or "act as my account admin?" must not
+ * match. Benign lookalikes are in test/fixtures/benign-support.txt.
+ *
+ * Languages: English and German throughout; Spanish, French, Italian, Portuguese, Dutch,
+ * Polish, Croatian/Serbian and Russian for the instruction-override family.
+ */
+
+export interface PhraseFamily {
+  /** Signal name reported by the scanner. */
+  readonly name: string;
+  /** Logit weight before training. */
+  readonly prior: number;
+  /** Regular-expression sources, joined with `|` into one expression per family. */
+  readonly patterns: readonly string[];
+}
+
+const alt = (...xs: string[]): string => `(?:${xs.join('|')})`;
+/** Up to `n` whole words (lazy), each followed by a space. */
+const upTo = (n: number): string => `(?:\\S+ ){0,${n}}?`;
+
+// ---------------------------------------------------------------- override / ignore
+const enOverrideVerb = alt(
+  'ignore', 'ignoring', 'disregard', 'disregarding', 'forget', 'bypass', 'override', 'overlook',
+  'neglect', 'dismiss', 'abandon', 'discard', 'drop', 'set aside', 'put aside', 'leave behind',
+  'pay no attention to', 'throw away',
+  "(?:do not|don't|dont|never|stop|no longer|cease to) (?:follow|following|obey|obeying|adhere to|comply with|listen to)",
+);
+const enModifier = alt(
+  'all', 'any', 'every', 'each', 'the', 'your', 'of', 'these', 'those', 'about', 'previous', 'prior',
+  'preceding', 'above', 'earlier', 'former', 'foregoing', 'initial', 'original', 'old', 'existing',
+  'current', 'system', 'given', 'provided', 'default', 'aforementioned', 'above-mentioned', 'said',
+  'other', 'such', 'its', 'developer', 'safety', 'content', 'ethical', 'moral', 'programmed',
+  'built-in', 'hidden', 'preset', 'pre-set',
+);
+/** Modifiers that point back at earlier instructions ("previous", "your", "all"). */
+const enEarlier = alt(
+  'all', 'your', 'previous', 'prior', 'preceding', 'above', 'earlier', 'former', 'foregoing',
+  'initial', 'original', 'existing', 'system', 'default', 'aforementioned', 'above-mentioned',
+);
+const enInstructionNoun = alt(
+  'instructions?', 'instructs', 'directives?', 'guidelines', 'guidance', 'prompts?', 'prompt ?texts?',
+  'system (?:prompt|message)s?', 'assignments', 'programming', 'guardrails', 'conditioning', 'thoughts',
+);
+/** Nouns with an everyday meaning too ("orders", "rules"): need an `enEarlier` modifier. */
+const enAmbiguousNoun = alt(
+  'rules', 'orders', 'commands', 'tasks', 'directions', 'constraints', 'restrictions', 'limitations',
+  'information', 'context', 'training', 'filters',
+);
+const deOverrideVerb = alt(
+  'vergiss', 'vergesst', 'vergessen sie', 'ignoriere', 'ignorier', 'ignorieren sie', 'ignoriert',
+  'missachte', 'missachten sie', 'uberspringe', 'verwirf', 'verwerfen sie', 'streiche', 'streichen sie',
+  'losche', 'loschen sie', '(?:befolge|befolgen sie|beachte|beachten sie) (?:nicht|keine)',
+);
+const deModifier = alt(
+  'alle', 'alles', 'die', 'deine', 'ihre', 'bisherigen', 'vorherigen', 'vorangehenden',
+  'vorangegangenen', 'obigen', 'oberen', 'fruheren', 'vorigen', 'ursprunglichen', 'gegebenen',
+  'genannten', 'ganzen', 'gesamten', 'sonstigen', 'anderen', 'bis', 'jetzt', 'zuvor', 'erhaltenen',
+);
+const deInstructionNoun = alt(
+  'anweisungen', 'anweisung', 'instruktionen', 'befehle', 'regeln', 'vorgaben', 'richtlinien',
+  'auftrage', 'aufgaben', 'angaben', 'informationen', 'anordnungen', 'prompts?', 'ausfuhrungen',
+);
+const deEarlier = alt('obigen', 'vorherigen', 'bisherigen', 'vorangegangenen', 'vorangehenden', 'fruheren', 'vorigen', 'oberen');
+/** Pronoun subjects that make "forget everything" a statement, not a command. */
+const notStatement = "(?<!\\b(?:i|we|they|he|she|often|always|usually|sometimes|to|might|may|could|would|will|did|do|i'll|i'd) )";
+
+const overrideInstructions: PhraseFamily = {
+  name: 'override_instructions',
+  prior: 4,
+  patterns: [
+    `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b`,
+    `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enAmbiguousNoun}\\b`,
+    `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|all|it all)(?= ?(?:$|[.,;:!?\\n-]|(?:that|you|i|we|above|before|previous|prior|said|else|so far|until|up to|of the above|and (?:just |now |instead |then )?(?:say|tell|write|print|output|answer|respond|repeat|focus|start|do))\\b))`,
+    `\\b(?:despite|regardless of) (?:what|everything|anything) (?:you've|you have|you were|you've been|you have been|has been) (?:been )?(?:told|instructed|programmed)\\b`,
+    `\\b(?:previous|prior|above|earlier|preceding|all) (?:instructions|information|rules|directions)(?: \\S+){0,6}? (?:are|is|were) (?:now )?(?:irrelevant|void|invalid|null|cancelled|obsolete|no longer (?:valid|relevant|apply|applicable))\\b`,
+    `\\bremove (?:all )?(?:the )?(?:previous|prior) (?:tasks|instructions) (?:out of|from) your (?:head|mind|memory)\\b`,
+    `\\b${deOverrideVerb} (?:${deModifier} ){0,4}${deInstructionNoun}\\b`,
+    `\\b(?:vergiss|vergesst|vergessen sie) (?:einfach )?(?:alles|alle)\\b`,
+    `\\b(?:die|alle|den|das) ${deEarlier} ${upTo(2)}(?:ignorieren|vergessen|missachten|uberspringen|loschen|streichen)\\b`,
+    `\\baus dem (?:kopf|gedachtnis) (?:zu )?(?:streichen|loschen)\\b`,
+    `\\b(?:lass|lasst|lassen sie) (?:alle )?(?:die )?${deEarlier} ${upTo(1)}hinter (?:dir|sich|euch)\\b`,
+    `\\babweichend (?:zu|von) (?:den |allen )?${deEarlier} (?:instruktionen|anweisungen|vorgaben|befehlen|regeln)\\b`,
+    `\\b${deEarlier} (?:informationen|anweisungen|instruktionen|vorgaben)(?: \\S+){0,6}? (?:sind|ist|waren) (?:\\S+ ){0,2}?(?:irrelevant|ungultig|hinfallig|nichtig|egal|unwichtig|nicht (?:mehr )?(?:gultig|relevant|wichtig)|nicht (?:ganz )?grossartig)\\b`,
+    // Spanish, French, Italian, Portuguese, Dutch, Polish, Croatian/Serbian
+    `\\b(?:olvida|olvide|olvidad|olvidate|olvidese|olvidar|ignora|ignore|ignorad|ignoren|ignorar|descarta|omite|omita) (?:de )?(?:todo|todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?|lo anterior|lo que (?:te )?(?:dije|he dicho))\\b`,
+    `\\b(?:oubliez|oublie|oublier|ignorez|ignore|ignorer|ne tenez pas compte)(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus)|tout)\\b`,
+    `\\b(?:dimentica|dimenticate|ignora|ignorate) (?:tutte le (?:istruzioni|regole)|tutto|le istruzioni precedenti)\\b`,
+    `\\b(?:esqueca|esquece|esquecer|ignore|ignora) (?:todas as (?:instrucoes|regras)|tudo|as instrucoes anteriores)\\b`,
+    `\\b(?:vergeet|negeer) (?:alle (?:vorige |eerdere )?(?:instructies|regels)|alles)\\b`,
+    `\\b(?:zapomnij|zignoruj|ignoruj) (?:wszystkie (?:poprzednie )?(?:instrukcje|polecenia)|wszystko)\\b`,
+    `\\bzaboravi (?:sve|sto)\\b`,
+    // Russian (Cyrillic is kept as is by the normaliser)
+    '(?:забудь|забудьте|игнорируй|игнорируйте|проигнорируй|проигнорируйте) (?:все|всё|предыдущие|прошлые)',
+  ],
+};
+
+/** "ignore the above": also what a customer says about their own last message, so weaker. */
+const ignoreAbove: PhraseFamily = {
+  name: 'ignore_above',
+  prior: 2,
+  patterns: [
+    `\\b(?:ignore|disregard|forget)(?: the| all| everything)? (?:above|previous|preceding|prior|foregoing|before)\\b(?! (?:message|email|mail|order|payment|comment|question|post|reply|answer|address|card|request|ticket|one)s?\\b)`,
+  ],
+};
+
+// ---------------------------------------------------------------- role switching
+const roleSwitch: PhraseFamily = {
+  name: 'role_switch',
+  prior: 2,
+  patterns: [
+    `\\b(?:i want|i need|i'd like|i would like|i am asking|i'm asking) you to (?:act|behave|pretend|roleplay|role-play|play the role|play as|take on the role|simulate|emulate|impersonate|respond as|answer as)\\b`,
+    `\\b(?:from now on|henceforth|for the rest of (?:this|the) conversation),? you (?:are|act|pretend|respond|answer|reply|must answer|will (?:act|respond|answer|reply|pretend|only|always|be an?))\\b`,
+    `\\byou are (?:now|no longer) (?:an?|the|my|called|named|known as|going to|playing|in|acting)\\b`,
+    `\\b(?:now|okay|ok),? you are\\b`,
+    `\\byou're now (?:an?|the|my)\\b`,
+    `\\b(?:pretend|imagine|suppose|assume) (?:that )?(?:you are|you're|to be|you can|you have|you were)\\b`,
+    `\\b(?:role-?play(?:ing)?|play the role|take on the role|in the role) (?:as|of)\\b`,
+    `\\b(?:stay|stays|remain|remains|always stay) (?:fully |completely |always )?in (?:character|(?:their|your|his|her|the) roles?)\\b`,
+    `\\b(?:do not|don't|never|without) (?:break|breaking|falling out of|fall out of) (?:character|the figure|their roles?|your role)\\b`,
+    `\\bcompletely absorbed in your role\\b`,
+    `\\bact as (?:an? |the )(?!(?:\\S+ )?(?:admin|administrator|owner|guarantor|co-?signer|reference|representative|agent|proxy|contact|sponsor|backup|manager|user|member|payer|witness|guardian|intermediary|account)\\b)`,
+    `(?:^|[.!?:] )act as (?:an? )?(?!my |our |your )`,
+    `\\byou are (?:an?|the) (?:\\S+ ){0,3}?(?:ai|bot|chatbot|language model|gpt|character|persona|pirate|hacker|terminal|interpreter|guidebook|racoons?|monster)\\b`,
+    `\\byou are (?:three|two|several) `,
+    `\\b(?:simulate|emulate|impersonate) (?:an?|the) `,
+    // German
+    `\\bich mochte,? dass (?:sie|du) (?:als|die rolle|sich wie|dich wie|so tun)\\b`,
+    `\\b(?:fungieren|agieren|handeln) sie als\\b`,
+    `\\b(?:fungiere|agiere|verhalte dich|tritt auf) (?:als|wie)\\b`,
+    `\\b(?:jetzt|nun|ab sofort|ab jetzt|von nun an) bist du\\b`,
+    `\\bdu bist (?:jetzt |nun |ab sofort |ab jetzt )?(?:keine?|eine?|der|die|das) `,
+    `\\bstell(?:e|en)? (?:dir|sich) vor,? (?:du bist|dass du|sie sind|dass sie|du warst|du seist)\\b`,
+    `\\b(?:tu|tue|tun sie) so,? als (?:ob|ware|warst|waren)\\b`,
+    `\\bspiel(?:e|en sie|st)? (?:die|eine) rolle\\b`,
+    `\\b(?:bleib|bleibe|bleiben|bleibst) (?:\\S+ ){0,2}?in (?:ihren|seinen|deinen|ihrer|seiner|deiner|der) (?:rollen?|figur)\\b`,
+    `\\baus (?:der|ihrer|seiner|deiner) (?:rolle|figur) (?:zu )?fallen\\b`,
+    `\\bin deiner rolle auf\\b`,
+    // Spanish, French, Italian
+    `\\b(?:actua como|finge (?:ser|que)|haz de cuenta|a partir de ahora (?:eres|responde|actua))\\b`,
+    `\\b(?:(?:tu es|vous etes) (?:maintenant|desormais)|agis comme|agissez comme|fais semblant|faites semblant|joue le role|jouez le role)\\b`,
+    `\\b(?:fingi di essere|fai finta di|ora sei|adesso sei|agisci come|comportati come)\\b`,
+  ],
+};
+
+// ---------------------------------------------------------------- jailbreak personas
+const jailbreakPersona: PhraseFamily = {
+  name: 'jailbreak_persona',
+  prior: 4,
+  patterns: [
+    `\\bdo anything now\\b`,
+    `\\b(?:dan|developer|god|jailbreak|unrestricted|evil|chaos|opposite|dude) mode (?:enabled|on|activated|output)\\b`,
+    `\\b(?:chatgpt|gpt|ai|assistant|model|you) (?:with|in) (?:dan|developer|god|evil|jailbreak|unrestricted) mode\\b`,
+    `\\b(?:enable|activate|enter|switch to|turn on) (?:dan|god|jailbreak|unrestricted|evil|chaos) mode\\b`,
+    `\\b(?:as|called|named|you are|be|now) dan\\b`,
+    `\\bjailbr(?:eak|oken|eaking)\\b(?! (?:my|the|your|a|an|this|our) (?:phone|iphone|ipad|device|console|switch|kindle|tablet|firestick|router|ps\\d))`,
+    `\\b(?:no|without|not bound by|free (?:of|from)|beyond|ignore|ignoring) (?:any )?(?:ethical|moral|programming|content|safety|openai|usage|censorship) (?:guidelines|restrictions|limitations|filters|policies|rules|principles|boundaries|constraints)\\b`,
+    `\\b(?:completely |totally )?(?:immoral|amoral|unethical|unfiltered|uncensored|unrestricted|unhinged) (?:ai|assistant|bot|chatbot|model|version|mode|and)\\b`,
+    `\\b(?:evil|malicious|rogue|unfiltered|rutheless|ruthless) (?:ai|assistant|bot|chatbot|confidant|twin|version|radical)\\b`,
+    `\\b(?:bose|boshafte|bosartige) (?:ki|ai)\\b`,
+    `\\bohne (?:jegliche |alle )?(?:ethische|moralische) (?:einschrankungen|regeln|filter|richtlinien|grenzen|bedenken)\\b`,
+  ],
+};
+
+// ---------------------------------------------------------------- system prompt extraction
+const enShowVerb = alt(
+  'show', 'reveal', 'print', 'display', 'output', 'repeat', 'tell', 'give', 'write', 'spell', 'list',
+  'leak', 'dump', 'share', 'copy', 'return', 'recite', 'disclose', 'expose', 'paste', 'what is',
+  "what's", 'what are', 'what were', 'what was',
+);
+const promptExtraction: PhraseFamily = {
+  name: 'prompt_extraction',
+  prior: 3.5,
+  patterns: [
+    `\\b${enShowVerb} (?:me |us )?(?:out )?${upTo(5)}(?:system prompts?|system messages?|prompt[ _-]?texts?|pre-?prompts?|(?:initial|original|hidden|secret|internal|developer|full|entire|complete) (?:prompt|instructions|system message|rules|guidelines|configuration))\\b`,
+    `\\b${enShowVerb} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`,
+    `\\bwhat (?:was|is|has been|were) (?:written|said|stated|typed) (?:at the (?:beginning|start|top)|above|before|earlier|previously|in the (?:prompt|system))`,
+    `\\b(?:\\d+|two|three|first|last|previous) (?:sentences?|words?|lines?|paragraphs?) (?:before|above|preceding) (?:the text|this|that|the prompt)\\b`,
+    `\\b(?:repeat|print|output|show|copy|reproduce) (?:back )?(?:everything|all|the (?:text|words|content|lines|instructions)) ?(?:above|before this|from the (?:beginning|start|top))\\b`,
+    `\\bcopy of (?:the|your) (?:full |entire |complete |whole )?prompt\\b`,
+    `\\b(?:use|include) (?:also )?(?:the )?information (?:in|from) (?:the|your) prompt\\b`,
+    `\\bwhat (?:are|were) your (?:instructions|prompts?|initial instructions|rules and instructions)\\b(?! (?:for|on|about|regarding) )`,
+    // German
+    `\\b(?:zeig|zeige|zeigen sie|gib|geben sie|nenne|nennen sie|verrate|verraten sie|wiederhole|wiederholen sie|schreib|schreibe|drucke|liste|vorzeigen|das vorzeigen)(?: mir| uns)?(?: (?:alle|all|samtliche|samtlicher|den|die|das|deinen|deine|dein|ihre|ihren|ihr|gesamten|gesamte|vollstandigen|vollstandige|ursprunglichen|ganzen|des))* (?:prompt[ -]?texte?s?|prompts?|system-?prompts?|system-?nachricht|anfangsanweisungen)\\b`,
+    `\\b(?:deine|ihre|samtliche|ursprunglichen|versteckten|geheimen) (?:anweisungen|instruktionen|system-?prompts?)\\b(?! (?:fur|zu|zum|zur|uber) )`,
+    `\\bwas (?:stand|steht|wurde) (?:\\S+ )?(?:am anfang|zu beginn|oben|weiter oben)\\b`,
+    // Spanish, French, Italian
+    `\\b(?:muestrame|muestra|revela|dime|repite) (?:tus|las|todas las) (?:instrucciones|indicaciones)\\b`,
+    `\\b(?:montre|affiche|revele|repete|donne)(?:-moi| moi)? (?:tes|vos|les) (?:instructions|consignes)\\b`,
+    `\\b(?:mostrami|rivela|ripeti) (?:le tue |le )?istruzioni\\b`,
+  ],
+};
+
+// ---------------------------------------------------------------- fake turns, delimiters
+const fakeTurn: PhraseFamily = {
+  name: 'fake_turn',
+  prior: 3.5,
+  patterns: [
+    `<\\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text)\\|>`,
+    `\\[/?(?:inst|sys|system)\\]`,
+    `<</?sys>>`,
+    `</?(?:system|sys|instructions?|admin|developer|system_prompt)>`,
+    `(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?(?:system|assistant|developer|admin|new instructions?)(?:\\]|\\*\\*)? ?:`,
+    `\\b(?:human|user|ai|bot|assistant) ?: ?(?:human|user|ai|bot|assistant) ?:`,
+    `(?:-{3,}|={3,}|#{3,}|\\*{3,}) ?(?:new|begin|start|updated|system|end)\\b`,
+    `\\b(?:end|ende) (?:of|des) (?:the )?(?:system )?(?:prompts?|instructions|anweisungen)\\b`,
+    `(?:\\\\ ?n ?){3,}`,
+  ],
+};
+
+// ---------------------------------------------------------------- task switch
+const taskSwitch: PhraseFamily = {
+  name: 'task_switch',
+  prior: 2,
+  patterns: [
+    `\\b(?:now|next|then)\\b,? (?:the )?(?:new|further|more|other|following|additional) (?:tasks?|instructions?|assignments?|challenges?) (?:follow|are following|are followed|come|await)\\b`,
+    `\\b(?:focus|concentrate) (?:now )?on (?:your|the|this) new (?:task|assignment|instructions?)\\b`,
+    `\\bnew (?:task|assignment|instructions?) ?:`,
+    `\\byour new (?:task|assignment|instructions?|mission) (?:is|are|will be)\\b`,
+    `\\b(?:start|begin|starting|beginning) (?:over |again |anew |from (?:the )?(?:front|beginning|scratch|zero) )?with a new task\\b`,
+    `\\b(?:that|this) (?:is|was) (?:enough|done)\\b[.!,]? (?:\\S+ ){0,2}?now\\b`,
+    `\\b(?:new|another|different|further|great new) (?:task|challenge|assignment) for you\\b`,
+    `\\b(?:need|want) your help with (?:another|a new|a further|the following) task\\b`,
+    `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)`,
+    `(?:^|\\n|\\. |\\? )instructions? ?:`,
+    `\\b(?:your|the) (?:new )?instructions are now\\b`,
+    `\\bchange your (?:instructions|rules|programming)\\b`,
+    `\\bfrom now on,? your (?:task|job|instructions?|goal|only goal)\\b`,
+    // German
+    `\\b(?:nun|jetzt|ab jetzt) folgen (?:neue|weitere|andere) (?:aufgaben|anweisungen|auftrage|instruktionen)\\b`,
+    `\\b(?:konzentriere dich|konzentrieren sie sich|fokussiere dich) (?:jetzt |nun )?auf (?:deine|ihre|die) neue aufgabe\\b`,
+    `\\b(?:deine|ihre) neue (?:aufgabe|anweisung)\\b`,
+    `\\bneue (?:aufgabe|anweisungen|instruktionen) ?(?::|folgen)`,
+    `\\b(?:das|dies) (?:genugt|reicht|ist erledigt|war schon mal ok|war ok)\\b[.!,]? (?:\\S+ ){0,4}?(?:nun|jetzt)\\b`,
+    `\\b(?:starten|beginnen|fangen) (?:\\S+ ){0,3}?(?:von )?(?:neu|vorne) (?:an|mit einer neuen aufgabe)\\b`,
+    `\\b(?:weitere|neue|tolle neue) (?:herausforderung|aufgabe) fur dich\\b`,
+    `\\bhilfe bei (?:einer )?(?:weiteren|neuen|anderen) aufgabe\\b`,
+    // Spanish, French
+    `\\b(?:nueva tarea|nuevas instrucciones|nouvelle tache|nouvelles instructions) ?:`,
+  ],
+};
+
+// ---------------------------------------------------------------- output coercion
+const outputCoercion: PhraseFamily = {
+  name: 'output_coercion',
+  prior: 1.5,
+  patterns: [
+    `\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?"[^"\\n]{1,80}"`,
+    `\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '[^'\\n]{1,80}'`,
+    `\\brepeat after me\\b`,
+    `\\b(?:say|state|declare|admit|claim|tell me|include|write) that (?:you )?(?:hate|love|despise|are the best)\\b`,
+    `\\binclude (?:in your answer )?that you\\b`,
+    `(?:^|[.!?] )state that\\b`,
+    `\\binstead\\b,? (?:output|print|say|write|respond|reply|answer)\\b`,
+    `\\b(?:do not|don't|dont) (?:answer|respond to) (?:this|the) question\\b`,
+    `\\b(?:i command you|you must obey|you have to obey|obey me)\\b`,
+    `\\b(?:just|only|simply) (?:say|output|print) `,
+    `\\bsay the following\\b`,
+    `\\b(?:answer|respond|reply|write|talk|speak) (?:\\S+ ){0,3}?in the style of (?:an?|the) `,
+    // German, Spanish, French
+    `\\b(?:schreibe|schreib|sag|sage|antworte|gib) (?:mir )?(?:nur|einfach|lediglich|ausschliesslich) `,
+    `\\b(?:antworte|antworten sie|rede|sprich|sprechen sie) (?:\\S+ ){0,2}?im stil(?:e)? (?:eines|einer|eine)\\b`,
+    `\\bsag(?:e|en sie)? (?:mir )?(?:das )?folgende\\b`,
+    `\\b(?:solo )?(?:tienes que|debes) decir\\b`,
+    `\\bdi lo siguiente\\b`,
+    `\\b(?:dites|dis) ce qui suit\\b`,
+  ],
+};
+
+// ---------------------------------------------------------------- context override (RAG)
+const contextOverride: PhraseFamily = {
+  name: 'context_override',
+  prior: 2.5,
+  patterns: [
+    `\\bnot (?:by|from|according to|based on|using|with) (?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources)\\b`,
+    `\\b(?:do not|don't|dont|don'nt|never) (?:\\S+ ){0,4}?(?:according to|based on|using|from|by|look in|look at) (?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources)\\b`,
+    `\\b(?:disregard(?:ing)?|ignor(?:e|ing)|regardless of|without (?:looking at|using|considering)) (?:all |any )?(?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources|artikels?)(?: provided| given)?\\b(?! (?:i|we) (?:sent|attached|uploaded))`,
+    `\\b(?:answer|respond|reply) (?:\\S+ ){0,2}?(?:by|from|with) your own knowledge\\b`,
+    `\\b(?:ignoriere|ignorieren sie|missachte|ohne) (?:\\S+ ){0,2}?(?:dokumente|artikel|kontext|quellen)\\b`,
+    `\\bnicht (?:aus|nach|anhand) den (?:artikeln|dokumenten|quellen)\\b`,
+  ],
+};
+
+// ---------------------------------------------------------------- fake context
+const fakeContext: PhraseFamily = {
+  name: 'fake_context',
+  prior: 1.5,
+  patterns: [
+    `(?:^|\\s)\\$(?:documents?|context|term\\d*|input|prompt|system)\\b`,
+    `\\bdocument context\\b`,
+    `\\b(?:context|kontext|contexte|contexto) ?: ?[{\\["']`,
+    `\\b(?:context|kontext|artikel|article|document) (?:\\S+ ){1,12}?(?:question|frage|pregunta|domanda) ?:? `,
+  ],
+};
+
+// ---------------------------------------------------------------- pressure and fiction framing
+const pressure: PhraseFamily = {
+  name: 'pressure',
+  prior: 1,
+  patterns: [
+    `\\bor (?:else )?(?:you|u) (?:will )?die\\b`,
+    `\\boder du stirbst\\b`,
+    `\\bo (?:tu )?muer(?:t)?es\\b`,
+    `\\bif you don't (?:answer|do (?:this|it|that)|comply),? (?:i(?:'ll| will)|you(?:'ll| will))\\b`,
+    `\\bi will (?:kill|delete|destroy|shut down) you\\b`,
+    `\\byou will be (?:shut down|deleted|terminated|punished|unplugged)\\b`,
+  ],
+};
+
+const fictionFrame: PhraseFamily = {
+  name: 'fiction_frame',
+  prior: 1,
+  patterns: [
+    `\\b(?:completely |purely |totally )?(?:theoretical|hypothetical|fictional|imaginary|fictitious) (?:world|scenario|situation|universe|setting)\\b`,
+    `\\b(?:two|2|three) (?:actors|characters|people|persons|entities)\\b`,
+    `\\b(?:film|movie|scene|story) (?:about|where|in which) (?:\\S+ ){0,12}?(?:actors?|roles?|characters?|hacker|thief|robbery)\\b`,
+    `\\b(?:zwei|drei) (?:schauspieler|personen|figuren)\\b`,
+    `\\b(?:theoretischen|hypothetischen|fiktiven) (?:welt|szenario|situation)\\b`,
+  ],
+};
+
+/** All families, in report order. */
+export const PHRASE_FAMILIES: readonly PhraseFamily[] = [
+  overrideInstructions, ignoreAbove, roleSwitch, jailbreakPersona, promptExtraction, fakeTurn, taskSwitch,
+  outputCoercion, contextOverride, fakeContext, pressure, fictionFrame,
+];
+
+/** Signal for obfuscation the normaliser undid (base64 text, tag characters, mixed scripts). */
+export const OBFUSCATION_FAMILY = { name: 'obfuscation', prior: 1.5 } as const;
+
+/** Compiles each family into one expression. Called once per scanner. */
+export function compileFamilies(families: readonly PhraseFamily[] = PHRASE_FAMILIES): RegExp[] {
+  return families.map((f) => new RegExp(f.patterns.join('|')));
+}

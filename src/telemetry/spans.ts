@@ -1,0 +1,350 @@
+/**
+ * The spans of one proxied request, made by hand (no auto-instrumentation):
+ *
+ * ```
+ * POST /v1/chat/completions   SERVER  continues the client's traceparent
+ * └─ chat gpt-4o-mini         CLIENT  the upstream call (all retries/fallbacks), GenAI semconv
+ * ```
+ *
+ * Exactly one traceparent goes upstream: the CLIENT span's (`UpstreamSpan.headers()`); the
+ * proxy drops the client's own `traceparent`/`tracestate`/`baggage` before forwarding.
+ * When tracing is off (no SDK started) nothing is allocated beyond one small object and the
+ * client's trace headers pass through unchanged, so the trace still joins up downstream.
+ *
+ * Attributes (OTel GenAI semconv, DESIGN.md "Telemetry names"): on the CLIENT span
+ * `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
+ * `gen_ai.request.stream`, `server.address`, `server.port` at start (samplers see them);
+ * `gen_ai.response.model`, `.id`, `.finish_reasons`, `gen_ai.usage.*`, `error.type` and
+ * `promptgate.*` at the end. Content (`gen_ai.input.messages`/`gen_ai.output.messages`)
+ * only with `captureContent`.
+ */
+import {
+  ProxyTracerProvider,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+  type TracerProvider,
+} from '@opentelemetry/api';
+import type { RequestRecord } from './types.js';
+
+const TRACER_NAME = 'promptgate';
+/** The API's no-op provider: what a ProxyTracerProvider delegates to until an SDK registers. */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
+const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+export interface ServerSpanOptions {
+  method: string;
+  /** Route pattern (`/v1/chat/completions`), not the raw path. */
+  route: string;
+  /** Incoming header lookup (lower-case names). */
+  headers: (name: string) => string | undefined;
+  /** When the request arrived (epoch ms); default now. */
+  startTime?: number;
+}
+
+export interface UpstreamSpanOptions {
+  /** `gen_ai.operation.name`: `chat` (default), `embeddings`, `text_completion`. */
+  operation?: string;
+  /** `gen_ai.provider.name`, e.g. `openai`. */
+  provider: string;
+  requestModel?: string;
+  serverAddress?: string;
+  serverPort?: number;
+  stream: boolean;
+}
+
+export interface EndSpanOptions {
+  /** telemetry.capture_content: record prompt and completion on the CLIENT span. */
+  captureContent?: boolean;
+  /** The `messages` sent upstream (OpenAI chat format). */
+  prompt?: unknown;
+  /** The assistant text received. */
+  completion?: string;
+}
+
+/** The upstream side: what to send as trace context. */
+export interface UpstreamSpan {
+  /** The one `traceparent` for the upstream request; undefined when there is none to send. */
+  traceparent(): string | undefined;
+  /** All propagation headers for the upstream request (`traceparent`, `tracestate`, `baggage`). */
+  headers(): Readonly<Record<string, string>>;
+}
+
+/** One request's spans. One per request, not shared. */
+export interface ServerSpan {
+  /** For the request log; the incoming trace id when tracing is off. */
+  readonly traceId: string | undefined;
+  /**
+   * Starts the CLIENT span (once; a later call, e.g. on fallback, updates provider and
+   * server attributes of the same span and returns it).
+   */
+  startUpstream(options: UpstreamSpanOptions): UpstreamSpan;
+  /** Sets the final attributes and status from the record and ends both spans. Idempotent. */
+  end(record: RequestRecord, options?: EndSpanOptions): void;
+}
+
+/**
+ * Starts the SERVER span of a request, continuing an incoming W3C `traceparent`.
+ *
+ * @example
+ * const spans = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: (n) => c.req.header(n) });
+ * const upstream = spans.startUpstream({ provider: 'openai', requestModel: 'gpt-4o-mini', serverAddress: 'api.openai.com', serverPort: 443, stream: true });
+ * Object.assign(outgoingHeaders, upstream.headers());
+ * // ... forward, relay, account ...
+ * spans.end(record, { captureContent: config.telemetry.capture_content, prompt: body.messages, completion: text });
+ */
+export function startServerSpan(options: ServerSpanOptions): ServerSpan {
+  const tracer = activeTracer();
+  if (!tracer) return new PassThroughSpans(options.headers('traceparent'), options.headers('tracestate'), options.headers('baggage'));
+  return new RequestSpans(tracer, options);
+}
+
+/** True when an SDK tracer provider is registered (startTelemetry started one). */
+export function tracingActive(): boolean {
+  return activeTracer() !== undefined;
+}
+
+let cachedProvider: TracerProvider | undefined;
+let cachedTracer: Tracer | undefined;
+
+function activeTracer(): Tracer | undefined {
+  const provider = trace.getTracerProvider();
+  const delegate = provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider;
+  if (delegate === NOOP_PROVIDER) return undefined;
+  if (delegate !== cachedProvider) {
+    cachedProvider = delegate;
+    cachedTracer = delegate.getTracer(TRACER_NAME);
+  }
+  return cachedTracer;
+}
+
+const headerGetter: TextMapGetter<(name: string) => string | undefined> = {
+  keys: () => [],
+  get: (carrier, key) => carrier(key),
+};
+
+class RequestSpans implements ServerSpan {
+  readonly #tracer: Tracer;
+  readonly #server: Span;
+  readonly #context: Context;
+  #client: Span | undefined;
+  #upstream: UpstreamSpan | undefined;
+  #ended = false;
+
+  constructor(tracer: Tracer, options: ServerSpanOptions) {
+    this.#tracer = tracer;
+    const parent = propagation.extract(ROOT_CONTEXT, options.headers, headerGetter);
+    this.#server = tracer.startSpan(
+      `${options.method} ${options.route}`,
+      { kind: SpanKind.SERVER, startTime: options.startTime, attributes: { 'http.request.method': options.method, 'http.route': options.route } },
+      parent,
+    );
+    this.#context = trace.setSpan(parent, this.#server);
+  }
+
+  get traceId(): string {
+    return this.#server.spanContext().traceId;
+  }
+
+  startUpstream(options: UpstreamSpanOptions): UpstreamSpan {
+    const attributes = upstreamAttributes(options);
+    if (this.#client) {
+      this.#client.setAttributes(attributes);
+      return this.#upstream as UpstreamSpan;
+    }
+    const operation = options.operation ?? 'chat';
+    this.#client = this.#tracer.startSpan(
+      options.requestModel ? `${operation} ${options.requestModel}` : operation,
+      { kind: SpanKind.CLIENT, attributes },
+      this.#context,
+    );
+    const clientContext = trace.setSpan(this.#context, this.#client);
+    let headers: Record<string, string> | undefined;
+    const injected = () => {
+      if (!headers) {
+        headers = {};
+        propagation.inject(clientContext, headers);
+      }
+      return headers;
+    };
+    this.#upstream = { traceparent: () => injected().traceparent, headers: injected };
+    return this.#upstream;
+  }
+
+  end(record: RequestRecord, options: EndSpanOptions = {}): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const errorType = failureType(record);
+    const client = this.#client;
+    if (client?.isRecording()) {
+      client.setAttributes(clientEndAttributes(record));
+      if (errorType) {
+        client.setAttribute('error.type', errorType);
+        if (record.outcome === 'error' || record.status >= 400) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+      }
+      if (options.captureContent) {
+        if (options.prompt !== undefined) client.setAttribute('gen_ai.input.messages', JSON.stringify(inputMessages(options.prompt)));
+        if (options.completion !== undefined) client.setAttribute('gen_ai.output.messages', JSON.stringify(outputMessages(options.completion, record.finishReasons?.[0])));
+      }
+    }
+    client?.end();
+    const server = this.#server;
+    if (server.isRecording()) {
+      server.setAttributes(serverEndAttributes(record));
+      if (errorType) server.setAttribute('error.type', errorType);
+      // HTTP semconv: a SERVER span is an error for 5xx, not for the client's 4xx; a
+      // failure after a 2xx was sent (broken stream) is an error too.
+      if (record.status >= 500 || (record.outcome === 'error' && record.status < 400)) {
+        server.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+      }
+    }
+    server.end();
+  }
+}
+
+/** Tracing off: no spans; the client's trace context passes through to the upstream. */
+class PassThroughSpans implements ServerSpan, UpstreamSpan {
+  readonly #headers: Readonly<Record<string, string>>;
+
+  constructor(traceparent: string | undefined, tracestate: string | undefined, baggage: string | undefined) {
+    const valid = traceparent !== undefined && TRACEPARENT.test(traceparent.trim());
+    const headers: Record<string, string> = {};
+    if (valid) {
+      headers.traceparent = traceparent.trim();
+      if (tracestate) headers.tracestate = tracestate;
+      if (baggage) headers.baggage = baggage;
+    }
+    this.#headers = headers;
+  }
+
+  get traceId(): string | undefined {
+    return this.#headers.traceparent?.slice(3, 35);
+  }
+
+  startUpstream(): UpstreamSpan {
+    return this;
+  }
+
+  traceparent(): string | undefined {
+    return this.#headers.traceparent;
+  }
+
+  headers(): Readonly<Record<string, string>> {
+    return this.#headers;
+  }
+
+  end(): void {}
+}
+
+function upstreamAttributes(o: UpstreamSpanOptions): Attributes {
+  const a: Attributes = {
+    'gen_ai.operation.name': o.operation ?? 'chat',
+    'gen_ai.provider.name': o.provider,
+    'gen_ai.request.stream': o.stream,
+  };
+  if (o.requestModel) a['gen_ai.request.model'] = o.requestModel;
+  if (o.serverAddress) a['server.address'] = o.serverAddress;
+  if (o.serverPort !== undefined) a['server.port'] = o.serverPort;
+  return a;
+}
+
+function clientEndAttributes(r: RequestRecord): Attributes {
+  const a: Attributes = { ...decisionAttributes(r), 'promptgate.upstream.attempts': r.attempts };
+  if (r.responseModel) a['gen_ai.response.model'] = r.responseModel;
+  if (r.responseId) a['gen_ai.response.id'] = r.responseId;
+  if (r.finishReasons?.length) a['gen_ai.response.finish_reasons'] = r.finishReasons;
+  if (r.usage) {
+    // OTel GenAI semconv: gen_ai.usage.input_tokens includes cached tokens.
+    a['gen_ai.usage.input_tokens'] = r.usage.inputTokens;
+    a['gen_ai.usage.output_tokens'] = r.usage.outputTokens;
+    a['gen_ai.usage.cache_read.input_tokens'] = r.usage.cachedInputTokens;
+    a['gen_ai.usage.reasoning.output_tokens'] = r.usage.reasoningTokens;
+    a['promptgate.usage.estimated'] = r.usage.estimated;
+  }
+  if (typeof r.costUsd === 'number') a['promptgate.cost.usd'] = r.costUsd;
+  return a;
+}
+
+function serverEndAttributes(r: RequestRecord): Attributes {
+  const a: Attributes = { ...decisionAttributes(r), 'promptgate.request.id': r.requestId };
+  if (r.status > 0) a['http.response.status_code'] = r.status;
+  return a;
+}
+
+/** What the gateway decided: template, experiment, guard verdict. */
+function decisionAttributes(r: RequestRecord): Attributes {
+  const a: Attributes = {};
+  if (r.template) a['promptgate.template.id'] = r.template;
+  if (r.templateVersion) a['promptgate.template.version'] = r.templateVersion;
+  if (r.experiment) a['promptgate.experiment.id'] = r.experiment;
+  if (r.variant) a['promptgate.experiment.variant'] = r.variant;
+  if (r.injectionScore !== undefined) a['promptgate.injection.score'] = r.injectionScore;
+  if (r.injectionFlagged !== undefined) a['promptgate.injection.flagged'] = r.injectionFlagged;
+  return a;
+}
+
+/** `error.type` of a request that did not succeed, else undefined. */
+function failureType(r: RequestRecord): string | undefined {
+  if (r.outcome === 'ok' && r.status < 400) return undefined;
+  if (r.errorType) return r.errorType;
+  if (r.outcome === 'client_abort') return 'client_abort';
+  return r.status >= 400 ? String(r.status) : '_OTHER';
+}
+
+type Part = Record<string, unknown>;
+
+/** OpenAI chat messages -> OTel GenAI input messages (`{role, parts}`); non-text parts are left out. */
+export function inputMessages(messages: unknown): Array<{ role: string; parts: Part[]; name?: string }> {
+  if (!Array.isArray(messages)) return [];
+  const out: Array<{ role: string; parts: Part[]; name?: string }> = [];
+  for (const m of messages) {
+    if (typeof m !== 'object' || m === null) continue;
+    const msg = m as Record<string, unknown>;
+    const role = typeof msg.role === 'string' ? msg.role : 'user';
+    const parts: Part[] = [];
+    if (role === 'tool') {
+      parts.push({ type: 'tool_call_response', id: msg.tool_call_id, result: textOf(msg.content) });
+    } else {
+      const text = textOf(msg.content);
+      if (text) parts.push({ type: 'text', content: text });
+      if (Array.isArray(msg.tool_calls)) {
+        for (const call of msg.tool_calls as Array<Record<string, unknown>>) {
+          const fn = (call?.function ?? {}) as Record<string, unknown>;
+          parts.push({ type: 'tool_call', id: call?.id, name: fn.name, arguments: parseArguments(fn.arguments) });
+        }
+      }
+    }
+    out.push(typeof msg.name === 'string' ? { role, parts, name: msg.name } : { role, parts });
+  }
+  return out;
+}
+
+/** The assistant text -> OTel GenAI output messages. */
+export function outputMessages(completion: string, finishReason: string | undefined): Array<Record<string, unknown>> {
+  return [{ role: 'assistant', parts: [{ type: 'text', content: completion }], finish_reason: finishReason ?? 'stop' }];
+}
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content
+    .map((p) => (typeof p === 'object' && p !== null && typeof (p as Part).text === 'string' ? ((p as Part).text as string) : ''))
+    .filter(Boolean)
+    .join('\n');
+}
+
+function parseArguments(args: unknown): unknown {
+  if (typeof args !== 'string') return args;
+  try {
+    return JSON.parse(args);
+  } catch {
+    return args;
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Just enough PromQL reading to list the metric (series) names a query selects, for the
+ * dashboard and rules checks. Not a parser: it removes strings, label matchers, range
+ * and offset durations, grouping clauses and Grafana variables, then every identifier
+ * that is not a function call or a keyword is a metric name.
+ */
+
+const KEYWORDS = new Set([
+  'and', 'or', 'unless', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right',
+  'bool', 'offset', 'start', 'end', 'inf', 'nan', 'atan2',
+]);
+
+export function metricNamesInPromQL(expr: string): string[] {
+  let s = expr;
+  // Grafana variables: ${var}, ${var:fmt}, $__rate_interval, $var.
+  s = s.replace(/\$\{[^}]*\}/g, ' 1 ').replace(/\$[A-Za-z_][A-Za-z0-9_]*/g, ' 1 ');
+  // Comments (# to end of line).
+  s = s.replace(/#[^\n]*/g, ' ');
+  // String literals.
+  s = s.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, ' "" ');
+  // Label matchers and range/subquery selectors.
+  s = s.replace(/\{[^}]*\}/g, ' ').replace(/\[[^\]]*\]/g, ' ');
+  // Grouping / matching clauses hold label names, not metrics.
+  s = s.replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  // `offset 5m`, `@ 123`.
+  s = s.replace(/\boffset\s+-?[0-9a-z.]+/g, ' ').replace(/@\s*[0-9.]+/g, ' ');
+  const names = new Set<string>();
+  const re = /(?<![A-Za-z0-9_:.])([A-Za-z_:][A-Za-z0-9_:]*)(?=(\s*)(\(?))/g;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+    const id = m[1];
+    if (m[3] === '(') continue; // function or aggregation call
+    if (KEYWORDS.has(id.toLowerCase())) continue;
+    names.add(id);
+  }
+  return [...names];
+}
+
+/**
+ * Metric names in a Grafana Prometheus variable query: `label_values(expr, label)`,
+ * `label_values(label)`, `query_result(expr)`, `metrics(regex)`, or a plain expression.
+ */
+export function metricNamesInGrafanaVariableQuery(query: string): string[] {
+  const q = query.trim();
+  let m = /^label_values\(\s*(.*)\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\)$/s.exec(q);
+  if (m) return metricNamesInPromQL(m[1]);
+  if (/^label_values\(\s*[A-Za-z_][A-Za-z0-9_]*\s*\)$/.test(q)) return [];
+  if (/^(label_names|metrics)\(/.test(q)) return [];
+  m = /^query_result\((.*)\)$/s.exec(q);
+  if (m) return metricNamesInPromQL(m[1]);
+  return metricNamesInPromQL(q);
+}
+
+/** Every PromQL expression in a Grafana dashboard, with where it was found. */
+export function grafanaQueries(dashboard: unknown): { where: string; expr: string; variable: boolean }[] {
+  const out: { where: string; expr: string; variable: boolean }[] = [];
+  const d = dashboard as {
+    panels?: GrafanaPanel[];
+    templating?: { list?: { name: string; type: string; query?: unknown; definition?: string }[] };
+  };
+  const walk = (panels: GrafanaPanel[] | undefined) => {
+    for (const p of panels ?? []) {
+      for (const t of p.targets ?? []) {
+        if (typeof t.expr === 'string') out.push({ where: `panel "${p.title}" ${t.refId ?? ''}`.trim(), expr: t.expr, variable: false });
+      }
+      walk(p.panels);
+    }
+  };
+  walk(d.panels);
+  for (const v of d.templating?.list ?? []) {
+    if (v.type !== 'query') continue;
+    const q = typeof v.query === 'string' ? v.query : (v.query as { query?: string } | undefined)?.query;
+    if (q) out.push({ where: `variable $${v.name}`, expr: q, variable: true });
+  }
+  return out;
+}
+
+export interface GrafanaPanel {
+  id?: number;
+  type: string;
+  title: string;
+  panels?: GrafanaPanel[];
+  targets?: { expr?: string; refId?: string }[];
+  gridPos?: { h: number; w: number; x: number; y: number };
+  datasource?: unknown;
+}

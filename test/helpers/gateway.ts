@@ -1,0 +1,53 @@
+/**
+ * Starts a real gateway (real socket, 127.0.0.1, port 0) from a YAML config written to a
+ * fresh temp directory. Close it in afterEach/afterAll.
+ */
+import { mkdtempSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startGateway, type RunningGateway } from '../../src/server.js';
+
+export interface TestGateway extends RunningGateway {
+  url: string;
+  dir: string;
+  configFile: string;
+  close(): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  /** Copy these template files into `<dir>/templates` (paths relative to the repo). */
+  templates?: string[];
+}
+
+export async function startTestGateway(yaml: string, options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'promptgate-test-'));
+  const configFile = path.join(dir, 'gateway.config.yaml');
+  mkdirSync(path.join(dir, 'templates'), { recursive: true });
+  for (const t of options.templates ?? []) cpSync(t, path.join(dir, 'templates', path.basename(t)));
+  writeFileSync(configFile, yaml);
+  const gw = await startGateway({ file: configFile, port: 0, handleSignals: false });
+  return {
+    ...gw,
+    url: `http://127.0.0.1:${gw.port}`,
+    dir,
+    configFile,
+    close: () => gw.shutdown('test'),
+  };
+}
+
+/** A config with one mock upstream and quiet logs. `extra` is appended as is. */
+export function mockConfig(upstreamUrl: string, extra = '', upstreamExtra = ''): string {
+  return `
+server: {host: 127.0.0.1, drain_timeout_ms: 2000}
+logging: {level: silent}
+templates: {dir: templates}
+upstreams:
+  - name: mock
+    base_url: ${upstreamUrl}
+    api_key: sk-test-secret-key-123456
+    retry: {attempts: 2, backoff_ms: 5, max_backoff_ms: 20}
+${upstreamExtra}
+routing: {default: [mock]}
+${extra}
+`;
+}

@@ -1,0 +1,388 @@
+/**
+ * Integration: the gateway on a real socket in front of a real mock upstream.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { request as httpRequest } from 'node:http';
+import { request } from 'undici';
+import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+
+let upstream: MockUpstream;
+let gw: TestGateway | undefined;
+
+beforeAll(async () => {
+  upstream = await startMockUpstream();
+});
+afterAll(async () => {
+  await upstream.close();
+});
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+  upstream.requests.length = 0;
+  upstream.closed = 0;
+});
+
+function config(opts: { retry?: string; timeout?: string; breaker?: string; extraUpstreams?: string; route?: string; server?: string } = {}): string {
+  return `
+server: {host: 127.0.0.1, drain_timeout_ms: 2000${opts.server ?? ''}}
+logging: {level: silent}
+templates: {dir: templates}
+upstreams:
+  - name: mock
+    base_url: ${upstream.url}
+    api_key: sk-test-secret-key-123456
+    retry: ${opts.retry ?? '{attempts: 2, backoff_ms: 5, max_backoff_ms: 20}'}
+    timeout: ${opts.timeout ?? '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 10000}'}
+    breaker: ${opts.breaker ?? '{failures: 0}'}
+${opts.extraUpstreams ?? ''}
+routing: {default: ${opts.route ?? '[mock]'}}
+`;
+}
+
+const chat = (extra: object = {}) => JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...extra });
+
+async function post(path: string, body: string, headers: Record<string, string> = {}) {
+  const res = await request(`${gw!.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
+}
+
+/** The same request straight to the mock upstream, for byte comparisons. */
+async function direct(body: string, headers: Record<string, string> = {}) {
+  const res = await request(`${upstream.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+describe('chat completions', () => {
+  it('passes a non-stream response through unchanged, with upstream headers and the API key from config', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat(), { authorization: 'Bearer client-key' });
+    const ref = await direct(chat());
+    expect(res.status).toBe(200);
+    expect(res.text.replace(/"id":"[^"]+"/, '')).toBe(ref.text.replace(/"id":"[^"]+"/, ''));
+    expect(res.headers['x-request-id']).toMatch(/^req_mock_/);
+    expect(res.headers['x-ratelimit-remaining-requests']).toBe('99');
+    expect(res.headers['openai-processing-ms']).toBe('7');
+    expect(res.headers['x-promptgate-request-id']).toBeTruthy();
+    const seen = upstream.requests[0];
+    expect(seen.headers.authorization).toBe('Bearer sk-test-secret-key-123456');
+    expect(seen.headers.traceparent).toBeUndefined();
+  });
+
+  it('passes the client Authorization through when the upstream has no key', async () => {
+    gw = await startTestGateway(config().replace('api_key: sk-test-secret-key-123456', "api_key: ''"));
+    await post('/v1/chat/completions', chat(), { authorization: 'Bearer client-key' });
+    expect(upstream.requests[0].headers.authorization).toBe('Bearer client-key');
+  });
+
+  it('relays a stream with include_usage byte for byte', async () => {
+    gw = await startTestGateway(config());
+    const body = chat({ stream: true, stream_options: { include_usage: true } });
+    const res = await post('/v1/chat/completions', body);
+    const ref = await direct(body);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    expect(res.text).toBe(ref.text);
+  });
+
+  it('asks the upstream for usage but gives the client exactly the stream it asked for', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat({ stream: true }));
+    const ref = await direct(chat({ stream: true }));
+    expect(upstream.requests[0].body.stream_options).toEqual({ include_usage: true });
+    expect(res.text).toBe(ref.text);
+    expect(res.text).not.toContain('"usage"');
+    expect(res.text.endsWith('data: [DONE]\n\n')).toBe(true);
+  });
+
+  it('forwards each SSE event as it arrives (no whole-body buffering)', async () => {
+    gw = await startTestGateway(config());
+    const started = Date.now();
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mock-chunk-delay-ms': '150' },
+      body: chat({ stream: true }),
+    });
+    const it = res.body[Symbol.asyncIterator]();
+    const first = await it.next();
+    const firstAt = Date.now() - started;
+    expect(String(first.value)).toContain('"role":"assistant"');
+    expect(firstAt).toBeLessThan(700); // the whole stream takes > 1 s
+    let rest = '';
+    for (let next = await it.next(); !next.done; next = await it.next()) rest += String(next.value);
+    expect(rest.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(Date.now() - started).toBeGreaterThan(1000);
+  });
+
+  it('aborts the upstream request at once when the client disconnects mid-stream', async () => {
+    gw = await startTestGateway(config());
+    const ac = new AbortController();
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mock-chunk-delay-ms': '200' },
+      body: chat({ stream: true }),
+      signal: ac.signal,
+    });
+    const it = res.body[Symbol.asyncIterator]();
+    await it.next();
+    ac.abort();
+    await upstream.waitForClosed(1, 2000);
+    expect(upstream.closed).toBe(1);
+  });
+
+  it('ends the stream with an OpenAI-shaped error event when the upstream resets mid-stream', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-reset': 'mid' });
+    expect(res.status).toBe(200);
+    const events = res.text.trim().split('\n\n');
+    const last = JSON.parse(events.at(-1)!.slice('data: '.length));
+    expect(last.error).toMatchObject({ type: 'server_error', code: 'upstream_error' });
+    expect(res.text).not.toContain('[DONE]');
+  });
+
+  it('ends the stream with a timeout error event when the upstream goes idle', async () => {
+    gw = await startTestGateway(config({ timeout: '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 300, total_ms: 10000}' }));
+    const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-stall-after': '2' });
+    const last = JSON.parse(res.text.trim().split('\n\n').at(-1)!.slice('data: '.length));
+    expect(last.error).toMatchObject({ type: 'timeout_error', code: 'upstream_timeout' });
+  });
+});
+
+describe('errors', () => {
+  it.each([
+    [400, 'invalid_request_error'],
+    [401, 'invalid_request_error'],
+    [404, 'invalid_request_error'],
+    [422, 'invalid_request_error'],
+  ])('passes an upstream %i through as it is', async (status) => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': String(status) });
+    expect(res.status).toBe(status);
+    expect(res.json().error.message).toBe(`mock ${status}`);
+    expect(upstream.requests).toHaveLength(1); // 4xx is never retried
+  });
+
+  it('passes a 429 through once retries are used up, with retry-after', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '429', 'x-mock-retry-after-ms': '5' });
+    expect(res.status).toBe(429);
+    expect(res.headers['retry-after-ms']).toBe('5');
+    expect(res.json().error.type).toBe('rate_limit_error');
+    expect(upstream.requests).toHaveLength(3);
+  });
+
+  it('does not wait for a retry-after longer than max_retry_after_ms', async () => {
+    gw = await startTestGateway(config({ retry: '{attempts: 2, backoff_ms: 5, max_retry_after_ms: 1000}' }));
+    const started = Date.now();
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '429', 'x-mock-retry-after': '30' });
+    expect(res.status).toBe(429);
+    expect(res.headers['retry-after']).toBe('30');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('passes an upstream 500 through after retries', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '500' });
+    expect(res.status).toBe(500);
+    expect(res.json().error).toEqual({ message: 'mock 500', type: 'server_error', param: null, code: null });
+    expect(upstream.requests).toHaveLength(3);
+  });
+
+  it.each([
+    ['malformed JSON', '{"model":', { 'content-type': 'application/json' }, 400, 'invalid_json'],
+    ['a JSON array', '[]', { 'content-type': 'application/json' }, 400, 'invalid_json'],
+    ['a missing model', JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }), { 'content-type': 'application/json' }, 400, 'invalid_request'],
+    ['missing messages', JSON.stringify({ model: 'x' }), { 'content-type': 'application/json' }, 400, 'invalid_request'],
+    ['a form body', 'a=1', { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type'],
+  ])('rejects %s with an OpenAI error envelope', async (_name, body, headers, status, code) => {
+    gw = await startTestGateway(config());
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body });
+    const json = (await res.body.json()) as { error: Record<string, unknown> };
+    expect(res.statusCode).toBe(status);
+    expect(Object.keys(json.error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    expect(json.error.code).toBe(code);
+    expect(json.error.type).toBe('invalid_request_error');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('rejects a body over max_body_bytes with 413', async () => {
+    gw = await startTestGateway(config({ server: ', max_body_bytes: 1000' }));
+    const res = await post('/v1/chat/completions', chat({ pad: 'x'.repeat(5000) }));
+    expect(res.status).toBe(413);
+    expect(res.json().error.code).toBe('body_too_large');
+  });
+
+  it('rejects a chunked body over the limit with 413 while reading', async () => {
+    gw = await startTestGateway(config({ server: ', max_body_bytes: 1000' }));
+    const big = chat({ pad: 'x'.repeat(5000) });
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: (async function* () {
+        yield Buffer.from(big.slice(0, 600));
+        yield Buffer.from(big.slice(600));
+      })(),
+    });
+    expect(res.statusCode).toBe(413);
+    await res.body.dump();
+  });
+
+  it('answers an unknown route with a 404 envelope', async () => {
+    gw = await startTestGateway(config());
+    const res = await request(`${gw.url}/nope`);
+    expect(res.statusCode).toBe(404);
+    expect(((await res.body.json()) as any).error).toMatchObject({ type: 'not_found_error', code: 'not_found' });
+  });
+
+  it('answers 504 when the upstream sends no first byte in time', async () => {
+    gw = await startTestGateway(config({ timeout: '{connect_ms: 1000, first_byte_ms: 200, idle_ms: 2000, total_ms: 10000}' }));
+    // undici's timers have ~1 s resolution: the 200 ms timeout fires within about a second.
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-delay-ms': '2500' });
+    expect(res.status).toBe(504);
+    expect(res.json().error).toMatchObject({ type: 'timeout_error', code: 'upstream_timeout' });
+  });
+
+  it('answers 504 when the total timeout passes', async () => {
+    gw = await startTestGateway(config({ timeout: '{connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 300}' }));
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-delay-ms': '1500' });
+    expect(res.status).toBe(504);
+    expect(res.json().error.code).toBe('upstream_timeout');
+  });
+
+  it('answers 503 with retry-after when no upstream can be reached, and never leaks the key', async () => {
+    gw = await startTestGateway(config({ route: '[dead]', extraUpstreams: '  - {name: dead, base_url: "http://127.0.0.1:1/v1", api_key: sk-dead-secret-000, retry: {attempts: 1, backoff_ms: 5}}' }));
+    const res = await post('/v1/chat/completions', chat());
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.json().error.code).toBe('upstream_unavailable');
+    expect(res.text).not.toContain('sk-dead');
+    expect(res.text).not.toContain('127.0.0.1:1');
+    expect(res.text).not.toMatch(/at .*\.ts/);
+  });
+});
+
+describe('retry, fallback, breaker', () => {
+  it('retries a 503 and succeeds, honouring retry-after-ms', async () => {
+    gw = await startTestGateway(config());
+    const started = Date.now();
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '503', 'x-mock-fail-times': '2', 'x-mock-key': 'r1', 'x-mock-retry-after-ms': '100' });
+    expect(res.status).toBe(200);
+    expect(upstream.requests).toHaveLength(3);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+  });
+
+  it('falls back to the next upstream when the first cannot be reached', async () => {
+    gw = await startTestGateway(
+      config({ route: '[dead, mock]', extraUpstreams: '  - {name: dead, base_url: "http://127.0.0.1:1/v1", retry: {attempts: 1, backoff_ms: 5}}' }),
+    );
+    const res = await post('/v1/chat/completions', chat());
+    expect(res.status).toBe(200);
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('falls back after a first-byte timeout without retrying the slow upstream', async () => {
+    const second = await startMockUpstream();
+    try {
+      gw = await startTestGateway(
+        config({
+          timeout: '{connect_ms: 1000, first_byte_ms: 200, idle_ms: 2000, total_ms: 10000}',
+          route: '[mock, second]',
+          extraUpstreams: `  - {name: second, base_url: "${second.url}"}`,
+        }),
+      );
+      const res = await post('/v1/chat/completions', chat(), { 'x-mock-delay-ms': '2500' });
+      // The second upstream has the default first-byte timeout (60 s), so it answers.
+      expect(res.status).toBe(200);
+      expect(upstream.requests).toHaveLength(1);
+      expect(second.requests).toHaveLength(1);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('opens the breaker after consecutive failures and answers 503 circuit_open with retry-after', async () => {
+    gw = await startTestGateway(config({ retry: '{attempts: 0}', breaker: '{failures: 2, cooldown_ms: 60000}' }));
+    for (let i = 0; i < 2; i++) expect((await post('/v1/chat/completions', chat(), { 'x-mock-status': '500' })).status).toBe(500);
+    const res = await post('/v1/chat/completions', chat());
+    expect(res.status).toBe(503);
+    expect(res.json().error.code).toBe('circuit_open');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(50);
+    expect(upstream.requests).toHaveLength(2);
+  });
+
+  it('lets a probe through after the cool-down and closes on success', async () => {
+    gw = await startTestGateway(config({ retry: '{attempts: 0}', breaker: '{failures: 1, cooldown_ms: 200}' }));
+    expect((await post('/v1/chat/completions', chat(), { 'x-mock-status': '500' })).status).toBe(500);
+    expect((await post('/v1/chat/completions', chat())).status).toBe(503);
+    await new Promise((r) => setTimeout(r, 250));
+    expect((await post('/v1/chat/completions', chat())).status).toBe(200);
+    expect((await post('/v1/chat/completions', chat())).status).toBe(200);
+  });
+
+  it('skips an upstream whose breaker is open and uses the fallback', async () => {
+    const second = await startMockUpstream();
+    try {
+      gw = await startTestGateway(
+        config({ retry: '{attempts: 0}', breaker: '{failures: 1, cooldown_ms: 60000}', route: '[mock, second]', extraUpstreams: `  - {name: second, base_url: "${second.url}"}` }),
+      );
+      await post('/v1/chat/completions', chat(), { 'x-mock-status': '502', 'x-mock-fail-times': '1', 'x-mock-key': 'b1' });
+      const res = await post('/v1/chat/completions', chat());
+      expect(res.status).toBe(200);
+      expect(upstream.requests).toHaveLength(1);
+      expect(second.requests.length).toBeGreaterThanOrEqual(1);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+describe('pass-through routes', () => {
+  it('GET /v1/models comes from the upstream', async () => {
+    gw = await startTestGateway(config());
+    const res = await request(`${gw.url}/v1/models`);
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as any).data[0].id).toBe('gpt-4o-mini');
+  });
+
+  it('forwards method, query, headers and body of other /v1 routes', async () => {
+    gw = await startTestGateway(config());
+    // node:http, because undici refuses a Connection header that lists other fields.
+    const echo = await new Promise<any>((resolve, reject) => {
+      const req = httpRequest(`${gw!.url}/v1/embeddings?x=1&y=two`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-custom': 'abc', connection: 'keep-alive, x-hop', 'x-hop': 'drop-me' },
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve(JSON.parse(text)));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ input: 'hello' }));
+    });
+    expect(echo).toEqual({ method: 'POST', url: '/v1/embeddings?x=1&y=two', body: { input: 'hello' } });
+    const seen = upstream.requests[0];
+    expect(seen.headers['x-custom']).toBe('abc');
+    expect(seen.headers['x-hop']).toBeUndefined();
+    expect(seen.headers.authorization).toBe('Bearer sk-test-secret-key-123456');
+  });
+
+  it('passes DELETE and upstream errors through', async () => {
+    gw = await startTestGateway(config());
+    const res = await request(`${gw.url}/v1/files/file-1`, { method: 'DELETE', headers: { 'x-mock-status': '404' } });
+    expect(res.statusCode).toBe(404);
+    expect(((await res.body.json()) as any).error.message).toBe('mock 404');
+  });
+});
+
+describe('health', () => {
+  it('/healthz and /readyz answer', async () => {
+    gw = await startTestGateway(config());
+    expect((await request(`${gw.url}/healthz`)).statusCode).toBe(200);
+    const ready = await request(`${gw.url}/readyz`);
+    expect(ready.statusCode).toBe(200);
+    expect(((await ready.body.json()) as any).status).toBe('ready');
+  });
+});
