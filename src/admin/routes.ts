@@ -36,7 +36,7 @@ export function createAdminRoutes(getState: () => AdminState): Hono {
   const clock = (s: AdminState): Date => s.now?.() ?? new Date();
   const noStore = { 'cache-control': 'no-store' };
 
-  admin.use('/admin', bearerAuth(() => getState().token));
+  // `/admin/*` also matches `/admin` itself.
   admin.use('/admin/*', bearerAuth(() => getState().token));
 
   admin.get('/admin/templates', (c) => {

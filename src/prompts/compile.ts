@@ -5,6 +5,7 @@
  * config loader not to prefix the config file name), a bare YAML path inside the config
  * file otherwise.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { ConfigFile } from '../config/schema.js';
 import { compileExperiments, type CompiledExperiment } from '../experiments/compile.js';
@@ -29,7 +30,9 @@ export type PromptIssue = ConfigIssue;
  */
 export function compilePrompts(file: ConfigFile, templatesDir: string): { compiled: CompiledPrompts; issues: PromptIssue[] } {
   const loaded = loadTemplateRegistry(templatesDir, { displayDir: path.normalize(file.templates.dir) });
-  const issues: PromptIssue[] = loaded.issues.map((i) => ({ ...i, path: `@${i.path}` }));
+  // A config that uses no templates may point at a directory that does not exist.
+  const usesTemplates = file.bindings.length > 0 || file.experiments.length > 0 || existsSync(templatesDir);
+  const issues: PromptIssue[] = usesTemplates ? loaded.issues.map((i) => ({ ...i, path: `@${i.path}` })) : [];
   const { experiments, issues: experimentIssues } = compileExperiments(file.experiments, loaded.registry);
   const { bindings, issues: bindingIssues } = compileBindings(file.bindings, { registry: loaded.registry, experiments });
   issues.push(...experimentIssues, ...bindingIssues);

@@ -68,7 +68,8 @@ export async function validateObject(obj: K8sObject): Promise<string[]> {
   if (crd) return crd(obj);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(`kubernetes-models/${obj.apiVersion}`)) as Record<string, unknown>;
+    const specifier = `kubernetes-models/${obj.apiVersion}`;
+    mod = (await import(/* @vite-ignore */ specifier)) as Record<string, unknown>;
   } catch {
     throw new Error(`unknown apiVersion ${obj.apiVersion} (kind ${obj.kind})`);
   }

@@ -1,0 +1,86 @@
+/** Unit tests through `app.request()`: no sockets. */
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/app.js';
+import { parseConfig } from '../src/config/load.js';
+import { RuntimeHolder } from '../src/runtime.js';
+import type { RequestRecord } from '../src/telemetry/types.js';
+
+function makeApp() {
+  const config = parseConfig(
+    `upstreams: [{name: sim, simulate: {latency_ms: 0, chunks: 3}}]
+routing: {default: [sim]}
+templates: {dir: templates-that-do-not-exist}
+`,
+    { file: '/tmp/app-test/gateway.config.yaml', env: {} },
+  );
+  const records: RequestRecord[] = [];
+  const lifecycle = { draining: false };
+  const silent = { debug() {}, info() {}, warn() {}, error() {} };
+  const app = createApp(new RuntimeHolder(config), { lifecycle, logger: silent, onRequestDone: (r) => records.push(r) });
+  return { app, records, lifecycle };
+}
+
+const post = (body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) => ({
+  method: 'POST',
+  headers,
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+});
+
+describe('app', () => {
+  it('answers a chat completion from the simulator and records it', async () => {
+    const { app, records } = makeApp();
+    const res = await app.request('/v1/chat/completions', post({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.object).toBe('chat.completion');
+    expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + body.usage.completion_tokens);
+    expect(records[0]).toMatchObject({ status: 200, outcome: 'ok', upstream: 'sim', requestModel: 'gpt-4o-mini' });
+    expect(records[0].usage).toMatchObject({ inputTokens: body.usage.prompt_tokens, outputTokens: body.usage.completion_tokens, estimated: false });
+  });
+
+  it('streams from the simulator and records usage without showing the client the usage chunk', async () => {
+    const { app, records } = makeApp();
+    const res = await app.request('/v1/chat/completions', post({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hello' }] }));
+    const text = await res.text();
+    expect(text).not.toContain('usage');
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(records[0].usage?.estimated).toBe(false);
+    expect(records[0].finishReasons).toEqual(['stop']);
+  });
+
+  it('records an error with its code and renders the envelope with the request id', async () => {
+    const { app, records } = makeApp();
+    const res = await app.request('/v1/chat/completions', post('{nope'));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({
+      error: { message: expect.any(String), type: 'invalid_request_error', param: null, code: 'invalid_json' },
+    });
+    expect(res.headers.get('x-request-id')).toBe(records[0].requestId);
+    expect(records[0]).toMatchObject({ status: 400, outcome: 'error', errorType: 'invalid_json' });
+  });
+
+  it('keeps a well-formed incoming x-request-id', async () => {
+    const { app, records } = makeApp();
+    await app.request('/v1/chat/completions', post('{', { 'content-type': 'application/json', 'x-request-id': 'client-id-1' }));
+    expect(records[0].requestId).toBe('client-id-1');
+  });
+
+  it('answers 405 for GET on chat completions and 404 elsewhere', async () => {
+    const { app } = makeApp();
+    expect((await app.request('/v1/chat/completions')).status).toBe(405);
+    const res = await app.request('/v2/x');
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as any).error.type).toBe('not_found_error');
+  });
+
+  it('fails readiness and refuses new /v1 requests while draining', async () => {
+    const { app, lifecycle } = makeApp();
+    expect((await app.request('/readyz')).status).toBe(200);
+    lifecycle.draining = true;
+    expect((await app.request('/readyz')).status).toBe(503);
+    expect((await app.request('/healthz')).status).toBe(200);
+    const res = await app.request('/v1/models');
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+  });
+});
