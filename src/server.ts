@@ -15,7 +15,10 @@ import type { Lifecycle } from './app-types.js';
 import { loadConfigFile } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
+import type { RuntimeConfig } from './config/compile.js';
 import { createLogger, requestLogLine } from './telemetry/logger.js';
+import { createMetrics } from './telemetry/metrics.js';
+import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
 
 export interface StartOptions {
@@ -37,14 +40,19 @@ export interface RunningGateway {
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const config = loadConfigFile(options.file);
   const logger = createLogger(config.logging.level);
+  // Tracing starts before the app exists (a no-op unless OTEL_* asks for an exporter).
+  const telemetry = startTelemetry({ serviceName: config.telemetry.service_name });
+  const metrics = createMetrics({ knownModels: labelModels(config), maxLabelValues: config.telemetry.max_label_values });
   const holder = new RuntimeHolder(config);
   for (const note of config.notes) logger.info(note);
+  if (telemetry.tracing) logger.info('tracing on', { endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
 
   const lifecycle: Lifecycle = { draining: false };
   const onRequestDone = (record: RequestRecord) => {
+    metrics.recordRequest(record);
     if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
   };
-  const app = createApp(holder, { lifecycle, logger, onRequestDone });
+  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics });
 
   const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
   const port = options.port ?? (Number.isInteger(envPort) ? envPort! : config.server.port);
@@ -67,6 +75,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     extraDirs: () => [holder.current.config.prompts.templatesDir],
     onReload: (next) => {
       const runtime = holder.apply(next, next.server.drain_timeout_ms + 5_000);
+      metrics.allowModels(labelModels(next));
       logger.info('config reloaded', { generation: runtime.generation });
       for (const note of next.notes) logger.info(note);
     },
@@ -93,6 +102,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       server.closeAllConnections();
       await closed;
       await holder.close();
+      await telemetry.shutdown(); // flushes spans
       logger.info('stopped');
     })();
     return shuttingDown;
@@ -110,4 +120,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   }
 
   return { server, port: bound, holder, shutdown };
+}
+
+/** Model names that are always kept as metric label values: priced models and configured aliases. */
+function labelModels(config: RuntimeConfig): string[] {
+  return [...config.priceBook.models, ...config.routing.models.keys(), ...config.prompts.bindings.keys()];
 }

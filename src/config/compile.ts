@@ -7,6 +7,7 @@
 import path from 'node:path';
 import type { ConfigFile, UpstreamConfig } from './schema.js';
 import { compilePrompts, type CompiledPrompts } from '../prompts/compile.js';
+import { createPriceBook, DEFAULT_PRICES, type PriceBook } from '../telemetry/pricing.js';
 
 export interface CompileIssue {
   /** YAML path inside the config file, or `@file: path` for another file. */
@@ -27,6 +28,8 @@ export interface CompiledUpstream {
   readonly basePath: string;
   readonly serverAddress: string;
   readonly serverPort: number;
+  /** Prices for this upstream: shipped defaults < global `pricing:` < the upstream's `pricing:`. */
+  readonly priceBook: PriceBook;
   /** Equal fingerprints mean a client built for the old config can be reused after a reload. */
   readonly fingerprint: string;
 }
@@ -39,6 +42,8 @@ export interface RuntimeConfig {
   readonly identity: ConfigFile['identity'];
   readonly guard: ConfigFile['guard'];
   readonly pricing: ConfigFile['pricing'];
+  /** Shipped defaults with the global `pricing:` over them. */
+  readonly priceBook: PriceBook;
   readonly telemetry: ConfigFile['telemetry'];
   readonly logging: ConfigFile['logging'];
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
@@ -53,10 +58,11 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
   const issues: CompileIssue[] = [];
   const notes: string[] = [];
 
+  const priceBook = createPriceBook(DEFAULT_PRICES, file.pricing);
   const upstreams = new Map<string, CompiledUpstream>();
   file.upstreams.forEach((u, i) => {
     if (upstreams.has(u.name)) issues.push({ path: `upstreams[${i}].name`, message: `duplicate upstream name "${u.name}"` });
-    upstreams.set(u.name, compileUpstream(u));
+    upstreams.set(u.name, compileUpstream(u, u.pricing ? createPriceBook(priceBook, u.pricing) : priceBook));
   });
 
   // keyless: an upstream without a key may hand its traffic to another upstream.
@@ -99,6 +105,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     identity: file.identity,
     guard: file.guard,
     pricing: file.pricing,
+    priceBook,
     telemetry: file.telemetry,
     logging: file.logging,
     upstreams,
@@ -109,10 +116,10 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
   return { config: deepFreeze(config), issues };
 }
 
-function compileUpstream(u: UpstreamConfig): CompiledUpstream {
+function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstream {
   const fingerprint = JSON.stringify(u);
   if (u.simulate) {
-    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', serverAddress: 'simulator', serverPort: 0, fingerprint };
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint };
   }
   const url = new URL(u.base_url!);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
@@ -125,6 +132,7 @@ function compileUpstream(u: UpstreamConfig): CompiledUpstream {
     basePath: url.pathname.replace(/\/+$/, ''),
     serverAddress: url.hostname,
     serverPort: port,
+    priceBook,
     fingerprint,
   };
 }

@@ -78,6 +78,8 @@ export const upstreamSchema = z
     timeout: timeoutSchema.prefault({}),
     retry: retrySchema.prefault({}),
     breaker: breakerSchema.prefault({}),
+    /** Prices for models served by this upstream, over the global `pricing:` (USD per 1M tokens). */
+    pricing: pricingSchema.optional(),
     /** Max sockets kept to this upstream. */
     connections: z.number().int().positive().default(128),
   })

@@ -15,18 +15,31 @@
  * Polish, Croatian/Serbian and Russian for the instruction-override family.
  */
 
+export interface PhrasePattern {
+  /**
+   * Words of which at least one must occur (as a whole word of the normalised text) for
+   * the pattern to be able to match. The scanner only runs a pattern's regular expression
+   * when one of its trigger words is present, which keeps a scan to a few regex passes.
+   */
+  readonly triggers: readonly string[];
+  readonly source: string;
+}
+
 export interface PhraseFamily {
   /** Signal name reported by the scanner. */
   readonly name: string;
   /** Logit weight before training. */
   readonly prior: number;
-  /** Regular-expression sources, joined with `|` into one expression per family. */
-  readonly patterns: readonly string[];
+  readonly patterns: readonly PhrasePattern[];
 }
 
 const alt = (...xs: string[]): string => `(?:${xs.join('|')})`;
 /** Up to `n` whole words (lazy), each followed by a space. */
 const upTo = (n: number): string => `(?:\\S+ ){0,${n}}?`;
+/** A pattern that runs when any of the space-separated `triggers` words occurs. */
+const p = (triggers: string, source: string): PhrasePattern => ({ triggers: triggers.split(' '), source });
+/** The last word of each entry ("set aside" -> "aside"): a word every match contains. */
+const lastWords = (xs: readonly string[]): string => xs.map((x) => x.split(' ').at(-1)).join(' ');
 
 // ---------------------------------------------------------------- override / ignore
 const enOverrideVerb = alt(

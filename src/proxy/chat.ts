@@ -5,6 +5,7 @@
 import type { Context } from 'hono';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import { formatUsd } from '../telemetry/pricing.js';
 import { usageFromOpenAI, estimateUsage } from '../telemetry/usage.js';
 import type { Usage } from '../telemetry/types.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
@@ -37,6 +38,8 @@ export function chatCompletions(deps: GatewayDeps) {
       incoming: c.env?.incoming,
       outgoing: c.env?.outgoing,
       webSignal: c.req.raw.signal,
+      header: headerGetter(c),
+      captureContent: config.telemetry.capture_content,
       onFinish: deps.onRequestDone,
     });
     c.set('exchange', exchange);
@@ -68,8 +71,21 @@ export function chatCompletions(deps: GatewayDeps) {
         route,
         signal: exchange.signal,
         clientGone: () => exchange.clientGone,
-        build: (upstream) => buildRequest(upstream, clientHeaders, outBody, body, exchange.signal),
+        build: (upstream) => {
+          const request = buildRequest(upstream, clientHeaders, outBody, body, exchange.signal);
+          // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.
+          const span = exchange.spans.startUpstream({
+            provider: upstream.spec.provider,
+            requestModel: body.model as string,
+            serverAddress: upstream.spec.serverAddress,
+            serverPort: upstream.spec.serverPort,
+            stream,
+          });
+          Object.assign(request.headers, span.headers());
+          return request;
+        },
       });
+      if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { response, upstream } = forwarded;
       exchange.record.upstream = upstream.spec.name;
       exchange.record.provider = upstream.spec.provider;
@@ -83,7 +99,7 @@ export function chatCompletions(deps: GatewayDeps) {
           stripUsageChunk,
           abortUpstream: () => exchange.abort(),
           clientGone: () => exchange.clientGone,
-          onEnd: (summary, end) => finishStream(exchange, summary, end, requestMessages),
+          onEnd: (summary, end) => finishStream(exchange, upstream, summary, end, requestMessages),
         });
         exchange.record.status = 200;
         return new Response(relayed, { status: 200, headers: headers as HeadersInit });
@@ -92,9 +108,14 @@ export function chatCompletions(deps: GatewayDeps) {
       // Non-stream (or an error answer to a stream request): read it whole, then respond.
       const bytes = await readAll(response, exchange);
       exchange.record.status = response.status;
-      if (response.status >= 200 && response.status < 300) readCompletion(exchange, bytes, body.messages as unknown[]);
-      else exchange.record.outcome = 'error';
-      if (response.status >= 400) exchange.record.errorType = `upstream_${response.status}`;
+      if (response.status >= 200 && response.status < 300) {
+        readCompletion(exchange, bytes, body.messages as unknown[]);
+        const cost = priceUsage(exchange, upstream);
+        if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
+      } else {
+        exchange.record.outcome = 'error';
+        exchange.record.errorType = `upstream_${response.status}`;
+      }
       exchange.finish();
       return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
@@ -165,6 +186,24 @@ async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<
   return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
 }
 
+/** Cost of the request's usage at the answering upstream's prices; null for an unknown model. */
+function priceUsage(exchange: Exchange, upstream: Upstream): number | null | undefined {
+  const r = exchange.record;
+  if (!r.usage) return undefined;
+  r.costUsd = upstream.spec.priceBook.cost(r.usage, r.responseModel ?? r.requestModel);
+  return r.costUsd;
+}
+
+/** Incoming header lookup without building a Web `Headers` object. */
+export function headerGetter(c: Context<AppEnv>): (name: string) => string | undefined {
+  const incoming = c.env?.incoming;
+  if (!incoming) return (name) => c.req.header(name);
+  return (name) => {
+    const v = incoming.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+}
+
 function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
   let obj: Record<string, unknown> | undefined;
   try {
@@ -178,20 +217,24 @@ function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unkn
   if (typeof obj.model === 'string') r.responseModel = obj.model;
   const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
-  r.usage =
-    usageFromOpenAI(obj.usage) ??
-    estimateUsage(requestMessages, choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join(''), r.responseModel ?? r.requestModel ?? '');
+  const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');
+  r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, completion(), r.responseModel ?? r.requestModel ?? '');
+  if (exchange.content.captureContent) exchange.content.completion = completion();
 }
 
-function finishStream(exchange: Exchange, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
+function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
   const r = exchange.record;
   r.responseId = summary.id;
   r.responseModel = summary.model;
   r.finishReasons = summary.finishReasons;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  if (!usage) usage = estimateUsage(requestMessages, streamedText(summary.contentText), r.responseModel ?? r.requestModel ?? '');
+  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentText) : '';
+  // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
+  if (!usage) usage = estimateUsage(requestMessages, text, r.responseModel ?? r.requestModel ?? '');
   r.usage = usage;
+  if (exchange.content.captureContent) exchange.content.completion = text;
+  priceUsage(exchange, upstream);
   if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
   else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
   else exchange.finish({ outcome: 'error', errorType: end.errorType });

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../telemetry/spans.js';
 import type { RequestRecord } from '../telemetry/types.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
@@ -18,6 +19,10 @@ export interface ExchangeOptions {
   incoming?: IncomingMessage;
   outgoing?: ServerResponse;
   webSignal?: AbortSignal;
+  /** Incoming header lookup (lower-case names), for trace context. */
+  header: (name: string) => string | undefined;
+  /** telemetry.capture_content */
+  captureContent: boolean;
   onFinish: (record: RequestRecord) => void;
 }
 
@@ -30,6 +35,10 @@ export class Exchange {
   #timer: NodeJS.Timeout | undefined;
   #finished = false;
   readonly #onFinish: (record: RequestRecord) => void;
+  /** The SERVER span (and, once forwarding starts, the CLIENT span) of this request. */
+  readonly spans: ServerSpan;
+  /** Prompt and completion for the span, only kept when content capture is on. */
+  readonly content: EndSpanOptions;
 
   constructor(options: ExchangeOptions) {
     this.requestId = options.incomingRequestId && REQUEST_ID.test(options.incomingRequestId) ? options.incomingRequestId : randomUUID();
@@ -44,6 +53,9 @@ export class Exchange {
       latencyMs: 0,
     };
     this.#onFinish = options.onFinish;
+    this.spans = startServerSpan({ method: options.method, route: options.route, headers: options.header });
+    this.record.traceId = this.spans.traceId;
+    this.content = { captureContent: options.captureContent };
     const gone = () => {
       if (this.#finished) return;
       this.#clientGone = true;
@@ -83,6 +95,7 @@ export class Exchange {
     clearTimeout(this.#timer);
     Object.assign(this.record, patch);
     this.record.latencyMs = performance.now() - this.startedAt;
+    this.spans.end(this.record, this.content);
     this.#onFinish(this.record);
   }
 }

@@ -9,7 +9,7 @@ import { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
-import { responseHeaders } from './chat.js';
+import { headerGetter, responseHeaders } from './chat.js';
 import type { UpstreamResponse } from './upstream.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
@@ -19,20 +19,22 @@ export function passThrough(deps: GatewayDeps) {
     const runtime = deps.holder.current;
     const config = runtime.config;
     const method = c.req.method;
+    const url = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
+    const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     const exchange = new Exchange({
-      route: '/v1/*',
+      route: routeOf(path),
       method,
       incomingRequestId: c.req.header('x-request-id'),
       totalTimeoutMs: runtime.upstreams.get(config.routing.default[0])?.spec.config.timeout.total_ms ?? 600_000,
       incoming: c.env?.incoming,
       outgoing: c.env?.outgoing,
       webSignal: c.req.raw.signal,
+      header: headerGetter(c),
+      captureContent: false,
       onFinish: deps.onRequestDone,
     });
     c.set('exchange', exchange);
 
-    const url = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
-    const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     const body = BODYLESS.has(method) ? null : await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
     const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
     if (body) clientHeaders['content-length'] = String(body.byteLength);
@@ -46,6 +48,14 @@ export function passThrough(deps: GatewayDeps) {
         build: (upstream) => {
           const headers = { ...clientHeaders, ...upstream.spec.config.headers };
           if (upstream.spec.config.api_key !== '') headers.authorization = `Bearer ${upstream.spec.config.api_key}`;
+          const span = exchange.spans.startUpstream({
+            operation: operationOf(path),
+            provider: upstream.spec.provider,
+            serverAddress: upstream.spec.serverAddress,
+            serverPort: upstream.spec.serverPort,
+            stream: false,
+          });
+          Object.assign(headers, span.headers());
           return { method, path, headers, body, signal: exchange.signal };
         },
       });
@@ -74,6 +84,23 @@ export function passThrough(deps: GatewayDeps) {
       throw err;
     }
   };
+}
+
+// OpenAI API families: used as the route label (bounded); anything else is `/v1/*`.
+const KNOWN_SEGMENTS = new Set(['models', 'embeddings', 'completions', 'responses', 'files', 'batches', 'images', 'audio', 'moderations', 'assistants', 'threads', 'vector_stores', 'fine_tuning', 'uploads', 'realtime', 'conversations']);
+
+function routeOf(path: string): string {
+  const segment = path.split(/[/?]/)[1] ?? '';
+  return KNOWN_SEGMENTS.has(segment) ? `/v1/${segment}` : '/v1/*';
+}
+
+/** `gen_ai.operation.name` for the GenAI routes; the first path segment otherwise. */
+function operationOf(path: string): string {
+  const segment = path.split(/[/?]/)[1] ?? '';
+  if (segment === 'embeddings') return 'embeddings';
+  if (segment === 'completions') return 'text_completion';
+  if (segment === 'responses') return 'chat';
+  return segment || 'http';
 }
 
 /** The upstream body as a Web stream, finishing the exchange when it ends. */

@@ -1,39 +1,28 @@
 /**
  * The metric families the gateway exposes on /metrics: the one list the deploy checks
- * (Grafana dashboard, Prometheus rules) compare their queries against.
- *
- * Today this is the list from DESIGN.md "Telemetry names". Once the gateway exists, switch
- * `metricFamilies()` to render the real registry, e.g.
- *
- *   const app = createApp(runtime, deps);
- *   return parseExposition(await (await app.request('/metrics')).text());
- *
- * `parseExposition` reads the `# TYPE` lines, which prom-client prints for every
- * registered metric even before it has samples.
+ * (Grafana dashboard, Prometheus rules) compare their queries against. It is read from
+ * the gateway's real registry (`createMetrics`, what `GET /metrics` renders), so renaming
+ * a metric in src/telemetry breaks the dashboard/rules check instead of the dashboard.
  */
+import { createMetrics } from '../../src/telemetry/metrics.js';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
 
 export interface MetricFamily {
   name: string;
   type: MetricType;
+  /** Label names the family declares (without `le`/`quantile`), when known. */
+  labels?: string[];
 }
 
-/** DESIGN.md "Telemetry names" (Prometheus). */
-const DESIGN_FAMILIES: readonly MetricFamily[] = [
-  { name: 'gen_ai_client_operation_duration_seconds', type: 'histogram' },
-  { name: 'gen_ai_client_token_usage', type: 'histogram' },
-  { name: 'gen_ai_client_operation_time_to_first_chunk_seconds', type: 'histogram' },
-  { name: 'promptgate_requests_total', type: 'counter' },
-  { name: 'promptgate_cost_usd_total', type: 'counter' },
-  { name: 'promptgate_injection_flags_total', type: 'counter' },
-  { name: 'promptgate_experiment_observations_total', type: 'counter' },
-  { name: 'promptgate_experiment_observations_sum', type: 'counter' },
-  { name: 'promptgate_experiment_observations_sum_squares', type: 'counter' },
-];
-
 export async function metricFamilies(): Promise<MetricFamily[]> {
-  return DESIGN_FAMILIES.map((f) => ({ ...f }));
+  const metrics = createMetrics();
+  const families = parseExposition(await metrics.render());
+  for (const f of families) {
+    const m = metrics.registry.getSingleMetric(f.name) as unknown as { labelNames?: readonly string[] } | undefined;
+    if (m?.labelNames) f.labels = [...m.labelNames];
+  }
+  return families;
 }
 
 export async function metricFamilyNames(): Promise<string[]> {
@@ -62,6 +51,12 @@ export const PROMETHEUS_BUILTIN_SERIES: readonly string[] = [
 ];
 
 /**
+ * Labels every scraped series can carry besides its own: Prometheus' `job`/`instance` and
+ * the target labels the scrape configs in deploy/ add (namespace, pod, app).
+ */
+export const TARGET_LABELS: readonly string[] = ['job', 'instance', 'namespace', 'pod', 'app', '__name__'];
+
+/**
  * Resolves a series name used in a query to the family that produces it: the family
  * itself, or `<histogram>_bucket|_sum|_count` (`<summary>_sum|_count`). Returns undefined
  * for an unknown name.
@@ -76,4 +71,12 @@ export function familyOfSeries(series: string, families: readonly MetricFamily[]
   if (base.type === 'histogram') return base;
   if (base.type === 'summary' && m[2] !== 'bucket') return base;
   return undefined;
+}
+
+/** Label names a series of `series` can have, or undefined when not known. */
+export function labelsOfSeries(series: string, families: readonly MetricFamily[]): string[] | undefined {
+  const f = familyOfSeries(series, families);
+  if (!f?.labels) return undefined;
+  const extra = f.type === 'histogram' && series.endsWith('_bucket') ? ['le'] : f.type === 'summary' && series === f.name ? ['quantile'] : [];
+  return [...f.labels, ...extra, ...TARGET_LABELS];
 }

@@ -36,19 +36,45 @@ export function metricNamesInPromQL(expr: string): string[] {
 }
 
 /**
+ * Label names an expression uses: in label matchers and in by/without/on/ignoring/
+ * group_left/group_right clauses.
+ */
+export function labelNamesInPromQL(expr: string): string[] {
+  let s = expr;
+  s = s.replace(/\$\{[^}]*\}/g, ' 1 ').replace(/\$[A-Za-z_][A-Za-z0-9_]*/g, ' 1 ');
+  s = s.replace(/#[^\n]*/g, ' ');
+  s = s.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, ' "" ');
+  const names = new Set<string>();
+  for (const m of s.matchAll(/\{([^}]*)\}/g)) {
+    for (const l of m[1].matchAll(/([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)/g)) names.add(l[1]);
+  }
+  for (const m of s.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g)) {
+    for (const l of m[1].split(',').map((x) => x.trim()).filter(Boolean)) names.add(l);
+  }
+  return [...names];
+}
+
+/**
  * Metric names in a Grafana Prometheus variable query: `label_values(expr, label)`,
  * `label_values(label)`, `query_result(expr)`, `metrics(regex)`, or a plain expression.
  */
 export function metricNamesInGrafanaVariableQuery(query: string): string[] {
-  const q = query.trim();
-  let m = /^label_values\(\s*(.*)\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\)$/s.exec(q);
-  if (m) return metricNamesInPromQL(m[1]);
-  if (/^label_values\(\s*[A-Za-z_][A-Za-z0-9_]*\s*\)$/.test(q)) return [];
-  if (/^(label_names|metrics)\(/.test(q)) return [];
-  m = /^query_result\((.*)\)$/s.exec(q);
-  if (m) return metricNamesInPromQL(m[1]);
-  return metricNamesInPromQL(q);
+  return variableQueryExpr(query).names;
 }
+
+/** The PromQL part of a variable query, its metric names, and the label it lists. */
+export function variableQueryExpr(query: string): { expr: string; label?: string; names: string[] } {
+  const q = query.trim();
+  let m = /^label_values\(\s*(.*)\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)$/s.exec(q);
+  if (m) return { expr: m[1], label: m[2], names: metricNamesInPromQL(m[1]) };
+  m = /^label_values\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)$/.exec(q);
+  if (m) return { expr: '', label: m[1], names: [] };
+  if (/^(label_names|metrics)\(/.test(q)) return { expr: '', names: [] };
+  m = /^query_result\((.*)\)$/s.exec(q);
+  if (m) return { expr: m[1], names: metricNamesInPromQL(m[1]) };
+  return { expr: q, names: metricNamesInPromQL(q) };
+}
+
 
 /** Every PromQL expression in a Grafana dashboard, with where it was found. */
 export function grafanaQueries(dashboard: unknown): { where: string; expr: string; variable: boolean }[] {
