@@ -11,8 +11,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { familyOfSeries, metricFamilies, PROMETHEUS_BUILTIN_SERIES, type MetricFamily } from './metric-names.js';
-import { grafanaQueries, metricNamesInGrafanaVariableQuery, metricNamesInPromQL, type GrafanaPanel } from './promql.js';
+import { familyOfSeries, labelsOfSeries, metricFamilies, PROMETHEUS_BUILTIN_SERIES, TARGET_LABELS, type MetricFamily } from './metric-names.js';
+import { grafanaQueries, labelNamesInPromQL, metricNamesInGrafanaVariableQuery, metricNamesInPromQL, variableQueryExpr, type GrafanaPanel } from './promql.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OBS = join(ROOT, 'deploy', 'observability');
@@ -41,6 +41,22 @@ function unknownSeries(exprs: { where: string; names: string[] }[], families: Me
     }
   }
   return bad;
+}
+
+/**
+ * Label names in `expr` (matchers, by/on/... clauses, legend templates) that none of the
+ * series it selects can carry. Recording-rule and Prometheus series allow any label.
+ */
+function unknownLabels(where: string, expr: string, extraLabels: string[], families: MetricFamily[]): string[] {
+  const series = metricNamesInPromQL(expr);
+  const allowed = new Set<string>(TARGET_LABELS);
+  for (const n of series) {
+    const labels = labelsOfSeries(n, families);
+    if (!labels) return []; // unknown labels (recorded or built-in series): not checked
+    for (const l of labels) allowed.add(l);
+  }
+  if (series.length === 0) return [];
+  return [...labelNamesInPromQL(expr), ...extraLabels].filter((l) => !allowed.has(l)).map((l) => `${where}: label ${l}`);
 }
 
 const tmp: string[] = [];
@@ -86,9 +102,22 @@ describe('Grafana dashboard', () => {
     expect(unknownSeries(exprs, families)).toEqual([]);
   });
 
-  it('uses every metric family', async () => {
-    const used = new Set(queries.flatMap((q) => (q.variable ? metricNamesInGrafanaVariableQuery(q.expr) : metricNamesInPromQL(q.expr))));
+  it('uses only labels those metrics have', async () => {
     const families = await metricFamilies();
+    const bad = queries.flatMap((q) => {
+      if (q.variable) {
+        const v = variableQueryExpr(q.expr);
+        return unknownLabels(q.where, v.expr, v.label ? [v.label] : [], families);
+      }
+      const legend = [...(q.legend ?? '').matchAll(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)].map((m) => m[1]);
+      return unknownLabels(q.where, q.expr, legend, families);
+    });
+    expect(bad).toEqual([]);
+  });
+
+  it('uses every promptgate and gen_ai metric family', async () => {
+    const used = new Set(queries.flatMap((q) => (q.variable ? metricNamesInGrafanaVariableQuery(q.expr) : metricNamesInPromQL(q.expr))));
+    const families = (await metricFamilies()).filter((f) => /^(promptgate|gen_ai)_/.test(f.name));
     const unused = families.filter((f) => ![...used].some((n) => familyOfSeries(n, families)?.name === f.name));
     expect(unused.map((f) => f.name)).toEqual([]);
   });
@@ -110,9 +139,9 @@ describe('Grafana dashboard', () => {
     // per-variant: requests, latency, cost, success rate from the experiment sums
     has(/sum by \(variant\) \(rate\(promptgate_requests_total\{[^}]*experiment="\$experiment"/);
     for (const m of ['latency_ms', 'cost_usd', 'success']) {
-      has(new RegExp(`promptgate_experiment_observations_sum\\{[^}]*metric="${m}"[\\s\\S]*?/\\s*sum by \\(variant\\) \\(rate\\(promptgate_experiment_observations_total\\{[^}]*metric="${m}"`));
+      has(new RegExp(`promptgate_experiment_observations_sum_total\\{[^}]*metric="${m}"[\\s\\S]*?/\\s*sum by \\(variant\\) \\(rate\\(promptgate_experiment_observations_total\\{[^}]*metric="${m}"`));
     }
-    has(/promptgate_experiment_observations_sum_squares/);
+    has(/promptgate_experiment_observations_sum_squares_total/);
     expect(dashboard.templating.list.map((v) => v.name)).toEqual(expect.arrayContaining(['datasource', 'experiment']));
   });
 
@@ -132,6 +161,7 @@ describe('Prometheus rules', () => {
     const families = await metricFamilies();
     const exprs = rules.flatMap((g) => g.rules.map((r) => ({ where: `${g.name}/${r.record ?? r.alert}`, names: metricNamesInPromQL(r.expr) })));
     expect(unknownSeries(exprs, families)).toEqual([]);
+    expect(rules.flatMap((g) => g.rules.flatMap((r) => unknownLabels(`${g.name}/${r.record ?? r.alert}`, r.expr, [], families)))).toEqual([]);
   });
 
   it('cover error rate, p95 latency, injection flags spike and cost burn', () => {

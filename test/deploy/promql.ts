@@ -75,10 +75,18 @@ export function variableQueryExpr(query: string): { expr: string; label?: string
   return { expr: q, names: metricNamesInPromQL(q) };
 }
 
-
 /** Every PromQL expression in a Grafana dashboard, with where it was found. */
-export function grafanaQueries(dashboard: unknown): { where: string; expr: string; variable: boolean }[] {
-  const out: { where: string; expr: string; variable: boolean }[] = [];
+export interface GrafanaQuery {
+  where: string;
+  /** PromQL, or a variable query (`label_values(...)`...) when `variable`. */
+  expr: string;
+  variable: boolean;
+  /** A target's legendFormat (`{{label}}` templates). */
+  legend?: string;
+}
+
+export function grafanaQueries(dashboard: unknown): GrafanaQuery[] {
+  const out: GrafanaQuery[] = [];
   const d = dashboard as {
     panels?: GrafanaPanel[];
     templating?: { list?: { name: string; type: string; query?: unknown; definition?: string }[] };
@@ -86,7 +94,9 @@ export function grafanaQueries(dashboard: unknown): { where: string; expr: strin
   const walk = (panels: GrafanaPanel[] | undefined) => {
     for (const p of panels ?? []) {
       for (const t of p.targets ?? []) {
-        if (typeof t.expr === 'string') out.push({ where: `panel "${p.title}" ${t.refId ?? ''}`.trim(), expr: t.expr, variable: false });
+        if (typeof t.expr === 'string') {
+          out.push({ where: `panel "${p.title}" ${t.refId ?? ''}`.trim(), expr: t.expr, variable: false, legend: t.legendFormat });
+        }
       }
       walk(p.panels);
     }
@@ -105,7 +115,7 @@ export interface GrafanaPanel {
   type: string;
   title: string;
   panels?: GrafanaPanel[];
-  targets?: { expr?: string; refId?: string }[];
+  targets?: { expr?: string; refId?: string; legendFormat?: string }[];
   gridPos?: { h: number; w: number; x: number; y: number };
   datasource?: unknown;
 }
