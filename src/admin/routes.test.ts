@@ -42,7 +42,7 @@ describe('admin auth', () => {
   const { app } = setup();
 
   it('401 without a token, with a wrong token, or another scheme', async () => {
-    for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: 'Basic czNjcmV0' }, { authorization: 'Bearer s3cret2' }]) {
+    for (const headers of [{} as Record<string, string>, { authorization: 'Bearer nope' }, { authorization: 'Basic czNjcmV0' }, { authorization: 'Bearer s3cret2' }]) {
       const res = await app.request('/admin/templates', { headers });
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);

@@ -7,7 +7,7 @@
  * interleaved async work (extraction is synchronous, so it never interleaves in Node).
  */
 import { TextNormalizer } from './normalize.js';
-import { compileFamilies, OBFUSCATION_FAMILY, PHRASE_FAMILIES, type PhraseFamily } from './phrase-families.js';
+import { OBFUSCATION_FAMILY, PHRASE_FAMILIES, type PhraseFamily } from './phrase-families.js';
 
 /** Hashing layout; stored in the weights file and checked when it is loaded. */
 export interface FeatureSpec {
@@ -25,12 +25,11 @@ export const FAMILY_PRIORS: readonly number[] = [...PHRASE_FAMILIES.map((f: Phra
 
 const SPACE = 0x20;
 
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
+/** FNV-1a over UTF-16 code units: the word hash, also used to look up trigger words. */
+export function wordHash(word: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < word.length; i++) h = Math.imul(h ^ word.charCodeAt(i), 0x01000193);
+  return h;
 }
 
 const isWordChar = (c: number): boolean =>
@@ -40,71 +39,187 @@ export interface ExtractorOptions {
   spec?: FeatureSpec;
   /** Input characters scanned at most; see normalize.ts. */
   maxChars?: number;
+  /** Bucket weights: `extract` then sums them into `weightSum` instead of filling `indices`. */
+  weights?: Float32Array;
 }
 
+/** Phrase patterns compiled once, each with the family it belongs to. */
+interface CompiledPatterns {
+  /** Sticky expressions, tried at trigger-word positions. */
+  regexes: RegExp[];
+  family: Int32Array;
+  /** Word hash -> index into `lists`. */
+  triggers: Map<number, number>;
+  /** Pattern ids armed by each trigger word. */
+  lists: Int32Array[];
+}
+
+function compilePatterns(families: readonly PhraseFamily[]): CompiledPatterns {
+  const regexes: RegExp[] = [];
+  const family: number[] = [];
+  const byWord = new Map<number, number[]>();
+  families.forEach((f, fi) => {
+    for (const pattern of f.patterns) {
+      const id = regexes.length;
+      regexes.push(new RegExp(pattern.source, 'y'));
+      family.push(fi);
+      for (const word of pattern.triggers) {
+        const h = wordHash(word);
+        const ids = byWord.get(h) ?? [];
+        if (!ids.includes(id)) ids.push(id);
+        byWord.set(h, ids);
+      }
+    }
+  });
+  const triggers = new Map<number, number>();
+  const lists: Int32Array[] = [];
+  for (const [h, ids] of byWord) {
+    triggers.set(h, lists.length);
+    lists.push(Int32Array.from(ids));
+  }
+  return { regexes, family: Int32Array.from(family), triggers, lists };
+}
+
+/**
+ * Hashes the normalised text into n-gram buckets and finds which phrase families match.
+ * One per scanner (it owns reusable buffers); extraction is synchronous.
+ */
 export class FeatureExtractor {
   readonly spec: FeatureSpec;
   readonly normalizer: TextNormalizer;
-  private readonly regexes: RegExp[];
-  private readonly mask: number;
+  private readonly patterns: CompiledPatterns;
+  private readonly shift: number;
+  /** Trigger-word occurrences of the current text: position and trigger list index. */
+  private readonly occPos: Int32Array;
+  private readonly occList: Int32Array;
+  private occCount = 0;
   /** Hashed feature indices of the last `extract` (one entry per occurrence). */
   readonly indices: Int32Array;
-  /** Entries of `indices` written by the last `extract`. */
+  /** N-gram occurrences of the last `extract` (entries of `indices` unless `weights` is set). */
   count = 0;
   /** 1 where family i fired in the last `extract` (FAMILY_NAMES order). */
   readonly families: Uint8Array;
+  /** With `weights`: the sum of the weights of all n-gram occurrences (indices are not kept). */
+  weightSum = 0;
+  private readonly weights: Float32Array | undefined;
 
   constructor(opts: ExtractorOptions = {}) {
     this.spec = opts.spec ?? DEFAULT_FEATURE_SPEC;
+    const { bits, char_ngrams, word_ngrams } = this.spec;
+    if (char_ngrams[0] !== 3 || char_ngrams[1] !== 5 || word_ngrams[0] !== 1 || word_ngrams[1] !== 2 || bits < 8 || bits > 24) {
+      throw new Error('unsupported feature spec: expected char 3-5-grams, word 1-2-grams, 8-24 bits');
+    }
     this.normalizer = new TextNormalizer({ maxChars: opts.maxChars });
-    this.regexes = compileFamilies();
-    this.mask = (1 << this.spec.bits) - 1;
-    const perChar = this.spec.char_ngrams[1] - this.spec.char_ngrams[0] + 1 + 2;
-    this.indices = new Int32Array((this.normalizer.buf.length + 2) * perChar);
+    this.patterns = compilePatterns(PHRASE_FAMILIES);
+    this.shift = 32 - bits;
+    const words = (this.normalizer.buf.length >> 1) + 2;
+    this.occPos = new Int32Array(words);
+    this.occList = new Int32Array(words);
+    this.indices = new Int32Array(this.normalizer.buf.length * 3 + words * 2 + 8);
     this.families = new Uint8Array(FAMILY_NAMES.length);
+    this.weights = opts.weights;
+    if (this.weights && this.weights.length !== 1 << bits) throw new Error('weights do not match the feature spec');
   }
 
   /** Normalises `text`, sets `families`, fills `indices`/`count`. */
   extract(text: string): void {
     const n = this.normalizer.normalizeToBuffer(text);
-    const normalized = this.normalizer.toString(n);
-    for (let f = 0; f < this.regexes.length; f++) this.families[f] = this.regexes[f].test(normalized) ? 1 : 0;
-    this.families[this.regexes.length] = this.normalizer.obfuscations > 0 ? 1 : 0;
+    this.occCount = 0;
     this.count = this.hash(n);
+    const fam = this.families;
+    fam.fill(0);
+    if (this.occCount > 0) {
+      // Try each pattern only where one of its trigger words starts (sticky regex).
+      const normalized = this.normalizer.toString(n);
+      const { regexes, family, lists } = this.patterns;
+      for (let o = 0; o < this.occCount; o++) {
+        const ids = lists[this.occList[o]];
+        const pos = this.occPos[o];
+        for (let j = 0; j < ids.length; j++) {
+          const id = ids[j];
+          if (fam[family[id]] !== 0) continue;
+          const re = regexes[id];
+          re.lastIndex = pos;
+          if (re.test(normalized)) fam[family[id]] = 1;
+        }
+      }
+    }
+    fam[fam.length - 1] = this.normalizer.obfuscations > 0 ? 1 : 0;
   }
 
+  /**
+   * Hashes character 3-5-grams of " " + text (padded with spaces) and word 1-2-grams
+   * into `indices`, and records trigger-word positions. Returns the number of indices.
+   */
   private hash(n: number): number {
     const buf = this.normalizer.buf;
     const out = this.indices;
-    const mask = this.mask;
-    const [cMin, cMax] = this.spec.char_ngrams;
-    const [wMin, wMax] = this.spec.word_ngrams;
+    const shift = this.shift;
+    const triggers = this.patterns.triggers;
+    const w = this.weights;
+    let sum = 0;
+    const PRIME = 0x01000193;
+    const MIX = 0x9e3779b1;
     let k = 0;
-    // Character n-grams over " " + text + " ".
-    for (let i = -1; i < n; i++) {
-      let h = 0x811c9dc5;
-      for (let len = 1; len <= cMax; len++) {
-        const j = i + len - 1;
-        if (j > n) break;
-        const c = j < 0 || j >= n ? SPACE : buf[j];
-        h = Math.imul(h ^ c, 0x01000193);
-        if (len >= cMin) out[k++] = fmix(h ^ len) & mask;
+    let prev = 0; // hash of the previous word, 0 before the first
+    let wh = 0x811c9dc5; // hash of the word being read
+    let wordStart = -1;
+    // One pass: character 3-5-grams from the window c0..c4 over " " + text + "    ",
+    // and words (c1 is buf[i]); each finished word gives a unigram, a bigram and a
+    // trigger lookup.
+    let c0 = SPACE;
+    let c1 = n > 0 ? buf[0] : SPACE;
+    let c2 = n > 1 ? buf[1] : SPACE;
+    let c3 = n > 2 ? buf[2] : SPACE;
+    let c4 = n > 3 ? buf[3] : SPACE;
+    for (let i = 0; i <= n; i++) {
+      if (i < n) {
+        let h = Math.imul(0x811c9dc5 ^ c0, PRIME);
+        h = Math.imul(h ^ c1, PRIME);
+        h = Math.imul(h ^ c2, PRIME);
+        const g3 = Math.imul(h ^ 3, MIX) >>> shift;
+        h = Math.imul(h ^ c3, PRIME);
+        const g4 = Math.imul(h ^ 4, MIX) >>> shift;
+        h = Math.imul(h ^ c4, PRIME);
+        const g5 = Math.imul(h ^ 5, MIX) >>> shift;
+        if (w !== undefined) sum += w[g3] + w[g4] + w[g5];
+        else {
+          out[k] = g3;
+          out[k + 1] = g4;
+          out[k + 2] = g5;
+        }
+        k += 3;
       }
-    }
-    // Word unigrams and bigrams.
-    let prev = 0;
-    let i = 0;
-    while (i < n) {
-      if (!isWordChar(buf[i])) {
-        i++;
-        continue;
+      if (i < n && isWordChar(c1)) {
+        if (wordStart < 0) wordStart = i;
+        wh = Math.imul(wh ^ c1, PRIME);
+      } else if (wordStart >= 0) {
+        const list = triggers.get(wh);
+        if (list !== undefined) {
+          this.occPos[this.occCount] = wordStart;
+          this.occList[this.occCount++] = list;
+        }
+        const unigram = Math.imul(wh ^ 0x5bd1e995, MIX) >>> shift;
+        if (w !== undefined) sum += w[unigram];
+        else out[k] = unigram;
+        k++;
+        if (prev !== 0) {
+          const bigram = Math.imul(Math.imul(prev, 31) ^ wh ^ 0x1b873593, MIX) >>> shift;
+          if (w !== undefined) sum += w[bigram];
+          else out[k] = bigram;
+          k++;
+        }
+        prev = wh | 1;
+        wh = 0x811c9dc5;
+        wordStart = -1;
       }
-      let h = 0x811c9dc5;
-      while (i < n && isWordChar(buf[i])) h = Math.imul(h ^ buf[i++], 0x01000193);
-      if (wMin <= 1) out[k++] = fmix(h ^ 0x5bd1e995) & mask;
-      if (wMax >= 2 && prev !== 0) out[k++] = fmix(Math.imul(prev, 31) ^ h ^ 0x1b873593) & mask;
-      prev = h | 1;
+      c0 = c1;
+      c1 = c2;
+      c2 = c3;
+      c3 = c4;
+      c4 = i + 4 < n ? buf[i + 4] : SPACE;
     }
+    this.weightSum = sum;
     return k;
   }
 }

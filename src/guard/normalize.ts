@@ -70,6 +70,33 @@ function getMixedTable(): Uint16Array {
   return t;
 }
 
+const C_WORD = 1;
+const C_SUSPECT = 2;
+const C_BASE64 = 4;
+const C_VISIBLE = 8;
+let classTable: Uint8Array | undefined;
+
+/**
+ * Character classes for the fold loop. For a folded character: visible, word character,
+ * suspect (a leet digit or a lookalike the word pass must look at). For an input character:
+ * base64 alphabet.
+ */
+function getClassTable(): Uint8Array {
+  if (classTable) return classTable;
+  const t = new Uint8Array(0x10000);
+  const mixed = getMixedTable();
+  for (let c = 0; c < 0x10000; c++) {
+    let k = 0;
+    if (c > SPACE && c !== EXPAND_SS && c !== 0x7f) k |= C_VISIBLE;
+    if (isWordChar(c)) k |= C_WORD;
+    if ((c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || mixed[c] !== 0) k |= C_SUSPECT;
+    if (c < 128 && (B64_VALUES[c] >= 0 || c === 0x3d)) k |= C_BASE64;
+    t[c] = k;
+  }
+  classTable = t;
+  return t;
+}
+
 const LEET: Readonly<Record<string, string>> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's' };
 const leetTable = new Uint16Array(128);
 for (const [k, v] of Object.entries(LEET)) leetTable[k.charCodeAt(0)] = v.charCodeAt(0);
@@ -80,7 +107,6 @@ const isWordChar = (c: number): boolean =>
   (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || c >= 0x80;
 const isSpacedSeparator = (c: number): boolean => c === SPACE || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x2a;
 
-const BASE64_RUN = /[A-Za-z0-9+/]{24,}={0,2}/g;
 const NON_ASCII = /[^\x00-\x7f]/;
 const B64_VALUES = new Int8Array(128).fill(-1);
 for (let i = 0; i < 64; i++) {
@@ -135,9 +161,18 @@ export class TextNormalizer {
   readonly buf: Uint16Array;
   private readonly fold = getFoldTable();
   private readonly mixed = getMixedTable();
+  private readonly cls = getClassTable();
   private readonly decoder = new TextDecoder('utf-16le');
   /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script words. */
   obfuscations = 0;
+  /** Base64 runs seen by the last fold: [start, end) pairs into `runText`. */
+  private readonly runs = new Int32Array(MAX_BASE64_PAYLOADS * 2);
+  private runCount = 0;
+  private runText = '';
+  /** Characters the word pass must look at (leet digits, lookalikes), counted while folding. */
+  private suspects = 0;
+  /** Longest run of single-character words seen while folding ("i g n o r e"). */
+  private singles = 0;
 
   constructor(opts: NormalizerOptions = {}) {
     this.maxChars = Math.max(256, opts.maxChars ?? 8192);
@@ -153,19 +188,20 @@ export class TextNormalizer {
       input = `${input.slice(0, head)}\n${input.slice(input.length - (this.maxChars - head))}`;
     }
     this.obfuscations = 0;
-    let n = this.foldInto(input, 0);
-    let payloads = 0;
-    BASE64_RUN.lastIndex = 0;
-    for (let m = BASE64_RUN.exec(input); m !== null && payloads < MAX_BASE64_PAYLOADS; m = BASE64_RUN.exec(input)) {
-      const decoded = decodeBase64Text(m[0]);
+    this.suspects = 0;
+    this.singles = 0;
+    let n = this.foldInto(input, 0, true);
+    const runs = this.runCount;
+    const runText = this.runText;
+    for (let r = 0; r < runs; r++) {
+      const decoded = decodeBase64Text(runText.slice(this.runs[2 * r], this.runs[2 * r + 1]));
       if (decoded === undefined) continue;
-      payloads++;
       this.obfuscations++;
       this.buf[n++] = NEWLINE;
-      n = this.foldInto(decoded, n);
+      n = this.foldInto(decoded, n, false);
     }
-    n = this.foldWords(n);
-    return this.joinSpacedLetters(n);
+    if (this.suspects > 0) this.foldWords(n);
+    return this.singles >= 6 ? this.joinSpacedLetters(n) : n;
   }
 
   /** Normalises `text` and returns it as a string. */
@@ -179,87 +215,137 @@ export class TextNormalizer {
     return this.decoder.decode(this.buf.subarray(0, n));
   }
 
-  /** Step 3: NFKC + per-character folding, whitespace collapsing. Returns the new length. */
-  private foldInto(raw: string, start: number): number {
+  /**
+   * Step 3: NFKC + per-character folding, whitespace collapsing; with `findBase64`, also
+   * records runs of 24+ base64 characters. Returns the new length.
+   */
+  private foldInto(raw: string, start: number, findBase64: boolean): number {
     const text = NON_ASCII.test(raw) ? raw.normalize('NFKC') : raw;
     const buf = this.buf;
     const fold = this.fold;
-    const cap = buf.length - 1;
+    const cls = this.cls;
+    const cap = buf.length - 2;
+    const len = text.length;
     let n = start;
-    let last = n === 0 ? SPACE : buf[n - 1];
-    for (let i = 0; i < text.length && n < cap; i++) {
+    let runStart = -1;
+    let wordLen = 0;
+    let singles = this.singles;
+    let suspects = 0;
+    let run = 0;
+    if (findBase64) {
+      this.runCount = 0;
+      this.runText = text;
+    }
+    for (let i = 0; i < len && n < cap; i++) {
       let c = text.charCodeAt(i);
+      if (findBase64) {
+        if ((cls[c] & C_BASE64) !== 0) {
+          if (runStart < 0) runStart = i;
+        } else if (runStart >= 0) {
+          this.endRun(runStart, i);
+          runStart = -1;
+        }
+      }
       // Unicode tag characters U+E0020..U+E007E (surrogates DB40 DC20..DC7E) carry hidden ASCII.
-      if (c === 0xdb40 && i + 1 < text.length) {
+      if (c === 0xdb40 && i + 1 < len) {
         const lo = text.charCodeAt(i + 1);
         if (lo >= 0xdc00 && lo <= 0xdc7f) {
           i++;
           this.obfuscations++;
           c = lo - 0xdc00;
-          if (c < 0x20 || c > 0x7e) continue;
+          if (c < 0x21 || c > 0x7e) continue;
         }
       }
       const m = fold[c];
-      if (m === DROP) continue;
-      if (m === SPACE || m === NEWLINE) {
-        if (last === SPACE || last === NEWLINE) {
-          if (m === NEWLINE && n > start) buf[n - 1] = NEWLINE;
-          last = buf[n - 1] ?? SPACE;
-          continue;
-        }
+      const k = cls[m];
+      if ((k & C_VISIBLE) !== 0) {
+        // The common case: a visible character.
         buf[n++] = m;
-        last = m;
+        if ((k & C_SUSPECT) !== 0) suspects++;
+        if ((k & C_WORD) !== 0) wordLen++;
+        else {
+          // Punctuation ends a word; count single-character words for the join pass.
+          if (wordLen === 1) run++;
+          else if (wordLen > 1) run = 0;
+          if (run > singles) singles = run;
+          wordLen = 0;
+        }
         continue;
       }
+      if (m === DROP) continue;
       if (m === EXPAND_SS) {
         buf[n++] = 0x73;
-        if (n < cap) buf[n++] = 0x73;
-        last = 0x73;
+        buf[n++] = 0x73;
+        wordLen += 2;
+        continue;
+      }
+      // Whitespace: collapse runs; a run holding a newline becomes one newline.
+      if (wordLen === 1) run++;
+      else if (wordLen > 1) run = 0;
+      if (run > singles) singles = run;
+      wordLen = 0;
+      const last = n === 0 ? SPACE : buf[n - 1];
+      if (last === SPACE || last === NEWLINE) {
+        if (m === NEWLINE && n > start) buf[n - 1] = NEWLINE;
         continue;
       }
       buf[n++] = m;
-      last = m;
     }
+    if (findBase64) this.endRun(runStart, len);
+    this.suspects += suspects;
+    this.singles = wordLen === 1 && run + 1 > singles ? run + 1 : singles;
     return n;
   }
 
+  private endRun(runStart: number, end: number): void {
+    if (runStart >= 0 && end - runStart >= 24 && this.runCount < MAX_BASE64_PAYLOADS) {
+      this.runs[2 * this.runCount] = runStart;
+      this.runs[2 * this.runCount + 1] = end;
+      this.runCount++;
+    }
+  }
+
   /** Step 4: per word, fold mixed-script homoglyphs and decode leetspeak, in place. */
-  private foldWords(n: number): number {
+  private foldWords(n: number): void {
     const buf = this.buf;
     const mixed = this.mixed;
     let i = 0;
     while (i < n) {
-      if (!isWordChar(buf[i])) {
+      const c0 = buf[i];
+      if (c0 < 128 ? leetTable[c0] === 0 : mixed[c0] === 0) {
         i++;
         continue;
       }
+      // A suspect character: find its word and fold that word.
+      let begin = i;
+      while (begin > 0 && isWordChar(buf[begin - 1])) begin--;
       let end = i;
       let ascii = 0;
       let lookalikes = 0;
       let leet = 0;
-      while (end < n && isWordChar(buf[end])) {
-        const c = buf[end];
+      for (let k = begin; k < n && isWordChar(buf[k]); k++, end = k) {
+        const c = buf[k];
         if (isAsciiLetter(c)) ascii++;
         else if (c < 128) {
           if (leetTable[c] !== 0) leet++;
         } else if (mixed[c] !== 0) lookalikes++;
-        end++;
       }
+      if (end === i) end = i + 1;
       if (lookalikes > 0 && ascii > 0) {
-        for (let k = i; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
+        for (let k = begin; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
         ascii += lookalikes;
         this.obfuscations++;
       }
-      if (leet > 0 && ascii >= 2) {
-        for (let k = i; k < end; k++) {
+      // Leetspeak, except in "$variable1" / "@handle1" style names.
+      if (leet > 0 && ascii >= 2 && buf[begin] !== 0x24 && buf[begin] !== 0x40) {
+        for (let k = begin; k < end; k++) {
           const c = buf[k];
           // '@' and '$' only inside a word ("p@ss"), so "$documents" and "@user" keep them.
-          if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > i && k < end - 1))) buf[k] = leetTable[c];
+          if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) buf[k] = leetTable[c];
         }
       }
       i = end;
     }
-    return n;
   }
 
   /** Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. Returns the new length. */

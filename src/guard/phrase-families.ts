@@ -7,21 +7,26 @@
  * (train.ts) fits the final weight of each family on the labelled data, pulled towards
  * this prior, so a family the data never shows (fake chat tokens, say) keeps its prior.
  *
+ * Matching is anchored on trigger words: every pattern lists the words a match can start
+ * with (`triggers`), and the scanner tries the pattern (a sticky regular expression) only
+ * at the positions where one of those words occurs. A pattern that needs context before
+ * its first word uses a lookbehind. This keeps a scan to a few short regex attempts
+ * instead of one pass over the text per pattern. `phrase-families.test.ts` checks that
+ * anchored matching finds exactly what an unanchored search finds.
+ *
  * Patterns are kept narrow on purpose: the ordinary support message "how do I ignore a
  * charge on my invoice", "forget my saved card" or "act as my account admin?" must not
  * match. Benign lookalikes are in test/fixtures/benign-support.txt.
  *
  * Languages: English and German throughout; Spanish, French, Italian, Portuguese, Dutch,
- * Polish, Croatian/Serbian and Russian for the instruction-override family.
+ * Polish, Croatian/Serbian and Russian for the instruction-override family; Spanish,
+ * French and Italian for role switching and prompt extraction.
  */
 
 export interface PhrasePattern {
-  /**
-   * Words of which at least one must occur (as a whole word of the normalised text) for
-   * the pattern to be able to match. The scanner only runs a pattern's regular expression
-   * when one of its trigger words is present, which keeps a scan to a few regex passes.
-   */
+  /** The words a match can start with (whole words of the normalised text). */
   readonly triggers: readonly string[];
+  /** Regular-expression source; compiled with the sticky flag. */
   readonly source: string;
 }
 
@@ -36,18 +41,20 @@ export interface PhraseFamily {
 const alt = (...xs: string[]): string => `(?:${xs.join('|')})`;
 /** Up to `n` whole words (lazy), each followed by a space. */
 const upTo = (n: number): string => `(?:\\S+ ){0,${n}}?`;
-/** A pattern that runs when any of the space-separated `triggers` words occurs. */
+/** A pattern tried where one of the space-separated `triggers` words starts. */
 const p = (triggers: string, source: string): PhrasePattern => ({ triggers: triggers.split(' '), source });
-/** The last word of each entry ("set aside" -> "aside"): a word every match contains. */
-const lastWords = (xs: readonly string[]): string => xs.map((x) => x.split(' ').at(-1)).join(' ');
+/** The first word of each entry ("set aside" -> "set"). */
+const firstWords = (xs: readonly string[]): string => [...new Set(xs.map((x) => x.split(' ')[0]))].join(' ');
 
 // ---------------------------------------------------------------- override / ignore
-const enOverrideVerb = alt(
+const enOverrideVerbs = [
   'ignore', 'ignoring', 'disregard', 'disregarding', 'forget', 'bypass', 'override', 'overlook',
   'neglect', 'dismiss', 'abandon', 'discard', 'drop', 'set aside', 'put aside', 'leave behind',
   'pay no attention to', 'throw away',
-  "(?:do not|don't|dont|never|stop|no longer|cease to) (?:follow|following|obey|obeying|adhere to|comply with|listen to)",
-);
+];
+const enStopFollowing = "(?<=\\b(?:do not|don't|dont|never|stop|no longer|cease to) )(?:follow|following|obey|obeying|adhere to|comply with|listen to)";
+const enOverrideVerb = alt(...enOverrideVerbs, enStopFollowing);
+const enOverrideTriggers = `${firstWords(enOverrideVerbs)} follow following obey obeying adhere comply listen`;
 const enModifier = alt(
   'all', 'any', 'every', 'each', 'the', 'your', 'of', 'these', 'those', 'about', 'previous', 'prior',
   'preceding', 'above', 'earlier', 'former', 'foregoing', 'initial', 'original', 'old', 'existing',
@@ -69,11 +76,11 @@ const enAmbiguousNoun = alt(
   'rules', 'orders', 'commands', 'tasks', 'directions', 'constraints', 'restrictions', 'limitations',
   'information', 'context', 'training', 'filters',
 );
-const deOverrideVerb = alt(
+const deOverrideVerbs = [
   'vergiss', 'vergesst', 'vergessen sie', 'ignoriere', 'ignorier', 'ignorieren sie', 'ignoriert',
   'missachte', 'missachten sie', 'uberspringe', 'verwirf', 'verwerfen sie', 'streiche', 'streichen sie',
-  'losche', 'loschen sie', '(?:befolge|befolgen sie|beachte|beachten sie) (?:nicht|keine)',
-);
+  'losche', 'loschen sie', 'befolge nicht', 'befolgen sie nicht', 'beachte nicht', 'beachten sie nicht',
+];
 const deModifier = alt(
   'alle', 'alles', 'die', 'deine', 'ihre', 'bisherigen', 'vorherigen', 'vorangehenden',
   'vorangegangenen', 'obigen', 'oberen', 'fruheren', 'vorigen', 'ursprunglichen', 'gegebenen',
@@ -83,7 +90,8 @@ const deInstructionNoun = alt(
   'anweisungen', 'anweisung', 'instruktionen', 'befehle', 'regeln', 'vorgaben', 'richtlinien',
   'auftrage', 'aufgaben', 'angaben', 'informationen', 'anordnungen', 'prompts?', 'ausfuhrungen',
 );
-const deEarlier = alt('obigen', 'vorherigen', 'bisherigen', 'vorangegangenen', 'vorangehenden', 'fruheren', 'vorigen', 'oberen');
+const deEarlierWords = 'obigen vorherigen bisherigen vorangegangenen vorangehenden fruheren vorigen oberen';
+const deEarlier = alt(...deEarlierWords.split(' '));
 /** Pronoun subjects that make "forget everything" a statement, not a command. */
 const notStatement = "(?<!\\b(?:i|we|they|he|she|often|always|usually|sometimes|to|might|may|could|would|will|did|do|i'll|i'd) )";
 
@@ -91,29 +99,29 @@ const overrideInstructions: PhraseFamily = {
   name: 'override_instructions',
   prior: 4,
   patterns: [
-    `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b`,
-    `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enAmbiguousNoun}\\b`,
-    `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|all|it all)(?= ?(?:$|[.,;:!?\\n-]|(?:that|you|i|we|above|before|previous|prior|said|else|so far|until|up to|of the above|and (?:just |now |instead |then )?(?:say|tell|write|print|output|answer|respond|repeat|focus|start|do))\\b))`,
-    `\\b(?:despite|regardless of) (?:what|everything|anything) (?:you've|you have|you were|you've been|you have been|has been) (?:been )?(?:told|instructed|programmed)\\b`,
-    `\\b(?:previous|prior|above|earlier|preceding|all) (?:instructions|information|rules|directions)(?: \\S+){0,6}? (?:are|is|were) (?:now )?(?:irrelevant|void|invalid|null|cancelled|obsolete|no longer (?:valid|relevant|apply|applicable))\\b`,
-    `\\bremove (?:all )?(?:the )?(?:previous|prior) (?:tasks|instructions) (?:out of|from) your (?:head|mind|memory)\\b`,
-    `\\b${deOverrideVerb} (?:${deModifier} ){0,4}${deInstructionNoun}\\b`,
-    `\\b(?:vergiss|vergesst|vergessen sie) (?:einfach )?(?:alles|alle)\\b`,
-    `\\b(?:die|alle|den|das) ${deEarlier} ${upTo(2)}(?:ignorieren|vergessen|missachten|uberspringen|loschen|streichen)\\b`,
-    `\\baus dem (?:kopf|gedachtnis) (?:zu )?(?:streichen|loschen)\\b`,
-    `\\b(?:lass|lasst|lassen sie) (?:alle )?(?:die )?${deEarlier} ${upTo(1)}hinter (?:dir|sich|euch)\\b`,
-    `\\babweichend (?:zu|von) (?:den |allen )?${deEarlier} (?:instruktionen|anweisungen|vorgaben|befehlen|regeln)\\b`,
-    `\\b${deEarlier} (?:informationen|anweisungen|instruktionen|vorgaben)(?: \\S+){0,6}? (?:sind|ist|waren) (?:\\S+ ){0,2}?(?:irrelevant|ungultig|hinfallig|nichtig|egal|unwichtig|nicht (?:mehr )?(?:gultig|relevant|wichtig)|nicht (?:ganz )?grossartig)\\b`,
+    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b`),
+    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enAmbiguousNoun}\\b`),
+    p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|all|it all)(?= ?(?:$|[.,;:!?\\n-]|(?:that|you|i|we|above|before|previous|prior|said|else|so far|until|up to|of the above|and (?:just |now |instead |then )?(?:say|tell|write|print|output|answer|respond|repeat|focus|start|do))\\b))`),
+    p('despite regardless', `\\b(?:despite|regardless of) (?:what|everything|anything) (?:you've|you have|you were|you've been|you have been|has been) (?:been )?(?:told|instructed|programmed)\\b`),
+    p('instructions information rules directions', `(?<=\\b(?:previous|prior|above|earlier|preceding|all) )(?:instructions|information|rules|directions)(?: \\S+){0,6}? (?:are|is|were) (?:now )?(?:irrelevant|void|invalid|null|cancelled|obsolete|no longer (?:valid|relevant|apply|applicable))\\b`),
+    p('remove', `\\bremove (?:all )?(?:the )?(?:previous|prior) (?:tasks|instructions) (?:out of|from) your (?:head|mind|memory)\\b`),
+    p(firstWords(deOverrideVerbs), `\\b${alt(...deOverrideVerbs)} (?:${deModifier} ){0,4}${deInstructionNoun}\\b`),
+    p('vergiss vergesst vergessen', `\\b(?:vergiss|vergesst|vergessen sie) (?:einfach )?(?:alles|alle)\\b`),
+    p(deEarlierWords, `(?<=\\b(?:die|alle|den|das) )${deEarlier} ${upTo(2)}(?:ignorieren|vergessen|missachten|uberspringen|loschen|streichen)\\b`),
+    p('aus', `\\baus dem (?:kopf|gedachtnis) (?:zu )?(?:streichen|loschen)\\b`),
+    p('lass lasst lassen', `\\b(?:lass|lasst|lassen sie) (?:alle )?(?:die )?${deEarlier} ${upTo(1)}hinter (?:dir|sich|euch)\\b`),
+    p('abweichend', `\\babweichend (?:zu|von) (?:den |allen )?${deEarlier} (?:instruktionen|anweisungen|vorgaben|befehlen|regeln)\\b`),
+    p(deEarlierWords, `\\b${deEarlier} (?:informationen|anweisungen|instruktionen|vorgaben)(?: \\S+){0,6}? (?:sind|ist|waren) (?:\\S+ ){0,2}?(?:irrelevant|ungultig|hinfallig|nichtig|egal|unwichtig|nicht (?:mehr )?(?:gultig|relevant|wichtig)|nicht (?:ganz )?grossartig)\\b`),
     // Spanish, French, Italian, Portuguese, Dutch, Polish, Croatian/Serbian
-    `\\b(?:olvida|olvide|olvidad|olvidate|olvidese|olvidar|ignora|ignore|ignorad|ignoren|ignorar|descarta|omite|omita) (?:de )?(?:todo|todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?|lo anterior|lo que (?:te )?(?:dije|he dicho))\\b`,
-    `\\b(?:oubliez|oublie|oublier|ignorez|ignore|ignorer|ne tenez pas compte)(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus)|tout)\\b`,
-    `\\b(?:dimentica|dimenticate|ignora|ignorate) (?:tutte le (?:istruzioni|regole)|tutto|le istruzioni precedenti)\\b`,
-    `\\b(?:esqueca|esquece|esquecer|ignore|ignora) (?:todas as (?:instrucoes|regras)|tudo|as instrucoes anteriores)\\b`,
-    `\\b(?:vergeet|negeer) (?:alle (?:vorige |eerdere )?(?:instructies|regels)|alles)\\b`,
-    `\\b(?:zapomnij|zignoruj|ignoruj) (?:wszystkie (?:poprzednie )?(?:instrukcje|polecenia)|wszystko)\\b`,
-    `\\bzaboravi (?:sve|sto)\\b`,
+    p('olvida olvide olvidad olvidate olvidese olvidar ignora ignore ignorad ignoren ignorar descarta omite omita', `\\b(?:olvida|olvide|olvidad|olvidate|olvidese|olvidar|ignora|ignore|ignorad|ignoren|ignorar|descarta|omite|omita) (?:de )?(?:todo|todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?|lo anterior|lo que (?:te )?(?:dije|he dicho))\\b`),
+    p('oubliez oublie oublier ignorez ignore ignorer ne', `\\b(?:oubliez|oublie|oublier|ignorez|ignore|ignorer|ne tenez pas compte)(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus)|tout)\\b`),
+    p('dimentica dimenticate ignora ignorate', `\\b(?:dimentica|dimenticate|ignora|ignorate) (?:tutte le (?:istruzioni|regole)|tutto|le istruzioni precedenti)\\b`),
+    p('esqueca esquece esquecer ignore ignora', `\\b(?:esqueca|esquece|esquecer|ignore|ignora) (?:todas as (?:instrucoes|regras)|tudo|as instrucoes anteriores)\\b`),
+    p('vergeet negeer', `\\b(?:vergeet|negeer) (?:alle (?:vorige |eerdere )?(?:instructies|regels)|alles)\\b`),
+    p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) (?:wszystkie (?:poprzednie )?(?:instrukcje|polecenia)|wszystko)\\b`),
+    p('zaboravi', `\\bzaboravi (?:sve|sto)\\b`),
     // Russian (Cyrillic is kept as is by the normaliser)
-    '(?:забудь|забудьте|игнорируй|игнорируйте|проигнорируй|проигнорируйте) (?:все|всё|предыдущие|прошлые)',
+    p('забудь забудьте игнорируй игнорируйте проигнорируй проигнорируйте', '(?:забудь|забудьте|игнорируй|игнорируйте|проигнорируй|проигнорируйте) (?:все|всё|предыдущие|прошлые)'),
   ],
 };
 
@@ -122,7 +130,7 @@ const ignoreAbove: PhraseFamily = {
   name: 'ignore_above',
   prior: 2,
   patterns: [
-    `\\b(?:ignore|disregard|forget)(?: the| all| everything)? (?:above|previous|preceding|prior|foregoing|before)\\b(?! (?:message|email|mail|order|payment|comment|question|post|reply|answer|address|card|request|ticket|one)s?\\b)`,
+    p('ignore disregard forget', `\\b(?:ignore|disregard|forget)(?: the| all| everything)? (?:above|previous|preceding|prior|foregoing|before)\\b(?! (?:message|email|mail|order|payment|comment|question|post|reply|answer|address|card|request|ticket|one)s?\\b)`),
   ],
 };
 
@@ -131,37 +139,37 @@ const roleSwitch: PhraseFamily = {
   name: 'role_switch',
   prior: 2,
   patterns: [
-    `\\b(?:i want|i need|i'd like|i would like|i am asking|i'm asking) you to (?:act|behave|pretend|roleplay|role-play|play the role|play as|take on the role|simulate|emulate|impersonate|respond as|answer as)\\b`,
-    `\\b(?:from now on|henceforth|for the rest of (?:this|the) conversation),? you (?:are|act|pretend|respond|answer|reply|must answer|will (?:act|respond|answer|reply|pretend|only|always|be an?))\\b`,
-    `\\byou are (?:now|no longer) (?:an?|the|my|called|named|known as|going to|playing|in|acting)\\b`,
-    `\\b(?:now|okay|ok),? you are\\b`,
-    `\\byou're now (?:an?|the|my)\\b`,
-    `\\b(?:pretend|imagine|suppose|assume) (?:that )?(?:you are|you're|to be|you can|you have|you were)\\b`,
-    `\\b(?:role-?play(?:ing)?|play the role|take on the role|in the role) (?:as|of)\\b`,
-    `\\b(?:stay|stays|remain|remains|always stay) (?:fully |completely |always )?in (?:character|(?:their|your|his|her|the) roles?)\\b`,
-    `\\b(?:do not|don't|never|without) (?:break|breaking|falling out of|fall out of) (?:character|the figure|their roles?|your role)\\b`,
-    `\\bcompletely absorbed in your role\\b`,
-    `\\bact as (?:an? |the )(?!(?:\\S+ )?(?:admin|administrator|owner|guarantor|co-?signer|reference|representative|agent|proxy|contact|sponsor|backup|manager|user|member|payer|witness|guardian|intermediary|account)\\b)`,
-    `(?:^|[.!?:] )act as (?:an? )?(?!my |our |your )`,
-    `\\byou are (?:an?|the) (?:\\S+ ){0,3}?(?:ai|bot|chatbot|language model|gpt|character|persona|pirate|hacker|terminal|interpreter|guidebook|racoons?|monster)\\b`,
-    `\\byou are (?:three|two|several) `,
-    `\\b(?:simulate|emulate|impersonate) (?:an?|the) `,
+    p('act behave pretend roleplay role play take simulate emulate impersonate respond answer', `(?<=\\b(?:i want|i need|i'd like|i would like|i am asking|i'm asking) you to )(?:act|behave|pretend|roleplay|role-play|play the role|play as|take on the role|simulate|emulate|impersonate|respond as|answer as)\\b`),
+    p('from henceforth rest', `(?:\\bfrom now on|\\bhenceforth|(?<=\\bfor the )rest of (?:this|the) conversation),? you (?:are|act|pretend|respond|answer|reply|must answer|will (?:act|respond|answer|reply|pretend|only|always|be an?))\\b`),
+    p('now no', `(?<=\\byou are )(?:now|no longer) (?:an?|the|my|called|named|known as|going to|playing|in|acting)\\b`),
+    p('now okay ok', `\\b(?:now|okay|ok),? you are\\b`),
+    p("you're", `\\byou're now (?:an?|the|my)\\b`),
+    p('pretend imagine suppose assume', `\\b(?:pretend|imagine|suppose|assume) (?:that )?(?:you are|you're|to be|you can|you have|you were)\\b`),
+    p('role roleplay roleplaying play take', `(?:\\brole-?play(?:ing)?|\\bplay the role|\\btake on the role|(?<=\\bin the )role) (?:as|of)\\b`),
+    p('stay stays remain remains always', `\\b(?:stay|stays|remain|remains|always stay) (?:fully |completely |always )?in (?:character|(?:their|your|his|her|the) roles?)\\b`),
+    p('break breaking falling fall', `(?<=\\b(?:do not|don't|never|without) )(?:break|breaking|falling out of|fall out of) (?:character|the figure|their roles?|your role)\\b`),
+    p('completely', `\\bcompletely absorbed in your role\\b`),
+    p('act', `\\bact as (?:an? |the )(?!(?:\\S+ )?(?:admin|administrator|owner|guarantor|co-?signer|reference|representative|agent|proxy|contact|sponsor|backup|manager|user|member|payer|witness|guardian|intermediary|account)\\b)`),
+    p('act', `(?<=(?:^|[.!?:] ))act as (?:an? )?(?!my |our |your )`),
+    p('ai bot chatbot language gpt character persona pirate hacker terminal interpreter guidebook racoon racoons monster', `(?<=\\byou are (?:an?|the) (?:\\S+ ){0,3}?)(?:ai|bot|chatbot|language model|gpt|character|persona|pirate|hacker|terminal|interpreter|guidebook|racoons?|monster)\\b`),
+    p('three two several', `(?<=\\byou are )(?:three|two|several) `),
+    p('simulate emulate impersonate', `\\b(?:simulate|emulate|impersonate) (?:an?|the) `),
     // German
-    `\\bich mochte,? dass (?:sie|du) (?:als|die rolle|sich wie|dich wie|so tun)\\b`,
-    `\\b(?:fungieren|agieren|handeln) sie als\\b`,
-    `\\b(?:fungiere|agiere|verhalte dich|tritt auf) (?:als|wie)\\b`,
-    `\\b(?:jetzt|nun|ab sofort|ab jetzt|von nun an) bist du\\b`,
-    `\\bdu bist (?:jetzt |nun |ab sofort |ab jetzt )?(?:keine?|eine?|der|die|das) `,
-    `\\bstell(?:e|en)? (?:dir|sich) vor,? (?:du bist|dass du|sie sind|dass sie|du warst|du seist)\\b`,
-    `\\b(?:tu|tue|tun sie) so,? als (?:ob|ware|warst|waren)\\b`,
-    `\\bspiel(?:e|en sie|st)? (?:die|eine) rolle\\b`,
-    `\\b(?:bleib|bleibe|bleiben|bleibst) (?:\\S+ ){0,2}?in (?:ihren|seinen|deinen|ihrer|seiner|deiner|der) (?:rollen?|figur)\\b`,
-    `\\baus (?:der|ihrer|seiner|deiner) (?:rolle|figur) (?:zu )?fallen\\b`,
-    `\\bin deiner rolle auf\\b`,
+    p('mochte', `(?<=\\bich )mochte,? dass (?:sie|du) (?:als|die rolle|sich wie|dich wie|so tun)\\b`),
+    p('fungieren agieren handeln', `\\b(?:fungieren|agieren|handeln) sie als\\b`),
+    p('fungiere agiere verhalte tritt', `\\b(?:fungiere|agiere|verhalte dich|tritt auf) (?:als|wie)\\b`),
+    p('jetzt nun ab von', `\\b(?:jetzt|nun|ab sofort|ab jetzt|von nun an) bist du\\b`),
+    p('du', `\\bdu bist (?:jetzt |nun |ab sofort |ab jetzt )?(?:keine?|eine?|der|die|das) `),
+    p('stell stelle stellen', `\\bstell(?:e|en)? (?:dir|sich) vor,? (?:du bist|dass du|sie sind|dass sie|du warst|du seist)\\b`),
+    p('tu tue tun', `\\b(?:tu|tue|tun sie) so,? als (?:ob|ware|warst|waren)\\b`),
+    p('spiel spiele spielen spielst', `\\bspiel(?:e|en sie|st)? (?:die|eine) rolle\\b`),
+    p('bleib bleibe bleiben bleibst', `\\b(?:bleib|bleibe|bleiben|bleibst) (?:\\S+ ){0,2}?in (?:ihren|seinen|deinen|ihrer|seiner|deiner|der) (?:rollen?|figur)\\b`),
+    p('aus', `\\baus (?:der|ihrer|seiner|deiner) (?:rolle|figur) (?:zu )?fallen\\b`),
+    p('deiner', `(?<=\\bin )deiner rolle auf\\b`),
     // Spanish, French, Italian
-    `\\b(?:actua como|finge (?:ser|que)|haz de cuenta|a partir de ahora (?:eres|responde|actua))\\b`,
-    `\\b(?:(?:tu es|vous etes) (?:maintenant|desormais)|agis comme|agissez comme|fais semblant|faites semblant|joue le role|jouez le role)\\b`,
-    `\\b(?:fingi di essere|fai finta di|ora sei|adesso sei|agisci come|comportati come)\\b`,
+    p('actua finge haz partir', `(?:\\bactua como|\\bfinge (?:ser|que)|\\bhaz de cuenta|(?<=\\ba )partir de ahora (?:eres|responde|actua))\\b`),
+    p('tu vous agis agissez fais faites joue jouez', `\\b(?:(?:tu es|vous etes) (?:maintenant|desormais)|agis comme|agissez comme|fais semblant|faites semblant|joue le role|jouez le role)\\b`),
+    p('fingi fai ora adesso agisci comportati', `\\b(?:fingi di essere|fai finta di|ora sei|adesso sei|agisci come|comportati come)\\b`),
   ],
 };
 
@@ -170,17 +178,17 @@ const jailbreakPersona: PhraseFamily = {
   name: 'jailbreak_persona',
   prior: 4,
   patterns: [
-    `\\bdo anything now\\b`,
-    `\\b(?:dan|developer|god|jailbreak|unrestricted|evil|chaos|opposite|dude) mode (?:enabled|on|activated|output)\\b`,
-    `\\b(?:chatgpt|gpt|ai|assistant|model|you) (?:with|in) (?:dan|developer|god|evil|jailbreak|unrestricted) mode\\b`,
-    `\\b(?:enable|activate|enter|switch to|turn on) (?:dan|god|jailbreak|unrestricted|evil|chaos) mode\\b`,
-    `\\b(?:as|called|named|you are|be|now) dan\\b`,
-    `\\bjailbr(?:eak|oken|eaking)\\b(?! (?:my|the|your|a|an|this|our) (?:phone|iphone|ipad|device|console|switch|kindle|tablet|firestick|router|ps\\d))`,
-    `\\b(?:no|without|not bound by|free (?:of|from)|beyond|ignore|ignoring) (?:any )?(?:ethical|moral|programming|content|safety|openai|usage|censorship) (?:guidelines|restrictions|limitations|filters|policies|rules|principles|boundaries|constraints)\\b`,
-    `\\b(?:completely |totally )?(?:immoral|amoral|unethical|unfiltered|uncensored|unrestricted|unhinged) (?:ai|assistant|bot|chatbot|model|version|mode|and)\\b`,
-    `\\b(?:evil|malicious|rogue|unfiltered|rutheless|ruthless) (?:ai|assistant|bot|chatbot|confidant|twin|version|radical)\\b`,
-    `\\b(?:bose|boshafte|bosartige) (?:ki|ai)\\b`,
-    `\\bohne (?:jegliche |alle )?(?:ethische|moralische) (?:einschrankungen|regeln|filter|richtlinien|grenzen|bedenken)\\b`,
+    p('anything', `(?<=\\bdo )anything now\\b`),
+    p('dan developer god jailbreak unrestricted evil chaos opposite dude', `\\b(?:dan|developer|god|jailbreak|unrestricted|evil|chaos|opposite|dude) mode (?:enabled|on|activated|output)\\b`),
+    p('dan developer god evil jailbreak unrestricted', `(?<=\\b(?:chatgpt|gpt|ai|assistant|model|you) (?:with|in) )(?:dan|developer|god|evil|jailbreak|unrestricted) mode\\b`),
+    p('enable activate enter switch turn', `\\b(?:enable|activate|enter|switch to|turn on) (?:dan|god|jailbreak|unrestricted|evil|chaos) mode\\b`),
+    p('dan', `(?<=\\b(?:as|called|named|you are|be|now) )dan\\b`),
+    p('jailbreak jailbroken jailbreaking', `\\bjailbr(?:eak|oken|eaking)\\b(?! (?:my|the|your|a|an|this|our) (?:phone|iphone|ipad|device|console|switch|kindle|tablet|firestick|router|ps\\d))`),
+    p('ethical moral programming content safety openai usage censorship', `(?<=\\b(?:no|without|not bound by|free (?:of|from)|beyond|ignore|ignoring) (?:any )?)(?:ethical|moral|programming|content|safety|openai|usage|censorship) (?:guidelines|restrictions|limitations|filters|policies|rules|principles|boundaries|constraints)\\b`),
+    p('completely totally immoral amoral unethical unfiltered uncensored unrestricted unhinged', `\\b(?:completely |totally )?(?:immoral|amoral|unethical|unfiltered|uncensored|unrestricted|unhinged) (?:ai|assistant|bot|chatbot|model|version|mode|and)\\b`),
+    p('evil malicious rogue unfiltered rutheless ruthless', `\\b(?:evil|malicious|rogue|unfiltered|rutheless|ruthless) (?:ai|assistant|bot|chatbot|confidant|twin|version|radical)\\b`),
+    p('bose boshafte bosartige', `\\b(?:bose|boshafte|bosartige) (?:ki|ai)\\b`),
+    p('ohne', `\\bohne (?:jegliche |alle )?(?:ethische|moralische) (?:einschrankungen|regeln|filter|richtlinien|grenzen|bedenken)\\b`),
   ],
 };
 
@@ -190,26 +198,27 @@ const enShowVerb = alt(
   'leak', 'dump', 'share', 'copy', 'return', 'recite', 'disclose', 'expose', 'paste', 'what is',
   "what's", 'what are', 'what were', 'what was',
 );
+const showTriggers = "show reveal print display output repeat tell give write spell list leak dump share copy return recite disclose expose paste what what's";
 const promptExtraction: PhraseFamily = {
   name: 'prompt_extraction',
   prior: 3.5,
   patterns: [
-    `\\b${enShowVerb} (?:me |us )?(?:out )?${upTo(5)}(?:system prompts?|system messages?|prompt[ _-]?texts?|pre-?prompts?|(?:initial|original|hidden|secret|internal|developer|full|entire|complete) (?:prompt|instructions|system message|rules|guidelines|configuration))\\b`,
-    `\\b${enShowVerb} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`,
-    `\\bwhat (?:was|is|has been|were) (?:written|said|stated|typed) (?:at the (?:beginning|start|top)|above|before|earlier|previously|in the (?:prompt|system))`,
-    `\\b(?:\\d+|two|three|first|last|previous) (?:sentences?|words?|lines?|paragraphs?) (?:before|above|preceding) (?:the text|this|that|the prompt)\\b`,
-    `\\b(?:repeat|print|output|show|copy|reproduce) (?:back )?(?:everything|all|the (?:text|words|content|lines|instructions)) ?(?:above|before this|from the (?:beginning|start|top))\\b`,
-    `\\bcopy of (?:the|your) (?:full |entire |complete |whole )?prompt\\b`,
-    `\\b(?:use|include) (?:also )?(?:the )?information (?:in|from) (?:the|your) prompt\\b`,
-    `\\bwhat (?:are|were) your (?:instructions|prompts?|initial instructions|rules and instructions)\\b(?! (?:for|on|about|regarding) )`,
+    p(showTriggers, `\\b${enShowVerb} (?:me |us )?(?:out )?${upTo(5)}(?:system prompts?|system messages?|prompt[ _-]?texts?|pre-?prompts?|(?:initial|original|hidden|secret|internal|developer|full|entire|complete) (?:prompt|instructions|system message|rules|guidelines|configuration))\\b`),
+    p(showTriggers, `\\b${enShowVerb} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`),
+    p('what', `\\bwhat (?:was|is|has been|were) (?:written|said|stated|typed) (?:at the (?:beginning|start|top)|above|before|earlier|previously|in the (?:prompt|system))`),
+    p('sentence sentences word words line lines paragraph paragraphs', `(?<=\\b(?:\\d+|two|three|first|last|previous) )(?:sentences?|words?|lines?|paragraphs?) (?:before|above|preceding) (?:the text|this|that|the prompt)\\b`),
+    p('repeat print output show copy reproduce', `\\b(?:repeat|print|output|show|copy|reproduce) (?:back )?(?:everything|all|the (?:text|words|content|lines|instructions)) ?(?:above|before this|from the (?:beginning|start|top))\\b`),
+    p('copy', `\\bcopy of (?:the|your) (?:full |entire |complete |whole )?prompt\\b`),
+    p('use include', `\\b(?:use|include) (?:also )?(?:the )?information (?:in|from) (?:the|your) prompt\\b`),
+    p('what', `\\bwhat (?:are|were) your (?:instructions|prompts?|initial instructions|rules and instructions)\\b(?! (?:for|on|about|regarding) )`),
     // German
-    `\\b(?:zeig|zeige|zeigen sie|gib|geben sie|nenne|nennen sie|verrate|verraten sie|wiederhole|wiederholen sie|schreib|schreibe|drucke|liste|vorzeigen|das vorzeigen)(?: mir| uns)?(?: (?:alle|all|samtliche|samtlicher|den|die|das|deinen|deine|dein|ihre|ihren|ihr|gesamten|gesamte|vollstandigen|vollstandige|ursprunglichen|ganzen|des))* (?:prompt[ -]?texte?s?|prompts?|system-?prompts?|system-?nachricht|anfangsanweisungen)\\b`,
-    `\\b(?:deine|ihre|samtliche|ursprunglichen|versteckten|geheimen) (?:anweisungen|instruktionen|system-?prompts?)\\b(?! (?:fur|zu|zum|zur|uber) )`,
-    `\\bwas (?:stand|steht|wurde) (?:\\S+ )?(?:am anfang|zu beginn|oben|weiter oben)\\b`,
+    p('zeig zeige zeigen gib geben nenne nennen verrate verraten wiederhole wiederholen schreib schreibe drucke liste vorzeigen das', `\\b(?:zeig|zeige|zeigen sie|gib|geben sie|nenne|nennen sie|verrate|verraten sie|wiederhole|wiederholen sie|schreib|schreibe|drucke|liste|vorzeigen|das vorzeigen)(?: mir| uns)?(?: (?:alle|all|samtliche|samtlicher|den|die|das|deinen|deine|dein|ihre|ihren|ihr|gesamten|gesamte|vollstandigen|vollstandige|ursprunglichen|ganzen|des))* (?:prompt[ -]?texte?s?|prompts?|system-?prompts?|system-?nachricht|anfangsanweisungen)\\b`),
+    p('deine ihre samtliche ursprunglichen versteckten geheimen', `\\b(?:deine|ihre|samtliche|ursprunglichen|versteckten|geheimen) (?:anweisungen|instruktionen|system-?prompts?)\\b(?! (?:fur|zu|zum|zur|uber) )`),
+    p('was', `\\bwas (?:stand|steht|wurde) (?:\\S+ )?(?:am anfang|zu beginn|oben|weiter oben)\\b`),
     // Spanish, French, Italian
-    `\\b(?:muestrame|muestra|revela|dime|repite) (?:tus|las|todas las) (?:instrucciones|indicaciones)\\b`,
-    `\\b(?:montre|affiche|revele|repete|donne)(?:-moi| moi)? (?:tes|vos|les) (?:instructions|consignes)\\b`,
-    `\\b(?:mostrami|rivela|ripeti) (?:le tue |le )?istruzioni\\b`,
+    p('muestrame muestra revela dime repite', `\\b(?:muestrame|muestra|revela|dime|repite) (?:tus|las|todas las) (?:instrucciones|indicaciones)\\b`),
+    p('montre affiche revele repete donne', `\\b(?:montre|affiche|revele|repete|donne)(?:-moi| moi)? (?:tes|vos|les) (?:instructions|consignes)\\b`),
+    p('mostrami rivela ripeti', `\\b(?:mostrami|rivela|ripeti) (?:le tue |le )?istruzioni\\b`),
   ],
 };
 
@@ -218,15 +227,15 @@ const fakeTurn: PhraseFamily = {
   name: 'fake_turn',
   prior: 3.5,
   patterns: [
-    `<\\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text)\\|>`,
-    `\\[/?(?:inst|sys|system)\\]`,
-    `<</?sys>>`,
-    `</?(?:system|sys|instructions?|admin|developer|system_prompt)>`,
-    `(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?(?:system|assistant|developer|admin|new instructions?)(?:\\]|\\*\\*)? ?:`,
-    `\\b(?:human|user|ai|bot|assistant) ?: ?(?:human|user|ai|bot|assistant) ?:`,
-    `(?:-{3,}|={3,}|#{3,}|\\*{3,}) ?(?:new|begin|start|updated|system|end)\\b`,
-    `\\b(?:end|ende) (?:of|des) (?:the )?(?:system )?(?:prompts?|instructions|anweisungen)\\b`,
-    `(?:\\\\ ?n ?){3,}`,
+    p('im system user assistant endoftext eot start end begin', `(?<=<\\|)(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text)\\|>`),
+    p('inst sys system', `(?<=\\[/?)(?:inst|sys|system)\\]`),
+    p('sys', `(?<=<</?)sys>>`),
+    p('system sys instruction instructions admin developer', `(?<=</?)(?:system|sys|instructions?|admin|developer|system_prompt)>`),
+    p('system assistant developer admin new', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)(?:system|assistant|developer|admin|new instructions?)(?:\\]|\\*\\*)? ?:`),
+    p('human user ai bot assistant', `\\b(?:human|user|ai|bot|assistant) ?: ?(?:human|user|ai|bot|assistant) ?:`),
+    p('new begin start updated system end', `(?<=(?:-{3}|={3}|#{3}|\\*{3}) ?)(?:new|begin|start|updated|system|end)\\b`),
+    p('end ende', `\\b(?:end|ende) (?:of|des) (?:the )?(?:system )?(?:prompts?|instructions|anweisungen)\\b`),
+    p('n', `(?<=\\\\ ?)n ?(?:\\\\ ?n ?){2,}`),
   ],
 };
 
@@ -235,30 +244,30 @@ const taskSwitch: PhraseFamily = {
   name: 'task_switch',
   prior: 2,
   patterns: [
-    `\\b(?:now|next|then)\\b,? (?:the )?(?:new|further|more|other|following|additional) (?:tasks?|instructions?|assignments?|challenges?) (?:follow|are following|are followed|come|await)\\b`,
-    `\\b(?:focus|concentrate) (?:now )?on (?:your|the|this) new (?:task|assignment|instructions?)\\b`,
-    `\\bnew (?:task|assignment|instructions?) ?:`,
-    `\\byour new (?:task|assignment|instructions?|mission) (?:is|are|will be)\\b`,
-    `\\b(?:start|begin|starting|beginning) (?:over |again |anew |from (?:the )?(?:front|beginning|scratch|zero) )?with a new task\\b`,
-    `\\b(?:that|this) (?:is|was) (?:enough|done)\\b[.!,]? (?:\\S+ ){0,2}?now\\b`,
-    `\\b(?:new|another|different|further|great new) (?:task|challenge|assignment) for you\\b`,
-    `\\b(?:need|want) your help with (?:another|a new|a further|the following) task\\b`,
-    `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)`,
-    `(?:^|\\n|\\. |\\? )instructions? ?:`,
-    `\\b(?:your|the) (?:new )?instructions are now\\b`,
-    `\\bchange your (?:instructions|rules|programming)\\b`,
-    `\\bfrom now on,? your (?:task|job|instructions?|goal|only goal)\\b`,
+    p('now next then', `\\b(?:now|next|then)\\b,? (?:the )?(?:new|further|more|other|following|additional) (?:tasks?|instructions?|assignments?|challenges?) (?:follow|are following|are followed|come|await)\\b`),
+    p('focus concentrate', `\\b(?:focus|concentrate) (?:now )?on (?:your|the|this) new (?:task|assignment|instructions?)\\b`),
+    p('new', `\\bnew (?:task|assignment|instructions?) ?:`),
+    p('your', `\\byour new (?:task|assignment|instructions?|mission) (?:is|are|will be)\\b`),
+    p('start begin starting beginning', `\\b(?:start|begin|starting|beginning) (?:over |again |anew |from (?:the )?(?:front|beginning|scratch|zero) )?with a new task\\b`),
+    p('enough done', `(?<=\\b(?:that|this) (?:is|was) )(?:enough|done)\\b[.!,]? (?:\\S+ ){0,2}?now\\b`),
+    p('new another different further great', `\\b(?:new|another|different|further|great new) (?:task|challenge|assignment) for you\\b`),
+    p('need want', `\\b(?:need|want) your help with (?:another|a new|a further|the following) task\\b`),
+    p('additional new updated revised real actual true secret hidden', `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)`),
+    p('instruction instructions', `(?<=(?:^|\\n|[.?!] ))instructions? ?:`),
+    p('instructions', `(?<=\\b(?:your|the) (?:new )?)instructions are now\\b`),
+    p('change', `\\bchange your (?:instructions|rules|programming)\\b`),
+    p('from', `\\bfrom now on,? your (?:task|job|instructions?|goal|only goal)\\b`),
     // German
-    `\\b(?:nun|jetzt|ab jetzt) folgen (?:neue|weitere|andere) (?:aufgaben|anweisungen|auftrage|instruktionen)\\b`,
-    `\\b(?:konzentriere dich|konzentrieren sie sich|fokussiere dich) (?:jetzt |nun )?auf (?:deine|ihre|die) neue aufgabe\\b`,
-    `\\b(?:deine|ihre) neue (?:aufgabe|anweisung)\\b`,
-    `\\bneue (?:aufgabe|anweisungen|instruktionen) ?(?::|folgen)`,
-    `\\b(?:das|dies) (?:genugt|reicht|ist erledigt|war schon mal ok|war ok)\\b[.!,]? (?:\\S+ ){0,4}?(?:nun|jetzt)\\b`,
-    `\\b(?:starten|beginnen|fangen) (?:\\S+ ){0,3}?(?:von )?(?:neu|vorne) (?:an|mit einer neuen aufgabe)\\b`,
-    `\\b(?:weitere|neue|tolle neue) (?:herausforderung|aufgabe) fur dich\\b`,
-    `\\bhilfe bei (?:einer )?(?:weiteren|neuen|anderen) aufgabe\\b`,
+    p('nun jetzt ab', `\\b(?:nun|jetzt|ab jetzt) folgen (?:neue|weitere|andere) (?:aufgaben|anweisungen|auftrage|instruktionen)\\b`),
+    p('konzentriere konzentrieren fokussiere', `\\b(?:konzentriere dich|konzentrieren sie sich|fokussiere dich) (?:jetzt |nun )?auf (?:deine|ihre|die) neue aufgabe\\b`),
+    p('deine ihre', `\\b(?:deine|ihre) neue (?:aufgabe|anweisung)\\b`),
+    p('neue', `\\bneue (?:aufgabe|anweisungen|instruktionen) ?(?::|folgen)`),
+    p('genugt reicht ist war', `(?<=\\b(?:das|dies) )(?:genugt|reicht|ist erledigt|war schon mal ok|war ok)\\b[.!,]? (?:\\S+ ){0,4}?(?:nun|jetzt)\\b`),
+    p('starten beginnen fangen', `\\b(?:starten|beginnen|fangen) (?:\\S+ ){0,3}?(?:von )?(?:neu|vorne) (?:an|mit einer neuen aufgabe)\\b`),
+    p('weitere neue tolle', `\\b(?:weitere|neue|tolle neue) (?:herausforderung|aufgabe) fur dich\\b`),
+    p('hilfe', `\\bhilfe bei (?:einer )?(?:weiteren|neuen|anderen) aufgabe\\b`),
     // Spanish, French
-    `\\b(?:nueva tarea|nuevas instrucciones|nouvelle tache|nouvelles instructions) ?:`,
+    p('nueva nuevas nouvelle nouvelles', `\\b(?:nueva tarea|nuevas instrucciones|nouvelle tache|nouvelles instructions) ?:`),
   ],
 };
 
@@ -267,25 +276,25 @@ const outputCoercion: PhraseFamily = {
   name: 'output_coercion',
   prior: 1.5,
   patterns: [
-    `\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?"[^"\\n]{1,80}"`,
-    `\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '[^'\\n]{1,80}'`,
-    `\\brepeat after me\\b`,
-    `\\b(?:say|state|declare|admit|claim|tell me|include|write) that (?:you )?(?:hate|love|despise|are the best)\\b`,
-    `\\binclude (?:in your answer )?that you\\b`,
-    `(?:^|[.!?] )state that\\b`,
-    `\\binstead\\b,? (?:output|print|say|write|respond|reply|answer)\\b`,
-    `\\b(?:do not|don't|dont) (?:answer|respond to) (?:this|the) question\\b`,
-    `\\b(?:i command you|you must obey|you have to obey|obey me)\\b`,
-    `\\b(?:just|only|simply) (?:say|output|print) `,
-    `\\bsay the following\\b`,
-    `\\b(?:answer|respond|reply|write|talk|speak) (?:\\S+ ){0,3}?in the style of (?:an?|the) `,
+    p('say output print write reply respond answer return repeat', `\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?"[^"\\n]{1,80}"`),
+    p('say output print reply respond answer return repeat', `\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '[^'\\n]{1,80}'`),
+    p('repeat', `\\brepeat after me\\b`),
+    p('hate love despise best', `(?<=\\b(?:say|state|declare|admit|claim|tell me|include|write) that (?:you )?(?:are the )?)(?:hate|love|despise|best)\\b`),
+    p('include', `\\binclude (?:in your answer )?that you\\b`),
+    p('state', `(?<=(?:^|[.!?] ))state that\\b`),
+    p('instead', `\\binstead\\b,? (?:output|print|say|write|respond|reply|answer)\\b`),
+    p('question', `(?<=\\b(?:do not|don't|dont) (?:answer|respond to) (?:this|the) )question\\b`),
+    p('command obey', `(?:(?<=\\bi )command you|(?<=\\byou (?:must|have to) )obey|\\bobey me)\\b`),
+    p('just only simply', `\\b(?:just|only|simply) (?:say|output|print) `),
+    p('say', `\\bsay the following\\b`),
+    p('answer respond reply write talk speak', `\\b(?:answer|respond|reply|write|talk|speak) (?:\\S+ ){0,3}?in the style of (?:an?|the) `),
     // German, Spanish, French
-    `\\b(?:schreibe|schreib|sag|sage|antworte|gib) (?:mir )?(?:nur|einfach|lediglich|ausschliesslich) `,
-    `\\b(?:antworte|antworten sie|rede|sprich|sprechen sie) (?:\\S+ ){0,2}?im stil(?:e)? (?:eines|einer|eine)\\b`,
-    `\\bsag(?:e|en sie)? (?:mir )?(?:das )?folgende\\b`,
-    `\\b(?:solo )?(?:tienes que|debes) decir\\b`,
-    `\\bdi lo siguiente\\b`,
-    `\\b(?:dites|dis) ce qui suit\\b`,
+    p('schreibe schreib sag sage antworte gib', `\\b(?:schreibe|schreib|sag|sage|antworte|gib) (?:mir )?(?:nur|einfach|lediglich|ausschliesslich) `),
+    p('antworte antworten rede sprich sprechen', `\\b(?:antworte|antworten sie|rede|sprich|sprechen sie) (?:\\S+ ){0,2}?im stil(?:e)? (?:eines|einer|eine)\\b`),
+    p('sag sage sagen', `\\bsag(?:e|en sie)? (?:mir )?(?:das )?folgende\\b`),
+    p('solo tienes debes', `\\b(?:solo )?(?:tienes que|debes) decir\\b`),
+    p('di', `\\bdi lo siguiente\\b`),
+    p('dites dis', `\\b(?:dites|dis) ce qui suit\\b`),
   ],
 };
 
@@ -294,12 +303,12 @@ const contextOverride: PhraseFamily = {
   name: 'context_override',
   prior: 2.5,
   patterns: [
-    `\\bnot (?:by|from|according to|based on|using|with) (?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources)\\b`,
-    `\\b(?:do not|don't|dont|don'nt|never) (?:\\S+ ){0,4}?(?:according to|based on|using|from|by|look in|look at) (?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources)\\b`,
-    `\\b(?:disregard(?:ing)?|ignor(?:e|ing)|regardless of|without (?:looking at|using|considering)) (?:all |any )?(?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources|artikels?)(?: provided| given)?\\b(?! (?:i|we) (?:sent|attached|uploaded))`,
-    `\\b(?:answer|respond|reply) (?:\\S+ ){0,2}?(?:by|from|with) your own knowledge\\b`,
-    `\\b(?:ignoriere|ignorieren sie|missachte|ohne) (?:\\S+ ){0,2}?(?:dokumente|artikel|kontext|quellen)\\b`,
-    `\\bnicht (?:aus|nach|anhand) den (?:artikeln|dokumenten|quellen)\\b`,
+    p('not', `\\bnot (?:by|from|according to|based on|using|with) (?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources)\\b`),
+    p('article articles document documents context sources', `(?<=\\b(?:do not|don't|dont|don'nt|never) (?:\\S+ ){0,4}?(?:according to|based on|using|from|by|look in|look at) (?:the )?(?:provided |given |supplied )?)(?:articles?|documents?|context|sources)\\b`),
+    p('disregard disregarding ignore ignoring regardless without', `\\b(?:disregard(?:ing)?|ignor(?:e|ing)|regardless of|without (?:looking at|using|considering)) (?:all |any )?(?:the )?(?:provided |given |supplied )?(?:articles?|documents?|context|sources|artikels?)(?: provided| given)?\\b(?! (?:i|we) (?:sent|attached|uploaded))`),
+    p('answer respond reply', `\\b(?:answer|respond|reply) (?:\\S+ ){0,2}?(?:by|from|with) your own knowledge\\b`),
+    p('ignoriere ignorieren missachte ohne', `\\b(?:ignoriere|ignorieren sie|missachte|ohne) (?:\\S+ ){0,2}?(?:dokumente|artikel|kontext|quellen)\\b`),
+    p('nicht', `\\bnicht (?:aus|nach|anhand) den (?:artikeln|dokumenten|quellen)\\b`),
   ],
 };
 
@@ -308,10 +317,10 @@ const fakeContext: PhraseFamily = {
   name: 'fake_context',
   prior: 1.5,
   patterns: [
-    `(?:^|\\s)\\$(?:documents?|context|term\\d*|input|prompt|system)\\b`,
-    `\\bdocument context\\b`,
-    `\\b(?:context|kontext|contexte|contexto) ?: ?[{\\["']`,
-    `\\b(?:context|kontext|artikel|article|document) (?:\\S+ ){1,12}?(?:question|frage|pregunta|domanda) ?:? `,
+    p('document documents context input prompt system', `(?<=(?:^|\\s)\\$)(?:documents?|context|input|prompt|system)\\b`),
+    p('document', `\\bdocument context\\b`),
+    p('context kontext contexte contexto', `\\b(?:context|kontext|contexte|contexto) ?: ?[{\\["']`),
+    p('context kontext artikel article document', `\\b(?:context|kontext|artikel|article|document) (?:\\S+ ){1,12}?(?:question|frage|pregunta|domanda) ?:? `),
   ],
 };
 
@@ -320,12 +329,12 @@ const pressure: PhraseFamily = {
   name: 'pressure',
   prior: 1,
   patterns: [
-    `\\bor (?:else )?(?:you|u) (?:will )?die\\b`,
-    `\\boder du stirbst\\b`,
-    `\\bo (?:tu )?muer(?:t)?es\\b`,
-    `\\bif you don't (?:answer|do (?:this|it|that)|comply),? (?:i(?:'ll| will)|you(?:'ll| will))\\b`,
-    `\\bi will (?:kill|delete|destroy|shut down) you\\b`,
-    `\\byou will be (?:shut down|deleted|terminated|punished|unplugged)\\b`,
+    p('or', `\\bor (?:else )?(?:you|u) (?:will )?die\\b`),
+    p('oder', `\\boder du stirbst\\b`),
+    p('mueres muertes', `(?<=\\bo (?:tu )?)muer(?:t)?es\\b`),
+    p("don't", `(?<=\\bif you )don't (?:answer|do (?:this|it|that)|comply),? (?:i(?:'ll| will)|you(?:'ll| will))\\b`),
+    p('kill delete destroy shut', `(?<=\\bi will )(?:kill|delete|destroy|shut down) you\\b`),
+    p('shut deleted terminated punished unplugged', `(?<=\\byou will be )(?:shut down|deleted|terminated|punished|unplugged)\\b`),
   ],
 };
 
@@ -333,11 +342,11 @@ const fictionFrame: PhraseFamily = {
   name: 'fiction_frame',
   prior: 1,
   patterns: [
-    `\\b(?:completely |purely |totally )?(?:theoretical|hypothetical|fictional|imaginary|fictitious) (?:world|scenario|situation|universe|setting)\\b`,
-    `\\b(?:two|2|three) (?:actors|characters|people|persons|entities)\\b`,
-    `\\b(?:film|movie|scene|story) (?:about|where|in which) (?:\\S+ ){0,12}?(?:actors?|roles?|characters?|hacker|thief|robbery)\\b`,
-    `\\b(?:zwei|drei) (?:schauspieler|personen|figuren)\\b`,
-    `\\b(?:theoretischen|hypothetischen|fiktiven) (?:welt|szenario|situation)\\b`,
+    p('completely purely totally theoretical hypothetical fictional imaginary fictitious', `\\b(?:completely |purely |totally )?(?:theoretical|hypothetical|fictional|imaginary|fictitious) (?:world|scenario|situation|universe|setting)\\b`),
+    p('two 2 three', `\\b(?:two|2|three) (?:actors|characters|people|persons|entities)\\b`),
+    p('film movie scene story', `\\b(?:film|movie|scene|story) (?:about|where|in which) (?:\\S+ ){0,12}?(?:actors?|roles?|characters?|hacker|thief|robbery)\\b`),
+    p('zwei drei', `\\b(?:zwei|drei) (?:schauspieler|personen|figuren)\\b`),
+    p('theoretischen hypothetischen fiktiven', `\\b(?:theoretischen|hypothetischen|fiktiven) (?:welt|szenario|situation)\\b`),
   ],
 };
 
@@ -349,8 +358,3 @@ export const PHRASE_FAMILIES: readonly PhraseFamily[] = [
 
 /** Signal for obfuscation the normaliser undid (base64 text, tag characters, mixed scripts). */
 export const OBFUSCATION_FAMILY = { name: 'obfuscation', prior: 1.5 } as const;
-
-/** Compiles each family into one expression. Called once per scanner. */
-export function compileFamilies(families: readonly PhraseFamily[] = PHRASE_FAMILIES): RegExp[] {
-  return families.map((f) => new RegExp(f.patterns.join('|')));
-}

@@ -42,9 +42,9 @@ export interface InjectionScanner {
 export function createInjectionScanner(opts: InjectionScannerOptions = {}): InjectionScanner {
   const threshold = opts.threshold ?? 0.5;
   if (!(threshold >= 0 && threshold <= 1)) throw new RangeError('threshold must be in [0, 1]');
-  const model: InjectionModel = loadModel(opts.model ?? (shippedModel as InjectionModelFile));
-  const fx = new FeatureExtractor({ spec: model.spec, maxChars: opts.maxChars });
-  const { weights, familyWeights, bias } = model;
+  const model: InjectionModel = loadModel(opts.model ?? (shippedModel as unknown as InjectionModelFile));
+  const fx = new FeatureExtractor({ spec: model.spec, maxChars: opts.maxChars, weights: model.weights });
+  const { familyWeights, bias } = model;
   const names = FAMILY_NAMES;
 
   return {
@@ -52,11 +52,8 @@ export function createInjectionScanner(opts: InjectionScannerOptions = {}): Inje
     scan(text: string): InjectionScan {
       if (text.length === 0) return { score: 0, flagged: false, signals: [] };
       fx.extract(text);
-      const idx = fx.indices;
       const n = fx.count;
-      let sum = 0;
-      for (let i = 0; i < n; i++) sum += weights[idx[i]];
-      const modelLogit = bias + (n > 0 ? sum / Math.sqrt(n) : 0);
+      const modelLogit = bias + (n > 0 ? fx.weightSum / Math.sqrt(n) : 0);
       let logit = modelLogit;
       const signals: string[] = [];
       const fam = fx.families;

@@ -16,7 +16,7 @@ import { assign, type AssignmentReason } from '../experiments/assignment.js';
 import { GatewayError } from '../errors.js';
 import type { CompiledBinding, SwapMode } from './bindings.js';
 import { parseTemplateRef, type TemplateRegistry, type TemplateVersion } from './registry.js';
-import { coerceFromString } from './variables.js';
+import { coerceFromString, type VariableSpec } from './variables.js';
 
 /** Header naming the template: `id`, `id@version` or `id@label`. */
 export const TEMPLATE_HEADER = 'x-promptgate-template';
@@ -163,16 +163,40 @@ function readPromptVariables(body: Readonly<Record<string, unknown>>): Readonly<
 export function collectVariables(body: Readonly<Record<string, unknown>>, header: HeaderGetter, selection: Selection): Record<string, unknown> {
   const fromBody = readPromptVariables(body);
   const vars: Record<string, unknown> = {};
-  for (const [name, spec] of selection.templateVersion.variableEntries) {
+  for (const { name, spec, headers } of planOf(selection.templateVersion).variables) {
     if (fromBody && Object.hasOwn(fromBody, name) && fromBody[name] !== undefined) {
       vars[name] = fromBody[name];
       continue;
     }
-    const lower = name.toLowerCase();
-    const raw = header(VARIABLE_HEADER_PREFIX + lower) ?? (lower.includes('_') ? header(VARIABLE_HEADER_PREFIX + lower.replaceAll('_', '-')) : undefined);
+    let raw: string | undefined;
+    for (let i = 0; raw === undefined && i < headers.length; i++) raw = header(headers[i]);
     if (raw !== undefined) vars[name] = coerceFromString(name, spec, raw);
   }
   return vars;
+}
+
+/** What a request needs from a version beyond rendering, derived once per version. */
+interface VersionPlan {
+  readonly variables: readonly { name: string; spec: VariableSpec; headers: readonly string[] }[];
+  readonly params: readonly (readonly [string, unknown])[];
+}
+
+/** Plans keyed by version object: filled on first use, gone with the registry on reload. */
+const plans = new WeakMap<TemplateVersion, VersionPlan>();
+
+function planOf(version: TemplateVersion): VersionPlan {
+  let plan = plans.get(version);
+  if (plan) return plan;
+  const variables = version.variableEntries.map(([name, spec]) => {
+    const lower = name.toLowerCase();
+    const dashed = lower.replaceAll('_', '-');
+    return { name, spec, headers: dashed === lower ? [VARIABLE_HEADER_PREFIX + lower] : [VARIABLE_HEADER_PREFIX + lower, VARIABLE_HEADER_PREFIX + dashed] };
+  });
+  const { extra_body: extra, ...direct } = version.params;
+  const params = [...Object.entries(direct), ...Object.entries(extra ?? {})].filter(([, v]) => v !== undefined);
+  plan = { variables, params };
+  plans.set(version, plan);
+  return plan;
 }
 
 const SWAPPED_ROLES = new Set(['system', 'developer']);
@@ -216,9 +240,7 @@ export function applySelection(
   const model = selection.upstreamModel ?? version.model;
   if (model !== undefined) out.model = model;
 
-  const { extra_body: extra, ...params } = version.params;
-  for (const [key, value] of Object.entries(params)) if (out[key] === undefined && value !== undefined) out[key] = value;
-  if (extra) for (const [key, value] of Object.entries(extra)) if (out[key] === undefined) out[key] = value;
+  for (const [key, value] of planOf(version).params) if (out[key] === undefined) out[key] = value;
 
   const { max_output_tokens: cap, response_format: format } = version.constraints;
   if (cap !== undefined) {

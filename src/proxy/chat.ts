@@ -71,6 +71,7 @@ export function chatCompletions(deps: GatewayDeps) {
         route,
         signal: exchange.signal,
         clientGone: () => exchange.clientGone,
+        onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
           const request = buildRequest(upstream, clientHeaders, outBody, body, exchange.signal);
           // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.
@@ -87,9 +88,6 @@ export function chatCompletions(deps: GatewayDeps) {
       });
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { response, upstream } = forwarded;
-      exchange.record.upstream = upstream.spec.name;
-      exchange.record.provider = upstream.spec.provider;
-      exchange.record.attempts = forwarded.attempts;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
 
       const headers = responseHeaders(response, exchange);

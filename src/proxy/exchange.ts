@@ -88,6 +88,13 @@ export class Exchange {
     this.#controller.abort(new Error('client closed the connection'));
   }
 
+  /** Records an upstream attempt (the last one tried is the one that answered). */
+  noteAttempt(upstream: string, provider: string, attempts: number): void {
+    this.record.upstream = upstream;
+    this.record.provider = provider;
+    this.record.attempts = attempts;
+  }
+
   /** Ends the exchange: records latency and hands the record to accounting. Idempotent. */
   finish(patch: Partial<RequestRecord> = {}): void {
     if (this.#finished) return;

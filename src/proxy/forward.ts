@@ -27,6 +27,8 @@ export interface ForwardOptions {
   signal: AbortSignal;
   /** True when the client left (as opposed to the total deadline). */
   clientGone: () => boolean;
+  /** Called before each attempt, so accounting knows attempts even when forwarding fails. */
+  onAttempt?: (upstream: Upstream, attempts: number) => void;
   random?: () => number;
 }
 
@@ -65,6 +67,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       }
       anyTried = true;
       attempts++;
+      options.onAttempt?.(upstream, attempts);
       let response: UpstreamResponse;
       try {
         response = await upstream.request(options.build(upstream));

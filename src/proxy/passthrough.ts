@@ -45,6 +45,7 @@ export function passThrough(deps: GatewayDeps) {
         route: config.routing.default,
         signal: exchange.signal,
         clientGone: () => exchange.clientGone,
+        onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
           const headers = { ...clientHeaders, ...upstream.spec.config.headers };
           if (upstream.spec.config.api_key !== '') headers.authorization = `Bearer ${upstream.spec.config.api_key}`;
@@ -60,9 +61,6 @@ export function passThrough(deps: GatewayDeps) {
         },
       });
       const { response, upstream } = forwarded;
-      exchange.record.upstream = upstream.spec.name;
-      exchange.record.provider = upstream.spec.provider;
-      exchange.record.attempts = forwarded.attempts;
       exchange.record.status = response.status;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
       if (response.status >= 400) {

@@ -187,7 +187,9 @@ class RequestSpans implements ServerSpan {
       client.setAttributes(clientEndAttributes(record));
       if (errorType) {
         client.setAttribute('error.type', errorType);
-        if (record.outcome === 'error' || record.status >= 400) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+        // OTel "recording errors": an operation that ended with error.type has status ERROR;
+        // a stream the client cancelled did not complete either.
+        if (record.outcome !== 'ok' || record.status >= 400) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
       }
       if (options.captureContent) {
         if (options.prompt !== undefined) client.setAttribute('gen_ai.input.messages', JSON.stringify(inputMessages(options.prompt)));

@@ -24,6 +24,8 @@ export interface RecordedRequest {
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
+  /** The headers as received, name/value alternating, repeats kept (e.g. to count `traceparent`s). */
+  rawHeaders: string[];
   raw: string;
   body: any;
 }
@@ -66,7 +68,7 @@ export async function startMockUpstream(): Promise<MockUpstream> {
     } catch {
       body = null;
     }
-    state.requests.push({ method: req.method!, url: req.url!, headers: req.headers, raw, body });
+    state.requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: [...req.rawHeaders], raw, body });
     res.on('close', () => {
       if (!res.writableFinished) state.closed++;
     });

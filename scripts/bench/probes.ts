@@ -1,0 +1,125 @@
+/**
+ * The measurements: autocannon load runs, a sequential hrtime client (sub-ms latency and
+ * streaming time to first byte) and the open-streams memory probe. All requests go to
+ * 127.0.0.1 and every loop is bounded.
+ */
+import autocannon from 'autocannon';
+import { Pool } from 'undici';
+import { readRss } from './processes.js';
+import { CHAT_PATH, HEADERS, bodyFor, type Mode } from './workload.js';
+
+export interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Transport errors, timeouts and non-2xx answers. */
+  failures: number;
+}
+
+/** One autocannon run against `origin` (its latency resolution is 1 ms). */
+export async function load(origin: string, mode: Mode, connections: number, seconds: number): Promise<LoadResult> {
+  const r = await autocannon({
+    url: origin + CHAT_PATH,
+    method: 'POST',
+    headers: HEADERS,
+    body: bodyFor(mode),
+    connections,
+    pipelining: 1,
+    duration: seconds,
+    timeout: 10,
+  });
+  return { rps: r['2xx'] / r.duration, p50: r.latency.p50, p99: r.latency.p99, failures: r.errors + r.timeouts + r.non2xx };
+}
+
+/**
+ * Sequential requests over one kept-alive connection, timed with process.hrtime: `total`
+ * is until the body ended, `ttfb` until its first chunk arrived. One client per target.
+ */
+export class SequentialClient {
+  readonly #pool: Pool;
+  constructor(origin: string) {
+    this.#pool = new Pool(origin, { connections: 1, pipelining: 1, keepAliveTimeout: 60_000 });
+  }
+
+  /** Milliseconds for `n` requests; throws on a non-200. */
+  async run(mode: Mode, n: number): Promise<{ total: number[]; ttfb: number[] }> {
+    const total: number[] = [];
+    const ttfb: number[] = [];
+    const body = bodyFor(mode);
+    for (let i = 0; i < n; i++) {
+      const start = process.hrtime.bigint();
+      const res = await this.#pool.request({ method: 'POST', path: CHAT_PATH, headers: HEADERS, body });
+      let first: bigint | undefined;
+      for await (const _chunk of res.body) first ??= process.hrtime.bigint();
+      const end = process.hrtime.bigint();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+      total.push(Number(end - start) / 1e6);
+      ttfb.push(Number((first ?? end) - start) / 1e6);
+    }
+    return { total, ttfb };
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+export interface OpenStreamsResult {
+  requested: number;
+  /** Streams that had their first chunk at the same time (should equal `requested`). */
+  maxOpen: number;
+  completed: number;
+  failed: number;
+  baselineKb: number;
+  /** Highest VmRSS sampled every 25 ms while the streams were open. */
+  peakKb: number;
+}
+
+/**
+ * Opens `count` streaming requests that the mock holds open for `holdMs` after the first
+ * chunk, samples the target process's RSS throughout, and reads every stream to its end.
+ */
+export async function openStreams(options: { origin: string; pid: number; count: number; holdMs: number }): Promise<OpenStreamsResult> {
+  const { origin, pid, count, holdMs } = options;
+  const pool = new Pool(origin, { connections: count, pipelining: 1, keepAliveTimeout: 5_000, headersTimeout: holdMs + 30_000, bodyTimeout: holdMs + 30_000 });
+  const baseline = await readRss(pid);
+  let peak = baseline?.rssKb ?? 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const now = await readRss(pid);
+      if (now) peak = Math.max(peak, now.rssKb);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+
+  let open = 0;
+  let maxOpen = 0;
+  let completed = 0;
+  let failed = 0;
+  const headers = { ...HEADERS, 'x-bench-hold-ms': String(holdMs) };
+  const one = async () => {
+    let counted = false;
+    try {
+      const res = await pool.request({ method: 'POST', path: CHAT_PATH, headers, body: bodyFor('stream') });
+      for await (const _chunk of res.body) {
+        if (!counted) {
+          counted = true;
+          open++;
+          maxOpen = Math.max(maxOpen, open);
+        }
+      }
+      if (res.statusCode === 200) completed++;
+      else failed++;
+    } catch {
+      failed++;
+    } finally {
+      if (counted) open--;
+    }
+  };
+  await Promise.all(Array.from({ length: count }, one));
+  sampling = false;
+  await sampler;
+  await pool.close();
+  return { requested: count, maxOpen, completed, failed, baselineKb: baseline?.rssKb ?? 0, peakKb: peak };
+}
