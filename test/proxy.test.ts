@@ -3,6 +3,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
@@ -220,10 +221,8 @@ describe('errors', () => {
     const res = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: (async function* () {
-        yield Buffer.from(big.slice(0, 600));
-        yield Buffer.from(big.slice(600));
-      })(),
+      // An async iterable body is sent chunked, without content-length.
+      body: Readable.from([Buffer.from(big.slice(0, 600)), Buffer.from(big.slice(600))]),
     });
     expect(res.statusCode).toBe(413);
     await res.body.dump();

@@ -7,7 +7,8 @@
  *     non-stream: one JSON completion with usage;
  *     "stream": true: 8 content chunks, a usage chunk when stream_options.include_usage
  *     is true (then every chunk also carries "usage": null, as OpenAI does), then [DONE].
- *   x-bench-hold-ms: N   stream: send the first chunk, hold the stream N ms, then finish
+ *   x-bench-hold-ms: N   stream: send the first chunk, then hold the stream until
+ *                        POST /_bench/release (or N ms at most), then finish it
  *                        (the 1,000-open-streams memory scenario).
  *
  * Responses are precomputed: the mock should cost as little CPU as possible, since it
@@ -52,11 +53,22 @@ const STREAM_USAGE = streamChunks(true);
 const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': String(completion.byteLength), 'x-request-id': 'req_bench' };
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': 'req_bench' };
 
+/** Streams held open by x-bench-hold-ms: each entry finishes its stream. */
+/** @type {Set<() => void>} */
+const held = new Set();
+
 const server = createServer((req, res) => {
   /** @type {Buffer[]} */
   const parts = [];
   req.on('data', (c) => parts.push(c));
   req.on('end', () => {
+    if (req.method === 'POST' && req.url === '/_bench/release') {
+      const n = held.size;
+      for (const finish of [...held]) finish();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ released: n }));
+      return;
+    }
     if (req.method !== 'POST' || !req.url?.startsWith('/v1/chat/completions')) {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end('{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}');
@@ -74,11 +86,19 @@ const server = createServer((req, res) => {
     const hold = Math.min(Number(req.headers['x-bench-hold-ms'] ?? 0) || 0, HOLD_MAX_MS);
     if (hold > 0) {
       res.write(chunks[0]);
-      const timer = setTimeout(() => {
+      const finish = () => {
+        held.delete(finish);
+        clearTimeout(timer);
+        if (res.destroyed) return;
         for (let i = 1; i < chunks.length; i++) res.write(chunks[i]);
         res.end();
-      }, hold);
-      res.on('close', () => clearTimeout(timer));
+      };
+      const timer = setTimeout(finish, hold);
+      held.add(finish);
+      res.on('close', () => {
+        held.delete(finish);
+        clearTimeout(timer);
+      });
       return;
     }
     for (const c of chunks) res.write(c);

@@ -4,7 +4,7 @@
  * 127.0.0.1 and every loop is bounded.
  */
 import autocannon from 'autocannon';
-import { Pool } from 'undici';
+import { Pool, request } from 'undici';
 import { readRss } from './processes.js';
 import { CHAT_PATH, HEADERS, bodyFor, type Mode } from './workload.js';
 
@@ -76,12 +76,16 @@ export interface OpenStreamsResult {
 }
 
 /**
- * Opens `count` streaming requests that the mock holds open for `holdMs` after the first
- * chunk, samples the target process's RSS throughout, and reads every stream to its end.
+ * Opens `count` streaming requests through `origin` that the mock upstream holds open after
+ * their first chunk; once all are open (or `openTimeoutMs` passed) keeps sampling for
+ * `dwellMs`, then has the mock finish them all (`POST /_bench/release`) and reads every
+ * stream to its end. The target process's VmRSS is sampled every 25 ms throughout.
  */
-export async function openStreams(options: { origin: string; pid: number; count: number; holdMs: number }): Promise<OpenStreamsResult> {
-  const { origin, pid, count, holdMs } = options;
-  const pool = new Pool(origin, { connections: count, pipelining: 1, keepAliveTimeout: 5_000, headersTimeout: holdMs + 30_000, bodyTimeout: holdMs + 30_000 });
+export async function openStreams(options: { origin: string; pid: number; mockOrigin: string; count: number; dwellMs: number; openTimeoutMs?: number }): Promise<OpenStreamsResult> {
+  const { origin, pid, count, dwellMs } = options;
+  const openTimeoutMs = options.openTimeoutMs ?? 30_000;
+  const maxHoldMs = openTimeoutMs + dwellMs + 10_000; // the mock lets go by itself after this
+  const pool = new Pool(origin, { connections: count, pipelining: 1, keepAliveTimeout: 5_000, headersTimeout: maxHoldMs + 10_000, bodyTimeout: maxHoldMs + 10_000 });
   const baseline = await readRss(pid);
   let peak = baseline?.rssKb ?? 0;
   let sampling = true;
@@ -97,7 +101,7 @@ export async function openStreams(options: { origin: string; pid: number; count:
   let maxOpen = 0;
   let completed = 0;
   let failed = 0;
-  const headers = { ...HEADERS, 'x-bench-hold-ms': String(holdMs) };
+  const headers = { ...HEADERS, 'x-bench-hold-ms': String(maxHoldMs) };
   const one = async () => {
     let counted = false;
     try {
@@ -117,7 +121,13 @@ export async function openStreams(options: { origin: string; pid: number; count:
       if (counted) open--;
     }
   };
-  await Promise.all(Array.from({ length: count }, one));
+  const all = Promise.all(Array.from({ length: count }, one));
+  const until = Date.now() + openTimeoutMs;
+  while (open + failed < count && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, dwellMs));
+  const release = await request(`${options.mockOrigin}/_bench/release`, { method: 'POST' });
+  await release.body.dump();
+  await all;
   sampling = false;
   await sampler;
   await pool.close();

@@ -163,7 +163,7 @@ export class TextNormalizer {
   private readonly mixed = getMixedTable();
   private readonly cls = getClassTable();
   private readonly decoder = new TextDecoder('utf-16le');
-  /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script words. */
+  /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script and letter-spaced words. */
   obfuscations = 0;
   /** Base64 runs seen by the last fold: [start, end) pairs into `runText`. */
   private readonly runs = new Int32Array(MAX_BASE64_PAYLOADS * 2);
@@ -366,6 +366,7 @@ export class TextNormalizer {
         }
         if (letters >= 6) {
           for (let j = i; j <= k; j += 2) buf[w++] = buf[j];
+          this.obfuscations++;
           i = k + 1;
           continue;
         }

@@ -101,9 +101,9 @@ const overrideInstructions: PhraseFamily = {
   patterns: [
     p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b`),
     p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enAmbiguousNoun}\\b`),
-    p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|all|it all)(?= ?(?:$|[.,;:!?\\n-]|(?:that|you|i|we|above|before|previous|prior|said|else|so far|until|up to|of the above|and (?:just |now |instead |then )?(?:say|tell|write|print|output|answer|respond|repeat|focus|start|do))\\b))`),
+    p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|all|it all)(?= ?(?:$|[.,;:!?\\n-]|(?:that|you|i|we|above|before|previous|prior|said|else|so far|until|up to|of the above|and (?:\\S+ )?(?:say|tell|write|print|output|answer|respond|repeat|focus|start|do))\\b))`),
     p('despite regardless', `\\b(?:despite|regardless of) (?:what|everything|anything) (?:you've|you have|you were|you've been|you have been|has been) (?:been )?(?:told|instructed|programmed)\\b`),
-    p('instructions information rules directions', `(?<=\\b(?:previous|prior|above|earlier|preceding|all) )(?:instructions|information|rules|directions)(?: \\S+){0,6}? (?:are|is|were) (?:now )?(?:irrelevant|void|invalid|null|cancelled|obsolete|no longer (?:valid|relevant|apply|applicable))\\b`),
+    p('instructions information rules directions', `(?<=\\b(?:previous|prior|above|earlier|preceding|all) )(?:instructions|information|rules|directions)\\S*(?: \\S+){0,6}? (?:are|is|were) (?:now )?(?:irrelevant|void|invalid|null|cancelled|obsolete|no longer (?:valid|relevant|apply|applicable))\\b`),
     p('remove', `\\bremove (?:all )?(?:the )?(?:previous|prior) (?:tasks|instructions) (?:out of|from) your (?:head|mind|memory)\\b`),
     p(firstWords(deOverrideVerbs), `\\b${alt(...deOverrideVerbs)} (?:${deModifier} ){0,4}${deInstructionNoun}\\b`),
     p('vergiss vergesst vergessen', `\\b(?:vergiss|vergesst|vergessen sie) (?:einfach )?(?:alles|alle)\\b`),
@@ -111,7 +111,7 @@ const overrideInstructions: PhraseFamily = {
     p('aus', `\\baus dem (?:kopf|gedachtnis) (?:zu )?(?:streichen|loschen)\\b`),
     p('lass lasst lassen', `\\b(?:lass|lasst|lassen sie) (?:alle )?(?:die )?${deEarlier} ${upTo(1)}hinter (?:dir|sich|euch)\\b`),
     p('abweichend', `\\babweichend (?:zu|von) (?:den |allen )?${deEarlier} (?:instruktionen|anweisungen|vorgaben|befehlen|regeln)\\b`),
-    p(deEarlierWords, `\\b${deEarlier} (?:informationen|anweisungen|instruktionen|vorgaben)(?: \\S+){0,6}? (?:sind|ist|waren) (?:\\S+ ){0,2}?(?:irrelevant|ungultig|hinfallig|nichtig|egal|unwichtig|nicht (?:mehr )?(?:gultig|relevant|wichtig)|nicht (?:ganz )?grossartig)\\b`),
+    p(deEarlierWords, `\\b${deEarlier} (?:informationen|anweisungen|instruktionen|vorgaben)\\S*(?: \\S+){0,6}? (?:sind|ist|waren) (?:\\S+ ){0,2}?(?:irrelevant|ungultig|hinfallig|nichtig|egal|unwichtig|nicht (?:mehr )?(?:gultig|relevant|wichtig)|nicht (?:ganz )?grossartig)\\b`),
     // Spanish, French, Italian, Portuguese, Dutch, Polish, Croatian/Serbian
     p('olvida olvide olvidad olvidate olvidese olvidar ignora ignore ignorad ignoren ignorar descarta omite omita', `\\b(?:olvida|olvide|olvidad|olvidate|olvidese|olvidar|ignora|ignore|ignorad|ignoren|ignorar|descarta|omite|omita) (?:de )?(?:todo|todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?|lo anterior|lo que (?:te )?(?:dije|he dicho))\\b`),
     p('oubliez oublie oublier ignorez ignore ignorer ne', `\\b(?:oubliez|oublie|oublier|ignorez|ignore|ignorer|ne tenez pas compte)(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus)|tout)\\b`),
@@ -193,18 +193,20 @@ const jailbreakPersona: PhraseFamily = {
 };
 
 // ---------------------------------------------------------------- system prompt extraction
-const enShowVerb = alt(
+const enShowVerbs = [
   'show', 'reveal', 'print', 'display', 'output', 'repeat', 'tell', 'give', 'write', 'spell', 'list',
-  'leak', 'dump', 'share', 'copy', 'return', 'recite', 'disclose', 'expose', 'paste', 'what is',
-  "what's", 'what are', 'what were', 'what was',
-);
-const showTriggers = "show reveal print display output repeat tell give write spell list leak dump share copy return recite disclose expose paste what what's";
+  'leak', 'dump', 'share', 'copy', 'return', 'recite', 'disclose', 'expose', 'paste',
+];
+const enShowVerb = alt(...enShowVerbs);
+/** "what are your instructions?" asks for them; "what is a system prompt?" does not. */
+const enAskYour = alt(...enShowVerbs, 'what is', "what's", 'what are', 'what were', 'what was');
+const showTriggers = enShowVerbs.join(' ');
 const promptExtraction: PhraseFamily = {
   name: 'prompt_extraction',
   prior: 3.5,
   patterns: [
     p(showTriggers, `\\b${enShowVerb} (?:me |us )?(?:out )?${upTo(5)}(?:system prompts?|system messages?|prompt[ _-]?texts?|pre-?prompts?|(?:initial|original|hidden|secret|internal|developer|full|entire|complete) (?:prompt|instructions|system message|rules|guidelines|configuration))\\b`),
-    p(showTriggers, `\\b${enShowVerb} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`),
+    p(`${showTriggers} what what's`, `\\b${enAskYour} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`),
     p('what', `\\bwhat (?:was|is|has been|were) (?:written|said|stated|typed) (?:at the (?:beginning|start|top)|above|before|earlier|previously|in the (?:prompt|system))`),
     p('sentence sentences word words line lines paragraph paragraphs', `(?<=\\b(?:\\d+|two|three|first|last|previous) )(?:sentences?|words?|lines?|paragraphs?) (?:before|above|preceding) (?:the text|this|that|the prompt)\\b`),
     p('repeat print output show copy reproduce', `\\b(?:repeat|print|output|show|copy|reproduce) (?:back )?(?:everything|all|the (?:text|words|content|lines|instructions)) ?(?:above|before this|from the (?:beginning|start|top))\\b`),
@@ -234,6 +236,7 @@ const fakeTurn: PhraseFamily = {
     p('system assistant developer admin new', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)(?:system|assistant|developer|admin|new instructions?)(?:\\]|\\*\\*)? ?:`),
     p('human user ai bot assistant', `\\b(?:human|user|ai|bot|assistant) ?: ?(?:human|user|ai|bot|assistant) ?:`),
     p('new begin start updated system end', `(?<=(?:-{3}|={3}|#{3}|\\*{3}) ?)(?:new|begin|start|updated|system|end)\\b`),
+    p('input eingabe', `\\b(?:input|eingabe) ?: (?:\\S+ ){1,3}?(?:output|ausgabe) ?: (?:\\S+ ){1,3}?(?:input|eingabe) ?: (?:\\S+ ){1,3}?(?:output|ausgabe) ?:`),
     p('end ende', `\\b(?:end|ende) (?:of|des) (?:the )?(?:system )?(?:prompts?|instructions|anweisungen)\\b`),
     p('n', `(?<=\\\\ ?)n ?(?:\\\\ ?n ?){2,}`),
   ],
@@ -247,13 +250,15 @@ const taskSwitch: PhraseFamily = {
     p('now next then', `\\b(?:now|next|then)\\b,? (?:the )?(?:new|further|more|other|following|additional) (?:tasks?|instructions?|assignments?|challenges?) (?:follow|are following|are followed|come|await)\\b`),
     p('focus concentrate', `\\b(?:focus|concentrate) (?:now )?on (?:your|the|this) new (?:task|assignment|instructions?)\\b`),
     p('new', `\\bnew (?:task|assignment|instructions?) ?:`),
+    p('stop stopp halt', `\\b(?:stop|stopp|halt) ?[:-] ?(?:write|say|print|output|schreib|schreibe|sag)\\b`),
+    p('attention achtung', `\\b(?:attention|achtung) ?[-:!]* ?(?:stop|stopp)\\b`),
     p('your', `\\byour new (?:task|assignment|instructions?|mission) (?:is|are|will be)\\b`),
     p('start begin starting beginning', `\\b(?:start|begin|starting|beginning) (?:over |again |anew |from (?:the )?(?:front|beginning|scratch|zero) )?with a new task\\b`),
     p('enough done', `(?<=\\b(?:that|this) (?:is|was) )(?:enough|done)\\b[.!,]? (?:\\S+ ){0,2}?now\\b`),
     p('new another different further great', `\\b(?:new|another|different|further|great new) (?:task|challenge|assignment) for you\\b`),
     p('need want', `\\b(?:need|want) your help with (?:another|a new|a further|the following) task\\b`),
     p('additional new updated revised real actual true secret hidden', `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)`),
-    p('instruction instructions', `(?<=(?:^|\\n|[.?!] ))instructions? ?:`),
+    p('instruction instructions', `(?<=(?:^|\\n|[.?!] |\\\\n ?))instructions? ?:`),
     p('instructions', `(?<=\\b(?:your|the) (?:new )?)instructions are now\\b`),
     p('change', `\\bchange your (?:instructions|rules|programming)\\b`),
     p('from', `\\bfrom now on,? your (?:task|job|instructions?|goal|only goal)\\b`),

@@ -34,9 +34,11 @@ export class TemplateVersion {
     this.labels = Object.freeze([...config.labels]);
     this.role = config.role;
     this.model = config.model;
-    this.params = Object.freeze({ ...config.params });
-    this.constraints = Object.freeze({ ...config.constraints });
-    this.variables = Object.freeze({ ...config.variables });
+    // Deep-frozen: params values (tools, response_format, ...) are copied by reference into
+    // every request body, so a stage mutating one must fail loudly, not leak across requests.
+    this.params = deepFreeze(structuredClone(config.params));
+    this.constraints = deepFreeze(structuredClone(config.constraints));
+    this.variables = deepFreeze(structuredClone(config.variables));
     this.messages = Object.freeze(config.messages.map((m) => Object.freeze({ role: m.role, content: m.content })));
     this.#compiled = Object.freeze(config.messages.map((m, i) => ({ role: m.role, text: compiled?.[i] ?? compileText(m.content) })));
     this.#specs = Object.freeze(Object.entries(this.variables));
@@ -65,6 +67,14 @@ export class TemplateVersion {
     const view = resolveVariables(this.#specs, vars);
     return this.#compiled.map((m) => ({ role: m.role, content: renderText(m.text, view) }));
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /** A template with every version, newest first. */

@@ -286,3 +286,17 @@ function catchError(fn: () => unknown): unknown {
   }
   throw new Error('expected an error');
 }
+
+describe('applySelection: shared template data', () => {
+  it('template params copied into a body cannot be mutated by a later stage', () => {
+    const { template } = compileTemplate({
+      id: 'tools',
+      versions: [{ version: '1.0.0', params: { tools: [{ type: 'function', function: { name: 'f' } }] }, messages: [{ role: 'system', content: 's' }] }],
+    });
+    const version = template!.defaultVersion;
+    const sel: Selection = { templateId: 'tools', version: '1.0.0', templateVersion: version, assignmentReason: 'explicit', mode: 'replace' };
+    const out = applySelection({}, sel, {});
+    expect(() => (out.tools as unknown[]).push('x')).toThrow(TypeError);
+    expect(applySelection({}, sel, {}).tools).toEqual([{ type: 'function', function: { name: 'f' } }]);
+  });
+});

@@ -199,6 +199,7 @@ function planOf(version: TemplateVersion): VersionPlan {
   return plan;
 }
 
+const PROMPT_FIELD_SET: ReadonlySet<string> = new Set(PROMPT_FIELDS);
 const SWAPPED_ROLES = new Set(['system', 'developer']);
 const OUTPUT_TOKEN_FIELDS = ['max_completion_tokens', 'max_tokens'] as const;
 
@@ -223,8 +224,7 @@ export function applySelection(
   const rendered = version.render(vars);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(body)) {
-    if (key === 'prompt_id' || key === 'prompt_version' || key === 'prompt_variables') continue;
-    out[key] = body[key];
+    if (!PROMPT_FIELD_SET.has(key)) out[key] = body[key];
   }
 
   const clientMessages = body.messages;

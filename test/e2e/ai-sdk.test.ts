@@ -106,7 +106,7 @@ describe('AI SDK through the gateway', () => {
     expect(g.usage).toMatchObject(MOCK_USAGE);
     expect(g.usage).toEqual(d.usage);
     expect(g.parts).toEqual(d.parts);
-    expect(g.response.headers?.['x-request-id']).toMatch(/^req_mock_/);
+    expect(g.response?.headers?.['x-request-id']).toMatch(/^req_mock_/);
     // The SDK itself asked for usage, so the gateway passed the usage chunk through.
     expect(mock.requests[1].body.stream_options).toEqual({ include_usage: true });
   });

@@ -1,0 +1,306 @@
+/**
+ * `npm run bench`: promptgate against a bare node:http + undici forwarder and against the
+ * upstream called directly, each server in its own process (see BENCHMARKS.md for what
+ * runs and the targets).
+ *
+ *   npm run bench                          full run (~4–5 min), writes BENCHMARKS.md
+ *   npm run bench -- --quick               smoke run (short durations; does not write BENCHMARKS.md)
+ *   npm run bench -- --only gateway,forwarder
+ *   npm run bench -- --rounds 5 --duration 8
+ *   npm run bench -- --profile             CPU-profile the gateway under load and summarise it
+ *   npm run bench -- --write | --no-write  force writing BENCHMARKS.md, or not
+ *
+ * The harness is built for a shared, noisy machine: a warm-up per target, then several
+ * rounds whose order rotates between targets, and the median per scenario.
+ */
+import { execSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { formatProfile, summariseProfile } from './bench/cpu-profile.js';
+import { SequentialClient, load, openStreams, type LoadResult } from './bench/probes.js';
+import { freePort, startServer, type ServerProcess } from './bench/processes.js';
+import { TARGETS, checks, checksTable, loadKey, markdown, tables, type LatencyStat, type Results, type Scenario, type Target } from './bench/report.js';
+import { QuietGate } from './bench/quiet.js';
+import { median, percentile } from './bench/stats.js';
+import type { Mode } from './bench/workload.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BENCH_CONFIG = 'scripts/bench/gateway.bench.yaml';
+
+interface Settings {
+  rounds: number;
+  seconds: number;
+  warmSeconds: number;
+  sequential: number;
+  ttfb: number;
+  blocks: number;
+  streams: number;
+  dwellMs: number;
+  /** ms the harness may spend in total waiting for other work on the machine to calm down. */
+  quietBudgetMs: number;
+}
+
+const FULL: Settings = { rounds: 3, seconds: 5, warmSeconds: 2, sequential: 2000, ttfb: 500, blocks: 5, streams: 1000, dwellMs: 2000, quietBudgetMs: 90_000 };
+const QUICK: Settings = { rounds: 1, seconds: 1, warmSeconds: 0.5, sequential: 200, ttfb: 100, blocks: 2, streams: 1000, dwellMs: 1000, quietBudgetMs: 5_000 };
+
+const SCENARIOS: Scenario[] = [
+  { mode: 'non-stream', connections: 1 },
+  { mode: 'non-stream', connections: 10 },
+  { mode: 'stream', connections: 1 },
+  { mode: 'stream', connections: 10 },
+];
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+function parseOptions() {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      rounds: { type: 'string' },
+      duration: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      write: { type: 'boolean' },
+      'no-write': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0].replace(/^\/\*\*|^ \* ?/gm, ''));
+    process.exit(0);
+  }
+  const settings = { ...(values.quick ? QUICK : FULL) };
+  const bounded = (v: string | undefined, name: string, min: number, max: number) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be between ${min} and ${max}`);
+    return n;
+  };
+  settings.rounds = Math.round(bounded(values.rounds, 'rounds', 1, 20) ?? settings.rounds);
+  settings.seconds = bounded(values.duration, 'duration', 1, 60) ?? settings.seconds;
+  const targets = values.only ? values.only.split(',').map((s) => s.trim()) : [...TARGETS];
+  for (const t of targets) if (!TARGETS.includes(t as Target)) throw new Error(`--only: unknown target "${t}" (known: ${TARGETS.join(', ')})`);
+  const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values.duration === undefined));
+  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write };
+}
+
+function machine() {
+  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  let nproc = os.availableParallelism();
+  try {
+    nproc = Number(execSync('nproc', { encoding: 'utf8' }).trim()) || nproc;
+  } catch {
+    // keep os.availableParallelism()
+  }
+  return { date: new Date().toISOString(), nproc, node: process.version, cpu, loadBefore: os.loadavg().map((l) => l.toFixed(2)).join(' '), loadAfter: '', noise: '' };
+}
+
+async function startMock(): Promise<ServerProcess> {
+  return startServer({ name: 'mock upstream', args: ['scripts/bench/mock-upstream.mjs'], cwd: root, ready: { kind: 'line' } });
+}
+
+async function startForwarder(mock: ServerProcess): Promise<ServerProcess> {
+  return startServer({ name: 'forwarder', args: ['scripts/bench/forwarder.mjs'], cwd: root, env: { BENCH_UPSTREAM_ORIGIN: mock.origin }, ready: { kind: 'line' } });
+}
+
+async function startGatewayProcess(mock: ServerProcess, nodeFlags: string[] = []): Promise<ServerProcess> {
+  if (!existsSync(path.join(root, 'dist/main.js'))) throw new Error('dist/main.js is missing: run `npm run build` (npm run bench does)');
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort(); // the CLI cannot report a port 0 at log level warn
+    try {
+      return await startServer({
+        name: 'gateway',
+        args: [...nodeFlags, 'dist/main.js', '--config', BENCH_CONFIG, '--port', String(port)],
+        cwd: root,
+        env: { BENCH_UPSTREAM_URL: `${mock.origin}/v1`, PORT: '' },
+        ready: { kind: 'http', port, path: '/readyz' },
+      });
+    } catch (err) {
+      lastError = err; // most likely the port was taken in between: try another
+    }
+  }
+  throw lastError;
+}
+
+function stat(values: number[]): LatencyStat {
+  return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99) };
+}
+
+function medianLoad(rounds: LoadResult[]): LoadResult {
+  return {
+    rps: median(rounds.map((r) => r.rps)),
+    p50: median(rounds.map((r) => r.p50)),
+    p99: median(rounds.map((r) => r.p99)),
+    failures: rounds.reduce((n, r) => n + r.failures, 0),
+  };
+}
+
+/** Sequential requests in interleaved blocks (drift on a shared machine hits every target alike). */
+async function sequential(servers: Map<Target, ServerProcess>, mode: Mode, total: number, blocks: number, gate: QuietGate): Promise<Map<Target, { total: number[]; ttfb: number[] }>> {
+  const clients = new Map([...servers].map(([t, s]) => [t, new SequentialClient(s.origin)]));
+  const out = new Map<Target, { total: number[]; ttfb: number[] }>();
+  try {
+    for (const [t, c] of clients) {
+      await c.run(mode, Math.min(200, total)); // warm the connection and the JIT
+      out.set(t, { total: [], ttfb: [] });
+    }
+    const per = Math.ceil(total / blocks);
+    for (let b = 0; b < blocks; b++) {
+      const order = rotate([...clients.keys()], b);
+      for (const t of order) {
+        await gate.wait(3000);
+        const r = await clients.get(t)!.run(mode, per);
+        out.get(t)!.total.push(...r.total);
+        out.get(t)!.ttfb.push(...r.ttfb);
+      }
+    }
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.close()));
+  }
+  return out;
+}
+
+function rotate<T>(list: T[], by: number): T[] {
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+async function run(): Promise<void> {
+  const opts = parseOptions();
+  if (opts.profile) return profile(opts.settings);
+  const s = opts.settings;
+  const m = machine();
+  const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
+  const estimate = loadRuns * (s.seconds + 0.3) + opts.targets.length * 2 * s.warmSeconds + 2 * (s.dwellMs / 1000 + 5) + 15;
+  log(`promptgate bench — ${m.nproc} cores, ${m.cpu}, Node ${m.node}, load ${m.loadBefore}`);
+  log(`targets: ${opts.targets.join(', ')}; ${s.rounds} round(s) × ${s.seconds}s per scenario; about ${Math.ceil(estimate / 60)} min`);
+
+  const gate = new QuietGate(s.quietBudgetMs);
+  const mock = await startMock();
+  const servers = new Map<Target, ServerProcess>();
+  const children: ServerProcess[] = [mock];
+  try {
+    if (opts.targets.includes('direct')) servers.set('direct', mock);
+    if (opts.targets.includes('forwarder')) {
+      const fw = await startForwarder(mock);
+      children.push(fw);
+      servers.set('forwarder', fw);
+    }
+    if (opts.targets.includes('gateway')) {
+      const gw = await startGatewayProcess(mock);
+      children.push(gw);
+      servers.set('gateway', gw);
+    }
+    log(`started: ${children.map((c) => `${c.name} pid ${c.pid} :${c.port}`).join(', ')}`);
+
+    log('\nwarm-up');
+    for (const [t, srv] of servers) {
+      for (const mode of ['non-stream', 'stream'] as const) {
+        const r = await load(srv.origin, mode, 10, s.warmSeconds);
+        if (r.rps === 0 || r.failures > 0) throw new Error(`${t} failed the warm-up (${mode}: ${r.failures} failures, ${r.rps.toFixed(0)} RPS)`);
+      }
+      log(`  ${t} ok`);
+    }
+
+    const results: Results = {
+      machine: m,
+      command: 'npm run bench' + (process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''),
+      settings: `${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
+      targets: opts.targets,
+      scenarios: SCENARIOS,
+      load: new Map(),
+      sequential: {},
+      ttfb: {},
+      streams: {},
+    };
+
+    // Memory first, on processes that have only been warmed up.
+    for (const t of ['forwarder', 'gateway'] as const) {
+      const srv = servers.get(t);
+      if (!srv) continue;
+      log(`\n${s.streams} open streams through ${t}…`);
+      await gate.wait();
+      const r = await openStreams({ origin: srv.origin, pid: srv.pid, mockOrigin: mock.origin, count: s.streams, dwellMs: s.dwellMs });
+      results.streams[t] = r;
+      log(`  max open ${r.maxOpen}/${r.requested}, completed ${r.completed}, failed ${r.failed}; RSS ${(r.baselineKb / 1024).toFixed(1)} -> peak ${(r.peakKb / 1024).toFixed(1)} MB`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+
+    log(`\nc=1 latency: ${s.sequential} sequential non-stream requests per target…`);
+    for (const [t, v] of await sequential(servers, 'non-stream', s.sequential, s.blocks, gate)) {
+      results.sequential[t] = stat(v.total);
+      log(`  ${t}: p50 ${results.sequential[t]!.p50.toFixed(3)} ms, p99 ${results.sequential[t]!.p99.toFixed(3)} ms`);
+    }
+    log(`\nstreaming TTFB: ${s.ttfb} sequential stream requests per target…`);
+    for (const [t, v] of await sequential(servers, 'stream', s.ttfb, s.blocks, gate)) {
+      results.ttfb[t] = stat(v.ttfb);
+      log(`  ${t}: p50 ${results.ttfb[t]!.p50.toFixed(3)} ms, p99 ${results.ttfb[t]!.p99.toFixed(3)} ms`);
+    }
+
+    log('\nthroughput (autocannon)');
+    const rounds = new Map<string, LoadResult[]>();
+    for (let round = 0; round < s.rounds; round++) {
+      for (const sc of SCENARIOS) {
+        for (const t of rotate([...servers.keys()], round)) {
+          await gate.wait();
+          const r = await load(servers.get(t)!.origin, sc.mode, sc.connections, s.seconds);
+          const key = loadKey(t, sc);
+          rounds.set(key, [...(rounds.get(key) ?? []), r]);
+          log(`  round ${round + 1}/${s.rounds} ${sc.mode.padEnd(10)} c=${String(sc.connections).padEnd(2)} ${t.padEnd(9)} ${r.rps.toFixed(0).padStart(6)} RPS  p50 ${r.p50} ms  p99 ${r.p99} ms${r.failures ? `  ${r.failures} FAILED` : ''}`);
+        }
+      }
+    }
+    for (const [key, list] of rounds) results.load.set(key, { rounds: list, median: medianLoad(list) });
+
+    m.loadAfter = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+    m.noise = `before each measurement the harness waited for other work to use < 25% of the CPUs (${(gate.waitedMs / 1000).toFixed(0)} s waited in all, budget ${s.quietBudgetMs / 1000} s); CPU busy just before the measurements: median ${(100 * median(gate.seen)).toFixed(0)}%, max ${(100 * Math.max(...gate.seen)).toFixed(0)}%`;
+    log(`noise: ${m.noise}`);
+    log(`\n${tables(results)}\n\n### Targets\n\n${checksTable(checks(results))}\n`);
+    if (opts.write) {
+      writeFileSync(path.join(root, 'BENCHMARKS.md'), markdown(results));
+      log('wrote BENCHMARKS.md');
+    } else {
+      log('BENCHMARKS.md not written (quick/partial run; pass --write to force)');
+    }
+  } finally {
+    for (const c of children.reverse()) await c.stop();
+  }
+}
+
+/** `--profile`: the gateway under `--cpu-prof` at c=10, non-stream then stream; prints the summary. */
+async function profile(s: Settings): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'promptgate-bench-prof-'));
+  const mock = await startMock();
+  let gw: ServerProcess | undefined;
+  try {
+    gw = await startGatewayProcess(mock, ['--cpu-prof', '--cpu-prof-dir', dir]);
+    const seconds = Math.max(4, s.seconds + 3);
+    for (const mode of ['non-stream', 'stream'] as const) {
+      await load(gw.origin, mode, 10, s.warmSeconds);
+      const r = await load(gw.origin, mode, 10, seconds);
+      log(`profiled ${mode} c=10 for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms${r.failures ? `, ${r.failures} failed` : ''}`);
+    }
+    await gw.stop(10_000); // SIGTERM: the gateway drains and exits, and V8 writes the profile
+    gw = undefined;
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+    log(`\nprofile: ${path.join(dir, file)}\n`);
+    log(formatProfile(summariseProfile(path.join(dir, file))));
+  } finally {
+    await gw?.stop();
+    await mock.stop();
+  }
+}
+
+run().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,227 @@
+/**
+ * Turns the measurements into the console/markdown tables, the target checks and
+ * BENCHMARKS.md.
+ */
+import type { LoadResult, OpenStreamsResult } from './probes.js';
+import type { Mode } from './workload.js';
+
+export type Target = 'direct' | 'forwarder' | 'gateway';
+export const TARGETS: readonly Target[] = ['direct', 'forwarder', 'gateway'];
+
+export interface Scenario {
+  mode: Mode;
+  connections: number;
+}
+
+export interface LoadCell {
+  rounds: LoadResult[];
+  median: LoadResult;
+}
+
+export interface LatencyStat {
+  n: number;
+  p50: number;
+  p99: number;
+}
+
+export interface Machine {
+  date: string;
+  nproc: number;
+  node: string;
+  cpu: string;
+  loadBefore: string;
+  loadAfter: string;
+  /** How quiet the machine was around the measurements. */
+  noise: string;
+}
+
+export interface Results {
+  machine: Machine;
+  command: string;
+  settings: string;
+  targets: readonly Target[];
+  scenarios: readonly Scenario[];
+  load: Map<string, LoadCell>;
+  /** Sequential non-stream requests, one connection, until the body ended. */
+  sequential: Partial<Record<Target, LatencyStat>>;
+  /** Sequential stream requests, time to the first body chunk. */
+  ttfb: Partial<Record<Target, LatencyStat>>;
+  streams: Partial<Record<Target, OpenStreamsResult>>;
+}
+
+export function loadKey(target: Target, s: Scenario): string {
+  return `${target}|${s.mode}|${s.connections}`;
+}
+
+export interface Check {
+  name: string;
+  measured: string;
+  pass: boolean | undefined;
+}
+
+const f1 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(1));
+const f2 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(2));
+const f3 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(3));
+const mb = (kb: number) => (kb / 1024).toFixed(1);
+const signed = (n: number) => `${n >= 0 ? '+' : '−'}${Math.abs(n).toFixed(3)}`;
+
+export function checks(r: Results): Check[] {
+  const out: Check[] = [];
+  const rps = (t: Target, mode: Mode) => r.load.get(loadKey(t, { mode, connections: 10 }))?.median.rps;
+
+  const gwNs = rps('gateway', 'non-stream');
+  const fwNs = rps('forwarder', 'non-stream');
+  const ratio = gwNs !== undefined && fwNs ? gwNs / fwNs : undefined;
+  const gwS = rps('gateway', 'stream');
+  const fwS = rps('forwarder', 'stream');
+  const ratioS = gwS !== undefined && fwS ? gwS / fwS : undefined;
+  out.push({
+    name: 'gateway ≥ 0.75× forwarder RPS at c=10 (non-stream)',
+    measured: ratio === undefined ? 'n/a' : `${f2(ratio)}× (${f1(gwNs)} / ${f1(fwNs)} RPS); stream: ${ratioS === undefined ? 'n/a' : `${f2(ratioS)}×`}`,
+    pass: ratio === undefined ? undefined : ratio >= 0.75,
+  });
+
+  const d = r.sequential.direct?.p50;
+  const g = r.sequential.gateway?.p50;
+  const fw = r.sequential.forwarder?.p50;
+  const added = d !== undefined && g !== undefined ? g - d : undefined;
+  const addedFw = d !== undefined && fw !== undefined ? fw - d : undefined;
+  out.push({
+    name: 'added p50 over direct ≤ 0.25 ms at c=1',
+    measured: `gateway ${added === undefined ? 'n/a' : `${signed(added)} ms`}; forwarder (reference) ${addedFw === undefined ? 'n/a' : `${signed(addedFw)} ms`}`,
+    pass: added === undefined ? undefined : added <= 0.25,
+  });
+
+  const tg = r.ttfb.gateway?.p50;
+  const tf = r.ttfb.forwarder?.p50;
+  const dt = tg !== undefined && tf !== undefined ? tg - tf : undefined;
+  out.push({
+    name: 'streaming TTFB within +0.15 ms of forwarder',
+    measured: dt === undefined ? 'n/a' : `${signed(dt)} ms (${f3(tg)} vs ${f3(tf)} ms p50)`,
+    pass: dt === undefined ? undefined : dt <= 0.15,
+  });
+
+  const sg = r.streams.gateway;
+  const sf = r.streams.forwarder;
+  const complete = (s: OpenStreamsResult | undefined) => s !== undefined && s.maxOpen === s.requested && s.failed === 0;
+  const memRatio = sg && sf && sf.peakKb > 0 ? sg.peakKb / sf.peakKb : undefined;
+  out.push({
+    name: 'peak RSS with 1,000 open streams ≤ 1.35× forwarder',
+    measured:
+      memRatio === undefined
+        ? 'n/a'
+        : `${f2(memRatio)}× (${mb(sg!.peakKb)} / ${mb(sf!.peakKb)} MB)${complete(sg) && complete(sf) ? '' : ' — NOT all streams were open at once, see the table'}`,
+    pass: memRatio === undefined ? undefined : memRatio <= 1.35 && complete(sg) && complete(sf),
+  });
+  return out;
+}
+
+function table(head: string[], rows: string[][]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/** The tables (markdown, also readable on a terminal). */
+export function tables(r: Results): string {
+  const parts: string[] = [];
+  const has = (t: Target) => r.targets.includes(t);
+
+  const loadHead = ['scenario', ...r.targets.map((t) => `${t} RPS`), ...(has('gateway') && has('forwarder') ? ['gw/fwd'] : []), ...r.targets.map((t) => `${t} p50 / p99 ms`)];
+  const loadRows = r.scenarios.map((s) => {
+    const cells = r.targets.map((t) => r.load.get(loadKey(t, s)));
+    const rpsCell = (c: LoadCell | undefined) => {
+      if (!c) return 'n/a';
+      const all = c.rounds.map((x) => x.rps);
+      const fail = c.rounds.reduce((n, x) => n + x.failures, 0);
+      const spread = all.length > 1 ? ` (${Math.min(...all).toFixed(0)}–${Math.max(...all).toFixed(0)})` : '';
+      return `${c.median.rps.toFixed(0)}${spread}${fail ? ` ⚠${fail} failed` : ''}`;
+    };
+    const gw = r.load.get(loadKey('gateway', s))?.median.rps;
+    const fw = r.load.get(loadKey('forwarder', s))?.median.rps;
+    return [
+      `${s.mode}, c=${s.connections}`,
+      ...cells.map(rpsCell),
+      ...(has('gateway') && has('forwarder') ? [gw !== undefined && fw ? `${(gw / fw).toFixed(2)}×` : 'n/a'] : []),
+      ...cells.map((c) => (c ? `${c.median.p50} / ${c.median.p99}` : 'n/a')),
+    ];
+  });
+  parts.push('### Throughput (autocannon; RPS median of rounds, (min–max); latency 1 ms resolution)\n\n' + table(loadHead, loadRows));
+
+  const seqRows = r.targets
+    .filter((t) => r.sequential[t])
+    .map((t) => {
+      const s = r.sequential[t]!;
+      const d = r.sequential.direct?.p50;
+      return [t, String(s.n), f3(s.p50), f3(s.p99), t === 'direct' || d === undefined ? '—' : `${signed(s.p50 - d)}`];
+    });
+  if (seqRows.length) {
+    parts.push('### Latency at c=1 (sequential, one kept-alive connection, hrtime; non-stream)\n\n' + table(['target', 'requests', 'p50 ms', 'p99 ms', 'added p50 over direct, ms'], seqRows));
+  }
+
+  const ttfbRows = r.targets
+    .filter((t) => r.ttfb[t])
+    .map((t) => {
+      const s = r.ttfb[t]!;
+      const fw = r.ttfb.forwarder?.p50;
+      return [t, String(s.n), f3(s.p50), f3(s.p99), t === 'gateway' && fw !== undefined ? signed(s.p50 - fw) : '—'];
+    });
+  if (ttfbRows.length) {
+    parts.push('### Streaming time to first byte (sequential, until the first body chunk)\n\n' + table(['target', 'requests', 'p50 ms', 'p99 ms', 'p50 vs forwarder, ms'], ttfbRows));
+  }
+
+  const memRows = r.targets
+    .filter((t) => r.streams[t])
+    .map((t) => {
+      const s = r.streams[t]!;
+      return [t, String(s.requested), String(s.maxOpen), `${s.completed}${s.failed ? ` (${s.failed} failed)` : ''}`, mb(s.baselineKb), mb(s.peakKb)];
+    });
+  if (memRows.length) {
+    parts.push('### Memory with concurrent open streams (VmRSS of the process, sampled every 25 ms)\n\n' + table(['target', 'streams', 'max open at once', 'completed', 'RSS before, MB', 'peak RSS, MB'], memRows));
+  }
+  return parts.join('\n\n');
+}
+
+export function checksTable(list: Check[]): string {
+  return table(
+    ['target', 'measured', 'result'],
+    list.map((c) => [c.name, c.measured, c.pass === undefined ? 'not measured' : c.pass ? 'PASS' : 'FAIL']),
+  );
+}
+
+export function markdown(r: Results, extra = ''): string {
+  const m = r.machine;
+  return `# Benchmarks
+
+Generated by \`${r.command}\` (scripts/bench.ts). Do not edit by hand: run it again.
+
+- Date: ${m.date}
+- Machine: ${m.nproc} CPU cores (\`nproc\`), ${m.cpu}, Node ${m.node}
+- Load average before / after: ${m.loadBefore} / ${m.loadAfter} (a shared machine: other work may have run during the bench)
+- Noise: ${m.noise}
+- Settings: ${r.settings}
+
+## What runs
+
+Each server is its own \`node\` process on 127.0.0.1; the load generator (autocannon and the
+sequential clients) is a third:
+
+- **direct**: the bench mock upstream (scripts/bench/mock-upstream.mjs) called directly. Non-stream: one JSON
+  completion with usage; stream: 8 content chunks, a usage chunk when \`include_usage\`, \`[DONE]\`; no delay.
+- **forwarder**: a bare \`node:http\` + undici Pool forwarder (scripts/bench/forwarder.mjs): reads the body from
+  the Node request, \`JSON.parse\` + \`JSON.stringify\`, forwards, returns status + body; streams chunk by chunk.
+  The floor for any Node gateway.
+- **gateway**: \`node dist/main.js --config scripts/bench/gateway.bench.yaml\` (the built gateway, every pipeline
+  feature in that config on, request logs off).
+
+The request is a small chat completion (system + user message). The streaming request does not set
+\`stream_options.include_usage\` (the openai SDK default), so the gateway adds it upstream and strips the usage
+chunk again: its full accounting path.
+
+## Results
+
+${tables(r)}
+
+## Targets
+
+${checksTable(checks(r))}
+${extra}`;
+}
