@@ -26,7 +26,12 @@ export interface CompiledBinding {
  */
 export function compileBindings(
   configs: readonly BindingConfig[],
-  deps: { registry: TemplateRegistry; experiments: ReadonlyMap<string, CompiledExperiment> },
+  deps: {
+    registry: TemplateRegistry;
+    experiments: ReadonlyMap<string, CompiledExperiment>;
+    /** Every configured experiment id, compiled or not (names a broken one apart from an unknown one). */
+    configuredExperiments?: ReadonlySet<string>;
+  },
 ): { bindings: Map<string, CompiledBinding>; issues: ConfigIssue[] } {
   const bindings = new Map<string, CompiledBinding>();
   const issues: ConfigIssue[] = [];
@@ -41,7 +46,8 @@ export function compileBindings(
     if (cfg.experiment !== undefined) {
       experiment = deps.experiments.get(cfg.experiment);
       if (!experiment) {
-        issues.push({ path: `${at}.experiment`, message: `unknown experiment "${cfg.experiment}"` });
+        const broken = deps.configuredExperiments?.has(cfg.experiment);
+        issues.push({ path: `${at}.experiment`, message: broken ? `experiment "${cfg.experiment}" has errors (reported above)` : `unknown experiment "${cfg.experiment}"` });
         return;
       }
     } else if (cfg.template !== undefined) {

@@ -45,4 +45,16 @@ describe('compilePrompts', () => {
     expect(issues).toContainEqual({ path: '@test/fixtures/templates/invalid/bad-semver.yaml: versions[1].version (line 5)', message: expect.stringContaining('"1.x" is not semver') });
     expect(issues).toContainEqual({ path: 'bindings[0].template', message: 'unknown template, version or label "bad-semver"' });
   });
+
+  it('says a bound experiment has errors rather than that it is unknown', () => {
+    const file = configWith({
+      bindings: [{ model: 'support-bot', experiment: 'support-tone' }],
+      experiments: [{ id: 'support-tone', template: 'support-reply', variants: [{ name: 'c', version: '1.0.0', weight: 1 }, { name: 'w', version: '9.9.9', weight: 1 }] }],
+    });
+    const { issues } = compilePrompts(file, path.join(root, 'config/templates'));
+    expect(issues).toEqual([
+      { path: 'experiments[0].variants[1].version', message: 'template "support-reply" has no version "9.9.9" (versions: 1.1.0, 1.0.0)' },
+      { path: 'bindings[0].experiment', message: 'experiment "support-tone" has errors (reported above)' },
+    ]);
+  });
 });

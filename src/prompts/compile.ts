@@ -34,7 +34,11 @@ export function compilePrompts(file: ConfigFile, templatesDir: string): { compil
   const usesTemplates = file.bindings.length > 0 || file.experiments.length > 0 || existsSync(templatesDir);
   const issues: PromptIssue[] = usesTemplates ? loaded.issues.map((i) => ({ ...i, path: `@${i.path}` })) : [];
   const { experiments, issues: experimentIssues } = compileExperiments(file.experiments, loaded.registry);
-  const { bindings, issues: bindingIssues } = compileBindings(file.bindings, { registry: loaded.registry, experiments });
+  const { bindings, issues: bindingIssues } = compileBindings(file.bindings, {
+    registry: loaded.registry,
+    experiments,
+    configuredExperiments: new Set(file.experiments.map((e) => e.id)),
+  });
   issues.push(...experimentIssues, ...bindingIssues);
   return { compiled: { templatesDir, registry: loaded.registry, experiments, bindings }, issues };
 }
