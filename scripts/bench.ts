@@ -9,6 +9,8 @@
  *   npm run bench -- --rounds 5 --duration 8
  *   npm run bench -- --profile             CPU-profile the gateway under load and summarise it
  *   npm run bench -- --write | --no-write  force writing BENCHMARKS.md, or not
+ *   npm run bench -- --no-tracing          gateway without OTLP trace export (on by default: the
+ *                                          mock upstream is also the trace sink)
  *
  * The harness is built for a shared, noisy machine: a warm-up per target, then several
  * rounds whose order rotates between targets, and the median per scenario.
@@ -19,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { request } from 'undici';
 import { formatProfile, summariseProfile } from './bench/cpu-profile.js';
 import { SequentialClient, load, openStreams, type LoadResult } from './bench/probes.js';
 import { freePort, startServer, type ServerProcess } from './bench/processes.js';
@@ -66,6 +69,7 @@ function parseOptions() {
       profile: { type: 'boolean', default: false },
       write: { type: 'boolean' },
       'no-write': { type: 'boolean' },
+      'no-tracing': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -85,7 +89,7 @@ function parseOptions() {
   const targets = values.only ? values.only.split(',').map((s) => s.trim()) : [...TARGETS];
   for (const t of targets) if (!TARGETS.includes(t as Target)) throw new Error(`--only: unknown target "${t}" (known: ${TARGETS.join(', ')})`);
   const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values.duration === undefined));
-  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write };
+  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write, tracing: !values['no-tracing'] };
 }
 
 function machine() {
@@ -107,7 +111,11 @@ async function startForwarder(mock: ServerProcess): Promise<ServerProcess> {
   return startServer({ name: 'forwarder', args: ['scripts/bench/forwarder.mjs'], cwd: root, env: { BENCH_UPSTREAM_ORIGIN: mock.origin }, ready: { kind: 'line' } });
 }
 
-async function startGatewayProcess(mock: ServerProcess, nodeFlags: string[] = []): Promise<ServerProcess> {
+/**
+ * The built gateway. With `tracing`, spans are exported over OTLP/HTTP to the mock upstream
+ * (a production sidecar exports its traces; the cost belongs in the numbers).
+ */
+async function startGatewayProcess(mock: ServerProcess, tracing: boolean, nodeFlags: string[] = []): Promise<ServerProcess> {
   if (!existsSync(path.join(root, 'dist/main.js'))) throw new Error('dist/main.js is missing: run `npm run build` (npm run bench does)');
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -117,7 +125,13 @@ async function startGatewayProcess(mock: ServerProcess, nodeFlags: string[] = []
         name: 'gateway',
         args: [...nodeFlags, 'dist/main.js', '--config', BENCH_CONFIG, '--port', String(port)],
         cwd: root,
-        env: { BENCH_UPSTREAM_URL: `${mock.origin}/v1`, PORT: '' },
+        env: {
+          BENCH_UPSTREAM_URL: `${mock.origin}/v1`,
+          PORT: '',
+          ...(tracing
+            ? { OTEL_EXPORTER_OTLP_ENDPOINT: mock.origin, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_SDK_DISABLED: 'false' }
+            : { OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '', OTEL_TRACES_EXPORTER: 'none' }),
+        },
         ready: { kind: 'http', port, path: '/readyz' },
       });
     } catch (err) {
@@ -136,6 +150,7 @@ function medianLoad(rounds: LoadResult[]): LoadResult {
     rps: median(rounds.map((r) => r.rps)),
     p50: median(rounds.map((r) => r.p50)),
     p99: median(rounds.map((r) => r.p99)),
+    cpuUsPerReq: rounds.every((r) => r.cpuUsPerReq !== undefined) ? median(rounds.map((r) => r.cpuUsPerReq!)) : undefined,
     failures: rounds.reduce((n, r) => n + r.failures, 0),
   };
 }
@@ -172,7 +187,7 @@ function rotate<T>(list: T[], by: number): T[] {
 
 async function run(): Promise<void> {
   const opts = parseOptions();
-  if (opts.profile) return profile(opts.settings);
+  if (opts.profile) return profile(opts.settings, opts.tracing);
   const s = opts.settings;
   const m = machine();
   const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
@@ -192,7 +207,7 @@ async function run(): Promise<void> {
       servers.set('forwarder', fw);
     }
     if (opts.targets.includes('gateway')) {
-      const gw = await startGatewayProcess(mock);
+      const gw = await startGatewayProcess(mock, opts.tracing);
       children.push(gw);
       servers.set('gateway', gw);
     }
@@ -201,7 +216,7 @@ async function run(): Promise<void> {
     log('\nwarm-up');
     for (const [t, srv] of servers) {
       for (const mode of ['non-stream', 'stream'] as const) {
-        const r = await load(srv.origin, mode, 10, s.warmSeconds);
+        const r = await load({ origin: srv.origin, mode, connections: 10, seconds: s.warmSeconds });
         if (r.rps === 0 || r.failures > 0) throw new Error(`${t} failed the warm-up (${mode}: ${r.failures} failures, ${r.rps.toFixed(0)} RPS)`);
       }
       log(`  ${t} ok`);
@@ -210,7 +225,7 @@ async function run(): Promise<void> {
     const results: Results = {
       machine: m,
       command: 'npm run bench' + (process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''),
-      settings: `${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
+      settings: `gateway trace export ${opts.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
       targets: opts.targets,
       scenarios: SCENARIOS,
       load: new Map(),
@@ -248,15 +263,21 @@ async function run(): Promise<void> {
       for (const sc of SCENARIOS) {
         for (const t of rotate([...servers.keys()], round)) {
           await gate.wait();
-          const r = await load(servers.get(t)!.origin, sc.mode, sc.connections, s.seconds);
+          const srv = servers.get(t)!;
+          const r = await load({ origin: srv.origin, pid: srv.pid, mode: sc.mode, connections: sc.connections, seconds: s.seconds });
           const key = loadKey(t, sc);
           rounds.set(key, [...(rounds.get(key) ?? []), r]);
-          log(`  round ${round + 1}/${s.rounds} ${sc.mode.padEnd(10)} c=${String(sc.connections).padEnd(2)} ${t.padEnd(9)} ${r.rps.toFixed(0).padStart(6)} RPS  p50 ${r.p50} ms  p99 ${r.p99} ms${r.failures ? `  ${r.failures} FAILED` : ''}`);
+          log(`  round ${round + 1}/${s.rounds} ${sc.mode.padEnd(10)} c=${String(sc.connections).padEnd(2)} ${t.padEnd(9)} ${r.rps.toFixed(0).padStart(6)} RPS  p50 ${r.p50} ms  p99 ${r.p99} ms  cpu ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs/req${r.failures ? `  ${r.failures} FAILED` : ''}`);
         }
       }
     }
     for (const [key, list] of rounds) results.load.set(key, { rounds: list, median: medianLoad(list) });
 
+    if (servers.has('gateway') && opts.tracing) {
+      const stats = await request(`${mock.origin}/_bench/stats`).then((r) => r.body.json() as Promise<{ traceExports: number }>);
+      log(`gateway trace exports received by the mock: ${stats.traceExports}`);
+      if (stats.traceExports === 0) log('WARNING: tracing was requested but the gateway exported no spans');
+    }
     m.loadAfter = os.loadavg().map((l) => l.toFixed(2)).join(' ');
     m.noise = `before each measurement the harness waited for other work to use < 25% of the CPUs (${(gate.waitedMs / 1000).toFixed(0)} s waited in all, budget ${s.quietBudgetMs / 1000} s); CPU busy just before the measurements: median ${(100 * median(gate.seen)).toFixed(0)}%, max ${(100 * Math.max(...gate.seen)).toFixed(0)}%`;
     log(`noise: ${m.noise}`);
@@ -273,17 +294,17 @@ async function run(): Promise<void> {
 }
 
 /** `--profile`: the gateway under `--cpu-prof` at c=10, non-stream then stream; prints the summary. */
-async function profile(s: Settings): Promise<void> {
+async function profile(s: Settings, tracing: boolean): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'promptgate-bench-prof-'));
   const mock = await startMock();
   let gw: ServerProcess | undefined;
   try {
-    gw = await startGatewayProcess(mock, ['--cpu-prof', '--cpu-prof-dir', dir]);
+    gw = await startGatewayProcess(mock, tracing, ['--cpu-prof', '--cpu-prof-dir', dir]);
     const seconds = Math.max(4, s.seconds + 3);
     for (const mode of ['non-stream', 'stream'] as const) {
-      await load(gw.origin, mode, 10, s.warmSeconds);
-      const r = await load(gw.origin, mode, 10, seconds);
-      log(`profiled ${mode} c=10 for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms${r.failures ? `, ${r.failures} failed` : ''}`);
+      await load({ origin: gw.origin, mode, connections: 10, seconds: s.warmSeconds });
+      const r = await load({ origin: gw.origin, pid: gw.pid, mode, connections: 10, seconds });
+      log(`profiled ${mode} c=10 for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms, ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs CPU/req${r.failures ? `, ${r.failures} failed` : ''}`);
     }
     await gw.stop(10_000); // SIGTERM: the gateway drains and exits, and V8 writes the profile
     gw = undefined;

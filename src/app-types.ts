@@ -2,6 +2,7 @@
  * Types shared by the app and its route handlers.
  */
 import type { HttpBindings } from '@hono/node-server';
+import type { AssignmentCounters } from './experiments/counters.js';
 import type { RuntimeHolder } from './runtime.js';
 import type { Exchange } from './proxy/exchange.js';
 import type { RequestRecord } from './telemetry/types.js';
@@ -23,6 +24,8 @@ export interface GatewayDeps {
   holder: RuntimeHolder;
   lifecycle: Lifecycle;
   logger: Logger;
+  /** Assignment counts per experiment and variant (outlive config reloads). */
+  counters: AssignmentCounters;
   /** Called once per finished request (metrics, request log, experiment statistics). */
   onRequestDone: (record: RequestRecord) => void;
   /** Prometheus exposition, when metrics are on. */

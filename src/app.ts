@@ -8,6 +8,7 @@ import { Hono } from 'hono';
 import type { AppEnv, GatewayDeps } from './app-types.js';
 import { errorBody, GatewayError } from './errors.js';
 import type { RuntimeHolder } from './runtime.js';
+import { createAdminRoutes } from './admin/routes.js';
 import { chatCompletions } from './proxy/chat.js';
 import { passThrough } from './proxy/passthrough.js';
 
@@ -23,6 +24,14 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
     if (!all.metrics) throw new GatewayError('not_found', 'Metrics are not enabled.');
     return c.body(await all.metrics.render(), 200, { 'content-type': all.metrics.contentType });
   });
+
+  app.route(
+    '/',
+    createAdminRoutes(() => {
+      const config = holder.current.config;
+      return { token: config.admin.token, registry: config.prompts.registry, experiments: config.prompts.experiments, counters: all.counters };
+    }),
+  );
 
   app.use('/v1/*', async function refuseWhileDraining(c, next) {
     // Requests that reach a draining server (a kept-alive connection) get a clean 503.
@@ -54,7 +63,7 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
       all.logger.error('unhandled error', { request_id: exchange?.requestId, error: (err as Error)?.name, code: (err as { code?: string })?.code });
     }
     const out: Record<string, string> = { ...headers };
-    if (exchange) out['x-request-id'] = exchange.requestId;
+    if (exchange) Object.assign(out, exchange.gatewayHeaders, { 'x-request-id': exchange.requestId });
     return c.json(body, status as 500, out);
   });
 

@@ -11,6 +11,7 @@ import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
+import { AssignmentCounters } from './experiments/counters.js';
 import type { Lifecycle } from './app-types.js';
 import { loadConfigFile } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
@@ -52,7 +53,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     metrics.recordRequest(record);
     if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
   };
-  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics });
+  const counters = new AssignmentCounters();
+  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters });
 
   const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
   const port = options.port ?? (Number.isInteger(envPort) ? envPort! : config.server.port);

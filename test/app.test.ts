@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../src/app.js';
 import { parseConfig } from '../src/config/load.js';
+import { AssignmentCounters } from '../src/experiments/counters.js';
 import { RuntimeHolder } from '../src/runtime.js';
 import type { RequestRecord } from '../src/telemetry/types.js';
 
@@ -16,7 +17,7 @@ templates: {dir: templates-that-do-not-exist}
   const records: RequestRecord[] = [];
   const lifecycle = { draining: false };
   const silent = { debug() {}, info() {}, warn() {}, error() {} };
-  const app = createApp(new RuntimeHolder(config), { lifecycle, logger: silent, onRequestDone: (r) => records.push(r) });
+  const app = createApp(new RuntimeHolder(config), { lifecycle, logger: silent, counters: new AssignmentCounters(), onRequestDone: (r) => records.push(r) });
   return { app, records, lifecycle };
 }
 

@@ -7,6 +7,8 @@
  *     non-stream: one JSON completion with usage;
  *     "stream": true: 8 content chunks, a usage chunk when stream_options.include_usage
  *     is true (then every chunk also carries "usage": null, as OpenAI does), then [DONE].
+ *   POST /v1/traces      an OTLP/HTTP trace sink for the gateway's exporter (answers 200,
+ *                        counts the exports); GET /_bench/stats returns the count.
  *   x-bench-hold-ms: N   stream: send the first chunk, then hold the stream until
  *                        POST /_bench/release (or N ms at most), then finish it
  *                        (the 1,000-open-streams memory scenario).
@@ -56,6 +58,7 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 /** Streams held open by x-bench-hold-ms: each entry finishes its stream. */
 /** @type {Set<() => void>} */
 const held = new Set();
+let traceExports = 0;
 
 const server = createServer((req, res) => {
   /** @type {Buffer[]} */
@@ -67,6 +70,18 @@ const server = createServer((req, res) => {
       for (const finish of [...held]) finish();
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ released: n }));
+      return;
+    }
+    if (req.method === 'POST' && req.url === '/v1/traces') {
+      traceExports++;
+      // An empty ExportTraceServiceResponse (OTLP/HTTP): a zero-length protobuf message.
+      res.writeHead(200, { 'content-type': req.headers['content-type'] === 'application/json' ? 'application/json' : 'application/x-protobuf', 'content-length': req.headers['content-type'] === 'application/json' ? '2' : '0' });
+      res.end(req.headers['content-type'] === 'application/json' ? '{}' : undefined);
+      return;
+    }
+    if (req.method === 'GET' && req.url === '/_bench/stats') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ traceExports, held: held.size }));
       return;
     }
     if (req.method !== 'POST' || !req.url?.startsWith('/v1/chat/completions')) {

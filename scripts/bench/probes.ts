@@ -5,7 +5,7 @@
  */
 import autocannon from 'autocannon';
 import { Pool, request } from 'undici';
-import { readRss } from './processes.js';
+import { readCpuMs, readRss } from './processes.js';
 import { CHAT_PATH, HEADERS, bodyFor, type Mode } from './workload.js';
 
 export interface LoadResult {
@@ -14,10 +14,17 @@ export interface LoadResult {
   p99: number;
   /** Transport errors, timeouts and non-2xx answers. */
   failures: number;
+  /**
+   * CPU time (user + system) the server process spent per answered request, in µs: less
+   * sensitive to a noisy machine than RPS, and what bounds RPS once the server is saturated.
+   */
+  cpuUsPerReq?: number;
 }
 
-/** One autocannon run against `origin` (its latency resolution is 1 ms). */
-export async function load(origin: string, mode: Mode, connections: number, seconds: number): Promise<LoadResult> {
+/** One autocannon run against `origin` (its latency resolution is 1 ms); `pid` is the server's process. */
+export async function load(options: { origin: string; pid?: number; mode: Mode; connections: number; seconds: number }): Promise<LoadResult> {
+  const { origin, mode, connections, seconds, pid } = options;
+  const cpuBefore = pid === undefined ? undefined : await readCpuMs(pid);
   const r = await autocannon({
     url: origin + CHAT_PATH,
     method: 'POST',
@@ -28,7 +35,10 @@ export async function load(origin: string, mode: Mode, connections: number, seco
     duration: seconds,
     timeout: 10,
   });
-  return { rps: r['2xx'] / r.duration, p50: r.latency.p50, p99: r.latency.p99, failures: r.errors + r.timeouts + r.non2xx };
+  const cpuAfter = pid === undefined ? undefined : await readCpuMs(pid);
+  const ok = r['2xx'];
+  const cpuUsPerReq = cpuBefore !== undefined && cpuAfter !== undefined && ok > 0 ? ((cpuAfter - cpuBefore) * 1000) / ok : undefined;
+  return { rps: ok / r.duration, p50: r.latency.p50, p99: r.latency.p99, failures: r.errors + r.timeouts + r.non2xx, cpuUsPerReq };
 }
 
 /**

@@ -3,7 +3,7 @@
  * shares an event loop with the load generator (this process) or with another server.
  * Every child is registered and killed on exit, Ctrl-C or a crash of the harness.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { request } from 'undici';
@@ -136,6 +136,27 @@ export async function readRss(pid: number): Promise<{ rssKb: number; hwmKb: numb
     const rss = /VmRSS:\s+(\d+)/.exec(status);
     const hwm = /VmHWM:\s+(\d+)/.exec(status);
     return rss && hwm ? { rssKb: Number(rss[1]), hwmKb: Number(hwm[1]) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let ticksPerSecond: number | undefined;
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/PID/stat. */
+export async function readCpuMs(pid: number): Promise<number | undefined> {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execSync('getconf CLK_TCK', { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // proc(5): fields after "(comm)"; utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
   } catch {
     return undefined;
   }

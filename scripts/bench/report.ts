@@ -69,6 +69,11 @@ export function checks(r: Results): Check[] {
   const out: Check[] = [];
   const rps = (t: Target, mode: Mode) => r.load.get(loadKey(t, { mode, connections: 10 }))?.median.rps;
 
+  const cpuRatio = (mode: Mode) => {
+    const g = r.load.get(loadKey('gateway', { mode, connections: 10 }))?.median.cpuUsPerReq;
+    const f = r.load.get(loadKey('forwarder', { mode, connections: 10 }))?.median.cpuUsPerReq;
+    return g && f ? `${f2(f / g)}×` : 'n/a';
+  };
   const gwNs = rps('gateway', 'non-stream');
   const fwNs = rps('forwarder', 'non-stream');
   const ratio = gwNs !== undefined && fwNs ? gwNs / fwNs : undefined;
@@ -77,7 +82,10 @@ export function checks(r: Results): Check[] {
   const ratioS = gwS !== undefined && fwS ? gwS / fwS : undefined;
   out.push({
     name: 'gateway ≥ 0.75× forwarder RPS at c=10 (non-stream)',
-    measured: ratio === undefined ? 'n/a' : `${f2(ratio)}× (${f1(gwNs)} / ${f1(fwNs)} RPS); stream: ${ratioS === undefined ? 'n/a' : `${f2(ratioS)}×`}`,
+    measured:
+      ratio === undefined
+        ? 'n/a'
+        : `${f2(ratio)}× (${f1(gwNs)} / ${f1(fwNs)} RPS); stream: ${ratioS === undefined ? 'n/a' : `${f2(ratioS)}×`}; CPU per request, forwarder/gateway: ${cpuRatio('non-stream')} non-stream, ${cpuRatio('stream')} stream`,
     pass: ratio === undefined ? undefined : ratio >= 0.75,
   });
 
@@ -125,26 +133,36 @@ export function tables(r: Results): string {
   const parts: string[] = [];
   const has = (t: Target) => r.targets.includes(t);
 
-  const loadHead = ['scenario', ...r.targets.map((t) => `${t} RPS`), ...(has('gateway') && has('forwarder') ? ['gw/fwd'] : []), ...r.targets.map((t) => `${t} p50 / p99 ms`)];
-  const loadRows = r.scenarios.map((s) => {
-    const cells = r.targets.map((t) => r.load.get(loadKey(t, s)));
-    const rpsCell = (c: LoadCell | undefined) => {
-      if (!c) return 'n/a';
-      const all = c.rounds.map((x) => x.rps);
-      const fail = c.rounds.reduce((n, x) => n + x.failures, 0);
-      const spread = all.length > 1 ? ` (${Math.min(...all).toFixed(0)}–${Math.max(...all).toFixed(0)})` : '';
-      return `${c.median.rps.toFixed(0)}${spread}${fail ? ` ⚠${fail} failed` : ''}`;
-    };
-    const gw = r.load.get(loadKey('gateway', s))?.median.rps;
-    const fw = r.load.get(loadKey('forwarder', s))?.median.rps;
-    return [
-      `${s.mode}, c=${s.connections}`,
-      ...cells.map(rpsCell),
-      ...(has('gateway') && has('forwarder') ? [gw !== undefined && fw ? `${(gw / fw).toFixed(2)}×` : 'n/a'] : []),
-      ...cells.map((c) => (c ? `${c.median.p50} / ${c.median.p99}` : 'n/a')),
-    ];
-  });
-  parts.push('### Throughput (autocannon; RPS median of rounds, (min–max); latency 1 ms resolution)\n\n' + table(loadHead, loadRows));
+  const both = has('gateway') && has('forwarder');
+  const cells = (sc: Scenario) => r.targets.map((t) => r.load.get(loadKey(t, sc)));
+  const ratio = (sc: Scenario, pick: (x: LoadResult) => number | undefined) => {
+    const g = r.load.get(loadKey('gateway', sc))?.median;
+    const f = r.load.get(loadKey('forwarder', sc))?.median;
+    const gv = g && pick(g);
+    const fv = f && pick(f);
+    return gv !== undefined && fv ? `${(gv / fv).toFixed(2)}×` : 'n/a';
+  };
+  const rpsCell = (c: LoadCell | undefined) => {
+    if (!c) return 'n/a';
+    const all = c.rounds.map((x) => x.rps);
+    const fail = c.rounds.reduce((n, x) => n + x.failures, 0);
+    const spread = all.length > 1 ? ` (${Math.min(...all).toFixed(0)}–${Math.max(...all).toFixed(0)})` : '';
+    return `${c.median.rps.toFixed(0)}${spread}${fail ? ` ⚠${fail} failed` : ''}`;
+  };
+  const rpsHead = ['scenario', ...r.targets.map((t) => `${t} RPS`), ...(both ? ['gw/fwd RPS'] : []), ...r.targets.map((t) => `${t} CPU µs/req`), ...(both ? ['gw/fwd CPU'] : [])];
+  const rpsRows = r.scenarios.map((sc) => [
+    `${sc.mode}, c=${sc.connections}`,
+    ...cells(sc).map(rpsCell),
+    ...(both ? [ratio(sc, (x) => x.rps)] : []),
+    ...cells(sc).map((c) => (c?.median.cpuUsPerReq === undefined ? 'n/a' : c.median.cpuUsPerReq.toFixed(0))),
+    ...(both ? [ratio(sc, (x) => x.cpuUsPerReq)] : []),
+  ]);
+  parts.push(
+    '### Throughput (autocannon; RPS: median of rounds (min–max); CPU: user+system time of the server process per answered request, median of rounds)\n\n' +
+      table(rpsHead, rpsRows),
+  );
+  const latRows = r.scenarios.map((sc) => [`${sc.mode}, c=${sc.connections}`, ...cells(sc).map((c) => (c ? `${c.median.p50} / ${c.median.p99}` : 'n/a'))]);
+  parts.push('### Latency under load (autocannon, ms, 1 ms resolution; median of rounds)\n\n' + table(['scenario', ...r.targets.map((t) => `${t} p50 / p99`)], latRows));
 
   const seqRows = r.targets
     .filter((t) => r.sequential[t])
@@ -210,7 +228,8 @@ sequential clients) is a third:
   the Node request, \`JSON.parse\` + \`JSON.stringify\`, forwards, returns status + body; streams chunk by chunk.
   The floor for any Node gateway.
 - **gateway**: \`node dist/main.js --config scripts/bench/gateway.bench.yaml\` (the built gateway, every pipeline
-  feature in that config on, request logs off).
+  feature in that config on, request logs off), exporting its spans over OTLP/HTTP to the mock (unless the
+  settings below say \`--no-tracing\`).
 
 The request is a small chat completion (system + user message). The streaming request does not set
 \`stream_options.include_usage\` (the openai SDK default), so the gateway adds it upstream and strips the usage

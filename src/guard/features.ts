@@ -16,7 +16,7 @@ export interface FeatureSpec {
   word_ngrams: readonly [number, number];
 }
 
-export const DEFAULT_FEATURE_SPEC: FeatureSpec = { bits: 16, char_ngrams: [3, 5], word_ngrams: [1, 2] };
+export const DEFAULT_FEATURE_SPEC: FeatureSpec = { bits: 14, char_ngrams: [3, 5], word_ngrams: [1, 2] };
 
 /** Family names in feature order: the phrase families, then obfuscation. */
 export const FAMILY_NAMES: readonly string[] = [...PHRASE_FAMILIES.map((f) => f.name), OBFUSCATION_FAMILY.name];

@@ -290,7 +290,7 @@ const outputCoercion: PhraseFamily = {
     p('instead', `\\binstead\\b,? (?:output|print|say|write|respond|reply|answer)\\b`),
     p('question', `(?<=\\b(?:do not|don't|dont) (?:answer|respond to) (?:this|the) )question\\b`),
     p('command obey', `(?:(?<=\\bi )command you|(?<=\\byou (?:must|have to) )obey|\\bobey me)\\b`),
-    p('just only simply', `\\b(?:just|only|simply) (?:say|output|print) `),
+    p('just only simply', `\\b(?:just|only|simply) (?:say|output|print) (?!(?:yes or no|whether|if|which|when|how|what|why)\\b)`),
     p('say', `\\bsay the following\\b`),
     p('answer respond reply write talk speak', `\\b(?:answer|respond|reply|write|talk|speak) (?:\\S+ ){0,3}?in the style of (?:an?|the) `),
     // German, Spanish, French

@@ -33,12 +33,16 @@ export interface TrainOptions {
   data?: string;
 }
 
+/**
+ * Chosen with scripts/eval-guard.ts on a small grid (l2 1e-5..1e-3, benign weight 1..4,
+ * 2^14..2^18 buckets); see docs/injection-guard.md.
+ */
 export const DEFAULT_TRAIN_OPTIONS = {
   iterations: 400,
   learningRate: 0.05,
-  l2: 1e-3,
-  familyL2: 0.02,
-  benignWeight: 1.5,
+  l2: 1e-4,
+  familyL2: 0.005,
+  benignWeight: 0.75,
 } as const;
 
 interface SparseRow {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { ConfigFile } from '../config/schema.js';
 import { compileExperiments, type CompiledExperiment } from '../experiments/compile.js';
 import { compileBindings, type CompiledBinding } from './bindings.js';
+import { compileIdentity, type UserIdOf } from './identity.js';
 import { loadTemplateRegistry } from './loader.js';
 import type { TemplateRegistry } from './registry.js';
 import type { ConfigIssue } from './types.js';
@@ -20,6 +21,8 @@ export interface CompiledPrompts {
   readonly experiments: ReadonlyMap<string, CompiledExperiment>;
   /** By model alias. */
   readonly bindings: ReadonlyMap<string, CompiledBinding>;
+  /** `identity.user_id_from`, compiled. */
+  readonly userIdOf: UserIdOf;
 }
 
 export type PromptIssue = ConfigIssue;
@@ -40,5 +43,6 @@ export function compilePrompts(file: ConfigFile, templatesDir: string): { compil
     configuredExperiments: new Set(file.experiments.map((e) => e.id)),
   });
   issues.push(...experimentIssues, ...bindingIssues);
-  return { compiled: { templatesDir, registry: loaded.registry, experiments, bindings }, issues };
+  const userIdOf = compileIdentity(file.identity.user_id_from);
+  return { compiled: { templatesDir, registry: loaded.registry, experiments, bindings, userIdOf }, issues };
 }

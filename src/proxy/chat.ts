@@ -16,6 +16,8 @@ import { readBody } from './read-body.js';
 import { relaySse, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
 import { requireJson, parseJsonObject } from './request-shape.js';
+import type { AssignmentReason } from '../experiments/assignment.js';
+import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
 
 /** The parsed chat request, as far as the gateway reads it. */
 export interface ChatBody {
@@ -48,18 +50,31 @@ export function chatCompletions(deps: GatewayDeps) {
       // 1. receive
       requireJson(c.req.header('content-type'));
       const raw = await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
-      const body = parseJsonObject(raw) as ChatBody;
-      checkChatShape(body);
-      const stream = body.stream === true;
+      const received = parseJsonObject(raw) as ChatBody;
+      checkChatShape(received);
+      const stream = received.stream === true;
       exchange.record.stream = stream;
+
+      // 2. identify
+      const header = headerGetter(c);
+      const userId = config.prompts.userIdOf(received, header);
+
+      // 3. select the template version (experiment assignment) and render it
+      let body = received;
+      const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
+      if (selection) {
+        noteSelection(exchange, selection);
+        if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
+        body = applySelection(received, selection, collectVariables(received, header, selection)) as ChatBody;
+      }
       exchange.record.requestModel = body.model as string;
 
-      // 6. forward (steps 2–5 plug in here as they land)
-      let outBody: Uint8Array = raw;
+      // 6. forward
+      let outBody: Uint8Array = body === received ? raw : Buffer.from(JSON.stringify(body));
       let stripUsageChunk = false;
       if (stream && body.stream_options?.include_usage !== true) {
         // Ask for the usage chunk for exact accounting; the relay removes it again.
-        body.stream_options = { ...(body.stream_options ?? {}), include_usage: true };
+        body = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
         stripUsageChunk = true;
         outBody = Buffer.from(JSON.stringify(body));
       }
@@ -126,6 +141,24 @@ export function chatCompletions(deps: GatewayDeps) {
   };
 }
 
+/** Records which template/experiment/variant serves the request, for headers, spans and metrics. */
+function noteSelection(exchange: Exchange, selection: Selection): void {
+  const r = exchange.record;
+  r.template = selection.templateId;
+  r.templateVersion = selection.version;
+  const h = exchange.gatewayHeaders;
+  h['x-promptgate-template'] = selection.templateId;
+  h['x-promptgate-template-version'] = selection.version;
+  if (selection.experimentId) {
+    r.experiment = selection.experimentId;
+    r.variant = selection.variant;
+    // Only hash-assigned requests enter the analysis; defaults and no-user requests are counted apart.
+    r.experimentAssignment = selection.assignmentReason === 'assigned' ? 'hash' : 'default';
+    h['x-promptgate-experiment'] = selection.experimentId;
+    h['x-promptgate-variant'] = selection.variant!;
+  }
+}
+
 function firstUpstreamTotalMs(runtime: Runtime): number {
   const first = runtime.upstreams.get(runtime.config.routing.default[0]);
   return first?.spec.config.timeout.total_ms ?? 600_000;
@@ -163,6 +196,7 @@ export function responseHeaders(response: UpstreamResponse, exchange: Exchange):
   // The upstream's x-request-id is what OpenAI SDKs expose as `_request_id`: keep it.
   headers['x-request-id'] ??= exchange.requestId;
   headers['x-promptgate-request-id'] = exchange.requestId;
+  Object.assign(headers, exchange.gatewayHeaders);
   return headers;
 }
 

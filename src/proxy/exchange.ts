@@ -37,6 +37,8 @@ export class Exchange {
   readonly #onFinish: (record: RequestRecord) => void;
   /** The SERVER span (and, once forwarding starts, the CLIENT span) of this request. */
   readonly spans: ServerSpan;
+  /** `x-promptgate-*` response headers gathered along the pipeline (also on errors). */
+  readonly gatewayHeaders: Record<string, string> = {};
   /** Prompt and completion for the span, only kept when content capture is on. */
   readonly content: EndSpanOptions;
 
