@@ -7,7 +7,7 @@
  *   npm run bench -- --quick               smoke run (short durations; does not write BENCHMARKS.md)
  *   npm run bench -- --only gateway,forwarder
  *   npm run bench -- --rounds 5 --duration 8
- *   npm run bench -- --profile             CPU-profile the gateway under load and summarise it
+ *   npm run bench -- --profile             CPU-profile forwarder and gateway under load, compare per request
  *   npm run bench -- --write | --no-write  force writing BENCHMARKS.md, or not
  *   npm run bench -- --no-tracing          gateway without OTLP trace export (on by default: the
  *                                          mock upstream is also the trace sink)
@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { formatProfile, summariseProfile } from './bench/cpu-profile.js';
+import { compareByModule, formatProfile, summariseProfile } from './bench/cpu-profile.js';
 import { SequentialClient, load, openStreams, type LoadResult } from './bench/probes.js';
 import { freePort, startServer, type ServerProcess } from './bench/processes.js';
 import { TARGETS, checks, checksTable, loadKey, markdown, tables, type LatencyStat, type Results, type Scenario, type Target } from './bench/report.js';
@@ -107,8 +107,8 @@ async function startMock(): Promise<ServerProcess> {
   return startServer({ name: 'mock upstream', args: ['scripts/bench/mock-upstream.mjs'], cwd: root, ready: { kind: 'line' } });
 }
 
-async function startForwarder(mock: ServerProcess): Promise<ServerProcess> {
-  return startServer({ name: 'forwarder', args: ['scripts/bench/forwarder.mjs'], cwd: root, env: { BENCH_UPSTREAM_ORIGIN: mock.origin }, ready: { kind: 'line' } });
+async function startForwarder(mock: ServerProcess, nodeFlags: string[] = []): Promise<ServerProcess> {
+  return startServer({ name: 'forwarder', args: [...nodeFlags, 'scripts/bench/forwarder.mjs'], cwd: root, env: { BENCH_UPSTREAM_ORIGIN: mock.origin }, ready: { kind: 'line' } });
 }
 
 /**
@@ -151,6 +151,7 @@ function medianLoad(rounds: LoadResult[]): LoadResult {
     p50: median(rounds.map((r) => r.p50)),
     p99: median(rounds.map((r) => r.p99)),
     cpuUsPerReq: rounds.every((r) => r.cpuUsPerReq !== undefined) ? median(rounds.map((r) => r.cpuUsPerReq!)) : undefined,
+    answered: rounds.reduce((n, r) => n + r.answered, 0),
     failures: rounds.reduce((n, r) => n + r.failures, 0),
   };
 }
@@ -187,7 +188,7 @@ function rotate<T>(list: T[], by: number): T[] {
 
 async function run(): Promise<void> {
   const opts = parseOptions();
-  if (opts.profile) return profile(opts.settings, opts.tracing);
+  if (opts.profile) return profile(opts.settings, opts.targets, opts.tracing);
   const s = opts.settings;
   const m = machine();
   const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
@@ -293,27 +294,42 @@ async function run(): Promise<void> {
   }
 }
 
-/** `--profile`: the gateway under `--cpu-prof` at c=10, non-stream then stream; prints the summary. */
-async function profile(s: Settings, tracing: boolean): Promise<void> {
+/**
+ * `--profile`: the forwarder and the gateway (those in --only) under `--cpu-prof` at c=10,
+ * one process per mode, then the summaries in µs of CPU per request, side by side.
+ */
+async function profile(s: Settings, targets: readonly Target[], tracing: boolean): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'promptgate-bench-prof-'));
   const mock = await startMock();
-  let gw: ServerProcess | undefined;
+  const seconds = Math.max(4, s.seconds + 3);
   try {
-    gw = await startGatewayProcess(mock, tracing, ['--cpu-prof', '--cpu-prof-dir', dir]);
-    const seconds = Math.max(4, s.seconds + 3);
     for (const mode of ['non-stream', 'stream'] as const) {
-      await load({ origin: gw.origin, mode, connections: 10, seconds: s.warmSeconds });
-      const r = await load({ origin: gw.origin, pid: gw.pid, mode, connections: 10, seconds });
-      log(`profiled ${mode} c=10 for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms, ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs CPU/req${r.failures ? `, ${r.failures} failed` : ''}`);
+      const done: Array<{ label: string; summary: ReturnType<typeof summariseProfile>; requests: number }> = [];
+      for (const t of targets.filter((x) => x !== 'direct')) {
+        const out = path.join(dir, `${t}-${mode}`);
+        const flags = ['--cpu-prof', '--cpu-prof-dir', out];
+        const srv = t === 'gateway' ? await startGatewayProcess(mock, tracing, flags) : await startForwarder(mock, flags);
+        let requests = 0;
+        let window: [number, number] = [0, 0];
+        try {
+          await load({ origin: srv.origin, mode, connections: 10, seconds: s.warmSeconds });
+          const from = Number(process.hrtime.bigint() / 1000n);
+          const r = await load({ origin: srv.origin, pid: srv.pid, mode, connections: 10, seconds });
+          window = [from, Number(process.hrtime.bigint() / 1000n)]; // only the measured run counts
+          requests = r.answered;
+          log(`profiled ${t} ${mode} c=10 for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms, ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs CPU/req${r.failures ? `, ${r.failures} failed` : ''}`);
+        } finally {
+          await srv.stop(10_000); // SIGTERM: the process exits and V8 writes the profile
+        }
+        const file = existsSync(out) ? readdirSync(out).find((f) => f.endsWith('.cpuprofile')) : undefined;
+        if (!file) throw new Error(`no .cpuprofile written in ${out}`);
+        const summary = summariseProfile(path.join(out, file), { window });
+        done.push({ label: t, summary, requests });
+        log(`\n== ${t}, ${mode}: ${path.join(out, file)}\n\n${formatProfile(summary, requests)}\n`);
+      }
+      if (done.length === 2) log(`== ${mode}: ${compareByModule(done[0], done[1])}\n`);
     }
-    await gw.stop(10_000); // SIGTERM: the gateway drains and exits, and V8 writes the profile
-    gw = undefined;
-    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-    if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
-    log(`\nprofile: ${path.join(dir, file)}\n`);
-    log(formatProfile(summariseProfile(path.join(dir, file))));
   } finally {
-    await gw?.stop();
     await mock.stop();
   }
 }

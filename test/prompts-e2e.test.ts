@@ -186,3 +186,14 @@ describe('prompt selection through the gateway', () => {
     expect(a.bucket).toBe(bucketOf('support-tone', 'user-123'));
   });
 });
+
+describe('GET /v1/models', () => {
+  it('lists the binding aliases next to the upstream models', async () => {
+    const gw = await gateway();
+    const models = await clientFor(gw).models.list();
+    const ids = models.data.map((m) => m.id);
+    expect(ids).toContain('gpt-4o-mini');
+    expect(ids).toContain('support-bot');
+    expect(ids).toContain('support-fixed');
+  });
+});

@@ -21,6 +21,8 @@ interface ProfileNode {
 }
 interface CpuProfile {
   nodes: ProfileNode[];
+  /** µs on the monotonic clock (CLOCK_MONOTONIC on Linux, as process.hrtime). */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
 }
@@ -72,12 +74,25 @@ function moduleOf(f: CallFrame): string {
   return shortUrl(url);
 }
 
-export function summariseProfile(file: string, top = 25): ProfileSummary {
+export interface SummaryOptions {
+  top?: number;
+  /**
+   * Only samples taken in [from, to], µs on the monotonic clock (`process.hrtime.bigint() / 1000n`
+   * in any process on the same Linux machine): leaves start-up and warm-up out.
+   */
+  window?: [number, number];
+}
+
+export function summariseProfile(file: string, options: SummaryOptions = {}): ProfileSummary {
+  const top = options.top ?? 25;
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   // timeDeltas[i] is the time since sample i-1: it belongs to sample i-1.
+  let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
+    at += profile.timeDeltas[i] ?? 0;
+    if (options.window && (at < options.window[0] || at > options.window[1])) continue;
     const dt = profile.timeDeltas[i + 1] ?? 0;
     selfUs.set(profile.samples[i], (selfUs.get(profile.samples[i]) ?? 0) + Math.max(0, dt));
   }
@@ -121,15 +136,32 @@ export function summariseProfile(file: string, top = 25): ProfileSummary {
   return { busyMs: busy / 1000, idleMs: idle / 1000, selfTop: rows(selfByKey, top), byModule: rows(selfByModule, 20), gatewayInclusive: rows(inclusive, 20) };
 }
 
-export function formatProfile(s: ProfileSummary): string {
+/** The summary as text; with `requests`, each row also shows µs of CPU per request. */
+export function formatProfile(s: ProfileSummary, requests?: number): string {
+  const per = (ms: number) => (requests ? `${((ms * 1000) / requests).toFixed(1).padStart(7)} µs/req  ` : '');
   const fmt = (title: string, rows: ProfileRow[]) =>
-    [`${title}`, ...rows.map((r) => `  ${r.percent.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(7)} ms  ${r.name}`)].join('\n');
+    [`${title}`, ...rows.map((r) => `  ${r.percent.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(7)} ms  ${per(r.ms)}${r.name}`)].join('\n');
   return [
-    `busy ${s.busyMs.toFixed(0)} ms, idle ${s.idleMs.toFixed(0)} ms (percentages are of busy time)`,
+    `busy ${s.busyMs.toFixed(0)} ms, idle ${s.idleMs.toFixed(0)} ms${requests ? `, ${requests} requests: ${((s.busyMs * 1000) / requests).toFixed(1)} µs busy per request` : ''} (percentages are of busy time)`,
     fmt('self time, top functions:', s.selfTop),
     fmt('self time by module:', s.byModule),
     fmt('inclusive time, gateway functions (dist/):', s.gatewayInclusive),
   ].join('\n\n');
+}
+
+/** Self time by module of two profiles side by side, in µs of CPU per request. */
+export function compareByModule(a: { label: string; summary: ProfileSummary; requests: number }, b: { label: string; summary: ProfileSummary; requests: number }): string {
+  const us = (rows: ProfileRow[], n: number) => new Map(rows.map((r) => [r.name, (r.ms * 1000) / n]));
+  const ma = us(a.summary.byModule, a.requests);
+  const mb = us(b.summary.byModule, b.requests);
+  const names = [...new Set([...ma.keys(), ...mb.keys()])].sort((x, y) => (mb.get(y) ?? 0) - (ma.get(y) ?? 0) - ((mb.get(x) ?? 0) - (ma.get(x) ?? 0)));
+  const cell = (v: number | undefined) => (v === undefined ? '      —' : v.toFixed(1).padStart(7));
+  return [
+    `µs of CPU per request by module (top-20 modules of each; sorted by ${b.label} − ${a.label})`,
+    `  ${a.label.padStart(9)} ${b.label.padStart(9)}   module`,
+    `  ${cell((a.summary.busyMs * 1000) / a.requests)}   ${cell((b.summary.busyMs * 1000) / b.requests)}   (all busy time)`,
+    ...names.map((n) => `  ${cell(ma.get(n))}   ${cell(mb.get(n))}   ${n}`),
+  ].join('\n');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -138,5 +170,5 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.stderr.write('usage: node --import tsx scripts/bench/cpu-profile.ts FILE.cpuprofile [TOP]\n');
     process.exit(2);
   }
-  process.stdout.write(`${formatProfile(summariseProfile(file, Number(process.argv[3] ?? 25)))}\n`);
+  process.stdout.write(`${formatProfile(summariseProfile(file, { top: Number(process.argv[3] ?? 25) }))}\n`);
 }

@@ -12,6 +12,8 @@ export interface LoadResult {
   rps: number;
   p50: number;
   p99: number;
+  /** 2xx answers. */
+  answered: number;
   /** Transport errors, timeouts and non-2xx answers. */
   failures: number;
   /**
@@ -38,7 +40,7 @@ export async function load(options: { origin: string; pid?: number; mode: Mode; 
   const cpuAfter = pid === undefined ? undefined : await readCpuMs(pid);
   const ok = r['2xx'];
   const cpuUsPerReq = cpuBefore !== undefined && cpuAfter !== undefined && ok > 0 ? ((cpuAfter - cpuBefore) * 1000) / ok : undefined;
-  return { rps: ok / r.duration, p50: r.latency.p50, p99: r.latency.p99, failures: r.errors + r.timeouts + r.non2xx, cpuUsPerReq };
+  return { rps: ok / r.duration, answered: ok, p50: r.latency.p50, p99: r.latency.p99, failures: r.errors + r.timeouts + r.non2xx, cpuUsPerReq };
 }
 
 /**

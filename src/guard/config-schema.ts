@@ -1,4 +1,4 @@
-/** Config schema of `guard:` (see README "Injection guard"). */
+/** Config schema of `guard:` (see docs/injection-guard.md). */
 import { z } from 'zod';
 
 export const injectionSchema = z.strictObject({
@@ -8,6 +8,11 @@ export const injectionSchema = z.strictObject({
   threshold: z.number().min(0).max(1).default(0.5),
   /** What to scan: the client's user messages, and context injected by builders. */
   scan: z.array(z.enum(['user', 'context'])).default(['user', 'context']),
+  /**
+   * Characters of each message read at most: the first 3/4 and the last 1/4 of this
+   * budget. Caps the scan time of very long messages (about 20 µs per KB).
+   */
+  max_scan_chars: z.number().int().min(256).max(1_048_576).default(8192),
 });
 
 export const guardSchema = z.strictObject({

@@ -242,7 +242,7 @@ export class TextNormalizer {
         if ((cls[c] & C_BASE64) !== 0) {
           if (runStart < 0) runStart = i;
         } else if (runStart >= 0) {
-          this.endRun(runStart, i);
+          if (i - runStart >= 24) this.endRun(runStart, i);
           runStart = -1;
         }
       }

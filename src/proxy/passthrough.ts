@@ -73,6 +73,10 @@ export function passThrough(deps: GatewayDeps) {
         exchange.finish();
         return new Response(null, { status: response.status, headers: headers as HeadersInit });
       }
+      if (method === 'GET' && path === '/models' && response.status === 200) {
+        const bindings = [...config.prompts.bindings.keys()];
+        if (bindings.length > 0) return listWithAliases(response, headers, bindings, exchange);
+      }
       return new Response(streamBody(response, exchange), { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
       if (err instanceof ClientGoneError) {
@@ -99,6 +103,28 @@ function operationOf(path: string): string {
   if (segment === 'completions') return 'text_completion';
   if (segment === 'responses') return 'chat';
   return segment || 'http';
+}
+
+/**
+ * `GET /v1/models` with the binding aliases added (`support-bot`), so clients that check
+ * the model list accept them. An unexpected body passes through unchanged.
+ */
+async function listWithAliases(response: UpstreamResponse, headers: Record<string, string | string[]>, aliases: string[], exchange: Exchange): Promise<Response> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of response.body) chunks.push(chunk);
+  let bytes: Uint8Array = Buffer.concat(chunks);
+  try {
+    const list = JSON.parse(Buffer.from(bytes).toString('utf8')) as { data?: Array<{ id?: string }> };
+    if (Array.isArray(list.data)) {
+      const known = new Set(list.data.map((m) => m.id));
+      for (const id of aliases) if (!known.has(id)) list.data.push({ id, object: 'model', created: 0, owned_by: 'promptgate' } as { id: string });
+      bytes = Buffer.from(JSON.stringify(list));
+    }
+  } catch {
+    // not JSON: pass it on as it came
+  }
+  exchange.finish();
+  return new Response(bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: headers as HeadersInit });
 }
 
 /** The upstream body as a Web stream, finishing the exchange when it ends. */
