@@ -1,7 +1,8 @@
 /**
  * Shared shapes of context injection. Builders (`builders/*.ts`), the cache, the budget and
- * the orchestrator (`build.ts`) meet here; this file imports nothing but the config types.
+ * the orchestrator (`build.ts`) meet here; this file imports only types.
  */
+import type { Dispatcher } from 'undici';
 import type { CacheConfig } from './config-schema.js';
 
 export type BuilderKind = 'rules' | 'history' | 'http' | 'knowledge';
@@ -41,6 +42,8 @@ export interface BuildInput {
   /** Recipe overrides. */
   readonly topK?: number;
   readonly maxTurns?: number;
+  /** For http calls (the runtime's Agent); undici's global dispatcher when absent. */
+  readonly dispatcher?: Dispatcher;
 }
 
 /**

@@ -113,6 +113,8 @@ for (let i = 0; i < 64; i++) {
   B64_VALUES['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
 }
 const MAX_BASE64_PAYLOADS = 4;
+const MAX_SUSPECTS = 256;
+const MIN_BASE64_RUN = 24;
 const MAX_BASE64_CHARS = 4096;
 
 export interface NormalizerOptions {
@@ -171,6 +173,8 @@ export class TextNormalizer {
   private runText = '';
   /** Characters the word pass must look at (leet digits, lookalikes), counted while folding. */
   private suspects = 0;
+  /** Where they are in `buf` (up to MAX_SUSPECTS per fold). */
+  private readonly suspectAt = new Int32Array(MAX_SUSPECTS * 2);
   /** Longest run of single-character words seen while folding ("i g n o r e"). */
   private singles = 0;
 
@@ -227,25 +231,14 @@ export class TextNormalizer {
     const cap = buf.length - 2;
     const len = text.length;
     let n = start;
-    let runStart = -1;
+    let tokenLen = 0; // visible characters since the last whitespace
+    let longest = 0;
     let wordLen = 0;
     let singles = this.singles;
     let suspects = 0;
     let run = 0;
-    if (findBase64) {
-      this.runCount = 0;
-      this.runText = text;
-    }
     for (let i = 0; i < len && n < cap; i++) {
       let c = text.charCodeAt(i);
-      if (findBase64) {
-        if ((cls[c] & C_BASE64) !== 0) {
-          if (runStart < 0) runStart = i;
-        } else if (runStart >= 0) {
-          if (i - runStart >= 24) this.endRun(runStart, i);
-          runStart = -1;
-        }
-      }
       // Unicode tag characters U+E0020..U+E007E (surrogates DB40 DC20..DC7E) carry hidden ASCII.
       if (c === 0xdb40 && i + 1 < len) {
         const lo = text.charCodeAt(i + 1);
@@ -260,8 +253,12 @@ export class TextNormalizer {
       const k = cls[m];
       if ((k & C_VISIBLE) !== 0) {
         // The common case: a visible character.
+        if ((k & C_SUSPECT) !== 0) {
+          if (suspects < MAX_SUSPECTS) this.suspectAt[this.suspects + suspects] = n;
+          suspects++;
+        }
         buf[n++] = m;
-        if ((k & C_SUSPECT) !== 0) suspects++;
+        tokenLen++;
         if ((k & C_WORD) !== 0) wordLen++;
         else {
           // Punctuation ends a word; count single-character words for the join pass.
@@ -280,6 +277,8 @@ export class TextNormalizer {
         continue;
       }
       // Whitespace: collapse runs; a run holding a newline becomes one newline.
+      if (tokenLen > longest) longest = tokenLen;
+      tokenLen = 0;
       if (wordLen === 1) run++;
       else if (wordLen > 1) run = 0;
       if (run > singles) singles = run;
@@ -291,61 +290,84 @@ export class TextNormalizer {
       }
       buf[n++] = m;
     }
-    if (findBase64) this.endRun(runStart, len);
-    this.suspects += suspects;
+    // A base64 payload is one long token: look for runs only when there is one.
+    this.runCount = 0;
+    if (findBase64 && Math.max(longest, tokenLen) >= MIN_BASE64_RUN) this.findBase64Runs(text);
+    // Past MAX_SUSPECTS the list is incomplete: foldWords then scans every word.
+    this.suspects = suspects > MAX_SUSPECTS ? MAX_SUSPECTS * 2 : this.suspects + suspects;
     this.singles = wordLen === 1 && run + 1 > singles ? run + 1 : singles;
     return n;
   }
 
-  private endRun(runStart: number, end: number): void {
-    if (runStart >= 0 && end - runStart >= 24 && this.runCount < MAX_BASE64_PAYLOADS) {
-      this.runs[2 * this.runCount] = runStart;
-      this.runs[2 * this.runCount + 1] = end;
-      this.runCount++;
+  /** Records up to MAX_BASE64_PAYLOADS runs of MIN_BASE64_RUN+ base64 characters in `text`. */
+  private findBase64Runs(text: string): void {
+    this.runText = text;
+    const cls = this.cls;
+    let start = -1;
+    for (let i = 0; i <= text.length && this.runCount < MAX_BASE64_PAYLOADS; i++) {
+      if (i < text.length && (cls[text.charCodeAt(i)] & C_BASE64) !== 0) {
+        if (start < 0) start = i;
+        continue;
+      }
+      if (start >= 0 && i - start >= MIN_BASE64_RUN) {
+        this.runs[2 * this.runCount] = start;
+        this.runs[2 * this.runCount + 1] = i;
+        this.runCount++;
+      }
+      start = -1;
     }
   }
 
   /** Step 4: per word, fold mixed-script homoglyphs and decode leetspeak, in place. */
   private foldWords(n: number): void {
     const buf = this.buf;
-    const mixed = this.mixed;
-    let i = 0;
-    while (i < n) {
-      const c0 = buf[i];
-      if (c0 < 128 ? leetTable[c0] === 0 : mixed[c0] === 0) {
-        i++;
-        continue;
+    if (this.suspects < MAX_SUSPECTS * 2) {
+      // The positions were listed while folding (ascending): visit just those words.
+      let end = 0;
+      for (let s = 0; s < this.suspects; s++) {
+        const pos = this.suspectAt[s];
+        if (pos >= end) end = this.foldWordAt(pos, n);
       }
-      // A suspect character: find its word and fold that word.
-      let begin = i;
-      while (begin > 0 && isWordChar(buf[begin - 1])) begin--;
-      let end = i;
-      let ascii = 0;
-      let lookalikes = 0;
-      let leet = 0;
-      for (let k = begin; k < n && isWordChar(buf[k]); k++, end = k) {
-        const c = buf[k];
-        if (isAsciiLetter(c)) ascii++;
-        else if (c < 128) {
-          if (leetTable[c] !== 0) leet++;
-        } else if (mixed[c] !== 0) lookalikes++;
-      }
-      if (end === i) end = i + 1;
-      if (lookalikes > 0 && ascii > 0) {
-        for (let k = begin; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
-        ascii += lookalikes;
-        this.obfuscations++;
-      }
-      // Leetspeak, except in "$variable1" / "@handle1" style names.
-      if (leet > 0 && ascii >= 2 && buf[begin] !== 0x24 && buf[begin] !== 0x40) {
-        for (let k = begin; k < end; k++) {
-          const c = buf[k];
-          // '@' and '$' only inside a word ("p@ss"), so "$documents" and "@user" keep them.
-          if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) buf[k] = leetTable[c];
-        }
-      }
-      i = end;
+      return;
     }
+    const mixed = this.mixed;
+    for (let i = 0; i < n; ) {
+      const c = buf[i];
+      i = (c < 128 ? leetTable[c] !== 0 : mixed[c] !== 0) ? this.foldWordAt(i, n) : i + 1;
+    }
+  }
+
+  /** Folds the word around `i`; returns the index after it. */
+  private foldWordAt(i: number, n: number): number {
+    const buf = this.buf;
+    const mixed = this.mixed;
+    let begin = i;
+    while (begin > 0 && isWordChar(buf[begin - 1])) begin--;
+    let end = begin;
+    let ascii = 0;
+    let lookalikes = 0;
+    let leet = 0;
+    for (; end < n && isWordChar(buf[end]); end++) {
+      const c = buf[end];
+      if (isAsciiLetter(c)) ascii++;
+      else if (c < 128) {
+        if (leetTable[c] !== 0) leet++;
+      } else if (mixed[c] !== 0) lookalikes++;
+    }
+    if (lookalikes > 0 && ascii > 0) {
+      for (let k = begin; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
+      ascii += lookalikes;
+      this.obfuscations++;
+    }
+    // Leetspeak, except in "$variable1" / "@handle1" style names.
+    if (leet > 0 && ascii >= 2 && buf[begin] !== 0x24 && buf[begin] !== 0x40) {
+      for (let k = begin; k < end; k++) {
+        const c = buf[k];
+        // '@' and '$' only inside a word ("p@ss").
+        if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) buf[k] = leetTable[c];
+      }
+    }
+    return Math.max(end, i + 1);
   }
 
   /** Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. Returns the new length. */

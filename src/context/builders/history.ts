@@ -1,0 +1,83 @@
+/**
+ * `history`: the last turns of the request's own conversation as `[{role, content}]`,
+ * oldest first. By default the current question (the last user message) is left out: it is
+ * already in the request. At most `max_turns` messages of the listed `roles`; then, newest
+ * first, as many as fit `max_tokens` (gpt-tokenizer), so the oldest go first. Text parts of
+ * array contents are joined; messages without text are skipped.
+ *
+ * The messages are the client's own, already covered by the guard's `user` scan: not
+ * scanned again as context, and never cached.
+ */
+import type { HistoryBuilderConfig } from '../config-schema.js';
+import { countTokens } from '../tokens.js';
+import type { Builder, BuildInput, BuildPlan, ContextItem } from '../types.js';
+import { commonSettings, type BuilderContext } from './common.js';
+
+/** OpenAI cookbook "How to count tokens": a message costs ~3 tokens besides its text. */
+const TOKENS_PER_TURN = 3;
+
+export class HistoryBuilder implements Builder {
+  readonly name: string;
+  readonly kind = 'history' as const;
+  readonly required: boolean;
+  readonly timeoutMs: number;
+  readonly priority: number;
+  readonly cache = undefined;
+  readonly untrusted = false;
+  readonly dependsOn: readonly string[] = [];
+  readonly fingerprint: string;
+  readonly maxTurns: number;
+  readonly maxTokens: number | undefined;
+  readonly #roles: ReadonlySet<string>;
+  readonly #includeCurrent: boolean;
+
+  constructor(cfg: HistoryBuilderConfig, ctx: BuilderContext) {
+    const common = commonSettings(cfg, ctx);
+    this.name = common.name;
+    this.required = common.required;
+    this.timeoutMs = common.timeoutMs;
+    this.priority = common.priority;
+    this.fingerprint = common.fingerprint;
+    this.maxTurns = cfg.max_turns;
+    this.maxTokens = cfg.max_tokens;
+    this.#roles = new Set(cfg.roles);
+    this.#includeCurrent = cfg.include_current;
+  }
+
+  plan(input: BuildInput): BuildPlan {
+    return { produce: async () => ({ shape: 'items', items: this.select(input.messages, input.maxTurns ?? this.maxTurns), trimFrom: 'start' }) };
+  }
+
+  /** The kept turns, oldest first. */
+  select(messages: readonly unknown[], maxTurns: number): ContextItem[] {
+    let end = messages.length;
+    if (!this.#includeCurrent) {
+      const last = messages[end - 1] as { role?: unknown } | undefined;
+      if (last?.role === 'user') end--;
+    }
+    const picked: ContextItem[] = [];
+    let tokens = 0;
+    for (let i = end - 1; i >= 0 && picked.length < maxTurns; i--) {
+      const m = messages[i] as { role?: unknown; content?: unknown } | null;
+      if (m === null || typeof m !== 'object' || typeof m.role !== 'string' || !this.#roles.has(m.role)) continue;
+      const content = textOf(m.content);
+      if (content === '') continue;
+      const cost = countTokens(content) + TOKENS_PER_TURN;
+      if (this.maxTokens !== undefined && tokens + cost > this.maxTokens) break;
+      tokens += cost;
+      picked.push({ value: { role: m.role, content }, tokens: cost });
+    }
+    return picked.reverse();
+  }
+}
+
+/** A message's text: the string, or its text parts joined by newlines. */
+export function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  const texts: string[] = [];
+  for (const part of content) {
+    if (part !== null && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') texts.push((part as { text: string }).text);
+  }
+  return texts.join('\n');
+}

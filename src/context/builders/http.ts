@@ -1,0 +1,117 @@
+/**
+ * `http`: one JSON endpoint of the user's own services (customer profile, order status).
+ *
+ * ```yaml
+ * - name: customer
+ *   kind: http
+ *   url: "${CUSTOMERS_URL}/customers/{{user_id}}"   # placeholders are URL-encoded
+ *   headers: {authorization: "Bearer ${CUSTOMERS_TOKEN}"}
+ *   timeout_ms: 80
+ *   pick: {tier: tier, name: profile.first_name}     # output field -> path in the answer
+ *   cache: {ttl_ms: 60000, stale_while_revalidate_ms: 30000, stale_if_error_ms: 600000}
+ * ```
+ *
+ * Placeholders read `user_id`, the template variables and other builders' outputs (which
+ * makes those builders dependencies). A placeholder with no value skips the builder
+ * (`missing_input`). The cache key is the method, the filled URL and body; headers are not
+ * part of it. The answer is untrusted text: its strings are scanned for injection.
+ */
+import type { HttpBuilderConfig } from '../config-schema.js';
+import { fetchJson, ContextSourceError } from '../fetch-json.js';
+import {
+  bodyTemplateRoots,
+  fillBody,
+  fillTemplate,
+  getPath,
+  parseBodyTemplate,
+  parseStringTemplate,
+  splitPath,
+  templateRoots,
+  type BodyTemplate,
+  type StringTemplate,
+} from '../paths.js';
+import { countValueTokens } from '../tokens.js';
+import type { Builder, BuilderOutput, BuildInput, BuildPlan } from '../types.js';
+import { commonSettings, deepFreeze, dependencies, type BuilderContext } from './common.js';
+
+export class HttpBuilder implements Builder {
+  readonly name: string;
+  readonly kind = 'http' as const;
+  readonly required: boolean;
+  readonly timeoutMs: number;
+  readonly priority: number;
+  readonly cache: HttpBuilderConfig['cache'];
+  readonly untrusted = true;
+  readonly dependsOn: readonly string[];
+  readonly fingerprint: string;
+  readonly #method: 'GET' | 'POST';
+  readonly #url: StringTemplate;
+  readonly #headers: readonly (readonly [string, StringTemplate])[];
+  readonly #body: BodyTemplate | undefined;
+  readonly #pick: readonly (readonly [string, readonly string[]])[] | undefined;
+  readonly #maxBytes: number;
+
+  /** Throws for an invalid placeholder (compile reports it at `url`/`headers`/`body`). */
+  constructor(cfg: HttpBuilderConfig, ctx: BuilderContext) {
+    const common = commonSettings(cfg, ctx);
+    this.name = common.name;
+    this.required = common.required;
+    this.timeoutMs = common.timeoutMs;
+    this.priority = common.priority;
+    this.cache = common.cache;
+    this.fingerprint = common.fingerprint;
+    this.#method = cfg.method;
+    this.#url = parseStringTemplate(cfg.url);
+    this.#headers = Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), parseStringTemplate(v)] as const);
+    this.#body = cfg.method === 'POST' && cfg.body ? parseBodyTemplate(cfg.body) : undefined;
+    const pick = Array.isArray(cfg.pick) ? Object.fromEntries(cfg.pick.map((p) => [p.split('.').at(-1)!, p])) : cfg.pick;
+    this.#pick = pick && Object.entries(pick).map(([field, path]) => [field, splitPath(path)] as const);
+    this.#maxBytes = cfg.max_bytes;
+    this.dependsOn = dependencies(
+      [...templateRoots(this.#url), ...this.#headers.flatMap(([, t]) => templateRoots(t)), ...(this.#body ? bodyTemplateRoots(this.#body) : [])],
+      ctx,
+    );
+  }
+
+  plan(input: BuildInput): BuildPlan {
+    const url = fillTemplate(this.#url, input.scope, encodeURIComponent);
+    if ('missing' in url) return { missing: url.missing };
+    const headers: Record<string, string> = {};
+    for (const [name, t] of this.#headers) {
+      const v = fillTemplate(t, input.scope);
+      if ('missing' in v) return { missing: v.missing };
+      headers[name] = v.text;
+    }
+    let body: unknown;
+    if (this.#body) {
+      const b = fillBody(this.#body, input.scope);
+      if ('missing' in b) return { missing: b.missing };
+      body = b.value;
+    }
+    const key = body === undefined ? `${this.#method} ${url.text}` : `${this.#method} ${url.text} ${JSON.stringify(body)}`;
+    return {
+      key,
+      produce: async (signal) => {
+        const answer = await fetchJson({ url: url.text, method: this.#method, headers, body, signal, maxBytes: this.#maxBytes, dispatcher: input.dispatcher });
+        return this.shape(answer);
+      },
+    };
+  }
+
+  /** The output object from an answer: the picked fields, or the answer itself. */
+  shape(answer: unknown): BuilderOutput {
+    let value: Record<string, unknown>;
+    if (this.#pick) {
+      value = {};
+      for (const [field, path] of this.#pick) {
+        const v = getPath(answer, path);
+        if (v !== undefined) value[field] = v;
+      }
+    } else if (answer !== null && typeof answer === 'object' && !Array.isArray(answer)) {
+      value = answer as Record<string, unknown>;
+    } else {
+      throw new ContextSourceError('invalid_response', 'the answer is not a JSON object (set pick to read into it)');
+    }
+    return Object.freeze({ shape: 'object', value: deepFreeze(value), tokens: countValueTokens(value) });
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * `knowledge`: the top-k passages for the last user message, each `{title, text, score,
+ * source}`, from the local knowledge base (BM25+, see knowledge-base.ts) and/or a search
+ * endpoint of your own:
+ *
+ * ```yaml
+ * - name: knowledge
+ *   kind: knowledge
+ *   dir: config/knowledge
+ *   top_k: 3
+ *   http: {url: "https://search.internal/q?text={{query}}&k={{top_k}}", results: hits}
+ *   cache: {ttl_ms: 300000, max_entries: 5000}
+ * ```
+ *
+ * With both sources, each list is normalised by its best score and the union is ordered by
+ * that relative score; every passage keeps its source's own `score`. The budget drops
+ * passages from the end of that order (lowest relevance first). When the search endpoint
+ * fails, the local results are served on their own (the builder fails only when every
+ * source it has failed). Passages are untrusted text: they are scanned for injection.
+ */
+import type { KnowledgeBuilderConfig, KnowledgeHttpConfig } from '../config-schema.js';
+import { ContextSourceError, fetchJson } from '../fetch-json.js';
+import type { KnowledgeBase } from '../knowledge-base.js';
+import {
+  bodyTemplateRoots,
+  fillBody,
+  fillTemplate,
+  getPath,
+  parseBodyTemplate,
+  parseStringTemplate,
+  splitPath,
+  type BodyTemplate,
+  type StringTemplate,
+} from '../paths.js';
+import { countTokens } from '../tokens.js';
+import type { Builder, BuilderOutput, BuildInput, BuildPlan, ContextItem } from '../types.js';
+import { commonSettings, deepFreeze, type BuilderContext } from './common.js';
+
+/** Per-turn framing tokens besides the passage text (title, separators). */
+const TOKENS_PER_PASSAGE = 4;
+
+interface RemoteSearch {
+  readonly method: 'GET' | 'POST';
+  readonly url: StringTemplate;
+  readonly headers: readonly (readonly [string, StringTemplate])[];
+  readonly body: BodyTemplate | undefined;
+  readonly results: readonly string[];
+  readonly fields: { title: readonly string[]; text: readonly string[]; score: readonly string[]; source: readonly string[] };
+  readonly timeoutMs: number;
+  readonly maxBytes: number;
+}
+
+interface Passage {
+  title: string;
+  text: string;
+  score: number;
+  source: string;
+  tokens: number;
+  relative: number;
+}
+
+export class KnowledgeBuilder implements Builder {
+  readonly name: string;
+  readonly kind = 'knowledge' as const;
+  readonly required: boolean;
+  readonly timeoutMs: number;
+  readonly priority: number;
+  readonly cache: KnowledgeBuilderConfig['cache'];
+  readonly untrusted = true;
+  readonly dependsOn: readonly string[] = [];
+  readonly fingerprint: string;
+  readonly topK: number;
+  readonly kb: KnowledgeBase | undefined;
+  readonly #minScore: number;
+  readonly #fuzzy: number;
+  readonly #prefix: boolean;
+  readonly #remote: RemoteSearch | undefined;
+
+  /** `kb` is loaded by compile (so a reload can reuse it); throws for an invalid placeholder. */
+  constructor(cfg: KnowledgeBuilderConfig, ctx: BuilderContext, kb: KnowledgeBase | undefined) {
+    const common = commonSettings(cfg, ctx);
+    this.name = common.name;
+    this.required = common.required;
+    this.timeoutMs = common.timeoutMs;
+    this.priority = common.priority;
+    this.cache = common.cache;
+    this.fingerprint = `${common.fingerprint}|${kb?.chunks.length ?? 0}|${kb ? String(kb.chunks.at(-1)?.text.length) : ''}`;
+    this.topK = cfg.top_k;
+    this.kb = kb;
+    this.#minScore = cfg.min_score;
+    this.#fuzzy = cfg.fuzzy;
+    this.#prefix = cfg.prefix;
+    this.#remote = cfg.http && compileRemote(cfg.http, this.timeoutMs);
+  }
+
+  plan(input: BuildInput): BuildPlan {
+    const query = input.query.trim();
+    if (query === '') return { missing: 'query' };
+    const topK = input.topK ?? this.topK;
+    return { key: `${topK}\u0000${query}`, produce: (signal) => this.retrieve(query, topK, signal, input) };
+  }
+
+  async retrieve(query: string, topK: number, signal: AbortSignal, input: Pick<BuildInput, 'dispatcher'> = {}): Promise<BuilderOutput> {
+    const local: Passage[] = (this.kb?.search(query, { topK, minScore: this.#minScore, fuzzy: this.#fuzzy, prefix: this.#prefix }) ?? []).map((h) => ({
+      title: h.chunk.title,
+      text: h.chunk.text,
+      score: h.score,
+      source: h.chunk.source,
+      tokens: h.tokens + TOKENS_PER_PASSAGE,
+      relative: 0,
+    }));
+    let remote: Passage[] = [];
+    if (this.#remote) {
+      try {
+        remote = await searchRemote(this.#remote, query, topK, signal, input);
+      } catch (err) {
+        if (!this.kb) throw err;
+        // The local index still answers; the span shows the builder as ok with its local items.
+      }
+    }
+    const passages = merge(local, remote, topK);
+    const items: ContextItem[] = passages.map((p) =>
+      deepFreeze({ value: { title: p.title, text: p.text, score: round(p.score), source: p.source }, tokens: p.tokens, score: p.relative, text: `${p.title}\n${p.text}` }),
+    );
+    return Object.freeze({ shape: 'items', items: Object.freeze(items), trimFrom: 'end' });
+  }
+}
+
+/** Both lists normalised by their best score, best first, `topK` kept. */
+function merge(local: Passage[], remote: Passage[], topK: number): Passage[] {
+  for (const list of [local, remote]) {
+    const best = Math.max(0, ...list.map((p) => p.score));
+    list.forEach((p, i) => (p.relative = best > 0 ? p.score / best : 1 - i / Math.max(1, list.length)));
+  }
+  if (remote.length === 0) return local;
+  if (local.length === 0) return remote.slice(0, topK);
+  return [...local, ...remote].sort((a, b) => b.relative - a.relative).slice(0, topK);
+}
+
+function round(score: number): number {
+  return Math.round(score * 1000) / 1000;
+}
+
+function compileRemote(cfg: KnowledgeHttpConfig, builderTimeoutMs: number): RemoteSearch {
+  return {
+    method: cfg.method,
+    url: parseStringTemplate(cfg.url),
+    headers: Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), parseStringTemplate(v)] as const),
+    body: cfg.method === 'POST' && cfg.body ? parseBodyTemplate(cfg.body) : undefined,
+    results: splitPath(cfg.results),
+    fields: { title: splitPath(cfg.fields.title), text: splitPath(cfg.fields.text), score: splitPath(cfg.fields.score), source: splitPath(cfg.fields.source) },
+    timeoutMs: Math.min(cfg.timeout_ms ?? builderTimeoutMs, builderTimeoutMs),
+    maxBytes: cfg.max_bytes,
+  };
+}
+
+/** Placeholder roots a remote search may use. */
+export function remoteRoots(cfg: KnowledgeHttpConfig): string[] {
+  const t = [parseStringTemplate(cfg.url), ...Object.values(cfg.headers).map(parseStringTemplate)];
+  return [...t.flatMap((x) => x.paths.map((p) => p[0])), ...(cfg.body ? bodyTemplateRoots(parseBodyTemplate(cfg.body)) : [])];
+}
+
+async function searchRemote(r: RemoteSearch, query: string, topK: number, signal: AbortSignal, input: Pick<BuildInput, 'dispatcher'>): Promise<Passage[]> {
+  const scope = { query, top_k: topK };
+  const url = fillTemplate(r.url, scope, encodeURIComponent);
+  if ('missing' in url) throw new ContextSourceError('invalid_request', `search placeholder ${url.missing} has no value`);
+  const headers: Record<string, string> = {};
+  for (const [name, t] of r.headers) {
+    const v = fillTemplate(t, scope);
+    if (!('missing' in v)) headers[name] = v.text;
+  }
+  const body = r.body ? fillBody(r.body, scope) : undefined;
+  const answer = await fetchJson({
+    url: url.text,
+    method: r.method,
+    headers,
+    body: body && 'value' in body ? body.value : undefined,
+    signal: AbortSignal.any([signal, AbortSignal.timeout(r.timeoutMs)]),
+    maxBytes: r.maxBytes,
+    dispatcher: input.dispatcher,
+  });
+  const list = getPath(answer, r.results);
+  if (!Array.isArray(list)) throw new ContextSourceError('invalid_response', 'the search answer has no result list');
+  const out: Passage[] = [];
+  for (const [i, hit] of list.entries()) {
+    if (out.length >= topK) break;
+    const text = getPath(hit, r.fields.text);
+    if (typeof text !== 'string' || text === '') continue;
+    const title = String(getPath(hit, r.fields.title) ?? '');
+    const score = getPath(hit, r.fields.score);
+    out.push({
+      title,
+      text,
+      score: typeof score === 'number' && Number.isFinite(score) ? score : list.length - i,
+      source: String(getPath(hit, r.fields.source) ?? 'search'),
+      tokens: countTokens(title) + countTokens(text) + TOKENS_PER_PASSAGE,
+      relative: 0,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,67 @@
+/**
+ * One JSON call to a service of the user's own (http builders, knowledge search) through
+ * undici. Failures become a `ContextSourceError` whose `reason` is a bounded label value
+ * (metrics `promptgate_context_failures_total{reason}`); messages never carry the URL's
+ * query or the response body.
+ */
+import { request, type Dispatcher } from 'undici';
+
+/** Why a source failed: `timeout`, `unreachable`, `http_4xx`, `http_5xx`, `invalid_response`, `too_large`. */
+export class ContextSourceError extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ContextSourceError';
+    this.reason = reason;
+  }
+}
+
+export interface FetchJsonOptions {
+  url: string;
+  method: 'GET' | 'POST';
+  headers: Readonly<Record<string, string>>;
+  body?: unknown;
+  signal: AbortSignal;
+  maxBytes: number;
+  /** The runtime's Agent (connection reuse); undici's global one when absent. */
+  dispatcher?: Dispatcher;
+}
+
+/** GET/POST `url` and parse the JSON answer; throws `ContextSourceError`. */
+export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
+  const headers: Record<string, string> = { accept: 'application/json', ...o.headers };
+  let payload: string | undefined;
+  if (o.method === 'POST') {
+    payload = JSON.stringify(o.body ?? {});
+    headers['content-type'] = 'application/json';
+  }
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(o.url, { method: o.method, headers, body: payload, signal: o.signal, dispatcher: o.dispatcher });
+  } catch (err) {
+    if (o.signal.aborted) throw new ContextSourceError('timeout', 'the source did not answer in time', { cause: err });
+    throw new ContextSourceError('unreachable', `the source is unreachable (${(err as { code?: string }).code ?? 'error'})`, { cause: err });
+  }
+  try {
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      throw new ContextSourceError(res.statusCode >= 500 ? 'http_5xx' : 'http_4xx', `the source answered ${res.statusCode}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > o.maxBytes) throw new ContextSourceError('too_large', `the answer exceeds ${o.maxBytes} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch (err) {
+      throw new ContextSourceError('invalid_response', 'the answer is not JSON', { cause: err });
+    }
+  } catch (err) {
+    res.body.destroy();
+    if (err instanceof ContextSourceError) throw err;
+    if (o.signal.aborted) throw new ContextSourceError('timeout', 'the source did not answer in time', { cause: err });
+    throw new ContextSourceError('unreachable', 'the answer was cut off', { cause: err });
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * A local knowledge base: the `.md`, `.markdown` and `.txt` files of a directory (and its
+ * subdirectories), chunked at load and indexed for BM25+ retrieval (minisearch).
+ *
+ * Chunking: a Markdown file is cut at its headings; a section longer than `chunkTokens`
+ * (estimated at 4 characters a token) is cut between paragraphs, and a paragraph longer
+ * than that between sentences. Each chunk carries the document title (first `# ` heading,
+ * front-matter `title:` or the file name), its section heading, and a source
+ * (`refunds.md#refund-window`).
+ *
+ * Load time: one pass over the text plus minisearch's indexing, about linear in the size of
+ * the knowledge base. A reload that finds the same files (path, size, mtime) and options
+ * reuses the loaded index instead of building it again.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import MiniSearch from 'minisearch';
+import { countTokens } from './tokens.js';
+
+export interface Chunk {
+  readonly id: number;
+  /** `Refunds — Refund window` (document title, then the section heading when there is one). */
+  readonly title: string;
+  readonly text: string;
+  /** `refunds.md#refund-window`, relative to the knowledge directory. */
+  readonly source: string;
+}
+
+export interface KnowledgeHit {
+  readonly chunk: Chunk;
+  /** BM25+ score (minisearch), higher is better. */
+  readonly score: number;
+  /** Tokens of title + text. */
+  readonly tokens: number;
+}
+
+export interface KnowledgeBaseOptions {
+  /** Target chunk size in tokens (estimated). */
+  chunkTokens: number;
+}
+
+export interface SearchOptions {
+  topK: number;
+  minScore?: number;
+  fuzzy?: number;
+  prefix?: boolean;
+}
+
+const EXTENSIONS = new Set(['.md', '.markdown', '.txt']);
+const CHARS_PER_TOKEN = 4;
+/** Common English words that would otherwise match everything ("how do I get a refund"). */
+const STOP_WORDS = new Set(
+  'a an and are as at be but by can could do does for from get has have how i if in is it its me my of on or our should so that the their them then there these they this to was we were what when where which who why will with would you your'.split(' '),
+);
+
+function processTerm(term: string): string | null {
+  const t = term.toLowerCase();
+  return t.length < 2 || STOP_WORDS.has(t) ? null : t;
+}
+
+export class KnowledgeBase {
+  readonly dir: string;
+  readonly chunks: readonly Chunk[];
+  readonly files: number;
+  readonly #index: MiniSearch<{ id: number; title: string; text: string }>;
+  /** Token counts by chunk id, filled on first retrieval (-1 = not counted yet). */
+  readonly #tokens: Int32Array;
+
+  constructor(dir: string, chunks: readonly Chunk[], files: number) {
+    this.dir = dir;
+    this.chunks = chunks;
+    this.files = files;
+    this.#tokens = new Int32Array(chunks.length).fill(-1);
+    this.#index = new MiniSearch({ fields: ['title', 'text'], storeFields: [], processTerm });
+    this.#index.addAll(chunks);
+  }
+
+  /**
+   * The best `topK` chunks for `query`, best first.
+   *
+   * @example
+   * kb.search('how long do refunds take', { topK: 3 })
+   * // [{ chunk: { title: 'Refunds — Refund timing', source: 'refunds.md#refund-timing', ... }, score: 7.1, tokens: 96 }, ...]
+   */
+  search(query: string, o: SearchOptions): KnowledgeHit[] {
+    const results = this.#index.search(query, {
+      boost: { title: 2 },
+      combineWith: 'OR',
+      prefix: o.prefix ?? false,
+      fuzzy: o.fuzzy ? o.fuzzy : false,
+    });
+    const hits: KnowledgeHit[] = [];
+    for (const r of results) {
+      if (hits.length >= o.topK) break;
+      if (r.score < (o.minScore ?? 0)) continue;
+      const chunk = this.chunks[r.id as number];
+      hits.push({ chunk, score: r.score, tokens: this.#tokensOf(chunk) });
+    }
+    return hits;
+  }
+
+  #tokensOf(chunk: Chunk): number {
+    let n = this.#tokens[chunk.id];
+    if (n < 0) n = this.#tokens[chunk.id] = countTokens(chunk.title) + countTokens(chunk.text);
+    return n;
+  }
+}
+
+/** Loaded bases by directory and options, with the file stamp they were built from. */
+const loaded = new Map<string, { stamp: string; kb: KnowledgeBase }>();
+
+/**
+ * Loads (or reuses) the knowledge base of `dir`. Throws when the directory cannot be read.
+ * Load-time only.
+ */
+export function loadKnowledgeBase(dir: string, options: KnowledgeBaseOptions): KnowledgeBase {
+  const files = listFiles(dir);
+  const stamp = JSON.stringify([options, files.map((f) => [f.rel, f.size, f.mtimeMs])]);
+  const key = path.resolve(dir);
+  const known = loaded.get(key);
+  if (known && known.stamp === stamp) return known.kb;
+  const chunks: Chunk[] = [];
+  for (const f of files) {
+    const text = readFileSync(path.join(dir, f.rel), 'utf8');
+    for (const c of chunkDocument(f.rel, text, options.chunkTokens)) chunks.push(Object.freeze({ id: chunks.length, ...c }));
+  }
+  const kb = new KnowledgeBase(key, Object.freeze(chunks), files.length);
+  loaded.set(key, { stamp, kb });
+  return kb;
+}
+
+interface FileStat {
+  rel: string;
+  size: number;
+  mtimeMs: number;
+}
+
+function listFiles(dir: string, rel = ''): FileStat[] {
+  const out: FileStat[] = [];
+  const entries = readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    const r = rel === '' ? e.name : `${rel}/${e.name}`;
+    if (e.isDirectory()) out.push(...listFiles(dir, r));
+    else if (e.isFile() && EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
+      const st = statSync(path.join(dir, r));
+      out.push({ rel: r, size: st.size, mtimeMs: st.mtimeMs });
+    }
+  }
+  return out;
+}
+
+/**
+ * Cuts one document into chunks (without ids).
+ *
+ * @param rel path relative to the knowledge directory (the source)
+ */
+export function chunkDocument(rel: string, text: string, chunkTokens: number): Omit<Chunk, 'id'>[] {
+  const isMarkdown = !rel.toLowerCase().endsWith('.txt');
+  let body = text.replace(/\r\n?/g, '\n');
+  let docTitle = titleFromFileName(rel);
+  const front = /^---\n([\s\S]*?)\n---\n/.exec(body);
+  if (isMarkdown && front) {
+    const t = /^title:\s*["']?(.+?)["']?\s*$/m.exec(front[1]);
+    if (t) docTitle = t[1];
+    body = body.slice(front[0].length);
+  }
+  const sections: { heading?: string; text: string }[] = [];
+  if (isMarkdown) {
+    let current: { heading?: string; lines: string[] } = { lines: [] };
+    const flush = () => sections.push({ heading: current.heading, text: current.lines.join('\n').trim() });
+    let inFence = false;
+    let titled = front !== null && /^title:/m.test(front[1]);
+    for (const line of body.split('\n')) {
+      if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
+      const h = inFence ? null : /^(#{1,6})\s+(.+?)\s*#*\s*$/.exec(line);
+      if (!h) {
+        current.lines.push(line);
+        continue;
+      }
+      if (h[1].length === 1 && !titled) {
+        docTitle = h[2];
+        titled = true;
+        continue;
+      }
+      flush();
+      current = { heading: h[2], lines: [] };
+    }
+    flush();
+  } else {
+    sections.push({ text: body.trim() });
+  }
+
+  const limit = chunkTokens * CHARS_PER_TOKEN;
+  const out: Omit<Chunk, 'id'>[] = [];
+  for (const s of sections) {
+    if (s.text === '') continue;
+    const title = s.heading && s.heading !== docTitle ? `${docTitle} — ${s.heading}` : docTitle;
+    const source = s.heading ? `${rel}#${slug(s.heading)}` : rel;
+    for (const piece of pack(s.text, limit)) out.push({ title, text: piece, source });
+  }
+  return out;
+}
+
+/** Packs paragraphs (then sentences, then words) into pieces of at most `limit` characters. */
+function pack(text: string, limit: number): string[] {
+  const units = text
+    .split(/\n\s*\n/)
+    .map((p) => p.trim())
+    .filter((p) => p !== '')
+    .flatMap((p) => (p.length <= limit ? [p] : splitLong(p, limit)));
+  const out: string[] = [];
+  let current = '';
+  for (const u of units) {
+    if (current !== '' && current.length + 2 + u.length > limit) {
+      out.push(current);
+      current = '';
+    }
+    current = current === '' ? u : `${current}\n\n${u}`;
+  }
+  if (current !== '') out.push(current);
+  return out;
+}
+
+function splitLong(paragraph: string, limit: number): string[] {
+  const sentences = paragraph.match(/[^.!?]+(?:[.!?]+|$)\s*/g) ?? [paragraph];
+  const out: string[] = [];
+  let current = '';
+  const push = (s: string) => {
+    if (current !== '' && current.length + s.length > limit) {
+      out.push(current.trim());
+      current = '';
+    }
+    current += s;
+  };
+  for (const s of sentences) {
+    if (s.length <= limit) push(s);
+    else for (const w of s.split(/(?<=\s)/)) push(w);
+  }
+  if (current.trim() !== '') out.push(current.trim());
+  return out;
+}
+
+function titleFromFileName(rel: string): string {
+  const base = path.basename(rel, path.extname(rel)).replace(/[-_]+/g, ' ').trim();
+  return base.charAt(0).toUpperCase() + base.slice(1);
+}
+
+/** GitHub-style heading anchor: `Refund window` -> `refund-window`. */
+export function slug(heading: string): string {
+  return heading
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s-]/gu, '')
+    .trim()
+    .replace(/\s+/g, '-');
+}

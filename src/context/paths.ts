@@ -1,0 +1,137 @@
+/**
+ * Dotted paths (`customer.tier`, `data.orders.0.id`) and the small `{{path}}` string
+ * templates of http builders (URLs, headers, bodies). Parsed once at load; own properties
+ * only, so `{{constructor}}` finds nothing.
+ */
+
+/** `a.b.c` -> ['a', 'b', 'c']; `""` -> [] (the value itself). */
+export function splitPath(path: string): readonly string[] {
+  return Object.freeze(path === '' ? [] : path.split('.'));
+}
+
+/** The value at `path` in `root`, or undefined. */
+export function getPath(root: unknown, path: readonly string[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/** A string with `{{path}}` placeholders, parsed once. */
+export interface StringTemplate {
+  readonly source: string;
+  /** Literal parts; `parts.length === paths.length + 1`. */
+  readonly parts: readonly string[];
+  readonly paths: readonly (readonly string[])[];
+}
+
+const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}/g;
+
+/** Parses `"/customers/{{user_id}}"`. Throws for a `{{` that is not a valid placeholder. */
+export function parseStringTemplate(source: string): StringTemplate {
+  const parts: string[] = [];
+  const paths: (readonly string[])[] = [];
+  let last = 0;
+  for (const m of source.matchAll(PLACEHOLDER)) {
+    parts.push(source.slice(last, m.index));
+    paths.push(splitPath(m[1]));
+    last = m.index + m[0].length;
+  }
+  parts.push(source.slice(last));
+  for (const p of parts) {
+    if (p.includes('{{') || p.includes('}}')) throw new Error(`invalid placeholder in "${source}" (expected {{name}} or {{a.b}})`);
+  }
+  return Object.freeze({ source, parts: Object.freeze(parts), paths: Object.freeze(paths) });
+}
+
+/** Root names a template reads (`customer` for `{{customer.id}}`). */
+export function templateRoots(t: StringTemplate): string[] {
+  return t.paths.map((p) => p[0]);
+}
+
+/**
+ * Fills the placeholders from `scope`. Returns `{ missing }` naming the first placeholder
+ * with no value (undefined, null or ""); objects are not valid values.
+ */
+export function fillTemplate(t: StringTemplate, scope: unknown, encode: (s: string) => string = (s) => s): { text: string } | { missing: string } {
+  let text = t.parts[0];
+  for (let i = 0; i < t.paths.length; i++) {
+    const v = getPath(scope, t.paths[i]);
+    if (v === undefined || v === null || v === '' || typeof v === 'object') return { missing: t.paths[i].join('.') };
+    text += encode(String(v)) + t.parts[i + 1];
+  }
+  return { text };
+}
+
+/**
+ * A JSON body whose string values are templates. A string that is exactly one placeholder
+ * keeps the value's type (`"{{order_count}}"` -> 3).
+ */
+export type BodyTemplate =
+  | { readonly kind: 'literal'; readonly value: unknown }
+  | { readonly kind: 'string'; readonly template: StringTemplate; readonly whole: boolean }
+  | { readonly kind: 'array'; readonly items: readonly BodyTemplate[] }
+  | { readonly kind: 'object'; readonly entries: readonly (readonly [string, BodyTemplate])[] };
+
+export function parseBodyTemplate(value: unknown): BodyTemplate {
+  if (typeof value === 'string') {
+    const template = parseStringTemplate(value);
+    if (template.paths.length === 0) return { kind: 'literal', value };
+    const whole = template.paths.length === 1 && template.parts[0] === '' && template.parts[1] === '';
+    return { kind: 'string', template, whole };
+  }
+  if (Array.isArray(value)) return { kind: 'array', items: value.map(parseBodyTemplate) };
+  if (value !== null && typeof value === 'object') {
+    return { kind: 'object', entries: Object.entries(value).map(([k, v]) => [k, parseBodyTemplate(v)] as const) };
+  }
+  return { kind: 'literal', value };
+}
+
+export function bodyTemplateRoots(t: BodyTemplate): string[] {
+  switch (t.kind) {
+    case 'literal':
+      return [];
+    case 'string':
+      return templateRoots(t.template);
+    case 'array':
+      return t.items.flatMap(bodyTemplateRoots);
+    case 'object':
+      return t.entries.flatMap(([, v]) => bodyTemplateRoots(v));
+  }
+}
+
+/** Fills a body template; `{ missing }` as for `fillTemplate`. */
+export function fillBody(t: BodyTemplate, scope: unknown): { value: unknown } | { missing: string } {
+  switch (t.kind) {
+    case 'literal':
+      return { value: t.value };
+    case 'string': {
+      if (t.whole) {
+        const v = getPath(scope, t.template.paths[0]);
+        return v === undefined || v === null || v === '' ? { missing: t.template.paths[0].join('.') } : { value: v };
+      }
+      const r = fillTemplate(t.template, scope);
+      return 'missing' in r ? r : { value: r.text };
+    }
+    case 'array': {
+      const out: unknown[] = [];
+      for (const item of t.items) {
+        const r = fillBody(item, scope);
+        if ('missing' in r) return r;
+        out.push(r.value);
+      }
+      return { value: out };
+    }
+    case 'object': {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of t.entries) {
+        const r = fillBody(v, scope);
+        if ('missing' in r) return r;
+        out[k] = r.value;
+      }
+      return { value: out };
+    }
+  }
+}
