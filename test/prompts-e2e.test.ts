@@ -2,6 +2,7 @@
  * Prompt selection and A/B assignment through the real gateway, with the official openai
  * client, against the mock upstream (which records what it receives).
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -197,3 +198,49 @@ describe('GET /v1/models', () => {
     expect(ids).toContain('support-fixed');
   });
 });
+
+describe('hot reload of templates and experiments', () => {
+  it('serves an edited template file to new requests, and keeps serving when an edit is invalid', async () => {
+    const gw = await gateway();
+    const client = clientFor(gw);
+    const file = `${gw.dir}/templates/support-reply.yaml`;
+    const original = readFileSync(file, 'utf8');
+    const ask = async () => {
+      upstream.requests.length = 0;
+      await client.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-promptgate-template': 'support-reply@1.0.0' } });
+      return upstream.requests[0].body.messages[0].content as string;
+    };
+    expect(await ask()).toContain('customer support assistant of');
+
+    writeFileSync(file, original.replace('You are the customer support assistant of', 'You are the RELOADED assistant of'));
+    await waitFor(async () => (await ask()).includes('RELOADED'));
+
+    writeFileSync(file, original.replace('version: "1.0.0"', 'version: "not-semver"'));
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await ask()).toContain('RELOADED'); // the invalid edit was rejected
+    expect(gw.holder.current.generation).toBe(2);
+  });
+
+  it('applies a new experiment weight split from an edited config', async () => {
+    const gw = await gateway();
+    const client = clientFor(gw);
+    const variantOf = async (user: string) =>
+      (await client.chat.completions.create({ model: 'support-bot', user, messages: [{ role: 'user', content: 'hi' }] }).withResponse()).response.headers.get('x-promptgate-variant');
+    // 50/50 -> 90/10: control takes buckets [0, 9000).
+    writeFileSync(gw.configFile, readFileSync(gw.configFile, 'utf8').replace('weight: 50}, {name: warm, version: 1.1.0, weight: 50}', 'weight: 90}, {name: warm, version: 1.1.0, weight: 10}'));
+    await waitFor(async () => gw.holder.current.generation === 2);
+    for (let i = 0; i < 30; i++) {
+      const user = `user-${i}`;
+      expect(await variantOf(user)).toBe(bucketOf('support-tone', user) < 9000 ? 'control' : 'warm');
+    }
+  });
+});
+
+async function waitFor(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('condition not met in time');
+}
