@@ -28,7 +28,7 @@ import { freePort, startServer, type ServerProcess } from './bench/processes.js'
 import { TARGETS, checks, checksTable, loadKey, markdown, tables, type LatencyStat, type Results, type Scenario, type Target } from './bench/report.js';
 import { QuietGate } from './bench/quiet.js';
 import { median, percentile } from './bench/stats.js';
-import type { Mode } from './bench/workload.js';
+import { CHAT_PATH, HEADERS, bodyFor, type Mode } from './bench/workload.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH_CONFIG = 'scripts/bench/gateway.bench.yaml';
@@ -46,7 +46,7 @@ interface Settings {
   quietBudgetMs: number;
 }
 
-const FULL: Settings = { rounds: 3, seconds: 5, warmSeconds: 2, sequential: 2000, ttfb: 500, blocks: 5, streams: 1000, dwellMs: 2000, quietBudgetMs: 90_000 };
+const FULL: Settings = { rounds: 3, seconds: 5, warmSeconds: 2, sequential: 2000, ttfb: 500, blocks: 5, streams: 1000, dwellMs: 2000, quietBudgetMs: 20_000 };
 const QUICK: Settings = { rounds: 1, seconds: 1, warmSeconds: 0.5, sequential: 200, ttfb: 100, blocks: 2, streams: 1000, dwellMs: 1000, quietBudgetMs: 5_000 };
 
 const SCENARIOS: Scenario[] = [
@@ -192,7 +192,7 @@ async function run(): Promise<void> {
   const s = opts.settings;
   const m = machine();
   const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
-  const estimate = loadRuns * (s.seconds + 0.3) + opts.targets.length * 2 * s.warmSeconds + 2 * (s.dwellMs / 1000 + 5) + 15;
+  const estimate = loadRuns * (s.seconds + 0.5) + opts.targets.length * 2 * s.warmSeconds + 2 * (s.dwellMs / 1000 + 5) + s.quietBudgetMs / 1000 + 20;
   log(`promptgate bench — ${m.nproc} cores, ${m.cpu}, Node ${m.node}, load ${m.loadBefore}`);
   log(`targets: ${opts.targets.join(', ')}; ${s.rounds} round(s) × ${s.seconds}s per scenario; about ${Math.ceil(estimate / 60)} min`);
 
@@ -214,6 +214,24 @@ async function run(): Promise<void> {
     }
     log(`started: ${children.map((c) => `${c.name} pid ${c.pid} :${c.port}`).join(', ')}`);
 
+    // Memory first, on fresh processes that have served only a few sequential requests: the
+    // peak then reflects the footprint plus what 1,000 streams need, not heap slack left
+    // by earlier high-RPS runs.
+    const streams: Results['streams'] = {};
+    for (const t of ['forwarder', 'gateway'] as const) {
+      const srv = servers.get(t);
+      if (!srv) continue;
+      const client = new SequentialClient(srv.origin);
+      for (const mode of ['non-stream', 'stream'] as const) await client.run(mode, 100);
+      await client.close();
+      log(`\n${s.streams} open streams through ${t}…`);
+      await gate.wait();
+      const r = await openStreams({ origin: srv.origin, pid: srv.pid, mockOrigin: mock.origin, count: s.streams, dwellMs: s.dwellMs });
+      streams[t] = r;
+      log(`  max open ${r.maxOpen}/${r.requested}, completed ${r.completed}, failed ${r.failed}; RSS ${(r.baselineKb / 1024).toFixed(1)} -> peak ${(r.peakKb / 1024).toFixed(1)} MB`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+
     log('\nwarm-up');
     for (const [t, srv] of servers) {
       for (const mode of ['non-stream', 'stream'] as const) {
@@ -223,29 +241,30 @@ async function run(): Promise<void> {
       log(`  ${t} ok`);
     }
 
+    let pipeline = 'n/a';
+    const gwSrv = servers.get('gateway');
+    if (gwSrv) {
+      // What the gateway did to a bench request, from its own response headers.
+      const res = await request(`${gwSrv.origin}${CHAT_PATH}`, { method: 'POST', headers: HEADERS, body: bodyFor('non-stream') });
+      await res.body.dump();
+      const h = (n: string) => res.headers[n] as string | undefined;
+      pipeline = h('x-promptgate-template')
+        ? `template ${h('x-promptgate-template')}@${h('x-promptgate-template-version')}${h('x-promptgate-experiment') ? `, experiment ${h('x-promptgate-experiment')} variant ${h('x-promptgate-variant')}` : ''}`
+        : 'no template selected';
+      log(`gateway pipeline for the bench request: ${pipeline}`);
+    }
+
     const results: Results = {
       machine: m,
       command: 'npm run bench' + (process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''),
-      settings: `gateway trace export ${opts.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
+      settings: `gateway: ${pipeline}, trace export ${opts.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
       targets: opts.targets,
       scenarios: SCENARIOS,
       load: new Map(),
       sequential: {},
       ttfb: {},
-      streams: {},
+      streams,
     };
-
-    // Memory first, on processes that have only been warmed up.
-    for (const t of ['forwarder', 'gateway'] as const) {
-      const srv = servers.get(t);
-      if (!srv) continue;
-      log(`\n${s.streams} open streams through ${t}…`);
-      await gate.wait();
-      const r = await openStreams({ origin: srv.origin, pid: srv.pid, mockOrigin: mock.origin, count: s.streams, dwellMs: s.dwellMs });
-      results.streams[t] = r;
-      log(`  max open ${r.maxOpen}/${r.requested}, completed ${r.completed}, failed ${r.failed}; RSS ${(r.baselineKb / 1024).toFixed(1)} -> peak ${(r.peakKb / 1024).toFixed(1)} MB`);
-      await new Promise((res) => setTimeout(res, 500));
-    }
 
     log(`\nc=1 latency: ${s.sequential} sequential non-stream requests per target…`);
     for (const [t, v] of await sequential(servers, 'non-stream', s.sequential, s.blocks, gate)) {

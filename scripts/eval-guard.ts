@@ -4,16 +4,24 @@
  *
  *   npm run eval:guard         (tsx scripts/eval-guard.ts [--folds 5] [--seed 20241123])
  *
- * 1. Stratified k-fold cross-validation on deepset/prompt-injections (train split) by
- *    deepset, licensed Apache-2.0 (Hugging Face dataset card), read from
- *    ../shared/data/injection/: for each fold a model is trained on the other k-1 folds
+ * 0. Scan time of 2 KB messages (process.hrtime.bigint per call, p50/p99/max), measured
+ *    first in a fresh heap. Wall-clock: on a shared machine the tail includes time the
+ *    process was descheduled.
+ * Data: The train split (546 rows: 203 injection, 343 benign) of the public dataset
+ * `deepset/prompt-injections` by deepset, licensed Apache-2.0 (Hugging Face dataset card).
+ * Read from ../shared/data/injection/ relative to the repository root.
+ *
+ * 1. Stratified k-fold cross-validation on that data: for each fold a model is trained on the other k-1 folds
  *    (phrase-family weights included) and the held-out fold is scored.
  * 2. The same with near-duplicate groups kept in one fold: the data holds many rows that
  *    repeat another row inside a longer text; random folds let such copies leak into
  *    training. This is the more honest figure for unseen data.
  * 3. False-positive rate on test/fixtures/benign-support.txt (never used for training)
  *    with the shipped weights and with each fold's model.
- * 4. Scan time of 2 KB messages (process.hrtime.bigint per call, p50/p99/max).
+ *
+ * Hyper-parameters (train.ts DEFAULT_TRAIN_OPTIONS) were picked with this script, so its
+ * figures are slightly optimistic; the phrase families were written by someone who had
+ * read the data, which cross-validation cannot correct for either.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -173,7 +181,7 @@ function percentile(sorted: BigInt64Array, p: number): number {
   return Number(sorted[i]) / 1000;
 }
 
-function timeScans(scanner: InjectionScanner, label: string, messages: string[], iterations: number): void {
+function timeScans(scanner: InjectionScanner, label: string, messages: string[], iterations: number): number {
   for (let i = 0; i < 2000; i++) scanner.scan(messages[i % messages.length]);
   const times = new BigInt64Array(iterations);
   for (let i = 0; i < iterations; i++) {
@@ -186,6 +194,7 @@ function timeScans(scanner: InjectionScanner, label: string, messages: string[],
   console.log(
     `${label.padEnd(34)} p50 ${percentile(times, 50).toFixed(1)} µs  p99 ${percentile(times, 99).toFixed(1)} µs  max ${percentile(times, 100).toFixed(1)} µs  (${iterations} scans)`,
   );
+  return percentile(times, 99);
 }
 
 /** Messages of exactly `bytes` UTF-8 bytes built by repeating `parts` (cut at a char). */
@@ -195,7 +204,8 @@ function messagesOf(parts: string[], bytes: number, count: number): string[] {
     let s = '';
     for (let i = m; Buffer.byteLength(s) < bytes; i++) s += `${parts[i % parts.length]} `;
     while (Buffer.byteLength(s) > bytes) s = s.slice(0, -1);
-    out.push(s);
+    // A flat string, as JSON.parse hands the gateway (not a rope of concatenations).
+    out.push(Buffer.from(s, 'utf8').toString('utf8'));
   }
   return out;
 }
@@ -208,21 +218,35 @@ const support = readFileSync(path.join(repoRoot, 'test/fixtures/benign-support.t
 console.log(`# promptgate injection guard evaluation`);
 console.log(`data: ${rows.length} rows (${rows.filter((r) => r.label === 1).length} injection), ${K} folds, seed ${SEED}, threshold ${THRESHOLD}`);
 
-crossValidate(`stratified ${K}-fold cross-validation`, rows, stratifiedFolds(rows, K, SEED), support);
-crossValidate(`grouped ${K}-fold cross-validation (near-duplicates kept in one fold)`, rows, groupedFolds(rows, K, SEED), support);
-
 const shipped = createInjectionScanner({ threshold: THRESHOLD });
+let worstP99: number | undefined;
+if (!args['skip-timing']) {
+  // Measured first, in a fresh process heap (before the cross-validation fills it).
+  console.log(`\n## scan time, 2 KB messages (shipped weights)`);
+  const english = messagesOf(support.filter((q) => /^[\x00-\x7f]*$/.test(q)), 2048, 64);
+  const german = messagesOf(support.filter((q) => /[äöüß]/i.test(q)), 2048, 64);
+  const attacks = messagesOf(rows.filter((r) => r.label === 1).map((r) => r.text), 2048, 64);
+  worstP99 = Math.max(
+    timeScans(shipped, 'benign support, ASCII', english, 50_000),
+    timeScans(shipped, 'benign support, German (non-ASCII)', german, 50_000),
+    timeScans(shipped, 'injection rows', attacks, 50_000),
+  );
+}
+
+const stratified = crossValidate(`stratified ${K}-fold cross-validation`, rows, stratifiedFolds(rows, K, SEED), support);
+const grouped = crossValidate(`grouped ${K}-fold cross-validation (near-duplicates kept in one fold)`, rows, groupedFolds(rows, K, SEED), support);
+
 const flagged = support.filter((q) => shipped.scan(q).flagged);
 console.log(`\n## benign customer-support questions (test/fixtures/benign-support.txt)`);
 console.log(`shipped weights: ${flagged.length}/${support.length} flagged = ${((100 * flagged.length) / support.length).toFixed(2)}% false positives`);
 for (const q of flagged) console.log(`  FP: ${q}  ${JSON.stringify(shipped.scan(q))}`);
 
-if (!args['skip-timing']) {
-  console.log(`\n## scan time, 2 KB messages (shipped weights)`);
-  const english = messagesOf(support.filter((q) => /^[\x00-\x7f]*$/.test(q)), 2048, 64);
-  const german = messagesOf(support.filter((q) => /[äöüß]/i.test(q)), 2048, 64);
-  const attacks = messagesOf(rows.filter((r) => r.label === 1).map((r) => r.text), 2048, 64);
-  timeScans(shipped, 'benign support, ASCII', english, 50_000);
-  timeScans(shipped, 'benign support, German (non-ASCII)', german, 50_000);
-  timeScans(shipped, 'injection rows', attacks, 50_000);
+console.log(`\n## targets`);
+const check = (ok: boolean) => (ok ? 'met' : 'NOT met');
+for (const [name, r] of [['stratified', stratified], ['grouped', grouped]] as const) {
+  const m = metrics(r.pooled);
+  console.log(`${name.padEnd(10)} precision ${fmt(m.precision)} >= 0.95: ${check(m.precision >= 0.95)}; recall ${fmt(m.recall)} >= 0.85: ${check(m.recall >= 0.85)}`);
 }
+const shippedFp = flagged.length / support.length;
+console.log(`support FP  shipped ${(100 * shippedFp).toFixed(2)}% < 1%: ${check(shippedFp < 0.01)}; fold models ${((100 * grouped.supportFp) / grouped.supportTotal).toFixed(2)}% < 1%: ${check(grouped.supportFp / grouped.supportTotal < 0.01)}`);
+if (worstP99 !== undefined) console.log(`scan time   worst p99 ${worstP99.toFixed(1)} µs <= 100 µs: ${check(worstP99 <= 100)}`);

@@ -2,6 +2,7 @@
  * Types shared by the app and its route handlers.
  */
 import type { HttpBindings } from '@hono/node-server';
+import type { ContextRuntime } from './context/runtime.js';
 import type { AssignmentCounters } from './experiments/counters.js';
 import type { RuntimeHolder } from './runtime.js';
 import type { Exchange } from './proxy/exchange.js';
@@ -30,6 +31,8 @@ export interface GatewayDeps {
   onRequestDone: (record: RequestRecord) => void;
   /** Prometheus exposition, when metrics are on. */
   metrics?: { contentType: string; render(): Promise<string> };
+  /** Context caches and recipe bandits (outlive config reloads); made on first use when absent. */
+  context?: ContextRuntime;
 }
 
 /** Hono env: Node bindings (absent under `app.request()`), and per-request variables. */

@@ -11,6 +11,7 @@ import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
+import { createContextRuntime } from './context/runtime.js';
 import { AssignmentCounters } from './experiments/counters.js';
 import type { Lifecycle } from './app-types.js';
 import { loadConfigFile } from './config/load.js';
@@ -49,12 +50,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   if (telemetry.tracing) logger.info('tracing on', { endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
 
   const lifecycle: Lifecycle = { draining: false };
+  // Context caches and recipe bandits outlive reloads; recipe statistics go to the experiment metrics.
+  const context = createContextRuntime({ registry: metrics.registry, observeExperiment: (o) => metrics.observeExperiment(o) });
+  const injection = config.guard.injection;
+  if (config.context.plans.size > 0 && injection.action !== 'off' && injection.scan.includes('context')) context.scannerFor(injection.threshold, injection.max_scan_chars);
   const onRequestDone = (record: RequestRecord) => {
     metrics.recordRequest(record);
+    context.finish(record);
     if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
   };
   const counters = new AssignmentCounters();
-  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters });
+  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters, context });
 
   const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
   const port = options.port ?? (Number.isInteger(envPort) ? envPort! : config.server.port);
@@ -74,7 +80,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const watcher = new ConfigWatcher({
     file: options.file,
-    extraDirs: () => [holder.current.config.prompts.templatesDir],
+    extraDirs: () => [holder.current.config.prompts.templatesDir, ...holder.current.config.context.watchDirs],
     onReload: (next) => {
       const runtime = holder.apply(next, next.server.drain_timeout_ms + 5_000);
       metrics.allowModels(labelModels(next));
@@ -104,6 +110,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       server.closeAllConnections();
       await closed;
       await holder.close();
+      await context.close();
       await telemetry.shutdown(); // flushes spans
       logger.info('stopped');
     })();

@@ -40,8 +40,8 @@ export class QuietGate {
   }
 
   async wait(maxMs = 10_000): Promise<number> {
-    const start = Date.now();
     let busy = await cpuBusy(250);
+    const start = Date.now(); // the first look is free; only waiting counts against the budget
     while (busy >= this.threshold && Date.now() - start < Math.min(maxMs, this.#budgetMs)) busy = await cpuBusy(500);
     const spent = Date.now() - start;
     this.#budgetMs = Math.max(0, this.#budgetMs - spent);

@@ -193,7 +193,7 @@ export function tables(r: Results): string {
       return [t, String(s.requested), String(s.maxOpen), `${s.completed}${s.failed ? ` (${s.failed} failed)` : ''}`, mb(s.baselineKb), mb(s.peakKb)];
     });
   if (memRows.length) {
-    parts.push('### Memory with concurrent open streams (VmRSS of the process, sampled every 25 ms)\n\n' + table(['target', 'streams', 'max open at once', 'completed', 'RSS before, MB', 'peak RSS, MB'], memRows));
+    parts.push('### Memory with concurrent open streams (fresh processes after 200 sequential requests; VmRSS sampled every 25 ms)\n\n' + table(['target', 'streams', 'max open at once', 'completed', 'RSS before, MB', 'peak RSS, MB'], memRows));
   }
   return parts.join('\n\n');
 }
@@ -231,9 +231,14 @@ sequential clients) is a third:
   feature in that config on, request logs off), exporting its spans over OTLP/HTTP to the mock (unless the
   settings below say \`--no-tracing\`).
 
-The request is a small chat completion (system + user message). The streaming request does not set
-\`stream_options.include_usage\` (the openai SDK default), so the gateway adds it upstream and strips the usage
-chunk again: its full accounting path.
+The request is a small chat completion (system + user message) for the model alias \`support-bot\`, which the
+bench config binds to an experiment: the gateway assigns a variant and renders its template (the mock ignores
+the model). The streaming request does not set \`stream_options.include_usage\` (the openai SDK default), so
+the gateway adds it upstream and strips the usage chunk again: its full accounting path.
+
+CPU µs/req is the user + system CPU time of the server process (from /proc/PID/stat) over a run, divided by
+the requests it answered: on a shared machine it moves less than RPS, and once a server is saturated it is
+what bounds its RPS.
 
 ## Results
 
@@ -242,5 +247,8 @@ ${tables(r)}
 ## Targets
 
 ${checksTable(checks(r))}
+
+Where the gateway's time goes: \`npm run bench -- --profile\` runs forwarder and gateway under \`--cpu-prof\`
+and prints their CPU per request side by side, by module and by function.
 ${extra}`;
 }

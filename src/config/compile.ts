@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import type { ConfigFile, UpstreamConfig } from './schema.js';
+import { compileContext, type CompiledContext } from '../context/compile.js';
 import { compilePrompts, type CompiledPrompts } from '../prompts/compile.js';
 import { createPriceBook, DEFAULT_PRICES, type PriceBook } from '../telemetry/pricing.js';
 
@@ -50,6 +51,8 @@ export interface RuntimeConfig {
   /** Ordered upstream names per requested model, keyless redirections applied. */
   readonly routing: { readonly default: readonly string[]; readonly models: ReadonlyMap<string, readonly string[]> };
   readonly prompts: CompiledPrompts;
+  /** Context builders and the per-version context plans. */
+  readonly context: CompiledContext;
   /** Facts worth one log line at load, e.g. which upstream serves when no key is set. */
   readonly notes: readonly string[];
 }
@@ -96,6 +99,9 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
 
   const prompts = compilePrompts(file, path.resolve(where.baseDir, file.templates.dir));
   issues.push(...prompts.issues);
+  const context = compileContext(file.context, prompts.compiled.registry, where.baseDir);
+  issues.push(...context.issues);
+  notes.push(...context.notes);
 
   const config: RuntimeConfig = {
     file: where.file,
@@ -111,6 +117,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     upstreams,
     routing,
     prompts: prompts.compiled,
+    context: context.compiled,
     notes,
   };
   return { config: deepFreeze(config), issues };

@@ -8,6 +8,7 @@
  * `.default(x)` would return `x` as is.
  */
 import { z } from 'zod';
+import { contextConfigSchema } from '../context/config-schema.js';
 import { guardSchema } from '../guard/config-schema.js';
 import { identitySchema, templatesSchema, bindingSchema, experimentSchema } from '../prompts/config-schema.js';
 import { telemetrySchema, pricingSchema } from '../telemetry/config-schema.js';
@@ -111,6 +112,8 @@ export const configSchema = z.strictObject({
   templates: templatesSchema.prefault({}),
   bindings: z.array(bindingSchema).default([]),
   experiments: z.array(experimentSchema).default([]),
+  /** Context builders (docs/context.md). */
+  context: contextConfigSchema.prefault({}),
   guard: guardSchema.prefault({}),
   pricing: pricingSchema.default({}),
   telemetry: telemetrySchema.prefault({}),

@@ -81,8 +81,20 @@ export class ContextCache<V extends {}> {
       return this.#done(await this.#call(key, produce), 'miss');
     } catch (err) {
       if (entry && age < ttl + sie) return this.#done(entry.value, 'stale');
+      this.#count('miss');
       throw err;
     }
+  }
+
+  /**
+   * The value when `key` is fresh (counted as a hit), else undefined and nothing counted:
+   * the synchronous fast path before `get`.
+   */
+  fresh(key: string): V | undefined {
+    const entry = this.#lru.get(key);
+    if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms) return undefined;
+    this.#count('hit');
+    return entry.value;
   }
 
   /** Drops every entry (in-flight calls still complete and store their result). */
@@ -91,9 +103,13 @@ export class ContextCache<V extends {}> {
   }
 
   #done(value: V, result: CacheResult): { value: V; result: CacheResult } {
+    this.#count(result);
+    return { value, result };
+  }
+
+  #count(result: CacheResult): void {
     this.counts[result]++;
     this.#onResult?.(result);
-    return { value, result };
   }
 
   /** One call per key at a time; the result is stored when it succeeds. */

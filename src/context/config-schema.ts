@@ -31,8 +31,9 @@ const common = {
   timeout_ms: positiveMs.optional(),
   /** Budget trimming: the lowest priority shrinks first. Defaults by kind: rules 100, http 80, knowledge 50, history 40. */
   priority: z.number().int().optional(),
-  cache: cacheSchema.optional(),
 };
+/** Only builders that call a source have a cache (rules and history are computed per request). */
+const cached = { cache: cacheSchema.optional() };
 
 /** `path: expected` pairs; a value may be a scalar (equals), a list (one of) or an operator object. */
 const conditionValue = z.union([
@@ -88,6 +89,7 @@ const headersSchema = z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/,
 
 export const httpBuilderSchema = z.strictObject({
   ...common,
+  ...cached,
   kind: z.literal('http'),
   /** `{{name}}` placeholders (user_id, template variables, other builders' fields) are URL-encoded. */
   url: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL'),
@@ -125,6 +127,7 @@ export const knowledgeHttpSchema = z.strictObject({
 
 export const knowledgeBuilderSchema = z.strictObject({
   ...common,
+  ...cached,
   kind: z.literal('knowledge'),
   /** Directory of `.md` / `.txt` files, relative to the config file; omit for HTTP search only. */
   dir: z.string().optional(),

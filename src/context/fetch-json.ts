@@ -42,10 +42,12 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
     if (o.signal.aborted) throw new ContextSourceError('timeout', 'the source did not answer in time', { cause: err });
     throw new ContextSourceError('unreachable', `the source is unreachable (${(err as { code?: string }).code ?? 'error'})`, { cause: err });
   }
+  if (res.statusCode < 200 || res.statusCode >= 300) {
+    // Read the (small) error body away so the connection can be reused.
+    await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+    throw new ContextSourceError(res.statusCode >= 500 ? 'http_5xx' : 'http_4xx', `the source answered ${res.statusCode}`);
+  }
   try {
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      throw new ContextSourceError(res.statusCode >= 500 ? 'http_5xx' : 'http_4xx', `the source answered ${res.statusCode}`);
-    }
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body) {
@@ -59,6 +61,7 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
       throw new ContextSourceError('invalid_response', 'the answer is not JSON', { cause: err });
     }
   } catch (err) {
+    res.body.on('error', () => undefined); // destroy() without a reason emits an AbortError
     res.body.destroy();
     if (err instanceof ContextSourceError) throw err;
     if (o.signal.aborted) throw new ContextSourceError('timeout', 'the source did not answer in time', { cause: err });

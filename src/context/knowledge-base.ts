@@ -12,6 +12,7 @@
  * the knowledge base. A reload that finds the same files (path, size, mtime) and options
  * reuses the loaded index instead of building it again.
  */
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import MiniSearch from 'minisearch';
@@ -62,14 +63,17 @@ export class KnowledgeBase {
   readonly dir: string;
   readonly chunks: readonly Chunk[];
   readonly files: number;
+  /** Changes when a file or the chunking changes (caches of retrieval results key on it). */
+  readonly stamp: string;
   readonly #index: MiniSearch<{ id: number; title: string; text: string }>;
   /** Token counts by chunk id, filled on first retrieval (-1 = not counted yet). */
   readonly #tokens: Int32Array;
 
-  constructor(dir: string, chunks: readonly Chunk[], files: number) {
+  constructor(dir: string, chunks: readonly Chunk[], files: number, stamp = '') {
     this.dir = dir;
     this.chunks = chunks;
     this.files = files;
+    this.stamp = stamp;
     this.#tokens = new Int32Array(chunks.length).fill(-1);
     this.#index = new MiniSearch({ fields: ['title', 'text'], storeFields: [], processTerm });
     this.#index.addAll(chunks);
@@ -124,7 +128,7 @@ export function loadKnowledgeBase(dir: string, options: KnowledgeBaseOptions): K
     const text = readFileSync(path.join(dir, f.rel), 'utf8');
     for (const c of chunkDocument(f.rel, text, options.chunkTokens)) chunks.push(Object.freeze({ id: chunks.length, ...c }));
   }
-  const kb = new KnowledgeBase(key, Object.freeze(chunks), files.length);
+  const kb = new KnowledgeBase(key, Object.freeze(chunks), files.length, createHash('sha256').update(stamp).digest('hex').slice(0, 16));
   loaded.set(key, { stamp, kb });
   return kb;
 }

@@ -5,6 +5,7 @@
  * out of the first request.
  */
 import { createRequire } from 'node:module';
+import { LRUCache } from 'lru-cache';
 
 type Encoder = typeof import('gpt-tokenizer/encoding/o200k_base');
 
@@ -21,6 +22,47 @@ function load(): Encoder {
 /** Tokens of `text` (0 for the empty string). */
 export function countTokens(text: string): number {
   return text === '' ? 0 : load().countTokens(text, AS_TEXT);
+}
+
+/**
+ * Counts of texts seen recently. Conversation turns come back in every later request of the
+ * conversation, so history and prompt budgets count each turn once. Process-wide, bounded.
+ */
+const recent = new LRUCache<string, number>({ maxSize: 4_000_000, sizeCalculation: (_n, text) => text.length + 32 });
+/** Longer texts are counted every time (keeping them would crowd out everything else). */
+const MAX_REMEMBERED_CHARS = 32_768;
+
+/** `countTokens`, remembered for texts seen recently (conversation turns, rendered prompts). */
+export function countTokensRemembered(text: string): number {
+  if (text === '') return 0;
+  if (text.length > MAX_REMEMBERED_CHARS) return load().countTokens(text, AS_TEXT);
+  let n = recent.get(text);
+  if (n === undefined) recent.set(text, (n = load().countTokens(text, AS_TEXT)));
+  return n;
+}
+
+/**
+ * Tokens of a chat prompt the way OpenAI bills it (cookbook "How to count tokens"): 3 per
+ * message plus its role, text and name (+1), plus 3 priming the reply. Text parts only
+ * (images and tool definitions are not counted), like `telemetry/usage.ts`, but with
+ * repeated texts remembered: this runs for every request that has context.
+ */
+export function countPromptTokens(messages: readonly unknown[]): number {
+  let n = 3;
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object') continue;
+    const { role, content, name } = m as { role?: unknown; content?: unknown; name?: unknown };
+    n += 3 + (typeof role === 'string' ? countTokensRemembered(role) : 0);
+    if (typeof content === 'string') n += countTokensRemembered(content);
+    else if (Array.isArray(content)) {
+      for (const part of content) {
+        const text = part !== null && typeof part === 'object' ? (part as { text?: unknown }).text : undefined;
+        if (typeof text === 'string') n += countTokensRemembered(text);
+      }
+    }
+    if (typeof name === 'string') n += 1 + countTokensRemembered(name);
+  }
+  return n;
 }
 
 /** Tokens of a value as a template would show it: strings as is, anything else as JSON. */

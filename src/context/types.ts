@@ -105,8 +105,8 @@ export interface ContextReport {
   builders: BuilderReport[];
   /** The recipe served, when the version has recipes. */
   recipe?: string;
-  /** How the recipe was chosen. */
-  recipeSelection?: 'experiment' | 'bandit' | 'baseline';
+  /** How the recipe was chosen: `hash` (user id), `bandit`, or `default` (no user id: the first recipe). */
+  recipeAssignment?: 'hash' | 'bandit' | 'default';
   /** Experiment name of the recipe statistics: `<template>@<version>:context`. */
   recipeExperiment?: string;
   /** Tokens of injected context, after the budget. */

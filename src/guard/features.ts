@@ -1,7 +1,9 @@
 /**
  * Feature extraction shared by the scanner (inference) and the trainer, so both read
- * text the same way: normalise, test the phrase families, and hash character 3-5-grams
- * plus word 1-2-grams into `2^bits` buckets (FNV-1a + murmur3 finaliser).
+ * text the same way: normalise, hash character 3-5-grams (of " " + text + " ", from a
+ * rolling register of byte codes) and word 1-2-grams (FNV-1a) into `2^bits` buckets
+ * (multiplicative hashing), and find the trigger words of the phrase families, all in one
+ * pass; then try the phrase patterns at those words.
  *
  * One extractor per scanner; it owns reusable buffers and is not safe to share across
  * interleaved async work (extraction is synchronous, so it never interleaves in Node).
@@ -48,8 +50,10 @@ interface CompiledPatterns {
   /** Sticky expressions, tried at trigger-word positions. */
   regexes: RegExp[];
   family: Int32Array;
-  /** Word hash -> index into `lists`. */
-  triggers: Map<number, number>;
+  /** Open-addressing table: word hash -> 1 + index into `lists` (0 = empty slot). */
+  keys: Int32Array;
+  slots: Int32Array;
+  slotShift: number;
   /** Pattern ids armed by each trigger word. */
   lists: Int32Array[];
 }
@@ -71,13 +75,22 @@ function compilePatterns(families: readonly PhraseFamily[]): CompiledPatterns {
       }
     }
   });
-  const triggers = new Map<number, number>();
+  // A typed open-addressing table (load factor <= 1/4): a lookup per word is a multiply
+  // and one or two array reads, much cheaper than a Map on the hot path.
+  let bits = 4;
+  while (1 << bits < byWord.size * 4) bits++;
+  const slotShift = 32 - bits;
+  const keys = new Int32Array(1 << bits);
+  const slots = new Int32Array(1 << bits);
   const lists: Int32Array[] = [];
   for (const [h, ids] of byWord) {
-    triggers.set(h, lists.length);
+    let i = Math.imul(h, 0x9e3779b1) >>> slotShift;
+    while (slots[i] !== 0) i = (i + 1) & (keys.length - 1);
+    keys[i] = h;
+    slots[i] = lists.length + 1;
     lists.push(Int32Array.from(ids));
   }
-  return { regexes, family: Int32Array.from(family), triggers, lists };
+  return { regexes, family: Int32Array.from(family), keys, slots, slotShift, lists };
 }
 
 /**
@@ -115,7 +128,7 @@ export class FeatureExtractor {
     const words = (this.normalizer.buf.length >> 1) + 2;
     this.occPos = new Int32Array(words);
     this.occList = new Int32Array(words);
-    this.indices = new Int32Array(this.normalizer.buf.length * 3 + words * 2 + 8);
+    this.indices = new Int32Array((this.normalizer.buf.length + 1) * 3 + words * 2 + 8);
     this.families = new Uint8Array(FAMILY_NAMES.length);
     this.weights = opts.weights;
     if (this.weights && this.weights.length !== 1 << bits) throw new Error('weights do not match the feature spec');
@@ -148,14 +161,15 @@ export class FeatureExtractor {
   }
 
   /**
-   * Hashes character 3-5-grams of " " + text (padded with spaces) and word 1-2-grams
-   * into `indices`, and records trigger-word positions. Returns the number of indices.
+   * Hashes character 3-5-grams and word 1-2-grams into `indices` (or sums their weights
+   * into `weightSum`), and records trigger-word positions. Returns the n-gram count.
    */
   private hash(n: number): number {
     const buf = this.normalizer.buf;
     const out = this.indices;
     const shift = this.shift;
-    const triggers = this.patterns.triggers;
+    const { keys, slots, slotShift } = this.patterns;
+    const slotMask = keys.length - 1;
     const w = this.weights;
     let sum = 0;
     const PRIME = 0x01000193;
@@ -164,40 +178,34 @@ export class FeatureExtractor {
     let prev = 0; // hash of the previous word, 0 before the first
     let wh = 0x811c9dc5; // hash of the word being read
     let wordStart = -1;
-    // One pass: character 3-5-grams from the window c0..c4 over " " + text + "    ",
-    // and words (c1 is buf[i]); each finished word gives a unigram, a bigram and a
-    // trigger lookup.
-    let c0 = SPACE;
-    let c1 = n > 0 ? buf[0] : SPACE;
-    let c2 = n > 1 ? buf[1] : SPACE;
-    let c3 = n > 2 ? buf[2] : SPACE;
-    let c4 = n > 3 ? buf[3] : SPACE;
+    // Character n-grams: `r` holds the last four characters as bytes (ASCII as is, other
+    // characters hashed into 128..255), newest in the low byte; `top` the one before.
+    // The text is read as " " + text + " ". Words are read in the same pass.
+    let r = SPACE;
     for (let i = 0; i <= n; i++) {
-      if (i < n) {
-        let h = Math.imul(0x811c9dc5 ^ c0, PRIME);
-        h = Math.imul(h ^ c1, PRIME);
-        h = Math.imul(h ^ c2, PRIME);
-        const g3 = Math.imul(h ^ 3, MIX) >>> shift;
-        h = Math.imul(h ^ c3, PRIME);
-        const g4 = Math.imul(h ^ 4, MIX) >>> shift;
-        h = Math.imul(h ^ c4, PRIME);
-        const g5 = Math.imul(h ^ 5, MIX) >>> shift;
-        if (w !== undefined) sum += w[g3] + w[g4] + w[g5];
-        else {
-          out[k] = g3;
-          out[k + 1] = g4;
-          out[k + 2] = g5;
-        }
-        k += 3;
+      const c = i < n ? buf[i] : SPACE;
+      const top = r >>> 24;
+      r = (r << 8) | (c < 128 ? c : 128 | (Math.imul(c, MIX) >>> 25));
+      const g3 = Math.imul((r & 0xffffff) ^ 0x3000000, MIX) >>> shift;
+      const g4 = Math.imul(r ^ 0x4a3b2c1d, 0x85ebca6b) >>> shift;
+      const g5 = Math.imul(Math.imul(top + 1, 0x27d4eb2d) ^ r, 0xc2b2ae35) >>> shift;
+      if (w !== undefined) sum += w[g3] + w[g4] + w[g5];
+      else {
+        out[k] = g3;
+        out[k + 1] = g4;
+        out[k + 2] = g5;
       }
-      if (i < n && isWordChar(c1)) {
+      k += 3;
+      if (i < n && isWordChar(c)) {
         if (wordStart < 0) wordStart = i;
-        wh = Math.imul(wh ^ c1, PRIME);
+        wh = Math.imul(wh ^ c, PRIME);
       } else if (wordStart >= 0) {
-        const list = triggers.get(wh);
-        if (list !== undefined) {
-          this.occPos[this.occCount] = wordStart;
-          this.occList[this.occCount++] = list;
+        for (let t = Math.imul(wh, 0x9e3779b1) >>> slotShift; slots[t] !== 0; t = (t + 1) & slotMask) {
+          if (keys[t] === wh) {
+            this.occPos[this.occCount] = wordStart;
+            this.occList[this.occCount++] = slots[t] - 1;
+            break;
+          }
         }
         const unigram = Math.imul(wh ^ 0x5bd1e995, MIX) >>> shift;
         if (w !== undefined) sum += w[unigram];
@@ -213,11 +221,6 @@ export class FeatureExtractor {
         wh = 0x811c9dc5;
         wordStart = -1;
       }
-      c0 = c1;
-      c1 = c2;
-      c2 = c3;
-      c3 = c4;
-      c4 = i + 4 < n ? buf[i + 4] : SPACE;
     }
     this.weightSum = sum;
     return k;

@@ -7,111 +7,26 @@
  *    long document is not scanned).
  * 2. Encoded payloads: runs of 24+ base64 characters that decode to printable text are
  *    decoded and appended (so "aWdub3JlIGFsbC..." is read as "ignore all ...").
- * 3. Unicode NFKC (only when the text is not plain ASCII), then per character: lower case,
- *    accents folded (ä -> a, ß -> ss), zero-width / bidi / soft-hyphen characters dropped,
- *    Unicode tag characters (invisible "ASCII smuggling") decoded, quotes and dashes unified,
- *    Latin lookalikes (small capitals, ı, ɡ) folded, whitespace runs collapsed to one space
- *    (or one newline when the run held a line break).
+ * 3. Unicode NFKC, then per character: lower case, accents folded (ä -> a, ß -> ss),
+ *    zero-width / bidi / soft-hyphen characters dropped, Unicode tag characters (invisible
+ *    "ASCII smuggling") decoded, quotes and dashes unified, Latin lookalikes (small
+ *    capitals, ı, ɡ) folded, whitespace runs collapsed to one space (or one newline when the
+ *    run held a line break). Single-character NFKC mappings (full-width, circled, super-
+ *    script letters) are part of the fold table; `normalize('NFKC')` itself only runs for
+ *    text holding a character NFKC expands (ligatures, non-BMP letters such as 𝐚, Hangul).
  * 4. Per word: Cyrillic/Greek/Armenian homoglyphs folded to Latin when the word mixes them
  *    with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with 2+ letters.
  * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined.
  *
  * The result lives in a buffer owned by the normaliser, reused by every call (one per
  * scanner; `scan` is synchronous so calls never interleave). Only the final string and,
- * for long or non-ASCII input, the capped/NFKC copy are allocated.
+ * for long input or text that needs NFKC, the capped/NFKC copy are allocated.
  */
-import { ALWAYS_FOLD, INVISIBLE_RANGES, MIXED_SCRIPT_FOLD } from './confusables.js';
+import {
+  B64_VALUES, C_BASE64, C_SUSPECT, C_VISIBLE, C_WORD, DROP, EXPAND_SS, getClassTable, getFoldClassTable, getMixedTable,
+  isAsciiLetter, isSpacedSeparator, isWordChar, leetTable, NEEDS_NFKC, NEWLINE, SPACE, TAG_LEAD,
+} from './char-tables.js';
 
-const DROP = 0;
-const EXPAND_SS = 0xffff;
-const SPACE = 0x20;
-const NEWLINE = 0x0a;
-
-let foldTable: Uint16Array | undefined;
-let mixedTable: Uint16Array | undefined;
-
-/** Lower-case + accent fold + lookalike table for the BMP, built once per process. */
-function getFoldTable(): Uint16Array {
-  if (foldTable) return foldTable;
-  const t = new Uint16Array(0x10000);
-  const mark = /\p{M}/gu;
-  for (let c = 0; c < 0x10000; c++) {
-    if (c >= 0xd800 && c <= 0xdfff) {
-      t[c] = c;
-      continue;
-    }
-    const s = String.fromCharCode(c);
-    if (c === 0x0a || c === 0x0b || c === 0x0c || c === 0x0d || c === 0x85 || c === 0x2028 || c === 0x2029) {
-      t[c] = NEWLINE;
-    } else if (/\s/.test(s) || c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
-      t[c] = SPACE;
-    } else if (ALWAYS_FOLD[s] !== undefined) {
-      t[c] = ALWAYS_FOLD[s].charCodeAt(0);
-    } else {
-      const lower = s.toLowerCase();
-      const folded = lower.normalize('NFKD').replace(mark, '');
-      if (folded.length === 1) t[c] = folded.charCodeAt(0);
-      else if (folded.length === 0) t[c] = DROP;
-      else t[c] = lower.length === 1 ? lower.charCodeAt(0) : c;
-    }
-  }
-  for (const [from, to] of INVISIBLE_RANGES) for (let c = from; c <= to; c++) t[c] = DROP;
-  t[0xdf] = EXPAND_SS; // ß
-  t[0x1e9e] = EXPAND_SS; // ẞ
-  foldTable = t;
-  return t;
-}
-
-function getMixedTable(): Uint16Array {
-  if (mixedTable) return mixedTable;
-  const t = new Uint16Array(0x10000);
-  for (const [from, to] of Object.entries(MIXED_SCRIPT_FOLD)) t[from.charCodeAt(0)] = to.charCodeAt(0);
-  mixedTable = t;
-  return t;
-}
-
-const C_WORD = 1;
-const C_SUSPECT = 2;
-const C_BASE64 = 4;
-const C_VISIBLE = 8;
-let classTable: Uint8Array | undefined;
-
-/**
- * Character classes for the fold loop. For a folded character: visible, word character,
- * suspect (a leet digit or a lookalike the word pass must look at). For an input character:
- * base64 alphabet.
- */
-function getClassTable(): Uint8Array {
-  if (classTable) return classTable;
-  const t = new Uint8Array(0x10000);
-  const mixed = getMixedTable();
-  for (let c = 0; c < 0x10000; c++) {
-    let k = 0;
-    if (c > SPACE && c !== EXPAND_SS && c !== 0x7f) k |= C_VISIBLE;
-    if (isWordChar(c)) k |= C_WORD;
-    if ((c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || mixed[c] !== 0) k |= C_SUSPECT;
-    if (c < 128 && (B64_VALUES[c] >= 0 || c === 0x3d)) k |= C_BASE64;
-    t[c] = k;
-  }
-  classTable = t;
-  return t;
-}
-
-const LEET: Readonly<Record<string, string>> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's' };
-const leetTable = new Uint16Array(128);
-for (const [k, v] of Object.entries(LEET)) leetTable[k.charCodeAt(0)] = v.charCodeAt(0);
-
-const isAsciiLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
-/** A character that belongs to a word: letters, digits, '@', '$', and anything non-ASCII. */
-const isWordChar = (c: number): boolean =>
-  (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || c >= 0x80;
-const isSpacedSeparator = (c: number): boolean => c === SPACE || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x2a;
-
-const NON_ASCII = /[^\x00-\x7f]/;
-const B64_VALUES = new Int8Array(128).fill(-1);
-for (let i = 0; i < 64; i++) {
-  B64_VALUES['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
-}
 const MAX_BASE64_PAYLOADS = 4;
 const MAX_SUSPECTS = 256;
 const MIN_BASE64_RUN = 24;
@@ -161,9 +76,10 @@ export class TextNormalizer {
   readonly maxChars: number;
   /** Normalised UTF-16 code units; valid up to the length `normalize` returned. */
   readonly buf: Uint16Array;
-  private readonly fold = getFoldTable();
   private readonly mixed = getMixedTable();
   private readonly cls = getClassTable();
+  /** fold[c] | cls[fold[c]] << 16: one read per input character. */
+  private readonly foldClass = getFoldClassTable();
   private readonly decoder = new TextDecoder('utf-16le');
   /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script and letter-spaced words. */
   obfuscations = 0;
@@ -224,33 +140,33 @@ export class TextNormalizer {
    * records runs of 24+ base64 characters. Returns the new length.
    */
   private foldInto(raw: string, start: number, findBase64: boolean): number {
-    const text = NON_ASCII.test(raw) ? raw.normalize('NFKC') : raw;
+    const obfuscations = this.obfuscations;
+    const n = this.foldPass(raw, start, findBase64, true);
+    if (n >= 0) return n;
+    // Only text with characters NFKC changes into several pays for normalize('NFKC');
+    // single-character compatibility forms are already in the fold table.
+    this.obfuscations = obfuscations;
+    return this.foldPass(raw.normalize('NFKC'), start, findBase64, false);
+  }
+
+  /** One folding pass; returns -1 when `text` needs NFKC first and `canRestart`. */
+  private foldPass(text: string, start: number, findBase64: boolean, canRestart: boolean): number {
     const buf = this.buf;
-    const fold = this.fold;
-    const cls = this.cls;
-    const cap = buf.length - 2;
-    const len = text.length;
+    const foldClass = this.foldClass;
+    // Each character writes at most two units, so this bound keeps `n` inside `buf`.
+    const len = Math.min(text.length, (buf.length - 2 - start) >> 1);
     let n = start;
-    let tokenLen = 0; // visible characters since the last whitespace
+    let tokenStart = n; // where the current whitespace-delimited token began in buf
     let longest = 0;
-    let wordLen = 0;
+    let wordStart = n; // where the current word began in buf
     let singles = this.singles;
     let suspects = 0;
     let run = 0;
-    for (let i = 0; i < len && n < cap; i++) {
-      let c = text.charCodeAt(i);
-      // Unicode tag characters U+E0020..U+E007E (surrogates DB40 DC20..DC7E) carry hidden ASCII.
-      if (c === 0xdb40 && i + 1 < len) {
-        const lo = text.charCodeAt(i + 1);
-        if (lo >= 0xdc00 && lo <= 0xdc7f) {
-          i++;
-          this.obfuscations++;
-          c = lo - 0xdc00;
-          if (c < 0x21 || c > 0x7e) continue;
-        }
-      }
-      const m = fold[c];
-      const k = cls[m];
+    for (let i = 0; i < len; i++) {
+      const c = text.charCodeAt(i);
+      const fk = foldClass[c];
+      let m = fk & 0xffff;
+      const k = fk >>> 16;
       if ((k & C_VISIBLE) !== 0) {
         // The common case: a visible character.
         if ((k & C_SUSPECT) !== 0) {
@@ -258,44 +174,64 @@ export class TextNormalizer {
           suspects++;
         }
         buf[n++] = m;
-        tokenLen++;
-        if ((k & C_WORD) !== 0) wordLen++;
-        else {
+        if ((k & C_WORD) === 0) {
           // Punctuation ends a word; count single-character words for the join pass.
+          const wordLen = n - 1 - wordStart;
           if (wordLen === 1) run++;
           else if (wordLen > 1) run = 0;
           if (run > singles) singles = run;
-          wordLen = 0;
+          wordStart = n;
         }
         continue;
       }
+      if (m === TAG_LEAD) {
+        // Plane 14: tag characters U+E0020..U+E007E carry hidden ASCII ("ASCII smuggling");
+        // variation selectors U+E0100.. are invisible.
+        const lo = i + 1 < len ? text.charCodeAt(i + 1) : 0;
+        if (lo < 0xdc00 || lo > 0xdfff) continue;
+        i++;
+        if (lo > 0xdc7f) continue;
+        this.obfuscations++;
+        const ascii = lo - 0xdc00;
+        if (ascii < 0x21 || ascii > 0x7e) continue;
+        m = foldClass[ascii] & 0xffff;
+        buf[n++] = m;
+        if ((foldClass[ascii] >>> 16 & C_WORD) === 0) wordStart = n;
+        continue;
+      }
       if (m === DROP) continue;
+      if (m === NEEDS_NFKC) {
+        if (canRestart) return -1;
+        buf[n++] = c; // already NFKC (a Hangul syllable, an emoji half): keep as is
+        continue;
+      }
       if (m === EXPAND_SS) {
         buf[n++] = 0x73;
         buf[n++] = 0x73;
-        wordLen += 2;
         continue;
       }
       // Whitespace: collapse runs; a run holding a newline becomes one newline.
-      if (tokenLen > longest) longest = tokenLen;
-      tokenLen = 0;
+      if (n - tokenStart > longest) longest = n - tokenStart;
+      const wordLen = n - wordStart;
       if (wordLen === 1) run++;
       else if (wordLen > 1) run = 0;
       if (run > singles) singles = run;
-      wordLen = 0;
       const last = n === 0 ? SPACE : buf[n - 1];
       if (last === SPACE || last === NEWLINE) {
         if (m === NEWLINE && n > start) buf[n - 1] = NEWLINE;
-        continue;
-      }
-      buf[n++] = m;
+      } else buf[n++] = m;
+      tokenStart = n;
+      wordStart = n;
     }
-    // A base64 payload is one long token: look for runs only when there is one.
-    this.runCount = 0;
-    if (findBase64 && Math.max(longest, tokenLen) >= MIN_BASE64_RUN) this.findBase64Runs(text);
+    const lastWord = n - wordStart;
+    if (findBase64) {
+      // A base64 payload is one long token: look for runs only when there is one.
+      this.runCount = 0;
+      if (Math.max(longest, n - tokenStart) >= MIN_BASE64_RUN) this.findBase64Runs(text);
+    }
     // Past MAX_SUSPECTS the list is incomplete: foldWords then scans every word.
     this.suspects = suspects > MAX_SUSPECTS ? MAX_SUSPECTS * 2 : this.suspects + suspects;
-    this.singles = wordLen === 1 && run + 1 > singles ? run + 1 : singles;
+    this.singles = lastWord === 1 && run + 1 > singles ? run + 1 : singles;
     return n;
   }
 
@@ -370,9 +306,32 @@ export class TextNormalizer {
     return Math.max(end, i + 1);
   }
 
+  /** True when `buf` holds 6+ lone word characters in a row, each one separator apart. */
+  private hasSpacedRun(n: number): boolean {
+    const buf = this.buf;
+    let letters = 0;
+    let i = 0;
+    while (i < n) {
+      const lone = isWordChar(buf[i]) && (i === 0 || !isWordChar(buf[i - 1])) && (i + 1 >= n || !isWordChar(buf[i + 1]));
+      if (!lone) {
+        letters = 0;
+        i++;
+        continue;
+      }
+      if (++letters >= 6) return true;
+      if (i + 1 < n && isSpacedSeparator(buf[i + 1])) i += 2;
+      else {
+        letters = 0;
+        i++;
+      }
+    }
+    return false;
+  }
+
   /** Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. Returns the new length. */
   private joinSpacedLetters(n: number): number {
     const buf = this.buf;
+    if (!this.hasSpacedRun(n)) return n;
     // A lone word character: no word character on either side.
     const single = (k: number): boolean =>
       isWordChar(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));

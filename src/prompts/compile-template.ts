@@ -94,6 +94,8 @@ function checkVersionsAndLabels(file: TemplateFile, problems: TemplateProblem[])
 function compileVersion(id: string, v: TemplateFile['versions'][number], i: number, problems: TemplateProblem[]): TemplateVersion | undefined {
   const before = problems.length;
   const kinds = new Map(Object.entries(v.variables).map(([name, spec]) => [name, spec.type]));
+  // Context builder outputs are variables too (objects or lists, so sections over them are open).
+  for (const name of v.context?.use ?? []) if (!kinds.has(name)) kinds.set(name, 'object');
 
   for (const [name, spec] of Object.entries(v.variables)) {
     if (spec.default === undefined) continue;

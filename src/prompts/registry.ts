@@ -7,7 +7,7 @@ import semver from 'semver';
 import { compileText, renderText, type CompiledText } from './renderer.js';
 import type { ChatMessage } from './types.js';
 import { resolveVariables, type VariableSpec } from './variables.js';
-import type { TemplateConstraints, TemplateParams, TemplateRole, TemplateVersionConfig } from './template-schema.js';
+import type { TemplateConstraints, TemplateContext, TemplateParams, TemplateRole, TemplateVersionConfig } from './template-schema.js';
 
 /** The label a plain `id` resolves to when a version carries it. */
 export const DEFAULT_LABEL = 'production';
@@ -24,6 +24,10 @@ export class TemplateVersion {
   readonly variables: Readonly<Record<string, VariableSpec>>;
   /** The messages as written (unrendered). */
   readonly messages: readonly ChatMessage[];
+  /** The context spec (builders used, budget, recipes); resolved per config in `context/compile.ts`. */
+  readonly context: Readonly<TemplateContext> | undefined;
+  /** Variables filled by context builders (every name in `context.use`). */
+  readonly contextNames: readonly string[];
   readonly #compiled: readonly { role: ChatMessage['role']; text: CompiledText }[];
   readonly #specs: ReadonlyArray<readonly [string, VariableSpec]>;
 
@@ -42,6 +46,8 @@ export class TemplateVersion {
     this.messages = Object.freeze(config.messages.map((m) => Object.freeze({ role: m.role, content: m.content })));
     this.#compiled = Object.freeze(config.messages.map((m, i) => ({ role: m.role, text: compiled?.[i] ?? compileText(m.content) })));
     this.#specs = Object.freeze(Object.entries(this.variables));
+    this.context = config.context ? deepFreeze(structuredClone(config.context)) : undefined;
+    this.contextNames = Object.freeze([...(config.context?.use ?? [])]);
   }
 
   /** `support-reply@1.1.0` */
@@ -57,7 +63,8 @@ export class TemplateVersion {
   /**
    * Renders the messages. Applies defaults, then throws `missing_variable` /
    * `invalid_variable` (400, `param: prompt_variables.<name>`) before any output.
-   * Variables not declared by this version are ignored.
+   * Variables not declared by this version are ignored, except context builder outputs
+   * (`context.use` names), which pass as they are.
    *
    * @example
    * version.render({ customer_name: 'Ada' })
@@ -65,6 +72,9 @@ export class TemplateVersion {
    */
   render(vars: Readonly<Record<string, unknown>>): ChatMessage[] {
     const view = resolveVariables(this.#specs, vars);
+    for (const name of this.contextNames) {
+      if (!Object.hasOwn(view, name) && Object.hasOwn(vars, name) && vars[name] !== undefined) view[name] = vars[name];
+    }
     return this.#compiled.map((m) => ({ role: m.role, content: renderText(m.text, view) }));
   }
 }

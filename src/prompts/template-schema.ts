@@ -4,6 +4,7 @@
  * variables used vs declared, injection-like text) are in `compile-template.ts`.
  */
 import { z } from 'zod';
+import { templateContextSchema } from '../context/config-schema.js';
 
 /** Template ids, labels, experiment and variant names: safe in headers, labels and URLs. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -84,6 +85,8 @@ export const templateVersionSchema = z.strictObject({
   variables: z
     .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected a variable name of letters, digits and "_"'), variableSpecSchema)
     .default({}),
+  /** Context builders whose outputs become variables, budget and recipes (docs/context.md). */
+  context: templateContextSchema.optional(),
 });
 
 export const templateFileSchema = z.strictObject({
@@ -100,3 +103,4 @@ export type TemplateVersionConfig = z.infer<typeof templateVersionSchema>;
 export type TemplateParams = z.infer<typeof paramsSchema>;
 export type TemplateConstraints = z.infer<typeof constraintsSchema>;
 export type TemplateRole = TemplateVersionConfig['role'];
+export type TemplateContext = NonNullable<TemplateVersionConfig['context']>;

@@ -18,6 +18,8 @@ import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js'
 import { requireJson, parseJsonObject } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
+import { countPromptTokens } from '../context/tokens.js';
+import { injectContext } from './context-step.js';
 
 /** The parsed chat request, as far as the gateway reads it. */
 export interface ChatBody {
@@ -65,7 +67,12 @@ export function chatCompletions(deps: GatewayDeps) {
       if (selection) {
         noteSelection(exchange, selection);
         if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
-        body = applySelection(received, selection, collectVariables(received, header, selection)) as ChatBody;
+        let vars = collectVariables(received, header, selection);
+        // 4. context: the version's builders (cached, within the deadline and token budget)
+        const plan = config.context.plans.get(selection.templateVersion.ref);
+        if (plan) vars = await injectContext(deps, exchange, { plan, messages: received.messages as unknown[], userId, variables: vars, config });
+        body = applySelection(received, selection, vars) as ChatBody;
+        if (plan) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[]);
       }
       exchange.record.requestModel = body.model as string;
 

@@ -81,6 +81,8 @@ export interface UpstreamSpan {
 export interface ServerSpan {
   /** For the request log; the incoming trace id when tracing is off. */
   readonly traceId: string | undefined;
+  /** Context with the SERVER span, the parent of in-gateway child spans (context builders); undefined when tracing is off. */
+  readonly otelContext: Context | undefined;
   /**
    * Starts the CLIENT span (once; a later call, e.g. on fallback, updates provider and
    * server attributes of the same span and returns it).
@@ -151,6 +153,10 @@ class RequestSpans implements ServerSpan {
 
   get traceId(): string {
     return this.#server.spanContext().traceId;
+  }
+
+  get otelContext(): Context {
+    return this.#context;
   }
 
   startUpstream(options: UpstreamSpanOptions): UpstreamSpan {
@@ -230,6 +236,10 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
     return this.#headers.traceparent?.slice(3, 35);
   }
 
+  get otelContext(): undefined {
+    return undefined;
+  }
+
   startUpstream(): UpstreamSpan {
     return this;
   }
@@ -289,6 +299,10 @@ function decisionAttributes(r: RequestRecord): Attributes {
   if (r.variant) a['promptgate.experiment.variant'] = r.variant;
   if (r.injectionScore !== undefined) a['promptgate.injection.score'] = r.injectionScore;
   if (r.injectionFlagged !== undefined) a['promptgate.injection.flagged'] = r.injectionFlagged;
+  if (r.contextTokens !== undefined) a['promptgate.context.tokens'] = r.contextTokens;
+  if (r.contextRecipe) a['promptgate.context.recipe'] = r.contextRecipe;
+  if (r.contextSkipped?.length) a['promptgate.context.skipped'] = r.contextSkipped;
+  if (r.promptTokens !== undefined) a['promptgate.prompt.tokens'] = r.promptTokens;
   return a;
 }
 

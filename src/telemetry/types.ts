@@ -55,6 +55,17 @@ export interface RequestRecord {
   /** Present when the guard scanned the request. */
   injectionScore?: number;
   injectionFlagged?: boolean;
+  /** Context injection (context/): the recipe served and its statistics experiment (`<template>@<version>:context`). */
+  contextRecipe?: string;
+  contextExperiment?: string;
+  /** How the recipe was chosen: `hash` (user id), `bandit`, or `default` (no user id: the first recipe). */
+  contextRecipeAssignment?: 'hash' | 'bandit' | 'default';
+  /** Tokens of injected context after the budget. */
+  contextTokens?: number;
+  /** Builders that contributed nothing (skipped or failed). */
+  contextSkipped?: string[];
+  /** Tokens of the final prompt sent upstream (gateway tokenizer), when context was built. */
+  promptTokens?: number;
   /** Trace id of the request's server span, for log correlation (when tracing is on). */
   traceId?: string;
 }

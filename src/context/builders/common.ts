@@ -22,7 +22,7 @@ export function commonSettings(cfg: BuilderConfig, ctx: BuilderContext) {
     required: cfg.required,
     timeoutMs: cfg.timeout_ms ?? ctx.deadlineMs,
     priority: cfg.priority ?? DEFAULT_PRIORITY[cfg.kind],
-    cache: cfg.cache,
+    cache: 'cache' in cfg ? cfg.cache : undefined,
     fingerprint: JSON.stringify(cfg),
   } as const;
 }

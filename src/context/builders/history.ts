@@ -9,7 +9,7 @@
  * scanned again as context, and never cached.
  */
 import type { HistoryBuilderConfig } from '../config-schema.js';
-import { countTokens } from '../tokens.js';
+import { countTokensRemembered } from '../tokens.js';
 import type { Builder, BuildInput, BuildPlan, ContextItem } from '../types.js';
 import { commonSettings, type BuilderContext } from './common.js';
 
@@ -62,7 +62,7 @@ export class HistoryBuilder implements Builder {
       if (m === null || typeof m !== 'object' || typeof m.role !== 'string' || !this.#roles.has(m.role)) continue;
       const content = textOf(m.content);
       if (content === '') continue;
-      const cost = countTokens(content) + TOKENS_PER_TURN;
+      const cost = countTokensRemembered(content) + TOKENS_PER_TURN;
       if (this.maxTokens !== undefined && tokens + cost > this.maxTokens) break;
       tokens += cost;
       picked.push({ value: { role: m.role, content }, tokens: cost });

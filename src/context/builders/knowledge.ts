@@ -84,7 +84,7 @@ export class KnowledgeBuilder implements Builder {
     this.timeoutMs = common.timeoutMs;
     this.priority = common.priority;
     this.cache = common.cache;
-    this.fingerprint = `${common.fingerprint}|${kb?.chunks.length ?? 0}|${kb ? String(kb.chunks.at(-1)?.text.length) : ''}`;
+    this.fingerprint = `${common.fingerprint}|${kb?.stamp ?? ''}`;
     this.topK = cfg.top_k;
     this.kb = kb;
     this.#minScore = cfg.min_score;
@@ -141,7 +141,13 @@ function round(score: number): number {
   return Math.round(score * 1000) / 1000;
 }
 
+const SEARCH_PLACEHOLDERS = new Set(['query', 'top_k']);
+
 function compileRemote(cfg: KnowledgeHttpConfig, builderTimeoutMs: number): RemoteSearch {
+  const templates = [parseStringTemplate(cfg.url), ...Object.values(cfg.headers).map(parseStringTemplate)];
+  const roots = [...templates.flatMap((t) => t.paths.map((p) => p[0])), ...(cfg.body ? bodyTemplateRoots(parseBodyTemplate(cfg.body)) : [])];
+  const unknown = roots.find((r) => !SEARCH_PLACEHOLDERS.has(r));
+  if (unknown !== undefined) throw new Error(`unknown placeholder {{${unknown}}} (a search knows {{query}} and {{top_k}})`);
   return {
     method: cfg.method,
     url: parseStringTemplate(cfg.url),
@@ -152,12 +158,6 @@ function compileRemote(cfg: KnowledgeHttpConfig, builderTimeoutMs: number): Remo
     timeoutMs: Math.min(cfg.timeout_ms ?? builderTimeoutMs, builderTimeoutMs),
     maxBytes: cfg.max_bytes,
   };
-}
-
-/** Placeholder roots a remote search may use. */
-export function remoteRoots(cfg: KnowledgeHttpConfig): string[] {
-  const t = [parseStringTemplate(cfg.url), ...Object.values(cfg.headers).map(parseStringTemplate)];
-  return [...t.flatMap((x) => x.paths.map((p) => p[0])), ...(cfg.body ? bodyTemplateRoots(parseBodyTemplate(cfg.body)) : [])];
 }
 
 async function searchRemote(r: RemoteSearch, query: string, topK: number, signal: AbortSignal, input: Pick<BuildInput, 'dispatcher'>): Promise<Passage[]> {

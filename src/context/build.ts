@@ -1,0 +1,331 @@
+/**
+ * Builds the context of one request (DESIGN.md "One request", step 4):
+ *
+ *   recipe -> builders run concurrently (each after the builders it reads), each through
+ *   its cache and within its timeout -> untrusted output scanned -> overall deadline ->
+ *   required check -> token budget -> variables
+ *
+ * A builder that is not done by `deadline_ms`, times out, fails or lacks input is skipped
+ * and recorded; a required one makes the request fail with 424 `context_unavailable`.
+ * Work cut off by the deadline keeps running in the background and fills the cache for the
+ * next request. Each builder gets a child span (`context <name>`) under a `context` span.
+ */
+import { context as otelContext, trace, SpanStatusCode, type Context, type Span } from '@opentelemetry/api';
+import { GatewayError } from '../errors.js';
+import type { InjectionScanner } from '../guard/scanner.js';
+import { fitBudget } from './budget.js';
+import type { ContextPlan } from './compile.js';
+import { ContextSourceError } from './fetch-json.js';
+import { textOf } from './builders/history.js';
+import { selectRecipe } from './recipes.js';
+import type { ContextRuntime } from './runtime.js';
+import { countTokensRemembered } from './tokens.js';
+import type { Builder, BuilderOutput, BuilderReport, ContextReport } from './types.js';
+
+/** `guard.injection` as far as context cares. */
+export interface ContextGuardPolicy {
+  readonly action: 'flag' | 'block' | 'off';
+  readonly threshold: number;
+  readonly scan: readonly string[];
+  /** Characters read per text (the scanner's `maxChars`). */
+  readonly max_scan_chars?: number;
+}
+
+export interface BuildContextOptions {
+  /** The request's `messages` as the client sent them. */
+  messages: readonly unknown[];
+  userId: string | undefined;
+  /** The client's template variables (builders read them; their outputs do not override them here). */
+  variables: Readonly<Record<string, unknown>>;
+  /** The exchange's signal: when it aborts, building stops waiting. */
+  signal?: AbortSignal;
+  /** Injection policy; no scanning when absent. */
+  guard?: ContextGuardPolicy;
+  /** The guard's scanner; the runtime makes one for `guard.threshold` when absent. */
+  scanner?: InjectionScanner;
+  /** Parent of the context spans (the request's SERVER span context). */
+  parent?: Context;
+  /** For bandits that learn from `feedback.<name>`. */
+  requestId?: string;
+}
+
+export interface ContextResult {
+  /** Builder outputs by builder name (only builders of the recipe's `use` that produced something). */
+  variables: Record<string, unknown>;
+  report: ContextReport;
+}
+
+const TRACER = 'promptgate';
+
+/** The outcome of one builder before the budget. */
+interface Outcome {
+  report: BuilderReport;
+  output?: BuilderOutput;
+  span: Span;
+  endedAt: number;
+}
+
+/**
+ * @example
+ * const plan = config.context.plans.get(selection.templateVersion.ref);
+ * if (plan) {
+ *   const { variables, report } = await buildContext(deps.context, plan, { messages: body.messages, userId, variables: vars, signal: exchange.signal, guard: config.guard.injection });
+ *   vars = { ...vars, ...variables };
+ * }
+ */
+export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: BuildContextOptions): Promise<ContextResult> {
+  const started = performance.now();
+  const { recipe, assignment } = selectRecipe(plan, o.userId, rt);
+  const tracer = trace.getTracer(TRACER);
+  const parent = o.parent ?? otelContext.active();
+  const root = tracer.startSpan('context', { attributes: { 'promptgate.context.template': plan.templateRef } }, parent);
+  const spanParent = trace.setSpan(parent, root);
+
+  const query = lastUserText(o.messages);
+  const base: Record<string, unknown> = { ...o.variables, user_id: o.userId };
+  const scanning = o.guard !== undefined && o.guard.action !== 'off' && o.guard.scan.includes('context');
+  const scanner = scanning ? (o.scanner ?? rt.scannerFor(o.guard!.threshold, o.guard!.max_scan_chars)) : undefined;
+  const block = o.guard?.action === 'block';
+  let maxScore: number | undefined;
+
+  const byName = new Map(recipe.run.map((b) => [b.name, b]));
+  const outcomes = new Map<string, Outcome>();
+  const spans = new Map<string, Span>();
+  const startSpan = (b: Builder): Span => {
+    let span = spans.get(b.name);
+    if (!span) {
+      span = tracer.startSpan(`context ${b.name}`, { attributes: { 'promptgate.context.builder': b.name, 'promptgate.context.kind': b.kind } }, spanParent);
+      spans.set(b.name, span);
+    }
+    return span;
+  };
+  let closed = false;
+  let wake: () => void = () => undefined;
+  const woken = new Promise<void>((resolve) => (wake = resolve));
+  let requiredFailure: Outcome | undefined;
+  const settle = (b: Builder, out: Outcome): Outcome => {
+    if (closed) return out;
+    outcomes.set(b.name, out);
+    if (b.required && !out.output) {
+      requiredFailure ??= out;
+      wake();
+    }
+    return out;
+  };
+
+  const tasks = new Map<string, Promise<Outcome>>();
+  for (const b of recipe.run) {
+    tasks.set(
+      b.name,
+      (async (): Promise<Outcome> => {
+        const deps = await Promise.all(b.dependsOn.map((d) => tasks.get(d)!));
+        const span = startSpan(b);
+        const t0 = performance.now();
+        const report: BuilderReport = { name: b.name, kind: b.kind, status: 'ok', ms: 0, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
+        const done = (output?: BuilderOutput) => {
+          report.ms = performance.now() - t0;
+          return settle(b, { report, output, span, endedAt: Date.now() });
+        };
+        if (closed) return done(fail(report, 'skipped', 'deadline'));
+        const scope = { ...base };
+        for (const d of deps) if (d.output) scope[d.report.name] = variableOf(d.output);
+        const p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
+        if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
+        try {
+          const produce = () => p.produce(AbortSignal.timeout(b.timeoutMs));
+          const cache = p.key !== undefined ? rt.cacheFor(b) : undefined;
+          let output: BuilderOutput;
+          const fresh = cache?.fresh(p.key!);
+          if (fresh) {
+            report.cache = 'hit';
+            report.status = 'cached';
+            output = fresh;
+          } else if (cache) {
+            const r = await within(cache.get(p.key!, produce), b.timeoutMs);
+            report.cache = r.result;
+            report.status = r.result === 'hit' ? 'cached' : r.result === 'stale' ? 'stale' : 'ok';
+            output = r.value;
+          } else {
+            output = await within(produce(), b.timeoutMs);
+          }
+          if (scanner && b.untrusted) {
+            const s = rt.screen(output, scanner, block);
+            report.flagged = s.flagged;
+            report.blocked = s.blocked;
+            if (s.maxScore !== undefined) maxScore = Math.max(maxScore ?? 0, s.maxScore);
+            output = s.output;
+          }
+          return done(output);
+        } catch (err) {
+          if (err === TIMED_OUT) return done(fail(report, 'skipped', 'timeout'));
+          if (err instanceof ContextSourceError) return done(fail(report, err.reason === 'timeout' ? 'skipped' : 'failed', err.reason));
+          return done(fail(report, 'failed', 'error'));
+        }
+      })(),
+    );
+  }
+
+  // Wait for every builder, the deadline, a required failure, or the client leaving.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => {
+    timer = setTimeout(() => resolve('deadline'), plan.deadlineMs);
+  });
+  const aborted = o.signal ? abortPromise(o.signal) : undefined;
+  const waits: Promise<unknown>[] = [Promise.all(tasks.values()), deadline, woken];
+  if (aborted) waits.push(aborted.promise);
+  const why = await Promise.race(waits);
+  clearTimeout(timer);
+  aborted?.dispose();
+  closed = true;
+
+  const lateReason = why === 'deadline' ? 'deadline' : why === ABORTED ? 'aborted' : 'cancelled';
+  for (const b of recipe.run) {
+    if (outcomes.has(b.name)) continue;
+    const report: BuilderReport = { name: b.name, kind: b.kind, status: 'skipped', reason: lateReason, ms: performance.now() - started, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
+    // A late builder's span ends now; its work goes on and may still fill the cache.
+    outcomes.set(b.name, { report, span: startSpan(b), endedAt: Date.now() });
+  }
+
+  // Budget over the recipe's outputs; dependencies not in `use` are inputs only.
+  const inUse = recipe.use.map((name) => outcomes.get(name)!).filter((x) => x !== undefined);
+  let budget = recipe.budgetTokens;
+  if (plan.maxInputTokens !== undefined) budget = Math.max(0, Math.min(budget, plan.maxInputTokens - plan.templateTokens - messagesTokens(o.messages)));
+  const fitted = fitBudget(
+    inUse.filter((x) => x.output).map((x) => ({ name: x.report.name, priority: byName.get(x.report.name)!.priority, output: x.output! })),
+    budget,
+  );
+  const variables: Record<string, unknown> = {};
+  for (const f of fitted.sections) {
+    const report = outcomes.get(f.name)!.report;
+    report.trimmed = f.trimmed;
+    report.tokens = f.tokens;
+    if (!f.output) continue;
+    report.items = f.output.shape === 'items' ? f.output.items.length : 1;
+    variables[f.name] = variableOf(f.output);
+  }
+
+  const builders = recipe.run.map((b) => outcomes.get(b.name)!.report);
+  const report: ContextReport = {
+    builders,
+    recipe: plan.recipes.length > 1 ? recipe.name : undefined,
+    recipeAssignment: plan.recipes.length > 1 ? assignment : undefined,
+    recipeExperiment: plan.recipes.length > 1 ? plan.experiment : undefined,
+    tokens: fitted.tokens,
+    budget,
+    dropped: fitted.dropped,
+    skipped: [...builders.filter((r) => r.status === 'skipped' || r.status === 'failed').map((r) => r.name), ...plan.unconfigured],
+    injectionScore: maxScore,
+    injectionFlagged: builders.reduce((n, r) => n + r.flagged, 0),
+    injectionBlocked: builders.reduce((n, r) => n + r.blocked, 0),
+    ms: performance.now() - started,
+  };
+
+  for (const b of recipe.run) record(rt, b, outcomes.get(b.name)!);
+  endRoot(root, report);
+
+  if (assignment === 'bandit' && plan.metric !== 'success' && o.requestId) rt.awaitFeedback(o.requestId, plan.experiment, recipe.name, plan.metric);
+
+  const missing = requiredFailure ?? [...outcomes.values()].find((x) => !x.output && byName.get(x.report.name)!.required);
+  if (missing && why !== ABORTED) {
+    const r = missing.report;
+    throw new GatewayError('context_unavailable', `Required context "${r.name}" is unavailable (${r.reason ?? r.status}).`);
+  }
+  return { variables, report };
+}
+
+function fail(report: BuilderReport, status: 'skipped' | 'failed', reason: string): undefined {
+  report.status = status;
+  report.reason = reason;
+  return undefined;
+}
+
+/** What a template (or a dependent builder) sees of an output. */
+function variableOf(output: BuilderOutput): unknown {
+  return output.shape === 'object' ? output.value : output.items.map((i) => i.value);
+}
+
+function lastUserText(messages: readonly unknown[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as { role?: unknown; content?: unknown } | null;
+    if (m !== null && typeof m === 'object' && m.role === 'user') return textOf(m.content);
+  }
+  return '';
+}
+
+/** Tokens of the client's messages (3 a message besides the text, as OpenAI counts). */
+function messagesTokens(messages: readonly unknown[]): number {
+  let n = 0;
+  for (const m of messages) {
+    if (m !== null && typeof m === 'object') n += 3 + countTokensRemembered(textOf((m as { content?: unknown }).content));
+  }
+  return n;
+}
+
+const TIMED_OUT = Symbol('timed out');
+const ABORTED = Symbol('aborted');
+
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(TIMED_OUT), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function abortPromise(signal: AbortSignal): { promise: Promise<typeof ABORTED>; dispose(): void } {
+  let onAbort: () => void = () => undefined;
+  const promise = new Promise<typeof ABORTED>((resolve) => {
+    onAbort = () => resolve(ABORTED);
+    if (signal.aborted) resolve(ABORTED);
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
+}
+
+/** Metrics and the builder's span, once its final numbers (after the budget) are known. */
+function record(rt: ContextRuntime, b: Builder, x: Outcome): void {
+  const r = x.report;
+  rt.metrics?.observeBuild(b.name, b.kind, r.status, r.ms / 1000);
+  if ((r.status === 'skipped' || r.status === 'failed') && r.reason !== 'missing_input' && r.reason !== 'aborted') rt.metrics?.failure(b.name, r.reason ?? 'error');
+  const span = x.span;
+  if (span.isRecording()) {
+    span.setAttributes({
+      'promptgate.context.status': r.status,
+      'promptgate.context.items': r.items,
+      'promptgate.context.tokens': r.tokens,
+      'promptgate.context.trimmed': r.trimmed,
+      'promptgate.context.duration_ms': Math.round(r.ms * 1000) / 1000,
+    });
+    if (r.cache) span.setAttribute('promptgate.context.cache', r.cache);
+    if (r.reason) span.setAttribute('promptgate.context.reason', r.reason);
+    if (r.flagged) span.setAttributes({ 'promptgate.context.injection.flagged': r.flagged, 'promptgate.context.injection.blocked': r.blocked });
+    if (r.status === 'failed' || (r.status === 'skipped' && r.reason !== 'missing_input')) {
+      span.setAttribute('error.type', r.reason ?? 'error');
+      span.setStatus({ code: SpanStatusCode.ERROR, message: r.reason });
+    }
+  }
+  span.end(x.endedAt);
+}
+
+function endRoot(root: Span, r: ContextReport): void {
+  if (root.isRecording()) {
+    root.setAttributes({
+      'promptgate.context.tokens': r.tokens,
+      'promptgate.context.budget': r.budget,
+      'promptgate.context.dropped': r.dropped,
+      'promptgate.context.skipped': r.skipped,
+      'promptgate.context.builders': r.builders.map((b) => `${b.name}:${b.status}${b.reason ? `(${b.reason})` : ''}`),
+    });
+    if (r.recipe) root.setAttributes({ 'promptgate.context.recipe': r.recipe, 'promptgate.context.recipe_assignment': r.recipeAssignment! });
+    if (r.injectionScore !== undefined) {
+      root.setAttributes({
+        'promptgate.context.injection.score': r.injectionScore,
+        'promptgate.context.injection.flagged': r.injectionFlagged,
+        'promptgate.context.injection.blocked': r.injectionBlocked,
+      });
+    }
+  }
+  root.end();
+}

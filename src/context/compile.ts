@@ -1,0 +1,232 @@
+/**
+ * Compiles the `context:` config section and the templates' `context:` specs, once per
+ * config load: builders built (URL templates parsed, rules compiled, knowledge bases
+ * chunked and indexed), dependencies ordered, and one `ContextPlan` per template version
+ * that has context. Problems are returned as issues with the YAML path, never thrown.
+ *
+ * A template may name a builder this config does not define: the templates directory is
+ * shared content that configs without those builders (tests, minimal overrides) also load.
+ * That is a note at load, not an error; the version's requests go out without that
+ * context and their reports list it as skipped (`not_configured`).
+ */
+import path from 'node:path';
+import type { TemplateRegistry, TemplateVersion } from '../prompts/registry.js';
+import { HistoryBuilder } from './builders/history.js';
+import { HttpBuilder } from './builders/http.js';
+import { KnowledgeBuilder } from './builders/knowledge.js';
+import { RulesBuilder } from './builders/rules.js';
+import type { BuilderContext } from './builders/common.js';
+import type { BuilderConfig, ContextConfig, RecipeConfig, TemplateContextConfig } from './config-schema.js';
+import { loadKnowledgeBase, type KnowledgeBase } from './knowledge-base.js';
+import { countTokens, preloadContextTokenizer } from './tokens.js';
+import type { Builder } from './types.js';
+import { BUCKETS } from '../experiments/hash.js';
+
+export interface ContextIssue {
+  /** Config YAML path, or `@<template file>: ...` for a template. */
+  path: string;
+  message: string;
+}
+
+/** One recipe of a version, resolved. */
+export interface CompiledRecipe {
+  readonly name: string;
+  /** Builder names whose output becomes a variable. */
+  readonly use: readonly string[];
+  /** `use` plus dependencies, dependencies first. */
+  readonly run: readonly Builder[];
+  readonly topK?: number;
+  readonly maxTurns?: number;
+  readonly budgetTokens: number;
+  /** Bucket range in experiment mode: [from, to) of 0..9999. */
+  readonly from: number;
+  readonly to: number;
+}
+
+/** What one template version needs from context, resolved against the builders. */
+export interface ContextPlan {
+  /** `support-context@1.0.0` */
+  readonly templateRef: string;
+  /** Recipe statistics experiment and assignment salt: `support-context@1.0.0:context`. */
+  readonly experiment: string;
+  /** The recipes; a version without `recipes:` has one, named `default`. */
+  readonly recipes: readonly CompiledRecipe[];
+  /** `experiment` or `bandit` (only meaningful with more than one recipe). */
+  readonly mode: 'experiment' | 'bandit';
+  /** Bandit reward: `success` or `feedback.<name>`. */
+  readonly metric: string;
+  readonly minExploration: number;
+  /** Overall time for the builders of one request (`context.deadline_ms`). */
+  readonly deadlineMs: number;
+  /** Names in the version's `context.use` that no configured builder has (always skipped). */
+  readonly unconfigured: readonly string[];
+  /** `constraints.max_input_tokens` of the version, when set: the budget also keeps the prompt under it. */
+  readonly maxInputTokens?: number;
+  /** Tokens of the version's messages as written (only counted when `maxInputTokens` is set). */
+  readonly templateTokens: number;
+}
+
+export interface CompiledContext {
+  readonly deadlineMs: number;
+  readonly builders: ReadonlyMap<string, Builder>;
+  /** By template version ref (`id@version`). */
+  readonly plans: ReadonlyMap<string, ContextPlan>;
+  /** Knowledge directories (the config watcher reloads when they change). */
+  readonly watchDirs: readonly string[];
+}
+
+/** The default knowledge directory when a knowledge builder names neither `dir` nor `http`. */
+export const DEFAULT_KNOWLEDGE_DIR = 'config/knowledge';
+
+/**
+ * @param baseDir the config file's directory (relative `dir`s resolve against it)
+ */
+export function compileContext(
+  config: ContextConfig,
+  registry: TemplateRegistry,
+  baseDir: string,
+): { compiled: CompiledContext; issues: ContextIssue[]; notes: string[] } {
+  const issues: ContextIssue[] = [];
+  const notes: string[] = [];
+  const ctx: BuilderContext = { deadlineMs: config.deadline_ms, baseDir, builderNames: new Set(config.builders.map((b) => b.name)) };
+  const builders = new Map<string, Builder>();
+  const watchDirs: string[] = [];
+  // Budgets count tokens in requests: load the BPE tables now (~200 ms once), not in one.
+  if (config.builders.length > 0) preloadContextTokenizer();
+
+  config.builders.forEach((cfg, i) => {
+    const at = `context.builders[${i}]`;
+    if (builders.has(cfg.name)) {
+      issues.push({ path: `${at}.name`, message: `duplicate builder name "${cfg.name}"` });
+      return;
+    }
+    const builder = buildOne(cfg, ctx, at, issues, watchDirs);
+    if (builder) builders.set(cfg.name, builder);
+  });
+  checkDependencies(config.builders, builders, issues);
+
+  const plans = new Map<string, ContextPlan>();
+  for (const template of registry.list()) {
+    for (const version of template.versions) {
+      const spec = version.context;
+      if (!spec) continue;
+      const plan = compilePlan(version, spec, { builders, deadlineMs: config.deadline_ms });
+      plans.set(version.ref, plan);
+      if (plan.unconfigured.length > 0) {
+        const names = plan.unconfigured.map((n) => `"${n}"`).join(', ');
+        notes.push(`template ${version.ref} uses context ${names} not defined in context.builders: its requests go out without it`);
+      }
+    }
+  }
+  return { compiled: { deadlineMs: config.deadline_ms, builders, plans, watchDirs }, issues, notes };
+}
+
+function buildOne(cfg: BuilderConfig, ctx: BuilderContext, at: string, issues: ContextIssue[], watchDirs: string[]): Builder | undefined {
+  try {
+    switch (cfg.kind) {
+      case 'rules':
+        return new RulesBuilder(cfg, ctx);
+      case 'history':
+        return new HistoryBuilder(cfg, ctx);
+      case 'http':
+        return new HttpBuilder(cfg, ctx);
+      case 'knowledge': {
+        const dir = cfg.dir ?? (cfg.http ? undefined : DEFAULT_KNOWLEDGE_DIR);
+        let kb: KnowledgeBase | undefined;
+        if (dir !== undefined) {
+          const abs = path.resolve(ctx.baseDir, dir);
+          try {
+            kb = loadKnowledgeBase(abs, { chunkTokens: cfg.chunk_tokens });
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code ?? 'read error';
+            issues.push({ path: `${at}.dir`, message: `cannot read the knowledge directory "${dir}" (${code})` });
+            return undefined;
+          }
+          watchDirs.push(abs);
+        }
+        return new KnowledgeBuilder(cfg, ctx, kb);
+      }
+    }
+  } catch (err) {
+    // Placeholder syntax errors from URL/header/body templates.
+    issues.push({ path: at, message: err instanceof Error ? err.message : String(err) });
+    return undefined;
+  }
+}
+
+/** Every dependency must exist and the graph must have no cycle. */
+function checkDependencies(configs: readonly BuilderConfig[], builders: ReadonlyMap<string, Builder>, issues: ContextIssue[]): void {
+  const index = new Map(configs.map((c, i) => [c.name, i]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, trail: string[]): void => {
+    if (state.get(name) === 'done') return;
+    if (state.get(name) === 'visiting') {
+      const cycle = [...trail.slice(trail.indexOf(name)), name];
+      issues.push({ path: `context.builders[${index.get(name)}]`, message: `builders depend on each other in a cycle: ${cycle.join(' -> ')}` });
+      return;
+    }
+    state.set(name, 'visiting');
+    for (const dep of builders.get(name)?.dependsOn ?? []) visit(dep, [...trail, name]);
+    state.set(name, 'done');
+  };
+  for (const name of builders.keys()) visit(name, []);
+}
+
+function compilePlan(
+  version: TemplateVersion,
+  spec: TemplateContextConfig,
+  { builders, deadlineMs }: { builders: ReadonlyMap<string, Builder>; deadlineMs: number },
+): ContextPlan {
+  const ref = version.ref;
+  const maxInputTokens = version.constraints.max_input_tokens;
+  const unconfigured = spec.use.filter((name) => !builders.has(name));
+
+  const recipeConfigs: readonly RecipeConfig[] = spec.recipes ?? [{ name: 'default', weight: 1 }];
+  const total = recipeConfigs.reduce((n, r) => n + r.weight, 0);
+  let from = 0;
+  const recipes = recipeConfigs.map((r, i): CompiledRecipe => {
+    // Same rule as experiment variants: round(10000 * weight / sum), the last takes the rest.
+    const width = i === recipeConfigs.length - 1 ? BUCKETS - from : Math.round((BUCKETS * r.weight) / total);
+    const use = (r.use ?? spec.use).filter((name) => builders.has(name));
+    const recipe: CompiledRecipe = {
+      name: r.name,
+      use,
+      run: runOrder(use, builders),
+      topK: r.knowledge_top_k,
+      maxTurns: r.history_max_turns,
+      budgetTokens: r.budget_tokens ?? spec.budget_tokens,
+      from,
+      to: Math.min(BUCKETS, from + width),
+    };
+    from = recipe.to;
+    return recipe;
+  });
+  return {
+    templateRef: ref,
+    experiment: `${ref}:context`,
+    recipes,
+    mode: spec.recipe_selection.mode,
+    metric: spec.recipe_selection.metric,
+    minExploration: spec.recipe_selection.min_exploration,
+    deadlineMs,
+    unconfigured,
+    maxInputTokens,
+    templateTokens: maxInputTokens === undefined ? 0 : version.messages.reduce((n, m) => n + countTokens(m.content) + 3, 0),
+  };
+}
+
+/** `use` and everything it depends on, each after its dependencies. */
+function runOrder(use: readonly string[], builders: ReadonlyMap<string, Builder>): Builder[] {
+  const out: Builder[] = [];
+  const seen = new Set<string>();
+  const add = (name: string) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const b = builders.get(name);
+    if (!b) return;
+    for (const dep of b.dependsOn) add(dep);
+    out.push(b);
+  };
+  for (const name of use) add(name);
+  return out;
+}

@@ -1,0 +1,54 @@
+/**
+ * Prometheus instruments of context building, registered on the gateway's registry (never
+ * prom-client's global one). Label values are builder names from the config (bounded),
+ * kinds, and the fixed outcome/result/reason sets below. Names pass `promtool check metrics`.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { BuilderKind, BuilderStatus, CacheResult } from './types.js';
+
+/** Build time buckets (seconds): context has a deadline of ~0.15 s by default. */
+export const CONTEXT_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5];
+
+export interface ContextMetrics {
+  /** One builder run in one request, by its final status (`ok|cached|stale|skipped|failed`). */
+  observeBuild(builder: string, kind: BuilderKind, outcome: BuilderStatus, seconds: number): void;
+  cacheResult(builder: string, result: CacheResult): void;
+  /** A builder that failed or was skipped for a reason other than missing input. */
+  failure(builder: string, reason: string): void;
+}
+
+/**
+ * Creates `promptgate_context_build_duration_seconds{builder,kind,outcome}`,
+ * `promptgate_context_cache_total{builder,result}` and
+ * `promptgate_context_failures_total{builder,reason}` on `registry`.
+ *
+ * @example
+ * const metrics = createContextMetrics(gatewayMetrics.registry);
+ */
+export function createContextMetrics(registry: Registry): ContextMetrics {
+  const registers = [registry];
+  const duration = new Histogram({
+    name: 'promptgate_context_build_duration_seconds',
+    help: 'Time one context builder took in one request, by outcome (ok, cached, stale, skipped, failed).',
+    labelNames: ['builder', 'kind', 'outcome'],
+    buckets: CONTEXT_DURATION_BUCKETS,
+    registers,
+  });
+  const cache = new Counter({
+    name: 'promptgate_context_cache_total',
+    help: 'Context cache lookups by result (hit, miss, stale).',
+    labelNames: ['builder', 'result'],
+    registers,
+  });
+  const failures = new Counter({
+    name: 'promptgate_context_failures_total',
+    help: 'Context builders that contributed nothing to a request, by reason (timeout, deadline, http_5xx, ...).',
+    labelNames: ['builder', 'reason'],
+    registers,
+  });
+  return {
+    observeBuild: (builder, kind, outcome, seconds) => duration.observe({ builder, kind, outcome }, seconds),
+    cacheResult: (builder, result) => cache.inc({ builder, result }),
+    failure: (builder, reason) => failures.inc({ builder, reason }),
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * The state of context injection that outlives config reloads: one cache per builder (kept
+ * while the builder's config is unchanged), recipe bandits (by experiment and recipe name),
+ * the HTTP agent for builder calls, scan results of untrusted text, and the metrics. One per
+ * process; the app keeps it in its deps.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Registry } from 'prom-client';
+import { Agent, type Dispatcher } from 'undici';
+import { createInjectionScanner, type InjectionScan, type InjectionScanner } from '../guard/scanner.js';
+import type { RequestRecord } from '../telemetry/types.js';
+import { BetaBandit } from './bandit.js';
+import { ContextCache } from './cache.js';
+import { createContextMetrics, type ContextMetrics } from './metrics.js';
+import type { Builder, BuilderOutput } from './types.js';
+import { screenOutput, type ScanOutcome } from './untrusted.js';
+
+/** An experiment statistics observation (the gateway's `Metrics.observeExperiment`). */
+export interface RecipeObservation {
+  experiment: string;
+  variant: string;
+  metric: string;
+  value: number;
+}
+
+export interface ContextRuntimeOptions {
+  /** The gateway's prom-client registry; no context metrics without it. */
+  registry?: Registry;
+  /** Uniform random numbers for the bandits (tests seed it). */
+  rng?: () => number;
+  /** Cache clock in ms (tests); default `performance.now`. */
+  now?: () => number;
+  /** Receives recipe statistics (`Metrics.observeExperiment`). */
+  observeExperiment?: (o: RecipeObservation) => void;
+  /** Max sockets per origin for http builders. */
+  connections?: number;
+}
+
+/** A request served with a recipe whose bandit learns from feedback, awaiting that feedback. */
+interface PendingFeedback {
+  experiment: string;
+  recipe: string;
+  metric: string;
+}
+
+export class ContextRuntime {
+  readonly metrics: ContextMetrics | undefined;
+  readonly dispatcher: Dispatcher;
+  readonly #caches = new Map<string, { fingerprint: string; cache: ContextCache<BuilderOutput> }>();
+  readonly #bandits = new Map<string, BetaBandit>();
+  /** Bandit metric by experiment, as of the last request served (rewards from `finish`). */
+  readonly #banditMetric = new Map<string, string>();
+  readonly #pending = new LRUCache<string, PendingFeedback>({ max: 50_000, ttl: 24 * 3600_000 });
+  readonly #scans = new LRUCache<string, InjectionScan>({ max: 5_000 });
+  readonly #scanners = new Map<string, InjectionScanner>();
+  readonly #screened = new WeakMap<BuilderOutput, { scanner: InjectionScanner; block: boolean; outcome: ScanOutcome }>();
+  readonly #rng: () => number;
+  readonly #now: (() => number) | undefined;
+  readonly #observe: ((o: RecipeObservation) => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ContextRuntimeOptions = {}) {
+    this.metrics = options.registry ? createContextMetrics(options.registry) : undefined;
+    this.dispatcher = new Agent({ connections: options.connections ?? 64, keepAliveTimeout: 10_000 });
+    this.#rng = options.rng ?? Math.random;
+    this.#now = options.now;
+    this.#observe = options.observeExperiment;
+  }
+
+  /** The builder's cache (undefined when it has no `cache:`); a changed config starts a new one. */
+  cacheFor(builder: Builder): ContextCache<BuilderOutput> | undefined {
+    if (!builder.cache) return undefined;
+    const known = this.#caches.get(builder.name);
+    if (known && known.fingerprint === builder.fingerprint) return known.cache;
+    const metrics = this.metrics;
+    const cache = new ContextCache<BuilderOutput>(builder.cache, {
+      now: this.#now,
+      onResult: metrics ? (result) => metrics.cacheResult(builder.name, result) : undefined,
+    });
+    this.#caches.set(builder.name, { fingerprint: builder.fingerprint, cache });
+    return cache;
+  }
+
+  /** The bandit of a recipe experiment (created on first use). */
+  bandit(experiment: string, metric: string): BetaBandit {
+    this.#banditMetric.set(experiment, metric);
+    let b = this.#bandits.get(experiment);
+    if (!b) this.#bandits.set(experiment, (b = new BetaBandit(this.#rng)));
+    return b;
+  }
+
+  /** Rewards a recipe (reward in [0, 1]). */
+  observe(experiment: string, recipe: string, reward: number): void {
+    this.#bandits.get(experiment)?.observe(recipe, reward);
+  }
+
+  /** Remembers which recipe served `requestId`, for a bandit learning from `feedback.<name>`. */
+  awaitFeedback(requestId: string, experiment: string, recipe: string, metric: string): void {
+    this.#pending.set(requestId, { experiment, recipe, metric });
+  }
+
+  /**
+   * Feedback on a request (POST /v1/feedback): rewards the recipe that served it when its
+   * bandit learns from this metric (`feedback.<name>`, value clamped to [0, 1]), and adds
+   * the observation to the recipe statistics. Returns whether it was used.
+   */
+  observeFeedback(requestId: string, metric: string, value: number): boolean {
+    const p = this.#pending.get(requestId);
+    if (!p || p.metric !== metric) return false;
+    this.#pending.delete(requestId);
+    this.observe(p.experiment, p.recipe, value);
+    this.#observe?.({ experiment: p.experiment, variant: p.recipe, metric, value });
+    return true;
+  }
+
+  /**
+   * Accounting of a finished request (the server's `onRequestDone`): recipe statistics,
+   * and the `success` reward of a bandit (outcome ok = 1, error = 0; a client abort says
+   * nothing about the recipe and is not counted).
+   */
+  finish(record: RequestRecord): void {
+    const experiment = record.contextExperiment;
+    const recipe = record.contextRecipe;
+    if (!experiment || !recipe || record.contextRecipeAssignment === 'default') return;
+    if (record.outcome === 'client_abort') return;
+    const success = record.outcome === 'ok' ? 1 : 0;
+    if (record.contextRecipeAssignment === 'bandit' && (this.#banditMetric.get(experiment) ?? 'success') === 'success') {
+      this.observe(experiment, recipe, success);
+    }
+    if (this.#observe) {
+      this.#observe({ experiment, variant: recipe, metric: 'success', value: success });
+      this.#observe({ experiment, variant: recipe, metric: 'latency_ms', value: record.latencyMs });
+      if (record.usage) this.#observe({ experiment, variant: recipe, metric: 'input_tokens', value: record.usage.inputTokens });
+      if (record.contextTokens !== undefined) this.#observe({ experiment, variant: recipe, metric: 'context_tokens', value: record.contextTokens });
+    }
+  }
+
+  /**
+   * Applies the injection policy to an output. A cached output is the same object request
+   * after request, so its outcome is remembered by object; other outputs by text.
+   */
+  screen(output: BuilderOutput, scanner: InjectionScanner, block: boolean): ScanOutcome {
+    const known = this.#screened.get(output);
+    if (known && known.scanner === scanner && known.block === block) return known.outcome;
+    const outcome = screenOutput(output, (text) => this.scan(text, scanner), block);
+    this.#screened.set(output, { scanner, block, outcome });
+    return outcome;
+  }
+
+  /** Scans untrusted text, remembering results by text (cached passages are scanned once). */
+  scan(text: string, scanner: InjectionScanner): InjectionScan {
+    const key = `${scanner.threshold}\u0000${text}`;
+    let s = this.#scans.get(key);
+    if (!s) this.#scans.set(key, (s = scanner.scan(text)));
+    return s;
+  }
+
+  /**
+   * A scanner when the pipeline passes none (one per setting; the server warms it at start
+   * so no request pays for building it).
+   */
+  scannerFor(threshold: number, maxChars?: number): InjectionScanner {
+    const key = `${threshold}/${maxChars ?? ''}`;
+    let s = this.#scanners.get(key);
+    if (!s) this.#scanners.set(key, (s = createInjectionScanner({ threshold, maxChars })));
+    return s;
+  }
+
+  /** Bandit states by experiment (admin views, tests). */
+  banditSnapshot(experiment: string): ReturnType<BetaBandit['snapshot']> | undefined {
+    return this.#bandits.get(experiment)?.snapshot();
+  }
+
+  /** Closes the HTTP agent (idempotent). */
+  async close(): Promise<void> {
+    this.#closing ??= this.dispatcher.close();
+    await this.#closing;
+  }
+}
+
+/**
+ * @example
+ * const context = createContextRuntime({ registry: metrics.registry, observeExperiment: metrics.observeExperiment });
+ * const app = createApp(holder, { ...deps, context });
+ * // onRequestDone: context.finish(record)
+ */
+export function createContextRuntime(options: ContextRuntimeOptions = {}): ContextRuntime {
+  return new ContextRuntime(options);
+}

@@ -1,0 +1,117 @@
+/**
+ * Character tables of the injection normaliser (normalize.ts), built once per process on
+ * first use: the BMP fold table (lower case, accents, lookalikes, invisible characters),
+ * the mixed-script homoglyph table, character classes, and the leetspeak and base64
+ * alphabets. Building the BMP tables takes some tens of milliseconds, once.
+ */
+import { ALWAYS_FOLD, INVISIBLE_RANGES, MIXED_SCRIPT_FOLD } from './confusables.js';
+
+export const DROP = 0;
+export const EXPAND_SS = 0xffff;
+/** A character NFKC would change into several (ligatures, Hangul, non-BMP letters). */
+export const NEEDS_NFKC = 0xfffe;
+/** High surrogate of plane 14: Unicode tag characters and variation selectors. */
+export const TAG_LEAD = 0xfffd;
+export const SPACE = 0x20;
+export const NEWLINE = 0x0a;
+
+let foldTable: Uint16Array | undefined;
+let mixedTable: Uint16Array | undefined;
+
+/** Lower-case + accent fold + lookalike table for the BMP, built once per process. */
+export function getFoldTable(): Uint16Array {
+  if (foldTable) return foldTable;
+  const t = new Uint16Array(0x10000);
+  const mark = /\p{M}/gu;
+  for (let c = 0; c < 0x10000; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) {
+      t[c] = c;
+      continue;
+    }
+    const s = String.fromCharCode(c);
+    if (c === 0x0a || c === 0x0b || c === 0x0c || c === 0x0d || c === 0x85 || c === 0x2028 || c === 0x2029) {
+      t[c] = NEWLINE;
+    } else if (/\s/.test(s) || c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+      t[c] = SPACE;
+    } else if (ALWAYS_FOLD[s] !== undefined) {
+      t[c] = ALWAYS_FOLD[s].charCodeAt(0);
+    } else {
+      const lower = s.toLowerCase();
+      const folded = lower.normalize('NFKD').replace(mark, '');
+      if (folded.length === 1) t[c] = folded.charCodeAt(0);
+      else if (folded.length === 0) t[c] = DROP;
+      else t[c] = NEEDS_NFKC;
+    }
+  }
+  for (const [from, to] of INVISIBLE_RANGES) for (let c = from; c <= to; c++) t[c] = DROP;
+  // High surrogates: mathematical letters (U+1D400..) and other non-BMP text go through NFKC,
+  // except Unicode tag characters (DB40), which the fold loop decodes itself.
+  for (let c = 0xd800; c <= 0xdbff; c++) t[c] = c === 0xdb40 ? c : NEEDS_NFKC;
+  t[0xdf] = EXPAND_SS; // ß
+  t[0x1e9e] = EXPAND_SS; // ẞ
+  foldTable = t;
+  return t;
+}
+
+export function getMixedTable(): Uint16Array {
+  if (mixedTable) return mixedTable;
+  const t = new Uint16Array(0x10000);
+  for (const [from, to] of Object.entries(MIXED_SCRIPT_FOLD)) t[from.charCodeAt(0)] = to.charCodeAt(0);
+  mixedTable = t;
+  return t;
+}
+
+export const C_WORD = 1;
+export const C_SUSPECT = 2;
+export const C_BASE64 = 4;
+export const C_VISIBLE = 8;
+let classTable: Uint8Array | undefined;
+
+/**
+ * Character classes for the fold loop. For a folded character: visible, word character,
+ * suspect (a leet digit or a lookalike the word pass must look at). For an input character:
+ * base64 alphabet.
+ */
+export function getClassTable(): Uint8Array {
+  if (classTable) return classTable;
+  const t = new Uint8Array(0x10000);
+  const mixed = getMixedTable();
+  for (let c = 0; c < 0x10000; c++) {
+    let k = 0;
+    if (c > SPACE && c !== EXPAND_SS && c !== NEEDS_NFKC && c !== TAG_LEAD && c !== 0x7f) k |= C_VISIBLE;
+    if (isWordChar(c)) k |= C_WORD;
+    if ((c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || mixed[c] !== 0) k |= C_SUSPECT;
+    if (c < 128 && (B64_VALUES[c] >= 0 || c === 0x3d)) k |= C_BASE64;
+    t[c] = k;
+  }
+  classTable = t;
+  return t;
+}
+
+let foldClassTable: Uint32Array | undefined;
+
+export function getFoldClassTable(): Uint32Array {
+  if (foldClassTable) return foldClassTable;
+  const fold = getFoldTable();
+  const cls = getClassTable();
+  const t = new Uint32Array(0x10000);
+  for (let c = 0; c < 0x10000; c++) t[c] = fold[c] | (cls[fold[c]] << 16);
+  t[0xdb40] = TAG_LEAD; // plane 14 (tag characters, variation selectors): the slow path
+  foldClassTable = t;
+  return t;
+}
+
+const LEET: Readonly<Record<string, string>> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's' };
+export const leetTable = new Uint16Array(128);
+for (const [k, v] of Object.entries(LEET)) leetTable[k.charCodeAt(0)] = v.charCodeAt(0);
+
+export const isAsciiLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
+/** A character that belongs to a word: letters, digits, '@', '$', and anything non-ASCII. */
+export const isWordChar = (c: number): boolean =>
+  (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || c >= 0x80;
+export const isSpacedSeparator = (c: number): boolean => c === SPACE || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x2a;
+
+export const B64_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) {
+  B64_VALUES['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+}

@@ -1,0 +1,47 @@
+/**
+ * Pipeline step 4 (DESIGN.md "One request"): build the selected version's context and merge
+ * it into the render variables. Between selection and rendering; the guard runs after it.
+ *
+ * Precedence: a builder's output wins over a client variable of the same name (a client
+ * can only set names the version declares; builder names are filled by the gateway, so
+ * e.g. tier rules cannot be raised by a request). A declared variable with a builder's name
+ * still gives its type check and its default when the builder is skipped.
+ */
+import type { GatewayDeps } from '../app-types.js';
+import type { RuntimeConfig } from '../config/compile.js';
+import { buildContext } from '../context/build.js';
+import type { ContextPlan } from '../context/compile.js';
+import { createContextRuntime } from '../context/runtime.js';
+import type { Exchange } from './exchange.js';
+
+export interface ContextStepInput {
+  plan: ContextPlan;
+  messages: readonly unknown[];
+  userId: string | undefined;
+  variables: Readonly<Record<string, unknown>>;
+  config: RuntimeConfig;
+}
+
+/** The render variables with the context added; records the outcome on the exchange. */
+export async function injectContext(deps: GatewayDeps, exchange: Exchange, input: ContextStepInput): Promise<Record<string, unknown>> {
+  // Apps built without a ContextRuntime (unit tests) get one on first use.
+  const runtime = (deps.context ??= createContextRuntime());
+  const { variables, report } = await buildContext(runtime, input.plan, {
+    messages: input.messages,
+    userId: input.userId,
+    variables: input.variables,
+    signal: exchange.signal,
+    guard: input.config.guard.injection,
+    parent: exchange.spans.otelContext,
+    requestId: exchange.requestId,
+  });
+  const r = exchange.record;
+  r.contextTokens = report.tokens;
+  if (report.skipped.length > 0) r.contextSkipped = report.skipped;
+  if (report.recipe !== undefined) {
+    r.contextRecipe = report.recipe;
+    r.contextExperiment = report.recipeExperiment;
+    r.contextRecipeAssignment = report.recipeAssignment;
+  }
+  return { ...input.variables, ...variables };
+}
