@@ -52,8 +52,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const lifecycle: Lifecycle = { draining: false };
   // Context caches and recipe bandits outlive reloads; recipe statistics go to the experiment metrics.
   const context = createContextRuntime({ registry: metrics.registry, observeExperiment: (o) => metrics.observeExperiment(o) });
-  const injection = config.guard.injection;
-  if (config.context.plans.size > 0 && injection.action !== 'off' && injection.scan.includes('context')) context.scannerFor(injection.threshold, injection.max_scan_chars);
+  context.prepare(config);
   const onRequestDone = (record: RequestRecord) => {
     metrics.recordRequest(record);
     context.finish(record);
@@ -83,6 +82,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     extraDirs: () => [holder.current.config.prompts.templatesDir, ...holder.current.config.context.watchDirs],
     onReload: (next) => {
       const runtime = holder.apply(next, next.server.drain_timeout_ms + 5_000);
+      context.prepare(next);
       metrics.allowModels(labelModels(next));
       logger.info('config reloaded', { generation: runtime.generation });
       for (const note of next.notes) logger.info(note);

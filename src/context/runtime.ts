@@ -8,6 +8,7 @@ import { LRUCache } from 'lru-cache';
 import type { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { createInjectionScanner, type InjectionScan, type InjectionScanner } from '../guard/scanner.js';
+import type { RuntimeConfig } from '../config/compile.js';
 import type { RequestRecord } from '../telemetry/types.js';
 import { BetaBandit } from './bandit.js';
 import { ContextCache } from './cache.js';
@@ -153,6 +154,15 @@ export class ContextRuntime {
     let s = this.#scans.get(key);
     if (!s) this.#scans.set(key, (s = scanner.scan(text)));
     return s;
+  }
+
+  /**
+   * Start-up work for a (re)loaded config, so that no request pays for it: builds the
+   * injection scanner context scanning will use.
+   */
+  prepare(config: Pick<RuntimeConfig, 'context' | 'guard'>): void {
+    const g = config.guard.injection;
+    if (config.context.plans.size > 0 && g.action !== 'off' && g.scan.includes('context')) this.scannerFor(g.threshold, g.max_scan_chars);
   }
 
   /**
