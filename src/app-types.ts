@@ -3,7 +3,9 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import type { ContextRuntime } from './context/runtime.js';
+import type { FeedbackLedger } from './admin/feedback.js';
 import type { AssignmentCounters } from './experiments/counters.js';
+import type { Metrics } from './telemetry/metrics.js';
 import type { RuntimeHolder } from './runtime.js';
 import type { Exchange } from './proxy/exchange.js';
 import type { RequestRecord } from './telemetry/types.js';
@@ -30,7 +32,9 @@ export interface GatewayDeps {
   /** Called once per finished request (metrics, request log, experiment statistics). */
   onRequestDone: (record: RequestRecord) => void;
   /** Prometheus exposition, when metrics are on. */
-  metrics?: { contentType: string; render(): Promise<string> };
+  metrics?: Pick<Metrics, 'contentType' | 'render' | 'observeExperiment'>;
+  /** Recent requests' assignments, for POST /v1/feedback. */
+  feedback?: FeedbackLedger;
   /** Context caches and recipe bandits (outlive config reloads); made on first use when absent. */
   context?: ContextRuntime;
 }

@@ -8,6 +8,7 @@ import { Hono } from 'hono';
 import type { AppEnv, GatewayDeps } from './app-types.js';
 import { errorBody, GatewayError } from './errors.js';
 import type { RuntimeHolder } from './runtime.js';
+import { createFeedbackRoutes } from './admin/feedback.js';
 import { createAdminRoutes } from './admin/routes.js';
 import { chatCompletions } from './proxy/chat.js';
 import { passThrough } from './proxy/passthrough.js';
@@ -32,6 +33,17 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
       return { token: config.admin.token, registry: config.prompts.registry, experiments: config.prompts.experiments, counters: all.counters };
     }),
   );
+
+  if (all.feedback) {
+    app.route(
+      '/',
+      createFeedbackRoutes({
+        ledger: all.feedback,
+        observeExperiment: all.metrics?.observeExperiment,
+        observeContextFeedback: all.context ? (id, metric, value) => all.context!.observeFeedback(id, metric, value) : undefined,
+      }),
+    );
+  }
 
   app.use('/v1/*', async function refuseWhileDraining(c, next) {
     // Requests that reach a draining server (a kept-alive connection) get a clean 503.

@@ -10,6 +10,7 @@
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import { FeedbackLedger } from './admin/feedback.js';
 import { createApp } from './app.js';
 import { createContextRuntime } from './context/runtime.js';
 import { AssignmentCounters } from './experiments/counters.js';
@@ -51,15 +52,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const lifecycle: Lifecycle = { draining: false };
   // Context caches and recipe bandits outlive reloads; recipe statistics go to the experiment metrics.
+  const feedback = new FeedbackLedger();
   const context = createContextRuntime({ registry: metrics.registry, observeExperiment: (o) => metrics.observeExperiment(o) });
   context.prepare(config);
   const onRequestDone = (record: RequestRecord) => {
     metrics.recordRequest(record);
     context.finish(record);
+    feedback.remember(record);
     if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
   };
   const counters = new AssignmentCounters();
-  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters, context });
+  const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters, context, feedback });
 
   const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
   const port = options.port ?? (Number.isInteger(envPort) ? envPort! : config.server.port);

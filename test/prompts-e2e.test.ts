@@ -244,3 +244,31 @@ async function waitFor(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
   }
   throw new Error('condition not met in time');
 }
+
+describe('POST /v1/feedback', () => {
+  it('adds feedback to the statistics of the variant that served the request, once', async () => {
+    const gw = await gateway();
+    const { response } = await clientFor(gw).chat.completions.create({ model: 'support-bot', user: 'user-123', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    const requestId = response.headers.get('x-promptgate-request-id')!;
+    const variant = response.headers.get('x-promptgate-variant')!;
+    const send = (body: object) => request(`${gw.url}/v1/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+    const ok = await send({ request_id: requestId, metric: 'thumbs_up', value: 1 });
+    expect(ok.statusCode).toBe(200);
+    expect(await ok.body.json()).toMatchObject({ status: 'recorded', experiment: 'support-tone', variant, metric: 'feedback.thumbs_up' });
+    const again = await send({ request_id: requestId, metric: 'thumbs_up', value: 1 });
+    expect(again.statusCode).toBe(409);
+    await again.body.dump();
+    const unknown = await send({ request_id: 'nope', value: 1 });
+    expect(unknown.statusCode).toBe(404);
+    expect(((await unknown.body.json()) as any).error.code).toBe('not_found');
+    const bad = await send({ request_id: requestId, value: -1 });
+    expect(bad.statusCode).toBe(400);
+    await bad.body.dump();
+
+    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const line = metrics.split('\n').find((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes('metric="feedback.thumbs_up"'));
+    expect(line).toContain(`variant="${variant}"`);
+    expect(line?.trim().endsWith(' 1')).toBe(true);
+  });
+});

@@ -1,0 +1,80 @@
+/**
+ * POST /v1/feedback: user feedback on an earlier response (thumbs up, a rating), joined to
+ * the experiment variant (and context recipe) that served it, so feedback metrics such as
+ * `feedback.thumbs_up` enter the experiment statistics.
+ *
+ *   POST /v1/feedback {"request_id": "<x-promptgate-request-id>", "metric": "thumbs_up", "value": 1}
+ *
+ * The gateway remembers the assignment of recent requests (bounded: `max_entries`, `ttl`),
+ * so feedback must arrive within that window; each (request, metric) counts once.
+ */
+import { Hono } from 'hono';
+import { LRUCache } from 'lru-cache';
+import { GatewayError } from '../errors.js';
+import type { RequestRecord } from '../telemetry/types.js';
+
+interface Served {
+  experiment?: string;
+  variant?: string;
+  seen: Set<string>;
+}
+
+/** Recent requests' assignments, filled as requests finish. One per process. */
+export class FeedbackLedger {
+  readonly #served: LRUCache<string, Served>;
+
+  constructor(options: { maxEntries?: number; ttlMs?: number } = {}) {
+    this.#served = new LRUCache({ max: options.maxEntries ?? 100_000, ttl: options.ttlMs ?? 24 * 3600_000 });
+  }
+
+  /** Remembers a finished request that feedback may refer to. */
+  remember(record: RequestRecord): void {
+    const inExperiment = record.experiment !== undefined && record.experimentAssignment === 'hash';
+    if (!inExperiment && record.contextRecipe === undefined) return;
+    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined, seen: new Set() });
+  }
+
+  /** The assignment of `requestId` for `metric`, once; undefined when unknown or already counted. */
+  take(requestId: string, metric: string): Served | 'duplicate' | undefined {
+    const served = this.#served.get(requestId);
+    if (!served) return undefined;
+    if (served.seen.has(metric)) return 'duplicate';
+    served.seen.add(metric);
+    return served;
+  }
+}
+
+export interface FeedbackDeps {
+  ledger: FeedbackLedger;
+  observeExperiment?: (o: { experiment: string; variant: string; metric: string; value: number }) => void;
+  observeContextFeedback?: (requestId: string, metric: string, value: number) => boolean;
+}
+
+const METRIC = /^[a-z][a-z0-9_]{0,63}$/;
+
+export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
+  const app = new Hono();
+  app.post('/v1/feedback', async (c) => {
+    let body: { request_id?: unknown; metric?: unknown; value?: unknown };
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new GatewayError('invalid_json', 'The feedback body must be a JSON object.');
+    }
+    const requestId = body?.request_id;
+    const metric = body?.metric ?? 'thumbs_up';
+    const value = typeof body?.value === 'boolean' ? Number(body.value) : body?.value;
+    if (typeof requestId !== 'string' || requestId === '') throw new GatewayError('invalid_request', "'request_id' is required.", { param: 'request_id' });
+    if (typeof metric !== 'string' || !METRIC.test(metric)) throw new GatewayError('invalid_request', "'metric' must be a lower-case name like thumbs_up.", { param: 'metric' });
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new GatewayError('invalid_request', "'value' must be a number >= 0 (or a boolean).", { param: 'value' });
+
+    const name = `feedback.${metric}`;
+    const served = deps.ledger.take(requestId, name);
+    if (served === undefined) throw new GatewayError('not_found', `No recent request ${JSON.stringify(requestId.slice(0, 100))} served by an experiment or context recipe.`, { param: 'request_id' });
+    if (served === 'duplicate') return c.json({ status: 'duplicate', request_id: requestId, metric: name }, 409);
+    if (served.experiment) deps.observeExperiment?.({ experiment: served.experiment, variant: served.variant!, metric: name, value });
+    deps.observeContextFeedback?.(requestId, name, value);
+    return c.json({ status: 'recorded', request_id: requestId, metric: name, experiment: served.experiment ?? null, variant: served.variant ?? null });
+  });
+  return app;
+}
