@@ -3,6 +3,9 @@
  *   receive -> identify -> select -> context -> guard -> forward -> account -> respond.
  */
 import type { Context } from 'hono';
+// A Response created at import time, before @hono/node-server swaps the global Response:
+// node-server then sees its marker header and leaves the already-written response alone.
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
@@ -13,7 +16,7 @@ import { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
-import { relaySse, type StreamEnd, type StreamSummary } from './sse-relay.js';
+import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
 import { requireJson, parseJsonObject } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
@@ -34,15 +37,17 @@ export function chatCompletions(deps: GatewayDeps) {
   return async function chatCompletionsHandler(c: Context<AppEnv>): Promise<Response> {
     const runtime: Runtime = deps.holder.current;
     const config = runtime.config;
+    const header = headerGetter(c);
+    const outgoing = c.env?.outgoing;
     const exchange = new Exchange({
       route: '/v1/chat/completions',
       method: 'POST',
-      incomingRequestId: c.req.header('x-request-id'),
+      incomingRequestId: header('x-request-id'),
       totalTimeoutMs: firstUpstreamTotalMs(runtime),
       incoming: c.env?.incoming,
-      outgoing: c.env?.outgoing,
-      webSignal: c.req.raw.signal,
-      header: headerGetter(c),
+      outgoing,
+      webSignal: outgoing ? undefined : c.req.raw.signal,
+      header,
       captureContent: config.telemetry.capture_content,
       onFinish: deps.onRequestDone,
     });
@@ -50,7 +55,7 @@ export function chatCompletions(deps: GatewayDeps) {
 
     try {
       // 1. receive
-      requireJson(c.req.header('content-type'));
+      requireJson(header('content-type'));
       const raw = await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
       const received = parseJsonObject(raw) as ChatBody;
       checkChatShape(received);
@@ -58,7 +63,6 @@ export function chatCompletions(deps: GatewayDeps) {
       exchange.record.stream = stream;
 
       // 2. identify
-      const header = headerGetter(c);
       const userId = config.prompts.userIdOf(received, header);
 
       // 3. select the template version (experiment assignment) and render it
@@ -77,14 +81,12 @@ export function chatCompletions(deps: GatewayDeps) {
       exchange.record.requestModel = body.model as string;
 
       // 6. forward
-      let outBody: Uint8Array = body === received ? raw : Buffer.from(JSON.stringify(body));
-      let stripUsageChunk = false;
-      if (stream && body.stream_options?.include_usage !== true) {
+      const stripUsageChunk = stream && body.stream_options?.include_usage !== true;
+      if (stripUsageChunk) {
         // Ask for the usage chunk for exact accounting; the relay removes it again.
         body = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
-        stripUsageChunk = true;
-        outBody = Buffer.from(JSON.stringify(body));
       }
+      const outBody: Uint8Array = body === received ? raw : Buffer.from(JSON.stringify(body));
 
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
       const route = config.routing.models.get(body.model as string) ?? config.routing.default;
@@ -115,14 +117,18 @@ export function chatCompletions(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && isEventStream(response.headers['content-type'])) {
         const requestMessages = body.messages as unknown[];
-        const relayed = relaySse(response.body, {
+        const relay = {
           stripUsageChunk,
           abortUpstream: () => exchange.abort(),
           clientGone: () => exchange.clientGone,
-          onEnd: (summary, end) => finishStream(exchange, upstream, summary, end, requestMessages),
-        });
+          onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, requestMessages),
+        };
         exchange.record.status = 200;
-        return new Response(relayed, { status: 200, headers: headers as HeadersInit });
+        if (outgoing) {
+          writeSse(response.body, outgoing, { status: 200, headers }, relay);
+          return RESPONSE_ALREADY_SENT;
+        }
+        return new Response(relaySse(response.body, relay), { status: 200, headers: headers as HeadersInit });
       }
 
       // Non-stream (or an error answer to a stream request): read it whole, then respond.

@@ -19,17 +19,19 @@ export function passThrough(deps: GatewayDeps) {
     const runtime = deps.holder.current;
     const config = runtime.config;
     const method = c.req.method;
+    const header = headerGetter(c);
+    const outgoing = c.env?.outgoing;
     const url = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
     const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     const exchange = new Exchange({
       route: routeOf(path),
       method,
-      incomingRequestId: c.req.header('x-request-id'),
+      incomingRequestId: header('x-request-id'),
       totalTimeoutMs: runtime.upstreams.get(config.routing.default[0])?.spec.config.timeout.total_ms ?? 600_000,
       incoming: c.env?.incoming,
-      outgoing: c.env?.outgoing,
-      webSignal: c.req.raw.signal,
-      header: headerGetter(c),
+      outgoing,
+      webSignal: outgoing ? undefined : c.req.raw.signal,
+      header,
       captureContent: false,
       onFinish: deps.onRequestDone,
     });

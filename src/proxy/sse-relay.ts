@@ -10,6 +10,7 @@
  * Only complete events (ended by a blank line, per the WHATWG SSE spec) are forwarded; a
  * partial event waits for its end, so a dropped event can never be half-sent.
  */
+import type { ServerResponse } from 'node:http';
 import { classifyTransportError } from './upstream.js';
 
 export interface StreamSummary {
@@ -238,4 +239,61 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * The same relay written straight to the Node response (the served path): no Web stream
+ * per request, and the headers leave with the first event in one write. Backpressure: the
+ * next upstream chunk is read only after the socket took the last one (`drain`).
+ */
+export function writeSse(
+  source: AsyncIterable<Uint8Array>,
+  out: ServerResponse,
+  head: { status: number; headers: Record<string, string | string[]> },
+  options: RelayOptions,
+): void {
+  const scanner = new SseScanner(options.stripUsageChunk);
+  out.writeHead(head.status, head.headers);
+  void (async () => {
+    try {
+      for await (const chunk of source) {
+        const bytes = scanner.push(chunk);
+        if (bytes.length === 0) continue;
+        scanner.summary.firstEventAt ??= performance.now();
+        if (!out.write(bytes)) await drained(out);
+        if (out.destroyed) break;
+      }
+      if (options.clientGone() || out.destroyed) {
+        options.onEnd(scanner.summary, { outcome: 'client_abort' });
+        return;
+      }
+      const rest = scanner.flush();
+      out.end(rest.length ? rest : undefined);
+      options.onEnd(scanner.summary, scanner.summary.upstreamError ? { outcome: 'error', errorType: 'upstream_stream_error' } : { outcome: 'ok' });
+    } catch (err) {
+      if (options.clientGone() || out.destroyed) {
+        options.onEnd(scanner.summary, { outcome: 'client_abort' });
+        return;
+      }
+      const timedOut = classifyTransportError(err) === 'idle_timeout';
+      out.end(
+        timedOut
+          ? errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error')
+          : errorEvent('The upstream connection failed during the stream.', 'upstream_error'),
+      );
+      options.onEnd(scanner.summary, { outcome: 'error', errorType: timedOut ? 'idle_timeout' : 'upstream_stream_error' });
+    }
+  })();
+}
+
+function drained(out: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.once('drain', done);
+    out.once('close', done);
+  });
 }
