@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { ConfigFile, UpstreamConfig } from './schema.js';
 import { compileContext, type CompiledContext } from '../context/compile.js';
 import { compilePrompts, type CompiledPrompts } from '../prompts/compile.js';
+import { createInjectionGuard, type InjectionGuard } from '../guard/policy.js';
 import { createPriceBook, DEFAULT_PRICES, type PriceBook } from '../telemetry/pricing.js';
 
 export interface CompileIssue {
@@ -53,6 +54,8 @@ export interface RuntimeConfig {
   readonly prompts: CompiledPrompts;
   /** Context builders and the per-version context plans. */
   readonly context: CompiledContext;
+  /** `guard.injection` compiled (scanner weights and patterns are shared per process). */
+  readonly injectionGuard: InjectionGuard;
   /** Facts worth one log line at load, e.g. which upstream serves when no key is set. */
   readonly notes: readonly string[];
 }
@@ -112,6 +115,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     guard: file.guard,
     pricing: file.pricing,
     priceBook,
+    injectionGuard: createInjectionGuard(file.guard.injection),
     telemetry: file.telemetry,
     logging: file.logging,
     upstreams,

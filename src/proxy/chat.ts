@@ -23,6 +23,7 @@ import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
 import { injectContext } from './context-step.js';
+import { guardRequest } from './guard-step.js';
 
 /** The parsed chat request, as far as the gateway reads it. */
 export interface ChatBody {
@@ -79,6 +80,9 @@ export function chatCompletions(deps: GatewayDeps) {
         if (plan) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[]);
       }
       exchange.record.requestModel = body.model as string;
+
+      // 5. guard: the client's own messages (context passages were scanned in step 4)
+      guardRequest(config.injectionGuard, exchange, received.messages as unknown[]);
 
       // 6. forward
       const stripUsageChunk = stream && body.stream_options?.include_usage !== true;

@@ -13,6 +13,7 @@ import { buildContext } from '../context/build.js';
 import type { ContextPlan } from '../context/compile.js';
 import { createContextRuntime } from '../context/runtime.js';
 import type { Exchange } from './exchange.js';
+import { noteInjection } from './guard-step.js';
 
 export interface ContextStepInput {
   plan: ContextPlan;
@@ -37,6 +38,8 @@ export async function injectContext(deps: GatewayDeps, exchange: Exchange, input
   });
   const r = exchange.record;
   r.contextTokens = report.tokens;
+  // Passages were scanned one by one (indirect injection); the request keeps the highest score.
+  if (report.injectionScore !== undefined) noteInjection(exchange, report.injectionScore, report.builders.some((b) => b.flagged > 0));
   if (report.skipped.length > 0) r.contextSkipped = report.skipped;
   if (report.recipe !== undefined) {
     r.contextRecipe = report.recipe;
