@@ -45,13 +45,8 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
     );
   }
 
-  app.use('/v1/*', async function refuseWhileDraining(c, next) {
-    // Requests that reach a draining server (a kept-alive connection) get a clean 503.
-    if (all.lifecycle.draining) {
-      throw new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
-    }
-    await next();
-  });
+  // A draining server answers requests on kept-alive connections with a clean 503
+  // (checked in each /v1 handler: a middleware would cost every request a dispatch).
   app.post('/v1/chat/completions', chatCompletions(all));
   app.all('/v1/chat/completions', () => {
     throw new GatewayError('method_not_allowed', 'Use POST for /v1/chat/completions.');

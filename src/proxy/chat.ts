@@ -18,7 +18,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
-import { requireJson, parseJsonObject } from './request-shape.js';
+import { requireJson, parseJsonObject, refuseWhileDraining } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
@@ -36,6 +36,7 @@ export interface ChatBody {
 
 export function chatCompletions(deps: GatewayDeps) {
   return async function chatCompletionsHandler(c: Context<AppEnv>): Promise<Response> {
+    refuseWhileDraining(deps);
     const runtime: Runtime = deps.holder.current;
     const config = runtime.config;
     const header = headerGetter(c);
@@ -278,7 +279,7 @@ function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSum
   r.finishReasons = summary.finishReasons;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentText) : '';
+  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentData) : '';
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
   if (!usage) usage = estimateUsage(requestMessages, text, r.responseModel ?? r.requestModel ?? '');
   r.usage = usage;
@@ -290,9 +291,9 @@ function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSum
 }
 
 /** Joins the `delta.content` of the kept stream events (only used to estimate tokens). */
-function streamedText(dataLines: string): string {
+function streamedText(dataLines: readonly string[]): string {
   let text = '';
-  for (const line of dataLines.split('\n')) {
+  for (const line of dataLines) {
     if (!line) continue;
     try {
       const obj = JSON.parse(line) as { choices?: Array<{ delta?: { content?: unknown } }> };

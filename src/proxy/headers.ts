@@ -31,7 +31,7 @@ const NOT_FORWARDED = new Set([
 const NOT_RETURNED = new Set(['content-length', 'content-encoding', 'date', 'server']);
 
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
-  if (!value) return undefined;
+  if (!value || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive') return undefined;
   const list = (Array.isArray(value) ? value.join(',') : value).split(',').map((s) => s.trim().toLowerCase());
   return new Set(list.filter(Boolean));
 }

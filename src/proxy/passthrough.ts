@@ -9,6 +9,7 @@ import { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
+import { refuseWhileDraining } from './request-shape.js';
 import { headerGetter, responseHeaders } from './chat.js';
 import type { UpstreamResponse } from './upstream.js';
 
@@ -16,6 +17,7 @@ const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
 export function passThrough(deps: GatewayDeps) {
   return async function passThroughHandler(c: Context<AppEnv>): Promise<Response> {
+    refuseWhileDraining(deps);
     const runtime = deps.holder.current;
     const config = runtime.config;
     const method = c.req.method;

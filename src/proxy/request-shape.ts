@@ -23,3 +23,10 @@ export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
   }
   return value as Record<string, unknown>;
 }
+
+/** 503 for new requests once the gateway drains (they reach it over kept-alive connections). */
+export function refuseWhileDraining(deps: { lifecycle: { draining: boolean } }): void {
+  if (deps.lifecycle.draining) {
+    throw new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
+  }
+}

@@ -19,8 +19,9 @@ export interface StreamSummary {
   finishReasons: string[];
   /** The raw `usage` object of the stream, when one was sent. */
   usage?: unknown;
-  /** `data:` payloads of content chunks, kept only to estimate tokens when usage is missing. */
-  contentText: string;
+  /** `data:` payloads of the chunks, kept only to estimate tokens when usage is missing. */
+  contentData: string[];
+  keptBytes: number;
   sawDone: boolean;
   /** ms (performance.now()) when the first event went to the client. */
   firstEventAt?: number;
@@ -49,9 +50,6 @@ const CR = 0x0d;
 const encoder = new TextEncoder();
 const MAX_KEPT_TEXT = 1 << 20;
 const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
-const USAGE_NULL = '"usage":null';
-// Top-level only: inside a JSON string the quotes would be escaped (\"usage\").
-const USAGE_NULL_FIELD = /,"usage":null(?=[,}])|"usage":null,/;
 
 /** Index just past the last event boundary (blank line) in `buf`, or -1. */
 export function lastBoundary(buf: Uint8Array): number {
@@ -68,9 +66,8 @@ export function lastBoundary(buf: Uint8Array): number {
 
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
-  readonly summary: StreamSummary = { finishReasons: [], contentText: '', sawDone: false };
+  readonly summary: StreamSummary = { finishReasons: [], contentData: [], keptBytes: 0, sawDone: false };
   #pending: Uint8Array | null = null;
-  readonly #decoder = new TextDecoder();
 
   constructor(private readonly stripUsageChunk: boolean) {}
 
@@ -96,9 +93,11 @@ export class SseScanner {
   }
 
   #inspect(bytes: Uint8Array): Uint8Array {
-    const text = this.#decoder.decode(bytes);
+    const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+    // Events and, at odd indexes, their separators. OpenAI-style upstreams use LF only:
+    // split by hand then; CR and CRLF line ends take the regex.
+    const parts = text.includes('\r') ? text.split(SEPARATOR) : splitLf(text);
     let changed = false;
-    const parts = text.split(SEPARATOR); // events and, at odd indexes, their separators
     for (let i = 0; i < parts.length; i += 2) {
       const event = parts[i];
       if (event === '') continue;
@@ -112,13 +111,25 @@ export class SseScanner {
         parts[i] = '';
         parts[i + 1] = '';
         changed = true;
-      } else if (this.stripUsageChunk && event.includes(USAGE_NULL)) {
+      } else if (this.stripUsageChunk) {
         // With include_usage every chunk carries "usage":null; the client did not ask for it.
-        parts[i] = event.replace(USAGE_NULL_FIELD, '');
-        changed = true;
+        const stripped = withoutUsageNull(event);
+        if (stripped !== event) {
+          parts[i] = stripped;
+          changed = true;
+        }
       }
     }
-    return changed ? encoder.encode(parts.join('')) : bytes;
+    return changed ? Buffer.from(parts.join(''), 'utf8') : bytes;
+  }
+
+  /** Keeps a chunk's data for token estimation (referenced, not copied; bounded). */
+  #keep(data: string): void {
+    const s = this.summary;
+    if (s.keptBytes < MAX_KEPT_TEXT) {
+      s.contentData.push(data);
+      s.keptBytes += data.length;
+    }
   }
 
   #readEvent(data: string): 'keep' | 'drop' {
@@ -128,7 +139,7 @@ export class SseScanner {
     // reason, usage, or an error. Content deltas are kept as text for estimation.
     const interesting = first || data.includes('"finish_reason":"') || data.includes('"usage":{') || data.includes('"error"');
     if (!interesting) {
-      if (s.contentText.length < MAX_KEPT_TEXT) s.contentText += data + '\n';
+      this.#keep(data);
       return 'keep';
     }
     let obj: Record<string, unknown>;
@@ -144,7 +155,7 @@ export class SseScanner {
     if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
     const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
     for (const c of choices) if (typeof c.finish_reason === 'string') s.finishReasons.push(c.finish_reason);
-    if (s.contentText.length < MAX_KEPT_TEXT) s.contentText += data + '\n';
+    this.#keep(data);
     if (obj.usage && typeof obj.usage === 'object') {
       s.usage = obj.usage;
       if (this.stripUsageChunk && choices.length === 0) return 'drop';
@@ -162,8 +173,34 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/** `a\n\nb\n\n` -> ['a', '\n\n', 'b', '\n\n', ''] (the shape `split(SEPARATOR)` gives). */
+function splitLf(text: string): string[] {
+  const parts: string[] = [];
+  let from = 0;
+  for (let at = text.indexOf('\n\n'); at !== -1; at = text.indexOf('\n\n', from)) {
+    parts.push(text.slice(from, at), '\n\n');
+    from = at + 2;
+  }
+  parts.push(text.slice(from));
+  return parts;
+}
+
+/** Removes the top-level `"usage":null` field (inside a JSON string the quotes are escaped). */
+function withoutUsageNull(event: string): string {
+  let at = event.indexOf(',"usage":null');
+  if (at !== -1) {
+    const next = event.charCodeAt(at + 13);
+    if (next === 0x2c /* , */ || next === 0x7d /* } */) return event.slice(0, at) + event.slice(at + 13);
+  }
+  at = event.indexOf('"usage":null,');
+  if (at !== -1) return event.slice(0, at) + event.slice(at + 13);
+  return event;
+}
+
 /** The `data` of one event (multiple `data:` lines joined by LF), or undefined. */
 function dataOf(event: string): string | undefined {
+  // Fast path: one `data: ...` line.
+  if (event.startsWith('data: ') && !event.includes('\n') && !event.includes('\r')) return event.slice(6);
   let data: string | undefined;
   for (const line of event.split(/\r\n|\n|\r/)) {
     if (!line.startsWith('data:')) continue;
