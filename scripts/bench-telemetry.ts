@@ -16,6 +16,8 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { ExportResult } from '@opentelemetry/core';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { RequestRecord } from '../src/telemetry/types.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -121,7 +123,7 @@ async function benchSpans(variant: 'off' | 'memory' | 'otlp'): Promise<Result[]>
     // Keeps each batch only until the next one (spans retained for the whole run would
     // make the bench measure the garbage collector).
     const exporter = new (class extends InMemorySpanExporter {
-      override export(spans: Parameters<InMemorySpanExporter['export']>[0], done: Parameters<InMemorySpanExporter['export']>[1]): void {
+      override export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
         this.reset();
         super.export(spans, done);
       }

@@ -1,6 +1,6 @@
 /**
  * Measures the prompt-injection scanner and prints the figures quoted in
- * docs/injection-guard.md.
+ * README "Injection guard".
  *
  *   npm run eval:guard         (tsx scripts/eval-guard.ts [--folds 5] [--seed 20241123])
  *

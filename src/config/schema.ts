@@ -112,7 +112,7 @@ export const configSchema = z.strictObject({
   templates: templatesSchema.prefault({}),
   bindings: z.array(bindingSchema).default([]),
   experiments: z.array(experimentSchema).default([]),
-  /** Context builders (docs/context.md). */
+  /** Context builders (README "Context injection"). */
   context: contextConfigSchema.prefault({}),
   guard: guardSchema.prefault({}),
   pricing: pricingSchema.default({}),

@@ -1,5 +1,5 @@
 /**
- * Config schemas of context injection (see docs/context.md):
+ * Config schemas of context injection (see README "Context injection"):
  * - `context:` in gateway.config.yaml — the builders and the overall deadline;
  * - `context:` of a template version — which builders it uses, its token budget, recipes.
  *

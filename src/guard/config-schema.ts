@@ -1,4 +1,4 @@
-/** Config schema of `guard:` (see docs/injection-guard.md). */
+/** Config schema of `guard:` (see README "Injection guard"). */
 import { z } from 'zod';
 
 export const injectionSchema = z.strictObject({

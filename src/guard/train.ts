@@ -35,7 +35,7 @@ export interface TrainOptions {
 
 /**
  * Chosen with scripts/eval-guard.ts on a small grid (l2 1e-5..1e-3, benign weight 1..4,
- * 2^14..2^18 buckets); see docs/injection-guard.md.
+ * 2^14..2^18 buckets); see README "Injection guard".
  */
 export const DEFAULT_TRAIN_OPTIONS = {
   iterations: 400,

@@ -85,7 +85,7 @@ export const templateVersionSchema = z.strictObject({
   variables: z
     .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected a variable name of letters, digits and "_"'), variableSpecSchema)
     .default({}),
-  /** Context builders whose outputs become variables, budget and recipes (docs/context.md). */
+  /** Context builders whose outputs become variables, budget and recipes (README "Context injection"). */
   context: templateContextSchema.optional(),
 });
 

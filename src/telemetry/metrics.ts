@@ -12,6 +12,7 @@
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LabelValues } from './label-values.js';
+import { CounterSeries, HistogramSeries, type LabelSet } from './prom-series.js';
 import type { RequestRecord } from './types.js';
 
 /** OTel GenAI semconv advice for `gen_ai.client.operation.duration` (seconds). */
@@ -180,12 +181,57 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     for (const name of NONCONFORMING_DEFAULT_METRICS) registry.removeSingleMetric(name);
   }
 
+  // Label-bound series, cached per distinct label combination (see prom-series.ts): a
+  // request does a few Map lookups with its (already bounded) label values and updates the
+  // series in place, instead of prom-client validating and hashing a label object per call.
+  // Keyed by nested Maps, one level per label, so no key strings are built and no two label
+  // sets can collide. Bounded like the series themselves (label values are capped); dropped
+  // wholesale past MAX_CACHED as a safety net (the series stay in prom-client).
+  let cache: Node = new Map();
+  /** experiment -> variant -> metric -> series */
+  let observationCache: Node = new Map();
+  let cached = 0;
+  const grow = (): void => {
+    if (++cached > MAX_CACHED) {
+      cache = new Map();
+      observationCache = new Map();
+      cached = 0;
+    }
+  };
+
+  /** The request-independent part: everything keyed by the eight shared label values. */
+  function comboOf(model: string, upstream: string, provider: string, template: string, templateVersion: string, experiment: string, variant: string, estimated: string): Combo {
+    const m = level(level(level(level(level(level(level(cache, model), upstream), provider), template), templateVersion), experiment), variant);
+    let combo = m.get(estimated) as Combo | undefined;
+    if (combo === undefined) {
+      combo = new Combo(model, upstream, provider, template, templateVersion, experiment, variant, estimated);
+      m.set(estimated, combo);
+      grow();
+    }
+    return combo;
+  }
+
+  function observationSeries(experiment: string, variant: string, metric: string): ObservationSeries {
+    const m = level(level(observationCache, experiment), variant);
+    let series = m.get(metric) as ObservationSeries | undefined;
+    if (series === undefined) {
+      const labels = { experiment, variant, metric };
+      series = [new CounterSeries(observations, labels), new CounterSeries(observationsSum, labels), new CounterSeries(observationsSumSquares, labels)];
+      m.set(metric, series);
+      grow();
+    }
+    return series;
+  }
+
+  function observe(series: ObservationSeries, value: number): void {
+    series[0].inc(1);
+    series[1].inc(value);
+    series[2].inc(value * value);
+  }
+
   function observeExperiment(o: ExperimentObservation): void {
     if (!Number.isFinite(o.value) || o.value < 0) return;
-    const labels = { experiment: bounded.experiment.value(o.experiment), variant: bounded.variant.value(o.variant), metric: bounded.metric.value(o.metric) };
-    observations.inc(labels);
-    observationsSum.inc(labels, o.value);
-    observationsSumSquares.inc(labels, o.value * o.value);
+    observe(observationSeries(bounded.experiment.value(o.experiment), bounded.variant.value(o.variant), bounded.metric.value(o.metric)), o.value);
   }
 
   function recordRequest(r: RequestRecord): void {
@@ -197,67 +243,110 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     const experiment = bounded.experiment.value(r.experiment);
     const variant = bounded.variant.value(r.variant);
     const errorType = bounded.errorType.value(errorTypeOf(r));
-    const estimated = r.usage?.estimated ? 'true' : 'false';
+    const usage = r.usage;
+    const estimated = usage?.estimated ? 'true' : 'false';
     const stream = r.stream ? 'true' : 'false';
+    const route = bounded.route.value(r.route);
+    const combo = comboOf(model, upstream, provider, template, templateVersion, experiment, variant, estimated);
 
-    requests.inc({
-      route: bounded.route.value(r.route),
-      status_class: statusClass(r.status),
-      error_type: errorType,
-      upstream,
-      gen_ai_request_model: model,
-      gen_ai_provider_name: provider,
-      template,
-      template_version: templateVersion,
-      experiment,
-      variant,
-      stream,
-      estimated,
-    });
-    if (r.attempts > 0) attempts.inc({ upstream, gen_ai_provider_name: provider }, r.attempts);
-
-    const operation = OPERATIONS[r.route];
-    if (operation !== undefined && r.attempts > 0) {
-      const genAi = {
-        gen_ai_operation_name: operation,
-        gen_ai_provider_name: provider,
-        gen_ai_request_model: model,
+    const status = statusClass(r.status);
+    const byStatus = level(level(combo.requests, route), status);
+    let requestSeries = byStatus.get(errorType) as [CounterSeries | undefined, CounterSeries | undefined] | undefined;
+    if (requestSeries === undefined) byStatus.set(errorType, (requestSeries = [undefined, undefined]));
+    const streamIndex = r.stream ? 1 : 0;
+    let req = requestSeries[streamIndex];
+    if (req === undefined) {
+      req = requestSeries[streamIndex] = new CounterSeries(requests, {
+        route,
+        status_class: status,
+        error_type: errorType,
         upstream,
+        gen_ai_request_model: model,
+        gen_ai_provider_name: provider,
         template,
         template_version: templateVersion,
         experiment,
         variant,
-      };
-      duration.observe({ ...genAi, error_type: errorType, stream }, r.latencyMs / 1000);
-      if (r.stream && r.ttfbMs !== undefined) firstChunk.observe(genAi, r.ttfbMs / 1000);
-      if (r.usage) {
-        tokenUsage.observe({ ...genAi, gen_ai_token_type: 'input' }, r.usage.inputTokens);
-        tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, r.usage.outputTokens);
+        stream,
+        estimated,
+      });
+      grow();
+    }
+    req.inc(1);
+    if (r.attempts > 0) (combo.attempts ??= new CounterSeries(attempts, { upstream, gen_ai_provider_name: provider })).inc(r.attempts);
+
+    const operation = OPERATIONS[r.route];
+    if (operation !== undefined && r.attempts > 0) {
+      const op = combo.operation(operation);
+      const byStream = level(op.duration, errorType);
+      let d = byStream.get(stream) as HistogramSeries | undefined;
+      if (d === undefined) {
+        byStream.set(stream, (d = new HistogramSeries(duration, { ...op.labels, error_type: errorType, stream })));
+        grow();
+      }
+      d.observe(r.latencyMs / 1000);
+      if (r.stream && r.ttfbMs !== undefined) (op.firstChunk ??= new HistogramSeries(firstChunk, op.labels)).observe(r.ttfbMs / 1000);
+      if (usage) {
+        (op.inputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'input' })).observe(usage.inputTokens);
+        (op.outputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'output' })).observe(usage.outputTokens);
       }
     }
 
-    if (r.usage) {
-      const base = { gen_ai_provider_name: provider, gen_ai_request_model: model, upstream, template, template_version: templateVersion, experiment, variant, estimated };
-      tokens.inc({ ...base, gen_ai_token_type: 'input' }, r.usage.inputTokens);
-      tokens.inc({ ...base, gen_ai_token_type: 'output' }, r.usage.outputTokens);
-      if (r.usage.cachedInputTokens > 0) tokens.inc({ ...base, gen_ai_token_type: 'cache_read' }, r.usage.cachedInputTokens);
-      if (r.usage.reasoningTokens > 0) tokens.inc({ ...base, gen_ai_token_type: 'reasoning' }, r.usage.reasoningTokens);
-      if (r.costUsd === null) costUnknown.inc({ upstream, gen_ai_provider_name: provider, gen_ai_request_model: model });
+    if (usage) {
+      combo.tokens(tokens, 0).inc(usage.inputTokens);
+      combo.tokens(tokens, 1).inc(usage.outputTokens);
+      if (usage.cachedInputTokens > 0) combo.tokens(tokens, 2).inc(usage.cachedInputTokens);
+      if (usage.reasoningTokens > 0) combo.tokens(tokens, 3).inc(usage.reasoningTokens);
+      if (r.costUsd === null) (combo.costUnknown ??= new CounterSeries(costUnknown, { upstream, gen_ai_provider_name: provider, gen_ai_request_model: model })).inc(1);
     }
     if (typeof r.costUsd === 'number' && Number.isFinite(r.costUsd) && r.costUsd >= 0) {
-      cost.inc({ upstream, gen_ai_provider_name: provider, gen_ai_request_model: model, template, template_version: templateVersion, experiment, variant, estimated }, r.costUsd);
+      (combo.cost ??= new CounterSeries(cost, {
+        upstream,
+        gen_ai_provider_name: provider,
+        gen_ai_request_model: model,
+        template,
+        template_version: templateVersion,
+        experiment,
+        variant,
+        estimated,
+      })).inc(r.costUsd);
     }
     if (r.injectionFlagged) {
-      injectionFlags.inc({ route: bounded.route.value(r.route), template, template_version: templateVersion, experiment, variant });
+      let flags = combo.injectionFlags.get(route);
+      if (flags === undefined) {
+        combo.injectionFlags.set(route, (flags = new CounterSeries(injectionFlags, { route, template, template_version: templateVersion, experiment, variant })));
+        grow();
+      }
+      flags.inc(1);
     }
 
     if (r.experiment && r.variant) {
       if (r.experimentAssignment === 'hash') {
-        for (const [metric, value] of experimentValues(r)) observeExperiment({ experiment: r.experiment, variant: r.variant, metric, value });
+        // experimentValues(r), without its arrays; bounded.metric.value keeps the metric label's slots as before
+        const ok = r.outcome === 'ok' && r.status > 0 && r.status < 400;
+        observe(observationSeries(experiment, variant, bounded.metric.value('success')), ok ? 1 : 0);
+        if (ok) observeValue(experiment, variant, 'latency_ms', r.latencyMs);
+        if (typeof r.costUsd === 'number') observeValue(experiment, variant, 'cost_usd', r.costUsd);
+        if (usage) {
+          observeValue(experiment, variant, 'input_tokens', usage.inputTokens);
+          observeValue(experiment, variant, 'output_tokens', usage.outputTokens);
+        }
       } else {
-        excluded.inc({ experiment, variant, assignment: r.experimentAssignment ?? 'unknown' });
+        const assignment = r.experimentAssignment ?? 'unknown';
+        let ex = combo.excluded.get(assignment);
+        if (ex === undefined) {
+          combo.excluded.set(assignment, (ex = new CounterSeries(excluded, { experiment, variant, assignment })));
+          grow();
+        }
+        ex.inc(1);
       }
     }
+  }
+
+  /** observeExperiment for a request's built-in metric (experiment and variant already bounded). */
+  function observeValue(experiment: string, variant: string, metric: string, value: number): void {
+    if (!Number.isFinite(value) || value < 0) return;
+    observe(observationSeries(experiment, variant, bounded.metric.value(metric)), value);
   }
 
   return {
@@ -268,6 +357,91 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     allowModels: (names) => models.allow(names),
     render: () => registry.metrics(),
   };
+}
+
+/** Cached label-bound series per metrics instance before the cache starts over (a safety net). */
+const MAX_CACHED = 50_000;
+
+type Node = Map<string, unknown>;
+type ObservationSeries = [n: CounterSeries, sum: CounterSeries, sumSquares: CounterSeries];
+const TOKEN_TYPES = ['input', 'output', 'cache_read', 'reasoning'] as const;
+
+/** The child Map of `key`, created when missing. */
+function level(m: Node, key: string): Node {
+  let next = m.get(key) as Node | undefined;
+  if (next === undefined) m.set(key, (next = new Map()));
+  return next;
+}
+
+/** Series of one GenAI operation within a Combo. */
+interface OperationSeries {
+  /** The gen_ai label set (gen_ai_operation_name ... variant), in the exposition's label order. */
+  readonly labels: LabelSet;
+  /** error_type -> stream -> series */
+  readonly duration: Node;
+  firstChunk?: HistogramSeries;
+  inputTokens?: HistogramSeries;
+  outputTokens?: HistogramSeries;
+}
+
+/** The series of one combination of the eight labels most families share. */
+class Combo {
+  /** route -> status_class -> error_type -> [stream=false, stream=true] */
+  readonly requests: Node = new Map();
+  readonly injectionFlags = new Map<string, CounterSeries>();
+  readonly excluded = new Map<string, CounterSeries>();
+  attempts?: CounterSeries;
+  cost?: CounterSeries;
+  costUnknown?: CounterSeries;
+  readonly #tokens: Array<CounterSeries | undefined> = [undefined, undefined, undefined, undefined];
+  readonly #operations = new Map<string, OperationSeries>();
+
+  constructor(
+    readonly model: string,
+    readonly upstream: string,
+    readonly provider: string,
+    readonly template: string,
+    readonly templateVersion: string,
+    readonly experiment: string,
+    readonly variant: string,
+    readonly estimated: string,
+  ) {}
+
+  operation(name: string): OperationSeries {
+    let op = this.#operations.get(name);
+    if (op === undefined) {
+      op = {
+        labels: {
+          gen_ai_operation_name: name,
+          gen_ai_provider_name: this.provider,
+          gen_ai_request_model: this.model,
+          upstream: this.upstream,
+          template: this.template,
+          template_version: this.templateVersion,
+          experiment: this.experiment,
+          variant: this.variant,
+        },
+        duration: new Map(),
+      };
+      this.#operations.set(name, op);
+    }
+    return op;
+  }
+
+  /** promptgate_tokens_total series of TOKEN_TYPES[type]. */
+  tokens(metric: Counter<string>, type: 0 | 1 | 2 | 3): CounterSeries {
+    return (this.#tokens[type] ??= new CounterSeries(metric, {
+      gen_ai_provider_name: this.provider,
+      gen_ai_request_model: this.model,
+      upstream: this.upstream,
+      template: this.template,
+      template_version: this.templateVersion,
+      experiment: this.experiment,
+      variant: this.variant,
+      estimated: this.estimated,
+      gen_ai_token_type: TOKEN_TYPES[type],
+    }));
+  }
 }
 
 /**
