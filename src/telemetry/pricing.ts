@@ -134,6 +134,10 @@ export function costOf(usage: Usage, price: ModelPrice): number {
 export function formatUsd(usd: number, significantDigits = 10): string {
   if (!Number.isFinite(usd)) return '0';
   if (usd === 0) return '0';
+  // Fast path (the header is on every response): JavaScript prints numbers >= 1e-6 without
+  // an exponent, and toPrecision rounds to the digits asked for.
+  const abs = Math.abs(usd);
+  if (abs >= 1e-6 && abs < 1e21) return String(Number(usd.toPrecision(significantDigits)));
   const [mantissa, exp] = Math.abs(usd).toExponential(significantDigits - 1).split('e');
   const digits = mantissa.replace('.', '').replace(/0+$/, '') || '0';
   const exponent = Number(exp);
