@@ -9,16 +9,15 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
-import { usageFromOpenAI, estimateUsage } from '../telemetry/usage.js';
-import type { Usage } from '../telemetry/types.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { finishStream, priceUsage, readCompletion } from './accounting.js';
+import { responseHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
-import { requireJson, parseJsonObject, refuseWhileDraining } from './request-shape.js';
+import { headerGetter, requireJson, parseJsonObject, refuseWhileDraining } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
@@ -204,20 +203,6 @@ export function buildRequest(upstream: Upstream, clientHeaders: Record<string, s
   return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
 }
 
-/**
- * Upstream headers for the client, plus the gateway's own. A plain object (not `Headers`):
- * @hono/node-server hands it straight to `writeHead`, keeping repeated fields such as
- * `set-cookie` as arrays.
- */
-export function responseHeaders(response: UpstreamResponse, exchange: Exchange): Record<string, string | string[]> {
-  const headers = clientResponseHeaders(response.headers);
-  // The upstream's x-request-id is what OpenAI SDKs expose as `_request_id`: keep it.
-  headers['x-request-id'] ??= exchange.requestId;
-  headers['x-promptgate-request-id'] = exchange.requestId;
-  Object.assign(headers, exchange.gatewayHeaders);
-  return headers;
-}
-
 function isEventStream(contentType: string | string[] | undefined): boolean {
   const v = Array.isArray(contentType) ? contentType[0] : contentType;
   return v !== undefined && v.toLowerCase().startsWith('text/event-stream');
@@ -234,73 +219,4 @@ async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<
     });
   }
   return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
-}
-
-/** Cost of the request's usage at the answering upstream's prices; null for an unknown model. */
-function priceUsage(exchange: Exchange, upstream: Upstream): number | null | undefined {
-  const r = exchange.record;
-  if (!r.usage) return undefined;
-  r.costUsd = upstream.spec.priceBook.cost(r.usage, r.responseModel ?? r.requestModel);
-  return r.costUsd;
-}
-
-/** Incoming header lookup without building a Web `Headers` object. */
-export function headerGetter(c: Context<AppEnv>): (name: string) => string | undefined {
-  const incoming = c.env?.incoming;
-  if (!incoming) return (name) => c.req.header(name);
-  return (name) => {
-    const v = incoming.headers[name];
-    return Array.isArray(v) ? v[0] : v;
-  };
-}
-
-function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
-  let obj: Record<string, unknown> | undefined;
-  try {
-    obj = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    obj = undefined;
-  }
-  const r = exchange.record;
-  if (!obj || typeof obj !== 'object') return;
-  if (typeof obj.id === 'string') r.responseId = obj.id;
-  if (typeof obj.model === 'string') r.responseModel = obj.model;
-  const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
-  r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
-  const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');
-  r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, completion(), r.responseModel ?? r.requestModel ?? '');
-  if (exchange.content.captureContent) exchange.content.completion = completion();
-}
-
-function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
-  const r = exchange.record;
-  r.responseId = summary.id;
-  r.responseModel = summary.model;
-  r.finishReasons = summary.finishReasons;
-  if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
-  let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentData) : '';
-  // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
-  if (!usage) usage = estimateUsage(requestMessages, text, r.responseModel ?? r.requestModel ?? '');
-  r.usage = usage;
-  if (exchange.content.captureContent) exchange.content.completion = text;
-  priceUsage(exchange, upstream);
-  if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
-  else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
-  else exchange.finish({ outcome: 'error', errorType: end.errorType });
-}
-
-/** Joins the `delta.content` of the kept stream events (only used to estimate tokens). */
-function streamedText(dataLines: readonly string[]): string {
-  let text = '';
-  for (const line of dataLines) {
-    if (!line) continue;
-    try {
-      const obj = JSON.parse(line) as { choices?: Array<{ delta?: { content?: unknown } }> };
-      for (const c of obj.choices ?? []) if (typeof c.delta?.content === 'string') text += c.delta.content;
-    } catch {
-      // not JSON: ignore
-    }
-  }
-  return text;
 }

@@ -2,6 +2,8 @@
  * Header filtering between client, gateway and upstream.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Exchange } from './exchange.js';
+import type { UpstreamResponse } from './upstream.js';
 
 // RFC 9110 §7.6.1: hop-by-hop fields apply to one connection and are never forwarded;
 // `Connection` may name more of them.
@@ -60,4 +62,18 @@ export function clientResponseHeaders(upstream: Record<string, string | string[]
     if (value !== undefined) out[name] = value;
   }
   return out;
+}
+
+/**
+ * Upstream headers for the client, plus the gateway's own. A plain object (not `Headers`):
+ * @hono/node-server hands it straight to `writeHead`, keeping repeated fields such as
+ * `set-cookie` as arrays.
+ */
+export function responseHeaders(response: UpstreamResponse, exchange: Exchange): Record<string, string | string[]> {
+  const headers = clientResponseHeaders(response.headers);
+  // The upstream's x-request-id is what OpenAI SDKs expose as `_request_id`: keep it.
+  headers['x-request-id'] ??= exchange.requestId;
+  headers['x-promptgate-request-id'] = exchange.requestId;
+  Object.assign(headers, exchange.gatewayHeaders);
+  return headers;
 }

@@ -7,10 +7,9 @@ import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
-import { upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
-import { refuseWhileDraining } from './request-shape.js';
-import { headerGetter, responseHeaders } from './chat.js';
+import { headerGetter, refuseWhileDraining } from './request-shape.js';
+import { responseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);

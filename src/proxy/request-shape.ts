@@ -1,6 +1,8 @@
 /**
  * The minimal checks every JSON request gets before the pipeline reads it.
  */
+import type { Context } from 'hono';
+import type { AppEnv } from '../app-types.js';
 import { GatewayError } from '../errors.js';
 
 /** 415 unless the content type is JSON (`application/json`, `application/*+json`). */
@@ -29,4 +31,14 @@ export function refuseWhileDraining(deps: { lifecycle: { draining: boolean } }):
   if (deps.lifecycle.draining) {
     throw new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
   }
+}
+
+/** Incoming header lookup without building a Web `Headers` object. */
+export function headerGetter(c: Context<AppEnv>): (name: string) => string | undefined {
+  const incoming = c.env?.incoming;
+  if (!incoming) return (name) => c.req.header(name);
+  return (name) => {
+    const v = incoming.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
 }

@@ -1,0 +1,72 @@
+/**
+ * Step 7 (DESIGN.md "One request"): what a finished upstream answer is worth — response id
+ * and model, finish reasons, usage (from the body or the stream's last chunk; counted with a
+ * tokenizer and marked `estimated` when the upstream gave none), and cost at the answering
+ * upstream's prices. Writes onto the exchange's record; `finish` hands it to telemetry.
+ */
+import { estimateUsage, usageFromOpenAI } from '../telemetry/usage.js';
+import type { Usage } from '../telemetry/types.js';
+import type { Exchange } from './exchange.js';
+import type { StreamEnd, StreamSummary } from './sse-relay.js';
+import type { Upstream } from './upstream.js';
+
+/** Cost of the request's usage at the answering upstream's prices; null for an unknown model. */
+export function priceUsage(exchange: Exchange, upstream: Upstream): number | null | undefined {
+  const r = exchange.record;
+  if (!r.usage) return undefined;
+  r.costUsd = upstream.spec.priceBook.cost(r.usage, r.responseModel ?? r.requestModel);
+  return r.costUsd;
+}
+
+/** Reads a non-stream chat completion body. */
+export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
+  let obj: Record<string, unknown> | undefined;
+  try {
+    obj = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    obj = undefined;
+  }
+  const r = exchange.record;
+  if (!obj || typeof obj !== 'object') return;
+  if (typeof obj.id === 'string') r.responseId = obj.id;
+  if (typeof obj.model === 'string') r.responseModel = obj.model;
+  const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
+  r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
+  const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');
+  r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, completion(), r.responseModel ?? r.requestModel ?? '');
+  if (exchange.content.captureContent) exchange.content.completion = completion();
+}
+
+/** Accounts a relayed stream when it ends, for any reason, and finishes the exchange. */
+export function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
+  const r = exchange.record;
+  r.responseId = summary.id;
+  r.responseModel = summary.model;
+  r.finishReasons = summary.finishReasons;
+  if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
+  let usage: Usage | undefined = usageFromOpenAI(summary.usage);
+  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentData) : '';
+  // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
+  if (!usage) usage = estimateUsage(requestMessages, text, r.responseModel ?? r.requestModel ?? '');
+  r.usage = usage;
+  if (exchange.content.captureContent) exchange.content.completion = text;
+  priceUsage(exchange, upstream);
+  if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
+  else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
+  else exchange.finish({ outcome: 'error', errorType: end.errorType });
+}
+
+/** Joins the `delta.content` of the kept stream events (only used to estimate tokens). */
+function streamedText(dataLines: readonly string[]): string {
+  let text = '';
+  for (const line of dataLines) {
+    if (!line) continue;
+    try {
+      const obj = JSON.parse(line) as { choices?: Array<{ delta?: { content?: unknown } }> };
+      for (const c of obj.choices ?? []) if (typeof c.delta?.content === 'string') text += c.delta.content;
+    } catch {
+      // not JSON: ignore
+    }
+  }
+  return text;
+}
