@@ -4,6 +4,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
@@ -248,6 +250,30 @@ describe('errors', () => {
     const res = await post('/v1/chat/completions', chat(), { 'x-mock-delay-ms': '1500' });
     expect(res.status).toBe(504);
     expect(res.json().error.code).toBe('upstream_timeout');
+  });
+
+  it('gives up on an upstream that never accepts the connection (connect timeout) and falls back', async () => {
+    // A listener that never accepts: once its backlog is full the kernel drops new SYNs.
+    const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)']);
+    const port = Number(await new Promise<string>((resolve) => py.stdout.once('data', (d) => resolve(String(d)))));
+    const fill = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => undefined));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      gw = await startTestGateway(
+        config({
+          route: '[blackhole, mock]',
+          extraUpstreams: `  - {name: blackhole, base_url: "http://127.0.0.1:${port}/v1", retry: {attempts: 0}, timeout: {connect_ms: 500}}`,
+        }),
+      );
+      const started = Date.now();
+      const res = await post('/v1/chat/completions', chat());
+      expect(res.status).toBe(200); // answered by the fallback
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(upstream.requests).toHaveLength(1);
+    } finally {
+      fill.forEach((s) => s.destroy());
+      py.kill();
+    }
   });
 
   it('answers 503 with retry-after when no upstream can be reached, and never leaks the key', async () => {
