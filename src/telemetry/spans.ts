@@ -135,20 +135,21 @@ const headerGetter: TextMapGetter<(name: string) => string | undefined> = {
 class RequestSpans implements ServerSpan {
   readonly #tracer: Tracer;
   readonly #server: Span;
-  readonly #context: Context;
+  readonly #parent: Context;
+  #context: Context | undefined;
   #client: Span | undefined;
-  #upstream: UpstreamSpan | undefined;
+  #upstream: UpstreamHeaders | undefined;
   #ended = false;
 
   constructor(tracer: Tracer, options: ServerSpanOptions) {
     this.#tracer = tracer;
     const parent = propagation.extract(ROOT_CONTEXT, options.headers, headerGetter);
+    this.#parent = parent;
     this.#server = tracer.startSpan(
-      `${options.method} ${options.route}`,
+      serverSpanName(options.method, options.route),
       { kind: SpanKind.SERVER, startTime: options.startTime, attributes: { 'http.request.method': options.method, 'http.route': options.route } },
       parent,
     );
-    this.#context = trace.setSpan(parent, this.#server);
   }
 
   get traceId(): string {
@@ -156,7 +157,7 @@ class RequestSpans implements ServerSpan {
   }
 
   get otelContext(): Context {
-    return this.#context;
+    return (this.#context ??= trace.setSpan(this.#parent, this.#server));
   }
 
   startUpstream(options: UpstreamSpanOptions): UpstreamSpan {
@@ -166,47 +167,29 @@ class RequestSpans implements ServerSpan {
       return this.#upstream as UpstreamSpan;
     }
     const operation = options.operation ?? 'chat';
-    this.#client = this.#tracer.startSpan(
-      options.requestModel ? `${operation} ${options.requestModel}` : operation,
-      { kind: SpanKind.CLIENT, attributes },
-      this.#context,
-    );
-    const clientContext = trace.setSpan(this.#context, this.#client);
-    let headers: Record<string, string> | undefined;
-    const injected = () => {
-      if (!headers) {
-        headers = {};
-        propagation.inject(clientContext, headers);
-      }
-      return headers;
-    };
-    this.#upstream = { traceparent: () => injected().traceparent, headers: injected };
+    const parent = this.otelContext;
+    this.#client = this.#tracer.startSpan(options.requestModel ? `${operation} ${options.requestModel}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
+    this.#upstream = new UpstreamHeaders(parent, this.#client);
     return this.#upstream;
   }
 
-  end(record: RequestRecord, options: EndSpanOptions = {}): void {
+  end(record: RequestRecord, options?: EndSpanOptions): void {
     if (this.#ended) return;
     this.#ended = true;
     const errorType = failureType(record);
     const client = this.#client;
-    if (client?.isRecording()) {
-      client.setAttributes(clientEndAttributes(record));
-      if (errorType) {
-        client.setAttribute('error.type', errorType);
+    if (client !== undefined) {
+      if (client.isRecording()) {
+        client.setAttributes(clientEndAttributes(record, errorType, options));
         // OTel "recording errors": an operation that ended with error.type has status ERROR;
         // a stream the client cancelled did not complete either.
-        if (record.outcome !== 'ok' || record.status >= 400) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+        if (errorType !== undefined && (record.outcome !== 'ok' || record.status >= 400)) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
       }
-      if (options.captureContent) {
-        if (options.prompt !== undefined) client.setAttribute('gen_ai.input.messages', JSON.stringify(inputMessages(options.prompt)));
-        if (options.completion !== undefined) client.setAttribute('gen_ai.output.messages', JSON.stringify(outputMessages(options.completion, record.finishReasons?.[0])));
-      }
+      client.end();
     }
-    client?.end();
     const server = this.#server;
     if (server.isRecording()) {
-      server.setAttributes(serverEndAttributes(record));
-      if (errorType) server.setAttribute('error.type', errorType);
+      server.setAttributes(serverEndAttributes(record, errorType));
       // HTTP semconv: a SERVER span is an error for 5xx, not for the client's 4xx; a
       // failure after a 2xx was sent (broken stream) is an error too.
       if (record.status >= 500 || (record.outcome === 'error' && record.status < 400)) {
@@ -215,6 +198,46 @@ class RequestSpans implements ServerSpan {
     }
     server.end();
   }
+}
+
+/** The CLIENT span's propagation headers, injected on first use. */
+class UpstreamHeaders implements UpstreamSpan {
+  readonly #parent: Context;
+  readonly #client: Span;
+  #headers: Record<string, string> | undefined;
+
+  constructor(parent: Context, client: Span) {
+    this.#parent = parent;
+    this.#client = client;
+  }
+
+  traceparent(): string | undefined {
+    return this.headers().traceparent;
+  }
+
+  headers(): Readonly<Record<string, string>> {
+    if (this.#headers === undefined) {
+      this.#headers = {};
+      propagation.inject(trace.setSpan(this.#parent, this.#client), this.#headers);
+    }
+    return this.#headers;
+  }
+}
+
+/** `${method} ${route}`, one string per distinct pair (routes are patterns, a handful). */
+const serverSpanNames = new Map<string, Map<string, string>>();
+function serverSpanName(method: string, route: string): string {
+  let byRoute = serverSpanNames.get(method);
+  if (byRoute === undefined) {
+    if (serverSpanNames.size >= 64) serverSpanNames.clear();
+    serverSpanNames.set(method, (byRoute = new Map()));
+  }
+  let name = byRoute.get(route);
+  if (name === undefined) {
+    if (byRoute.size >= 256) byRoute.clear();
+    byRoute.set(route, (name = `${method} ${route}`));
+  }
+  return name;
 }
 
 /** Tracing off: no spans; the client's trace context passes through to the upstream. */
@@ -267,32 +290,44 @@ function upstreamAttributes(o: UpstreamSpanOptions): Attributes {
   return a;
 }
 
-function clientEndAttributes(r: RequestRecord): Attributes {
-  const a: Attributes = { ...decisionAttributes(r), 'promptgate.upstream.attempts': r.attempts };
+/** Everything the CLIENT span gets at its end, in one object (one setAttributes call). */
+function clientEndAttributes(r: RequestRecord, errorType: string | undefined, options: EndSpanOptions | undefined): Attributes {
+  const a: Attributes = {};
+  putDecision(a, r);
+  a['promptgate.upstream.attempts'] = r.attempts;
   if (r.responseModel) a['gen_ai.response.model'] = r.responseModel;
   if (r.responseId) a['gen_ai.response.id'] = r.responseId;
   if (r.finishReasons?.length) a['gen_ai.response.finish_reasons'] = r.finishReasons;
-  if (r.usage) {
+  const usage = r.usage;
+  if (usage) {
     // OTel GenAI semconv: gen_ai.usage.input_tokens includes cached tokens.
-    a['gen_ai.usage.input_tokens'] = r.usage.inputTokens;
-    a['gen_ai.usage.output_tokens'] = r.usage.outputTokens;
-    a['gen_ai.usage.cache_read.input_tokens'] = r.usage.cachedInputTokens;
-    a['gen_ai.usage.reasoning.output_tokens'] = r.usage.reasoningTokens;
-    a['promptgate.usage.estimated'] = r.usage.estimated;
+    a['gen_ai.usage.input_tokens'] = usage.inputTokens;
+    a['gen_ai.usage.output_tokens'] = usage.outputTokens;
+    a['gen_ai.usage.cache_read.input_tokens'] = usage.cachedInputTokens;
+    a['gen_ai.usage.reasoning.output_tokens'] = usage.reasoningTokens;
+    a['promptgate.usage.estimated'] = usage.estimated;
   }
   if (typeof r.costUsd === 'number') a['promptgate.cost.usd'] = r.costUsd;
+  if (errorType !== undefined) a['error.type'] = errorType;
+  if (options?.captureContent) {
+    if (options.prompt !== undefined) a['gen_ai.input.messages'] = JSON.stringify(inputMessages(options.prompt));
+    if (options.completion !== undefined) a['gen_ai.output.messages'] = JSON.stringify(outputMessages(options.completion, r.finishReasons?.[0]));
+  }
   return a;
 }
 
-function serverEndAttributes(r: RequestRecord): Attributes {
-  const a: Attributes = { ...decisionAttributes(r), 'promptgate.request.id': r.requestId };
-  if (r.status > 0) a['http.response.status_code'] = r.status;
-  return a;
-}
-
-/** What the gateway decided: template, experiment, guard verdict. */
-function decisionAttributes(r: RequestRecord): Attributes {
+/** Everything the SERVER span gets at its end, in one object. */
+function serverEndAttributes(r: RequestRecord, errorType: string | undefined): Attributes {
   const a: Attributes = {};
+  putDecision(a, r);
+  a['promptgate.request.id'] = r.requestId;
+  if (r.status > 0) a['http.response.status_code'] = r.status;
+  if (errorType !== undefined) a['error.type'] = errorType;
+  return a;
+}
+
+/** What the gateway decided: template, experiment, guard verdict (written into `a`). */
+function putDecision(a: Attributes, r: RequestRecord): void {
   if (r.template) a['promptgate.template.id'] = r.template;
   if (r.templateVersion) a['promptgate.template.version'] = r.templateVersion;
   if (r.experiment) a['promptgate.experiment.id'] = r.experiment;
@@ -303,7 +338,6 @@ function decisionAttributes(r: RequestRecord): Attributes {
   if (r.contextRecipe) a['promptgate.context.recipe'] = r.contextRecipe;
   if (r.contextSkipped?.length) a['promptgate.context.skipped'] = r.contextSkipped;
   if (r.promptTokens !== undefined) a['promptgate.prompt.tokens'] = r.promptTokens;
-  return a;
 }
 
 /** `error.type` of a request that did not succeed, else undefined. */

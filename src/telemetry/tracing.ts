@@ -1,26 +1,45 @@
 /**
- * OpenTelemetry SDK start-up. `main` calls `startTelemetry` before building the app; the
- * SDK reads the standard environment:
+ * OpenTelemetry trace export start-up. `main` calls `startTelemetry` before building the
+ * app; it reads the standard environment:
  *
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended) or
- *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is)
+ *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is); `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`,
+ *   `_TIMEOUT`, `_COMPRESSION` (read by the exporter)
  * - `OTEL_EXPORTER_OTLP_PROTOCOL` / `_TRACES_PROTOCOL`: `http/protobuf` (default), `http/json`, `grpc`
- * - `OTEL_TRACES_EXPORTER`: `otlp` (default), `console`, `none`
- * - `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
- *   `OTEL_PROPAGATORS`, `OTEL_SDK_DISABLED`, `OTEL_LOG_LEVEL`
+ * - `OTEL_TRACES_EXPORTER`: `otlp` (default), `console`, `zipkin`, `none`
+ * - `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_NODE_RESOURCE_DETECTORS`
+ * - `OTEL_TRACES_SAMPLER[_ARG]`: `parentbased_always_on` (default), `always_on`, `always_off`,
+ *   `traceidratio`, `parentbased_always_off`, `parentbased_traceidratio`
+ * - `OTEL_PROPAGATORS`: `tracecontext,baggage` (default), `b3`, `b3multi`, `jaeger`, `none`
+ * - `OTEL_BSP_*` (batch span processor), `OTEL_SPAN_*` limits, `OTEL_SDK_DISABLED`, `OTEL_LOG_LEVEL`
  *
- * With neither an endpoint nor an exporter set (or `OTEL_TRACES_EXPORTER=none`), the SDK
- * is not started: the API stays a no-op and span helpers take their cheap path. Only traces
- * are exported (metrics are Prometheus, see metrics.ts); no auto-instrumentation is
- * registered, the proxy makes its spans by hand (spans.ts).
+ * With neither an endpoint nor an exporter set (or `OTEL_TRACES_EXPORTER=none`), nothing is
+ * started and the SDK is not even loaded: the API stays a no-op and span helpers take their
+ * cheap path. The SDK packages are loaded on demand (`require` of their CommonJS builds, the
+ * same module instances an `import` would get), so `startTelemetry` stays synchronous and
+ * spans are exported from the first request on.
+ *
+ * What runs is the trace SDK alone, not the NodeSDK: a BasicTracerProvider with a
+ * BatchSpanProcessor per exporter. Only traces are exported (metrics are Prometheus, see
+ * metrics.ts, logs go to stdout); no auto-instrumentation is registered, the proxy makes its
+ * spans by hand (spans.ts) and passes their context explicitly, so no context manager is
+ * registered either (an AsyncLocalStorage one would make every promise pay for context
+ * tracking once the span processor's first export enters it).
  */
-import { context, propagation, trace } from '@opentelemetry/api';
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import { createRequire } from 'node:module';
+import { context, diag, DiagConsoleLogger, propagation, trace, type TextMapPropagator } from '@opentelemetry/api';
+import type * as OtelCore from '@opentelemetry/core';
+import type * as OtelResources from '@opentelemetry/resources';
+import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
 
 export interface TelemetryOptions {
   /** `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one. */
   serviceName: string;
-  /** Defaults to `process.env`; the SDK itself always reads `process.env`. */
+  /**
+   * Defaults to `process.env`. Decides whether tracing starts and its exporters, protocol,
+   * sampler, propagators and service name; the SDK parts read the rest (exporter endpoint
+   * and headers, `OTEL_BSP_*`, span limits, resource attributes) from `process.env`.
+   */
   env?: NodeJS.ProcessEnv;
 }
 
@@ -33,6 +52,9 @@ export interface TelemetryHandle {
 
 const NOOP_HANDLE: TelemetryHandle = Object.freeze({ tracing: false, shutdown: async () => {} });
 let current: TelemetryHandle | undefined;
+
+/** Loads the SDK packages on demand (only when tracing is requested). */
+const load = createRequire(import.meta.url);
 
 /**
  * Starts trace export when the environment asks for it. Once per process: a second call
@@ -47,22 +69,28 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   const env = options.env ?? process.env;
   if (!tracingRequested(env)) return NOOP_HANDLE;
 
-  const ownServiceName = env.OTEL_SERVICE_NAME || /(?:^|,)\s*service\.name\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
-  const sdk = new NodeSDK({
-    serviceName: ownServiceName ? undefined : options.serviceName,
-    instrumentations: [],
-    // Metrics go to Prometheus and logs to stdout: keep the SDK from exporting either.
-    metricReaders: [],
-    logRecordProcessors: [],
+  const core = load('@opentelemetry/core') as typeof OtelCore;
+  const sdk = load('@opentelemetry/sdk-trace-base') as typeof SdkTraceBase;
+  const logLevel = env.OTEL_LOG_LEVEL?.trim();
+  if (logLevel) diag.setLogger(new DiagConsoleLogger(), { logLevel: core.diagLogLevelFromString(logLevel) });
+
+  const spanProcessors = spanProcessorsFromEnv(sdk, env);
+  if (spanProcessors.length === 0) return NOOP_HANDLE;
+  const provider = new sdk.BasicTracerProvider({
+    resource: resourceFromEnv(env, options.serviceName),
+    sampler: samplerFromEnv(sdk, env),
+    spanProcessors,
   });
-  sdk.start();
+  trace.setGlobalTracerProvider(provider);
+  const propagator = propagatorFromEnv(core, env);
+  if (propagator) propagation.setGlobalPropagator(propagator);
 
   let stopping: Promise<void> | undefined;
   const handle: TelemetryHandle = {
     tracing: true,
     shutdown() {
-      stopping ??= sdk
-        .shutdown()
+      stopping ??= provider
+        .shutdown() // flushes every batch processor, then shuts the exporters down
         .catch(() => {
           // Export failures are reported through the OTel diag logger (OTEL_LOG_LEVEL).
         })
@@ -83,14 +111,175 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
 /** Whether the environment configures a trace exporter (spec: OTEL_TRACES_EXPORTER, OTLP endpoints). */
 export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
   if (isTrue(env.OTEL_SDK_DISABLED)) return false;
-  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '' && s !== 'null');
+  const exporters = list(env.OTEL_TRACES_EXPORTER).filter((s) => s !== 'null');
   if (exporters[0] === 'none') return false;
   return exporters.length > 0 || Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
 }
 
 function isTrue(v: string | undefined): boolean {
   return v?.trim().toLowerCase() === 'true';
+}
+
+/** A comma-separated env value: trimmed, without empty entries. */
+function list(v: string | undefined): string[] {
+  return (v ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+type SpanExporter = SdkTraceBase.SpanExporter;
+type ExporterModule = { OTLPTraceExporter?: new () => SpanExporter; ZipkinExporter?: new () => SpanExporter };
+
+/** One processor per exporter named in OTEL_TRACES_EXPORTER (NodeSDK rules): batched, the console one simple. */
+function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv): SdkTraceBase.SpanProcessor[] {
+  let names = [...new Set(list(env.OTEL_TRACES_EXPORTER))].filter((s) => s !== 'null');
+  if (names.length === 0) names = ['otlp'];
+  else if (names.length > 1 && names.includes('none')) {
+    diag.warn('OTEL_TRACES_EXPORTER contains "none" along with other exporters. Using default otlp exporter.');
+    names = ['otlp'];
+  }
+  const processors: SdkTraceBase.SpanProcessor[] = [];
+  for (const name of names) {
+    if (name === 'console') processors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
+    else if (name === 'otlp') processors.push(new sdk.BatchSpanProcessor(otlpExporter(env)));
+    else if (name === 'zipkin') {
+      const zipkin = optional('@opentelemetry/exporter-zipkin')?.ZipkinExporter;
+      if (zipkin) processors.push(new sdk.BatchSpanProcessor(new zipkin()));
+      else diag.warn('OTEL_TRACES_EXPORTER=zipkin: @opentelemetry/exporter-zipkin is not installed.');
+    } else diag.warn(`Unrecognized OTEL_TRACES_EXPORTER value: ${name}.`);
+  }
+  if (processors.length === 0) diag.warn('Unable to set up trace exporter(s) due to invalid exporter and/or protocol values.');
+  return processors;
+}
+
+/** The OTLP trace exporter of OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; it reads its endpoint and headers from process.env. */
+function otlpExporter(env: NodeJS.ProcessEnv): SpanExporter {
+  let protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL)?.trim() || 'http/protobuf';
+  if (protocol === 'grpc') {
+    const grpc = optional('@opentelemetry/exporter-trace-otlp-grpc')?.OTLPTraceExporter;
+    if (grpc) return new grpc();
+    diag.warn('OTLP traces protocol grpc: @opentelemetry/exporter-trace-otlp-grpc is not installed. Using http/protobuf.');
+    protocol = 'http/protobuf';
+  }
+  if (protocol !== 'http/json' && protocol !== 'http/protobuf') {
+    diag.warn(`Unsupported OTLP traces protocol: ${protocol}. Using http/protobuf.`);
+    protocol = 'http/protobuf';
+  }
+  if (protocol === 'http/protobuf') {
+    const proto = optional('@opentelemetry/exporter-trace-otlp-proto')?.OTLPTraceExporter;
+    if (proto) return new proto();
+    // Still OTLP/HTTP on the same path: receivers take either encoding.
+    console.warn('promptgate: @opentelemetry/exporter-trace-otlp-proto is not installed; exporting traces as OTLP/HTTP JSON.');
+  }
+  const json = (load('@opentelemetry/exporter-trace-otlp-http') as ExporterModule).OTLPTraceExporter!;
+  return new json();
+}
+
+/** A package that may not be installed (not a dependency of promptgate itself). */
+function optional(name: string): ExporterModule | undefined {
+  try {
+    return load(name) as ExporterModule;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
+/** OTEL_TRACES_SAMPLER[_ARG], with the SDK's sampler classes; parentbased_always_on by default. */
+function samplerFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv): SdkTraceBase.Sampler {
+  const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || 'parentbased_always_on';
+  const ratio = (): number => {
+    const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
+    const value = arg ? Number(arg) : NaN;
+    if (!arg || !Number.isFinite(value)) {
+      diag.error(`OTEL_TRACES_SAMPLER_ARG is blank or not a number, defaulting to 1.`);
+      return 1;
+    }
+    if (value < 0 || value > 1) {
+      diag.error(`OTEL_TRACES_SAMPLER_ARG=${value} was given, but it is out of range ([0..1]), defaulting to 1.`);
+      return 1;
+    }
+    return value;
+  };
+  switch (name) {
+    case 'always_on':
+      return new sdk.AlwaysOnSampler();
+    case 'always_off':
+      return new sdk.AlwaysOffSampler();
+    case 'traceidratio':
+      return new sdk.TraceIdRatioBasedSampler(ratio());
+    case 'parentbased_always_off':
+      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() });
+    case 'parentbased_traceidratio':
+      return new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(ratio()) });
+    case 'parentbased_always_on':
+      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOnSampler() });
+    default:
+      diag.error(`OTEL_TRACES_SAMPLER value "${name}" invalid, defaulting to "parentbased_always_on".`);
+      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOnSampler() });
+  }
+}
+
+/**
+ * The SDK's default resource (telemetry.sdk.*) merged with the detected one (NodeSDK
+ * defaults: env, process, host; OTEL_NODE_RESOURCE_DETECTORS picks others), then our
+ * service name unless the environment names one.
+ */
+function resourceFromEnv(env: NodeJS.ProcessEnv, serviceName: string): OtelResources.Resource {
+  const res = load('@opentelemetry/resources') as typeof OtelResources;
+  const all: Record<string, OtelResources.ResourceDetector> = {
+    env: res.envDetector,
+    host: res.hostDetector,
+    os: res.osDetector,
+    process: res.processDetector,
+    serviceinstance: res.serviceInstanceIdDetector,
+  };
+  let detectors = [res.envDetector, res.processDetector, res.hostDetector];
+  const named = list(env.OTEL_NODE_RESOURCE_DETECTORS);
+  if (named.includes('all')) detectors = Object.values(all);
+  else if (named.includes('none')) detectors = [];
+  else if (named.length > 0) {
+    detectors = [];
+    for (const name of named) {
+      if (all[name]) detectors.push(all[name]);
+      else diag.warn(`Invalid resource detector "${name}" specified in the environment variable OTEL_NODE_RESOURCE_DETECTORS`);
+    }
+  }
+  let resource = res.defaultResource().merge(res.detectResources({ detectors }));
+  const ownServiceName = env.OTEL_SERVICE_NAME || /(?:^|,)\s*service\.name\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
+  if (!ownServiceName) resource = resource.merge(res.resourceFromAttributes({ 'service.name': serviceName }));
+  return resource;
+}
+
+/** OTEL_PROPAGATORS; W3C trace context + baggage by default; undefined for `none`. */
+function propagatorFromEnv(core: typeof OtelCore, env: NodeJS.ProcessEnv): TextMapPropagator | undefined {
+  const names = [...new Set(list(env.OTEL_PROPAGATORS))];
+  if (names.length === 0) names.push('tracecontext', 'baggage');
+  if (names.includes('none')) return undefined;
+  const propagators: TextMapPropagator[] = [];
+  for (const name of names) {
+    const made = makePropagator(core, name);
+    if (made) propagators.push(made);
+    else diag.warn(`Propagator "${name}" requested through environment variable is unavailable.`);
+  }
+  if (propagators.length <= 1) return propagators[0];
+  return new core.CompositePropagator({ propagators });
+}
+
+function makePropagator(core: typeof OtelCore, name: string): TextMapPropagator | undefined {
+  if (name === 'tracecontext') return new core.W3CTraceContextPropagator();
+  if (name === 'baggage') return new core.W3CBaggagePropagator();
+  if (name === 'b3' || name === 'b3multi') {
+    const b3 = optional('@opentelemetry/propagator-b3') as
+      | { B3Propagator?: new (config?: { injectEncoding?: unknown }) => TextMapPropagator; B3InjectEncoding?: { MULTI_HEADER: unknown } }
+      | undefined;
+    if (!b3?.B3Propagator) return undefined;
+    return name === 'b3multi' ? new b3.B3Propagator({ injectEncoding: b3.B3InjectEncoding?.MULTI_HEADER }) : new b3.B3Propagator();
+  }
+  if (name === 'jaeger') {
+    const jaeger = optional('@opentelemetry/propagator-jaeger') as { JaegerPropagator?: new () => TextMapPropagator } | undefined;
+    return jaeger?.JaegerPropagator ? new jaeger.JaegerPropagator() : undefined;
+  }
+  return undefined;
 }
