@@ -180,7 +180,7 @@ async function benchLoad(): Promise<Result[]> {
   const ms = performance.now() - t0;
   globalThis.gc?.();
   const rss = process.memoryUsage().rss - rss0;
-  return [{ name: 'import tracing.ts, tracing off', ops: 1, wallUs: ms * 1000, cpuUs: NaN, note: `RSS +${(rss / 1048576).toFixed(1)} MB, tracing=${handle.tracing}` }];
+  return [{ name: 'import tracing.ts, tracing off', ops: 1, wallUs: ms * 1000, cpuUs: NaN, note: `RSS ${rss >= 0 ? '+' : ''}${(rss / 1048576).toFixed(1)} MB, tracing=${handle.tracing}` }];
 }
 
 async function child(kind: string): Promise<void> {

@@ -38,6 +38,8 @@ const TRACER_NAME = 'promptgate';
 /** The API's no-op provider: what a ProxyTracerProvider delegates to until an SDK registers. */
 const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
 const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+/** Upstream trace headers when there are none to send (shared, never written). */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 export interface ServerSpanOptions {
   method: string;
@@ -104,7 +106,7 @@ export interface ServerSpan {
  */
 export function startServerSpan(options: ServerSpanOptions): ServerSpan {
   const tracer = activeTracer();
-  if (!tracer) return new PassThroughSpans(options.headers('traceparent'), options.headers('tracestate'), options.headers('baggage'));
+  if (!tracer) return new PassThroughSpans(options.headers);
   return new RequestSpans(tracer, options);
 }
 
@@ -244,14 +246,17 @@ function serverSpanName(method: string, route: string): string {
 class PassThroughSpans implements ServerSpan, UpstreamSpan {
   readonly #headers: Readonly<Record<string, string>>;
 
-  constructor(traceparent: string | undefined, tracestate: string | undefined, baggage: string | undefined) {
-    const valid = traceparent !== undefined && TRACEPARENT.test(traceparent.trim());
-    const headers: Record<string, string> = {};
-    if (valid) {
-      headers.traceparent = traceparent.trim();
-      if (tracestate) headers.tracestate = tracestate;
-      if (baggage) headers.baggage = baggage;
+  constructor(header: (name: string) => string | undefined) {
+    const traceparent = header('traceparent')?.trim();
+    if (traceparent === undefined || !TRACEPARENT.test(traceparent)) {
+      this.#headers = NO_HEADERS;
+      return;
     }
+    const headers: Record<string, string> = { traceparent };
+    const tracestate = header('tracestate');
+    if (tracestate) headers.tracestate = tracestate;
+    const baggage = header('baggage');
+    if (baggage) headers.baggage = baggage;
     this.#headers = headers;
   }
 

@@ -20,14 +20,13 @@
  * spans are exported from the first request on.
  *
  * What runs is the trace SDK alone, not the NodeSDK: a BasicTracerProvider with a
- * BatchSpanProcessor per exporter. Only traces are exported (metrics are Prometheus, see
+ * BatchSpanProcessor per exporter, the W3C propagators and (as NodeSDK did) the
+ * AsyncLocalStorage context manager. Only traces are exported (metrics are Prometheus, see
  * metrics.ts, logs go to stdout); no auto-instrumentation is registered, the proxy makes its
- * spans by hand (spans.ts) and passes their context explicitly, so no context manager is
- * registered either (an AsyncLocalStorage one would make every promise pay for context
- * tracking once the span processor's first export enters it).
+ * spans by hand (spans.ts) and passes their context explicitly.
  */
 import { createRequire } from 'node:module';
-import { context, diag, DiagConsoleLogger, propagation, trace, type TextMapPropagator } from '@opentelemetry/api';
+import { context, diag, DiagConsoleLogger, propagation, trace, type ContextManager, type TextMapPropagator } from '@opentelemetry/api';
 import type * as OtelCore from '@opentelemetry/core';
 import type * as OtelResources from '@opentelemetry/resources';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
@@ -82,6 +81,9 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
     spanProcessors,
   });
   trace.setGlobalTracerProvider(provider);
+  // For context.with()/startActiveSpan across awaits; the proxy itself passes contexts explicitly.
+  const contextManager = optional<{ AsyncLocalStorageContextManager?: new () => ContextManager }>('@opentelemetry/context-async-hooks');
+  if (contextManager?.AsyncLocalStorageContextManager) context.setGlobalContextManager(new contextManager.AsyncLocalStorageContextManager().enable());
   const propagator = propagatorFromEnv(core, env);
   if (propagator) propagation.setGlobalPropagator(propagator);
 
@@ -177,9 +179,9 @@ function otlpExporter(env: NodeJS.ProcessEnv): SpanExporter {
 }
 
 /** A package that may not be installed (not a dependency of promptgate itself). */
-function optional(name: string): ExporterModule | undefined {
+function optional<T = ExporterModule>(name: string): T | undefined {
   try {
-    return load(name) as ExporterModule;
+    return load(name) as T;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
     throw err;
@@ -271,14 +273,14 @@ function makePropagator(core: typeof OtelCore, name: string): TextMapPropagator 
   if (name === 'tracecontext') return new core.W3CTraceContextPropagator();
   if (name === 'baggage') return new core.W3CBaggagePropagator();
   if (name === 'b3' || name === 'b3multi') {
-    const b3 = optional('@opentelemetry/propagator-b3') as
-      | { B3Propagator?: new (config?: { injectEncoding?: unknown }) => TextMapPropagator; B3InjectEncoding?: { MULTI_HEADER: unknown } }
-      | undefined;
+    const b3 = optional<{ B3Propagator?: new (config?: { injectEncoding?: unknown }) => TextMapPropagator; B3InjectEncoding?: { MULTI_HEADER: unknown } }>(
+      '@opentelemetry/propagator-b3',
+    );
     if (!b3?.B3Propagator) return undefined;
     return name === 'b3multi' ? new b3.B3Propagator({ injectEncoding: b3.B3InjectEncoding?.MULTI_HEADER }) : new b3.B3Propagator();
   }
   if (name === 'jaeger') {
-    const jaeger = optional('@opentelemetry/propagator-jaeger') as { JaegerPropagator?: new () => TextMapPropagator } | undefined;
+    const jaeger = optional<{ JaegerPropagator?: new () => TextMapPropagator }>('@opentelemetry/propagator-jaeger');
     return jaeger?.JaegerPropagator ? new jaeger.JaegerPropagator() : undefined;
   }
   return undefined;

@@ -5,11 +5,22 @@
  * (pool forks).
  */
 import { createRequire } from 'node:module';
+import { context, createContextKey } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
 import { startTelemetry, type TelemetryHandle } from '../../src/telemetry/tracing.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../telemetry-e2e/otlp-receiver.js';
+
+/** Optional packages (present through other dependencies, not promptgate's own). */
+const installed = (name: string) => {
+  try {
+    createRequire(import.meta.url).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 const SAMPLED_PARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 const record: RequestRecord = { requestId: 'r', route: '/v1/chat/completions', method: 'POST', status: 200, outcome: 'ok', stream: false, attempts: 1, latencyMs: 5 };
@@ -112,6 +123,25 @@ describe('startTelemetry set-up', () => {
     const telemetry = start({ OTEL_PROPAGATORS: 'tracecontext' });
     const sent = request(SAMPLED_PARENT);
     expect(Object.keys(sent.headers)).toEqual(['traceparent']);
+    await telemetry.shutdown();
+  });
+
+  it.skipIf(!installed('@opentelemetry/propagator-b3'))('OTEL_PROPAGATORS=b3multi: B3 headers', async () => {
+    const telemetry = start({ OTEL_PROPAGATORS: 'b3multi' });
+    const sent = request();
+    expect(sent.headers['x-b3-traceid']).toMatch(/^[0-9a-f]{32}$/);
+    expect(sent.traceparent).toBeUndefined();
+    await telemetry.shutdown();
+  });
+
+  it.skipIf(!installed('@opentelemetry/context-async-hooks'))('registers an async context manager: the active context survives awaits', async () => {
+    const telemetry = start({});
+    const key = createContextKey('promptgate-test');
+    const seen = await context.with(context.active().setValue(key, 42), async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      return context.active().getValue(key);
+    });
+    expect(seen).toBe(42);
     await telemetry.shutdown();
   });
 
