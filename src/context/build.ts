@@ -132,7 +132,9 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
         const p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
         if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
         try {
-          const produce = () => p.produce(AbortSignal.timeout(b.timeoutMs));
+          // Builders that do no I/O (rules, history) take no signal: an unused
+          // AbortSignal.timeout still costs a timer and a DOMException when it fires.
+          const produce = () => p.produce(p.produce.length === 0 ? NEVER_ABORTED : AbortSignal.timeout(b.timeoutMs));
           const cache = p.key !== undefined ? rt.cacheFor(b) : undefined;
           let output: BuilderOutput;
           const fresh = cache?.fresh(p.key!);
@@ -263,6 +265,7 @@ function messagesTokens(messages: readonly unknown[]): number {
 
 const TIMED_OUT = Symbol('timed out');
 const ABORTED = Symbol('aborted');
+const NEVER_ABORTED = new AbortController().signal;
 
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;
