@@ -51,6 +51,8 @@ export interface RuntimeConfig {
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
   /** Ordered upstream names per requested model, keyless redirections applied. */
   readonly routing: { readonly default: readonly string[]; readonly models: ReadonlyMap<string, readonly string[]> };
+  /** `timeout.total_ms` of the default route's first upstream: the deadline of a whole exchange. */
+  readonly totalTimeoutMs: number;
   readonly prompts: CompiledPrompts;
   /** Context builders and the per-version context plans. */
   readonly context: CompiledContext;
@@ -120,6 +122,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     logging: file.logging,
     upstreams,
     routing,
+    totalTimeoutMs: upstreams.get(routing.default[0])?.config.timeout.total_ms ?? 600_000,
     prompts: prompts.compiled,
     context: context.compiled,
     notes,

@@ -10,14 +10,14 @@ import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
-import { Exchange } from './exchange.js';
+import type { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { finishStream, priceUsage, readCompletion } from './accounting.js';
-import { responseHeaders, upstreamRequestHeaders } from './headers.js';
+import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
-import { headerGetter, requireJson, parseJsonObject, refuseWhileDraining } from './request-shape.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
@@ -40,19 +40,7 @@ export function chatCompletions(deps: GatewayDeps) {
     const config = runtime.config;
     const header = headerGetter(c);
     const outgoing = c.env?.outgoing;
-    const exchange = new Exchange({
-      route: '/v1/chat/completions',
-      method: 'POST',
-      incomingRequestId: header('x-request-id'),
-      totalTimeoutMs: firstUpstreamTotalMs(runtime),
-      incoming: c.env?.incoming,
-      outgoing,
-      webSignal: outgoing ? undefined : c.req.raw.signal,
-      header,
-      captureContent: config.telemetry.capture_content,
-      onFinish: deps.onRequestDone,
-    });
-    c.set('exchange', exchange);
+    const exchange = openExchange(c, deps, config, { route: '/v1/chat/completions', header, captureContent: config.telemetry.capture_content });
 
     try {
       // 1. receive
@@ -176,11 +164,6 @@ function noteSelection(exchange: Exchange, selection: Selection): void {
   }
 }
 
-function firstUpstreamTotalMs(runtime: Runtime): number {
-  const first = runtime.upstreams.get(runtime.config.routing.default[0]);
-  return first?.spec.config.timeout.total_ms ?? 600_000;
-}
-
 function checkChatShape(body: ChatBody): void {
   if (typeof body.model !== 'string' || body.model === '') {
     throw new GatewayError('invalid_request', "'model' is required and must be a string.", { param: 'model' });
@@ -195,9 +178,7 @@ function checkChatShape(body: ChatBody): void {
 
 /** The request for one upstream: auth and extra headers are per upstream. */
 export function buildRequest(upstream: Upstream, clientHeaders: Record<string, string>, body: Uint8Array, json: unknown, signal: AbortSignal): UpstreamRequest {
-  const cfg = upstream.spec.config;
-  const headers: Record<string, string> = { ...clientHeaders, ...cfg.headers };
-  if (cfg.api_key !== '') headers.authorization = `Bearer ${cfg.api_key}`;
+  const headers = upstreamHeaders(upstream, clientHeaders);
   headers['content-type'] = 'application/json';
   headers['content-length'] = String(body.byteLength);
   return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
@@ -214,9 +195,7 @@ async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<
     for await (const chunk of response.body) chunks.push(chunk);
   } catch {
     if (exchange.clientGone) throw new ClientGoneError();
-    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off.', {
-      status: exchange.signal.aborted ? 504 : 502,
-    });
+    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off.');
   }
   return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
 }

@@ -3,7 +3,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Exchange } from './exchange.js';
-import type { UpstreamResponse } from './upstream.js';
+import type { Upstream, UpstreamResponse } from './upstream.js';
 
 // RFC 9110 §7.6.1: hop-by-hop fields apply to one connection and are never forwarded;
 // `Connection` may name more of them.
@@ -50,6 +50,14 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<st
   }
   out['accept-encoding'] = 'identity';
   return out;
+}
+
+/** The client's forwarded headers plus one upstream's own: its extra headers and API key. */
+export function upstreamHeaders(upstream: Upstream, clientHeaders: Readonly<Record<string, string>>): Record<string, string> {
+  const cfg = upstream.spec.config;
+  const headers: Record<string, string> = { ...clientHeaders, ...cfg.headers };
+  if (cfg.api_key !== '') headers.authorization = `Bearer ${cfg.api_key}`;
+  return headers;
 }
 
 /** Headers to return to the client from an upstream response. */

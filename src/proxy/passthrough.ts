@@ -5,11 +5,11 @@
  */
 import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
-import { Exchange } from './exchange.js';
+import type { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { readBody } from './read-body.js';
-import { headerGetter, refuseWhileDraining } from './request-shape.js';
-import { responseHeaders, upstreamRequestHeaders } from './headers.js';
+import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
+import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
@@ -21,22 +21,9 @@ export function passThrough(deps: GatewayDeps) {
     const config = runtime.config;
     const method = c.req.method;
     const header = headerGetter(c);
-    const outgoing = c.env?.outgoing;
     const url = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
     const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
-    const exchange = new Exchange({
-      route: routeOf(path),
-      method,
-      incomingRequestId: header('x-request-id'),
-      totalTimeoutMs: runtime.upstreams.get(config.routing.default[0])?.spec.config.timeout.total_ms ?? 600_000,
-      incoming: c.env?.incoming,
-      outgoing,
-      webSignal: outgoing ? undefined : c.req.raw.signal,
-      header,
-      captureContent: false,
-      onFinish: deps.onRequestDone,
-    });
-    c.set('exchange', exchange);
+    const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
 
     const body = BODYLESS.has(method) ? null : await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
     const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
@@ -50,8 +37,7 @@ export function passThrough(deps: GatewayDeps) {
         clientGone: () => exchange.clientGone,
         onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
-          const headers = { ...clientHeaders, ...upstream.spec.config.headers };
-          if (upstream.spec.config.api_key !== '') headers.authorization = `Bearer ${upstream.spec.config.api_key}`;
+          const headers = upstreamHeaders(upstream, clientHeaders);
           const span = exchange.spans.startUpstream({
             operation: operationOf(path),
             provider: upstream.spec.provider,
@@ -63,7 +49,7 @@ export function passThrough(deps: GatewayDeps) {
           return { method, path, headers, body, signal: exchange.signal };
         },
       });
-      const { response, upstream } = forwarded;
+      const { response } = forwarded;
       exchange.record.status = response.status;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
       if (response.status >= 400) {

@@ -2,7 +2,9 @@
  * The minimal checks every JSON request gets before the pipeline reads it.
  */
 import type { Context } from 'hono';
-import type { AppEnv } from '../app-types.js';
+import type { AppEnv, GatewayDeps } from '../app-types.js';
+import type { RuntimeConfig } from '../config/compile.js';
+import { Exchange } from './exchange.js';
 import { GatewayError } from '../errors.js';
 
 /** 415 unless the content type is JSON (`application/json`, `application/*+json`). */
@@ -41,4 +43,31 @@ export function headerGetter(c: Context<AppEnv>): (name: string) => string | und
     const v = incoming.headers[name];
     return Array.isArray(v) ? v[0] : v;
   };
+}
+
+/**
+ * Starts the exchange of a `/v1` request: request id, deadline, abort on client close, spans.
+ * Registered on the context so the error boundary can finish it.
+ */
+export function openExchange(
+  c: Context<AppEnv>,
+  deps: GatewayDeps,
+  config: RuntimeConfig,
+  options: { route: string; header: (name: string) => string | undefined; captureContent: boolean },
+): Exchange {
+  const outgoing = c.env?.outgoing;
+  const exchange = new Exchange({
+    route: options.route,
+    method: c.req.method,
+    incomingRequestId: options.header('x-request-id'),
+    totalTimeoutMs: config.totalTimeoutMs,
+    incoming: c.env?.incoming,
+    outgoing,
+    webSignal: outgoing ? undefined : c.req.raw.signal,
+    header: options.header,
+    captureContent: options.captureContent,
+    onFinish: deps.onRequestDone,
+  });
+  c.set('exchange', exchange);
+  return exchange;
 }
