@@ -12,26 +12,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChatOpenAI } from '@langchain/openai';
 import { HumanMessage, SystemMessage, type AIMessageChunk } from '@langchain/core/messages';
 import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 const MOCK_TEXT = STREAM_WORDS.join('');
 const MOCK_USAGE = { input_tokens: 11, output_tokens: 6, total_tokens: 17 };
 
-function config(upstreamUrl: string): string {
-  return `
-server: {host: 127.0.0.1, drain_timeout_ms: 2000}
-logging: {level: silent}
-templates: {dir: templates}
-upstreams:
-  - name: mock
-    base_url: ${upstreamUrl}
-    api_key: sk-upstream-key
-    retry: {attempts: 2, backoff_ms: 5, max_backoff_ms: 20}
-    timeout: {connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000}
-    breaker: {failures: 0}
-routing: {default: [mock]}
-`;
-}
+const config = (upstreamUrl: string) => mockConfig(upstreamUrl, '', E2E_UPSTREAM);
 
 let mock: MockUpstream;
 let gw: TestGateway;

@@ -6,28 +6,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { APIConnectionError, APIError, BadRequestError, RateLimitError } from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { E2E_UPSTREAM, MOCK_API_KEY, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTap, type Tap } from './tap.js';
 
 const MOCK_TEXT = STREAM_WORDS.join('');
 const MOCK_USAGE = { prompt_tokens: 11, completion_tokens: 6, total_tokens: 17 };
 const REQ_ID = /^req_mock_[a-z0-9]+$/;
 
-function config(upstreamUrl: string): string {
-  return `
-server: {host: 127.0.0.1, drain_timeout_ms: 2000}
-logging: {level: silent}
-templates: {dir: templates}
-upstreams:
-  - name: mock
-    base_url: ${upstreamUrl}
-    api_key: sk-upstream-key
-    retry: {attempts: 2, backoff_ms: 5, max_backoff_ms: 20}
-    timeout: {connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000}
-    breaker: {failures: 0}
-routing: {default: [mock]}
-`;
-}
+const config = (upstreamUrl: string) => mockConfig(upstreamUrl, '', E2E_UPSTREAM);
 
 const params: { model: string; messages: ChatCompletionMessageParam[] } = {
   model: 'gpt-4o-mini',
@@ -104,7 +90,7 @@ describe('openai-node through the gateway', () => {
     }
     expect(g.response.status).toBe(d.response.status);
     // The gateway used its own upstream key, not the client's.
-    expect(mock.requests[1].headers.authorization).toBe('Bearer sk-upstream-key');
+    expect(mock.requests[1].headers.authorization).toBe(`Bearer ${MOCK_API_KEY}`);
   });
 
   it('stream with include_usage: same chunks, including the usage chunk', async () => {

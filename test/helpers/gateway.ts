@@ -35,6 +35,13 @@ export async function startTestGateway(yaml: string, options: TestGatewayOptions
   };
 }
 
+/** The API key `mockConfig` gives the mock upstream (tests check it reaches the upstream). */
+export const MOCK_API_KEY = 'sk-test-secret-key-123456';
+
+/** Upstream settings for client end-to-end tests: fast retries, no breaker between tests. */
+export const E2E_UPSTREAM = `    timeout: {connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 20000}
+    breaker: {failures: 0}`;
+
 /** A config with one mock upstream and quiet logs. `extra` is appended as is. */
 export function mockConfig(upstreamUrl: string, extra = '', upstreamExtra = ''): string {
   return `
@@ -44,7 +51,7 @@ templates: {dir: templates}
 upstreams:
   - name: mock
     base_url: ${upstreamUrl}
-    api_key: sk-test-secret-key-123456
+    api_key: ${MOCK_API_KEY}
     retry: {attempts: 2, backoff_ms: 5, max_backoff_ms: 20}
 ${upstreamExtra}
 routing: {default: [mock]}
