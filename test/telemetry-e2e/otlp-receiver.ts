@@ -1,10 +1,11 @@
 /**
- * An in-test OTLP/HTTP trace receiver (node:http, 127.0.0.1, port 0) for the JSON encoding
- * (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`): it flattens every exported span, with its
- * attributes as a plain object, and lets a test wait for the spans of one request.
+ * An in-test OTLP/HTTP trace receiver (node:http, 127.0.0.1, port 0) for both encodings
+ * (`application/x-protobuf`, the default, and `http/json`): it flattens every exported span,
+ * with its attributes as a plain object, and lets a test wait for the spans of one request.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { decodeTraceExportRequest } from './otlp-proto-decode.js';
 
 interface OtlpValue {
   stringValue?: string;
@@ -67,9 +68,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      exports.push({ url: req.url ?? '', contentType: String(req.headers['content-type']) });
+      const contentType = String(req.headers['content-type']);
+      exports.push({ url: req.url ?? '', contentType });
       try {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        const raw = Buffer.concat(chunks);
+        const body = (contentType === 'application/x-protobuf' ? decodeTraceExportRequest(raw) : JSON.parse(raw.toString('utf8'))) as {
           resourceSpans?: Array<{ resource?: { attributes?: OtlpAttributes }; scopeSpans?: Array<{ scope?: { name?: string }; spans?: OtlpSpan[] }> }>;
         };
         for (const rs of body.resourceSpans ?? []) {

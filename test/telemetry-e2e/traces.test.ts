@@ -41,7 +41,7 @@ beforeAll(async () => {
     delete process.env[name];
   }
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json';
+  delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL; // the default, http/protobuf (the receiver decodes it)
   process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
 });
 
@@ -116,10 +116,10 @@ describe('tracing through the gateway (capture_content off)', () => {
       client = spans.client!;
     });
 
-    it('answers 200 and exports over OTLP/HTTP JSON', () => {
+    it('answers 200 and exports over OTLP/HTTP protobuf (the default)', () => {
       expect(res.status).toBe(200);
       expect(receiver.exports.length).toBeGreaterThan(0);
-      expect(receiver.exports.every((e) => e.url === '/v1/traces' && e.contentType.includes('application/json'))).toBe(true);
+      expect(receiver.exports.every((e) => e.url === '/v1/traces' && e.contentType === 'application/x-protobuf')).toBe(true);
     });
 
     it('makes a SERVER span that continues the incoming trace, with the caller as parent', () => {

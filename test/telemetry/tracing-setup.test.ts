@@ -134,14 +134,16 @@ describe('startTelemetry set-up', () => {
     await telemetry.shutdown();
   });
 
-  it.skipIf(!installed('@opentelemetry/context-async-hooks'))('registers an async context manager: the active context survives awaits', async () => {
+  it('registers no async context manager: spans are parented explicitly, promises stay unhooked', async () => {
     const telemetry = start({});
     const key = createContextKey('promptgate-test');
     const seen = await context.with(context.active().setValue(key, 42), async () => {
       await new Promise((resolve) => setTimeout(resolve, 1));
       return context.active().getValue(key);
     });
-    expect(seen).toBe(42);
+    expect(seen).toBeUndefined();
+    // The CLIENT span is still the SERVER span's child, and the upstream traceparent the CLIENT span's.
+    expect(request(SAMPLED_PARENT).traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
     await telemetry.shutdown();
   });
 
