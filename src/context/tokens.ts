@@ -41,6 +41,9 @@ export function countTokensRemembered(text: string): number {
   return n;
 }
 
+/** The chat roles are one o200k_base token each (a test checks it against the tokenizer). */
+export const ROLE_TOKENS: ReadonlyMap<string, number> = new Map(['system', 'developer', 'user', 'assistant', 'tool'].map((role) => [role, 1]));
+
 /**
  * Tokens of a chat prompt the way OpenAI bills it (cookbook "How to count tokens"): 3 per
  * message plus its role, text and name (+1), plus 3 priming the reply. Text parts only
@@ -52,7 +55,7 @@ export function countPromptTokens(messages: readonly unknown[]): number {
   for (const m of messages) {
     if (m === null || typeof m !== 'object') continue;
     const { role, content, name } = m as { role?: unknown; content?: unknown; name?: unknown };
-    n += 3 + (typeof role === 'string' ? countTokensRemembered(role) : 0);
+    n += 3 + (typeof role === 'string' ? (ROLE_TOKENS.get(role) ?? countTokensRemembered(role)) : 0);
     if (typeof content === 'string') n += countTokensRemembered(content);
     else if (Array.isArray(content)) {
       for (const part of content) {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildContext } from '../../src/context/build.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
-import { countPromptTokens, countTokens } from '../../src/context/tokens.js';
+import { countPromptTokens, countTokens, ROLE_TOKENS } from '../../src/context/tokens.js';
 import { estimateUsage } from '../../src/telemetry/usage.js';
 import { GatewayError } from '../../src/errors.js';
 import { json, makeContext, sleep, startJsonService, type JsonService } from './helpers.js';
@@ -152,6 +152,12 @@ describe('token budget', () => {
     const expected = estimateUsage(prompt, '', 'gpt-4o-mini').inputTokens;
     expect(countPromptTokens(prompt)).toBe(expected);
     expect(countPromptTokens(prompt)).toBe(expected);
+  });
+
+  it('knows the chat roles are one token each, and counts any other role', () => {
+    for (const [role, n] of ROLE_TOKENS) expect(countTokens(role), role).toBe(n);
+    const odd = [{ role: 'constructor', content: 'hi' }];
+    expect(countPromptTokens(odd)).toBe(3 + 3 + countTokens('constructor') + countTokens('hi'));
   });
 
   it('also keeps the prompt under constraints.max_input_tokens', async () => {
