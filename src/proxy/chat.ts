@@ -134,6 +134,15 @@ export function chatCompletions(deps: GatewayDeps) {
         exchange.record.outcome = 'error';
         exchange.record.errorType = `upstream_${response.status}`;
       }
+      if (outgoing) {
+        // Straight to the Node response, then the accounting: the client does not wait for
+        // spans, metrics and the log line.
+        headers['content-length'] = String(bytes.byteLength);
+        outgoing.writeHead(response.status, headers);
+        outgoing.end(bytes);
+        exchange.finish();
+        return RESPONSE_ALREADY_SENT;
+      }
       exchange.finish();
       return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
