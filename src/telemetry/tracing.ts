@@ -148,7 +148,7 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv)
   const processors: SdkTraceBase.SpanProcessor[] = [];
   for (const name of names) {
     if (name === 'console') processors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
-    else if (name === 'otlp') processors.push(new sdk.BatchSpanProcessor(otlpExporter(env)));
+    else if (name === 'otlp') processors.push(new sdk.BatchSpanProcessor(offTheRequestPath(otlpExporter(env))));
     else if (name === 'zipkin') {
       const zipkin = optional('@opentelemetry/exporter-zipkin')?.ZipkinExporter;
       if (zipkin) processors.push(new sdk.BatchSpanProcessor(new zipkin()));
@@ -157,6 +157,19 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv)
   }
   if (processors.length === 0) diag.warn('Unable to set up trace exporter(s) due to invalid exporter and/or protocol values.');
   return processors;
+}
+
+/**
+ * The batch processor exports synchronously inside the `span.end()` that fills a batch, so
+ * one request in ~85 would wait for a whole batch to be encoded. This hands the batch over
+ * on a later turn of the event loop instead; the processor still waits for `done`.
+ */
+export function offTheRequestPath(exporter: SpanExporter): SpanExporter {
+  return {
+    export: (spans, done) => void setImmediate(() => exporter.export(spans, done)),
+    shutdown: () => exporter.shutdown(),
+    forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
+  };
 }
 
 /** The OTLP trace exporter of OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; it reads its endpoint and headers from process.env. */
