@@ -4,6 +4,7 @@
  * kinds, and the fixed outcome/result/reason sets below. Names pass `promtool check metrics`.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { CounterSeries, HistogramSeries } from '../telemetry/prom-series.js';
 import type { BuilderKind, BuilderStatus, CacheResult } from './types.js';
 
 /** Build time buckets (seconds): context has a deadline of ~0.15 s by default. */
@@ -46,9 +47,23 @@ export function createContextMetrics(registry: Registry): ContextMetrics {
     labelNames: ['builder', 'reason'],
     registers,
   });
+  // Every request records each of its builders: keep one series per label set (prom-series.ts).
+  // Label values are bounded (builder names from the config, fixed sets), so the maps are.
+  const builds = new Map<string, HistogramSeries>();
+  const lookups = new Map<string, CounterSeries>();
   return {
-    observeBuild: (builder, kind, outcome, seconds) => duration.observe({ builder, kind, outcome }, seconds),
-    cacheResult: (builder, result) => cache.inc({ builder, result }),
+    observeBuild: (builder, kind, outcome, seconds) => {
+      const key = `${builder}\u0000${kind}\u0000${outcome}`;
+      let series = builds.get(key);
+      if (!series) builds.set(key, (series = new HistogramSeries(duration, { builder, kind, outcome })));
+      series.observe(seconds);
+    },
+    cacheResult: (builder, result) => {
+      const key = `${builder}\u0000${result}`;
+      let series = lookups.get(key);
+      if (!series) lookups.set(key, (series = new CounterSeries(cache, { builder, result })));
+      series.inc(1);
+    },
     failure: (builder, reason) => failures.inc({ builder, reason }),
   };
 }
