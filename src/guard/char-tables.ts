@@ -68,9 +68,9 @@ export const C_VISIBLE = 8;
 let classTable: Uint8Array | undefined;
 
 /**
- * Character classes for the fold loop. For a folded character: visible, word character,
- * suspect (a leet digit or a lookalike the word pass must look at). For an input character:
- * base64 alphabet.
+ * Character classes. For a folded character: visible, word character, suspect (a leet
+ * digit or a lookalike the word pass must look at); combined into the fold-class table
+ * below. For an input character: base64 alphabet.
  */
 export function getClassTable(): Uint8Array {
   if (classTable) return classTable;
@@ -88,14 +88,36 @@ export function getClassTable(): Uint8Array {
   return t;
 }
 
+/**
+ * Flags of a fold-class entry (bits above the folded character). A character with
+ * `F_WORD` folds to one letter, digit or non-ASCII character, a word character for every
+ * step of the normaliser: the fold loop's fast path.
+ */
+export const F_WORD = 1 << 16;
+/** Folds to one visible character (a word character or punctuation). */
+export const F_VISIBLE = 1 << 17;
+/** Folds to a character the word pass must look at (a leet digit, '@', '$', a lookalike). */
+export const F_SUSPECT = 1 << 18;
+/** Folds to whitespace: SPACE or NEWLINE. */
+export const F_SPACE = 1 << 19;
+
 let foldClassTable: Uint32Array | undefined;
 
+/** fold[c] | flags: one read per input character in the fold loop. */
 export function getFoldClassTable(): Uint32Array {
   if (foldClassTable) return foldClassTable;
   const fold = getFoldTable();
   const cls = getClassTable();
   const t = new Uint32Array(0x10000);
-  for (let c = 0; c < 0x10000; c++) t[c] = fold[c] | (cls[fold[c]] << 16);
+  for (let c = 0; c < 0x10000; c++) {
+    const m = fold[c];
+    const k = cls[m];
+    const plainWord = (k & C_WORD) !== 0 && m !== 0x40 && m !== 0x24; // '@' and '$' end listed words
+    let flags = 0;
+    if ((k & C_VISIBLE) !== 0) flags |= F_VISIBLE | (plainWord ? F_WORD : 0) | ((k & C_SUSPECT) !== 0 ? F_SUSPECT : 0);
+    else if (m === SPACE || m === NEWLINE) flags |= F_SPACE;
+    t[c] = m | flags;
+  }
   t[0xdb40] = TAG_LEAD; // plane 14 (tag characters, variation selectors): the slow path
   foldClassTable = t;
   return t;

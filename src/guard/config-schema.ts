@@ -10,7 +10,7 @@ export const injectionSchema = z.strictObject({
   scan: z.array(z.enum(['user', 'context'])).default(['user', 'context']),
   /**
    * Characters of each message read at most: the first 3/4 and the last 1/4 of this
-   * budget. Caps the scan time of very long messages (about 20 µs per KB).
+   * budget. Caps the scan time of very long messages (about 10 µs per KB).
    */
   max_scan_chars: z.number().int().min(256).max(1_048_576).default(8192),
 });

@@ -17,55 +17,40 @@
  * 4. Per word: Cyrillic/Greek/Armenian homoglyphs folded to Latin when the word mixes them
  *    with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with 2+ letters.
  * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined.
+ * 6. Words as the model and the phrase triggers read them (runs of letters, digits,
+ *    apostrophes and non-ASCII characters) listed with their FNV-1a hashes, while folding.
  *
- * The result lives in a buffer owned by the normaliser, reused by every call (one per
+ * The result lives in buffers owned by the normaliser, reused by every call (one per
  * scanner; `scan` is synchronous so calls never interleave). Only the final string and,
  * for long input or text that needs NFKC, the capped/NFKC copy are allocated.
  */
-import {
-  B64_VALUES, C_BASE64, C_SUSPECT, C_VISIBLE, C_WORD, DROP, EXPAND_SS, getClassTable, getFoldClassTable, getMixedTable,
-  isAsciiLetter, isSpacedSeparator, isWordChar, leetTable, NEEDS_NFKC, NEWLINE, SPACE, TAG_LEAD,
-} from './char-tables.js';
+import { decodeBase64Text, findBase64Runs, MAX_BASE64_CHARS, MAX_BASE64_PAYLOADS, MIN_BASE64_RUN as MIN_RUN } from './base64.js';
+import * as tables from './char-tables.js';
+import { CodeUnits } from './code-units.js';
+import { getFoldClassTable, getMixedTable, isAsciiLetter, isSpacedSeparator, isWordChar, leetTable } from './char-tables.js';
+import { FNV_OFFSET as OFFSET, fnvStep as step, WordList } from './word-list.js';
 
-const MAX_BASE64_PAYLOADS = 4;
+export { decodeBase64Text } from './base64.js';
+
+// Module-local copies of what the fold loop reads per character: V8 compiles these to
+// constants, while every read of an imported binding loads it and checks it is initialised.
+const { EXPAND_SS, F_SPACE, F_SUSPECT, F_VISIBLE, F_WORD, NEEDS_NFKC, NEWLINE, SPACE, TAG_LEAD } = tables;
+const MIN_BASE64_RUN = MIN_RUN;
+const FNV_OFFSET = OFFSET;
+const fnvStep = step;
+
+const APOSTROPHE = 0x27;
 const MAX_SUSPECTS = 256;
-const MIN_BASE64_RUN = 24;
-const MAX_BASE64_CHARS = 4096;
+/** `lastLone` before a pass's first one-character word: no word, not even one at 0, follows it (no `buf[-1]` read). */
+const NO_LONE = -3;
+/** Tokens long enough to hold a base64 run, remembered per fold; past this, every token is searched. */
+const MAX_LONG_TOKENS = 16;
+/** Letter-spaced words are joined from this many letters on. */
+const MIN_SPACED_LETTERS = 6;
 
 export interface NormalizerOptions {
   /** Input characters scanned at most (default 8192): head 3/4, tail 1/4. */
   maxChars?: number;
-}
-
-/**
- * Decodes a base64 run into printable text, or returns undefined when it is not text
- * (hashes, ids and long words decode to binary noise and are ignored).
- */
-export function decodeBase64Text(run: string): string | undefined {
-  const len = Math.min(run.length, MAX_BASE64_CHARS) & ~3;
-  let out = '';
-  let printable = 0;
-  let spaces = 0;
-  let total = 0;
-  for (let i = 0; i + 3 < len; i += 4) {
-    const a = B64_VALUES[run.charCodeAt(i)];
-    const b = B64_VALUES[run.charCodeAt(i + 1)];
-    const c = run.charCodeAt(i + 2) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 2)];
-    const d = run.charCodeAt(i + 3) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 3)];
-    if (a < 0 || b < 0 || c < 0 || d < 0) return undefined;
-    const n = (a << 18) | (b << 12) | (c << 6) | d;
-    const bytes = run.charCodeAt(i + 3) === 0x3d ? (run.charCodeAt(i + 2) === 0x3d ? 1 : 2) : 3;
-    for (let k = 0; k < bytes; k++) {
-      const byte = (n >> (16 - 8 * k)) & 0xff;
-      total++;
-      if ((byte >= 0x20 && byte < 0x7f) || byte === 0x0a || byte === 0x0d || byte === 0x09) printable++;
-      if (byte === 0x20) spaces++;
-      out += String.fromCharCode(byte);
-    }
-  }
-  // Text: almost all printable ASCII and at least some word breaks.
-  if (total < 12 || printable < total * 0.95 || spaces === 0) return undefined;
-  return out;
 }
 
 /**
@@ -76,28 +61,43 @@ export class TextNormalizer {
   readonly maxChars: number;
   /** Normalised UTF-16 code units; valid up to the length `normalize` returned. */
   readonly buf: Uint16Array;
+  private readonly result: CodeUnits;
   private readonly mixed = getMixedTable();
-  private readonly cls = getClassTable();
-  /** fold[c] | cls[fold[c]] << 16: one read per input character. */
+  /** fold[c] | F_* flags: one read per input character. */
   private readonly foldClass = getFoldClassTable();
-  private readonly decoder = new TextDecoder('utf-16le');
+  /** The text being folded, copied in. */
+  private readonly source: CodeUnits;
   /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script and letter-spaced words. */
   obfuscations = 0;
-  /** Base64 runs seen by the last fold: [start, end) pairs into `runText`. */
+  /** Base64 runs seen by the last fold: [start, end) pairs into the source units. */
   private readonly runs = new Int32Array(MAX_BASE64_PAYLOADS * 2);
   private runCount = 0;
-  private runText = '';
-  /** Characters the word pass must look at (leet digits, lookalikes), counted while folding. */
+  /** Tokens of MIN_BASE64_RUN+ units seen by the last fold: [start, end) pairs into the source units. */
+  private readonly longTokens = new Int32Array(MAX_LONG_TOKENS * 2);
+  /** Words holding a character the word pass must look at (leet digits, lookalikes), counted while folding. */
   private suspects = 0;
-  /** Where they are in `buf` (up to MAX_SUSPECTS per fold). */
-  private readonly suspectAt = new Int32Array(MAX_SUSPECTS * 2);
-  /** Longest run of single-character words seen while folding ("i g n o r e"). */
-  private singles = 0;
+  /** Where they start in `buf` (the first MAX_SUSPECTS). */
+  private readonly suspectAt = new Int32Array(MAX_SUSPECTS);
+  /** Longest letter-spaced run seen while folding ("i g n o r e" is 6), see `endWord`. */
+  private spacedRun = 0;
+  /** The run being read: its length and where its last letter is in `buf`. */
+  private loneRun = 0;
+  private lastLone = NO_LONE;
+  /**
+   * Words of the last call's result (step 6). Listed while folding; step 4 lists again the
+   * words it changes, and step 5, which moves text, has the whole list made again.
+   */
+  readonly words: WordList;
 
   constructor(opts: NormalizerOptions = {}) {
     this.maxChars = Math.max(256, opts.maxChars ?? 8192);
     // ß may expand to two units; decoded base64 payloads are appended.
-    this.buf = new Uint16Array(this.maxChars * 2 + MAX_BASE64_PAYLOADS * (MAX_BASE64_CHARS + 1));
+    this.result = new CodeUnits(this.maxChars * 2 + MAX_BASE64_PAYLOADS * (MAX_BASE64_CHARS + 1));
+    this.buf = this.result.units;
+    // A fold reads at most buf.length / 2 input units (see `load`), plus a sentinel.
+    this.source = new CodeUnits((this.buf.length >> 1) + 1);
+    // Every word but the last is followed by a unit that is not part of a word.
+    this.words = new WordList((this.buf.length >> 1) + 1);
   }
 
   /** Normalises `text` into `buf` and returns the number of code units written. */
@@ -109,19 +109,29 @@ export class TextNormalizer {
     }
     this.obfuscations = 0;
     this.suspects = 0;
-    this.singles = 0;
+    this.spacedRun = 0;
+    this.words.count = 0;
     let n = this.foldInto(input, 0, true);
-    const runs = this.runCount;
-    const runText = this.runText;
-    for (let r = 0; r < runs; r++) {
-      const decoded = decodeBase64Text(runText.slice(this.runs[2 * r], this.runs[2 * r + 1]));
-      if (decoded === undefined) continue;
-      this.obfuscations++;
-      this.buf[n++] = NEWLINE;
-      n = this.foldInto(decoded, n, false);
+    if (this.runCount > 0) {
+      // Decode every run before folding a payload: folding overwrites the source units.
+      const payloads: string[] = [];
+      for (let r = 0; r < this.runCount; r++) {
+        const decoded = decodeBase64Text(this.source.toString(this.runs[2 * r], this.runs[2 * r + 1]));
+        if (decoded !== undefined) payloads.push(decoded);
+      }
+      for (const payload of payloads) {
+        this.obfuscations++;
+        this.buf[n++] = NEWLINE;
+        n = this.foldInto(payload, n, false);
+      }
     }
     if (this.suspects > 0) this.foldWords(n);
-    return this.singles >= 6 ? this.joinSpacedLetters(n) : n;
+    if (this.spacedRun >= MIN_SPACED_LETTERS) {
+      const joined = this.joinSpacedLetters(n);
+      if (joined !== n) this.words.relist(this.buf, joined);
+      n = joined;
+    }
+    return n;
   }
 
   /** Normalises `text` and returns it as a string. */
@@ -132,7 +142,7 @@ export class TextNormalizer {
 
   /** The first `n` units of `buf` as a string (one allocation). */
   toString(n: number): string {
-    return this.decoder.decode(this.buf.subarray(0, n));
+    return this.result.toString(0, n);
   }
 
   /**
@@ -140,125 +150,191 @@ export class TextNormalizer {
    * records runs of 24+ base64 characters. Returns the new length.
    */
   private foldInto(raw: string, start: number, findBase64: boolean): number {
-    const obfuscations = this.obfuscations;
-    const n = this.foldPass(raw, start, findBase64, true);
+    const { obfuscations, suspects, spacedRun } = this;
+    const n = this.foldPass(this.load(raw, start), start, findBase64, true);
     if (n >= 0) return n;
     // Only text with characters NFKC changes into several pays for normalize('NFKC');
     // single-character compatibility forms are already in the fold table.
     this.obfuscations = obfuscations;
-    return this.foldPass(raw.normalize('NFKC'), start, findBase64, false);
+    this.suspects = suspects;
+    this.spacedRun = spacedRun;
+    return this.foldPass(this.load(raw.normalize('NFKC'), start), start, findBase64, false);
   }
 
-  /** One folding pass; returns -1 when `text` needs NFKC first and `canRestart`. */
-  private foldPass(text: string, start: number, findBase64: boolean, canRestart: boolean): number {
+  /**
+   * Copies the part of `text` a fold starting at `buf[start]` can read into the source units
+   * and returns its length. Each character writes at most two units, so this bound keeps
+   * the fold inside `buf`.
+   */
+  private load(text: string, start: number): number {
+    const len = Math.min(text.length, (this.buf.length - 2 - start) >> 1);
+    this.source.write(text, len);
+    return len;
+  }
+
+  /**
+   * One folding pass over the source units `[0, len)` into `buf` from `start`; returns -1
+   * when the text needs NFKC first and `canRestart`.
+   *
+   * The text is read a word at a time: the inner loop copies characters that fold to one
+   * letter, digit or non-ASCII character and hashes the word (most of the text); everything
+   * else (whitespace, punctuation, the special characters) and the bookkeeping per word
+   * happen between words. Besides folding, the pass notes what the later steps need, so
+   * they do not rescan the text: words to fold (leet digits, lookalikes), the longest
+   * letter-spaced run, the long tokens where base64 runs can be, and the listed words.
+   *
+   * Two word notions meet here: step 4 and 5 read words of letters, digits, '@' and '$'
+   * (`wordStart`); step 6 lists words of letters, digits and apostrophes (`listedStart`).
+   */
+  private foldPass(len: number, start: number, findBase64: boolean, canRestart: boolean): number {
+    const src = this.source.units;
     const buf = this.buf;
     const foldClass = this.foldClass;
-    // Each character writes at most two units, so this bound keeps `n` inside `buf`.
-    const len = Math.min(text.length, (buf.length - 2 - start) >> 1);
+    src[len] = SPACE; // a sentinel: ends the last word
     let n = start;
+    let i = 0;
+    let wordStart = n; // where the current word (steps 4, 5) began in buf
+    let wordFlags = 0; // the F_* flags of its characters, or-ed
+    let listedStart = n; // where the current listed word began in buf
+    let hash = FNV_OFFSET; // and its hash so far
+    const wordAt = this.words.at;
+    const wordHashes = this.words.hashes;
+    let words = this.words.count; // written back at the end (a restart leaves it as it was)
     let tokenStart = n; // where the current whitespace-delimited token began in buf
-    let longest = 0;
-    let wordStart = n; // where the current word began in buf
-    let singles = this.singles;
-    let suspects = 0;
-    let run = 0;
-    for (let i = 0; i < len; i++) {
-      const c = text.charCodeAt(i);
-      const fk = foldClass[c];
-      let m = fk & 0xffff;
-      const k = fk >>> 16;
-      if ((k & C_VISIBLE) !== 0) {
-        // The common case: a visible character.
-        if ((k & C_SUSPECT) !== 0) {
-          if (suspects < MAX_SUSPECTS) this.suspectAt[this.suspects + suspects] = n;
-          suspects++;
+    let tokenStartIn = 0; // and in src
+    let longTokens = 0;
+    this.lastLone = NO_LONE;
+    for (;; i++) {
+      let fk = foldClass[src[i]];
+      while ((fk & F_WORD) !== 0) {
+        buf[n++] = fk; // the low 16 bits: the folded character
+        wordFlags |= fk;
+        hash = fnvStep(hash, fk & 0xffff);
+        fk = foldClass[src[++i]];
+      }
+      if (i >= len) break;
+      if ((fk & F_SPACE) !== 0) {
+        // Whitespace ends words and a token; runs collapse, a run holding a newline to one newline.
+        this.endWord(wordStart, n, wordFlags);
+        if (n > listedStart) {
+          wordAt[words] = listedStart;
+          wordHashes[words++] = hash;
         }
-        buf[n++] = m;
-        if ((k & C_WORD) === 0) {
-          // Punctuation ends a word; count single-character words for the join pass.
-          const wordLen = n - 1 - wordStart;
-          if (wordLen === 1) run++;
-          else if (wordLen > 1) run = 0;
-          if (run > singles) singles = run;
-          wordStart = n;
+        if (findBase64 && n - tokenStart >= MIN_BASE64_RUN) {
+          if (longTokens < MAX_LONG_TOKENS) {
+            this.longTokens[2 * longTokens] = tokenStartIn;
+            this.longTokens[2 * longTokens + 1] = i;
+          }
+          longTokens++;
         }
+        const last = n === 0 ? SPACE : buf[n - 1];
+        if (last !== SPACE && last !== NEWLINE) buf[n++] = fk;
+        else if (fk === (F_SPACE | NEWLINE) && n > start) buf[n - 1] = NEWLINE;
+        tokenStart = wordStart = listedStart = n;
+        tokenStartIn = i + 1;
+        wordFlags = 0;
+        hash = FNV_OFFSET;
         continue;
       }
-      if (m === TAG_LEAD) {
+      if ((fk & F_VISIBLE) === 0) {
+        const c = src[i];
+        const m = fk & 0xffff;
+        if (m === NEEDS_NFKC) {
+          if (canRestart) return -1;
+          buf[n++] = c; // already NFKC (a Hangul syllable, an emoji half): keep as is
+          hash = fnvStep(hash, c);
+          continue;
+        }
+        if (m === EXPAND_SS) {
+          buf[n++] = 0x73;
+          buf[n++] = 0x73;
+          hash = fnvStep(fnvStep(hash, 0x73), 0x73);
+          continue;
+        }
+        if (m !== TAG_LEAD) continue; // DROP
         // Plane 14: tag characters U+E0020..U+E007E carry hidden ASCII ("ASCII smuggling");
         // variation selectors U+E0100.. are invisible.
-        const lo = i + 1 < len ? text.charCodeAt(i + 1) : 0;
+        const lo = src[i + 1]; // the sentinel when i + 1 === len
         if (lo < 0xdc00 || lo > 0xdfff) continue;
         i++;
         if (lo > 0xdc7f) continue;
         this.obfuscations++;
         const ascii = lo - 0xdc00;
         if (ascii < 0x21 || ascii > 0x7e) continue;
-        m = foldClass[ascii] & 0xffff;
-        buf[n++] = m;
-        if ((foldClass[ascii] >>> 16 & C_WORD) === 0) wordStart = n;
-        continue;
+        // A hidden character is read as the character itself (but not as a suspect).
+        fk = foldClass[ascii] & ~F_SUSPECT;
+        if ((fk & F_WORD) !== 0) {
+          buf[n++] = fk;
+          hash = fnvStep(hash, fk & 0xffff);
+          continue;
+        }
       }
-      if (m === DROP) continue;
-      if (m === NEEDS_NFKC) {
-        if (canRestart) return -1;
-        buf[n++] = c; // already NFKC (a Hangul syllable, an emoji half): keep as is
-        continue;
-      }
-      if (m === EXPAND_SS) {
-        buf[n++] = 0x73;
-        buf[n++] = 0x73;
-        continue;
-      }
-      // Whitespace: collapse runs; a run holding a newline becomes one newline.
-      if (n - tokenStart > longest) longest = n - tokenStart;
-      const wordLen = n - wordStart;
-      if (wordLen === 1) run++;
-      else if (wordLen > 1) run = 0;
-      if (run > singles) singles = run;
-      const last = n === 0 ? SPACE : buf[n - 1];
-      if (last === SPACE || last === NEWLINE) {
-        if (m === NEWLINE && n > start) buf[n - 1] = NEWLINE;
-      } else buf[n++] = m;
-      tokenStart = n;
-      wordStart = n;
+      // Punctuation. An apostrophe ends only the word of steps 4 and 5, '@' and '$' only
+      // the listed word; anything else ends both.
+      const m = fk & 0xffff;
+      if (m !== 0x40 && m !== 0x24) {
+        this.endWord(wordStart, n, wordFlags);
+        wordFlags = 0;
+        wordStart = n + 1;
+      } else wordFlags |= fk;
+      if (m !== APOSTROPHE) {
+        if (n > listedStart) {
+          wordAt[words] = listedStart;
+          wordHashes[words++] = hash;
+        }
+        hash = FNV_OFFSET;
+        listedStart = n + 1;
+      } else hash = fnvStep(hash, m);
+      buf[n++] = m;
     }
-    const lastWord = n - wordStart;
+    this.endWord(wordStart, n, wordFlags);
+    if (n > listedStart) {
+      wordAt[words] = listedStart;
+      wordHashes[words++] = hash;
+    }
+    this.words.count = words;
     if (findBase64) {
-      // A base64 payload is one long token: look for runs only when there is one.
+      if (n - tokenStart >= MIN_BASE64_RUN) {
+        if (longTokens < MAX_LONG_TOKENS) {
+          this.longTokens[2 * longTokens] = tokenStartIn;
+          this.longTokens[2 * longTokens + 1] = len;
+        }
+        longTokens++;
+      }
+      // A base64 run lies inside one long token: look for runs only there (or, past
+      // MAX_LONG_TOKENS of them, everywhere).
       this.runCount = 0;
-      if (Math.max(longest, n - tokenStart) >= MIN_BASE64_RUN) this.findBase64Runs(text);
+      if (longTokens > MAX_LONG_TOKENS) this.runCount = findBase64Runs(src, 0, len, this.runs, 0);
+      else {
+        for (let t = 0; t < longTokens; t++) {
+          this.runCount = findBase64Runs(src, this.longTokens[2 * t], this.longTokens[2 * t + 1], this.runs, this.runCount);
+        }
+      }
     }
-    // Past MAX_SUSPECTS the list is incomplete: foldWords then scans every word.
-    this.suspects = suspects > MAX_SUSPECTS ? MAX_SUSPECTS * 2 : this.suspects + suspects;
-    this.singles = lastWord === 1 && run + 1 > singles ? run + 1 : singles;
     return n;
   }
 
-  /** Records up to MAX_BASE64_PAYLOADS runs of MIN_BASE64_RUN+ base64 characters in `text`. */
-  private findBase64Runs(text: string): void {
-    this.runText = text;
-    const cls = this.cls;
-    let start = -1;
-    for (let i = 0; i <= text.length && this.runCount < MAX_BASE64_PAYLOADS; i++) {
-      if (i < text.length && (cls[text.charCodeAt(i)] & C_BASE64) !== 0) {
-        if (start < 0) start = i;
-        continue;
-      }
-      if (start >= 0 && i - start >= MIN_BASE64_RUN) {
-        this.runs[2 * this.runCount] = start;
-        this.runs[2 * this.runCount + 1] = i;
-        this.runCount++;
-      }
-      start = -1;
+  /**
+   * The word `buf[from, to)` ended (it may be empty). Lists it for the word pass when it
+   * holds a suspect character, and extends the letter-spaced run when it is one character
+   * two units after the last such word with a separator between ("i g n", "i.g.n").
+   */
+  private endWord(from: number, to: number, flags: number): void {
+    if ((flags & F_SUSPECT) !== 0) {
+      if (this.suspects < MAX_SUSPECTS) this.suspectAt[this.suspects] = from;
+      this.suspects++;
     }
+    if (to - from !== 1) return;
+    this.loneRun = from === this.lastLone + 2 && isSpacedSeparator(this.buf[from - 1]) ? this.loneRun + 1 : 1;
+    this.lastLone = from;
+    if (this.loneRun > this.spacedRun) this.spacedRun = this.loneRun;
   }
 
   /** Step 4: per word, fold mixed-script homoglyphs and decode leetspeak, in place. */
   private foldWords(n: number): void {
     const buf = this.buf;
-    if (this.suspects < MAX_SUSPECTS * 2) {
-      // The positions were listed while folding (ascending): visit just those words.
+    if (this.suspects <= MAX_SUSPECTS) {
+      // The words were listed while folding (ascending): visit just those.
       let end = 0;
       for (let s = 0; s < this.suspects; s++) {
         const pos = this.suspectAt[s];
@@ -266,6 +342,7 @@ export class TextNormalizer {
       }
       return;
     }
+    // Past MAX_SUSPECTS the list is incomplete: look at every word.
     const mixed = this.mixed;
     for (let i = 0; i < n; ) {
       const c = buf[i];
@@ -273,7 +350,7 @@ export class TextNormalizer {
     }
   }
 
-  /** Folds the word around `i`; returns the index after it. */
+  /** Folds the word around `i` (and keeps the word list in step); returns the index after it. */
   private foldWordAt(i: number, n: number): number {
     const buf = this.buf;
     const mixed = this.mixed;
@@ -283,6 +360,7 @@ export class TextNormalizer {
     let ascii = 0;
     let lookalikes = 0;
     let leet = 0;
+    let changed = false;
     for (; end < n && isWordChar(buf[end]); end++) {
       const c = buf[end];
       if (isAsciiLetter(c)) ascii++;
@@ -294,44 +372,26 @@ export class TextNormalizer {
       for (let k = begin; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
       ascii += lookalikes;
       this.obfuscations++;
+      changed = true;
     }
     // Leetspeak, except in "$variable1" / "@handle1" style names.
     if (leet > 0 && ascii >= 2 && buf[begin] !== 0x24 && buf[begin] !== 0x40) {
       for (let k = begin; k < end; k++) {
         const c = buf[k];
         // '@' and '$' only inside a word ("p@ss").
-        if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) buf[k] = leetTable[c];
+        if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) {
+          buf[k] = leetTable[c];
+          changed = true;
+        }
       }
     }
+    if (changed) this.words.relistRange(buf, n, begin, end);
     return Math.max(end, i + 1);
-  }
-
-  /** True when `buf` holds 6+ lone word characters in a row, each one separator apart. */
-  private hasSpacedRun(n: number): boolean {
-    const buf = this.buf;
-    let letters = 0;
-    let i = 0;
-    while (i < n) {
-      const lone = isWordChar(buf[i]) && (i === 0 || !isWordChar(buf[i - 1])) && (i + 1 >= n || !isWordChar(buf[i + 1]));
-      if (!lone) {
-        letters = 0;
-        i++;
-        continue;
-      }
-      if (++letters >= 6) return true;
-      if (i + 1 < n && isSpacedSeparator(buf[i + 1])) i += 2;
-      else {
-        letters = 0;
-        i++;
-      }
-    }
-    return false;
   }
 
   /** Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. Returns the new length. */
   private joinSpacedLetters(n: number): number {
     const buf = this.buf;
-    if (!this.hasSpacedRun(n)) return n;
     // A lone word character: no word character on either side.
     const single = (k: number): boolean =>
       isWordChar(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));
@@ -345,7 +405,7 @@ export class TextNormalizer {
           k += 2;
           letters++;
         }
-        if (letters >= 6) {
+        if (letters >= MIN_SPACED_LETTERS) {
           for (let j = i; j <= k; j += 2) buf[w++] = buf[j];
           this.obfuscations++;
           i = k + 1;
