@@ -137,7 +137,8 @@ export function chatCompletions(deps: GatewayDeps) {
       if (outgoing) {
         // Straight to the Node response, then the accounting: the client does not wait for
         // spans, metrics and the log line.
-        headers['content-length'] = String(bytes.byteLength);
+        // RFC 9110 §8.6: no Content-Length on 204 and 304.
+        if (response.status !== 204 && response.status !== 304) headers['content-length'] = String(bytes.byteLength);
         outgoing.writeHead(response.status, headers);
         outgoing.end(bytes);
         exchange.finish();
