@@ -5,6 +5,7 @@
  * and it renders the OpenAI error envelope, finishes the request's accounting and logs.
  */
 import { Hono } from 'hono';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { AppEnv, GatewayDeps } from './app-types.js';
 import { errorBody, GatewayError } from './errors.js';
 import type { RuntimeHolder } from './runtime.js';
@@ -69,6 +70,9 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
       // Log the class and code, never the message (it may carry a URL or a header value).
       all.logger.error('unhandled error', { request_id: exchange?.requestId, error: (err as Error)?.name, code: (err as { code?: string })?.code });
     }
+    // The answer already went out (written straight to the Node response): the accounting
+    // above is all that is left; another response would only throw.
+    if (c.env?.outgoing?.headersSent) return RESPONSE_ALREADY_SENT;
     const out: Record<string, string> = { ...headers };
     if (exchange) Object.assign(out, exchange.gatewayHeaders, { 'x-request-id': exchange.requestId });
     return c.json(body, status as 500, out);

@@ -1,5 +1,5 @@
 /** Unit tests through `app.request()`: no sockets. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createApp } from '../src/app.js';
 import { parseConfig } from '../src/config/load.js';
 import { AssignmentCounters } from '../src/experiments/counters.js';
@@ -83,5 +83,42 @@ describe('app', () => {
     const res = await app.request('/v1/models');
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('1');
+  });
+});
+
+describe('app served on a real socket', () => {
+  it('keeps serving when the accounting throws after the answer was written', async () => {
+    const { serve } = await import('@hono/node-server');
+    const config = parseConfig(`upstreams: [{name: sim, simulate: {latency_ms: 0, chunks: 3}}]\nrouting: {default: [sim]}\ntemplates: {dir: templates-that-do-not-exist}\n`, {
+      file: '/tmp/app-test/gateway.config.yaml',
+      env: {},
+    });
+    const errors: Array<Record<string, unknown> | undefined> = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (_m: string, f?: Record<string, unknown>) => void errors.push(f) };
+    let calls = 0;
+    const onRequestDone = () => {
+      calls++;
+      throw new TypeError('accounting bug');
+    };
+    const app = createApp(new RuntimeHolder(config), { lifecycle: { draining: false }, logger, counters: new AssignmentCounters(), onRequestDone });
+    const server = await new Promise<import('node:http').Server>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s as import('node:http').Server));
+    });
+    // Without the boundary's headersSent check, @hono/node-server logs "Cannot write headers after they are sent".
+    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}/v1/chat/completions`;
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(url, post({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }));
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
+      }
+      expect(calls).toBe(2);
+      expect(errors).toEqual([expect.objectContaining({ error: 'TypeError' }), expect.objectContaining({ error: 'TypeError' })]);
+      expect(consoleError).not.toHaveBeenCalled();
+    } finally {
+      consoleError.mockRestore();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
