@@ -159,14 +159,25 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv)
   return processors;
 }
 
+/** `ExportResultCode.FAILED` of @opentelemetry/core (loaded on demand, so not imported here). */
+const EXPORT_FAILED = 1 as OtelCore.ExportResultCode;
+
 /**
  * The batch processor exports synchronously inside the `span.end()` that fills a batch, so
  * one request in ~85 would wait for a whole batch to be encoded. This hands the batch over
- * on a later turn of the event loop instead; the processor still waits for `done`.
+ * on a later turn of the event loop instead; the processor still waits for `done`. An
+ * exporter that throws fails its batch (the processor's own call would have caught it).
  */
 export function offTheRequestPath(exporter: SpanExporter): SpanExporter {
   return {
-    export: (spans, done) => void setImmediate(() => exporter.export(spans, done)),
+    export: (spans, done) =>
+      void setImmediate(() => {
+        try {
+          exporter.export(spans, done);
+        } catch (error) {
+          done({ code: EXPORT_FAILED, error: error as Error });
+        }
+      }),
     shutdown: () => exporter.shutdown(),
     forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
   };

@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { context, createContextKey } from '@opentelemetry/api';
+import { ExportResultCode } from '@opentelemetry/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
 import { offTheRequestPath, startTelemetry, type TelemetryHandle } from '../../src/telemetry/tracing.js';
@@ -172,5 +173,17 @@ describe('offTheRequestPath', () => {
     expect(calls).toEqual([2]);
     expect(results).toEqual([0]);
     await expect(exporter.forceFlush!()).resolves.toBeUndefined();
+  });
+
+  it('fails the batch when the exporter throws, instead of throwing out of the event loop', async () => {
+    const exporter = offTheRequestPath({
+      export: () => {
+        throw new Error('encoder bug');
+      },
+      shutdown: async () => undefined,
+    } as never);
+    const result = await new Promise<{ code: number; error?: Error }>((resolve) => exporter.export([] as never, resolve));
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(result.error?.message).toBe('encoder bug');
   });
 });
