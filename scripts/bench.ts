@@ -11,6 +11,8 @@
  *   npm run bench -- --write | --no-write  force writing BENCHMARKS.md, or not
  *   npm run bench -- --no-tracing          gateway without OTLP trace export (on by default: the
  *                                          mock upstream is also the trace sink)
+ *   npm run bench -- --config FILE         gateway with another config (e.g. scripts/bench/core.bench.yaml:
+ *                                          the core pipeline without features); never writes BENCHMARKS.md
  *
  * The harness is built for a shared, noisy machine: a warm-up per target, then several
  * rounds whose order rotates between targets, and the median per scenario.
@@ -70,6 +72,7 @@ function parseOptions() {
       write: { type: 'boolean' },
       'no-write': { type: 'boolean' },
       'no-tracing': { type: 'boolean', default: false },
+      config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -88,8 +91,10 @@ function parseOptions() {
   settings.seconds = bounded(values.duration, 'duration', 1, 60) ?? settings.seconds;
   const targets = values.only ? values.only.split(',').map((s) => s.trim()) : [...TARGETS];
   for (const t of targets) if (!TARGETS.includes(t as Target)) throw new Error(`--only: unknown target "${t}" (known: ${TARGETS.join(', ')})`);
-  const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values.duration === undefined));
-  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write, tracing: !values['no-tracing'] };
+  const config = values.config ?? BENCH_CONFIG;
+  const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values.duration === undefined && config === BENCH_CONFIG));
+  const gateway: GatewayLaunch = { tracing: !values['no-tracing'], config };
+  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write, gateway };
 }
 
 function machine() {
@@ -115,7 +120,13 @@ async function startForwarder(mock: ServerProcess, nodeFlags: string[] = []): Pr
  * The built gateway. With `tracing`, spans are exported over OTLP/HTTP to the mock upstream
  * (a production sidecar exports its traces; the cost belongs in the numbers).
  */
-async function startGatewayProcess(mock: ServerProcess, tracing: boolean, nodeFlags: string[] = []): Promise<ServerProcess> {
+/** How the gateway process is started: its config, and whether it exports traces to the mock. */
+interface GatewayLaunch {
+  tracing: boolean;
+  config: string;
+}
+
+async function startGatewayProcess(mock: ServerProcess, { tracing, config }: GatewayLaunch, nodeFlags: string[] = []): Promise<ServerProcess> {
   if (!existsSync(path.join(root, 'dist/main.js'))) throw new Error('dist/main.js is missing: run `npm run build` (npm run bench does)');
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -123,7 +134,7 @@ async function startGatewayProcess(mock: ServerProcess, tracing: boolean, nodeFl
     try {
       return await startServer({
         name: 'gateway',
-        args: [...nodeFlags, 'dist/main.js', '--config', BENCH_CONFIG, '--port', String(port)],
+        args: [...nodeFlags, 'dist/main.js', '--config', config, '--port', String(port)],
         cwd: root,
         env: {
           BENCH_UPSTREAM_URL: `${mock.origin}/v1`,
@@ -188,7 +199,7 @@ function rotate<T>(list: T[], by: number): T[] {
 
 async function run(): Promise<void> {
   const opts = parseOptions();
-  if (opts.profile) return profile(opts.settings, opts.targets, opts.tracing);
+  if (opts.profile) return profile(opts.settings, opts.targets, opts.gateway);
   const s = opts.settings;
   const m = machine();
   const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
@@ -208,7 +219,7 @@ async function run(): Promise<void> {
       servers.set('forwarder', fw);
     }
     if (opts.targets.includes('gateway')) {
-      const gw = await startGatewayProcess(mock, opts.tracing);
+      const gw = await startGatewayProcess(mock, opts.gateway);
       children.push(gw);
       servers.set('gateway', gw);
     }
@@ -257,7 +268,7 @@ async function run(): Promise<void> {
     const results: Results = {
       machine: m,
       command: 'npm run bench' + (process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''),
-      settings: `gateway: ${pipeline}, trace export ${opts.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
+      settings: `gateway${opts.gateway.config === BENCH_CONFIG ? '' : ` (--config ${opts.gateway.config})`}: ${pipeline}, trace export ${opts.gateway.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
       targets: opts.targets,
       scenarios: SCENARIOS,
       load: new Map(),
@@ -293,7 +304,7 @@ async function run(): Promise<void> {
     }
     for (const [key, list] of rounds) results.load.set(key, { rounds: list, median: medianLoad(list) });
 
-    if (servers.has('gateway') && opts.tracing) {
+    if (servers.has('gateway') && opts.gateway.tracing) {
       const stats = await request(`${mock.origin}/_bench/stats`).then((r) => r.body.json() as Promise<{ traceExports: number }>);
       log(`gateway trace exports received by the mock: ${stats.traceExports}`);
       if (stats.traceExports === 0) log('WARNING: tracing was requested but the gateway exported no spans');
@@ -317,7 +328,7 @@ async function run(): Promise<void> {
  * `--profile`: the forwarder and the gateway (those in --only) under `--cpu-prof` at c=10,
  * one process per mode, then the summaries in µs of CPU per request, side by side.
  */
-async function profile(s: Settings, targets: readonly Target[], tracing: boolean): Promise<void> {
+async function profile(s: Settings, targets: readonly Target[], gateway: GatewayLaunch): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'promptgate-bench-prof-'));
   const mock = await startMock();
   const seconds = Math.max(4, s.seconds + 3);
@@ -327,7 +338,7 @@ async function profile(s: Settings, targets: readonly Target[], tracing: boolean
       for (const t of targets.filter((x) => x !== 'direct')) {
         const out = path.join(dir, `${t}-${mode}`);
         const flags = ['--cpu-prof', '--cpu-prof-dir', out];
-        const srv = t === 'gateway' ? await startGatewayProcess(mock, tracing, flags) : await startForwarder(mock, flags);
+        const srv = t === 'gateway' ? await startGatewayProcess(mock, gateway, flags) : await startForwarder(mock, flags);
         let requests = 0;
         let window: [number, number] = [0, 0];
         try {
