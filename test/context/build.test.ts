@@ -1,11 +1,11 @@
 /** buildContext: deadline, timeouts, required builders, the token budget, indirect injection. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildContext } from '../../src/context/build.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
-import { countPromptTokens, countTokens, ROLE_TOKENS } from '../../src/context/tokens.js';
+import { countByLines, countPromptTokens, countTokens, countTokensRemembered, ROLE_TOKENS } from '../../src/context/tokens.js';
 import { estimateUsage } from '../../src/telemetry/usage.js';
 import { GatewayError } from '../../src/errors.js';
 import { json, makeContext, sleep, startJsonService, type JsonService } from './helpers.js';
@@ -152,6 +152,25 @@ describe('token budget', () => {
     const expected = estimateUsage(prompt, '', 'gpt-4o-mini').inputTokens;
     expect(countPromptTokens(prompt)).toBe(expected);
     expect(countPromptTokens(prompt)).toBe(expected);
+  });
+
+  it('counts a text line by line exactly as a whole (rendered prompts, files, random text)', () => {
+    const files = ['config/knowledge', 'config/templates', 'scripts/bench/templates'].flatMap((dir) => readdirSync(dir).map((f) => readFileSync(path.join(dir, f), 'utf8')));
+    const alphabet = ['a', 'Z', 'q', 'é', 'Ж', '世', '😀', '7', '42', ' ', '  ', '\t', '\n', '\n\n', '\r\n', '\r', '.', ',', '/', "'s", "'", '-', '"', '<|endoftext|>', ':', '\u200b', 'The', ' refund', 'Help-centre'];
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const texts = [...files];
+    for (let i = 0; i < 3000; i++) {
+      let t = '';
+      const length = Math.floor(random() * 60);
+      for (let j = 0; j < length; j++) t += alphabet[Math.floor(random() * alphabet.length)];
+      texts.push(t);
+    }
+    for (const text of texts) expect(countByLines(text), JSON.stringify(text.slice(0, 80))).toBe(countTokens(text));
+    // A prompt rendered for another customer: the lines it shares are remembered already.
+    const prompt = (name: string) => `You are the support assistant of Acme.\nStart with "Hi ${name}!".\nHelp-centre: Returns: within 30 days.\nAnswer briefly.`;
+    expect(countTokensRemembered(prompt('Ada'))).toBe(countTokens(prompt('Ada')));
+    expect(countTokensRemembered(prompt('Grace Hopper'))).toBe(countTokens(prompt('Grace Hopper')));
   });
 
   it('knows the chat roles are one token each, and counts any other role', () => {
