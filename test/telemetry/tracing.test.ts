@@ -4,50 +4,14 @@
  * the batch (its 5 s schedule never fires), and the tests assert on what arrived.
  * The SDK registers process globals: this file runs in its own process (pool forks).
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
 import { startTelemetry } from '../../src/telemetry/tracing.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
+import { SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, startOtlpReceiver, type OtlpReceiver } from '../telemetry-e2e/otlp-receiver.js';
 
-interface OtlpValue {
-  stringValue?: string;
-  intValue?: string | number;
-  doubleValue?: number;
-  boolValue?: boolean;
-  arrayValue?: { values?: OtlpValue[] };
-}
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes?: Array<{ key: string; value: OtlpValue }>;
-  status?: { code?: number; message?: string };
-}
-interface ReceivedSpan extends Omit<OtlpSpan, 'attributes'> {
-  attributes: Record<string, unknown>;
-  resource: Record<string, unknown>;
-  scope: string;
-}
-
-const SPAN_KIND_SERVER = 2;
-const SPAN_KIND_CLIENT = 3;
-const STATUS_ERROR = 2;
 const INCOMING_TRACE = '0af7651916cd43dd8448eb211c80319c';
 const INCOMING_PARENT = 'b7ad6b7169203331';
-
-function value(v: OtlpValue): unknown {
-  if (v.stringValue !== undefined) return v.stringValue;
-  if (v.intValue !== undefined) return Number(v.intValue);
-  if (v.doubleValue !== undefined) return v.doubleValue;
-  if (v.boolValue !== undefined) return v.boolValue;
-  if (v.arrayValue) return (v.arrayValue.values ?? []).map(value);
-  return undefined;
-}
-const attrs = (list: Array<{ key: string; value: OtlpValue }> = []) => Object.fromEntries(list.map((a) => [a.key, value(a.value)]));
 
 const base: RequestRecord = {
   requestId: 'req-1',
@@ -80,9 +44,7 @@ const prompt = [
   { role: 'user', content: 'Where is my order?' },
 ];
 
-let server: Server;
-const requests: Array<{ url: string; contentType: string; body: unknown }> = [];
-const received: ReceivedSpan[] = [];
+let receiver: OtlpReceiver;
 const upstreamTraceparent: Record<string, string | undefined> = {};
 const traceIds: Record<string, string | undefined> = {};
 let activeWhileRunning = false;
@@ -90,29 +52,9 @@ let activeAfterShutdown = true;
 let receivedBeforeShutdown = -1;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-        resourceSpans?: Array<{ resource?: { attributes?: Array<{ key: string; value: OtlpValue }> }; scopeSpans?: Array<{ scope?: { name?: string }; spans?: OtlpSpan[] }> }>;
-      };
-      requests.push({ url: req.url ?? '', contentType: String(req.headers['content-type']), body });
-      for (const rs of body.resourceSpans ?? []) {
-        for (const ss of rs.scopeSpans ?? []) {
-          for (const span of ss.spans ?? []) {
-            received.push({ ...span, attributes: attrs(span.attributes), resource: attrs(rs.resource?.attributes), scope: ss.scope?.name ?? '' });
-          }
-        }
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  receiver = await startOtlpReceiver();
 
-  process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `http://127.0.0.1:${port}/v1/traces`;
+  process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${receiver.url}/v1/traces`;
   process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json';
   delete process.env.OTEL_SERVICE_NAME;
   delete process.env.OTEL_TRACES_EXPORTER;
@@ -152,34 +94,34 @@ beforeAll(async () => {
   const d = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: () => undefined });
   d.end({ ...base, requestId: 'req-4', status: 400, outcome: 'error', errorType: 'prompt_injection_detected', attempts: 0, usage: undefined, costUsd: undefined, injectionScore: 0.97, injectionFlagged: true });
 
-  receivedBeforeShutdown = received.length;
+  receivedBeforeShutdown = receiver.spans.length;
   await telemetry.shutdown();
   activeAfterShutdown = tracingActive();
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await receiver.close();
 });
 
 const byRequest = (id: string, kind: number) => {
-  const server = received.find((s) => s.kind === SPAN_KIND_SERVER && s.attributes['promptgate.request.id'] === id);
+  const server = receiver.spans.find((s) => s.kind === SPAN_KIND_SERVER && s.attributes['promptgate.request.id'] === id);
   if (kind === SPAN_KIND_SERVER) return server;
-  return received.find((s) => s.kind === SPAN_KIND_CLIENT && s.parentSpanId === server?.spanId);
+  return receiver.spans.find((s) => s.kind === SPAN_KIND_CLIENT && s.parentSpanId === server?.spanId);
 };
 
 describe('tracing on', () => {
   it('exports over OTLP/HTTP JSON to the traces endpoint, flushed by shutdown', () => {
     expect(receivedBeforeShutdown).toBe(0);
-    expect(requests.length).toBeGreaterThan(0);
-    expect(requests[0].url).toBe('/v1/traces');
-    expect(requests[0].contentType).toContain('application/json');
-    expect(received).toHaveLength(7);
+    expect(receiver.exports.length).toBeGreaterThan(0);
+    expect(receiver.exports[0].url).toBe('/v1/traces');
+    expect(receiver.exports[0].contentType).toContain('application/json');
+    expect(receiver.spans).toHaveLength(7);
     expect(activeWhileRunning).toBe(true);
     expect(activeAfterShutdown).toBe(false);
   });
 
   it('sets the service name and the promptgate scope', () => {
-    for (const span of received) {
+    for (const span of receiver.spans) {
       expect(span.resource['service.name']).toBe('promptgate-test');
       expect(span.scope).toBe('promptgate');
     }
@@ -274,7 +216,7 @@ describe('tracing on', () => {
     expect(serverSpan.attributes['error.type']).toBe('upstream_5xx');
     expect(serverSpan.attributes['http.response.status_code']).toBe(502);
     expect(serverSpan.status?.code).toBe(STATUS_ERROR);
-    expect(received.filter((s) => s.attributes['promptgate.request.id'] === 'ignored')).toHaveLength(0);
+    expect(receiver.spans.filter((s) => s.attributes['promptgate.request.id'] === 'ignored')).toHaveLength(0);
   });
 
   it('a request blocked before the upstream has only a SERVER span, not an error (4xx)', () => {
