@@ -65,7 +65,8 @@ export function countByLines(text: string): number {
     n += countLine(text.slice(from, at + 1));
     from = at + 1;
   }
-  return n + countLine(from === 0 ? text : text.slice(from));
+  // A text without a cut is one line: the caller remembers it as a whole.
+  return from === 0 ? countTokens(text) : n + countLine(text.slice(from));
 }
 
 function countLine(line: string): number {
