@@ -33,6 +33,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist ./dist
+# Tokenizer vocabularies (read from ../../assets relative to dist/tokenizer/).
+COPY assets ./assets
 # Shipped config and user content. templates.dir in gateway.config.yaml is relative to the
 # config file, so /app/config/templates. Override with a mount and PROMPTGATE_CONFIG.
 COPY config ./config

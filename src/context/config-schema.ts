@@ -78,7 +78,7 @@ export const historyBuilderSchema = z.strictObject({
   kind: z.literal('history'),
   /** Most recent messages kept (before the token limit). */
   max_turns: z.number().int().positive().default(10),
-  /** Token limit of the history on its own (gpt-tokenizer, o200k_base); oldest out first. */
+  /** Token limit of the history on its own (o200k_base tokens); oldest out first. */
   max_tokens: z.number().int().positive().optional(),
   roles: z.array(z.enum(['user', 'assistant', 'system', 'developer', 'tool'])).default(['user', 'assistant']),
   /** Keep the last user message (the current question) in the history too. */

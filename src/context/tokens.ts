@@ -1,27 +1,14 @@
 /**
- * Token counts for the context budget: gpt-tokenizer with o200k_base (gpt-4o, gpt-4.1, the
- * o-series, gpt-5). The BPE table is loaded on first use (about 200 ms, once per process;
- * the same module instance `telemetry/usage.ts` loads); `preloadContextTokenizer` moves that
- * out of the first request.
+ * Token counts for the context budget: o200k_base (gpt-4o, gpt-4.1, the o-series, gpt-5),
+ * with src/tokenizer. The vocabulary is read on first use (~20 ms, once per process, shared
+ * with `telemetry/usage.ts`); `preloadContextTokenizer` moves that out of the first request.
  */
-import { createRequire } from 'node:module';
 import { LRUCache } from 'lru-cache';
+import { countTokens as countEncoded, tokenCounter } from '../tokenizer/index.js';
 
-type Encoder = typeof import('gpt-tokenizer/encoding/o200k_base');
-
-const require = createRequire(import.meta.url);
-let encoder: Encoder | undefined;
-/** Text may contain `<|endoftext|>` and the like: count it as text, never throw. */
-const AS_TEXT = { disallowedSpecial: new Set<string>() };
-
-function load(): Encoder {
-  encoder ??= require('gpt-tokenizer/encoding/o200k_base') as Encoder;
-  return encoder;
-}
-
-/** Tokens of `text` (0 for the empty string). */
+/** Tokens of `text` in o200k_base (0 for the empty string); `<|endoftext|>` and the like count as text. */
 export function countTokens(text: string): number {
-  return text === '' ? 0 : load().countTokens(text, AS_TEXT);
+  return countEncoded(text, 'o200k_base');
 }
 
 /**
@@ -111,5 +98,5 @@ export function countValueTokens(value: unknown): number {
 
 /** Loads the encoding now (server start) rather than in the first request. */
 export function preloadContextTokenizer(): void {
-  load();
+  tokenCounter('o200k_base');
 }

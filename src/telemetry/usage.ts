@@ -3,20 +3,13 @@
  * tokenizer when the upstream gives none (a stream without `stream_options.include_usage`,
  * a non-OpenAI upstream).
  *
- * The BPE tables are big (o200k_base: ~2.4 MB of source, ~35 MB of heap, ~200 ms to load),
- * so each encoding is loaded on first use and kept for the process; call `preloadTokenizer`
- * at start-up to keep that load out of a request.
+ * Each encoding's vocabulary is read on first use (src/tokenizer, ~20 ms for o200k_base);
+ * call `preloadTokenizer` at start-up to keep that out of a request.
  */
-import { createRequire } from 'node:module';
+import { tokenCounter, type EncodingName } from '../tokenizer/index.js';
 import type { Usage } from './types.js';
 
-type Encoder = typeof import('gpt-tokenizer/encoding/o200k_base');
-export type EncodingName = 'o200k_base' | 'cl100k_base';
-
-const require = createRequire(import.meta.url);
-const encoders = new Map<EncodingName, Encoder>();
-/** User text may contain `<|endoftext|>` and the like: count it as text, never throw. */
-const AS_TEXT = { disallowedSpecial: new Set<string>() };
+export type { EncodingName };
 
 /** OpenAI cookbook "How to count tokens": 3 tokens frame each message, 1 more for `name`. */
 const TOKENS_PER_MESSAGE = 3;
@@ -62,8 +55,9 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
  *   o-series (and unknown models), cl100k_base for gpt-4, gpt-3.5 and the embeddings
  */
 export function estimateUsage(requestMessages: unknown, completionText: string, model: string | undefined): Usage {
-  const encoder = loadEncoder(encodingFor(model));
-  const tokens = (text: string) => (text ? encoder.countTokens(text, AS_TEXT) : 0);
+  // Special tokens such as `<|endoftext|>` in user text count as text.
+  const counter = tokenCounter(encodingFor(model));
+  const tokens = (text: string) => (text ? counter.count(text) : 0);
   let input = 0;
   if (Array.isArray(requestMessages)) {
     for (const message of requestMessages) {
@@ -92,17 +86,7 @@ export function encodingFor(model: string | undefined): EncodingName {
 
 /** Loads the encoding `estimateUsage` will need for this model now rather than in a request. */
 export function preloadTokenizer(model?: string): void {
-  loadEncoder(encodingFor(model));
-}
-
-function loadEncoder(name: EncodingName): Encoder {
-  let encoder = encoders.get(name);
-  if (!encoder) {
-    // Synchronous on purpose: the accounting step that needs it is synchronous.
-    encoder = require(`gpt-tokenizer/encoding/${name}`) as Encoder;
-    encoders.set(name, encoder);
-  }
-  return encoder;
+  tokenCounter(encodingFor(model));
 }
 
 function contentTokens(content: unknown, tokens: (text: string) => number): number {

@@ -171,7 +171,7 @@ describe('Dockerfile (static)', () => {
     for (const p of ['.git', 'node_modules', 'dist', '.env', 'coverage', 'node_modules/x/y.js', 'src/a.test.ts']) {
       expect(ignored(p), p).toBe(true);
     }
-    for (const p of ['package.json', 'package-lock.json', 'src/main.ts', 'config/templates/x.yaml']) {
+    for (const p of ['package.json', 'package-lock.json', 'src/main.ts', 'config/templates/x.yaml', 'assets/bpe/o200k_base.bin']) {
       expect(ignored(p), p).toBe(false);
     }
   });

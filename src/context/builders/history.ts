@@ -2,7 +2,7 @@
  * `history`: the last turns of the request's own conversation as `[{role, content}]`,
  * oldest first. By default the current question (the last user message) is left out: it is
  * already in the request. At most `max_turns` messages of the listed `roles`; then, newest
- * first, as many as fit `max_tokens` (gpt-tokenizer), so the oldest go first. Text parts of
+ * first, as many as fit `max_tokens` (o200k_base tokens), so the oldest go first. Text parts of
  * array contents are joined; messages without text are skipped.
  *
  * The messages are the client's own, already covered by the guard's `user` scan: not
