@@ -16,7 +16,8 @@ import type { RequestRecord } from '../telemetry/types.js';
 interface Served {
   experiment?: string;
   variant?: string;
-  seen: Set<string>;
+  /** Metrics already counted for this request; most requests never get feedback. */
+  seen?: string[];
 }
 
 /** Recent requests' assignments, filled as requests finish. One per process. */
@@ -24,22 +25,24 @@ export class FeedbackLedger {
   readonly #served: LRUCache<string, Served>;
 
   constructor(options: { maxEntries?: number; ttlMs?: number } = {}) {
-    this.#served = new LRUCache({ max: options.maxEntries ?? 100_000, ttl: options.ttlMs ?? 24 * 3600_000 });
+    // Bounded by maxSize (each entry counts 1) rather than `max`: lru-cache preallocates
+    // arrays for `max` entries (~4 MB for 100,000), which a sidecar would pay at start-up.
+    this.#served = new LRUCache({ maxSize: options.maxEntries ?? 100_000, sizeCalculation: () => 1, ttl: options.ttlMs ?? 24 * 3600_000 });
   }
 
   /** Remembers a finished request that feedback may refer to. */
   remember(record: RequestRecord): void {
     const inExperiment = record.experiment !== undefined && record.experimentAssignment === 'hash';
     if (!inExperiment && record.contextRecipe === undefined) return;
-    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined, seen: new Set() });
+    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined });
   }
 
   /** The assignment of `requestId` for `metric`, once; undefined when unknown or already counted. */
   take(requestId: string, metric: string): Served | 'duplicate' | undefined {
     const served = this.#served.get(requestId);
     if (!served) return undefined;
-    if (served.seen.has(metric)) return 'duplicate';
-    served.seen.add(metric);
+    if (served.seen?.includes(metric)) return 'duplicate';
+    (served.seen ??= []).push(metric);
     return served;
   }
 }

@@ -51,7 +51,8 @@ export class ContextRuntime {
   readonly #bandits = new Map<string, BetaBandit>();
   /** Bandit metric by experiment, as of the last request served (rewards from `finish`). */
   readonly #banditMetric = new Map<string, string>();
-  readonly #pending = new LRUCache<string, PendingFeedback>({ max: 50_000, ttl: 24 * 3600_000 });
+  // maxSize with each entry counting 1, not `max`: no arrays preallocated for 50,000 entries.
+  readonly #pending = new LRUCache<string, PendingFeedback>({ maxSize: 50_000, sizeCalculation: () => 1, ttl: 24 * 3600_000 });
   readonly #scans = new LRUCache<string, InjectionScan>({ max: 5_000 });
   readonly #scanners = new Map<string, InjectionScanner>();
   readonly #screened = new WeakMap<BuilderOutput, { scanner: InjectionScanner; block: boolean; outcome: ScanOutcome }>();
