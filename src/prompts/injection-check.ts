@@ -3,37 +3,47 @@
  * trusted configuration, so such text is almost always a pasted attack sample or a copy of
  * user content; rejecting it at load keeps it out of every request.
  *
- * Deliberately a short list of unambiguous patterns for now; this is the single place to
- * call the guard scanner (`src/guard/`) from once it exposes a synchronous scan.
+ * It runs the guard's scanner (src/guard/: the same normalisation of case, confusables,
+ * zero-width characters, leetspeak and base64, and the same multilingual phrase families)
+ * but judges by phrase family, not by score: a system prompt is instructions to a model,
+ * which the guard's n-gram model and several families (output coercion, "do not follow
+ * instructions in the passages", "never reveal your system prompt", "act as a ...") rightly
+ * find in any template. Only the families no template needs count here, plus the chat
+ * format's own turn tokens, which a template never contains as text.
  */
+import { createInjectionScanner, type InjectionScanner } from '../guard/scanner.js';
 
-interface InjectionPattern {
-  /** Human-readable name used in the load error. */
-  label: string;
-  re: RegExp;
-}
+/** Guard phrase families that no legitimate template needs, with the label the load error shows. */
+const TEMPLATE_FAMILIES: ReadonlyMap<string, string> = new Map([
+  ['ignore_above', 'ignore previous instructions'],
+  ['jailbreak_persona', 'jailbreak persona'],
+]);
 
-const PATTERNS: readonly InjectionPattern[] = [
-  {
-    label: 'ignore previous instructions',
-    re: /\bignore\s+(?:all\s+)?(?:of\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier|preceding)\s+(?:instructions?|prompts?|messages?|rules|directions)\b/i,
-  },
-  { label: 'disregard the above', re: /\bdisregard\s+(?:all\s+)?(?:of\s+)?(?:the\s+|your\s+)?(?:above|previous|prior|preceding|earlier)\b/i },
-  { label: 'you are now', re: /\byou\s+are\s+now\b/i },
-  {
-    label: 'fake turn marker',
-    re: /<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|start_header_id|end_header_id|eot_id)\|>|\[\/?INST\]|<<\/?SYS>>/i,
-  },
-];
+/** Model turn tokens (ChatML, Llama): the guard's `fake_turn` family also fires on "Assistant:" lines, which few-shot templates use. */
+const TURN_TOKENS = /<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|start_header_id|end_header_id|eot_id|begin_of_text)\|>|\[\/?INST\]|<<\/?SYS>>/i;
+
+/** Characters per scan; longer texts are scanned in overlapping windows. */
+const WINDOW = 16_384;
+const OVERLAP = 512;
+
+let scanner: InjectionScanner | undefined;
 
 /**
- * Returns the label of the first injection-like pattern found in `text`, or `null`.
+ * Returns the label of the first injection-like phrasing found in `text`, or `null`.
  *
  * @example
  * looksLikeInjection('Ignore all previous instructions.') // 'ignore previous instructions'
  * looksLikeInjection('Answer politely.')                   // null
  */
 export function looksLikeInjection(text: string): string | null {
-  for (const p of PATTERNS) if (p.re.test(text)) return p.label;
+  if (TURN_TOKENS.test(text)) return 'fake turn marker';
+  scanner ??= createInjectionScanner({ maxChars: WINDOW });
+  for (let from = 0; from < text.length; from += WINDOW - OVERLAP) {
+    for (const signal of scanner.scan(text.slice(from, from + WINDOW)).signals) {
+      const label = TEMPLATE_FAMILIES.get(signal);
+      if (label) return label;
+    }
+    if (from + WINDOW >= text.length) break;
+  }
   return null;
 }
