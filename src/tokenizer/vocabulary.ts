@@ -59,7 +59,7 @@ export class BpeVocabulary {
     }
     offsets[count] = total;
     if (file.byteLength !== bytesAt + total) throw new Error('BPE vocabulary: file length does not match its token lengths');
-    return new BpeVocabulary(file.slice(bytesAt), offsets);
+    return new BpeVocabulary(file.subarray(bytesAt), offsets);
   }
 
   /** Writes the `BPE1` format; tokens in rank order, each 1–255 bytes. */

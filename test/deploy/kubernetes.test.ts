@@ -31,8 +31,12 @@ const K8S = join(ROOT, 'deploy', 'kubernetes');
 const KUBECTL = kubectlVersion();
 if (!KUBECTL) console.warn('[deploy] kubectl not found: skipping the kustomize render checks (CI must install kubectl)');
 
-/** Measured peak RSS with 1000 open streams (BENCHMARKS.md). */
-const PEAK_RSS_BYTES = 150 * 1000 * 1000;
+/** The gateway's measured peak RSS with 1,000 open streams, read from BENCHMARKS.md's memory table. */
+const PEAK_RSS_BYTES = (() => {
+  const row = /^\| gateway \| 1000 \|(?: [^|]+ \|){3} ([\d.]+) \|$/m.exec(readFileSync(join(ROOT, 'BENCHMARKS.md'), 'utf8'));
+  if (!row) throw new Error('BENCHMARKS.md has no gateway row in its memory table');
+  return Number(row[1]) * 1000 * 1000;
+})();
 const DEFAULT_DRAIN_MS = 25_000;
 
 function kustomizations(dir: string): string[] {
