@@ -5,8 +5,10 @@
  *   its cache and within its timeout -> untrusted output scanned -> overall deadline ->
  *   required check -> token budget -> variables
  *
- * A builder that is not done by `deadline_ms`, times out, fails or lacks input is skipped
- * and recorded; a required one makes the request fail with 424 `context_unavailable`.
+ * Builders that answer at once (rules, history, fresh cache entries) are done without a
+ * promise or a timer; the deadline only applies when one has to wait (a cache miss, an HTTP
+ * call). A builder that is not done by `deadline_ms`, times out, fails or lacks input is
+ * skipped and recorded; a required one makes the request fail with 424 `context_unavailable`.
  * Work cut off by the deadline keeps running in the background and fills the cache for the
  * next request. Each builder gets a child span (`context <name>`) under a `context` span.
  */
@@ -18,6 +20,7 @@ import type { ContextPlan } from './compile.js';
 import { ContextSourceError } from './fetch-json.js';
 import { textOf } from './builders/history.js';
 import { selectRecipe } from './recipes.js';
+import type { ContextCache } from './cache.js';
 import type { ContextRuntime } from './runtime.js';
 import { countTokensRemembered } from './tokens.js';
 import type { Builder, BuilderOutput, BuilderReport, ContextReport } from './types.js';
@@ -101,7 +104,6 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   };
   let closed = false;
   let wake: () => void = () => undefined;
-  const woken = new Promise<void>((resolve) => (wake = resolve));
   let requiredFailure: Outcome | undefined;
   const settle = (b: Builder, out: Outcome): Outcome => {
     if (closed) return out;
@@ -112,72 +114,97 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     }
     return out;
   };
+  const screen = (b: Builder, report: BuilderReport, output: BuilderOutput): BuilderOutput => {
+    if (!scanner || !b.untrusted) return output;
+    const s = rt.screen(output, scanner, block);
+    report.flagged = s.flagged;
+    report.blocked = s.blocked;
+    if (s.maxScore !== undefined) maxScore = Math.max(maxScore ?? 0, s.maxScore);
+    return s.output;
+  };
 
-  const tasks = new Map<string, Promise<Outcome>>();
-  for (const b of recipe.run) {
-    tasks.set(
-      b.name,
-      (async (): Promise<Outcome> => {
-        const deps = await Promise.all(b.dependsOn.map((d) => tasks.get(d)!));
-        const span = startSpan(b);
-        const t0 = performance.now();
-        const report: BuilderReport = { name: b.name, kind: b.kind, status: 'ok', ms: 0, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
-        const done = (output?: BuilderOutput) => {
-          report.ms = performance.now() - t0;
-          return settle(b, { report, output, span, endedAt: Date.now() });
-        };
-        if (closed) return done(fail(report, 'skipped', 'deadline'));
-        const scope = { ...base };
-        for (const d of deps) if (d.output) scope[d.report.name] = variableOf(d.output);
-        const p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
-        if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
-        try {
-          // Builders that do no I/O (rules, history) take no signal: an unused
-          // AbortSignal.timeout still costs a timer and a DOMException when it fires.
-          const produce = () => p.produce(p.produce.length === 0 ? NEVER_ABORTED : AbortSignal.timeout(b.timeoutMs));
-          const cache = p.key !== undefined ? rt.cacheFor(b) : undefined;
-          let output: BuilderOutput;
-          const fresh = cache?.fresh(p.key!);
-          if (fresh) {
-            report.cache = 'hit';
-            report.status = 'cached';
-            output = fresh;
-          } else if (cache) {
-            const r = await within(cache.get(p.key!, produce), b.timeoutMs);
-            report.cache = r.result;
-            report.status = r.result === 'hit' ? 'cached' : r.result === 'stale' ? 'stale' : 'ok';
-            output = r.value;
-          } else {
-            output = await within(produce(), b.timeoutMs);
-          }
-          if (scanner && b.untrusted) {
-            const s = rt.screen(output, scanner, block);
-            report.flagged = s.flagged;
-            report.blocked = s.blocked;
-            if (s.maxScore !== undefined) maxScore = Math.max(maxScore ?? 0, s.maxScore);
-            output = s.output;
-          }
-          return done(output);
-        } catch (err) {
-          if (err === TIMED_OUT) return done(fail(report, 'skipped', 'timeout'));
-          if (err instanceof ContextSourceError) return done(fail(report, err.reason === 'timeout' ? 'skipped' : 'failed', err.reason));
-          return done(fail(report, 'failed', 'error'));
+  /**
+   * Runs one builder once its dependencies are done: at once when it needs no waiting (a
+   * builder without I/O, a fresh cache entry), else as a promise.
+   */
+  const run = (b: Builder, deps: readonly Outcome[]): Outcome | Promise<Outcome> => {
+    const span = startSpan(b);
+    const t0 = performance.now();
+    const report: BuilderReport = { name: b.name, kind: b.kind, status: 'ok', ms: 0, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
+    const done = (output?: BuilderOutput) => {
+      report.ms = performance.now() - t0;
+      return settle(b, { report, output, span, endedAt: Date.now() });
+    };
+    if (closed) return done(fail(report, 'skipped', 'deadline'));
+    const scope = { ...base };
+    for (const d of deps) if (d.output) scope[d.report.name] = variableOf(d.output);
+    const p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
+    if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
+    let cache: ContextCache<BuilderOutput> | undefined;
+    try {
+      if ('compute' in p) return done(screen(b, report, p.compute()));
+      cache = p.key !== undefined ? rt.cacheFor(b) : undefined;
+      const fresh = cache?.fresh(p.key!);
+      if (fresh) {
+        report.cache = 'hit';
+        report.status = 'cached';
+        return done(screen(b, report, fresh));
+      }
+    } catch (err) {
+      return done(failure(report, err));
+    }
+    return (async () => {
+      try {
+        const produce = () => p.produce(AbortSignal.timeout(b.timeoutMs));
+        let output: BuilderOutput;
+        if (cache) {
+          const r = await within(cache.get(p.key!, produce), b.timeoutMs);
+          report.cache = r.result;
+          report.status = r.result === 'hit' ? 'cached' : r.result === 'stale' ? 'stale' : 'ok';
+          output = r.value;
+        } else {
+          output = await within(produce(), b.timeoutMs);
         }
-      })(),
-    );
+        return done(screen(b, report, output));
+      } catch (err) {
+        return done(failure(report, err));
+      }
+    })();
+  };
+
+  // Builders in dependency order (recipe.run lists dependencies first). The ones that answer
+  // at once are done here; only those that wait (a cache miss, an HTTP call) are raced
+  // against the deadline below, so a request served from caches sets no timer.
+  const waiting = new Map<string, Promise<Outcome>>();
+  for (const b of recipe.run) {
+    if (b.dependsOn.every((d) => !waiting.has(d))) {
+      const r = run(b, b.dependsOn.map((d) => outcomes.get(d)!));
+      if (r instanceof Promise) waiting.set(b.name, r);
+    } else {
+      waiting.set(
+        b.name,
+        Promise.all(b.dependsOn.map((d) => waiting.get(d) ?? outcomes.get(d)!)).then((deps) => run(b, deps)),
+      );
+    }
   }
 
-  // Wait for every builder, the deadline, a required failure, or the client leaving.
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'deadline'>((resolve) => {
-    timer = setTimeout(() => resolve('deadline'), plan.deadlineMs);
-  });
-  const aborted = o.signal ? abortPromise(o.signal) : undefined;
-  const waits: Promise<unknown>[] = [Promise.all(tasks.values()), deadline, woken];
-  if (aborted) waits.push(aborted.promise);
-  const why = await Promise.race(waits);
-  clearTimeout(timer);
-  aborted?.dispose();
+  // Wait for every builder still running, the deadline, a required failure, or the client leaving.
+  let why: unknown;
+  if (waiting.size > 0 && !requiredFailure) {
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), plan.deadlineMs);
+    });
+    const aborted = o.signal ? abortPromise(o.signal) : undefined;
+    const waits: Promise<unknown>[] = [Promise.all(waiting.values()), deadline, woken];
+    if (aborted) waits.push(aborted.promise);
+    why = await Promise.race(waits);
+    clearTimeout(timer);
+    aborted?.dispose();
+  } else if (o.signal?.aborted) {
+    why = ABORTED;
+  }
   closed = true;
 
   const lateReason = why === 'deadline' ? 'deadline' : why === ABORTED ? 'aborted' : 'cancelled';
@@ -235,6 +262,13 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   return { variables, report };
 }
 
+/** A builder's error as its report's status and reason. */
+function failure(report: BuilderReport, err: unknown): undefined {
+  if (err === TIMED_OUT) return fail(report, 'skipped', 'timeout');
+  if (err instanceof ContextSourceError) return fail(report, err.reason === 'timeout' ? 'skipped' : 'failed', err.reason);
+  return fail(report, 'failed', 'error');
+}
+
 function fail(report: BuilderReport, status: 'skipped' | 'failed', reason: string): undefined {
   report.status = status;
   report.reason = reason;
@@ -265,7 +299,6 @@ function messagesTokens(messages: readonly unknown[]): number {
 
 const TIMED_OUT = Symbol('timed out');
 const ABORTED = Symbol('aborted');
-const NEVER_ABORTED = new AbortController().signal;
 
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;

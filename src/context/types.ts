@@ -47,11 +47,13 @@ export interface BuildInput {
 }
 
 /**
- * How a builder will serve one request: skip for want of input, or produce (cached under
- * `key` when the builder has a cache and `key` is set).
+ * How a builder will serve one request: skip for want of input, compute in place (no I/O,
+ * so the request does not wait for it), or produce (cached under `key` when the builder
+ * has a cache and `key` is set).
  */
 export type BuildPlan =
   | { readonly missing: string }
+  | { readonly compute: () => BuilderOutput }
   | { readonly key?: string; readonly produce: (signal: AbortSignal) => Promise<BuilderOutput> };
 
 /**

@@ -2,7 +2,7 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildContext } from '../../src/context/build.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
 import { countByLines, countPromptTokens, countTokens, countTokensRemembered, ROLE_TOKENS } from '../../src/context/tokens.js';
@@ -88,6 +88,34 @@ describe('deadline and failure policy', () => {
     const r = await buildContext(rt, plan, { messages: [], userId: 'u', variables: {}, signal: ac.signal });
     expect(performance.now() - started).toBeLessThan(500);
     expect(r.report.builders[0]).toMatchObject({ status: 'skipped', reason: 'aborted' });
+  });
+
+  it('sets no deadline timer when every builder answers at once (no I/O, fresh cache entries)', async () => {
+    rt = new ContextRuntime();
+    const { plan } = makeContext(
+      {
+        deadline_ms: 1000,
+        builders: [
+          { name: 'rules', kind: 'rules', defaults: { limit: 50 } },
+          { name: 'history', kind: 'history', max_turns: 4 },
+          http('profile', '/fast', { cache: { ttl_ms: 60_000 } }),
+        ],
+      },
+      { use: ['rules', 'history', 'profile'] },
+    );
+    const input = { messages: [user('hi'), { role: 'assistant', content: 'hello' }, user('and?')], userId: 'u', variables: {} };
+    const cold = await buildContext(rt, plan, input);
+    expect(cold.report.builders.map((b) => b.status)).toEqual(['ok', 'ok', 'ok']);
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      const warm = await buildContext(rt, plan, input);
+      expect(warm.report.builders.map((b) => [b.name, b.status])).toEqual([['rules', 'ok'], ['history', 'ok'], ['profile', 'cached']]);
+      expect(warm.variables).toEqual(cold.variables);
+      expect(setTimeoutSpy).not.toHaveBeenCalled();
+    } finally {
+      setTimeoutSpy.mockRestore();
+    }
+    expect(svc.count('/fast')).toBe(1);
   });
 });
 

@@ -45,7 +45,7 @@ export class HistoryBuilder implements Builder {
   }
 
   plan(input: BuildInput): BuildPlan {
-    return { produce: async () => ({ shape: 'items', items: this.select(input.messages, input.maxTurns ?? this.maxTurns), trimFrom: 'start' }) };
+    return { compute: () => ({ shape: 'items', items: this.select(input.messages, input.maxTurns ?? this.maxTurns), trimFrom: 'start' }) };
   }
 
   /** The kept turns, oldest first. */

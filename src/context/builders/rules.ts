@@ -70,10 +70,10 @@ export class RulesBuilder implements Builder {
   }
 
   plan(input: BuildInput): BuildPlan {
-    return { produce: async () => this.evaluate(input.scope) };
+    return { compute: () => this.evaluate(input.scope) };
   }
 
-  /** The merged output for a scope (synchronous; `plan` wraps it). */
+  /** The merged output for a scope. */
   evaluate(scope: Readonly<Record<string, unknown>>): BuilderOutput {
     let key = '';
     for (let i = 0; i < this.#rules.length; i++) {
