@@ -1,0 +1,104 @@
+/**
+ * The Prometheus metric families promptgate exports, defined in one place: names, help
+ * texts, label names and buckets (DESIGN.md "Telemetry names"; OTel GenAI semconv for the
+ * `gen_ai_*` families). `metrics.ts` records into them.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+/** OTel GenAI semconv advice for `gen_ai.client.operation.duration` (seconds). */
+export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+/** OTel GenAI semconv advice for `gen_ai.client.token.usage`. */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+/** OTel GenAI semconv advice for time-to-first-chunk/token (seconds). */
+export const FIRST_CHUNK_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+/** Every promptgate family, registered in `registry`. One set per registry. */
+export function defineMetricFamilies(registry: Registry) {
+  const registers = [registry];
+
+  const genAiLabels = ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'upstream', 'template', 'template_version', 'experiment', 'variant'] as const;
+  const duration = new Histogram({
+    name: 'gen_ai_client_operation_duration_seconds',
+    help: 'GenAI operation duration as the client sees it (gateway receive to response end), including failed and cancelled requests.',
+    labelNames: [...genAiLabels, 'error_type', 'stream'],
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const tokenUsage = new Histogram({
+    name: 'gen_ai_client_token_usage',
+    help: 'Tokens per GenAI operation by gen_ai_token_type (input includes cached tokens, output includes reasoning tokens).',
+    labelNames: [...genAiLabels, 'gen_ai_token_type'],
+    buckets: TOKEN_BUCKETS,
+    registers,
+  });
+  const firstChunk = new Histogram({
+    name: 'gen_ai_client_operation_time_to_first_chunk_seconds',
+    help: 'Time from request receipt to the first upstream stream chunk (streams only).',
+    labelNames: genAiLabels,
+    buckets: FIRST_CHUNK_BUCKETS,
+    registers,
+  });
+  const tokens = new Counter({
+    name: 'promptgate_tokens_total',
+    help: 'Tokens by gen_ai_token_type: input, output, cache_read (part of input), reasoning (part of output).',
+    labelNames: ['gen_ai_token_type', 'gen_ai_provider_name', 'gen_ai_request_model', 'upstream', 'template', 'template_version', 'experiment', 'variant', 'estimated'],
+    registers,
+  });
+  const requests = new Counter({
+    name: 'promptgate_requests_total',
+    help: 'Finished requests, including failed and client-cancelled ones.',
+    labelNames: ['route', 'status_class', 'error_type', 'upstream', 'gen_ai_request_model', 'gen_ai_provider_name', 'template', 'template_version', 'experiment', 'variant', 'stream', 'estimated'],
+    registers,
+  });
+  const cost = new Counter({
+    name: 'promptgate_cost_usd_total',
+    help: 'Cost in USD of requests with a known model price (list prices; unrounded).',
+    labelNames: ['upstream', 'gen_ai_provider_name', 'gen_ai_request_model', 'template', 'template_version', 'experiment', 'variant', 'estimated'],
+    registers,
+  });
+  const costUnknown = new Counter({
+    name: 'promptgate_cost_unknown_total',
+    help: 'Requests with token usage whose model has no price (cost not counted).',
+    labelNames: ['upstream', 'gen_ai_provider_name', 'gen_ai_request_model'],
+    registers,
+  });
+  const injectionFlags = new Counter({
+    name: 'promptgate_injection_flags_total',
+    help: 'Requests whose injection score reached the guard threshold (flagged or blocked).',
+    labelNames: ['route', 'template', 'template_version', 'experiment', 'variant'],
+    registers,
+  });
+  const attempts = new Counter({
+    name: 'promptgate_upstream_attempts_total',
+    help: 'Upstream attempts (first tries plus retries), by the upstream that answered last.',
+    labelNames: ['upstream', 'gen_ai_provider_name'],
+    registers,
+  });
+  const experimentLabels = ['experiment', 'variant', 'metric'] as const;
+  const observations = new Counter({
+    name: 'promptgate_experiment_observations_total',
+    help: 'Experiment observations n per experiment, variant and metric (hash-assigned requests only).',
+    labelNames: experimentLabels,
+    registers,
+  });
+  const observationsSum = new Counter({
+    name: 'promptgate_experiment_observations_sum_total',
+    help: 'Sum of observed values per experiment, variant and metric.',
+    labelNames: experimentLabels,
+    registers,
+  });
+  const observationsSumSquares = new Counter({
+    name: 'promptgate_experiment_observations_sum_squares_total',
+    help: 'Sum of squared observed values per experiment, variant and metric.',
+    labelNames: experimentLabels,
+    registers,
+  });
+  const excluded = new Counter({
+    name: 'promptgate_experiment_excluded_requests_total',
+    help: 'Experiment requests left out of the statistics, by assignment (default: no user id or outside the schedule; forced: variant named by the client).',
+    labelNames: ['experiment', 'variant', 'assignment'],
+    registers,
+  });
+
+  return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded };
+}
