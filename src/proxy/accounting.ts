@@ -33,7 +33,8 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
   const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');
-  r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, completion(), r.responseModel ?? r.requestModel ?? '');
+  const reply = () => choices.map((c) => replyText(c.message)).join('');
+  r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, reply(), r.responseModel ?? r.requestModel ?? '');
   if (exchange.content.captureContent) exchange.content.completion = completion();
 }
 
@@ -45,27 +46,52 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   r.finishReasons = summary.finishReasons;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentData) : '';
+  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentData) : { content: '', reply: '' };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
-  if (!usage) usage = estimateUsage(requestMessages, text, r.responseModel ?? r.requestModel ?? '');
+  if (!usage) usage = estimateUsage(requestMessages, text.reply, r.responseModel ?? r.requestModel ?? '');
   r.usage = usage;
-  if (exchange.content.captureContent) exchange.content.completion = text;
+  if (exchange.content.captureContent) exchange.content.completion = text.content;
   priceUsage(exchange, upstream);
   if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
   else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
   else exchange.finish({ outcome: 'error', errorType: end.errorType });
 }
 
-/** Joins the `delta.content` of the kept stream events (only used to estimate tokens). */
-function streamedText(dataLines: readonly string[]): string {
-  let text = '';
+/**
+ * Joins the kept stream events' `delta.content` (the completion a span captures) and their
+ * whole reply text (`replyText`, to estimate tokens).
+ */
+function streamedText(dataLines: readonly string[]): { content: string; reply: string } {
+  let content = '';
+  let reply = '';
   for (const line of dataLines) {
     if (!line) continue;
     try {
       const obj = JSON.parse(line) as { choices?: Array<{ delta?: { content?: unknown } }> };
-      for (const c of obj.choices ?? []) if (typeof c.delta?.content === 'string') text += c.delta.content;
+      for (const c of obj.choices ?? []) {
+        if (typeof c.delta?.content === 'string') content += c.delta.content;
+        reply += replyText(c.delta);
+      }
     } catch {
       // not JSON: ignore
+    }
+  }
+  return { content, reply };
+}
+
+/**
+ * The text of a reply message (or stream delta) that output tokens pay for: content, refusal,
+ * and each tool call's name and arguments.
+ */
+function replyText(message: unknown): string {
+  if (typeof message !== 'object' || message === null) return '';
+  const m = message as { content?: unknown; refusal?: unknown; tool_calls?: unknown };
+  let text = typeof m.content === 'string' ? m.content : '';
+  if (typeof m.refusal === 'string') text += m.refusal;
+  if (Array.isArray(m.tool_calls)) {
+    for (const call of m.tool_calls as Array<{ function?: { name?: unknown; arguments?: unknown } } | null>) {
+      if (typeof call?.function?.name === 'string') text += call.function.name;
+      if (typeof call?.function?.arguments === 'string') text += call.function.arguments;
     }
   }
   return text;

@@ -113,6 +113,7 @@ export function chatCompletions(deps: GatewayDeps) {
           stripUsageChunk,
           abortUpstream: () => exchange.abort(),
           clientGone: () => exchange.clientGone,
+          timedOut: () => exchange.signal.aborted,
           onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, requestMessages),
         };
         exchange.record.status = 200;

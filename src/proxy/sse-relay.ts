@@ -43,6 +43,8 @@ export interface RelayOptions {
   abortUpstream: () => void;
   /** True once the client has gone (its close may be seen before the stream's cancel). */
   clientGone: () => boolean;
+  /** True once the exchange's total timeout has aborted the upstream request. */
+  timedOut?: () => boolean;
 }
 
 const LF = 0x0a;
@@ -50,6 +52,9 @@ const CR = 0x0d;
 const encoder = new TextEncoder();
 const MAX_KEPT_TEXT = 1 << 20;
 const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
+// RFC 8259 §2: whitespace may surround the name separator (Python's json.dumps writes `": `).
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
+const FINISH_REASON = /"finish_reason"\s*:\s*"/;
 
 /** Index just past the last event boundary (blank line) in `buf`, or -1. */
 export function lastBoundary(buf: Uint8Array): number {
@@ -137,7 +142,7 @@ export class SseScanner {
     const first = s.id === undefined;
     // Parse only events that carry something we need: the first (id, model), a finish
     // reason, usage, or an error. Content deltas are kept as text for estimation.
-    const interesting = first || data.includes('"finish_reason":"') || data.includes('"usage":{') || data.includes('"error"');
+    const interesting = first || FINISH_REASON.test(data) || USAGE_OBJECT.test(data) || data.includes('"error"');
     if (!interesting) {
       this.#keep(data);
       return 'keep';
@@ -148,10 +153,9 @@ export class SseScanner {
     } catch {
       return 'keep';
     }
-    if (first) {
-      if (typeof obj.id === 'string') s.id = obj.id;
-      if (typeof obj.model === 'string') s.model = obj.model;
-    }
+    // Azure OpenAI opens with a prompt filter chunk whose id and model are "": skip those.
+    if (first && typeof obj.id === 'string' && obj.id !== '') s.id = obj.id;
+    if (s.model === undefined && typeof obj.model === 'string' && obj.model !== '') s.model = obj.model;
     if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
     const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
     for (const c of choices) if (typeof c.finish_reason === 'string') s.finishReasons.push(c.finish_reason);
@@ -202,7 +206,9 @@ function dataOf(event: string): string | undefined {
   // Fast path: one `data: ...` line.
   if (event.startsWith('data: ') && !event.includes('\n') && !event.includes('\r')) return event.slice(6);
   let data: string | undefined;
-  for (const line of event.split(/\r\n|\n|\r/)) {
+  // WHATWG SSE: the UTF-8 decoder drops a byte order mark at the start of the stream.
+  const lines = (event.charCodeAt(0) === 0xfeff ? event.slice(1) : event).split(/\r\n|\n|\r/);
+  for (const line of lines) {
     if (!line.startsWith('data:')) continue;
     const value = line.charCodeAt(5) === 0x20 ? line.slice(6) : line.slice(5);
     data = data === undefined ? value : `${data}\n${value}`;
@@ -213,6 +219,18 @@ function dataOf(event: string): string | undefined {
 /** The SSE event a client gets when the upstream fails mid-stream (openai-node raises it). */
 export function errorEvent(message: string, code: string, type = 'server_error'): Uint8Array {
   return encoder.encode(`data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`);
+}
+
+/** The error event and error type for an upstream read that failed with the client still there. */
+function streamFailure(err: unknown, totalTimeout: boolean): { event: Uint8Array; errorType: string } {
+  if (classifyTransportError(err) === 'idle_timeout') {
+    return { event: errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error'), errorType: 'idle_timeout' };
+  }
+  if (totalTimeout) {
+    // The same code and error type as a non-stream request cut by the total timeout.
+    return { event: errorEvent('The upstream did not finish within the total timeout.', 'upstream_timeout', 'timeout_error'), errorType: 'upstream_timeout' };
+  }
+  return { event: errorEvent('The upstream connection failed during the stream.', 'upstream_error'), errorType: 'upstream_stream_error' };
 }
 
 /**
@@ -257,15 +275,10 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
             controller.error(err);
             return;
           }
-          const kind = classifyTransportError(err);
-          const timedOut = kind === 'idle_timeout';
-          controller.enqueue(
-            timedOut
-              ? errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error')
-              : errorEvent('The upstream connection failed during the stream.', 'upstream_error'),
-          );
+          const failure = streamFailure(err, options.timedOut?.() ?? false);
+          controller.enqueue(failure.event);
           controller.close();
-          end({ outcome: 'error', errorType: timedOut ? 'idle_timeout' : 'upstream_stream_error' });
+          end({ outcome: 'error', errorType: failure.errorType });
         }
       },
       cancel() {
@@ -312,18 +325,16 @@ export function writeSse(
         options.onEnd(scanner.summary, { outcome: 'client_abort' });
         return;
       }
-      const timedOut = classifyTransportError(err) === 'idle_timeout';
-      out.end(
-        timedOut
-          ? errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error')
-          : errorEvent('The upstream connection failed during the stream.', 'upstream_error'),
-      );
-      options.onEnd(scanner.summary, { outcome: 'error', errorType: timedOut ? 'idle_timeout' : 'upstream_stream_error' });
+      const failure = streamFailure(err, options.timedOut?.() ?? false);
+      out.end(failure.event);
+      options.onEnd(scanner.summary, { outcome: 'error', errorType: failure.errorType });
     }
   })();
 }
 
+/** Resolves when `out` can take more, or is closed (at once if it already is: no event would come). */
 function drained(out: ServerResponse): Promise<void> {
+  if (out.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       out.off('drain', done);

@@ -13,6 +13,7 @@
  *   x-mock-no-usage: 1            omit usage (body and stream)
  *   x-mock-usage: {json}          the usage object to report
  *   x-mock-model: name            the response's model
+ *   x-mock-tool-call: 1           answer with a call of TOOL_CALL (arguments in 3 stream chunks)
  *
  * Every request is recorded (method, url, headers, parsed body); `closed` counts requests
  * whose client went away before the response ended (abort propagation).
@@ -41,6 +42,7 @@ export interface MockUpstream {
 }
 
 export const STREAM_WORDS = ['Hello', ' from', ' the', ' mock', ' upstream', '!'];
+export const TOOL_CALL = { name: 'get_weather', arguments: '{"city":"Paris","unit":"celsius"}' };
 
 export async function startMockUpstream(): Promise<MockUpstream> {
   const failures = new Map<string, number>();
@@ -142,6 +144,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
       : { prompt_tokens: 11, completion_tokens: 6, total_tokens: 17, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } };
   const id = 'chatcmpl-mock123';
   const created = 1_700_000_000;
+  const toolCall = h(req, 'x-mock-tool-call') ? { id: 'call_mock1', type: 'function', function: TOOL_CALL } : undefined;
 
   if (!body?.stream) {
     res.writeHead(200, { ...headers, 'content-type': 'application/json' });
@@ -151,7 +154,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message: { role: 'assistant', content: STREAM_WORDS.join(''), refusal: null }, logprobs: null, finish_reason: 'stop' }],
+        choices: [
+          toolCall
+            ? { index: 0, message: { role: 'assistant', content: null, tool_calls: [toolCall], refusal: null }, logprobs: null, finish_reason: 'tool_calls' }
+            : { index: 0, message: { role: 'assistant', content: STREAM_WORDS.join(''), refusal: null }, logprobs: null, finish_reason: 'stop' },
+        ],
         ...(usage ? { usage } : {}),
       }),
     );
@@ -166,9 +173,20 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
   const event = (choices: unknown[], extra: object = {}) =>
     `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices, ...(includeUsage ? { usage: null } : {}), ...extra })}\n\n`;
 
-  const chunks = [event([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])];
-  for (const w of STREAM_WORDS) chunks.push(event([{ index: 0, delta: { content: w }, logprobs: null, finish_reason: null }]));
-  chunks.push(event([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
+  const chunks: string[] = [];
+  if (toolCall) {
+    const { arguments: args, ...fn } = toolCall.function;
+    const call = { index: 0, id: toolCall.id, type: 'function', function: { ...fn, arguments: '' } };
+    chunks.push(event([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [call] }, logprobs: null, finish_reason: null }]));
+    for (const piece of [args.slice(0, 9), args.slice(9, 20), args.slice(20)]) {
+      chunks.push(event([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, logprobs: null, finish_reason: null }]));
+    }
+    chunks.push(event([{ index: 0, delta: {}, logprobs: null, finish_reason: 'tool_calls' }]));
+  } else {
+    chunks.push(event([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+    for (const w of STREAM_WORDS) chunks.push(event([{ index: 0, delta: { content: w }, logprobs: null, finish_reason: null }]));
+    chunks.push(event([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
+  }
   if (includeUsage) chunks.push(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`);
   chunks.push('data: [DONE]\n\n');
 

@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
+import { startMockUpstream, STREAM_WORDS, TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { estimateUsage } from '../../src/telemetry/usage.js';
 import { PromText } from './prom-text.js';
@@ -358,6 +358,24 @@ describe('estimated usage', () => {
     expect(m.one('promptgate_cost_usd_total', { estimated: 'true' })).toBeCloseTo(cost, 15);
     expect(m.one('promptgate_requests_total', { estimated: 'true', stream: String(stream), status_class: '2xx' })).toBe(1);
     if (!stream) expect(Number(res.headers['x-promptgate-cost-usd'])).toBeCloseTo(cost, 15);
+  });
+
+  // Regression: only `content` was counted, so a tool call answered without usage was
+  // estimated at 0 output tokens (and its output billed at nothing).
+  it.each([
+    ['non-stream', false],
+    ['stream', true],
+  ])('an upstream without usage answering with a tool call (%s): its name and arguments are counted', async (_name, stream) => {
+    await start();
+    const res = await post(chat(stream ? { stream: true } : {}), { 'x-mock-no-usage': '1', 'x-mock-tool-call': '1' });
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('get_weather');
+    const expected = estimateUsage(MESSAGES, TOOL_CALL.name + TOOL_CALL.arguments, 'gpt-4o-mini');
+    expect(expected.outputTokens).toBeGreaterThan(5);
+
+    const m = await metrics();
+    expect(tokens(m, { estimated: 'true' })).toMatchObject({ input: expected.inputTokens, output: expected.outputTokens });
+    expect(m.one('promptgate_cost_usd_total', { estimated: 'true' })).toBeCloseTo(gpt4oMiniCost(expected.inputTokens, expected.outputTokens), 15);
   });
 });
 
