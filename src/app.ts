@@ -50,7 +50,7 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
   // (checked in each /v1 handler: a middleware would cost every request a dispatch).
   app.post('/v1/chat/completions', chatCompletions(all));
   app.all('/v1/chat/completions', () => {
-    throw new GatewayError('method_not_allowed', 'Use POST for /v1/chat/completions.');
+    throw new GatewayError('method_not_allowed', 'Use POST for /v1/chat/completions.', { headers: { allow: 'POST' } }); // RFC 9110 §15.5.6
   });
   app.all('/v1/*', passThrough(all));
   app.all('/v1', passThrough(all));

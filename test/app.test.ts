@@ -74,6 +74,14 @@ describe('app', () => {
     expect(((await res.json()) as any).error.type).toBe('not_found_error');
   });
 
+  it('names the allowed method on a 405 (RFC 9110 §15.5.6: Allow is required)', async () => {
+    const { app } = makeApp();
+    const res = await app.request('/v1/chat/completions', { method: 'PUT' });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('POST');
+    expect(((await res.json()) as any).error.code).toBe('method_not_allowed');
+  });
+
   it('fails readiness and refuses new /v1 requests while draining', async () => {
     const { app, lifecycle } = makeApp();
     expect((await app.request('/readyz')).status).toBe(200);

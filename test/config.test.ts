@@ -39,6 +39,20 @@ describe('env substitution', () => {
   it('does not treat a # inside quotes as a comment', () => {
     expect(substituteEnv('a: "x # ${A}"', { A: 'v' }).text).toBe('a: "x # v"');
   });
+
+  it('expands a nested default instead of leaving a literal ${VAR} in the config', () => {
+    const env = { INNER: 'in', EMPTY: '' };
+    expect(substituteEnv('t: "${OUTER:-${FALLBACK:-}}"', env)).toEqual({ text: 't: ""', missing: [] });
+    expect(substituteEnv('t: ${OUTER:-${INNER}} ${INNER:+${INNER}-x} ${EMPTY:-a${INNER:+$$}b}', env).text).toBe('t: in in-x a$b');
+    // Only the branch that is used is expanded (POSIX): an unset variable in the other one is no error.
+    expect(substituteEnv('t: ${INNER:-${UNSET}} ${EMPTY:+${UNSET}}', env)).toEqual({ text: 't: in ', missing: [] });
+    expect(substituteEnv('t: ${OUTER:-${UNSET}}', env).missing).toEqual([{ variable: 'UNSET', line: 1 }]);
+  });
+
+  it("finds the comment after a plain scalar with an apostrophe (O'Brien)", () => {
+    expect(substituteEnv("name: O'Brien # see ${NOT_A_VAR}", {})).toEqual({ text: "name: O'Brien # see ${NOT_A_VAR}", missing: [] });
+    expect(substituteEnv("a: 'it''s # ${A}' # ${B}", { A: 'v' })).toEqual({ text: "a: 'it''s # v' # ${B}", missing: [] });
+  });
 });
 
 describe('config validation', () => {
@@ -80,6 +94,20 @@ routing: {default: [a, nope]}
 
   it('reports YAML syntax errors with a line', () => {
     expect(issuesOf('upstreams: [\n')[0]).toMatch(/^gateway\.config\.yaml \(line \d+\)/);
+  });
+
+  it('rejects upstream headers that can never be sent (instead of answering every request 503)', () => {
+    const issues = issuesOf(`
+upstreams:
+  - name: a
+    base_url: http://127.0.0.1:9/v1
+    headers: {"OpenAI Organization": org-1, x-team: "snow ☃"}
+routing: {default: [a]}
+`);
+    expect(issues).toEqual([
+      'gateway.config.yaml: upstreams[0].headers.OpenAI Organization (line 5): expected an HTTP header name',
+      'gateway.config.yaml: upstreams[0].headers.x-team (line 5): expected an HTTP header value (no control or non-Latin-1 characters)',
+    ]);
   });
 
   it('routes a keyless upstream to its keyless target and says so', () => {

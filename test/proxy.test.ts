@@ -73,6 +73,15 @@ describe('chat completions', () => {
     expect(seen.headers.traceparent).toBeUndefined();
   });
 
+  it("sends a configured upstream header once, over the client's, whatever its case", async () => {
+    gw = await startTestGateway(config().replace('    retry:', '    headers: {OpenAI-Organization: org-config}\n    retry:'));
+    await post('/v1/chat/completions', chat(), { 'openai-organization': 'org-client' });
+    const raw = upstream.requests[0].rawHeaders;
+    const orgs = raw.filter((_, i) => i % 2 === 0 && raw[i].toLowerCase() === 'openai-organization').length;
+    expect(orgs).toBe(1);
+    expect(upstream.requests[0].headers['openai-organization']).toBe('org-config');
+  });
+
   it('passes the client Authorization through when the upstream has no key', async () => {
     gw = await startTestGateway(config().replace('api_key: sk-test-secret-key-123456', "api_key: ''"));
     await post('/v1/chat/completions', chat(), { authorization: 'Bearer client-key' });
@@ -149,6 +158,19 @@ describe('chat completions', () => {
     const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-stall-after': '2' });
     const last = JSON.parse(res.text.trim().split('\n\n').at(-1)!.slice('data: '.length));
     expect(last.error).toMatchObject({ type: 'timeout_error', code: 'upstream_timeout' });
+  });
+
+  // Regression: the gateway's own total timeout cutting a stream was reported to the client
+  // as an upstream connection failure (`upstream_error`).
+  it('ends the stream with a timeout error event when the total timeout passes mid-stream', async () => {
+    gw = await startTestGateway(config({ timeout: '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 500}' }));
+    const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-chunk-delay-ms': '150' });
+    expect(res.status).toBe(200);
+    const events = res.text.trim().split('\n\n');
+    expect(events[0]).toContain('"role":"assistant"');
+    const last = JSON.parse(events.at(-1)!.slice('data: '.length));
+    expect(last.error).toMatchObject({ type: 'timeout_error', code: 'upstream_timeout' });
+    expect(res.text).not.toContain('[DONE]');
   });
 });
 
@@ -335,6 +357,14 @@ describe('retry, fallback, breaker', () => {
     expect(res.json().error.code).toBe('circuit_open');
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(50);
     expect(upstream.requests).toHaveLength(2);
+  });
+
+  it('passes an upstream 500 through when its breaker opens between retries (not 503 upstream_unavailable)', async () => {
+    gw = await startTestGateway(config({ breaker: '{failures: 1, cooldown_ms: 60000}' }));
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '500' });
+    expect(res.status).toBe(500);
+    expect(res.json().error).toEqual({ message: 'mock 500', type: 'server_error', param: null, code: null });
+    expect(upstream.requests).toHaveLength(1); // the open breaker allows no retry
   });
 
   it('lets a probe through after the cool-down and closes on success', async () => {

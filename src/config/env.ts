@@ -3,11 +3,13 @@
  * meanings POSIX shells and Docker Compose give them: `:-` uses the default when VAR is unset
  * or empty, `:+` uses the alternate when VAR is set and non-empty (else nothing). `$$` is a
  * literal `$`. A plain `${VAR}` that is unset is an error, so a forgotten secret fails loudly.
- * YAML comments are left alone, so a comment may mention `${VAR}`. Values are inserted as
- * text before the YAML is parsed: quote a substitution that may hold YAML syntax.
+ * The word after `:-` / `:+` may itself hold substitutions (`${A:-${B:-x}}`); only the
+ * word that is used is expanded. YAML comments are left alone, so a comment may mention
+ * `${VAR}`. Values are inserted as text before the YAML is parsed: quote a substitution
+ * that may hold YAML syntax.
  */
 
-const PATTERN = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\+)([^}]*))?\}/g;
+const NAME = /[A-Za-z_][A-Za-z0-9_]*/y;
 
 export interface SubstitutionIssue {
   variable: string;
@@ -28,18 +30,60 @@ export function substituteEnv(
   return { text: out.join('\n'), missing };
 
   function substituteLine(line: string, lineNo: number): string {
-    return line.replace(PATTERN, (match, name: string | undefined, op: string | undefined, arg: string | undefined) => {
-      if (match === '$$') return '$';
-      const value = env[name!];
-      const isSet = value !== undefined && value !== '';
-      if (op === ':-') return isSet ? value : (arg ?? '');
-      if (op === ':+') return isSet ? (arg ?? '') : '';
-      if (value === undefined) {
-        missing.push({ variable: name!, line: lineNo });
-        return '';
+    return expand(line, 0, false, true).out;
+
+    /**
+     * Expands from `from` to the end of the line or, `nested`, to the `}` that closes the
+     * enclosing `${...}` (`end` -1 when there is none). `used` false: a word that is not
+     * used, whose unset variables are no error.
+     */
+    function expand(text: string, from: number, nested: boolean, used: boolean): { out: string; end: number } {
+      let out = '';
+      let i = from;
+      while (i < text.length) {
+        if (nested && text[i] === '}') return { out, end: i };
+        if (text[i] !== '$') {
+          out += text[i++];
+        } else if (text[i + 1] === '$') {
+          out += '$';
+          i += 2;
+        } else {
+          const ref = text[i + 1] === '{' ? reference(text, i + 2, used) : undefined;
+          if (ref) {
+            out += ref.out;
+            i = ref.end + 1;
+          } else {
+            out += text[i++]; // not a substitution: a literal `$`
+          }
+        }
       }
-      return value;
-    });
+      return { out, end: nested ? -1 : i };
+    }
+
+    /** `NAME}`, `NAME:-word}` or `NAME:+word}` from `at`; undefined when it is none of them. */
+    function reference(text: string, at: number, used: boolean): { out: string; end: number } | undefined {
+      NAME.lastIndex = at;
+      const name = NAME.exec(text)?.[0];
+      if (name === undefined) return undefined;
+      const i = at + name.length;
+      const value = env[name];
+      if (text[i] === '}') {
+        if (value === undefined && used) missing.push({ variable: name, line: lineNo });
+        return { out: value ?? '', end: i };
+      }
+      const op = text.slice(i, i + 2);
+      if (op !== ':-' && op !== ':+') return undefined;
+      const isSet = value !== undefined && value !== '';
+      const useWord = op === ':-' ? !isSet : isSet;
+      const reported = missing.length;
+      const word = expand(text, i + 2, true, used && useWord);
+      if (word.end < 0) {
+        missing.length = reported; // unterminated: the text is read again as literal text
+        return undefined;
+      }
+      if (op === ':-') return { out: isSet ? value : word.out, end: word.end };
+      return { out: isSet ? word.out : '', end: word.end };
+    }
   }
 }
 
@@ -50,8 +94,10 @@ function commentStart(line: string): number {
     const ch = line[i];
     if (quote) {
       if (ch === '\\' && quote === '"') i++;
+      else if (ch === "'" && quote === "'" && line[i + 1] === "'") i++; // '' is a quote inside '...'
       else if (ch === quote) quote = undefined;
-    } else if (ch === '"' || ch === "'") {
+    } else if ((ch === '"' || ch === "'") && (i === 0 || ' \t[{,'.includes(line[i - 1]))) {
+      // A quote opens a quoted scalar only where a scalar starts; in `O'Brien` it is text.
       quote = ch;
     } else if (ch === '#' && (i === 0 || line[i - 1] === ' ' || line[i - 1] === '\t')) {
       return i;

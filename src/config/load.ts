@@ -97,6 +97,8 @@ function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCou
     const keys = issue.keys;
     segments = [...segments, keys[0]];
     message = keys.length === 1 ? 'unknown key' : `unknown keys: ${keys.join(', ')}`;
+  } else if (issue.code === 'invalid_key' && issue.issues[0]) {
+    message = issue.issues[0].message; // what is wrong with the key, not just "Invalid key in record"
   } else if (issue.code === 'invalid_type' && message.includes('received undefined')) {
     message = `required (${message.replace(/^Invalid input: /, '')})`;
   } else {

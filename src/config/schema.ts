@@ -16,6 +16,11 @@ import { telemetrySchema, pricingSchema } from '../telemetry/config-schema.js';
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
 
+// RFC 9110 §5.1 (a field name is a token) and §5.5 (field values): undici refuses anything
+// else on every request, so such a header is a config error, not an unreachable upstream.
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected an HTTP header name');
+const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'expected an HTTP header value (no control or non-Latin-1 characters)');
+
 export const serverSchema = z.strictObject({
   port: port.default(8080),
   host: z.string().min(1).default('0.0.0.0'),
@@ -74,8 +79,11 @@ export const upstreamSchema = z
      * uses `simulator` so `npm start` works without a key).
      */
     keyless: z.string().default('pass_through'),
-    /** Extra headers sent upstream (e.g. OpenAI-Organization). */
-    headers: z.record(z.string(), z.string()).default({}),
+    /** Extra headers sent upstream (e.g. OpenAI-Organization); names lower-cased, as the client's are, so one replaces the other. */
+    headers: z
+      .record(headerName, headerValue)
+      .default({})
+      .transform((h) => Object.fromEntries(Object.entries(h).map(([name, value]) => [name.toLowerCase(), value]))),
     timeout: timeoutSchema.prefault({}),
     retry: retrySchema.prefault({}),
     breaker: breakerSchema.prefault({}),

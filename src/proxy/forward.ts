@@ -99,7 +99,8 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       else breaker.release();
       const asked = retryAfterMs(response.headers);
       const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
-      const canRetryHere = attempt < retry.attempts && (asked === undefined || asked <= retry.max_retry_after_ms);
+      // A breaker this failure opened lets no retry through: the answer goes on, not a 503.
+      const canRetryHere = attempt < retry.attempts && breaker.state !== 'open' && (asked === undefined || asked <= retry.max_retry_after_ms);
       if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
         return { response, upstream, attempts }; // the client sees the upstream's own answer
       }
