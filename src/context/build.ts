@@ -137,7 +137,9 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     };
     if (closed) return done(fail(report, 'skipped', 'deadline'));
     const scope = { ...base };
-    for (const d of deps) if (d.output) scope[d.report.name] = variableOf(d.output);
+    // A skipped dependency leaves nothing there, not the client's variable of that name:
+    // a request must not stand in for its own customer profile (README "kind: rules").
+    for (const d of deps) scope[d.report.name] = d.output ? variableOf(d.output) : undefined;
     const p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
     if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
     let cache: ContextCache<BuilderOutput> | undefined;

@@ -3,17 +3,17 @@
  * subdirectories), chunked at load and indexed for BM25+ retrieval (minisearch).
  *
  * Chunking: a Markdown file is cut at its headings; a section longer than `chunkTokens`
- * (estimated at 4 characters a token) is cut between paragraphs, and a paragraph longer
- * than that between sentences. Each chunk carries the document title (first `# ` heading,
- * front-matter `title:` or the file name), its section heading, and a source
- * (`refunds.md#refund-window`).
+ * (estimated at 4 characters a token) is cut between paragraphs, a paragraph longer than
+ * that between sentences, then words, and a word (text without spaces) at the limit. Each
+ * chunk carries the document title (first `# ` heading, front-matter `title:` or the file
+ * name), its section heading, and a source (`refunds.md#refund-window`).
  *
  * Load time: one pass over the text plus minisearch's indexing, about linear in the size of
  * the knowledge base. A reload that finds the same files (path, size, mtime) and options
  * reuses the loaded index instead of building it again.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import MiniSearch from 'minisearch';
 import { countTokens } from './tokens.js';
@@ -139,19 +139,39 @@ interface FileStat {
   mtimeMs: number;
 }
 
-function listFiles(dir: string, rel = ''): FileStat[] {
+/**
+ * The knowledge files under `dir`, sorted. Symlinks are followed: a Kubernetes ConfigMap
+ * volume holds `name -> ..data/name` links (the `..data` entries themselves are hidden). A
+ * directory reached twice (a link back up the tree) is listed once; dangling links are skipped.
+ */
+function listFiles(dir: string, rel = '', seen = new Set([realpathSync(dir)])): FileStat[] {
   const out: FileStat[] = [];
   const entries = readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     const r = rel === '' ? e.name : `${rel}/${e.name}`;
-    if (e.isDirectory()) out.push(...listFiles(dir, r));
-    else if (e.isFile() && EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
-      const st = statSync(path.join(dir, r));
+    const isText = EXTENSIONS.has(path.extname(e.name).toLowerCase());
+    if (!e.isDirectory() && !e.isSymbolicLink() && !(e.isFile() && isText)) continue;
+    const st = statOrUndefined(path.join(dir, r));
+    if (st?.isDirectory()) {
+      const real = realpathSync(path.join(dir, r));
+      if (seen.has(real)) continue;
+      seen.add(real);
+      out.push(...listFiles(dir, r, seen));
+    } else if (st?.isFile() && isText) {
       out.push({ rel: r, size: st.size, mtimeMs: st.mtimeMs });
     }
   }
   return out;
+}
+
+/** The target's stats, or undefined for a dangling or looping symlink. */
+function statOrUndefined(file: string): Stats | undefined {
+  try {
+    return statSync(file);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -161,7 +181,8 @@ function listFiles(dir: string, rel = ''): FileStat[] {
  */
 export function chunkDocument(rel: string, text: string, chunkTokens: number): Omit<Chunk, 'id'>[] {
   const isMarkdown = !rel.toLowerCase().endsWith('.txt');
-  let body = text.replace(/\r\n?/g, '\n');
+  // A UTF-8 byte order mark (editors on Windows) would hide the front matter and first heading.
+  let body = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
   let docTitle = titleFromFileName(rel);
   const front = /^---\n([\s\S]*?)\n---\n/.exec(body);
   if (isMarkdown && front) {
@@ -206,7 +227,7 @@ export function chunkDocument(rel: string, text: string, chunkTokens: number): O
   return out;
 }
 
-/** Packs paragraphs (then sentences, then words) into pieces of at most `limit` characters. */
+/** Packs paragraphs (then sentences, then words, then pieces of words) into pieces of at most `limit` characters. */
 function pack(text: string, limit: number): string[] {
   const units = text
     .split(/\n\s*\n/)
@@ -227,7 +248,7 @@ function pack(text: string, limit: number): string[] {
 }
 
 function splitLong(paragraph: string, limit: number): string[] {
-  const sentences = paragraph.match(/[^.!?]+(?:[.!?]+|$)\s*/g) ?? [paragraph];
+  const sentences = paragraph.match(/[^.!?。！？]+(?:[.!?。！？]+|$)\s*/g) ?? [paragraph];
   const out: string[] = [];
   let current = '';
   const push = (s: string) => {
@@ -239,9 +260,24 @@ function splitLong(paragraph: string, limit: number): string[] {
   };
   for (const s of sentences) {
     if (s.length <= limit) push(s);
-    else for (const w of s.split(/(?<=\s)/)) push(w);
+    else for (const w of s.split(/(?<=\s)/)) for (const piece of cut(w, limit)) push(piece);
   }
   if (current.trim() !== '') out.push(current.trim());
+  return out;
+}
+
+/** A word longer than `limit` (a URL, text without spaces) in pieces of at most `limit`, never inside a surrogate pair. */
+function cut(word: string, limit: number): string[] {
+  const out: string[] = [];
+  let from = 0;
+  while (word.length - from > limit) {
+    let to = from + limit;
+    const next = word.charCodeAt(to);
+    if (next >= 0xdc00 && next <= 0xdfff) to--; // keep a surrogate pair together
+    out.push(word.slice(from, to));
+    from = to;
+  }
+  out.push(word.slice(from));
   return out;
 }
 

@@ -52,15 +52,63 @@ export function templateRoots(t: StringTemplate): string[] {
 }
 
 /**
- * Fills the placeholders from `scope`. Returns `{ missing }` naming the first placeholder
- * with no value (undefined, null or ""); objects are not valid values.
+ * Fills the placeholders from `scope` (headers, body strings; URLs use `fillUrlTemplate`).
+ * Returns `{ missing }` naming the first placeholder with no value (undefined, null or "");
+ * objects are not valid values.
  */
-export function fillTemplate(t: StringTemplate, scope: unknown, encode: (s: string) => string = (s) => s): { text: string } | { missing: string } {
+export function fillTemplate(t: StringTemplate, scope: unknown): { text: string } | { missing: string } {
   let text = t.parts[0];
   for (let i = 0; i < t.paths.length; i++) {
     const v = getPath(scope, t.paths[i]);
     if (v === undefined || v === null || v === '' || typeof v === 'object') return { missing: t.paths[i].join('.') };
-    text += encode(String(v)) + t.parts[i + 1];
+    text += String(v) + t.parts[i + 1];
+  }
+  return { text };
+}
+
+/**
+ * A URL template: placeholders in the path, query or fragment only, so a request can never
+ * choose the scheme or host. `inPath[i]`: placeholder `i` is in the path.
+ */
+export interface UrlTemplate extends StringTemplate {
+  readonly inPath: readonly boolean[];
+}
+
+/** Scheme and authority up to where the path, query or fragment starts (RFC 3986 §3). */
+const ORIGIN = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*[/?#]/;
+
+/** Parses `"https://crm.internal/customers/{{user_id}}"`. Throws for a placeholder in the scheme or host. */
+export function parseUrlTemplate(source: string): UrlTemplate {
+  const t = parseStringTemplate(source);
+  if (t.paths.length > 0 && !ORIGIN.test(t.parts[0])) {
+    throw new Error(`placeholder {{${t.paths[0].join('.')}}} in the scheme or host of "${source}" (placeholders go in the path or query)`);
+  }
+  const inPath: boolean[] = [];
+  let path = true;
+  for (let i = 0; i < t.paths.length; i++) {
+    path &&= !/[?#]/.test(i === 0 ? t.parts[0].slice(t.parts[0].indexOf('//') + 2) : t.parts[i]);
+    inPath.push(path);
+  }
+  return Object.freeze({ ...t, inPath: Object.freeze(inPath) });
+}
+
+/** Lone UTF-16 surrogates: `encodeURIComponent` throws on them (and no service could read them). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Fills a URL template, each value URL-encoded (`/`, `?`, `#` and `%` stay inside it).
+ * `{ missing }` as for `fillTemplate`, and also for a value that would change the URL's
+ * shape: `.` or `..` in the path (WHATWG URL parsing resolves them, `/customers/..` is `/`)
+ * or a string with lone surrogates.
+ */
+export function fillUrlTemplate(t: UrlTemplate, scope: unknown): { text: string } | { missing: string } {
+  let text = t.parts[0];
+  for (let i = 0; i < t.paths.length; i++) {
+    const v = getPath(scope, t.paths[i]);
+    if (v === undefined || v === null || v === '' || typeof v === 'object') return { missing: t.paths[i].join('.') };
+    const s = String(v);
+    if (LONE_SURROGATE.test(s) || (t.inPath[i] && (s === '.' || s === '..'))) return { missing: t.paths[i].join('.') };
+    text += encodeURIComponent(s) + t.parts[i + 1];
   }
   return { text };
 }

@@ -1,5 +1,5 @@
 /** Each builder kind against real servers (port 0) and real files. */
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,23 @@ describe('http builder', () => {
     expect(svc.requests).toHaveLength(0);
   });
 
+  it('keeps user values inside their path segment: . and .. and malformed unicode skip the call', async () => {
+    svc.route(/^\/customers\//, json({ tier: 'gold' }));
+    rt = new ContextRuntime();
+    const { plan } = makeContext({ builders: [{ name: 'customer', kind: 'http', url: `${svc.url}/customers/{{user_id}}/profile?q={{q}}` }] }, { use: ['customer'] });
+    const build = (userId: string, q = 'x') => buildContext(rt, plan, { messages: [], userId, variables: { q } });
+    // `..` would resolve to /profile (WHATWG URL dot segments), `.` to /customers/profile.
+    for (const userId of ['..', '.', 'a\uD800']) {
+      const r = await build(userId);
+      expect(r.report.builders[0], JSON.stringify(userId)).toMatchObject({ status: 'skipped', reason: 'missing_input' });
+    }
+    expect(svc.requests).toHaveLength(0);
+    // Separators stay inside the segment; dots in the query are harmless.
+    await build('../admin?x=1#f', '..');
+    await build('%2e%2e');
+    expect(svc.requests.map((r) => r.url)).toEqual(['/customers/..%2Fadmin%3Fx%3D1%23f/profile?q=..', '/customers/%252e%252e/profile?q=x']);
+  });
+
   it.each([
     ['/bad/503', json({ error: 'x' }, { status: 503 }), 'http_5xx'],
     ['/bad/404', json({ error: 'x' }, { status: 404 }), 'http_4xx'],
@@ -129,6 +146,16 @@ describe('rules builder', () => {
     const r = await buildContext(rt, plan, { messages: [], userId: 'down', variables: {} });
     expect(r.variables).toEqual({ tier_rules: { refund_limit_usd: 50, actions: ['answer'], escalate_after: 4, note: 'unknown customer' } });
     expect(r.report.skipped).toEqual(['customer']);
+  });
+
+  it('does not read a client variable in place of a dependency that was skipped', async () => {
+    svc.route('/customers/down-2', json({}, { status: 503 }));
+    rt = new ContextRuntime();
+    // The version declares `customer` (for its type check and default), so a client can send one.
+    const { plan } = makeContext(rulesConfig(svc.url), { use: ['customer', 'tier_rules'] }, { variables: { customer: { type: 'object', default: {} } } });
+    const r = await buildContext(rt, plan, { messages: [], userId: 'down-2', variables: { customer: { tier: 'gold' } } });
+    expect(r.report.skipped).toEqual(['customer']);
+    expect(r.variables.tier_rules).toMatchObject({ refund_limit_usd: 50, note: 'unknown customer' });
   });
 
   it('match: first stops at the first matching rule', async () => {
@@ -231,6 +258,39 @@ describe('knowledge builder', () => {
     const next = loadKnowledgeBase(dir, { chunkTokens: 200 });
     expect(next).not.toBe(kb);
     expect(next.search('invoices pdf', { topK: 1 })[0].chunk.source).toBe('more.md');
+  });
+
+  it('follows symlinked files and directories, as in a Kubernetes ConfigMap volume', () => {
+    // kubelet layout: name -> ..data/name, ..data -> ..<timestamp>/
+    const dir = mkdtempSync(path.join(tmpdir(), 'kb-configmap-'));
+    mkdirSync(path.join(dir, '..2026_11_24_00_00_00.1'));
+    writeFileSync(path.join(dir, '..2026_11_24_00_00_00.1', 'refunds.md'), '# Refunds\nRefunds reach the card within 5 business days.');
+    symlinkSync('..2026_11_24_00_00_00.1', path.join(dir, '..data'));
+    symlinkSync('..data/refunds.md', path.join(dir, 'refunds.md'));
+    const shared = mkdtempSync(path.join(tmpdir(), 'kb-shared-'));
+    writeFileSync(path.join(shared, 'billing.txt'), 'Invoices are emailed monthly.');
+    symlinkSync(shared, path.join(dir, 'shared'));
+    symlinkSync(dir, path.join(shared, 'loop')); // a link back up the tree is not followed again
+    symlinkSync(path.join(dir, 'gone.md'), path.join(dir, 'dangling.md'));
+    const kb = loadKnowledgeBase(dir, { chunkTokens: 200 });
+    expect(kb.chunks.map((c) => c.source)).toEqual(['refunds.md', 'shared/billing.txt']);
+    expect(kb.search('refunds card', { topK: 1 })[0].chunk.title).toBe('Refunds');
+  });
+
+  it('cuts text without spaces (CJK sentences, long URLs) to chunk_tokens too', () => {
+    const cjk = '退款将在五个工作日内退回到您的原支付方式。'.repeat(40);
+    const url = `https://example.com/${'x'.repeat(1000)}`;
+    for (const text of [cjk, url, `😀${'😀'.repeat(300)}`]) {
+      const chunks = chunkDocument('r.md', `# T\n${text}`, 50);
+      expect(chunks.length).toBeGreaterThan(1);
+      expect(chunks.every((c) => c.text.length <= 200 && !/\p{Cs}/u.test(c.text))).toBe(true);
+      expect(chunks.map((c) => c.text).join('')).toBe(text);
+    }
+  });
+
+  it('reads a title and front matter after a UTF-8 byte order mark', () => {
+    expect(chunkDocument('r.md', '\uFEFF# Refunds\n## Timing\nFive days.', 200)).toEqual([{ title: 'Refunds — Timing', text: 'Five days.', source: 'r.md#timing' }]);
+    expect(chunkDocument('r.md', '\uFEFF---\ntitle: Refunds\n---\nFive days.', 200)).toEqual([{ title: 'Refunds', text: 'Five days.', source: 'r.md' }]);
   });
 
   it('merges an HTTP search endpoint with the local index and keeps local results when it fails', async () => {

@@ -134,6 +134,23 @@ describe('cache in front of an http builder', () => {
     expect(svc.count('/customers/u-stale')).toBe(2);
   });
 
+  it('never serves one user the answer fetched for another through a user-dependent header', async () => {
+    svc.route('/me', async (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ name: req.headers['x-customer-id'] }));
+    });
+    rt = new ContextRuntime();
+    const { plan } = makeContext(
+      { builders: [{ name: 'me', kind: 'http', url: `${svc.url}/me`, headers: { authorization: 'Bearer fixed', 'x-customer-id': '{{user_id}}' }, cache: { ttl_ms: 60_000 } }] },
+      { use: ['me'] },
+    );
+    const me = async (userId: string) => (await buildContext(rt, plan, { messages: [], userId, variables: {} })).variables.me;
+    expect(await me('alice')).toEqual({ name: 'alice' });
+    expect(await me('bob')).toEqual({ name: 'bob' });
+    expect(await me('alice')).toEqual({ name: 'alice' });
+    expect(svc.count('/me')).toBe(2);
+  });
+
   it('keeps a cache across reloads while the builder config is unchanged, and starts over when it changes', async () => {
     rt = new ContextRuntime();
     const a = setup({ ttl_ms: 60_000 });

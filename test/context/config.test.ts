@@ -61,6 +61,14 @@ describe('context config', () => {
     ]);
   });
 
+  it('rejects a placeholder in the scheme or host of a URL: a request must not choose where the call goes', () => {
+    expect(issuesOf('context: {builders: [{name: c, kind: http, url: "http://{{tenant}}.example.com/customers/{{user_id}}"}]}\n')).toEqual([
+      'gateway.config.yaml: context.builders[0]: placeholder {{tenant}} in the scheme or host of "http://{{tenant}}.example.com/customers/{{user_id}}" (placeholders go in the path or query)',
+    ]);
+    expect(issuesOf('context: {builders: [{name: kb, kind: knowledge, http: {url: "https://search{{query}}/q"}}]}\n')).toHaveLength(1);
+    expect(issuesOf('context: {builders: [{name: c, kind: http, url: "http://x.example.com?id={{user_id}}"}]}\n')).toEqual([]);
+  });
+
   it('checks a template version\'s context: recipes within use; builders this config lacks are a note, not an error', () => {
     const cfg = 'context: {builders: [{name: customer, kind: http, url: "http://x/{{user_id}}"}]}\n';
     expect(issuesOf(cfg, template('{use: [customer]}'))).toEqual([]);

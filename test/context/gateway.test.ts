@@ -2,6 +2,9 @@
  * End to end through the gateway: real sockets, the mock upstream recording request bodies,
  * a customer service on port 0, the shipped knowledge base and support-context template.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -113,6 +116,34 @@ describe('context through the gateway', () => {
     expect(system).toContain('[refunds.md#');
     const metrics = await (await request(`${gw.url}/metrics`)).body.text();
     expect(metrics).toContain('promptgate_context_failures_total{builder="customer",reason="unreachable"} 1');
+  });
+
+  // Regression: with the customer service down, a client's own `customer` variable was
+  // rendered (and read by the tier rules) in place of the missing profile.
+  it('a builder that produced nothing leaves its declared default, never the client value of that name', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'promptgate-tpl-'));
+    const file = path.join(dir, 'vip-check.yaml');
+    writeFileSync(
+      file,
+      `id: vip-check
+name: VIP check
+versions:
+  - version: "1.0.0"
+    labels: [production]
+    model: gpt-4o-mini
+    variables:
+      customer: {type: object, default: {tier: unknown}}
+    context:
+      use: [customer, tier_rules]
+    messages:
+      - role: system
+        content: "Tier: {{customer.tier}}. Refunds up to {{tier_rules.refund_limit_usd}} USD."
+`,
+    );
+    gw = await startTestGateway(mockConfig(upstream.url, contextConfig({ customerUrl: 'http://127.0.0.1:9' }).replace('template: support-context', 'template: vip-check')), { templates: [file] });
+    const res = await chat({ model: 'support-bot', user: 'user-alice', messages: conversation, prompt_variables: { customer: { tier: 'gold' } } });
+    expect(res.status).toBe(200);
+    expect(upstream.requests[0].body.messages[0].content).toBe('Tier: unknown. Refunds up to 50 USD.');
   });
 
   it('answers 424 context_unavailable when a required builder fails, without calling the upstream', async () => {

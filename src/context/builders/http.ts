@@ -13,8 +13,10 @@
  *
  * Placeholders read `user_id`, the template variables and other builders' outputs (which
  * makes those builders dependencies). A placeholder with no value skips the builder
- * (`missing_input`). The cache key is the method, the filled URL and body; headers are not
- * part of it. The answer is untrusted text: its strings are scanned for injection.
+ * (`missing_input`), and so does a value that would leave its path segment (`.`, `..`); no
+ * placeholder may stand in the scheme or host. The cache key is the method, the filled URL,
+ * the headers that have placeholders and the body; fixed headers (tokens) are not part of
+ * it. The answer is untrusted text: its strings are scanned for injection.
  */
 import type { HttpBuilderConfig } from '../config-schema.js';
 import { fetchJson, ContextSourceError } from '../fetch-json.js';
@@ -22,13 +24,16 @@ import {
   bodyTemplateRoots,
   fillBody,
   fillTemplate,
+  fillUrlTemplate,
   getPath,
   parseBodyTemplate,
   parseStringTemplate,
+  parseUrlTemplate,
   splitPath,
   templateRoots,
   type BodyTemplate,
   type StringTemplate,
+  type UrlTemplate,
 } from '../paths.js';
 import { countValueTokens } from '../tokens.js';
 import type { Builder, BuilderOutput, BuildInput, BuildPlan } from '../types.js';
@@ -45,7 +50,7 @@ export class HttpBuilder implements Builder {
   readonly dependsOn: readonly string[];
   readonly fingerprint: string;
   readonly #method: 'GET' | 'POST';
-  readonly #url: StringTemplate;
+  readonly #url: UrlTemplate;
   readonly #headers: readonly (readonly [string, StringTemplate])[];
   readonly #body: BodyTemplate | undefined;
   readonly #pick: readonly (readonly [string, readonly string[]])[] | undefined;
@@ -61,7 +66,7 @@ export class HttpBuilder implements Builder {
     this.cache = common.cache;
     this.fingerprint = common.fingerprint;
     this.#method = cfg.method;
-    this.#url = parseStringTemplate(cfg.url);
+    this.#url = parseUrlTemplate(cfg.url);
     this.#headers = Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), parseStringTemplate(v)] as const);
     this.#body = cfg.method === 'POST' && cfg.body ? parseBodyTemplate(cfg.body) : undefined;
     const pick = Array.isArray(cfg.pick) ? Object.fromEntries(cfg.pick.map((p) => [p.split('.').at(-1)!, p])) : cfg.pick;
@@ -74,13 +79,16 @@ export class HttpBuilder implements Builder {
   }
 
   plan(input: BuildInput): BuildPlan {
-    const url = fillTemplate(this.#url, input.scope, encodeURIComponent);
+    const url = fillUrlTemplate(this.#url, input.scope);
     if ('missing' in url) return { missing: url.missing };
     const headers: Record<string, string> = {};
+    // Headers filled from the request (`x-customer-id: {{user_id}}`) choose the answer as the URL does.
+    let filledHeaders = '';
     for (const [name, t] of this.#headers) {
       const v = fillTemplate(t, input.scope);
       if ('missing' in v) return { missing: v.missing };
       headers[name] = v.text;
+      if (t.paths.length > 0) filledHeaders += `\n${name}: ${v.text}`;
     }
     let body: unknown;
     if (this.#body) {
@@ -88,7 +96,7 @@ export class HttpBuilder implements Builder {
       if ('missing' in b) return { missing: b.missing };
       body = b.value;
     }
-    const key = body === undefined ? `${this.#method} ${url.text}` : `${this.#method} ${url.text} ${JSON.stringify(body)}`;
+    const key = `${this.#method} ${url.text}${filledHeaders}${body === undefined ? '' : `\n${JSON.stringify(body)}`}`;
     return {
       key,
       produce: async (signal) => {

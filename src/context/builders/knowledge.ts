@@ -25,12 +25,15 @@ import {
   bodyTemplateRoots,
   fillBody,
   fillTemplate,
+  fillUrlTemplate,
   getPath,
   parseBodyTemplate,
   parseStringTemplate,
+  parseUrlTemplate,
   splitPath,
   type BodyTemplate,
   type StringTemplate,
+  type UrlTemplate,
 } from '../paths.js';
 import { countTokens } from '../tokens.js';
 import type { Builder, BuilderOutput, BuildInput, BuildPlan, ContextItem } from '../types.js';
@@ -41,7 +44,7 @@ const TOKENS_PER_PASSAGE = 4;
 
 interface RemoteSearch {
   readonly method: 'GET' | 'POST';
-  readonly url: StringTemplate;
+  readonly url: UrlTemplate;
   readonly headers: readonly (readonly [string, StringTemplate])[];
   readonly body: BodyTemplate | undefined;
   readonly results: readonly string[];
@@ -144,13 +147,14 @@ function round(score: number): number {
 const SEARCH_PLACEHOLDERS = new Set(['query', 'top_k']);
 
 function compileRemote(cfg: KnowledgeHttpConfig, builderTimeoutMs: number): RemoteSearch {
-  const templates = [parseStringTemplate(cfg.url), ...Object.values(cfg.headers).map(parseStringTemplate)];
+  const url = parseUrlTemplate(cfg.url);
+  const templates = [url, ...Object.values(cfg.headers).map(parseStringTemplate)];
   const roots = [...templates.flatMap((t) => t.paths.map((p) => p[0])), ...(cfg.body ? bodyTemplateRoots(parseBodyTemplate(cfg.body)) : [])];
   const unknown = roots.find((r) => !SEARCH_PLACEHOLDERS.has(r));
   if (unknown !== undefined) throw new Error(`unknown placeholder {{${unknown}}} (a search knows {{query}} and {{top_k}})`);
   return {
     method: cfg.method,
-    url: parseStringTemplate(cfg.url),
+    url,
     headers: Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), parseStringTemplate(v)] as const),
     body: cfg.method === 'POST' && cfg.body ? parseBodyTemplate(cfg.body) : undefined,
     results: splitPath(cfg.results),
@@ -162,7 +166,7 @@ function compileRemote(cfg: KnowledgeHttpConfig, builderTimeoutMs: number): Remo
 
 async function searchRemote(r: RemoteSearch, query: string, topK: number, signal: AbortSignal, input: Pick<BuildInput, 'dispatcher'>): Promise<Passage[]> {
   const scope = { query, top_k: topK };
-  const url = fillTemplate(r.url, scope, encodeURIComponent);
+  const url = fillUrlTemplate(r.url, scope);
   if ('missing' in url) throw new ContextSourceError('invalid_request', `search placeholder ${url.missing} has no value`);
   const headers: Record<string, string> = {};
   for (const [name, t] of r.headers) {
