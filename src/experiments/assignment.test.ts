@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { assign, currentStage, isActive, variantForBucket } from './assignment.js';
 import { compileExperiments, variantWidths } from './compile.js';
-import { bucketOf } from './hash.js';
+import { bucketOf, rolloutBucketOf } from './hash.js';
 import { experimentSchema } from '../prompts/config-schema.js';
+import { compileIdentity } from '../prompts/identity.js';
 import { testExperiment, testRegistry } from './test-helpers.js';
 
 const DAY = 86_400_000;
@@ -76,6 +77,14 @@ describe('compileExperiments validation', () => {
     expect(paths({ start: '2026-12-01 00:00' })).toEqual(['start']);
     expect(paths({ start: '2026-12-01T00:00:00Z', end: '2026-12-02' })).toBeUndefined();
   });
+
+  it('schema: rejects a day the month does not have instead of rolling over into the next month', () => {
+    const base = { id: 'e', template: 't', variants: [{ name: 'a', version: '1.0.0', weight: 1 }, { name: 'b', version: '1.1.0', weight: 1 }] };
+    const paths = (input: Record<string, unknown>) => experimentSchema.safeParse({ ...base, ...input }).error?.issues.map((i) => i.path.join('.'));
+    expect(paths({ end: '2026-11-31' })).toEqual(['end']);
+    expect(paths({ start: '2026-02-29T00:00:00+01:00' })).toEqual(['start']);
+    expect(paths({ start: '2028-02-29T00:00:00Z', end: '2028-12-31T23:59:59.5-05:00' })).toBeUndefined();
+  });
 });
 
 describe('assign: schedule and identity', () => {
@@ -106,6 +115,16 @@ describe('assign: schedule and identity', () => {
   it('gives the baseline to a request without a user id, reason no_user', () => {
     expect(assign(exp, undefined, at(DAY))).toEqual({ variant: exp.baseline, reason: 'no_user' });
     expect(assign(exp, '', at(DAY)).reason).toBe('no_user');
+  });
+
+  it('takes a long user id whole (no cut before hashing): ids sharing a 256-character prefix are different users', () => {
+    const userIdOf = compileIdentity(['body.user', 'header.x-user-id']);
+    const prefix = `tenant-${'x'.repeat(300)}`;
+    const ids = Array.from({ length: 20 }, (_, i) => `${prefix}:user-${i}`);
+    expect(ids.map((id) => userIdOf({ user: id }, () => undefined))).toEqual(ids);
+    expect(userIdOf({}, () => ids[3])).toBe(ids[3]);
+    const buckets = new Set(ids.map((id) => assign(exp, userIdOf({ user: id }, () => undefined), at(DAY)).bucket));
+    expect(buckets.size).toBeGreaterThan(1);
   });
 
   it('uses the salt when set, the id otherwise', () => {
@@ -171,6 +190,16 @@ describe('rollout', () => {
     const plain = testExperiment({ id: 'roll', variants: exp.config.variants });
     const differs = users.filter((u) => assign(exp, u, at(10 * DAY)).variant.name !== assign(plain, u, at(10 * DAY)).variant.name);
     expect(differs).toEqual([]);
+  });
+
+  it('exposes exactly rollout_bucket < stage_percent * 100 at fractional stages (0.17% -> buckets 0..16)', () => {
+    // In doubles 0.17 * 100 is 17 but 0.17 * 10000 / 100 is 17.000000000000004: bucket 17 is the edge.
+    const fine = testExperiment({ id: 'fine', variants: exp.config.variants, start: START.toISOString(), rollout: { stages: [0.17], every: '24h' } });
+    const userAt = (rb: number) => {
+      for (let i = 0; ; i++) if (rolloutBucketOf('fine', `r${i}`) === rb && variantForBucket(fine, bucketOf('fine', `r${i}`)) !== fine.baseline) return `r${i}`;
+    };
+    expect(assign(fine, userAt(16), START)).toMatchObject({ rolloutBucket: 16, reason: 'assigned' });
+    expect(assign(fine, userAt(17), START)).toMatchObject({ rolloutBucket: 17, reason: 'rollout_holdback', variant: { name: 'control' } });
   });
 
   it('holds back users by the independent rollout bucket, reason rollout_holdback', () => {

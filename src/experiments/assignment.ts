@@ -12,7 +12,7 @@
  * ..., then their one variant for good. Nobody moves between two non-baseline variants.
  * At a stage of p%, a variant of share s serves p% x s of all users.
  */
-import { BUCKETS, bucketOf, rolloutBucketOf } from './hash.js';
+import { bucketOf, rolloutBucketOf } from './hash.js';
 import type { CompiledExperiment, CompiledVariant } from './compile.js';
 
 /** Why a user got their variant. Only `assigned` belongs in the experiment analysis. */
@@ -85,7 +85,8 @@ export function assign(exp: CompiledExperiment, userId: string | undefined, now:
     const percent = stage?.percent ?? 0;
     if (percent < 100) {
       const rolloutBucket = rolloutBucketOf(exp.salt, userId);
-      if (rolloutBucket >= (percent * BUCKETS) / 100) return { variant: exp.baseline, bucket, rolloutBucket, reason: 'rollout_holdback' };
+      // Exactly README's `rollout_bucket < stage_percent * 100` (in doubles; `p * 10000 / 100` differs at some fractional p).
+      if (rolloutBucket >= percent * 100) return { variant: exp.baseline, bucket, rolloutBucket, reason: 'rollout_holdback' };
       return { variant, bucket, rolloutBucket, reason: 'assigned' };
     }
   }

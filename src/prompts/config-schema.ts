@@ -20,12 +20,18 @@ const instant = z.union([z.date(), z.string()]).transform((value, ctx) => {
     /^\d{4}-\d{2}-\d{2}$/.test(value) ||
     /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(value);
   const date = value instanceof Date ? value : new Date(value);
-  if (!ok || Number.isNaN(date.getTime())) {
+  if (!ok || Number.isNaN(date.getTime()) || (typeof value === 'string' && !isCalendarDay(value))) {
     ctx.addIssue({ code: 'custom', message: 'expected an ISO 8601 date-time with a zone, e.g. 2026-11-20T00:00:00Z' });
     return z.NEVER;
   }
   return date;
 });
+
+/** `YYYY-MM-DD...` names a day its month has: `new Date` would roll 2026-11-31 over to December 1. */
+function isCalendarDay(text: string): boolean {
+  const [year, month, day] = text.slice(0, 10).split('-').map(Number);
+  return day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+}
 
 export const identitySchema = z.strictObject({
   /** Where the user id comes from, first match wins: body.<field> or header.<name>. */

@@ -1,12 +1,12 @@
 /**
  * Who the request is for: the user id experiments assign by, from `identity.user_id_from`
  * (`body.user`, `body.safety_identifier`, `body.metadata.user_id`, `header.x-user-id`...),
- * first non-empty string wins. Compiled once per config load.
+ * first non-empty string wins. Compiled once per config load. The id is kept whole: the
+ * assignment rule (DESIGN.md) hashes all of it, so a cut id would land in another bucket
+ * than the one any other implementation (or /admin/assign) computes.
  */
 
 export type UserIdOf = (body: Readonly<Record<string, unknown>>, header: (name: string) => string | undefined) => string | undefined;
-
-const MAX_USER_ID_LENGTH = 256;
 
 export function compileIdentity(sources: readonly string[]): UserIdOf {
   const readers = sources.map((source): UserIdOf => {
@@ -28,7 +28,7 @@ export function compileIdentity(sources: readonly string[]): UserIdOf {
   return (body, header) => {
     for (const read of readers) {
       const id = read(body, header)?.trim();
-      if (id) return id.length > MAX_USER_ID_LENGTH ? id.slice(0, MAX_USER_ID_LENGTH) : id;
+      if (id) return id;
     }
     return undefined;
   };

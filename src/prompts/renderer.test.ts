@@ -54,6 +54,12 @@ describe('renderText', () => {
     expect(() => compileText('{{#a}}open')).toThrow(/Unclosed section "a"/);
   });
 
+  it('drops comments and delimiter changes from text without variables', () => {
+    expect(render('Be brief.{{! TODO: tone }} Be kind.', {})).toBe('Be brief. Be kind.');
+    expect(render('Line one\n{{! internal note }}\nLine two', {})).toBe('Line one\nLine two');
+    expect(render('{{=<% %>=}}Plain text', {})).toBe('Plain text');
+  });
+
   it('returns static text without walking', () => {
     const c = compileText('no tags here');
     expect(c.isStatic).toBe(true);

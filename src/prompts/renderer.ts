@@ -28,7 +28,7 @@ export type TemplateNode =
 export interface CompiledText {
   readonly source: string;
   readonly nodes: readonly TemplateNode[];
-  /** The source has no tags at all: `render` returns it without walking. */
+  /** No variables or sections (comments at most): `render` returns the text without walking. */
   readonly isStatic: boolean;
 }
 
@@ -110,7 +110,8 @@ function splitName(name: string): readonly string[] {
  * One walk over the tree; no parsing.
  */
 export function renderText(compiled: CompiledText, view: Readonly<Record<string, unknown>>): string {
-  if (compiled.isStatic) return compiled.source;
+  // Adjacent text nodes are merged at compile time, so static text is one node (or none).
+  if (compiled.isStatic) return compiled.nodes.length === 0 ? '' : (compiled.nodes[0] as { text: string }).text;
   return renderNodes(compiled.nodes, [view]);
 }
 

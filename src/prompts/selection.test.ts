@@ -223,6 +223,17 @@ describe('applySelection', () => {
     expect(applySelection({}, sel, { customer_name: 'A' }).metadata).toEqual({ team: 'support' });
   });
 
+  it('params: a version max_tokens is not added next to the client max_completion_tokens (upstream rejects both at once)', () => {
+    const sel = selectTemplate(input({ prompt_id: 'support' }))!;
+    const out = applySelection({ max_completion_tokens: 200 }, sel, { customer_name: 'A' });
+    expect(out.max_completion_tokens).toBe(200);
+    expect(out).not.toHaveProperty('max_tokens');
+    const { template } = compileTemplate({ id: 'c', versions: [{ version: '1.0.0', params: { max_completion_tokens: 64 }, messages: [{ role: 'system', content: 's' }] }] });
+    const version = template!.defaultVersion;
+    const legacy: Selection = { templateId: 'c', version: '1.0.0', templateVersion: version, assignmentReason: 'explicit', mode: 'replace' };
+    expect(applySelection({ max_tokens: 32 }, legacy, {})).toEqual({ max_tokens: 32, messages: [{ role: 'system', content: 's' }] });
+  });
+
   it('constraints: max_output_tokens caps the client value, response_format is forced', () => {
     const sel = selectTemplate(input({ prompt_id: 'support' }))!;
     const out = applySelection({ max_tokens: 4000, max_completion_tokens: 100, response_format: { type: 'text' } }, sel, { customer_name: 'A' });

@@ -202,6 +202,7 @@ function planOf(version: TemplateVersion): VersionPlan {
 const PROMPT_FIELD_SET: ReadonlySet<string> = new Set(PROMPT_FIELDS);
 const SWAPPED_ROLES = new Set(['system', 'developer']);
 const OUTPUT_TOKEN_FIELDS = ['max_completion_tokens', 'max_tokens'] as const;
+const OUTPUT_TOKEN_FIELD_SET: ReadonlySet<string> = new Set(OUTPUT_TOKEN_FIELDS);
 
 /**
  * A new request body for the selected version (the input is not modified):
@@ -209,7 +210,8 @@ const OUTPUT_TOKEN_FIELDS = ['max_completion_tokens', 'max_tokens'] as const;
  * - rendered template messages first; the client's system/developer messages dropped
  *   (`replace`) or kept in place after them (`prepend`); other turns kept in order;
  * - `model` = binding `upstream_model` ?? version `model` ?? the request's model;
- * - version `params` (and `params.extra_body`) fill only fields the client did not set;
+ * - version `params` (and `params.extra_body`) fill only fields the client did not set
+ *   (`max_tokens` and `max_completion_tokens` count as one field);
  * - `constraints.max_output_tokens` caps the output-token field (setting
  *   `max_completion_tokens` when none is present); `constraints.response_format` is forced.
  *
@@ -240,7 +242,11 @@ export function applySelection(
   const model = selection.upstreamModel ?? version.model;
   if (model !== undefined) out.model = model;
 
-  for (const [key, value] of planOf(version).params) if (out[key] === undefined) out[key] = value;
+  // max_tokens and max_completion_tokens are one setting: OpenAI rejects a request with both.
+  const clientLimitsOutput = OUTPUT_TOKEN_FIELDS.some((field) => out[field] !== undefined && out[field] !== null);
+  for (const [key, value] of planOf(version).params) {
+    if (out[key] === undefined && !(clientLimitsOutput && OUTPUT_TOKEN_FIELD_SET.has(key))) out[key] = value;
+  }
 
   const { max_output_tokens: cap, response_format: format } = version.constraints;
   if (cap !== undefined) {
