@@ -156,6 +156,13 @@ describe('admin payloads', () => {
     });
   });
 
+  // Regression: the gateway trims user ids before hashing, /admin/assign did not, so an id
+  // pasted with a trailing space or newline showed another bucket than the one served.
+  it('GET /admin/assign hashes the id as the gateway does (surrounding whitespace dropped)', async () => {
+    expect((await get('/admin/assign?experiment=support-tone-v1&user=%20user-123%0A')).body).toMatchObject({ bucket: 7686, reason: 'assigned' });
+    expect((await get('/admin/assign?experiment=support-tone-v1&user=%20%20')).body).toMatchObject({ variant: 'control', bucket: null, reason: 'no_user' });
+  });
+
   it('guards /admin itself too', async () => {
     expect((await app.request('/admin')).status).toBe(401);
   });

@@ -16,6 +16,7 @@ import { assign } from '../experiments/assignment.js';
 import type { CompiledExperiment } from '../experiments/compile.js';
 import type { AssignmentCounters } from '../experiments/counters.js';
 import { GatewayError } from '../errors.js';
+import { normalizeUserId } from '../prompts/identity.js';
 import type { TemplateRegistry } from '../prompts/registry.js';
 import { bearerAuth } from './bearer-auth.js';
 import { experimentDetail, experimentSummary, templateDetail, templateSummary } from './views.js';
@@ -73,7 +74,8 @@ export function createAdminRoutes(getState: () => AdminState): Hono {
     if (user === undefined) throw new GatewayError('invalid_request', 'Query parameter "user" is required.', { param: 'user' });
     const exp = s.experiments.get(experimentId);
     if (!exp) throw new GatewayError('not_found', `Unknown experiment "${experimentId}".`, { param: 'experiment' });
-    const a = assign(exp, user, clock(s));
+    // The id as the gateway hashes it (trimmed); an empty one is a request without a user id.
+    const a = assign(exp, normalizeUserId(user), clock(s));
     return c.json(
       {
         experiment: exp.id,

@@ -127,6 +127,16 @@ describe('assign: schedule and identity', () => {
     expect(buckets.size).toBeGreaterThan(1);
   });
 
+  // Regression: Node reads header bytes as Latin-1, so a UTF-8 id in x-user-id hashed other
+  // bytes (another bucket) than the same id in body.user.
+  it('reads a UTF-8 user id from a header as the same id the body would give', () => {
+    const userIdOf = compileIdentity(['body.user', 'header.x-user-id']);
+    const asNodeReadsIt = Buffer.from('zoë-渡辺', 'utf8').toString('latin1');
+    expect(userIdOf({}, () => asNodeReadsIt)).toBe('zoë-渡辺');
+    expect(userIdOf({}, () => 'caf\xe9')).toBe('caf\xe9'); // not UTF-8: kept as read
+    expect(userIdOf({}, () => '  user-1 ')).toBe('user-1');
+  });
+
   it('uses the salt when set, the id otherwise', () => {
     const salted = testExperiment({ id: 'other', salt: 'support-tone-v1', variants: [{ name: 'c', version: '1.0.0', weight: 1 }, { name: 'w', version: '1.1.0', weight: 1 }] });
     expect(assign(salted, 'user-124', new Date()).bucket).toBe(5833);

@@ -8,12 +8,38 @@
 
 export type UserIdOf = (body: Readonly<Record<string, unknown>>, header: (name: string) => string | undefined) => string | undefined;
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The user id as the assignment hashes it: surrounding whitespace dropped (a pasted id's
+ * trailing newline must not move the user), undefined when nothing is left. `/admin/assign`
+ * uses it too, so support staff see the bucket the gateway serves.
+ */
+export function normalizeUserId(raw: string | undefined): string | undefined {
+  const id = raw?.trim();
+  return id ? id : undefined;
+}
+
+/**
+ * A header value as UTF-8 text. Node reads header bytes as Latin-1, so a UTF-8 id sent by
+ * curl or httpx (`x-user-id: Zoë`) would hash other bytes than the same id in `body.user`;
+ * values that are not valid UTF-8 stay as read.
+ */
+export function headerText(value: string | undefined): string | undefined {
+  if (value === undefined || !/[\x80-\xff]/.test(value) || /[^\x00-\xff]/.test(value)) return value;
+  try {
+    return utf8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return value;
+  }
+}
+
 export function compileIdentity(sources: readonly string[]): UserIdOf {
   const readers = sources.map((source): UserIdOf => {
     const [where, ...rest] = source.split('.');
     if (where === 'header') {
       const name = rest.join('.').toLowerCase();
-      return (_body, header) => header(name);
+      return (_body, header) => headerText(header(name));
     }
     const path = rest;
     return (body) => {
@@ -27,7 +53,7 @@ export function compileIdentity(sources: readonly string[]): UserIdOf {
   });
   return (body, header) => {
     for (const read of readers) {
-      const id = read(body, header)?.trim();
+      const id = normalizeUserId(read(body, header));
       if (id) return id;
     }
     return undefined;
