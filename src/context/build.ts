@@ -23,7 +23,7 @@ import { selectRecipe } from './recipes.js';
 import type { ContextCache } from './cache.js';
 import type { ContextRuntime } from './runtime.js';
 import { countTokensRemembered } from './tokens.js';
-import type { Builder, BuilderOutput, BuilderReport, ContextReport } from './types.js';
+import type { Builder, BuilderOutput, BuilderReport, BuildPlan, ContextReport } from './types.js';
 
 /** `guard.injection` as far as context cares. */
 export interface ContextGuardPolicy {
@@ -140,10 +140,11 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     // A skipped dependency leaves nothing there, not the client's variable of that name:
     // a request must not stand in for its own customer profile (README "kind: rules").
     for (const d of deps) scope[d.report.name] = d.output ? variableOf(d.output) : undefined;
-    const p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
-    if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
+    let p: BuildPlan;
     let cache: ContextCache<BuilderOutput> | undefined;
     try {
+      p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
+      if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
       if ('compute' in p) return done(screen(b, report, p.compute()));
       cache = p.key !== undefined ? rt.cacheFor(b) : undefined;
       const fresh = cache?.fresh(p.key!);
@@ -155,12 +156,13 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     } catch (err) {
       return done(failure(report, err));
     }
+    const { key, produce: source } = p;
     return (async () => {
       try {
-        const produce = () => p.produce(AbortSignal.timeout(b.timeoutMs));
+        const produce = () => source(AbortSignal.timeout(b.timeoutMs));
         let output: BuilderOutput;
         if (cache) {
-          const r = await within(cache.get(p.key!, produce), b.timeoutMs);
+          const r = await within(cache.get(key!, produce), b.timeoutMs);
           report.cache = r.result;
           report.status = r.result === 'hit' ? 'cached' : r.result === 'stale' ? 'stale' : 'ok';
           output = r.value;

@@ -90,6 +90,19 @@ describe('deadline and failure policy', () => {
     expect(r.report.builders[0]).toMatchObject({ status: 'skipped', reason: 'aborted' });
   });
 
+  it('records a builder whose plan throws as failed and builds the rest', async () => {
+    rt = new ContextRuntime();
+    const { plan } = makeContext(
+      { builders: [{ name: 'rules', kind: 'rules', defaults: { limit: 50 } }, { name: 'history', kind: 'history' }] },
+      { use: ['rules', 'history'] },
+    );
+    const [rules, history] = plan.recipes[0].run;
+    const broken = { ...rules, plan: () => { throw new TypeError('a bug in a builder'); } } as typeof rules;
+    const r = await buildContext(rt, { ...plan, recipes: [{ ...plan.recipes[0], run: [broken, history] }] }, { messages: [user('a'), user('b')], userId: 'u', variables: {} });
+    expect(r.report.builders.map((b) => [b.name, b.status, b.reason])).toEqual([['rules', 'failed', 'error'], ['history', 'ok', undefined]]);
+    expect(r.variables).not.toHaveProperty('rules');
+  });
+
   it('sets no deadline timer when every builder answers at once (no I/O, fresh cache entries)', async () => {
     rt = new ContextRuntime();
     const { plan } = makeContext(
