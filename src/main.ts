@@ -9,6 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
+import { parsePort } from './config/port.js';
 import { startGateway } from './server.js';
 
 const USAGE = `usage:
@@ -37,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
       return check(file);
     case 'serve': {
       const port = values.port !== undefined ? parsePort(values.port) : undefined;
-      if (port === null) {
+      if (values.port !== undefined && port === undefined) {
         process.stderr.write(`invalid --port ${values.port}\n${USAGE}\n`);
         return 2;
       }
@@ -62,11 +63,6 @@ function check(file: string): number {
     process.stderr.write(`${err.issues.length} error${err.issues.length === 1 ? '' : 's'} in ${file}\n`);
     return 1;
   }
-}
-
-function parsePort(v: string): number | null {
-  const n = Number(v);
-  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : null;
 }
 
 main(process.argv.slice(2)).then(

@@ -16,6 +16,7 @@ import { createContextRuntime } from './context/runtime.js';
 import { AssignmentCounters } from './experiments/counters.js';
 import type { Lifecycle } from './app-types.js';
 import { loadConfigFile } from './config/load.js';
+import { portFromEnv } from './config/port.js';
 import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
 import type { RuntimeConfig } from './config/compile.js';
@@ -26,7 +27,7 @@ import type { RequestRecord } from './telemetry/types.js';
 
 export interface StartOptions {
   file: string;
-  /** Overrides `PORT` and `server.port`. */
+  /** Overrides `PORT` (then not read) and `server.port`. */
   port?: number;
   /** Install SIGTERM/SIGINT handlers (off in tests that run several gateways in one process). */
   handleSignals?: boolean;
@@ -41,6 +42,8 @@ export interface RunningGateway {
 }
 
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  // Read before anything starts: a set but invalid PORT is a startup error, not ignored.
+  const envPort = options.port === undefined ? portFromEnv(process.env.PORT) : undefined;
   const config = loadConfigFile(options.file);
   const logger = createLogger(config.logging.level);
   // Tracing starts before the app exists (a no-op unless OTEL_* asks for an exporter).
@@ -64,8 +67,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const counters = new AssignmentCounters();
   const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters, context, feedback });
 
-  const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
-  const port = options.port ?? (Number.isInteger(envPort) ? envPort! : config.server.port);
+  const port = options.port ?? envPort ?? config.server.port;
   const inflight = new Set<ServerResponse>();
 
   const server = await new Promise<Server>((resolve, reject) => {

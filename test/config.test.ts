@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync, mkdirSync, symlinkSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { substituteEnv } from '../src/config/env.js';
 import { ConfigError, parseConfig } from '../src/config/load.js';
@@ -27,7 +27,7 @@ function issuesOf(text: string, env: Record<string, string> = {}): string[] {
 describe('env substitution', () => {
   it('supports ${VAR}, ${VAR:-default}, ${VAR:+alternate} and $$', () => {
     const env = { A: 'a', EMPTY: '' };
-    expect(substituteEnv('${A} ${B:-dflt} ${EMPTY:-dflt} ${A:+yes} ${B:+yes}| $$x', env)).toEqual({ text: 'a dflt dflt yes | $x', missing: [] });
+    expect(substituteEnv('${A} ${B:-dflt} ${EMPTY:-dflt} ${A:+yes} ${B:+yes}| $$x', env)).toEqual({ text: 'a dflt dflt yes | $x', missing: [], lineBreaks: [] });
   });
 
   it('reports unset plain variables with their line, and leaves comments alone', () => {
@@ -42,16 +42,16 @@ describe('env substitution', () => {
 
   it('expands a nested default instead of leaving a literal ${VAR} in the config', () => {
     const env = { INNER: 'in', EMPTY: '' };
-    expect(substituteEnv('t: "${OUTER:-${FALLBACK:-}}"', env)).toEqual({ text: 't: ""', missing: [] });
+    expect(substituteEnv('t: "${OUTER:-${FALLBACK:-}}"', env)).toEqual({ text: 't: ""', missing: [], lineBreaks: [] });
     expect(substituteEnv('t: ${OUTER:-${INNER}} ${INNER:+${INNER}-x} ${EMPTY:-a${INNER:+$$}b}', env).text).toBe('t: in in-x a$b');
     // Only the branch that is used is expanded (POSIX): an unset variable in the other one is no error.
-    expect(substituteEnv('t: ${INNER:-${UNSET}} ${EMPTY:+${UNSET}}', env)).toEqual({ text: 't: in ', missing: [] });
+    expect(substituteEnv('t: ${INNER:-${UNSET}} ${EMPTY:+${UNSET}}', env)).toEqual({ text: 't: in ', missing: [], lineBreaks: [] });
     expect(substituteEnv('t: ${OUTER:-${UNSET}}', env).missing).toEqual([{ variable: 'UNSET', line: 1 }]);
   });
 
   it("finds the comment after a plain scalar with an apostrophe (O'Brien)", () => {
-    expect(substituteEnv("name: O'Brien # see ${NOT_A_VAR}", {})).toEqual({ text: "name: O'Brien # see ${NOT_A_VAR}", missing: [] });
-    expect(substituteEnv("a: 'it''s # ${A}' # ${B}", { A: 'v' })).toEqual({ text: "a: 'it''s # v' # ${B}", missing: [] });
+    expect(substituteEnv("name: O'Brien # see ${NOT_A_VAR}", {})).toEqual({ text: "name: O'Brien # see ${NOT_A_VAR}", missing: [], lineBreaks: [] });
+    expect(substituteEnv("a: 'it''s # ${A}' # ${B}", { A: 'v' })).toEqual({ text: "a: 'it''s # v' # ${B}", missing: [], lineBreaks: [] });
   });
 });
 
@@ -110,6 +110,74 @@ routing: {default: [a]}
     ]);
   });
 
+  it('rejects a base_url with a fragment or user:pass@, without echoing it (was: silently cut to origin + path)', () => {
+    const issues = issuesOf(`
+upstreams:
+  - {name: a, base_url: "https://api.example.com/v1#frag"}
+  - {name: b, base_url: "https://user:hunter2@api.example.com/v1"}
+routing: {default: [a, b]}
+`);
+    expect(issues).toEqual([
+      'gateway.config.yaml: upstreams[0].base_url (line 3): expected a URL without a fragment (#...)',
+      'gateway.config.yaml: upstreams[1].base_url (line 4): expected a URL without credentials (user:pass@); use api_key or headers',
+    ]);
+  });
+
+  it("keeps a base_url's query (Azure api-version) for every request of the upstream", () => {
+    const config = parseConfig(
+      `
+upstreams:
+  - {name: azure, base_url: "https://res.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21"}
+routing: {default: [azure]}
+`,
+      { file: 'g.yaml', env: {} },
+    );
+    const azure = config.upstreams.get('azure')!;
+    expect(azure.basePath).toBe('/openai/deployments/gpt-4o');
+    expect(azure.baseQuery).toBe('api-version=2024-10-21');
+  });
+
+  it('rejects an api_key with a line break or control character, naming the path and never the key (was: accepted, every request failed)', () => {
+    const text = `
+upstreams:
+  - {name: a, base_url: "http://127.0.0.1:9/v1", api_key: "sk-live-SECRET\\n"}
+  - {name: b, base_url: "http://127.0.0.1:9/v1", api_key: "\${KEY_B}"}
+  - {name: c, base_url: "http://127.0.0.1:9/v1", api_key: "sk-live-SECRET-☃"}
+routing: {default: [a, b, c]}
+`;
+    const issues = issuesOf(text, { KEY_B: 'sk-live-SECRET\u001b[0m' });
+    expect(issues).toEqual([
+      'gateway.config.yaml: upstreams[0].api_key (line 3): contains a line break or control character (the key is not shown; remove it where the key is set)',
+      'gateway.config.yaml: upstreams[1].api_key (line 4): contains a line break or control character (the key is not shown; remove it where the key is set)',
+      'gateway.config.yaml: upstreams[2].api_key (line 5): contains a character that cannot be sent in an HTTP header (the key is not shown)',
+    ]);
+    expect(issues.join('\n')).not.toContain('SECRET');
+  });
+
+  it('names the variable, not its value, when a ${VAR} holds a line break (was: "Missing closing quote")', () => {
+    const text = `
+upstreams:
+  - {name: a, base_url: "http://127.0.0.1:9/v1", api_key: "\${OPENAI_API_KEY}"}
+routing: {default: [a]}
+`;
+    const issues = issuesOf(text, { OPENAI_API_KEY: 'sk-live-SECRET\nsk-other' });
+    expect(issues).toEqual(['gateway.config.yaml (line 3): environment variable OPENAI_API_KEY contains a line break (the value is not shown; remove it where the variable is set)']);
+  });
+
+  it("drops a secret file's final newline from a ${VAR}, quoted or not", () => {
+    for (const value of ['"\${OPENAI_API_KEY}"', '\${OPENAI_API_KEY}']) {
+      const text = `
+upstreams:
+  - name: a
+    base_url: "http://127.0.0.1:9/v1"
+    api_key: ${value}
+routing: {default: [a]}
+`;
+      const config = parseConfig(text, { file: 'g.yaml', env: { OPENAI_API_KEY: 'sk-live-SECRET\r\n' } });
+      expect(config.upstreams.get('a')!.config.api_key).toBe('sk-live-SECRET');
+    }
+  });
+
   it('routes a keyless upstream to its keyless target and says so', () => {
     const text = `
 upstreams:
@@ -149,6 +217,21 @@ describe('promptgate check', () => {
   it('accepts the shipped gateway.config.yaml', () => {
     const out = execFileSync(tsx, ['src/main.ts', 'check', '--config', 'gateway.config.yaml'], { encoding: 'utf8', env: { ...process.env, OPENAI_API_KEY: '' } });
     expect(out).toMatch(/OK/);
+  });
+});
+
+describe('promptgate serve', () => {
+  const tsx = path.resolve('node_modules/.bin/tsx');
+  it.each([[' '], ['80x'], ['70000'], ['-1'], ['0x50']])('exits 1 with one line naming PORT when PORT=%j is not a port number (was: ignored, or port 0)', (value) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pg-port-'));
+    const file = path.join(dir, 'g.yaml');
+    writeFileSync(file, `${MINIMAL}server: {host: 127.0.0.1}\nlogging: {level: silent}\n`);
+    const run = spawnSync(tsx, ['src/main.ts', 'serve', '--config', file], { encoding: 'utf8', env: { ...process.env, PORT: value }, timeout: 15_000 });
+    expect(run.signal).toBeNull(); // it did not start serving
+    expect(run.status).toBe(1);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^promptgate: PORT .*expected an integer from 0 to 65535/);
   });
 });
 

@@ -6,8 +6,9 @@ import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { request } from 'undici';
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+import { startMockUpstream, STREAM_WORDS, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 
 let upstream: MockUpstream;
@@ -174,6 +175,54 @@ describe('chat completions', () => {
   });
 });
 
+describe('compressed upstream responses', () => {
+  it('decodes a gzip chat completion the upstream compressed anyway (was: gzip bytes labelled as plain JSON)', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-encoding': 'gzip' });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-encoding']).toBeUndefined();
+    expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.text));
+    expect(res.json().usage.total_tokens).toBe(17);
+    expect(res.json().choices[0].message.content).toBe(STREAM_WORDS.join(''));
+    expect(res.headers['x-promptgate-cost-usd']).toBeTruthy(); // usage read from the decoded body
+  });
+
+  it('decodes a brotli stream event by event and still strips the usage chunk it asked for', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-encoding': 'br' });
+    const ref = await direct(chat({ stream: true }));
+    expect(res.status).toBe(200);
+    expect(res.headers['content-encoding']).toBeUndefined();
+    expect(res.text).toBe(ref.text);
+    expect(res.text).not.toContain('"usage"');
+  });
+
+  it('ends a decoded gzip stream with an OpenAI-shaped error event when the upstream resets mid-stream', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-encoding': 'gzip', 'x-mock-reset': 'mid' });
+    const events = res.text.trim().split('\n\n');
+    expect(events[0]).toMatch(/^data: \{"id":"chatcmpl-mock123"/); // decoded events came first
+    expect(JSON.parse(events.at(-1)!.slice('data: '.length)).error).toMatchObject({ type: 'server_error', code: 'upstream_error' });
+  });
+
+  it('keeps content-encoding and the compressed bytes on pass-through routes (was: header dropped)', async () => {
+    gw = await startTestGateway(config());
+    const res = await request(`${gw.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-mock-encoding': 'gzip' }, body: '{"input":"hi"}' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-encoding']).toBe('gzip');
+    const echo = JSON.parse(gunzipSync(Buffer.from(await res.body.arrayBuffer())).toString('utf8'));
+    expect(echo).toEqual({ method: 'POST', url: '/v1/embeddings', body: { input: 'hi' } });
+  });
+
+  it('passes a chat completion in a coding it cannot decode through with its content-encoding, bytes unchanged', async () => {
+    gw = await startTestGateway(config());
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-encoding': 'x-unknown' });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-encoding']).toBe('x-unknown');
+    expect(res.json().usage.total_tokens).toBe(17); // the mock sent plain bytes under that label
+  });
+});
+
 describe('errors', () => {
   it.each([
     [400, 'invalid_request_error'],
@@ -203,6 +252,28 @@ describe('errors', () => {
     const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '429', 'x-mock-retry-after': '30' });
     expect(res.status).toBe(429);
     expect(res.headers['retry-after']).toBe('30');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('passes a 429 through at once when its retry-after would end after total_ms (was: 504 at the deadline)', async () => {
+    gw = await startTestGateway(config({ timeout: '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 1500}' }));
+    const started = Date.now();
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '429', 'x-mock-retry-after': '3' });
+    expect(res.status).toBe(429);
+    expect(res.headers['retry-after']).toBe('3');
+    expect(res.json().error.type).toBe('rate_limit_error');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('tries the fallback instead of waiting past total_ms for a retry-after', async () => {
+    gw = await startTestGateway(
+      config({ timeout: '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 1500}', route: '[mock, sim]', extraUpstreams: '  - {name: sim, simulate: {latency_ms: 0}}' }),
+    );
+    const started = Date.now();
+    const res = await post('/v1/chat/completions', chat(), { 'x-mock-status': '429', 'x-mock-retry-after': '3' });
+    expect(res.status).toBe(200); // from the simulator
     expect(Date.now() - started).toBeLessThan(1000);
     expect(upstream.requests).toHaveLength(1);
   });
@@ -429,6 +500,50 @@ describe('pass-through routes', () => {
     const res = await request(`${gw.url}/v1/files/file-1`, { method: 'DELETE', headers: { 'x-mock-status': '404' } });
     expect(res.statusCode).toBe(404);
     expect(((await res.body.json()) as any).error.message).toBe('mock 404');
+  });
+});
+
+describe('upstream base_url with a query (Azure api-version)', () => {
+  it('adds the base_url query to chat and pass-through requests, over a client value of the same name (was: query cut off)', async () => {
+    gw = await startTestGateway(config().replace(`base_url: ${upstream.url}`, `base_url: "${upstream.url}?api-version=2024-10-21"`));
+    expect((await post('/v1/chat/completions', chat())).status).toBe(200);
+    expect(upstream.requests[0].url).toBe('/v1/chat/completions?api-version=2024-10-21');
+    const res = await request(`${gw.url}/v1/files?purpose=batch&api-version=1999-01-01&limit=2`);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(upstream.requests[1].url).toBe('/v1/files?purpose=batch&limit=2&api-version=2024-10-21');
+    await request(`${gw.url}/v1/models`).then((r) => r.body.dump());
+    expect(upstream.requests[2].url).toBe('/v1/models?api-version=2024-10-21');
+  });
+});
+
+describe('client gone while sending the body', () => {
+  /** Sends the head and part of a body, then resets the connection. */
+  async function leaveMidBody(path: string): Promise<void> {
+    const socket = connect(gw!.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":`);
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+  }
+
+  async function requestsSample(route: string): Promise<string> {
+    const until = Date.now() + 3000;
+    for (;;) {
+      const text = await (await request(`${gw!.url}/metrics`)).body.text();
+      const line = text.split('\n').find((l) => l.startsWith('promptgate_requests_total{') && l.includes(`route="${route}"`));
+      if (line || Date.now() > until) return line ?? '';
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it.each([['/v1/chat/completions'], ['/v1/embeddings']])('records %s as a client abort (499), not 400 invalid_request', async (route) => {
+    gw = await startTestGateway(config());
+    await leaveMidBody(route);
+    const line = await requestsSample(route);
+    expect(line).toContain('error_type="client_abort"');
+    expect(line).toContain('status_class="4xx"');
+    expect(upstream.requests).toHaveLength(0);
   });
 });
 

@@ -28,6 +28,10 @@ export interface CompiledUpstream {
   readonly origin: string;
   /** `/v1` — prefix put before the client's path after `/v1` */
   readonly basePath: string;
+  /** `api-version=2024-10-21` — the base URL's query, without `?` ('' for none), added to every request */
+  readonly baseQuery: string;
+  /** Decoded names of the `baseQuery` parameters: a client parameter of one of these names is replaced. */
+  readonly baseQueryNames: readonly string[];
   readonly serverAddress: string;
   readonly serverPort: number;
   /** Prices for this upstream: shipped defaults < global `pricing:` < the upstream's `pricing:`. */
@@ -133,7 +137,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
 function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstream {
   const fingerprint = JSON.stringify(u);
   if (u.simulate) {
-    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint };
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint };
   }
   const url = new URL(u.base_url!);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
@@ -144,6 +148,8 @@ function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstr
     provider: u.provider ?? 'openai',
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
+    baseQuery: url.search.slice(1),
+    baseQueryNames: [...new Set(url.searchParams.keys())],
     serverAddress: url.hostname,
     serverPort: port,
     priceBook,

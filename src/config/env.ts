@@ -6,7 +6,9 @@
  * The word after `:-` / `:+` may itself hold substitutions (`${A:-${B:-x}}`); only the
  * word that is used is expanded. YAML comments are left alone, so a comment may mention
  * `${VAR}`. Values are inserted as text before the YAML is parsed: quote a substitution
- * that may hold YAML syntax.
+ * that may hold YAML syntax. Line breaks at the end of a value are dropped (a secret file's
+ * final newline, which YAML would drop from a plain scalar anyway); one inside a value is
+ * reported by variable and line, never the value.
  */
 
 const NAME = /[A-Za-z_][A-Za-z0-9_]*/y;
@@ -20,14 +22,17 @@ export interface SubstitutionIssue {
 export function substituteEnv(
   text: string,
   env: Record<string, string | undefined> = process.env,
-): { text: string; missing: SubstitutionIssue[] } {
+): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[] } {
   const missing: SubstitutionIssue[] = [];
+  // A used value with a line break inside it: an error. Substitution is line by line, so
+  // the break would cut the YAML around it.
+  const lineBreaks: SubstitutionIssue[] = [];
   const lines = text.split('\n');
   const out = lines.map((line, i) => {
     const cut = commentStart(line);
     return substituteLine(line.slice(0, cut), i + 1) + line.slice(cut);
   });
-  return { text: out.join('\n'), missing };
+  return { text: out.join('\n'), missing, lineBreaks };
 
   function substituteLine(line: string, lineNo: number): string {
     return expand(line, 0, false, true).out;
@@ -69,20 +74,35 @@ export function substituteEnv(
       const value = env[name];
       if (text[i] === '}') {
         if (value === undefined && used) missing.push({ variable: name, line: lineNo });
-        return { out: value ?? '', end: i };
+        return { out: inserted(name, value ?? '', used), end: i };
       }
       const op = text.slice(i, i + 2);
       if (op !== ':-' && op !== ':+') return undefined;
       const isSet = value !== undefined && value !== '';
       const useWord = op === ':-' ? !isSet : isSet;
       const reported = missing.length;
+      const reportedBreaks = lineBreaks.length;
       const word = expand(text, i + 2, true, used && useWord);
       if (word.end < 0) {
         missing.length = reported; // unterminated: the text is read again as literal text
+        lineBreaks.length = reportedBreaks;
         return undefined;
       }
-      if (op === ':-') return { out: isSet ? value : word.out, end: word.end };
+      if (op === ':-') return { out: isSet ? inserted(name, value, used) : word.out, end: word.end };
       return { out: isSet ? word.out : '', end: word.end };
+    }
+
+    /**
+     * The value without trailing line breaks, reporting one inside it when it is used. Inner
+     * breaks are left out of the text only so that the rest of the file can still be
+     * checked: the config is rejected.
+     */
+    function inserted(name: string, value: string, used: boolean): string {
+      if (!/[\r\n]/.test(value)) return value;
+      const trimmed = value.replace(/[\r\n]+$/, '');
+      if (!/[\r\n]/.test(trimmed)) return trimmed;
+      if (used) lineBreaks.push({ variable: name, line: lineNo });
+      return trimmed.replace(/[\r\n]+/g, '');
     }
   }
 }

@@ -52,11 +52,17 @@ export interface ParseOptions extends LoadOptions {
 /** Validates and compiles config text. Throws `ConfigError`. */
 export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
   const name = path.basename(options.file);
-  const { text: substituted, missing } = substituteEnv(text, options.env ?? process.env);
+  const { text: substituted, missing, lineBreaks } = substituteEnv(text, options.env ?? process.env);
   const issues: ConfigIssue[] = missing.map((m) => ({
     path: `${name} (line ${m.line})`,
     message: `environment variable ${m.variable} is not set (use \${${m.variable}:-default} for an optional value)`,
   }));
+  for (const b of lineBreaks) {
+    issues.push({
+      path: `${name} (line ${b.line})`,
+      message: `environment variable ${b.variable} contains a line break (the value is not shown; remove it where the variable is set)`,
+    });
+  }
 
   const lineCounter = new YAML.LineCounter();
   const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true });

@@ -21,6 +21,20 @@ const positiveMs = z.number().int().positive();
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected an HTTP header name');
 const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'expected an HTTP header value (no control or non-Latin-1 characters)');
 
+// A key with a line break or control character (a copy-paste accident from a secret file)
+// can never be sent: undici refuses it on every request. Not trimmed: secrets are not
+// changed silently. The messages never include the key.
+const apiKey = z
+  .string()
+  .refine((k) => !/[\x00-\x1f\x7f]/.test(k), 'contains a line break or control character (the key is not shown; remove it where the key is set)')
+  .refine((k) => !/[^\x00-\xff]/.test(k), 'contains a character that cannot be sent in an HTTP header (the key is not shown)');
+
+function hasCredentials(url: string): boolean {
+  if (!URL.canParse(url)) return false; // reported by z.url()
+  const { username, password } = new URL(url);
+  return username !== '' || password !== '';
+}
+
 export const serverSchema = z.strictObject({
   port: port.default(8080),
   host: z.string().min(1).default('0.0.0.0'),
@@ -67,12 +81,21 @@ export const simulateSchema = z.strictObject({
 export const upstreamSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a name of letters, digits, "-" or "_"'),
-    /** OpenAI-compatible API root including the version, e.g. https://api.openai.com/v1 */
-    base_url: z.url({ protocol: /^https?$/ }).optional(),
+    /**
+     * OpenAI-compatible API root including the version, e.g. https://api.openai.com/v1. Its
+     * query (Azure's `?api-version=`) goes on every request; a fragment or credentials
+     * (`user:pass@`) could never be meant, and credentials would end up in logs.
+     */
+    base_url: z
+      .url({ protocol: /^https?$/ })
+      .refine((u) => !u.includes('#'), 'expected a URL without a fragment (#...)')
+      .refine((u) => !hasCredentials(u), 'expected a URL without credentials (user:pass@); use api_key or headers')
+      .optional(),
     simulate: simulateSchema.optional(),
     /** `gen_ai.provider.name`; defaults to `openai` (or `promptgate.simulator`). */
     provider: z.string().min(1).optional(),
-    api_key: z.string().default(''),
+    /** Sent as `Authorization: Bearer <key>`, so it must be a header value; errors never show it. */
+    api_key: apiKey.default(''),
     /**
      * What to do when `api_key` is empty: `pass_through` sends the client's Authorization;
      * an upstream name routes this upstream's traffic there instead (the shipped config

@@ -38,6 +38,16 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   if (exchange.content.captureContent) exchange.content.completion = completion();
 }
 
+/**
+ * Usage of a successful answer whose body the gateway cannot read (a content coding it
+ * cannot decode): the request's tokens are counted, the output's are unknown (0), and the
+ * usage is marked `estimated`.
+ */
+export function estimateUnread(exchange: Exchange, requestMessages: unknown[]): void {
+  const r = exchange.record;
+  r.usage = estimateUsage(requestMessages, '', r.requestModel ?? '');
+}
+
 /** Accounts a relayed stream when it ends, for any reason, and finishes the exchange. */
 export function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
   const r = exchange.record;

@@ -12,7 +12,8 @@ import { formatUsd } from '../telemetry/pricing.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
-import { finishStream, priceUsage, readCompletion } from './accounting.js';
+import { estimateUnread, finishStream, priceUsage, readCompletion } from './accounting.js';
+import { decodeContent } from './content-coding.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
@@ -86,6 +87,7 @@ export function chatCompletions(deps: GatewayDeps) {
         runtime,
         route,
         signal: exchange.signal,
+        deadline: exchange.deadline,
         clientGone: () => exchange.clientGone,
         onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
@@ -103,11 +105,17 @@ export function chatCompletions(deps: GatewayDeps) {
         },
       });
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
-      const { response, upstream } = forwarded;
+      const { upstream } = forwarded;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+      // A compressed answer (asked for identity, got gzip anyway) is decoded rather than
+      // relayed as it came: the client gets the same content, and usage stays exact, which
+      // it could not if the gateway only passed the coded bytes on. A coding Node cannot
+      // decode is relayed untouched with its content-encoding (never plain-labelled coded
+      // bytes), read whole even when streamed, and its usage is estimated.
+      const { response, opaque } = decodeContent(forwarded.response);
 
       const headers = responseHeaders(response, exchange);
-      if (stream && response.status === 200 && isEventStream(response.headers['content-type'])) {
+      if (stream && response.status === 200 && !opaque && isEventStream(response.headers['content-type'])) {
         const requestMessages = body.messages as unknown[];
         const relay = {
           stripUsageChunk,
@@ -128,7 +136,8 @@ export function chatCompletions(deps: GatewayDeps) {
       const bytes = await readAll(response, exchange);
       exchange.record.status = response.status;
       if (response.status >= 200 && response.status < 300) {
-        readCompletion(exchange, bytes, body.messages as unknown[]);
+        if (opaque) estimateUnread(exchange, body.messages as unknown[]);
+        else readCompletion(exchange, bytes, body.messages as unknown[]);
         const cost = priceUsage(exchange, upstream);
         if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
       } else {
@@ -206,7 +215,7 @@ async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<
     for await (const chunk of response.body) chunks.push(chunk);
   } catch {
     if (exchange.clientGone) throw new ClientGoneError();
-    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off.');
+    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
   }
   return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
 }

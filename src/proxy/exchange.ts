@@ -33,6 +33,7 @@ export class Exchange {
   readonly #controller = new AbortController();
   #clientGone = false;
   #timer: NodeJS.Timeout | undefined;
+  readonly #deadline: number;
   #finished = false;
   readonly #onFinish: (record: RequestRecord) => void;
   /** The SERVER span (and, once forwarding starts, the CLIENT span) of this request. */
@@ -71,6 +72,7 @@ export class Exchange {
     } else {
       options.webSignal?.addEventListener('abort', gone, { once: true });
     }
+    this.#deadline = this.startedAt + options.totalTimeoutMs;
     this.#timer = setTimeout(() => this.#controller.abort(new Error('total timeout')), options.totalTimeoutMs);
     this.#timer.unref();
   }
@@ -78,6 +80,11 @@ export class Exchange {
   /** Aborted when the client leaves or the total timeout passes. */
   get signal(): AbortSignal {
     return this.#controller.signal;
+  }
+
+  /** When the total timeout aborts `signal`, on the `performance.now()` clock. */
+  get deadline(): number {
+    return this.#deadline;
   }
 
   get clientGone(): boolean {

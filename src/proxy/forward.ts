@@ -6,8 +6,9 @@
  *   2. attempt: one call through the upstream's client (its own timeouts);
  *   3. retry on the same upstream: connection errors and `retry.on_status` responses, with
  *      backoff + jitter or the server's `retry-after(-ms)`, up to `retry.attempts` times;
- *   4. fallback: a first-byte timeout, exhausted retries or a retry-after too long move on to
- *      the next upstream.
+ *   4. fallback: a first-byte timeout, exhausted retries, a retry-after too long, or a wait
+ *      (retry-after or backoff) that would end after the total deadline move on to the next
+ *      upstream.
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once.
  * All of this happens before any byte reaches the client, so retrying is always safe.
  */
@@ -25,6 +26,12 @@ export interface ForwardOptions {
   build: (upstream: Upstream) => UpstreamRequest;
   /** Aborted when the client leaves or the total deadline passes. */
   signal: AbortSignal;
+  /**
+   * When `signal` aborts for the total timeout (`performance.now()` clock). A wait that would
+   * end after it is not made: the answer in hand goes on (or the next upstream is tried),
+   * rather than a 504 at the deadline.
+   */
+  deadline?: number;
   /** True when the client left (as opposed to the total deadline). */
   clientGone: () => boolean;
   /** Called before each attempt, so accounting knows attempts even when forwarding fails. */
@@ -84,7 +91,10 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           break; // waiting again for a slow model doubles the wait: try the next upstream
         }
         lastFailure = kind === 'protocol' ? 'protocol' : 'connect';
-        if (attempt < retry.attempts) await pause(backoffDelay(attempt + 1, retry, options.random), options);
+        if (attempt >= retry.attempts) continue;
+        const backoff = backoffDelay(attempt + 1, retry, options.random);
+        if (pastDeadline(backoff, options)) break;
+        await pause(backoff, options);
         continue;
       }
 
@@ -100,7 +110,8 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       const asked = retryAfterMs(response.headers);
       const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
       // A breaker this failure opened lets no retry through: the answer goes on, not a 503.
-      const canRetryHere = attempt < retry.attempts && breaker.state !== 'open' && (asked === undefined || asked <= retry.max_retry_after_ms);
+      const canRetryHere =
+        attempt < retry.attempts && breaker.state !== 'open' && (asked === undefined || asked <= retry.max_retry_after_ms) && !pastDeadline(delay, options);
       if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
         return { response, upstream, attempts }; // the client sees the upstream's own answer
       }
@@ -127,6 +138,11 @@ function hasUsableUpstream(runtime: Runtime, route: readonly string[], from: num
     if (b.state !== 'open' || b.retryAfterMs() === 0) return true;
   }
   return false;
+}
+
+/** True when a wait of `ms` would end after the total deadline (which would end it in a 504). */
+function pastDeadline(ms: number, options: ForwardOptions): boolean {
+  return options.deadline !== undefined && performance.now() + ms >= options.deadline;
 }
 
 async function pause(ms: number, options: ForwardOptions): Promise<void> {

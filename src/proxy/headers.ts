@@ -29,8 +29,12 @@ const NOT_FORWARDED = new Set([
   'expect',
 ]);
 
-/** Response headers not passed back: framing is redone by the gateway's own server. */
-const NOT_RETURNED = new Set(['content-length', 'content-encoding', 'date', 'server']);
+/**
+ * Response headers not passed back: framing is redone by the gateway's own server.
+ * `content-encoding` is returned: it describes the bytes, which pass through unchanged
+ * unless the chat route decodes them (and then drops it, see `content-coding.ts`).
+ */
+const NOT_RETURNED = new Set(['content-length', 'date', 'server']);
 
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
   if (!value || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive') return undefined;

@@ -7,6 +7,7 @@ import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
+import { decodeContent } from './content-coding.js';
 import { readBody } from './read-body.js';
 import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
@@ -25,15 +26,16 @@ export function passThrough(deps: GatewayDeps) {
     const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
 
-    const body = BODYLESS.has(method) ? null : await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
-    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
-    if (body) clientHeaders['content-length'] = String(body.byteLength);
-
     try {
+      const body = BODYLESS.has(method) ? null : await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+      const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+      if (body) clientHeaders['content-length'] = String(body.byteLength);
+
       const forwarded = await forward({
         runtime,
         route: config.routing.default,
         signal: exchange.signal,
+        deadline: exchange.deadline,
         clientGone: () => exchange.clientGone,
         onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
@@ -64,8 +66,13 @@ export function passThrough(deps: GatewayDeps) {
       }
       if (method === 'GET' && path === '/models' && response.status === 200) {
         const bindings = [...config.prompts.bindings.keys()];
-        if (bindings.length > 0) return listWithAliases(response, headers, bindings, exchange);
+        if (bindings.length > 0) {
+          // The list is rewritten, so a compressed one is decoded first (and sent without content-encoding).
+          const { response: decoded, opaque } = decodeContent(response);
+          if (!opaque) return listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange);
+        }
       }
+      // Relayed as it came: a compressed body keeps its content-encoding.
       return new Response(streamBody(response, exchange), { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
       if (err instanceof ClientGoneError) {

@@ -6,7 +6,12 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from '../errors.js';
+import { ClientGoneError } from './forward.js';
 
+/**
+ * The request body, at most `limit` bytes (413 `body_too_large` above). Throws
+ * `ClientGoneError` when the client disconnects before the body is complete.
+ */
 export async function readBody(incoming: IncomingMessage | undefined, webRequest: Request, limit: number): Promise<Buffer> {
   const declared = Number(incoming ? incoming.headers['content-length'] : webRequest.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
@@ -15,6 +20,7 @@ export async function readBody(incoming: IncomingMessage | undefined, webRequest
     if (buf.byteLength > limit) throw tooLarge(limit);
     return buf;
   }
+  if (incoming.destroyed && !incoming.complete) throw new ClientGoneError(); // left before we listened: no event will come
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -32,13 +38,15 @@ export async function readBody(incoming: IncomingMessage | undefined, webRequest
       cleanup();
       resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     };
-    const onError = () => {
+    // A client that leaves mid-body is a client abort (499, like any other disconnect), not
+    // a bad request: Node reports it as `aborted` and then an ECONNRESET `error`.
+    const onError = (err: NodeJS.ErrnoException) => {
       cleanup();
-      reject(new GatewayError('invalid_request', 'The request body could not be read.'));
+      reject(incoming.aborted || err.code === 'ECONNRESET' ? new ClientGoneError() : new GatewayError('invalid_request', 'The request body could not be read.'));
     };
     const onAborted = () => {
       cleanup();
-      reject(new GatewayError('invalid_request', 'The client closed the connection while sending the body.'));
+      reject(new ClientGoneError());
     };
     const cleanup = () => {
       incoming.off('data', onData);

@@ -53,6 +53,32 @@ export function classifyTransportError(err: unknown): TransportFailure {
   return 'connect'; // ECONNREFUSED, ECONNRESET, ENOTFOUND, UND_ERR_SOCKET, UND_ERR_CLOSED...
 }
 
+/**
+ * The request target at the upstream: the base URL's path, the request's path, and the query
+ * of both. The base URL's parameters (Azure's `api-version`) replace a client parameter of
+ * the same name, as configured `headers` replace a client header: the operator pins what
+ * the upstream gets. The client's other parameters keep their order and bytes.
+ *
+ * @example
+ * // base_url https://x.openai.azure.com/openai?api-version=2024-10-21
+ * upstreamPath(spec, '/files?purpose=batch&api-version=old') // '/openai/files?purpose=batch&api-version=2024-10-21'
+ */
+export function upstreamPath(spec: Pick<CompiledUpstream, 'basePath' | 'baseQuery' | 'baseQueryNames'>, path: string): string {
+  if (spec.baseQuery === '') return spec.basePath + path;
+  const q = path.indexOf('?');
+  if (q < 0) return `${spec.basePath}${path}?${spec.baseQuery}`;
+  const kept = path
+    .slice(q + 1)
+    .split('&')
+    .filter((pair) => pair !== '' && !spec.baseQueryNames.includes(paramName(pair)));
+  return `${spec.basePath}${path.slice(0, q)}?${[...kept, spec.baseQuery].join('&')}`;
+}
+
+/** The decoded name of one `name=value` pair (application/x-www-form-urlencoded, as URLSearchParams reads it). */
+function paramName(pair: string): string {
+  return new URLSearchParams(pair).keys().next().value ?? '';
+}
+
 export class HttpUpstream implements Upstream {
   readonly spec: CompiledUpstream;
   readonly #pool: Pool;
@@ -73,7 +99,7 @@ export class HttpUpstream implements Upstream {
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const res = await this.#pool.request({
       method: req.method as 'POST',
-      path: this.spec.basePath + req.path,
+      path: upstreamPath(this.spec, req.path),
       headers: req.headers,
       body: req.body ?? undefined,
       signal: req.signal,

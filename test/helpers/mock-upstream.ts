@@ -14,12 +14,16 @@
  *   x-mock-usage: {json}          the usage object to report
  *   x-mock-model: name            the response's model
  *   x-mock-tool-call: 1           answer with a call of TOOL_CALL (arguments in 3 stream chunks)
+ *   x-mock-encoding: gzip         compress a 200 body (gzip, deflate, br; a stream event by event,
+ *                                 flushed) whatever the request's accept-encoding; any other
+ *                                 value is only put in content-encoding (bytes sent as they are)
  *
  * Every request is recorded (method, url, headers, parsed body); `closed` counts requests
  * whose client went away before the response ended (abort propagation).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { constants as zlib, createBrotliCompress, createDeflate, createGzip, type BrotliCompress, type Gzip } from 'node:zlib';
 
 export interface RecordedRequest {
   method: string;
@@ -125,14 +129,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
 
   const path = (req.url ?? '').split('?')[0];
   if (req.method === 'GET' && path === '/v1/models') {
-    res.writeHead(200, { ...headers, 'content-type': 'application/json' });
-    res.end(JSON.stringify({ object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1, owned_by: 'mock' }] }));
+    encodedBody(req, res, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1, owned_by: 'mock' }] }));
     return;
   }
   if (path !== '/v1/chat/completions') {
     // Echo for pass-through tests.
-    res.writeHead(200, { ...headers, 'content-type': 'application/json', 'x-mock-echo': '1' });
-    res.end(JSON.stringify({ method: req.method, url: req.url, body }));
+    encodedBody(req, res, { ...headers, 'content-type': 'application/json', 'x-mock-echo': '1' }).end(JSON.stringify({ method: req.method, url: req.url, body }));
     return;
   }
 
@@ -147,8 +149,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
   const toolCall = h(req, 'x-mock-tool-call') ? { id: 'call_mock1', type: 'function', function: TOOL_CALL } : undefined;
 
   if (!body?.stream) {
-    res.writeHead(200, { ...headers, 'content-type': 'application/json' });
-    res.end(
+    encodedBody(req, res, { ...headers, 'content-type': 'application/json' }).end(
       JSON.stringify({
         id,
         object: 'chat.completion',
@@ -165,7 +166,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
     return;
   }
 
-  res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  const out = encodedBody(req, res, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const includeUsage = body.stream_options?.include_usage === true && usage !== undefined;
   const chunkDelay = Number(h(req, 'x-mock-chunk-delay-ms') ?? 0);
   const stallAfter = h(req, 'x-mock-stall-after');
@@ -201,10 +202,30 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: any, fail
       req.socket.destroy();
       return;
     }
-    res.write(chunks[i]);
+    out.write(chunks[i]);
     if (chunkDelay) await sleep(chunkDelay);
   }
-  res.end();
+  out.end();
+}
+
+/**
+ * Writes the 200 head and returns where the body goes: the response itself, or a compressor
+ * in front of it (x-mock-encoding) that flushes every write, as a streaming server would.
+ */
+function encodedBody(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): { write(s: string): void; end(s?: string): void } {
+  const coding = h(req, 'x-mock-encoding');
+  res.writeHead(200, coding ? { ...headers, 'content-encoding': coding } : headers);
+  const compressor: Gzip | BrotliCompress | undefined =
+    coding === 'gzip' ? createGzip() : coding === 'deflate' ? createDeflate() : coding === 'br' ? createBrotliCompress() : undefined;
+  if (!compressor) return res;
+  compressor.pipe(res);
+  return {
+    write: (s) => {
+      compressor.write(s);
+      compressor.flush(coding === 'br' ? zlib.BROTLI_OPERATION_FLUSH : zlib.Z_SYNC_FLUSH);
+    },
+    end: (s) => compressor.end(s),
+  };
 }
 
 function readAll(req: IncomingMessage): Promise<string> {
