@@ -265,6 +265,10 @@ describe('POST /v1/feedback', () => {
     const bad = await send({ request_id: requestId, value: -1 });
     expect(bad.statusCode).toBe(400);
     await bad.body.dump();
+    // Regression: answered "recorded" for a value the statistics cannot count (its square overflows).
+    const huge = await send({ request_id: requestId, metric: 'score', value: 1e200 });
+    expect(huge.statusCode).toBe(400);
+    expect(((await huge.body.json()) as any).error).toMatchObject({ code: 'invalid_request', param: 'value' });
 
     const metrics = await (await request(`${gw.url}/metrics`)).body.text();
     const line = metrics.split('\n').find((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes('metric="feedback.thumbs_up"'));

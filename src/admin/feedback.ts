@@ -54,6 +54,7 @@ export interface FeedbackDeps {
 }
 
 const METRIC = /^[a-z][a-z0-9_]{0,63}$/;
+const MAX_VALUE = 1e150;
 
 export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
   const app = new Hono();
@@ -69,7 +70,8 @@ export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
     const value = typeof body?.value === 'boolean' ? Number(body.value) : body?.value;
     if (typeof requestId !== 'string' || requestId === '') throw new GatewayError('invalid_request', "'request_id' is required.", { param: 'request_id' });
     if (typeof metric !== 'string' || !METRIC.test(metric)) throw new GatewayError('invalid_request', "'metric' must be a lower-case name like thumbs_up.", { param: 'metric' });
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new GatewayError('invalid_request', "'value' must be a number >= 0 (or a boolean).", { param: 'value' });
+    // The statistics keep n, the sum and the sum of squares: a value whose square overflows cannot be counted.
+    if (typeof value !== 'number' || !(value >= 0 && value <= MAX_VALUE)) throw new GatewayError('invalid_request', `'value' must be a number from 0 to ${MAX_VALUE} (or a boolean).`, { param: 'value' });
 
     const name = `feedback.${metric}`;
     const served = deps.ledger.take(requestId, name);

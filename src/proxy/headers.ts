@@ -26,6 +26,7 @@ const NOT_FORWARDED = new Set([
   'accept-encoding', // the gateway reads bodies (usage), so it asks for identity
   'traceparent', // exactly one traceparent goes upstream: the gateway's own
   'tracestate',
+  'baggage', // sent by the gateway's propagator (or passed through as is with tracing off)
   'expect',
 ]);
 

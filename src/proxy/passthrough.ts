@@ -92,13 +92,17 @@ function routeOf(path: string): string {
   return KNOWN_SEGMENTS.has(segment) ? `/v1/${segment}` : '/v1/*';
 }
 
-/** `gen_ai.operation.name` for the GenAI routes; the first path segment otherwise. */
+/**
+ * `gen_ai.operation.name` (and the CLIENT span's name) for the GenAI routes; the API
+ * resource (`models`, `files`...) for the other known ones; `http` for any other path, so
+ * a client cannot name spans (or fill Jaeger's operation list) by the paths it requests.
+ */
 function operationOf(path: string): string {
   const segment = path.split(/[/?]/)[1] ?? '';
   if (segment === 'embeddings') return 'embeddings';
   if (segment === 'completions') return 'text_completion';
   if (segment === 'responses') return 'chat';
-  return segment || 'http';
+  return KNOWN_SEGMENTS.has(segment) ? segment : 'http';
 }
 
 /**

@@ -17,7 +17,7 @@ export function inputMessages(messages: unknown): Array<{ role: string; parts: P
     const role = typeof msg.role === 'string' ? msg.role : 'user';
     const parts: Part[] = [];
     if (role === 'tool') {
-      parts.push({ type: 'tool_call_response', id: msg.tool_call_id, result: textOf(msg.content) });
+      parts.push({ type: 'tool_call_response', id: msg.tool_call_id, response: textOf(msg.content) });
     } else {
       const text = textOf(msg.content);
       if (text) parts.push({ type: 'text', content: text });

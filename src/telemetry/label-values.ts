@@ -6,6 +6,12 @@
  */
 export const OTHER = 'other';
 const MAX_VALUE_LENGTH = 128;
+/**
+ * A lone surrogate (a client can send one as a JSON `\ud800` escape). The exposition is
+ * UTF-8, where every lone surrogate becomes U+FFFD: two such values would be two series
+ * with the same labels.
+ */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 export class LabelValues {
   readonly #known: Set<string>;
@@ -22,11 +28,11 @@ export class LabelValues {
     for (const v of values) this.#known.add(v);
   }
 
-  /** The value to put in the label: itself, `''` when absent, or `other` past the cap. */
+  /** The value to put in the label: itself, `''` when absent, or `other` past the cap (or when too long or not well-formed UTF-16). */
   value(v: string | undefined): string {
     if (!v) return '';
     if (this.#known.has(v) || this.#seen.has(v)) return v;
-    if (v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap) return OTHER;
+    if (v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v)) return OTHER;
     this.#seen.add(v);
     return v;
   }

@@ -40,9 +40,28 @@ const SEVERITY: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn
 export function createLogger(options: LogLevel | LoggerOptions = {}): Logger {
   const opts = typeof options === 'string' ? { level: options } : options;
   const level = opts.level ?? 'info';
-  const write = opts.write ?? ((line: string) => void process.stdout.write(line));
+  const write = opts.write ?? streamWriter(process.stdout);
   const now = opts.now ?? (() => new Date());
   return makeLogger(level, write, now, opts.base ?? {});
+}
+
+/** Streams that already have the error listener `streamWriter` adds (loggers are made more than once). */
+const guarded = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * Writes lines to `stream`, which may go away: stdout piped into a log shipper that exited
+ * fails the next write with EPIPE, and an 'error' event nobody listens to would crash the
+ * gateway. Such errors are ignored (there is nowhere left to report them) and later lines
+ * are dropped.
+ */
+function streamWriter(stream: NodeJS.WritableStream & { destroyed?: boolean }): (line: string) => void {
+  if (!guarded.has(stream)) {
+    guarded.add(stream);
+    stream.on('error', () => {});
+  }
+  return (line) => {
+    if (!stream.destroyed) stream.write(line);
+  };
 }
 
 function makeLogger(level: LogLevel, write: (line: string) => void, now: () => Date, base: LogFields): Logger {

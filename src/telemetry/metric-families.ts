@@ -33,7 +33,7 @@ export function defineMetricFamilies(registry: Registry) {
   });
   const firstChunk = new Histogram({
     name: 'gen_ai_client_operation_time_to_first_chunk_seconds',
-    help: 'Time from request receipt to the first upstream stream chunk (streams only).',
+    help: 'Time from request receipt to the first upstream stream chunk (streamed answers only, not error answers).',
     labelNames: genAiLabels,
     buckets: FIRST_CHUNK_BUCKETS,
     registers,

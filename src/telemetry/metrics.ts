@@ -44,7 +44,7 @@ export interface ExperimentObservation {
   variant: string;
   /** `latency_ms`, `cost_usd`, `input_tokens`, `output_tokens`, `success`, `feedback.<name>`... */
   metric: string;
-  /** Must be finite and >= 0 (the sums are counters); other values are ignored. */
+  /** Must be >= 0 (the sums are counters) with a finite square (below ~1e154); other values are ignored. */
   value: number;
 }
 
@@ -140,7 +140,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   }
 
   function observeExperiment(o: ExperimentObservation): void {
-    if (!Number.isFinite(o.value) || o.value < 0) return;
+    if (!countable(o.value)) return;
     observe(observationSeries(bounded.experiment.value(o.experiment), bounded.variant.value(o.variant), bounded.metric.value(o.metric)), o.value);
   }
 
@@ -195,7 +195,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         grow();
       }
       d.observe(r.latencyMs / 1000);
-      if (r.stream && r.ttfbMs !== undefined) (op.firstChunk ??= new HistogramSeries(firstChunk, op.labels)).observe(r.ttfbMs / 1000);
+      // Only a streamed (2xx) answer has a first chunk; an error answer to a stream request does not.
+      if (r.stream && r.ttfbMs !== undefined && r.status >= 200 && r.status < 300) (op.firstChunk ??= new HistogramSeries(firstChunk, op.labels)).observe(r.ttfbMs / 1000);
       if (usage) {
         (op.inputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'input' })).observe(usage.inputTokens);
         (op.outputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'output' })).observe(usage.outputTokens);
@@ -255,7 +256,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   /** observeExperiment for a request's built-in metric (experiment and variant already bounded). */
   function observeValue(experiment: string, variant: string, metric: string, value: number): void {
-    if (!Number.isFinite(value) || value < 0) return;
+    if (!countable(value)) return;
     observe(observationSeries(experiment, variant, bounded.metric.value(metric)), value);
   }
 
@@ -267,6 +268,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     allowModels: (names) => models.allow(names),
     render: () => registry.metrics(),
   };
+}
+
+/**
+ * Whether an experiment value can go into the three counters: not negative (a counter
+ * never decreases) and its square finite (prom-client throws on a non-finite increment,
+ * which would leave n and the sum counted without the sum of squares). False for NaN.
+ */
+function countable(value: number): boolean {
+  return value >= 0 && value * value < Infinity;
 }
 
 /** Cached label-bound series per metrics instance before the cache starts over (a safety net). */

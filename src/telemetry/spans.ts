@@ -7,9 +7,10 @@
  * ```
  *
  * Exactly one traceparent goes upstream: the CLIENT span's (`UpstreamSpan.headers()`); the
- * proxy drops the client's own `traceparent`/`tracestate`/`baggage` before forwarding.
- * When tracing is off (no SDK started) nothing is allocated beyond one small object and the
- * client's trace headers pass through unchanged, so the trace still joins up downstream.
+ * proxy drops the client's own `traceparent`/`tracestate`/`baggage` before forwarding, and
+ * the configured propagators (`OTEL_PROPAGATORS`) decide what goes instead. When tracing is
+ * off (no SDK started) nothing is allocated beyond one small object and the client's trace
+ * headers pass through unchanged, so the trace still joins up downstream.
  *
  * Attributes (OTel GenAI semconv, DESIGN.md "Telemetry names"): on the CLIENT span
  * `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
@@ -249,14 +250,15 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
 
   constructor(header: (name: string) => string | undefined) {
     const traceparent = header('traceparent')?.trim();
+    const baggage = header('baggage');
     if (traceparent === undefined || !TRACEPARENT.test(traceparent)) {
-      this.#headers = NO_HEADERS;
+      // W3C Baggage stands on its own; tracestate only means something with its traceparent.
+      this.#headers = baggage ? { baggage } : NO_HEADERS;
       return;
     }
     const headers: Record<string, string> = { traceparent };
     const tracestate = header('tracestate');
     if (tracestate) headers.tracestate = tracestate;
-    const baggage = header('baggage');
     if (baggage) headers.baggage = baggage;
     this.#headers = headers;
   }

@@ -207,6 +207,19 @@ describe('tracing through the gateway (capture_content off)', () => {
     expect(values).toEqual([`00-${server.traceId}-${client!.spanId}-01`]);
   });
 
+  // Regression: a pass-through CLIENT span was named after the path's first segment, so any
+  // client could put names of its choosing into Jaeger's operation list.
+  it('names a pass-through span by known API resources only (`http` for any other path)', async () => {
+    const known = newId('models');
+    const other = newId('other');
+    await (await request(`${gw.url}/v1/models`, { headers: { 'x-request-id': known } })).body.dump();
+    await (await request(`${gw.url}/v1/made-up-${randomUUID()}`, { method: 'POST', headers: { 'x-request-id': other, 'content-type': 'application/json' }, body: '{}' })).body.dump();
+    expect((await receiver.waitForRequest(known)).client!.name).toBe('models');
+    const { client } = await receiver.waitForRequest(other);
+    expect(client!.name).toBe('http');
+    expect(client!.attributes['gen_ai.operation.name']).toBe('http');
+  });
+
   it('a stream with include_usage: stream attribute true, usage from the last chunk', async () => {
     const id = newId('stream');
     const res = await post(gw, chat({ stream: true, stream_options: { include_usage: true } }), {

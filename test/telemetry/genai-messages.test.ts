@@ -15,10 +15,15 @@ describe('GenAI message format (gen_ai.input.messages / gen_ai.output.messages)'
       { role: 'system', parts: [{ type: 'text', content: 'Be brief.' }] },
       { role: 'user', name: 'ada', parts: [{ type: 'text', content: 'What is on\nthis picture?' }] },
       { role: 'assistant', parts: [{ type: 'tool_call', id: 'call_1', name: 'lookup', arguments: { sku: 'A1' } }] },
-      { role: 'tool', parts: [{ type: 'tool_call_response', id: 'call_1', result: 'in stock' }] },
+      { role: 'tool', parts: [{ type: 'tool_call_response', id: 'call_1', response: 'in stock' }] },
       { role: 'assistant', parts: [{ type: 'tool_call', id: 'call_2', name: 'broken', arguments: '{not json' }] },
     ]);
     expect(inputMessages('nope')).toEqual([]);
+  });
+
+  it('puts a tool result in `response`, the field the semconv ToolCallResponsePart requires', () => {
+    const [message] = inputMessages([{ role: 'tool', tool_call_id: 'call_9', content: [{ type: 'text', text: '21 °C' }] }]);
+    expect(message!.parts).toEqual([{ type: 'tool_call_response', id: 'call_9', response: '21 °C' }]);
   });
 
   it('wraps the completion as one assistant message with its finish reason', () => {

@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger, redact, requestLogLine, type LoggerOptions } from '../../src/telemetry/logger.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
@@ -46,6 +49,27 @@ describe('createLogger', () => {
     cyclic.self = cyclic;
     logger.info('cyclic', { cyclic });
     expect(parsed()[1]).toMatchObject({ msg: 'cyclic', log_error: 'fields not serializable' });
+  });
+
+  it('survives EPIPE on stdout (the log reader went away) instead of crashing the process', async () => {
+    // A real pipe whose reader is gone: the default writer's next write fails with EPIPE.
+    const logger = JSON.stringify(fileURLToPath(new URL('../../src/telemetry/logger.ts', import.meta.url)));
+    const script = `
+      const { createLogger } = await import(${logger});
+      const log = createLogger('info');
+      for (let i = 0; i < 40; i++) {
+        log.info('request', { i });
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      process.stderr.write('still running');`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const [code] = await once(child, 'exit');
+    expect(stderr).not.toContain('EPIPE');
+    expect(stderr).toBe('still running');
+    expect(code).toBe(0);
   });
 
   it('redacts keys wherever they appear in a line', () => {

@@ -33,7 +33,7 @@ function referenceRecorder(m: Metrics, cap: number, knownModels: string[]) {
   const b = Object.fromEntries(['route', 'upstream', 'provider', 'errorType', 'template', 'templateVersion', 'experiment', 'variant', 'metric'].map((k) => [k, new LabelValues(cap)]));
 
   function observeExperiment(o: ExperimentObservation): void {
-    if (!Number.isFinite(o.value) || o.value < 0) return;
+    if (!(o.value >= 0 && o.value * o.value < Infinity)) return; // negative, NaN, or a square that overflows
     const labels = { experiment: b.experiment.value(o.experiment), variant: b.variant.value(o.variant), metric: b.metric.value(o.metric) };
     observations.inc(labels);
     observationsSum.inc(labels, o.value);
@@ -58,7 +58,7 @@ function referenceRecorder(m: Metrics, cap: number, knownModels: string[]) {
     if (operation !== undefined && r.attempts > 0) {
       const genAi = { gen_ai_operation_name: operation, gen_ai_provider_name: provider, gen_ai_request_model: model, upstream, template, template_version: templateVersion, experiment, variant };
       duration.observe({ ...genAi, error_type: errorType, stream }, r.latencyMs / 1000);
-      if (r.stream && r.ttfbMs !== undefined) firstChunk.observe(genAi, r.ttfbMs / 1000);
+      if (r.stream && r.ttfbMs !== undefined && r.status >= 200 && r.status < 300) firstChunk.observe(genAi, r.ttfbMs / 1000);
       if (r.usage) {
         tokenUsage.observe({ ...genAi, gen_ai_token_type: 'input' }, r.usage.inputTokens);
         tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, r.usage.outputTokens);
@@ -154,7 +154,7 @@ async function compare(seed: number, cap: number): Promise<void> {
     const r = randomRecord(rnd, i);
     both((m) => m.recordRequest(r));
     if (i % 7 === 0) {
-      const o = { experiment: rnd() < 0.5 ? 'support-tone' : `e${i % 5}`, variant: 'warm', metric: rnd() < 0.5 ? 'feedback.thumbs_up' : `feedback.m${i % 9}`, value: rnd() < 0.1 ? -1 : rnd() * 3 };
+      const o = { experiment: rnd() < 0.5 ? 'support-tone' : `e${i % 5}`, variant: 'warm', metric: rnd() < 0.5 ? 'feedback.thumbs_up' : `feedback.m${i % 9}`, value: rnd() < 0.1 ? [-1, NaN, 1e200][Math.floor(rnd() * 3)] : rnd() * 3 };
       both((m) => m.observeExperiment(o));
     }
     if (i === 1500) both((m) => m.allowModels(['m11', 'gpt-5']));

@@ -117,6 +117,22 @@ describe('metrics', () => {
     expect(stat('promptgate_experiment_observations_total', 'feedback.thumbs_up')).toBe(1);
   });
 
+  it('ignores a value whose square overflows instead of throwing after counting n and sum', async () => {
+    const m = createMetrics({ processMetrics: false });
+    const huge = { experiment: 'support-tone', variant: 'warm', metric: 'feedback.score', value: 1e200 };
+    expect(() => m.observeExperiment(huge)).not.toThrow();
+    m.observeExperiment({ ...huge, value: 3 });
+    // the same through a request: absurd usage reported by an upstream
+    expect(() => m.recordRequest(record({ usage: { inputTokens: 1e200, outputTokens: 5, cachedInputTokens: 0, reasoningTokens: 0, estimated: false } }))).not.toThrow();
+    const text = await m.render();
+    const stat = (name: string, metric: string) => sample(text, name, 'experiment="support-tone"', 'variant="warm"', `metric="${metric}"`);
+    expect(stat('promptgate_experiment_observations_total', 'feedback.score')).toBe(1);
+    expect(stat('promptgate_experiment_observations_sum_total', 'feedback.score')).toBe(3);
+    expect(stat('promptgate_experiment_observations_sum_squares_total', 'feedback.score')).toBe(9);
+    expect(stat('promptgate_experiment_observations_total', 'input_tokens')).toBeUndefined();
+    expect(stat('promptgate_experiment_observations_sum_total', 'output_tokens')).toBe(5);
+  });
+
   it('counts requests outside the hash assignment apart, not in the statistics', async () => {
     const m = createMetrics({ processMetrics: false });
     m.recordRequest(record({ variant: 'control', experimentAssignment: 'default' }));
@@ -147,6 +163,18 @@ describe('metrics', () => {
     expect(success).toBe(0);
   });
 
+  it('time to first chunk counts streamed answers only, not an error answer to a stream request', async () => {
+    const m = createMetrics({ processMetrics: false });
+    // a 429 answered in 5 ms is no stream chunk: it would pull the quantiles down
+    m.recordRequest(record({ stream: true, ttfbMs: 5, status: 429, outcome: 'error', errorType: 'upstream_429', usage: undefined, costUsd: undefined }));
+    m.recordRequest(record({ stream: true, ttfbMs: 8, status: 502, outcome: 'error', errorType: 'upstream_5xx', usage: undefined, costUsd: undefined }));
+    m.recordRequest(record({ stream: true, ttfbMs: 300 }));
+    const text = await m.render();
+    expect(sample(text, 'gen_ai_client_operation_time_to_first_chunk_seconds_count')).toBe(1);
+    expect(sample(text, 'gen_ai_client_operation_time_to_first_chunk_seconds_sum')).toBe(0.3);
+    expect(sample(text, 'gen_ai_client_operation_duration_seconds_count', 'error_type="upstream_429"')).toBe(1);
+  });
+
   it('records no gen_ai series for requests that never reached an upstream', async () => {
     const m = createMetrics({ processMetrics: false });
     m.recordRequest(record({ status: 400, outcome: 'error', errorType: 'prompt_injection_detected', attempts: 0, usage: undefined, costUsd: undefined, injectionScore: 0.93, injectionFlagged: true }));
@@ -163,6 +191,15 @@ describe('metrics', () => {
     const text = await m.render();
     expect(sample(text, 'promptgate_cost_unknown_total', 'gen_ai_request_model="my-finetune"')).toBe(1);
     expect(sample(text, 'promptgate_cost_usd_total', 'gen_ai_request_model="my-finetune"')).toBeUndefined();
+  });
+
+  it('reports a model name with a lone surrogate as `other`, not as two series that read the same once UTF-8 encoded', async () => {
+    const m = createMetrics({ processMetrics: false });
+    for (const model of ['gpt\ud800', 'gpt\udc00', 'gpt-🚀']) m.recordRequest(record({ requestModel: model, experiment: undefined, variant: undefined }));
+    const lines = Buffer.from(await m.render()).toString('utf8').split('\n').filter((l) => l.startsWith('promptgate_requests_total{'));
+    expect(new Set(lines).size).toBe(lines.length);
+    expect(sample(lines.join('\n'), 'promptgate_requests_total', 'gen_ai_request_model="other"')).toBe(2);
+    expect(sample(lines.join('\n'), 'promptgate_requests_total', 'gen_ai_request_model="gpt-🚀"')).toBe(1);
   });
 
   it('caps distinct label values: unknown models beyond the cap read `other`, known ones never do', async () => {

@@ -48,6 +48,11 @@ describe('tracing off', () => {
     expect(() => spans.end(record, { captureContent: true, prompt: [], completion: 'x' })).not.toThrow();
   });
 
+  it('passes baggage through on its own (W3C Baggage does not need a traceparent)', () => {
+    const spans = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: headers({ baggage: 'tenant=acme', tracestate: 'v=1' }) });
+    expect(spans.startUpstream({ provider: 'openai', stream: false }).headers()).toEqual({ baggage: 'tenant=acme' });
+  });
+
   it('sends no trace context when the incoming one is missing or invalid', () => {
     for (const traceparent of [undefined, 'garbage', '00-00000000000000000000000000000000-b7ad6b7169203331-01', '00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01']) {
       const spans = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: headers(traceparent ? { traceparent, tracestate: 'v=1' } : {}) });
