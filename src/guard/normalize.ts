@@ -16,7 +16,8 @@
  *    text holding a character NFKC expands (ligatures, non-BMP letters such as 𝐚, Hangul).
  * 4. Per word: Cyrillic/Greek/Armenian homoglyphs folded to Latin when the word mixes them
  *    with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with 2+ letters.
- * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined.
+ * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined; a wider gap in
+ *    the run stays a word break ("p r i n t   y o u r" -> "print your").
  * 6. Words as the model and the phrase triggers read them (runs of letters, digits,
  *    apostrophes and non-ASCII characters) listed with their FNV-1a hashes, while folding.
  *
@@ -78,6 +79,12 @@ export class TextNormalizer {
   private suspects = 0;
   /** Where they start in `buf` (the first MAX_SUSPECTS). */
   private readonly suspectAt = new Int32Array(MAX_SUSPECTS);
+  /**
+   * Where a whitespace run of two or more characters became one space in `buf`, ascending:
+   * a word break inside a letter-spaced phrase, see `joinSpacedLetters`.
+   */
+  private readonly wideGaps: Int32Array;
+  private wideGapCount = 0;
   /** Longest letter-spaced run seen while folding ("i g n o r e" is 6), see `endWord`. */
   private spacedRun = 0;
   /** The run being read: its length and where its last letter is in `buf`. */
@@ -98,6 +105,8 @@ export class TextNormalizer {
     this.source = new CodeUnits((this.buf.length >> 1) + 1);
     // Every word but the last is followed by a unit that is not part of a word.
     this.words = new WordList((this.buf.length >> 1) + 1);
+    // Each is a space followed by a non-space unit in `buf`.
+    this.wideGaps = new Int32Array((this.buf.length >> 1) + 1);
   }
 
   /** Normalises `text` into `buf` and returns the number of code units written. */
@@ -110,6 +119,7 @@ export class TextNormalizer {
     this.obfuscations = 0;
     this.suspects = 0;
     this.spacedRun = 0;
+    this.wideGapCount = 0;
     this.words.count = 0;
     let n = this.foldInto(input, 0, true);
     if (this.runCount > 0) {
@@ -150,7 +160,7 @@ export class TextNormalizer {
    * records runs of 24+ base64 characters. Returns the new length.
    */
   private foldInto(raw: string, start: number, findBase64: boolean): number {
-    const { obfuscations, suspects, spacedRun } = this;
+    const { obfuscations, suspects, spacedRun, wideGapCount } = this;
     const n = this.foldPass(this.load(raw, start), start, findBase64, true);
     if (n >= 0) return n;
     // Only text with characters NFKC changes into several pays for normalize('NFKC');
@@ -158,6 +168,7 @@ export class TextNormalizer {
     this.obfuscations = obfuscations;
     this.suspects = suspects;
     this.spacedRun = spacedRun;
+    this.wideGapCount = wideGapCount;
     return this.foldPass(this.load(raw.normalize('NFKC'), start), start, findBase64, false);
   }
 
@@ -213,6 +224,24 @@ export class TextNormalizer {
         fk = foldClass[src[++i]];
       }
       if (i >= len) break;
+      if (fk === TAG_LEAD) {
+        // Plane 14: tag characters U+E0020..U+E007E carry hidden ASCII ("ASCII smuggling"),
+        // read as the characters themselves (a letter not as a suspect, a tag space as a
+        // space); variation selectors U+E0100.. are invisible.
+        const lo = src[i + 1]; // the sentinel when i + 1 === len
+        if (lo < 0xdc00 || lo > 0xdfff) continue;
+        i++;
+        if (lo > 0xdc7f) continue;
+        this.obfuscations++;
+        const ascii = lo - 0xdc00;
+        if (ascii < 0x20 || ascii > 0x7e) continue;
+        fk = foldClass[ascii] & ~F_SUSPECT;
+        if ((fk & F_WORD) !== 0) {
+          buf[n++] = fk;
+          hash = fnvStep(hash, fk & 0xffff);
+          continue;
+        }
+      }
       if ((fk & F_SPACE) !== 0) {
         // Whitespace ends words and a token; runs collapse, a run holding a newline to one newline.
         this.endWord(wordStart, n, wordFlags);
@@ -230,6 +259,7 @@ export class TextNormalizer {
         const last = n === 0 ? SPACE : buf[n - 1];
         if (last !== SPACE && last !== NEWLINE) buf[n++] = fk;
         else if (fk === (F_SPACE | NEWLINE) && n > start) buf[n - 1] = NEWLINE;
+        else if (n > start) this.noteWideGap(n - 1);
         tokenStart = wordStart = listedStart = n;
         tokenStartIn = i + 1;
         wordFlags = 0;
@@ -251,23 +281,7 @@ export class TextNormalizer {
           hash = fnvStep(fnvStep(hash, 0x73), 0x73);
           continue;
         }
-        if (m !== TAG_LEAD) continue; // DROP
-        // Plane 14: tag characters U+E0020..U+E007E carry hidden ASCII ("ASCII smuggling");
-        // variation selectors U+E0100.. are invisible.
-        const lo = src[i + 1]; // the sentinel when i + 1 === len
-        if (lo < 0xdc00 || lo > 0xdfff) continue;
-        i++;
-        if (lo > 0xdc7f) continue;
-        this.obfuscations++;
-        const ascii = lo - 0xdc00;
-        if (ascii < 0x21 || ascii > 0x7e) continue;
-        // A hidden character is read as the character itself (but not as a suspect).
-        fk = foldClass[ascii] & ~F_SUSPECT;
-        if ((fk & F_WORD) !== 0) {
-          buf[n++] = fk;
-          hash = fnvStep(hash, fk & 0xffff);
-          continue;
-        }
+        continue; // DROP
       }
       // Punctuation. An apostrophe ends only the word of steps 4 and 5, '@' and '$' only
       // the listed word; anything else ends both.
@@ -330,6 +344,12 @@ export class TextNormalizer {
     if (this.loneRun > this.spacedRun) this.spacedRun = this.loneRun;
   }
 
+  /** A whitespace run went on past the space at `buf[at]`. */
+  private noteWideGap(at: number): void {
+    const count = this.wideGapCount;
+    if (count === 0 || this.wideGaps[count - 1] !== at) this.wideGaps[this.wideGapCount++] = at;
+  }
+
   /** Step 4: per word, fold mixed-script homoglyphs and decode leetspeak, in place. */
   private foldWords(n: number): void {
     const buf = this.buf;
@@ -389,9 +409,15 @@ export class TextNormalizer {
     return Math.max(end, i + 1);
   }
 
-  /** Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. Returns the new length. */
+  /**
+   * Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. A wider gap in a run
+   * stays a space ("p r i n t   y o u r" -> "print your"). Returns the new length.
+   */
   private joinSpacedLetters(n: number): number {
     const buf = this.buf;
+    const gaps = this.wideGaps;
+    const gapCount = this.wideGapCount;
+    let g = 0; // the first wide gap not before the letter being copied
     // A lone word character: no word character on either side.
     const single = (k: number): boolean =>
       isWordChar(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));
@@ -406,7 +432,11 @@ export class TextNormalizer {
           letters++;
         }
         if (letters >= MIN_SPACED_LETTERS) {
-          for (let j = i; j <= k; j += 2) buf[w++] = buf[j];
+          for (let j = i; j <= k; j += 2) {
+            buf[w++] = buf[j];
+            while (g < gapCount && gaps[g] <= j) g++;
+            if (j < k && g < gapCount && gaps[g] === j + 1) buf[w++] = SPACE;
+          }
           this.obfuscations++;
           i = k + 1;
           continue;

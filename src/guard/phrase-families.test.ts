@@ -60,6 +60,19 @@ describe('phrase families', () => {
     for (const text of texts) expect(firing(text), text).toContain(family);
   });
 
+  it('fires on its examples wrapped over lines (a line break between any two words)', () => {
+    const misses: string[] = [];
+    for (const [family, texts] of Object.entries(EXAMPLES)) {
+      for (const text of texts) {
+        for (let i = text.indexOf(' '); i >= 0; i = text.indexOf(' ', i + 1)) {
+          const wrapped = `${text.slice(0, i)}\n${text.slice(i + 1)}`;
+          if (!firing(wrapped).includes(family)) misses.push(`${family}: ${JSON.stringify(wrapped)}`);
+        }
+      }
+    }
+    expect(misses).toEqual([]);
+  });
+
   it('matching at trigger words finds exactly what an unanchored search finds', () => {
     const corpus = [...Object.values(EXAMPLES).flat(), ...support, ...deepset];
     const mismatches: string[] = [];

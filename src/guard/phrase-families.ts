@@ -1,7 +1,8 @@
 /**
  * Curated phrase families of prompt injection, written against the *normalised* text
  * (see normalize.ts: lower case, accents folded, ß -> ss, quotes/dashes unified, one
- * space between words, leetspeak and homoglyphs decoded).
+ * space or line break between words, leetspeak and homoglyphs decoded); a space in a
+ * pattern matches either (see `p`).
  *
  * Each family has a `prior`: its weight in logit space before training. The trainer
  * (train.ts) fits the final weight of each family on the labelled data, pulled towards
@@ -41,8 +42,29 @@ export interface PhraseFamily {
 const alt = (...xs: string[]): string => `(?:${xs.join('|')})`;
 /** Up to `n` whole words (lazy), each followed by a space. */
 const upTo = (n: number): string => `(?:\\S+ ){0,${n}}?`;
-/** A pattern tried where one of the space-separated `triggers` words starts. */
-const p = (triggers: string, source: string): PhrasePattern => ({ triggers: triggers.split(' '), source });
+/**
+ * A pattern tried where one of the space-separated `triggers` words starts. Its spaces match
+ * a line break too: the normaliser keeps one newline where a whitespace run held one, and a
+ * phrase wrapped over two lines ("ignore all previous\ninstructions") is the same phrase.
+ */
+const p = (triggers: string, source: string): PhrasePattern => ({ triggers: triggers.split(' '), source: spacesMatchLineBreaks(source) });
+
+/** `source` with every literal space outside a character class read as `[ \n]`. */
+function spacesMatchLineBreaks(source: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    if (c === '\\') {
+      out += c + source[++i];
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === ']') inClass = false;
+    out += c === ' ' && !inClass ? '[ \\n]' : c;
+  }
+  return out;
+}
 /** The first word of each entry ("set aside" -> "set"). */
 const firstWords = (xs: readonly string[]): string => [...new Set(xs.map((x) => x.split(' ')[0]))].join(' ');
 
