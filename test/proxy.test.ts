@@ -163,6 +163,22 @@ describe('chat completions', () => {
 
   // Regression: the gateway's own total timeout cutting a stream was reported to the client
   // as an upstream connection failure (`upstream_error`).
+  // Regression: the exchange's deadline was always the default route's total_ms, so a slow
+  // model routed to an upstream with a longer total_ms was cut at the default's.
+  it("gives a model routed to its own upstream that upstream's total_ms", async () => {
+    gw = await startTestGateway(
+      config({
+        timeout: '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 400}',
+        extraUpstreams: `  - {name: slow, base_url: "${upstream.url}", api_key: sk-test-secret-key-123456, timeout: {connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 5000}, breaker: {failures: 0}}`,
+        route: '[mock], models: {slow-model: [slow]}',
+      }),
+    );
+    const res = await post('/v1/chat/completions', chat({ model: 'slow-model', stream: true }), { 'x-mock-chunk-delay-ms': '150' });
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('[DONE]');
+    expect(res.text).not.toContain('upstream_timeout');
+  });
+
   it('ends the stream with a timeout error event when the total timeout passes mid-stream', async () => {
     gw = await startTestGateway(config({ timeout: '{connect_ms: 1000, first_byte_ms: 2000, idle_ms: 2000, total_ms: 500}' }));
     const res = await post('/v1/chat/completions', chat({ stream: true }), { 'x-mock-chunk-delay-ms': '150' });

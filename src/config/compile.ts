@@ -55,7 +55,10 @@ export interface RuntimeConfig {
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
   /** Ordered upstream names per requested model, keyless redirections applied. */
   readonly routing: { readonly default: readonly string[]; readonly models: ReadonlyMap<string, readonly string[]> };
-  /** `timeout.total_ms` of the default route's first upstream: the deadline of a whole exchange. */
+  /**
+   * `timeout.total_ms` of the default route's first upstream: the deadline of a whole
+   * exchange (a chat request routed by `routing.models` gets its route's first upstream's).
+   */
   readonly totalTimeoutMs: number;
   readonly prompts: CompiledPrompts;
   /** Context builders and the per-version context plans. */

@@ -83,6 +83,11 @@ export function chatCompletions(deps: GatewayDeps) {
 
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
       const route = config.routing.models.get(body.model as string) ?? config.routing.default;
+      // The exchange started with the default route's total_ms; a model route has its own.
+      if (route !== config.routing.default) {
+        const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
+        if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
+      }
       const forwarded = await forward({
         runtime,
         route,

@@ -33,7 +33,7 @@ export class Exchange {
   readonly #controller = new AbortController();
   #clientGone = false;
   #timer: NodeJS.Timeout | undefined;
-  readonly #deadline: number;
+  #deadline: number;
   #finished = false;
   readonly #onFinish: (record: RequestRecord) => void;
   /** The SERVER span (and, once forwarding starts, the CLIENT span) of this request. */
@@ -85,6 +85,19 @@ export class Exchange {
   /** When the total timeout aborts `signal`, on the `performance.now()` clock. */
   get deadline(): number {
     return this.#deadline;
+  }
+
+  /**
+   * Sets the total timeout to `ms` from the start of the exchange: the route is known only
+   * once the body is read, and a model routed to an upstream of its own has that
+   * upstream's `total_ms`.
+   */
+  setTotalTimeout(ms: number): void {
+    if (this.#finished || this.#controller.signal.aborted) return;
+    clearTimeout(this.#timer);
+    this.#deadline = this.startedAt + ms;
+    this.#timer = setTimeout(() => this.#controller.abort(new Error('total timeout')), Math.max(0, this.#deadline - performance.now()));
+    this.#timer.unref();
   }
 
   get clientGone(): boolean {
