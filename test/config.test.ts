@@ -85,7 +85,7 @@ routing: {default: [a, nope]}
   });
 
   it('reports an unknown upstream in a route after the schema passes', () => {
-    expect(issuesOf(`${MINIMAL.replace('[sim]', '[sim, ghost]')}`)).toEqual(['gateway.config.yaml: routing.default[1]: unknown upstream "ghost" (known: sim)']);
+    expect(issuesOf(`${MINIMAL.replace('[sim]', '[sim, ghost]')}`)).toEqual(['gateway.config.yaml: routing.default[1] (line 4): unknown upstream "ghost" (known: sim)']);
   });
 
   it('reports a missing environment variable', () => {
@@ -217,6 +217,40 @@ describe('promptgate check', () => {
   it('accepts the shipped gateway.config.yaml', () => {
     const out = execFileSync(tsx, ['src/main.ts', 'check', '--config', 'gateway.config.yaml'], { encoding: 'utf8', env: { ...process.env, OPENAI_API_KEY: '' } });
     expect(out).toMatch(/OK/);
+  });
+
+  it('does not pass a file given without --config by checking the default one instead', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pg-check-'));
+    const file = path.join(dir, 'bad.yaml');
+    writeFileSync(file, `${MINIMAL}server: {port: "x"}\n`);
+    const run = spawnSync(tsx, ['src/main.ts', 'check', file], { encoding: 'utf8', env: { ...process.env, OPENAI_API_KEY: '' }, timeout: 15_000 });
+    expect(run.status).toBe(2);
+    expect(run.stdout).not.toMatch(/OK/);
+    expect(run.stderr).toContain(`unexpected argument "${file}"`);
+    expect(run.stderr).toContain('usage:');
+  });
+
+  it('treats an empty PROMPTGATE_CONFIG as unset', () => {
+    const run = spawnSync(tsx, ['src/main.ts', 'check'], { encoding: 'utf8', env: { ...process.env, OPENAI_API_KEY: '', PROMPTGATE_CONFIG: '' }, timeout: 15_000 });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toMatch(/^gateway\.config\.yaml: OK/);
+    expect(run.status).toBe(0);
+  });
+});
+
+describe('promptgate usage errors', () => {
+  const tsx = path.resolve('node_modules/.bin/tsx');
+  it.each([
+    [['check', '--confg', 'gateway.config.yaml'], /unknown option '--confg'/i],
+    [['--config'], /option '-c, --config <value>' argument missing/i],
+    [['frob'], /unknown command "frob"/],
+  ])('%j exits 2 with the usage (was: exit 1, no usage, like an invalid config)', (args, message) => {
+    const run = spawnSync(tsx, ['src/main.ts', ...args], { encoding: 'utf8', timeout: 15_000 });
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr).toContain('usage:\n  promptgate [serve]');
+    expect(run.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 });
 

@@ -80,7 +80,13 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
 
   const compiled = compileConfig(parsed.data, { file: options.file, baseDir: path.dirname(path.resolve(options.file)) });
   if (compiled.issues.length > 0) {
-    throw new ConfigError(compiled.issues.map((i) => ({ ...i, path: i.path.startsWith('@') ? i.path.slice(1) : `${name}: ${i.path}` })));
+    throw new ConfigError(
+      compiled.issues.map((i) => {
+        if (i.path.startsWith('@')) return { ...i, path: i.path.slice(1) }; // another file: its own path and line
+        const line = lineOf(doc, lineCounter, segmentsOf(i.path));
+        return { ...i, path: `${name}: ${i.path}${line ? ` (line ${line})` : ''}` };
+      }),
+    );
   }
   return compiled.config;
 }
@@ -112,6 +118,11 @@ function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCou
   }
   const line = lineOf(doc, lineCounter, segments);
   return { path: `${name}: ${formatPath(segments)}${line ? ` (line ${line})` : ''}`, message };
+}
+
+/** `upstreams[0].timeout` -> ['upstreams', 0, 'timeout'] (a key holding `.` reads as two; `lineOf` then finds its parent). */
+function segmentsOf(path: string): PropertyKey[] {
+  return [...path.matchAll(/\[(\d+)\]|[^.[\]]+/g)].map((m) => (m[1] !== undefined ? Number(m[1]) : m[0]));
 }
 
 function lineOf(doc: YAML.Document, lineCounter: YAML.LineCounter, segments: readonly PropertyKey[]): number | undefined {

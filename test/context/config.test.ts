@@ -54,16 +54,16 @@ describe('context config', () => {
     - {name: r2, kind: rules, rules: [{when: {r1.y: 1}, set: {x: 1}}]}
 `);
     expect(issues).toEqual([
-      'gateway.config.yaml: context.builders[1].name: duplicate builder name "a"',
-      'gateway.config.yaml: context.builders[2]: invalid placeholder in "http://x/{{ bad path }}" (expected {{name}} or {{a.b}})',
-      'gateway.config.yaml: context.builders[3].dir: cannot read the knowledge directory "nowhere" (ENOENT)',
-      'gateway.config.yaml: context.builders[4]: builders depend on each other in a cycle: r1 -> r2 -> r1',
+      'gateway.config.yaml: context.builders[1].name (line 7): duplicate builder name "a"',
+      'gateway.config.yaml: context.builders[2] (line 8): invalid placeholder in "http://x/{{ bad path }}" (expected {{name}} or {{a.b}})',
+      'gateway.config.yaml: context.builders[3].dir (line 9): cannot read the knowledge directory "nowhere" (ENOENT)',
+      'gateway.config.yaml: context.builders[4] (line 10): builders depend on each other in a cycle: r1 -> r2 -> r1',
     ]);
   });
 
   it('rejects a placeholder in the scheme or host of a URL: a request must not choose where the call goes', () => {
     expect(issuesOf('context: {builders: [{name: c, kind: http, url: "http://{{tenant}}.example.com/customers/{{user_id}}"}]}\n')).toEqual([
-      'gateway.config.yaml: context.builders[0]: placeholder {{tenant}} in the scheme or host of "http://{{tenant}}.example.com/customers/{{user_id}}" (placeholders go in the path or query)',
+      'gateway.config.yaml: context.builders[0] (line 4): placeholder {{tenant}} in the scheme or host of "http://{{tenant}}.example.com/customers/{{user_id}}" (placeholders go in the path or query)',
     ]);
     expect(issuesOf('context: {builders: [{name: kb, kind: knowledge, http: {url: "https://search{{query}}/q"}}]}\n')).toHaveLength(1);
     expect(issuesOf('context: {builders: [{name: c, kind: http, url: "http://x.example.com?id={{user_id}}"}]}\n')).toEqual([]);
