@@ -143,6 +143,15 @@ describe('selectTemplate: errors', () => {
     expect(catchError(() => selectTemplate(input({ model: 'gpt-4o', prompt_variables: { a: 1 } })))).toMatchObject({ code: 'invalid_request', param: 'prompt_variables' });
     expect(catchError(() => selectTemplate(input({ model: 'gpt-4o', prompt_version: '1.0.0' })))).toMatchObject({ code: 'invalid_request', param: 'prompt_version' });
   });
+
+  // Regression: `t@` silently served the default version, and prompt_version silently won
+  // over a different version named in prompt_id.
+  it('rejects a reference cut short (`id@`) and two different versions named at once', () => {
+    expect(catchError(() => selectTemplate(input({ prompt_id: 't@' })))).toMatchObject({ code: 'invalid_request', status: 400, param: 'prompt_id' });
+    expect(catchError(() => selectTemplate(input({}, { 'x-promptgate-template': 't@ ' })))).toMatchObject({ code: 'invalid_request', param: 'prompt_id' });
+    expect(catchError(() => selectTemplate(input({ prompt_id: 't@1.0.0', prompt_version: '1.1.0' })))).toMatchObject({ code: 'invalid_request', param: 'prompt_version' });
+    expect(selectTemplate(input({ prompt_id: 't@1.0.0', prompt_version: '1.0.0' }))?.version).toBe('1.0.0');
+  });
 });
 
 describe('collectVariables', () => {
