@@ -102,9 +102,12 @@ function compileVersion(id: string, v: TemplateFile['versions'][number], i: numb
     const at: PropertyKey[] = ['versions', i, 'variables', name, 'default'];
     if (!hasType(spec.default, spec.type)) {
       problems.push({ segments: at, message: `expected ${describeType(spec.type)} (the declared type), got ${typeName(spec.default)}` });
-    } else if (typeof spec.default === 'string') {
-      const hit = looksLikeInjection(spec.default);
-      if (hit) problems.push({ segments: at, message: `text looks like a prompt injection ("${hit}")` });
+    } else {
+      // Strings anywhere in the default (inside lists and objects too) are rendered text.
+      for (const [where, text] of stringsIn(spec.default, at)) {
+        const hit = looksLikeInjection(text);
+        if (hit) problems.push({ segments: where, message: `text looks like a prompt injection ("${hit}")` });
+      }
     }
   }
 
@@ -158,4 +161,11 @@ function schemaProblems(issue: z.core.$ZodIssue): TemplateProblem[] {
   let message = issue.message.replace(/^Invalid input: /, '');
   if (issue.code === 'invalid_type' && message.includes('received undefined')) message = `required (${message})`;
   return [{ segments, message }];
+}
+
+/** Every string in a (YAML-parsed) value with its path, depth first. */
+function* stringsIn(value: unknown, at: PropertyKey[]): Generator<[PropertyKey[], string]> {
+  if (typeof value === 'string') yield [at, value];
+  else if (Array.isArray(value)) for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], [...at, i]);
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) yield* stringsIn(v, [...at, k]);
 }

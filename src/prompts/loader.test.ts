@@ -20,6 +20,8 @@ describe('loadTemplateRegistry: validation errors name the file and YAML path', 
     ['wrong-id.yaml', 'templates/wrong-id.yaml: id (line 1)', 'does not match the file name (expected "wrong-id")'],
     ['injection.yaml', 'templates/injection.yaml: versions[0].messages[1].content (line 8)', 'looks like a prompt injection ("ignore previous instructions")'],
     ['turn-marker.yaml', 'templates/turn-marker.yaml: versions[0].messages[0].content (line 6)', 'fake turn marker'],
+    // Regression: only string defaults were checked, not strings inside lists and objects.
+    ['nested-default-injection.yaml', 'templates/nested-default-injection.yaml: versions[0].variables.examples.default[1].question (line 9)', 'looks like a prompt injection'],
     ['unknown-key.yaml', 'templates/unknown-key.yaml: versions[0].temprature (line 4)', 'unknown key "temprature"'],
     ['bad-default.yaml', 'templates/bad-default.yaml: versions[0].variables.count.default (line 5)', 'expected a number (the declared type), got string'],
     ['bad-mustache.yaml', 'templates/bad-mustache.yaml: versions[0].messages[0].content (line 6)', 'invalid Mustache: Unclosed section "items"'],
