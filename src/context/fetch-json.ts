@@ -6,7 +6,7 @@
  */
 import { request, type Dispatcher } from 'undici';
 
-/** Why a source failed: `timeout`, `unreachable`, `http_4xx`, `http_5xx`, `invalid_response`, `too_large`. */
+/** Why a source failed: `timeout`, `unreachable`, `http_3xx` (redirects are not followed), `http_4xx`, `http_5xx`, `invalid_response`, `too_large`. */
 export class ContextSourceError extends Error {
   readonly reason: string;
   constructor(reason: string, message: string, options?: { cause?: unknown }) {
@@ -45,7 +45,8 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
   if (res.statusCode < 200 || res.statusCode >= 300) {
     // Read the (small) error body away so the connection can be reused.
     await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
-    throw new ContextSourceError(res.statusCode >= 500 ? 'http_5xx' : 'http_4xx', `the source answered ${res.statusCode}`);
+    const reason = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : res.statusCode >= 300 ? 'http_3xx' : 'invalid_response';
+    throw new ContextSourceError(reason, `the source answered ${res.statusCode}`);
   }
   try {
     const chunks: Buffer[] = [];
@@ -56,7 +57,9 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
       chunks.push(chunk as Buffer);
     }
     try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      // RFC 8259 §8.1: a parser may ignore a byte order mark; some services send one.
+      const text = Buffer.concat(chunks).toString('utf8');
+      return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
     } catch (err) {
       throw new ContextSourceError('invalid_response', 'the answer is not JSON', { cause: err });
     }

@@ -98,6 +98,8 @@ describe('http builder', () => {
     ['/bad/404', json({ error: 'x' }, { status: 404 }), 'http_4xx'],
     ['/bad/html', async (_r: unknown, res: import('node:http').ServerResponse) => res.end('<html>'), 'invalid_response'],
     ['/bad/array', json([1, 2]), 'invalid_response'],
+    // Regression: a redirect (not followed) was reported as http_4xx.
+    ['/bad/302', async (_r: unknown, res: import('node:http').ServerResponse) => res.writeHead(302, { location: '/elsewhere' }).end(), 'http_3xx'],
   ])('fails with reason for %s', async (p, handler, reason) => {
     svc.route(p, handler as never);
     rt = new ContextRuntime();
@@ -106,6 +108,18 @@ describe('http builder', () => {
     expect(r.report.builders[0]).toMatchObject({ status: 'failed', reason });
     expect(r.report.skipped).toEqual(['svc']);
   });
+});
+
+it('reads a JSON answer that starts with a byte order mark', async () => {
+  svc.route('/bom', async (_r, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('\ufeff{"tier":"gold"}');
+  });
+  rt = new ContextRuntime();
+  const { plan } = makeContext({ builders: [{ name: 'svc', kind: 'http', url: `${svc.url}/bom` }] }, { use: ['svc'] });
+  const r = await buildContext(rt, plan, { messages: [], userId: 'u', variables: {} });
+  expect(r.report.builders[0].status).toBe('ok');
+  expect(r.variables.svc).toEqual({ tier: 'gold' });
 });
 
 describe('rules builder', () => {
