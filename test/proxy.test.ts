@@ -2,7 +2,8 @@
  * Integration: the gateway on a real socket in front of a real mock upstream.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
@@ -188,6 +189,27 @@ describe('chat completions', () => {
     const last = JSON.parse(events.at(-1)!.slice('data: '.length));
     expect(last.error).toMatchObject({ type: 'timeout_error', code: 'upstream_timeout' });
     expect(res.text).not.toContain('[DONE]');
+  });
+});
+
+describe('HEAD on pass-through routes', () => {
+  // Regression: the upstream's content-length was dropped from HEAD answers.
+  it('passes the content-length the GET body would have', async () => {
+    const files = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1234' });
+      res.end(req.method === 'HEAD' ? undefined : Buffer.alloc(1234));
+    });
+    await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
+    try {
+      gw = await startTestGateway(config().replace(upstream.url, `http://127.0.0.1:${(files.address() as AddressInfo).port}`));
+      const res = await request(`${gw.url}/v1/files/file-abc/content`, { method: 'HEAD' });
+      await res.body.dump();
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-length']).toBe('1234');
+    } finally {
+      files.closeAllConnections();
+      await new Promise((r) => files.close(r));
+    }
   });
 });
 

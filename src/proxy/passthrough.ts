@@ -61,6 +61,9 @@ export function passThrough(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (method === 'HEAD' || response.status === 204 || response.status === 304) {
         await response.dump();
+        // RFC 9110 §9.3.2: a HEAD answer carries the length the GET body would have.
+        const length = response.headers['content-length'];
+        if (method === 'HEAD' && typeof length === 'string') headers['content-length'] = length;
         exchange.finish();
         return new Response(null, { status: response.status, headers: headers as HeadersInit });
       }
