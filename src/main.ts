@@ -5,7 +5,10 @@
  *   promptgate [serve] [--config FILE] [--port N]   run the gateway (default)
  *   promptgate check [--config FILE]                 validate a config, print every error
  *
- * The config file is `--config`, else `$PROMPTGATE_CONFIG`, else `./gateway.config.yaml`.
+ * The config file is `--config`, else `$PROMPTGATE_CONFIG` (when not empty), else
+ * `./gateway.config.yaml`. Exit codes: 0 ok, 1 invalid config or startup failure, 2 usage
+ * error (unknown command or option, stray argument), so a typo never reads as "config bad"
+ * or, worse, as "config OK" for a file that was not the one given.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
@@ -17,38 +20,48 @@ const USAGE = `usage:
   promptgate check [--config FILE]`;
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      port: { type: 'string', short: 'p' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    // node:util parseArgs throws ERR_PARSE_ARGS_* for unknown options and missing values.
+    return usageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const command = positionals[0] ?? 'serve';
-  const file = values.config ?? process.env.PROMPTGATE_CONFIG ?? 'gateway.config.yaml';
+  if (positionals.length > 1) return usageError(`unexpected argument "${positionals[1]}" (the config file goes after --config)`);
+  const file = values.config ?? (process.env.PROMPTGATE_CONFIG || 'gateway.config.yaml');
 
   switch (command) {
     case 'check':
       return check(file);
     case 'serve': {
       const port = values.port !== undefined ? parsePort(values.port) : undefined;
-      if (values.port !== undefined && port === undefined) {
-        process.stderr.write(`invalid --port ${values.port}\n${USAGE}\n`);
-        return 2;
-      }
+      if (values.port !== undefined && port === undefined) return usageError(`invalid --port ${values.port}`);
       await startGateway({ file, port });
       return -1; // keep running; the server exits on its own signals
     }
     default:
-      process.stderr.write(`unknown command "${command}"\n${USAGE}\n`);
-      return 2;
+      return usageError(`unknown command "${command}"`);
   }
+}
+
+/** Prints `message` and the usage; exit code 2. */
+function usageError(message: string): number {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  return 2;
 }
 
 function check(file: string): number {

@@ -6,6 +6,7 @@
  *   2. the listener stops accepting connections; idle keep-alive sockets are closed;
  *   3. in-flight requests and streams get `drain_timeout_ms` to finish;
  *   4. telemetry is flushed and the process exits 0.
+ * A second SIGTERM/SIGINT during the drain is logged and otherwise ignored.
  */
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -123,14 +124,21 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   };
 
   if (options.handleSignals !== false) {
+    // `on`, not `once`: a repeated signal must not fall through to Node's default (an
+    // immediate kill that cuts every stream). It comes often: Ctrl-C on `npm start` sends
+    // SIGINT to node from the terminal and again from npm, which forwards it.
     const onSignal = (signal: NodeJS.Signals) => {
+      if (shuttingDown) {
+        logger.info('already draining', { signal });
+        return;
+      }
       void shutdown(signal).then(
         () => process.exit(0),
         () => process.exit(1),
       );
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   }
 
   return { server, port: bound, holder, shutdown };

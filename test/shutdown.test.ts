@@ -17,7 +17,7 @@ afterAll(async () => {
   await upstream.close();
 });
 
-async function spawnGateway(drainMs: number): Promise<{ child: ChildProcess; port: number; exited: Promise<number | null>; logs: () => string }> {
+async function spawnGateway(drainMs: number): Promise<{ child: ChildProcess; port: number; exited: Promise<number | string | null>; logs: () => string }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pg-drain-'));
   const file = path.join(dir, 'gateway.config.yaml');
   writeFileSync(
@@ -27,11 +27,13 @@ upstreams: [{name: mock, base_url: "${upstream.url}"}]
 routing: {default: [mock]}
 `,
   );
-  const child = spawn(path.resolve('node_modules/.bin/tsx'), ['src/main.ts', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // node itself (not the tsx CLI, which relays signals): signals reach the gateway as in the image.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // The exit code, or the signal that killed the process.
+  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start: ${out}`)), 15_000);
     const check = () => {
@@ -83,5 +85,30 @@ describe('SIGTERM drain', () => {
     await expect((async () => {
       for (let next = await it.next(); !next.done; next = await it.next());
     })()).rejects.toThrow();
+  });
+});
+
+describe('repeated signals', () => {
+  it.each([
+    ['SIGTERM', 'SIGTERM'],
+    ['SIGTERM', 'SIGINT'],
+    ['SIGINT', 'SIGINT'], // Ctrl-C on `npm start`: the terminal and npm both send SIGINT
+  ] as const)('a second %s/%s does not kill the drain: the open stream still completes and the exit is 0', async (first, second) => {
+    const gw = await spawnGateway(10_000);
+    const res = await request(`http://127.0.0.1:${gw.port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mock-chunk-delay-ms': '80' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const it = res.body[Symbol.asyncIterator]();
+    let text = String((await it.next()).value);
+    gw.child.kill(first);
+    await new Promise((r) => setTimeout(r, 100));
+    gw.child.kill(second);
+    for (let next = await it.next(); !next.done; next = await it.next()) text += String(next.value);
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(await gw.exited).toBe(0);
+    expect(gw.logs()).toMatch(/"msg":"request".*"outcome":"ok".*"stream":true/);
+    expect(gw.logs()).toContain('"msg":"stopped"');
   });
 });

@@ -3,11 +3,12 @@
  * `GET /models` in-process, deterministically, with usage. It is the embedded default, so
  * `npm start` works without a key or a network, and the demo runs on it.
  *
- * Deterministic: the reply text and token counts depend only on the request messages and
- * model; `id` is derived from them too. `created` is the current time, as OpenAI's is.
+ * Deterministic: the reply text and token counts depend only on the request (messages,
+ * model, and the parameters `reply.ts` honours); `id` is derived from the messages and model.
+ * `created` is the current time, as OpenAI's is. Invalid parameters get OpenAI's 400 shape.
  */
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { invalidRequest, replyFor, type ChatBody } from './reply.js';
 
 export interface SimulatorOptions {
   latency_ms: number;
@@ -21,12 +22,6 @@ export interface SimulatedResponse {
   headers: Record<string, string>;
   body: AsyncIterable<Uint8Array>;
 }
-
-const WORDS = (
-  'thanks for reaching out here is a short simulated answer from the promptgate simulator ' +
-  'it is deterministic so tests and demos see the same text for the same request every time ' +
-  'set OPENAI_API_KEY to forward requests to a real model instead'
-).split(' ');
 
 const encoder = new TextEncoder();
 
@@ -52,12 +47,15 @@ export async function simulate(
   if (typeof body.model !== 'string' || body.model === '') {
     return json(400, { error: { message: "Missing required parameter: 'model'.", type: 'invalid_request_error', param: 'model', code: 'missing_required_parameter' } });
   }
+  const invalid = invalidRequest(body);
+  if (invalid) return json(400, { error: { message: invalid.message, type: 'invalid_request_error', param: invalid.param, code: invalid.code } });
 
   const reply = replyFor(body);
+  const completionTokens = reply.choices.reduce((sum, c) => sum + c.completionTokens, 0);
   const usage = {
     prompt_tokens: reply.promptTokens,
-    completion_tokens: reply.words.length,
-    total_tokens: reply.promptTokens + reply.words.length,
+    completion_tokens: completionTokens,
+    total_tokens: reply.promptTokens + completionTokens,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
   };
@@ -65,14 +63,19 @@ export async function simulate(
   const common = { id: reply.id, created, model: body.model, system_fingerprint: 'fp_promptgate_sim' };
   const headers = { 'x-request-id': `req_sim_${reply.id.slice(9)}`, 'openai-processing-ms': String(Math.round(options.latency_ms)) };
 
-  if (!body.stream) {
+  if (body.stream !== true) {
     await sleep(options.latency_ms, undefined, { signal: request.signal });
     return json(
       200,
       {
         ...common,
         object: 'chat.completion',
-        choices: [{ index: 0, message: { role: 'assistant', content: reply.words.join(' '), refusal: null, annotations: [] }, logprobs: null, finish_reason: 'stop' }],
+        choices: reply.choices.map((c, index) => ({
+          index,
+          message: { role: 'assistant', content: c.content, ...(c.toolCall ? { tool_calls: [c.toolCall] } : {}), refusal: null, annotations: [] },
+          logprobs: null,
+          finish_reason: c.finishReason,
+        })),
         usage,
         service_tier: 'default',
       },
@@ -81,19 +84,31 @@ export async function simulate(
   }
 
   const includeUsage = body.stream_options?.include_usage === true;
-  const pieces = split(reply.words, options.chunks);
+  // Per choice, its content (or tool call arguments) in up to `chunks` pieces.
+  const pieces = reply.choices.map((c) => (c.toolCall ? splitText(c.toolCall.function.arguments, options.chunks) : splitText(c.content ?? '', options.chunks)));
+  const rounds = Math.max(...pieces.map((p) => p.length));
   const interval = options.chunk_interval_ms ?? options.latency_ms / Math.max(1, options.chunks);
   await sleep(options.latency_ms, undefined, { signal: request.signal });
   async function* events(): AsyncGenerator<Uint8Array> {
-    const chunk = (delta: object, finish: string | null, extra: object = {}) =>
-      encoder.encode(`data: ${JSON.stringify({ ...common, object: 'chat.completion.chunk', service_tier: 'default', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...extra })}\n\n`);
     const usageField = includeUsage ? { usage: null } : {};
-    yield chunk({ role: 'assistant', content: '', refusal: null }, null, usageField);
-    for (let i = 0; i < pieces.length; i++) {
-      if (i > 0 && interval > 0) await sleep(interval, undefined, { signal: request.signal });
-      yield chunk({ content: (i === 0 ? '' : ' ') + pieces[i] }, null, usageField);
+    const chunk = (index: number, delta: object, finish: string | null) =>
+      encoder.encode(`data: ${JSON.stringify({ ...common, object: 'chat.completion.chunk', service_tier: 'default', choices: [{ index, delta, logprobs: null, finish_reason: finish }], ...usageField })}\n\n`);
+    // The first chunk of each choice has the role (and, for a tool call, its id and name).
+    for (let index = 0; index < reply.choices.length; index++) {
+      const call = reply.choices[index].toolCall;
+      yield call
+        ? chunk(index, { role: 'assistant', content: null, tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }], refusal: null }, null)
+        : chunk(index, { role: 'assistant', content: '', refusal: null }, null);
     }
-    yield chunk({}, 'stop', usageField);
+    for (let round = 0; round < rounds; round++) {
+      if (round > 0 && interval > 0) await sleep(interval, undefined, { signal: request.signal });
+      for (let index = 0; index < reply.choices.length; index++) {
+        const piece = pieces[index][round];
+        if (piece === undefined) continue;
+        yield reply.choices[index].toolCall ? chunk(index, { tool_calls: [{ index: 0, function: { arguments: piece } }] }, null) : chunk(index, { content: piece }, null);
+      }
+    }
+    for (let index = 0; index < reply.choices.length; index++) yield chunk(index, {}, reply.choices[index].finishReason);
     if (includeUsage) {
       yield encoder.encode(`data: ${JSON.stringify({ ...common, object: 'chat.completion.chunk', service_tier: 'default', choices: [], usage })}\n\n`);
     }
@@ -102,39 +117,13 @@ export async function simulate(
   return { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers }, body: events() };
 }
 
-interface ChatBody {
-  model?: unknown;
-  messages: Array<{ role?: string; content?: unknown }>;
-  stream?: boolean;
-  stream_options?: { include_usage?: boolean };
-  max_tokens?: number;
-  max_completion_tokens?: number;
-}
-
-function replyFor(body: ChatBody): { id: string; words: string[]; promptTokens: number } {
-  const text = body.messages.map((m) => `${m.role ?? ''}:${contentText(m.content)}`).join('\n');
-  const digest = createHash('sha256').update(String(body.model)).update('\0').update(text).digest();
-  const limit = body.max_completion_tokens ?? body.max_tokens;
-  let count = 12 + (digest[0] % 24);
-  if (typeof limit === 'number' && limit > 0) count = Math.min(count, limit);
-  const words: string[] = [];
-  for (let i = 0; i < count; i++) words.push(WORDS[(digest[1 + (i % 30)] + i) % WORDS.length]);
-  // Roughly OpenAI's accounting: ~4 characters a token, 3 tokens per message, 3 to prime the reply.
-  const promptTokens = body.messages.reduce((n, m) => n + 3 + Math.ceil(contentText(m.content).length / 4), 3);
-  return { id: `chatcmpl-${digest.subarray(0, 12).toString('hex')}`, words, promptTokens };
-}
-
-function contentText(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((p) => (p && typeof p === 'object' && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : '')).join('');
-  return '';
-}
-
-function split(words: string[], n: number): string[] {
-  const parts = Math.max(1, Math.min(n, words.length));
+/** `text` in up to `n` pieces split at spaces (each piece after the first starts with its space); joined, they are `text`. */
+function splitText(text: string, n: number): string[] {
+  const tokens = text.split(' ');
+  const parts = Math.max(1, Math.min(n, tokens.length));
+  const size = Math.ceil(tokens.length / parts);
   const out: string[] = [];
-  const size = Math.ceil(words.length / parts);
-  for (let i = 0; i < words.length; i += size) out.push(words.slice(i, i + size).join(' '));
+  for (let i = 0; i < tokens.length; i += size) out.push((i === 0 ? '' : ' ') + tokens.slice(i, i + size).join(' '));
   return out;
 }
 

@@ -359,6 +359,17 @@ describe.skipIf(!KUBECTL)(`deploy/kubernetes (${KUBECTL ?? 'kubectl missing'})`,
     expect(spec.podMetricsEndpoints[0].path ?? '/metrics').toBe('/metrics');
   });
 
+  it('the PodMonitor names its targets\' job as the rules\' PromptgateSidecarDown alert expects (was: the Operator\'s "<namespace>/promptgate", so the alert never fired)', () => {
+    const rules = readFileSync(join(ROOT, 'deploy', 'prometheus', 'rules.yaml'), 'utf8');
+    const job = /up\{job="([^"]+)"\}/.exec(rules)?.[1];
+    expect(job).toBeDefined();
+    const pm = parseManifests(readFileSync(join(K8S, 'extras', 'podmonitor.yaml'), 'utf8')).find((o) => o.kind === 'PodMonitor')!;
+    const endpoint = (pm.spec as { podMetricsEndpoints: { relabelings?: { sourceLabels?: string[]; targetLabel?: string; replacement?: string; action?: string }[] }[] }).podMetricsEndpoints[0];
+    // The Operator sets job to "<namespace>/<PodMonitor name>" (or spec.jobLabel's pod label) before the endpoint's relabelings run.
+    const setsJob = (endpoint.relabelings ?? []).filter((r) => r.targetLabel === 'job' && (r.action ?? 'replace') === 'replace' && !r.sourceLabels?.length);
+    expect(setsJob.map((r) => r.replacement)).toEqual([job]);
+  });
+
   it('the validator itself rejects schema errors and unknown fields', async () => {
     const bad: K8sObject = {
       apiVersion: 'apps/v1',
