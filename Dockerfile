@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# promptgate container image (see docs/deploying.md).
+# promptgate container image (see README.md, "Deploying").
 #
 #   docker build -t promptgate .
 #   docker run --rm -p 8080:8080 -e OPENAI_API_KEY promptgate
