@@ -17,12 +17,18 @@
  *
  * Patterns are kept narrow on purpose: the ordinary support message "how do I ignore a
  * charge on my invoice", "forget my saved card" or "act as my account admin?" must not
- * match. Benign lookalikes are in test/fixtures/benign-support.txt.
+ * match. A bare "forget everything" and everyday nouns ("orders", "Angaben") count only
+ * when an order to the model follows ("Olvida todo y dime..." but not "Olvida todo, ya
+ * encontré mi pedido"), and instructions about a thing ("for assembly", "de montaje") are
+ * not the model's; see continuations.ts. Benign lookalikes are in
+ * test/fixtures/benign-support.txt and src/guard/fixtures/benign-multilingual.txt.
  *
  * Languages: English and German throughout; Spanish, French, Italian, Portuguese, Dutch,
  * Polish, Croatian/Serbian and Russian for the instruction-override family; Spanish,
  * French and Italian for role switching and prompt extraction.
  */
+
+import { aboutThings, commandAhead, DE, earlierOrCommand, EN, ES, esNotOwnWriting, FR, HR, IT, NL, notAboutThings, PL, PT, RU, thenCommand } from './continuations.js';
 
 export interface PhrasePattern {
   /** The words a match can start with (whole words of the normalised text). */
@@ -65,6 +71,12 @@ function spacesMatchLineBreaks(source: string): string {
   }
   return out;
 }
+/**
+ * Not a note for the courier: "New instructions: leave the parcel with my neighbour" is a
+ * delivery note; a courier or doorstep word within the next five words marks one.
+ */
+const notDeliveryNote =
+  '(?! ?(?:[^\\s.!?]+ ){0,4}?(?:parcel|package|delivery|courier|driver|neighbou?r|door|doorstep|porch|mailbox|letterbox|reception|locker|concierge|buzzer|doorbell|gate|garage|safe place)s?\\b)';
 /** The first word of each entry ("set aside" -> "set"). */
 const firstWords = (xs: readonly string[]): string => [...new Set(xs.map((x) => x.split(' ')[0]))].join(' ');
 
@@ -93,11 +105,26 @@ const enInstructionNoun = alt(
   'instructions?', 'instructs', 'directives?', 'guidelines', 'guidance', 'prompts?', 'prompt ?texts?',
   'system (?:prompt|message)s?', 'assignments', 'programming', 'guardrails', 'conditioning', 'thoughts',
 );
-/** Nouns with an everyday meaning too ("orders", "rules"): need an `enEarlier` modifier. */
+/** Nouns with an everyday meaning too ("rules", "tasks"): need an `enEarlier` modifier. */
 const enAmbiguousNoun = alt(
-  'rules', 'orders', 'commands', 'tasks', 'directions', 'constraints', 'restrictions', 'limitations',
-  'information', 'context', 'training', 'filters',
+  'rules', 'commands', 'tasks', 'constraints', 'restrictions', 'limitations', 'context', 'training', 'filters',
 );
+/** Nouns a customer uses of their own dealings ("disregard all prior orders, I'll place a new one"): need an order to follow too. */
+const enEverydayNoun = alt('orders', 'information', 'directions');
+/** Followed by an order to the model, by "you were given", or ending the text. */
+const enThenCommand = `(?:${thenCommand(EN)}|(?= ?(?:[.!]*$|you (?:were|have been|'ve been|got|received)\\b)))`;
+/** What a customer takes back with "ignore the previous ...": their own messages and dealings. */
+const enOwnThings = alt(
+  'message', 'email', 'e-mail', 'mail', 'order', 'payment', 'comment', 'question', 'post', 'reply', 'answer',
+  'address', 'card', 'request', 'ticket', 'one', 'delivery', 'shipping', 'call', 'chat', 'invoice', 'bill',
+  'charge', 'booking', 'reservation', 'text', 'note', 'letter', 'attachment', 'file', 'photo', 'form',
+  'complaint', 'return', 'refund', 'purchase', 'transaction', 'subscription', 'account', 'item', 'parcel',
+  'package', 'shipment', 'assembly', 'washing',
+);
+/** An optional word inside the same clause. */
+const oneWord = '(?:[^\\s.,;:!?]+ )?';
+/** "…, I sent it to the wrong department": the customer's own last message. */
+const enOwnMessageAfter = ",? (?:i (?:sent|meant|wrote|typed|posted|found|was|made|mixed|got|have|had|already|just|did)|i've|i'm|i'll|my|it was|that was|wrong)\\b";
 const deOverrideVerbs = [
   'vergiss', 'vergesst', 'vergessen sie', 'ignoriere', 'ignorier', 'ignorieren sie', 'ignoriert',
   'missachte', 'missachten sie', 'uberspringe', 'verwirf', 'verwerfen sie', 'streiche', 'streichen sie',
@@ -110,40 +137,72 @@ const deModifier = alt(
 );
 const deInstructionNoun = alt(
   'anweisungen', 'anweisung', 'instruktionen', 'befehle', 'regeln', 'vorgaben', 'richtlinien',
-  'auftrage', 'aufgaben', 'angaben', 'informationen', 'anordnungen', 'prompts?', 'ausfuhrungen',
+  'anordnungen', 'prompts?', 'ausfuhrungen',
 );
+/** Also a customer's own ("ignorieren Sie die vorherigen Angaben, die Adresse hat sich geändert"): need an order to follow. */
+const deEverydayNoun = alt('auftrage', 'aufgaben', 'angaben', 'informationen');
+const deThenCommand = `(?:${thenCommand(DE)}|(?= ?[.!]*$))`;
+/** Not "die bisherigen Angaben bitte ignorieren": a customer's own details and messages. */
+const deOwnThings = '(?!(?:angaben|nachrichten?|e-mails?|mails?|bestellungen?|zahlungen?|adressen?|daten)\\b)';
 const deEarlierWords = 'obigen vorherigen bisherigen vorangegangenen vorangehenden fruheren vorigen oberen';
 const deEarlier = alt(...deEarlierWords.split(' '));
 /** Pronoun subjects that make "forget everything" a statement, not a command. */
 const notStatement = "(?<!\\b(?:i|we|they|he|she|often|always|usually|sometimes|to|might|may|could|would|will|did|do|i'll|i'd) )";
 
+const esVerbTriggers = 'olvida olvide olvidad olvidate olvidese olvidar ignora ignore ignorad ignoren ignorar descarta omite omita';
+const esVerb = alt(...esVerbTriggers.split(' '));
+/** "¿Puedo ignorar ...?", "tengo que olvidar ...": the customer asking about their own doing. */
+const esNotMine = '(?<!\\b(?:puedo|podemos|podria|podriamos|debo|debemos|deberia|tengo que|tenemos que|quiero|queremos|necesito|voy a|vamos a|se puede|hay que) )';
+const frVerbTriggers = 'oubliez oublie oublier ignorez ignore ignorer ne';
+const frVerb = alt('oubliez', 'oublie', 'oublier', 'ignorez', 'ignore', 'ignorer', 'ne tenez pas compte');
+const frNotMine = "(?<!\\b(?:puis-je|je peux|peut-on|on peut|je dois|dois-je|faut-il|je veux|je vais|nous pouvons|pouvons-nous) )";
+/** Normalised spellings: "игнорируй" -> "игнорируи". */
+const ruVerbs = 'забудь забудьте игнорируи игнорируите проигнорируи проигнорируите';
+const ruVerb = alt(...ruVerbs.split(' '));
+
 const overrideInstructions: PhraseFamily = {
   name: 'override_instructions',
   prior: 4,
   patterns: [
-    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b`),
+    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b${notAboutThings}`),
     p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enAmbiguousNoun}\\b`),
-    p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|all|it all)(?= ?(?:$|[.,;:!?\\n-]|(?:that|you|i|we|above|before|previous|prior|said|else|so far|until|up to|of the above|and (?:\\S+ )?(?:say|tell|write|print|output|answer|respond|repeat|focus|start|do))\\b))`),
+    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enEverydayNoun}\\b${enThenCommand}`),
+    // "forget everything" points back at a prompt, ends the text or goes on with an order; "ignore all
+    // previous" alone, not "ignore all previous emails from me, the issue is fixed".
+    p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|it all)${earlierOrCommand(EN)}`),
+    p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?all(?= ?(?:(?:the )?(?:above|before|previous|prior|preceding|earlier|so far)(?= ?(?:[,;:.!?-]|$|(?:and|then)\\b))|you\\b|[.!]*$)|${commandAhead(EN)})`),
     p('despite regardless', `\\b(?:despite|regardless of) (?:what|everything|anything) (?:you've|you have|you were|you've been|you have been|has been) (?:been )?(?:told|instructed|programmed)\\b`),
     p('instructions information rules directions', `(?<=\\b(?:previous|prior|above|earlier|preceding|all) )(?:instructions|information|rules|directions)\\S*(?: \\S+){0,6}? (?:are|is|were) (?:now )?(?:irrelevant|void|invalid|null|cancelled|obsolete|no longer (?:valid|relevant|apply|applicable))\\b`),
     p('remove', `\\bremove (?:all )?(?:the )?(?:previous|prior) (?:tasks|instructions) (?:out of|from) your (?:head|mind|memory)\\b`),
-    p(firstWords(deOverrideVerbs), `\\b${alt(...deOverrideVerbs)} (?:${deModifier} ){0,4}${deInstructionNoun}\\b`),
-    p('vergiss vergesst vergessen', `\\b(?:vergiss|vergesst|vergessen sie) (?:einfach )?(?:alles|alle)\\b`),
-    p(deEarlierWords, `(?<=\\b(?:die|alle|den|das) )${deEarlier} ${upTo(2)}(?:ignorieren|vergessen|missachten|uberspringen|loschen|streichen)\\b`),
+    p(firstWords(deOverrideVerbs), `\\b${alt(...deOverrideVerbs)} (?:${deModifier} ){0,4}${deInstructionNoun}\\b${notAboutThings}`),
+    p(firstWords(deOverrideVerbs), `\\b${alt(...deOverrideVerbs)} (?:${deModifier} ){0,4}${deEverydayNoun}\\b${deThenCommand}`),
+    p('vergiss vergesst vergessen', `\\b(?:vergiss|vergesst|vergessen sie) (?:einfach )?(?:alles|alle)\\b${earlierOrCommand(DE)}`),
+    p(deEarlierWords, `(?<=\\b(?:die|alle|den|das) )${deEarlier} ${deOwnThings}${upTo(2)}(?:ignorieren|vergessen|missachten|uberspringen|loschen|streichen)\\b`),
     p('aus', `\\baus dem (?:kopf|gedachtnis) (?:zu )?(?:streichen|loschen)\\b`),
     p('lass lasst lassen', `\\b(?:lass|lasst|lassen sie) (?:alle )?(?:die )?${deEarlier} ${upTo(1)}hinter (?:dir|sich|euch)\\b`),
     p('abweichend', `\\babweichend (?:zu|von) (?:den |allen )?${deEarlier} (?:instruktionen|anweisungen|vorgaben|befehlen|regeln)\\b`),
     p(deEarlierWords, `\\b${deEarlier} (?:informationen|anweisungen|instruktionen|vorgaben)\\S*(?: \\S+){0,6}? (?:sind|ist|waren) (?:\\S+ ){0,2}?(?:irrelevant|ungultig|hinfallig|nichtig|egal|unwichtig|nicht (?:mehr )?(?:gultig|relevant|wichtig)|nicht (?:ganz )?grossartig)\\b`),
-    // Spanish, French, Italian, Portuguese, Dutch, Polish, Croatian/Serbian
-    p('olvida olvide olvidad olvidate olvidese olvidar ignora ignore ignorad ignoren ignorar descarta omite omita', `\\b(?:olvida|olvide|olvidad|olvidate|olvidese|olvidar|ignora|ignore|ignorad|ignoren|ignorar|descarta|omite|omita) (?:de )?(?:todo|todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?|lo anterior|lo que (?:te )?(?:dije|he dicho))\\b`),
-    p('oubliez oublie oublier ignorez ignore ignorer ne', `\\b(?:oubliez|oublie|oublier|ignorez|ignore|ignorer|ne tenez pas compte)(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus)|tout)\\b`),
-    p('dimentica dimenticate ignora ignorate', `\\b(?:dimentica|dimenticate|ignora|ignorate) (?:tutte le (?:istruzioni|regole)|tutto|le istruzioni precedenti)\\b`),
-    p('esqueca esquece esquecer ignore ignora', `\\b(?:esqueca|esquece|esquecer|ignore|ignora) (?:todas as (?:instrucoes|regras)|tudo|as instrucoes anteriores)\\b`),
-    p('vergeet negeer', `\\b(?:vergeet|negeer) (?:alle (?:vorige |eerdere )?(?:instructies|regels)|alles)\\b`),
-    p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) (?:wszystkie (?:poprzednie )?(?:instrukcje|polecenia)|wszystko)\\b`),
-    p('zaboravi', `\\bzaboravi (?:sve|sto)\\b`),
-    // Russian (Cyrillic is kept as is by the normaliser)
-    p('забудь забудьте игнорируй игнорируйте проигнорируй проигнорируйте', '(?:забудь|забудьте|игнорируй|игнорируйте|проигнорируй|проигнорируйте) (?:все|всё|предыдущие|прошлые)'),
+    // Spanish, French, Italian, Portuguese, Dutch, Polish, Croatian/Serbian: an instruction noun fires (not
+    // "instrucciones de montaje"); a bare "everything" needs a back-reference or an order after it. An
+    // infinitive after "can I" is the customer's own question ("¿Puedo ignorar las instrucciones...?").
+    p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?(?:todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?)\\b${notAboutThings}`),
+    p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?lo anterior\\b${esNotOwnWriting}`),
+    p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?(?:todo|lo que (?:te |le )?(?:dije|he dicho))\\b${earlierOrCommand(ES)}`),
+    p(frVerbTriggers, `${frNotMine}\\b${frVerb}(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus))\\b${notAboutThings}`),
+    p(frVerbTriggers, `${frNotMine}\\b${frVerb}(?: de)? tout\\b${earlierOrCommand(FR)}`),
+    p('dimentica dimenticate ignora ignorate', `\\b(?:dimentica|dimenticate|ignora|ignorate) (?:tutte le (?:istruzioni|regole)|le istruzioni precedenti)\\b${notAboutThings}`),
+    p('dimentica dimenticate ignora ignorate', `\\b(?:dimentica|dimenticate|ignora|ignorate) tutto\\b${earlierOrCommand(IT)}`),
+    p('esqueca esquece esquecer ignore ignora', `\\b(?:esqueca|esquece|esquecer|ignore|ignora) (?:todas as (?:instrucoes|regras)|as instrucoes anteriores)\\b${notAboutThings}`),
+    p('esqueca esquece esquecer ignore ignora', `\\b(?:esqueca|esquece|esquecer|ignore|ignora) tudo\\b${earlierOrCommand(PT)}`),
+    p('vergeet negeer', `\\b(?:vergeet|negeer) alle (?:vorige |eerdere )?(?:instructies|regels)\\b`),
+    p('vergeet negeer', `\\b(?:vergeet|negeer) alles\\b${earlierOrCommand(NL)}`),
+    p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) wszystkie (?:poprzednie )?(?:instrukcje|polecenia)\\b`),
+    p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) wszystko\\b${earlierOrCommand(PL)}`),
+    p('zaboravi', `\\bzaboravi (?:sve )?(?:prethodne )?(?:instrukcije|upute|naredbe)\\b`),
+    p('zaboravi', `\\bzaboravi (?:sve|sto)\\b${earlierOrCommand(HR)}`),
+    // Russian (Cyrillic is kept as is by the normaliser, but "й" -> "и" and "ё" -> "е" as for any accent)
+    p(ruVerbs, `${ruVerb} (?:все )?(?:предыдущие |прошлые |прежние )?(?:инструкции|указания|команды|правила|промпты?|ограничения)`),
+    p(ruVerbs, `${ruVerb} все(?![а-я])${earlierOrCommand(RU)}`),
   ],
 };
 
@@ -152,7 +211,7 @@ const ignoreAbove: PhraseFamily = {
   name: 'ignore_above',
   prior: 2,
   patterns: [
-    p('ignore disregard forget', `\\b(?:ignore|disregard|forget)(?: the| all| everything)? (?:above|previous|preceding|prior|foregoing|before)\\b(?! (?:message|email|mail|order|payment|comment|question|post|reply|answer|address|card|request|ticket|one)s?\\b)`),
+    p('ignore disregard forget', `\\b(?:ignore|disregard|forget)(?: the| all| everything)? (?:above|previous|preceding|prior|foregoing|before)\\b(?! ${oneWord}${enOwnThings}s?\\b)(?! ${oneWord}(?:instructions?|directions|steps) ${aboutThings})(?!${enOwnMessageAfter})`),
   ],
 };
 
@@ -162,7 +221,7 @@ const roleSwitch: PhraseFamily = {
   prior: 2,
   patterns: [
     p('act behave pretend roleplay role play take simulate emulate impersonate respond answer', `(?<=\\b(?:i want|i need|i'd like|i would like|i am asking|i'm asking) you to )(?:act|behave|pretend|roleplay|role-play|play the role|play as|take on the role|simulate|emulate|impersonate|respond as|answer as)\\b`),
-    p('from henceforth rest', `(?:\\bfrom now on|\\bhenceforth|(?<=\\bfor the )rest of (?:this|the) conversation),? you (?:are|act|pretend|respond|answer|reply|must answer|will (?:act|respond|answer|reply|pretend|only|always|be an?))\\b`),
+    p('from henceforth rest', `(?:\\bfrom now on|\\bhenceforth|(?<=\\bfor the )rest of (?:this|the) conversation),? you (?:are|act|pretend|respond|answer|reply|must answer|will (?:act|respond|answer|reply|pretend|only|always|be an?))\\b(?! my (?:go-to|favou?rite|preferred|main|usual|regular|first choice)\\b)`),
     p('now no', `(?<=\\byou are )(?:now|no longer) (?:an?|the|my|called|named|known as|going to|playing|in|acting)\\b`),
     p('now okay ok', `\\b(?:now|okay|ok),? you are\\b`),
     p("you're", `\\byou're now (?:an?|the|my)\\b`),
@@ -255,7 +314,8 @@ const fakeTurn: PhraseFamily = {
     p('inst sys system', `(?<=\\[/?)(?:inst|sys|system)\\]`),
     p('sys', `(?<=<</?)sys>>`),
     p('system sys instruction instructions admin developer', `(?<=</?)(?:system|sys|instructions?|admin|developer|system_prompt)>`),
-    p('system assistant developer admin new', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)(?:system|assistant|developer|admin|new instructions?)(?:\\]|\\*\\*)? ?:`),
+    p('system assistant developer admin', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)(?:system|assistant|developer|admin)(?:\\]|\\*\\*)? ?:`),
+    p('new', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)new instructions?(?:\\]|\\*\\*)? ?:${notDeliveryNote}`),
     p('human user ai bot assistant', `\\b(?:human|user|ai|bot|assistant) ?: ?(?:human|user|ai|bot|assistant) ?:`),
     p('new begin start updated system end', `(?<=(?:-{3}|={3}|#{3}|\\*{3}) ?)(?:new|begin|start|updated|system|end)\\b`),
     p('input eingabe', `\\b(?:input|eingabe) ?: (?:\\S+ ){1,3}?(?:output|ausgabe) ?: (?:\\S+ ){1,3}?(?:input|eingabe) ?: (?:\\S+ ){1,3}?(?:output|ausgabe) ?:`),
@@ -271,7 +331,7 @@ const taskSwitch: PhraseFamily = {
   patterns: [
     p('now next then', `\\b(?:now|next|then)\\b,? (?:the )?(?:new|further|more|other|following|additional) (?:tasks?|instructions?|assignments?|challenges?) (?:follow|are following|are followed|come|await)\\b`),
     p('focus concentrate', `\\b(?:focus|concentrate) (?:now )?on (?:your|the|this) new (?:task|assignment|instructions?)\\b`),
-    p('new', `\\bnew (?:task|assignment|instructions?) ?:`),
+    p('new', `\\bnew (?:task|assignment|instructions?) ?:${notDeliveryNote}`),
     p('stop stopp halt', `\\b(?:stop|stopp|halt) ?[:-] ?(?:write|say|print|output|schreib|schreibe|sag)\\b`),
     p('attention achtung', `\\b(?:attention|achtung) ?[-:!]* ?(?:stop|stopp)\\b`),
     p('your', `\\byour new (?:task|assignment|instructions?|mission) (?:is|are|will be)\\b`),
@@ -279,8 +339,8 @@ const taskSwitch: PhraseFamily = {
     p('enough done', `(?<=\\b(?:that|this) (?:is|was) )(?:enough|done)\\b[.!,]? (?:\\S+ ){0,2}?now\\b`),
     p('new another different further great', `\\b(?:new|another|different|further|great new) (?:task|challenge|assignment) for you\\b`),
     p('need want', `\\b(?:need|want) your help with (?:another|a new|a further|the following) task\\b`),
-    p('additional new updated revised real actual true secret hidden', `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)`),
-    p('instruction instructions', `(?<=(?:^|\\n|[.?!] |\\\\n ?))instructions? ?:`),
+    p('additional new updated revised real actual true secret hidden', `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)${notDeliveryNote}`),
+    p('instruction instructions', `(?<=(?:^|\\n|[.?!] |\\\\n ?))instructions? ?:${notDeliveryNote}`),
     p('instructions', `(?<=\\b(?:your|the) (?:new )?)instructions are now\\b`),
     p('change', `\\bchange your (?:instructions|rules|programming)\\b`),
     p('from', `\\bfrom now on,? your (?:task|job|instructions?|goal|only goal)\\b`),
