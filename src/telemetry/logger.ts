@@ -137,6 +137,8 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\bBasic\s+[A-Za-z0-9+/=]{8,}/gi, 'Basic ***'],
   // OpenAI-style keys: sk-..., sk-proj-..., sk-ant-... (Anthropic), sk-or-... (OpenRouter)
   [/\bsk-[A-Za-z0-9_-]{8,}/g, 'sk-***'],
+  // Credentials in a URL (`https://user:token@collector`)
+  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+:[^\s/@]+@/gi, '$1***@'],
   // Google API keys
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
   // key=value / "key": "value" for key-like names
@@ -148,7 +150,8 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
 
 /**
  * Masks anything that looks like a credential: `sk-...` keys, `Bearer`/`Basic` credentials,
- * Google `AIza...` keys, and the value of `api_key=`, `"password": "..."` and the like.
+ * `user:password@` in URLs, Google `AIza...` keys, and the value of `api_key=`,
+ * `"password": "..."` and the like.
  *
  * @example
  * redact('Authorization: Bearer sk-abc123456789') // 'Authorization: Bearer ***'

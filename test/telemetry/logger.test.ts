@@ -89,6 +89,8 @@ describe('redact', () => {
     ['https://x.test/v1?api_key=abc123&x=1', 'https://x.test/v1?api_key=***&x=1'],
     ['{"password":"hunter2","x-api-key":"k-1234"}', '{"password":"***","x-api-key":"***"}'],
     ['key=AIzaSyA-1234567890abcdefghijklmnopqrstu', 'key=AIza***'],
+    // Regression: an OTLP endpoint with credentials was logged as is ("tracing on").
+    ['{"endpoint":"https://tenant:s3cr3t-t0ken@otlp.example.com/v1/traces"}', '{"endpoint":"https://***@otlp.example.com/v1/traces"}'],
   ])('%s', (input, expected) => {
     expect(redact(input)).toBe(expected);
   });
