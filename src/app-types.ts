@@ -18,9 +18,15 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** Process-wide state the app reads: is it draining? */
+/** Process-wide state the app reads: is it draining? and which exchanges are in flight. */
 export interface Lifecycle {
   draining: boolean;
+  /**
+   * The `/v1` exchanges in flight (each adds itself when it opens and leaves when it
+   * finishes); the shutdown ends those still open when the drain time is up. Absent where
+   * nothing shuts down (tests that call `app.request()`).
+   */
+  readonly exchanges?: Set<Exchange>;
 }
 
 export interface GatewayDeps {

@@ -77,6 +77,15 @@ export class GatewayError extends Error {
   }
 }
 
+/**
+ * 503 `shutting_down`, with `retry-after` and `connection: close`: a new request reaching a
+ * draining gateway over a kept-alive connection, or one still waiting for its upstream
+ * when the drain time is up.
+ */
+export function shuttingDownError(): GatewayError {
+  return new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
+}
+
 /** The OpenAI error envelope. */
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };

@@ -5,7 +5,11 @@
  *      get a 503 with `connection: close`;
  *   2. the listener stops accepting connections; idle keep-alive sockets are closed;
  *   3. in-flight requests and streams get `drain_timeout_ms` to finish;
- *   4. telemetry is flushed and the process exits 0.
+ *   4. when that time is up, the gateway ends the exchanges still open itself: their upstream
+ *      calls are aborted, a stream gets a last `shutting_down` error event, a request with
+ *      nothing sent yet a 503 `shutting_down`, and each is accounted as `error`/`shutdown`;
+ *      after `FINAL_WRITES_MS` for those last writes, the remaining sockets are destroyed;
+ *   5. telemetry is flushed and the process exits 0.
  * A second SIGTERM/SIGINT during the drain is logged and otherwise ignored.
  */
 import type { Server, ServerResponse } from 'node:http';
@@ -16,6 +20,7 @@ import { createApp } from './app.js';
 import { createContextRuntime } from './context/runtime.js';
 import { AssignmentCounters } from './experiments/counters.js';
 import type { Lifecycle } from './app-types.js';
+import type { Exchange } from './proxy/exchange.js';
 import { loadConfigFile } from './config/load.js';
 import { portFromEnv } from './config/port.js';
 import { ConfigWatcher } from './config/watch.js';
@@ -25,6 +30,9 @@ import { createLogger, requestLogLine } from './telemetry/logger.js';
 import { createMetrics } from './telemetry/metrics.js';
 import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
+
+/** How long the last writes of the exchanges ended at the drain deadline get before their sockets are destroyed. */
+const FINAL_WRITES_MS = 200;
 
 export interface StartOptions {
   file: string;
@@ -54,7 +62,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   for (const note of config.notes) logger.info(note);
   if (telemetry.tracing) logger.info('tracing on', { endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
 
-  const lifecycle: Lifecycle = { draining: false };
+  const exchanges = new Set<Exchange>();
+  const lifecycle: Lifecycle = { draining: false, exchanges };
   // Context caches and recipe bandits outlive reloads; recipe statistics go to the experiment metrics.
   const feedback = new FeedbackLedger();
   const context = createContextRuntime({ registry: metrics.registry, observeExperiment: (o) => metrics.observeExperiment(o) });
@@ -98,6 +107,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     },
   });
 
+  /** Waits up to `ms` for the responses in flight to end, closing connections as they go idle. */
+  const settle = async (ms: number): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (inflight.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+      server.closeIdleConnections();
+    }
+  };
+
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason = 'shutdown'): Promise<void> => {
     shuttingDown ??= (async () => {
@@ -107,12 +125,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       logger.info('draining', { reason, inflight: inflight.size, drain_timeout_ms: drainMs });
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      const deadline = Date.now() + drainMs;
-      while (inflight.size > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 25));
-        server.closeIdleConnections();
+      await settle(drainMs);
+      if (inflight.size > 0) {
+        // The gateway ends what is left itself: a last event or a 503, accounted as `shutdown`.
+        logger.warn('drain timeout: ending the requests still open', { inflight: inflight.size, exchanges: exchanges.size });
+        for (const exchange of [...exchanges]) exchange.shutDown();
+        await settle(FINAL_WRITES_MS);
       }
-      if (inflight.size > 0) logger.warn('drain timeout: closing remaining connections', { inflight: inflight.size });
       server.closeAllConnections();
       await closed;
       await holder.close();

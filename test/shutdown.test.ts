@@ -69,24 +69,73 @@ describe('SIGTERM drain', () => {
     expect(gw.logs()).toMatch(/"msg":"request".*"outcome":"ok".*"stream":true/);
   });
 
-  it('cuts streams still open at the drain timeout and still exits 0', async () => {
+  it('ends a stream still open at the drain timeout with a shutting_down error event, accounted as a shutdown, and exits 0', async () => {
     const gw = await spawnGateway(300);
+    const closedBefore = upstream.closed;
     const res = await request(`http://127.0.0.1:${gw.port}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-mock-chunk-delay-ms': '1000' },
       body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
     });
     const it = res.body[Symbol.asyncIterator]();
-    await it.next();
+    let text = String((await it.next()).value);
     const started = Date.now();
     gw.child.kill('SIGTERM');
+    // The body ends cleanly (no "other side closed"): read to the end without a throw.
+    for (let next = await it.next(); !next.done; next = await it.next()) text += String(next.value);
+    expect(text.endsWith('\n\n')).toBe(true);
+    const events = text.split('\n\n').filter((e) => e !== '');
+    expect(events.length).toBeGreaterThan(1); // the upstream's first chunk went out before the cut
+    const last = events.at(-1)!;
+    expect(last.startsWith('data: ')).toBe(true);
+    expect(JSON.parse(last.slice(6))).toEqual({
+      error: { message: 'The gateway is shutting down.', type: 'server_error', param: null, code: 'shutting_down' },
+    });
+    expect(text).not.toContain('[DONE]');
     expect(await gw.exited).toBe(0);
     expect(Date.now() - started).toBeLessThan(5000);
-    await expect((async () => {
-      for (let next = await it.next(); !next.done; next = await it.next());
-    })()).rejects.toThrow();
+    expect(requestLines(gw.logs())).toEqual([expect.objectContaining({ route: '/v1/chat/completions', status: 200, stream: true, outcome: 'error', error_type: 'shutdown' })]);
+    await upstream.waitForClosed(closedBefore + 1); // the upstream request was aborted, not left running
+  });
+
+  it('answers 503 shutting_down to a request still waiting for its upstream at the drain timeout', async () => {
+    const gw = await spawnGateway(300);
+    const closedBefore = upstream.closed;
+    const requestsBefore = upstream.requests.length;
+    const pending = request(`http://127.0.0.1:${gw.port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mock-delay-ms': '3000' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    await waitFor(() => upstream.requests.length > requestsBefore); // the gateway is waiting for the upstream
+    gw.child.kill('SIGTERM');
+    const res = await pending;
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(await res.body.json()).toEqual({
+      error: { message: 'The gateway is shutting down; retry on another instance.', type: 'service_unavailable_error', param: null, code: 'shutting_down' },
+    });
+    expect(await gw.exited).toBe(0);
+    expect(requestLines(gw.logs())).toEqual([expect.objectContaining({ route: '/v1/chat/completions', status: 503, stream: false, outcome: 'error', error_type: 'shutdown' })]);
+    await upstream.waitForClosed(closedBefore + 1); // aborted upstream, not waited for
   });
 });
+
+/** The gateway's `"msg":"request"` log lines, parsed. */
+function requestLines(logs: string): Array<Record<string, unknown>> {
+  return logs
+    .split('\n')
+    .filter((line) => line.includes('"msg":"request"'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 describe('repeated signals', () => {
   it.each([

@@ -6,7 +6,7 @@ import type { Context } from 'hono';
 // A Response created at import time, before @hono/node-server swaps the global Response:
 // node-server then sees its marker header and leaves the already-written response alone.
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { GatewayError } from '../errors.js';
+import { GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
@@ -94,6 +94,7 @@ export function chatCompletions(deps: GatewayDeps) {
         signal: exchange.signal,
         deadline: exchange.deadline,
         clientGone: () => exchange.clientGone,
+        shuttingDown: () => exchange.shuttingDown,
         onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
           const request = buildRequest(upstream, clientHeaders, outBody, body, exchange.signal);
@@ -127,6 +128,7 @@ export function chatCompletions(deps: GatewayDeps) {
           abortUpstream: () => exchange.abort(),
           clientGone: () => exchange.clientGone,
           timedOut: () => exchange.signal.aborted,
+          shuttingDown: () => exchange.shuttingDown,
           onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, requestMessages),
         };
         exchange.record.status = 200;
@@ -220,6 +222,7 @@ async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<
     for await (const chunk of response.body) chunks.push(chunk);
   } catch {
     if (exchange.clientGone) throw new ClientGoneError();
+    if (exchange.shuttingDown) throw shuttingDownError();
     throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
   }
   return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);

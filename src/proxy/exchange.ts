@@ -24,6 +24,11 @@ export interface ExchangeOptions {
   /** telemetry.capture_content */
   captureContent: boolean;
   onFinish: (record: RequestRecord) => void;
+  /**
+   * The process's exchanges in flight: this one is in it from construction to `finish`, so
+   * the shutdown can end what is still open when the drain time is up.
+   */
+  inflight?: Set<Exchange>;
 }
 
 export class Exchange {
@@ -35,7 +40,9 @@ export class Exchange {
   #timer: NodeJS.Timeout | undefined;
   #deadline: number;
   #finished = false;
+  #shuttingDown = false;
   readonly #onFinish: (record: RequestRecord) => void;
+  readonly #inflight: Set<Exchange> | undefined;
   /** The SERVER span (and, once forwarding starts, the CLIENT span) of this request. */
   readonly spans: ServerSpan;
   /** `x-promptgate-*` response headers gathered along the pipeline (also on errors). */
@@ -56,6 +63,8 @@ export class Exchange {
       latencyMs: 0,
     };
     this.#onFinish = options.onFinish;
+    this.#inflight = options.inflight;
+    this.#inflight?.add(this);
     this.spans = startServerSpan({ method: options.method, route: options.route, headers: options.header });
     this.record.traceId = this.spans.traceId;
     this.content = { captureContent: options.captureContent };
@@ -77,7 +86,7 @@ export class Exchange {
     this.#timer.unref();
   }
 
-  /** Aborted when the client leaves or the total timeout passes. */
+  /** Aborted when the client leaves, the total timeout passes or the gateway shuts down. */
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
@@ -104,6 +113,22 @@ export class Exchange {
     return this.#clientGone;
   }
 
+  /** True once `shutDown` aborted the exchange (and nothing had aborted it before). */
+  get shuttingDown(): boolean {
+    return this.#shuttingDown;
+  }
+
+  /**
+   * Ends the exchange for the gateway's shutdown (the drain time is up): aborts the upstream
+   * call, and the code that owns the response answers `shutting_down` (a 503, or a last
+   * error event on a stream). No-op once the exchange is finished or already aborted.
+   */
+  shutDown(): void {
+    if (this.#finished || this.#controller.signal.aborted) return;
+    this.#shuttingDown = true;
+    this.#controller.abort(new Error('the gateway is shutting down'));
+  }
+
   /** Aborts the upstream call now (the client cancelled its stream). */
   abort(): void {
     this.#clientGone = true;
@@ -117,12 +142,22 @@ export class Exchange {
     this.record.attempts = attempts;
   }
 
-  /** Ends the exchange: records latency and hands the record to accounting. Idempotent. */
+  /**
+   * Ends the exchange: records latency and hands the record to accounting. Idempotent.
+   * An exchange that `shutDown` cut and that did not end well is accounted as
+   * `error`/`shutdown`, whatever the path that ended it saw (a 503 `shutting_down`, or a
+   * socket closed at the end of the drain): the gateway ended it, not the client.
+   */
   finish(patch: Partial<RequestRecord> = {}): void {
     if (this.#finished) return;
     this.#finished = true;
     clearTimeout(this.#timer);
+    this.#inflight?.delete(this);
     Object.assign(this.record, patch);
+    if (this.#shuttingDown && this.record.outcome !== 'ok') {
+      this.record.outcome = 'error';
+      this.record.errorType = 'shutdown';
+    }
     this.record.latencyMs = performance.now() - this.startedAt;
     this.spans.end(this.record, this.content);
     this.#onFinish(this.record);

@@ -13,7 +13,7 @@
  * All of this happens before any byte reaches the client, so retrying is always safe.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GatewayError } from '../errors.js';
+import { GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
 import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
@@ -24,7 +24,7 @@ export interface ForwardOptions {
   route: readonly string[];
   /** Builds the request for one upstream (auth and extra headers differ per upstream). */
   build: (upstream: Upstream) => UpstreamRequest;
-  /** Aborted when the client leaves or the total deadline passes. */
+  /** Aborted when the client leaves, the total deadline passes or the gateway shuts down. */
   signal: AbortSignal;
   /**
    * When `signal` aborts for the total timeout (`performance.now()` clock). A wait that would
@@ -34,6 +34,8 @@ export interface ForwardOptions {
   deadline?: number;
   /** True when the client left (as opposed to the total deadline). */
   clientGone: () => boolean;
+  /** True when the gateway aborted the request at the end of its drain (answered 503 `shutting_down`). */
+  shuttingDown?: () => boolean;
   /** Called before each attempt, so accounting knows attempts even when forwarding fails. */
   onAttempt?: (upstream: Upstream, attempts: number) => void;
   random?: () => number;
@@ -82,8 +84,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || signal.aborted) {
           breaker.release();
-          if (options.clientGone()) throw new ClientGoneError();
-          throw new GatewayError('upstream_timeout', 'The upstream did not answer within the total timeout.');
+          throw abortedError(options);
         }
         breaker.onFailure();
         if (kind === 'first_byte_timeout') {
@@ -149,7 +150,13 @@ async function pause(ms: number, options: ForwardOptions): Promise<void> {
   try {
     await sleep(ms, undefined, { signal: options.signal });
   } catch {
-    if (options.clientGone()) throw new ClientGoneError();
-    throw new GatewayError('upstream_timeout', 'The upstream did not answer within the total timeout.');
+    throw abortedError(options);
   }
+}
+
+/** Why `signal` aborted, as the error the caller throws: the client left, the gateway shuts down, or the total timeout. */
+function abortedError(options: ForwardOptions): Error {
+  if (options.clientGone()) return new ClientGoneError();
+  if (options.shuttingDown?.()) return shuttingDownError();
+  return new GatewayError('upstream_timeout', 'The upstream did not answer within the total timeout.');
 }

@@ -37,6 +37,7 @@ export function passThrough(deps: GatewayDeps) {
         signal: exchange.signal,
         deadline: exchange.deadline,
         clientGone: () => exchange.clientGone,
+        shuttingDown: () => exchange.shuttingDown,
         onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
         build: (upstream) => {
           const headers = upstreamHeaders(upstream, clientHeaders);
@@ -130,7 +131,11 @@ async function listWithAliases(response: UpstreamResponse, headers: Record<strin
   return new Response(bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: headers as HeadersInit });
 }
 
-/** The upstream body as a Web stream, finishing the exchange when it ends. */
+/**
+ * The upstream body as a Web stream, finishing the exchange when it ends. Bytes go as they
+ * come (no event boundaries known), so a body the shutdown aborts errors the stream and the
+ * connection is cut; `finish` accounts it as a shutdown.
+ */
 function streamBody(response: UpstreamResponse, exchange: Exchange): ReadableStream<Uint8Array> {
   const iterator = response.body[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(

@@ -5,7 +5,7 @@ import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { Exchange } from './exchange.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, shuttingDownError } from '../errors.js';
 
 /** 415 unless the content type is JSON (`application/json`, `application/*+json`). */
 export function requireJson(contentType: string | undefined): void {
@@ -31,7 +31,7 @@ export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
 /** 503 for new requests once the gateway drains (they reach it over kept-alive connections). */
 export function refuseWhileDraining(deps: { lifecycle: { draining: boolean } }): void {
   if (deps.lifecycle.draining) {
-    throw new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
+    throw shuttingDownError();
   }
 }
 
@@ -67,6 +67,7 @@ export function openExchange(
     header: options.header,
     captureContent: options.captureContent,
     onFinish: deps.onRequestDone,
+    inflight: deps.lifecycle.exchanges,
   });
   c.set('exchange', exchange);
   return exchange;

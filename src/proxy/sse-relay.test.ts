@@ -123,6 +123,26 @@ describe('relaySse', () => {
     expect(aborted).toBe(true);
     expect(ended).toBe('client_abort');
   });
+
+  it('ends a stream the gateway cut for shutdown with a shutting_down event on an event boundary', async () => {
+    async function* source() {
+      yield enc(first + mid.slice(0, 20)); // a whole event, then part of the next
+      throw Object.assign(new Error('This operation was aborted'), { name: 'AbortError' });
+    }
+    const ends: StreamEnd[] = [];
+    const stream = relaySse(source(), {
+      stripUsageChunk: false,
+      abortUpstream: () => undefined,
+      clientGone: () => false,
+      timedOut: () => true, // the exchange's signal is aborted: shutdown takes precedence
+      shuttingDown: () => true,
+      onEnd: (_s, e) => ends.push(e),
+    });
+    let text = '';
+    for await (const bytes of stream) text += dec(bytes);
+    expect(text).toBe(`${first}data: {"error":{"message":"The gateway is shutting down.","type":"server_error","param":null,"code":"shutting_down"}}\n\n`);
+    expect(ends).toEqual([{ outcome: 'error', errorType: 'shutdown' }]);
+  });
 });
 
 describe('writeSse', () => {

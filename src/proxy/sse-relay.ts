@@ -45,6 +45,8 @@ export interface RelayOptions {
   clientGone: () => boolean;
   /** True once the exchange's total timeout has aborted the upstream request. */
   timedOut?: () => boolean;
+  /** True once the gateway aborted the upstream request at the end of its drain. */
+  shuttingDown?: () => boolean;
 }
 
 const LF = 0x0a;
@@ -222,11 +224,15 @@ export function errorEvent(message: string, code: string, type = 'server_error')
 }
 
 /** The error event and error type for an upstream read that failed with the client still there. */
-function streamFailure(err: unknown, totalTimeout: boolean): { event: Uint8Array; errorType: string } {
+function streamFailure(err: unknown, options: RelayOptions): { event: Uint8Array; errorType: string } {
+  if (options.shuttingDown?.()) {
+    // The code of the 503 a draining gateway gives new requests.
+    return { event: errorEvent('The gateway is shutting down.', 'shutting_down'), errorType: 'shutdown' };
+  }
   if (classifyTransportError(err) === 'idle_timeout') {
     return { event: errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error'), errorType: 'idle_timeout' };
   }
-  if (totalTimeout) {
+  if (options.timedOut?.()) {
     // The same code and error type as a non-stream request cut by the total timeout.
     return { event: errorEvent('The upstream did not finish within the total timeout.', 'upstream_timeout', 'timeout_error'), errorType: 'upstream_timeout' };
   }
@@ -275,7 +281,7 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
             controller.error(err);
             return;
           }
-          const failure = streamFailure(err, options.timedOut?.() ?? false);
+          const failure = streamFailure(err, options);
           controller.enqueue(failure.event);
           controller.close();
           end({ outcome: 'error', errorType: failure.errorType });
@@ -325,7 +331,7 @@ export function writeSse(
         options.onEnd(scanner.summary, { outcome: 'client_abort' });
         return;
       }
-      const failure = streamFailure(err, options.timedOut?.() ?? false);
+      const failure = streamFailure(err, options);
       out.end(failure.event);
       options.onEnd(scanner.summary, { outcome: 'error', errorType: failure.errorType });
     }
