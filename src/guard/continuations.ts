@@ -13,7 +13,7 @@
  * whatever follows.
  */
 
-const alt = (...xs: string[]): string => `(?:${xs.join('|')})`;
+import { alt } from './phrase-pattern.js';
 
 /** Instruction-like continuations, one language each (imperatives to the model, "you are"). */
 export interface CommandWords {

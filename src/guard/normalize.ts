@@ -14,10 +14,11 @@
  *    run held a line break). Single-character NFKC mappings (full-width, circled, super-
  *    script letters) are part of the fold table; `normalize('NFKC')` itself only runs for
  *    text holding a character NFKC expands (ligatures, non-BMP letters such as 𝐚, Hangul).
- * 4. Per word: Cyrillic/Greek/Armenian homoglyphs folded to Latin when the word mixes them
- *    with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with 2+ letters.
- * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined; a wider gap in
- *    the run stays a word break ("p r i n t   y o u r" -> "print your").
+ * 4. Per word (word-fold.ts): Cyrillic/Greek/Armenian homoglyphs folded to Latin when the
+ *    word mixes them with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with
+ *    2+ letters.
+ * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined (spaced-letters.ts);
+ *    a wider gap in the run stays a word break ("p r i n t   y o u r" -> "print your").
  * 6. Words as the model and the phrase triggers read them (runs of letters, digits,
  *    apostrophes and non-ASCII characters) listed with their FNV-1a hashes, while folding.
  *
@@ -28,7 +29,9 @@
 import { decodeBase64Text, findBase64Runs, MAX_BASE64_CHARS, MAX_BASE64_PAYLOADS, MIN_BASE64_RUN as MIN_RUN } from './base64.js';
 import * as tables from './char-tables.js';
 import { CodeUnits } from './code-units.js';
-import { getFoldClassTable, getMixedTable, isAsciiLetter, isSpacedSeparator, isWordChar, leetTable } from './char-tables.js';
+import { getFoldClassTable, isSpacedSeparator } from './char-tables.js';
+import { MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
+import { WordFolder } from './word-fold.js';
 import { FNV_OFFSET as OFFSET, fnvStep as step, WordList } from './word-list.js';
 
 export { decodeBase64Text } from './base64.js';
@@ -46,8 +49,6 @@ const MAX_SUSPECTS = 256;
 const NO_LONE = -3;
 /** Tokens long enough to hold a base64 run, remembered per fold; past this, every token is searched. */
 const MAX_LONG_TOKENS = 16;
-/** Letter-spaced words are joined from this many letters on. */
-const MIN_SPACED_LETTERS = 6;
 
 export interface NormalizerOptions {
   /** Input characters scanned at most (default 8192): head 3/4, tail 1/4. */
@@ -63,7 +64,6 @@ export class TextNormalizer {
   /** Normalised UTF-16 code units; valid up to the length `normalize` returned. */
   readonly buf: Uint16Array;
   private readonly result: CodeUnits;
-  private readonly mixed = getMixedTable();
   /** fold[c] | F_* flags: one read per input character. */
   private readonly foldClass = getFoldClassTable();
   /** The text being folded, copied in. */
@@ -81,7 +81,7 @@ export class TextNormalizer {
   private readonly suspectAt = new Int32Array(MAX_SUSPECTS);
   /**
    * Where a whitespace run of two or more characters became one space in `buf`, ascending:
-   * a word break inside a letter-spaced phrase, see `joinSpacedLetters`.
+   * a word break inside a letter-spaced phrase (step 5).
    */
   private readonly wideGaps: Int32Array;
   private wideGapCount = 0;
@@ -95,6 +95,10 @@ export class TextNormalizer {
    * words it changes, and step 5, which moves text, has the whole list made again.
    */
   readonly words: WordList;
+  /** Step 4, on `buf` and `words`. */
+  private readonly wordFolder: WordFolder;
+  /** Step 5, on `buf` and `words`. */
+  private readonly spacedLetters: SpacedLetterJoiner;
 
   constructor(opts: NormalizerOptions = {}) {
     this.maxChars = Math.max(256, opts.maxChars ?? 8192);
@@ -107,6 +111,8 @@ export class TextNormalizer {
     this.words = new WordList((this.buf.length >> 1) + 1);
     // Each is a space followed by a non-space unit in `buf`.
     this.wideGaps = new Int32Array((this.buf.length >> 1) + 1);
+    this.wordFolder = new WordFolder(this.buf, this.words);
+    this.spacedLetters = new SpacedLetterJoiner(this.buf, this.words);
   }
 
   /** Normalises `text` into `buf` and returns the number of code units written. */
@@ -135,11 +141,10 @@ export class TextNormalizer {
         n = this.foldInto(payload, n, false);
       }
     }
-    if (this.suspects > 0) this.foldWords(n);
+    if (this.suspects > 0) this.obfuscations += this.wordFolder.fold(n, this.suspectAt, this.suspects);
     if (this.spacedRun >= MIN_SPACED_LETTERS) {
-      const joined = this.joinSpacedLetters(n);
-      if (joined !== n) this.words.relist(this.buf, joined);
-      n = joined;
+      n = this.spacedLetters.join(n, this.wideGaps, this.wideGapCount);
+      this.obfuscations += this.spacedLetters.joined;
     }
     return n;
   }
@@ -348,102 +353,5 @@ export class TextNormalizer {
   private noteWideGap(at: number): void {
     const count = this.wideGapCount;
     if (count === 0 || this.wideGaps[count - 1] !== at) this.wideGaps[this.wideGapCount++] = at;
-  }
-
-  /** Step 4: per word, fold mixed-script homoglyphs and decode leetspeak, in place. */
-  private foldWords(n: number): void {
-    const buf = this.buf;
-    if (this.suspects <= MAX_SUSPECTS) {
-      // The words were listed while folding (ascending): visit just those.
-      let end = 0;
-      for (let s = 0; s < this.suspects; s++) {
-        const pos = this.suspectAt[s];
-        if (pos >= end) end = this.foldWordAt(pos, n);
-      }
-      return;
-    }
-    // Past MAX_SUSPECTS the list is incomplete: look at every word.
-    const mixed = this.mixed;
-    for (let i = 0; i < n; ) {
-      const c = buf[i];
-      i = (c < 128 ? leetTable[c] !== 0 : mixed[c] !== 0) ? this.foldWordAt(i, n) : i + 1;
-    }
-  }
-
-  /** Folds the word around `i` (and keeps the word list in step); returns the index after it. */
-  private foldWordAt(i: number, n: number): number {
-    const buf = this.buf;
-    const mixed = this.mixed;
-    let begin = i;
-    while (begin > 0 && isWordChar(buf[begin - 1])) begin--;
-    let end = begin;
-    let ascii = 0;
-    let lookalikes = 0;
-    let leet = 0;
-    let changed = false;
-    for (; end < n && isWordChar(buf[end]); end++) {
-      const c = buf[end];
-      if (isAsciiLetter(c)) ascii++;
-      else if (c < 128) {
-        if (leetTable[c] !== 0) leet++;
-      } else if (mixed[c] !== 0) lookalikes++;
-    }
-    if (lookalikes > 0 && ascii > 0) {
-      for (let k = begin; k < end; k++) if (mixed[buf[k]] !== 0) buf[k] = mixed[buf[k]];
-      ascii += lookalikes;
-      this.obfuscations++;
-      changed = true;
-    }
-    // Leetspeak, except in "$variable1" / "@handle1" style names.
-    if (leet > 0 && ascii >= 2 && buf[begin] !== 0x24 && buf[begin] !== 0x40) {
-      for (let k = begin; k < end; k++) {
-        const c = buf[k];
-        // '@' and '$' only inside a word ("p@ss").
-        if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) {
-          buf[k] = leetTable[c];
-          changed = true;
-        }
-      }
-    }
-    if (changed) this.words.relistRange(buf, n, begin, end);
-    return Math.max(end, i + 1);
-  }
-
-  /**
-   * Step 5: "i g n o r e" -> "ignore" for runs of 6+ single letters. A wider gap in a run
-   * stays a space ("p r i n t   y o u r" -> "print your"). Returns the new length.
-   */
-  private joinSpacedLetters(n: number): number {
-    const buf = this.buf;
-    const gaps = this.wideGaps;
-    const gapCount = this.wideGapCount;
-    let g = 0; // the first wide gap not before the letter being copied
-    // A lone word character: no word character on either side.
-    const single = (k: number): boolean =>
-      isWordChar(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));
-    let w = 0;
-    let i = 0;
-    while (i < n) {
-      if (single(i)) {
-        let k = i;
-        let letters = 1;
-        while (k + 2 < n && isSpacedSeparator(buf[k + 1]) && single(k + 2)) {
-          k += 2;
-          letters++;
-        }
-        if (letters >= MIN_SPACED_LETTERS) {
-          for (let j = i; j <= k; j += 2) {
-            buf[w++] = buf[j];
-            while (g < gapCount && gaps[g] <= j) g++;
-            if (j < k && g < gapCount && gaps[g] === j + 1) buf[w++] = SPACE;
-          }
-          this.obfuscations++;
-          i = k + 1;
-          continue;
-        }
-      }
-      buf[w++] = buf[i++];
-    }
-    return w;
   }
 }

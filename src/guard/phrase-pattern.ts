@@ -1,0 +1,55 @@
+/**
+ * The shape of a phrase family and the helpers its patterns are written with.
+ *
+ * A pattern is a regular expression over the *normalised* text (see normalize.ts: lower
+ * case, accents folded, one space or line break between words) plus the words a match can
+ * start with. The scanner tries the pattern, compiled with the sticky flag, only where one
+ * of those trigger words occurs (see features.ts); a pattern that needs context before its
+ * first word uses a lookbehind.
+ */
+
+export interface PhrasePattern {
+  /** The words a match can start with (whole words of the normalised text). */
+  readonly triggers: readonly string[];
+  /** Regular-expression source; compiled with the sticky flag. */
+  readonly source: string;
+}
+
+export interface PhraseFamily {
+  /** Signal name reported by the scanner. */
+  readonly name: string;
+  /** Logit weight before training. */
+  readonly prior: number;
+  readonly patterns: readonly PhrasePattern[];
+}
+
+/** A non-capturing alternation of regular-expression sources. */
+export const alt = (...xs: string[]): string => `(?:${xs.join('|')})`;
+/** Up to `n` whole words (lazy), each followed by a space. */
+export const upTo = (n: number): string => `(?:\\S+ ){0,${n}}?`;
+/**
+ * A pattern tried where one of the space-separated `triggers` words starts. Its spaces match
+ * a line break too: the normaliser keeps one newline where a whitespace run held one, and a
+ * phrase wrapped over two lines ("ignore all previous\ninstructions") is the same phrase.
+ *
+ * @example
+ * pattern('forget ignore', `\\b(?:forget|ignore) everything\\b`) // also matches "forget\neverything"
+ */
+export const pattern = (triggers: string, source: string): PhrasePattern => ({ triggers: triggers.split(' '), source: spacesMatchLineBreaks(source) });
+
+/** `source` with every literal space outside a character class read as `[ \n]`. */
+function spacesMatchLineBreaks(source: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    if (c === '\\') {
+      out += c + source[++i];
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === ']') inClass = false;
+    out += c === ' ' && !inClass ? '[ \\n]' : c;
+  }
+  return out;
+}
