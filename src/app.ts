@@ -56,7 +56,10 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
   app.all('/v1', passThrough(all));
 
   app.notFound((c) => {
-    const { status, body } = errorBody(new GatewayError('not_found', `Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`));
+    // A path can be as long as the header limit (16 KB): the message quotes its start.
+    const path = new URL(c.req.url).pathname;
+    const shown = path.length > 100 ? `${path.slice(0, 100)}...` : path;
+    const { status, body } = errorBody(new GatewayError('not_found', `Unknown route: ${c.req.method} ${shown}`));
     return c.json(body, status as 404);
   });
 

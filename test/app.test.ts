@@ -60,6 +60,24 @@ describe('app', () => {
     expect(records[0]).toMatchObject({ status: 400, outcome: 'error', errorType: 'invalid_json' });
   });
 
+  it('answers 400, not 500, to a body nested too deeply to re-serialise (was: RangeError from JSON.stringify)', async () => {
+    const { app, records } = makeApp();
+    // stream: true makes the gateway rewrite the body (stream_options.include_usage); JSON.parse took the depth.
+    const nested = '['.repeat(100_000) + ']'.repeat(100_000);
+    const res = await app.request('/v1/chat/completions', post(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}],"metadata":${nested}}`));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error', message: 'The request body is nested too deeply.' });
+    expect(records[0]).toMatchObject({ status: 400, errorType: 'invalid_request' });
+  });
+
+  it('quotes only the start of a very long unknown path (was: the whole path echoed back)', async () => {
+    const { app } = makeApp();
+    const res = await app.request(`/${'b'.repeat(8000)}`);
+    expect(res.status).toBe(404);
+    const { message } = ((await res.json()) as any).error;
+    expect(message).toBe(`Unknown route: GET /${'b'.repeat(99)}...`);
+  });
+
   it('keeps a well-formed incoming x-request-id', async () => {
     const { app, records } = makeApp();
     await app.request('/v1/chat/completions', post('{', { 'content-type': 'application/json', 'x-request-id': 'client-id-1' }));

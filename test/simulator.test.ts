@@ -107,6 +107,17 @@ describe('simulator', () => {
     }
   });
 
+  it('answers 400 to a schema nested too deeply, not a throw the gateway reports as upstream_unavailable', async () => {
+    const anyOf = JSON.parse('{"anyOf":['.repeat(20_000) + '{}' + ']}'.repeat(20_000));
+    const tools = [{ type: 'function', function: { name: 'f', parameters: anyOf } }];
+    const forced = await call({ tools, tool_choice: 'required' });
+    expect(forced.status).toBe(200); // anyOf past the sampling depth is cut short
+    const deepEnum = { enum: [JSON.parse('['.repeat(100_000) + ']'.repeat(100_000))] };
+    const res = await call({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: deepEnum } } });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.text).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_value' });
+  });
+
   it('answers JSON for response_format json_object and json_schema (was: plain text)', async () => {
     const obj = await completion({ response_format: { type: 'json_object' } });
     expect(typeof JSON.parse(obj.choices[0].message.content)).toBe('object');

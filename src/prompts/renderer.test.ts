@@ -41,6 +41,20 @@ describe('renderText', () => {
     expect(render('{{o}} {{a}} {{n}} {{b}}', { o: { k: 1 }, a: [1, 'x'], n: 2.5, b: true })).toBe('{"k":1} [1,"x"] 2.5 true');
   });
 
+  it('answers 400 invalid_variable for a value nested too deeply to render as JSON (was: a RangeError, a 500)', () => {
+    const deep = JSON.parse('['.repeat(100_000) + ']'.repeat(100_000));
+    for (const text of ['{{o}}', '{{#o}}{{.}}{{/o}}']) {
+      let err: unknown;
+      try {
+        render(text, { o: text === '{{o}}' ? deep : { k: deep } });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(GatewayError);
+      expect(err).toMatchObject({ code: 'invalid_variable', status: 400, param: 'prompt_variables' });
+    }
+  });
+
   it('looks up own properties only', () => {
     expect(render('[{{constructor}}][{{toString}}][{{o.__proto__}}]', { o: {} })).toBe('[][][]');
   });

@@ -11,6 +11,7 @@
  * - partials (`{{> name}}`) and lambdas are not supported.
  */
 import Mustache from 'mustache';
+import { GatewayError } from '../errors.js';
 
 /** A node of a compiled template; a tree because sections nest. */
 export type TemplateNode =
@@ -107,7 +108,8 @@ function splitName(name: string): readonly string[] {
 
 /**
  * Renders a compiled template against `view` (variables already validated and defaulted).
- * One walk over the tree; no parsing.
+ * One walk over the tree; no parsing. Throws `invalid_variable` for an object or list
+ * value nested too deeply to render as JSON.
  */
 export function renderText(compiled: CompiledText, view: Readonly<Record<string, unknown>>): string {
   // Adjacent text nodes are merged at compile time, so static text is one node (or none).
@@ -121,7 +123,7 @@ function renderNodes(nodes: readonly TemplateNode[], stack: unknown[]): string {
     if (node.kind === 'text') {
       out += node.text;
     } else if (node.kind === 'var') {
-      out += stringify(lookup(stack, node.path));
+      out += stringify(lookup(stack, node.path), node.name);
     } else {
       const value = lookup(stack, node.path);
       if (node.inverted) {
@@ -172,10 +174,18 @@ function lookup(stack: readonly unknown[], path: readonly string[]): unknown {
   return value;
 }
 
-function stringify(value: unknown): string {
+function stringify(value: unknown, name: string): string {
   if (value === undefined || value === null) return '';
   if (typeof value === 'string') return value;
-  if (typeof value === 'object') return JSON.stringify(value);
+  if (typeof value === 'object') {
+    try {
+      return JSON.stringify(value);
+    } catch (err) {
+      // A client value nested deeper than JSON.stringify can recurse (it parsed fine).
+      if (!(err instanceof RangeError)) throw err;
+      throw new GatewayError('invalid_variable', `The prompt variable value rendered by {{${name}}} is nested too deeply.`, { param: 'prompt_variables' });
+    }
+  }
   return String(value);
 }
 

@@ -137,6 +137,16 @@ describe('selectTemplate: errors', () => {
     expect(catchError(() => selectTemplate(input({ prompt_id: 't@qa' })))).toMatchObject({ code: 'unknown_template', param: 'prompt_id' });
   });
 
+  it('quotes at most 100 characters of a huge prompt_id or prompt_version (was: the whole value echoed back)', () => {
+    const long = 'x'.repeat(100_000);
+    for (const body of [{ prompt_id: long }, { prompt_id: 't', prompt_version: long }, { prompt_id: `t@${long}`, prompt_version: '1.0.0' }]) {
+      const err = catchError(() => selectTemplate(input(body))) as GatewayError;
+      expect(err).toBeInstanceOf(GatewayError);
+      expect(err.message).toContain(`"${'x'.repeat(100)}..."`);
+      expect(err.message.length).toBeLessThan(300);
+    }
+  });
+
   it('rejects malformed prompt_* fields and prompt_* without a template', () => {
     expect(catchError(() => selectTemplate(input({ prompt_id: 42 })))).toMatchObject({ code: 'invalid_request', param: 'prompt_id' });
     expect(catchError(() => selectTemplate(input({ prompt_id: 't', prompt_variables: 'x' })))).toMatchObject({ code: 'invalid_request', param: 'prompt_variables' });

@@ -18,7 +18,7 @@ import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './head
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
-import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining } from './request-shape.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
@@ -79,7 +79,7 @@ export function chatCompletions(deps: GatewayDeps) {
         // Ask for the usage chunk for exact accounting; the relay removes it again.
         body = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
       }
-      const outBody: Uint8Array = body === received ? raw : Buffer.from(JSON.stringify(body));
+      const outBody: Uint8Array = body === received ? raw : serializeJson(body);
 
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
       const route = config.routing.models.get(body.model as string) ?? config.routing.default;

@@ -28,6 +28,20 @@ export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/**
+ * The rewritten body as JSON bytes; 400 `invalid_request` for one nested too deeply to
+ * serialise. `JSON.parse` takes any depth, `JSON.stringify` recurses and runs out of stack
+ * (a `RangeError`) somewhere past a few thousand levels: the client's nesting, not a gateway fault.
+ */
+export function serializeJson(body: unknown): Buffer {
+  try {
+    return Buffer.from(JSON.stringify(body));
+  } catch (err) {
+    if (err instanceof RangeError) throw new GatewayError('invalid_request', 'The request body is nested too deeply.');
+    throw err;
+  }
+}
+
 /** 503 for new requests once the gateway drains (they reach it over kept-alive connections). */
 export function refuseWhileDraining(deps: { lifecycle: { draining: boolean } }): void {
   if (deps.lifecycle.draining) {

@@ -145,13 +145,13 @@ function choiceFor(body: ChatBody, digest: Buffer): SimulatedChoice {
 
 /** A value of the JSON schema's shape (types, enums, nested objects and arrays; no $ref). */
 function sample(schema: unknown, text: string, depth = 0): unknown {
+  if (depth > 16) return null; // before anyOf too: a client schema may nest it thousands deep
   const s = (schema !== null && typeof schema === 'object' ? schema : {}) as Record<string, unknown>;
   if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
   if ('const' in s) return s.const;
   const alternatives = s.anyOf ?? s.oneOf;
   if (Array.isArray(alternatives) && alternatives.length > 0) return sample(alternatives[0], text, depth + 1);
   const type = Array.isArray(s.type) ? s.type[0] : (s.type ?? (s.properties ? 'object' : 'string'));
-  if (depth > 16) return null;
   switch (type) {
     case 'object': {
       const properties = (s.properties ?? {}) as Record<string, unknown>;

@@ -8,7 +8,7 @@
  * `created` is the current time, as OpenAI's is. Invalid parameters get OpenAI's 400 shape.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { invalidRequest, replyFor, type ChatBody } from './reply.js';
+import { invalidRequest, replyFor, type ChatBody, type SimulatedReply } from './reply.js';
 
 export interface SimulatorOptions {
   latency_ms: number;
@@ -50,7 +50,14 @@ export async function simulate(
   const invalid = invalidRequest(body);
   if (invalid) return json(400, { error: { message: invalid.message, type: 'invalid_request_error', param: invalid.param, code: invalid.code } });
 
-  const reply = replyFor(body);
+  let reply: SimulatedReply;
+  try {
+    reply = replyFor(body);
+  } catch (err) {
+    // An enum or const value nested thousands deep outruns JSON.stringify's stack; OpenAI refuses such a schema too.
+    if (!(err instanceof RangeError)) throw err;
+    return json(400, { error: { message: 'The request is nested too deeply.', type: 'invalid_request_error', param: null, code: 'invalid_value' } });
+  }
   const completionTokens = reply.choices.reduce((sum, c) => sum + c.completionTokens, 0);
   const usage = {
     prompt_tokens: reply.promptTokens,
