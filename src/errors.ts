@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   not_found: { status: 404, type: 'not_found_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   body_too_large: { status: 413, type: 'invalid_request_error' },
+  headers_too_large: { status: 431, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   context_unavailable: { status: 424, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },

@@ -14,6 +14,8 @@
  */
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { errorBody, GatewayError } from './errors.js';
 import { serve } from '@hono/node-server';
 import { FeedbackLedger } from './admin/feedback.js';
 import { createApp } from './app.js';
@@ -88,6 +90,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     inflight.add(res);
     res.once('close', () => inflight.delete(res));
   });
+  server.on('clientError', answerUnparsable);
   server.keepAliveTimeout = 65_000; // longer than typical client idle timeouts, so clients close first
   const bound = (server.address() as AddressInfo).port;
   logger.info('listening', { host: config.server.host, port: bound, config: options.file, upstreams: config.routing.default });
@@ -166,4 +169,25 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 /** Model names that are always kept as metric label values: priced models and configured aliases. */
 function labelModels(config: RuntimeConfig): string[] {
   return [...config.priceBook.models, ...config.routing.models.keys(), ...config.prompts.bindings.keys()];
+}
+
+/**
+ * A request Node's HTTP parser rejects (a garbage request line, headers over the limit)
+ * never reaches the app: answer it in the OpenAI envelope too, instead of Node's bare
+ * 400, and close the connection (RFC 9112 §2.2: nothing after it can be framed).
+ */
+function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const { status, body } = errorBody(
+    tooLarge ? new GatewayError('headers_too_large', 'The request headers are too large.') : new GatewayError('invalid_request', 'The request could not be parsed as HTTP/1.1.'),
+  );
+  const json = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`,
+  );
 }

@@ -262,6 +262,25 @@ describe('compressed upstream responses', () => {
 });
 
 describe('errors', () => {
+  // Regression: requests Node's parser rejects got its bare 400 (no body), not the envelope.
+  it.each([
+    ['a garbage request line', 'NOT HTTP AT ALL\r\n\r\n', 400, 'invalid_request'],
+    ['headers over the limit', `GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+  ])('answers %s in the OpenAI envelope and closes', async (_name, raw, status, code) => {
+    gw = await startTestGateway(config());
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = connect(gw!.port, '127.0.0.1', () => socket.end(raw));
+      let out = '';
+      socket.on('data', (d) => (out += d));
+      socket.on('end', () => resolve(out));
+      socket.on('error', reject);
+    });
+    expect(text.startsWith(`HTTP/1.1 ${status} `)).toBe(true);
+    expect(text).toMatch(/connection: close/i);
+    const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
+    expect(body.error).toMatchObject({ type: 'invalid_request_error', code, param: null });
+  });
+
   it.each([
     [400, 'invalid_request_error'],
     [401, 'invalid_request_error'],
