@@ -26,6 +26,8 @@ export interface ForwardOptions {
   build: (upstream: Upstream) => UpstreamRequest;
   /** Aborted when the client leaves, the total deadline passes or the gateway shuts down. */
   signal: AbortSignal;
+  /** The body can be sent only once (streamed): one attempt, no retry, no fallback. */
+  once?: boolean;
   /**
    * When `signal` aborts for the total timeout (`performance.now()` clock). A wait that would
    * end after it is not made: the answer in hand goes on (or the next upstream is tried),
@@ -64,12 +66,14 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
   let openRetryAfterMs = Infinity;
 
   for (let u = 0; u < route.length; u++) {
+    if (options.once && attempts > 0) break;
     const upstream = runtime.upstreams.get(route[u])!;
     const breaker = runtime.breakers.get(route[u])!;
     const retry = upstream.spec.config.retry;
-    const isLast = u === route.length - 1;
+    const retries = options.once ? 0 : retry.attempts;
+    const isLast = u === route.length - 1 || options.once;
 
-    for (let attempt = 0; attempt <= retry.attempts; attempt++) {
+    for (let attempt = 0; attempt <= retries; attempt++) {
       if (!breaker.tryAcquire()) {
         openRetryAfterMs = Math.min(openRetryAfterMs, breaker.retryAfterMs());
         break;
@@ -92,7 +96,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           break; // waiting again for a slow model doubles the wait: try the next upstream
         }
         lastFailure = kind === 'protocol' ? 'protocol' : 'connect';
-        if (attempt >= retry.attempts) continue;
+        if (attempt >= retries) continue;
         const backoff = backoffDelay(attempt + 1, retry, options.random);
         if (pastDeadline(backoff, options)) break;
         await pause(backoff, options);
@@ -111,8 +115,13 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       const asked = retryAfterMs(response.headers);
       const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
       // A breaker this failure opened lets no retry through: the answer goes on, not a 503.
+      // OpenAI's `x-should-retry: false` says a retry of this request will not succeed here.
       const canRetryHere =
-        attempt < retry.attempts && breaker.state !== 'open' && (asked === undefined || asked <= retry.max_retry_after_ms) && !pastDeadline(delay, options);
+        attempt < retries &&
+        breaker.state !== 'open' &&
+        response.headers['x-should-retry'] !== 'false' &&
+        (asked === undefined || asked <= retry.max_retry_after_ms) &&
+        !pastDeadline(delay, options);
       if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
         return { response, upstream, attempts }; // the client sees the upstream's own answer
       }

@@ -8,7 +8,7 @@ import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { decodeContent } from './content-coding.js';
-import { readBody } from './read-body.js';
+import { readPassThroughBody } from './read-body.js';
 import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -27,13 +27,20 @@ export function passThrough(deps: GatewayDeps) {
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
 
     try {
-      const body = BODYLESS.has(method) ? null : await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+      const read = BODYLESS.has(method) ? null : await readPassThroughBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
-      if (body) clientHeaders['content-length'] = String(body.byteLength);
+      if (read?.bytes) clientHeaders['content-length'] = String(read.bytes.byteLength);
+      else if (read?.stream) {
+        // An upload over max_body_bytes goes as it arrives, with the length the client declared (if any).
+        const declared = c.env?.incoming?.headers['content-length'];
+        if (declared !== undefined) clientHeaders['content-length'] = declared;
+      }
+      const body = read?.bytes ?? read?.stream ?? null;
 
       const forwarded = await forward({
         runtime,
         route: config.routing.default,
+        once: read?.stream !== undefined, // a streamed body cannot be sent again
         signal: exchange.signal,
         deadline: exchange.deadline,
         clientGone: () => exchange.clientGone,

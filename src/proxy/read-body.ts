@@ -5,6 +5,7 @@
  * `app.request()`), it falls back to the Web API.
  */
 import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { ClientGoneError } from './forward.js';
 
@@ -20,23 +21,65 @@ export async function readBody(incoming: IncomingMessage | undefined, webRequest
     if (buf.byteLength > limit) throw tooLarge(limit);
     return buf;
   }
-  if (incoming.destroyed && !incoming.complete) throw new ClientGoneError(); // left before we listened: no event will come
-  return new Promise<Buffer>((resolve, reject) => {
+  const read = await readUpTo(incoming, limit);
+  if (read.overflow) {
+    incoming.resume(); // discard the rest; the 413 goes out once the error is rendered
+    throw tooLarge(limit);
+  }
+  return read.body;
+}
+
+/**
+ * A pass-through request body: whole when it fits in `limit` (a retry or the next upstream
+ * can send it again), else streamed to the upstream as it arrives: what was read, then the
+ * rest (the upstream enforces its own limits: OpenAI takes 512 MB files). A streamed body
+ * can be sent only once. Without a Node request (`app.request()`) it is read whole, up to
+ * `limit`.
+ */
+export async function readPassThroughBody(incoming: IncomingMessage | undefined, webRequest: Request, limit: number): Promise<PassThroughBody> {
+  if (!incoming) return { bytes: await readBody(incoming, webRequest, limit) };
+  const declared = Number(incoming.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return { stream: incoming };
+  const read = await readUpTo(incoming, limit);
+  if (!read.overflow) return { bytes: read.body };
+  const head = read.chunks;
+  return {
+    stream: Readable.from(
+      (async function* rest() {
+        yield* head;
+        yield* incoming;
+      })(),
+      { objectMode: false },
+    ),
+  };
+}
+
+/** A pass-through body: read whole (`bytes`), or to be streamed once (`stream`). */
+export type PassThroughBody = { bytes: Buffer; stream?: undefined } | { bytes?: undefined; stream: Readable };
+
+type ReadResult = { overflow: false; body: Buffer } | { overflow: true; chunks: Buffer[] };
+
+/**
+ * Reads `incoming` to its end, or until more than `limit` bytes came: then it stops
+ * listening, pauses the request and returns what it read (the rest is the caller's).
+ */
+function readUpTo(incoming: IncomingMessage, limit: number): Promise<ReadResult> {
+  if (incoming.destroyed && !incoming.complete) return Promise.reject(new ClientGoneError()); // left before we listened: no event will come
+  return new Promise<ReadResult>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
       size += chunk.byteLength;
+      chunks.push(chunk);
       if (size > limit) {
         cleanup();
-        incoming.resume(); // discard the rest; the 413 goes out once the error is rendered
-        reject(tooLarge(limit));
-        return;
+        incoming.pause();
+        resolve({ overflow: true, chunks });
       }
-      chunks.push(chunk);
     };
     const onEnd = () => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+      resolve({ overflow: false, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) });
     };
     // A client that leaves mid-body is a client abort (499, like any other disconnect), not
     // a bad request: Node reports it as `aborted` and then an ECONNRESET `error`.

@@ -7,6 +7,7 @@
  *   (`bodyTimeout`); the total deadline is the caller's AbortSignal.
  * - `SimulatedUpstream`: the in-process simulator (the embedded default).
  */
+import type { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { CompiledUpstream } from '../config/compile.js';
 import { simulate } from '../simulator/simulator.js';
@@ -16,7 +17,8 @@ export interface UpstreamRequest {
   /** Path relative to the API root, with query: `/chat/completions`, `/files?purpose=x` */
   path: string;
   headers: Record<string, string>;
-  body: Uint8Array | null;
+  /** Whole, or (a pass-through upload over `max_body_bytes`) streamed as it arrives: sent once. */
+  body: Uint8Array | Readable | null;
   /** The parsed JSON body when the gateway has it (the simulator uses it, skipping a parse). */
   json?: unknown;
   signal: AbortSignal;
@@ -129,7 +131,7 @@ export class SimulatedUpstream implements Upstream {
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     let json = req.json;
-    if (json === undefined && req.body && req.body.byteLength > 0) {
+    if (json === undefined && req.body instanceof Uint8Array && req.body.byteLength > 0) {
       try {
         json = JSON.parse(Buffer.from(req.body).toString('utf8'));
       } catch {
