@@ -177,7 +177,10 @@ function labelModels(config: RuntimeConfig): string[] {
  * 400, and close the connection (RFC 9112 §2.2: nothing after it can be framed).
  */
 function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // A response on this connection already under way (a stream, then a pipelined garbage
+  // request) would get the 400 spliced into its body: close instead, as Node's own handler does.
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return;
   }

@@ -281,6 +281,25 @@ describe('errors', () => {
     expect(body.error).toMatchObject({ type: 'invalid_request_error', code, param: null });
   });
 
+  // Regression: garbage pipelined behind a chat stream got the 400 written into the stream's body.
+  it('closes without writing into a stream in flight when a pipelined request cannot be parsed', async () => {
+    gw = await startTestGateway(config());
+    const body = chat({ stream: true });
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = connect(gw!.port, '127.0.0.1', () => {
+        socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-mock-chunk-delay-ms: 50\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        socket.once('data', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
+      });
+      let out = '';
+      socket.on('data', (d) => (out += d));
+      socket.on('close', () => resolve(out));
+      socket.on('error', reject);
+    });
+    expect(text.startsWith('HTTP/1.1 200 ')).toBe(true);
+    expect(text).toContain('data: {"id":"chatcmpl-mock123"');
+    expect(text).not.toContain('HTTP/1.1 400');
+  });
+
   it.each([
     [400, 'invalid_request_error'],
     [401, 'invalid_request_error'],
