@@ -14,6 +14,7 @@ import { request } from 'undici';
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { startMockUpstream, TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
 import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { collect, rejection } from './client-helpers.js';
 
 const BINDINGS = `
 bindings:
@@ -28,21 +29,7 @@ const tools: ChatCompletionTool[] = [
   },
 ];
 
-async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of stream) out.push(x);
-  return out;
-}
 
-/** The rejection of `p` (fails the test if `p` resolves). */
-async function rejection(p: Promise<unknown>): Promise<any> {
-  return p.then(
-    () => {
-      throw new Error('expected the request to fail');
-    },
-    (e: unknown) => e,
-  );
-}
 
 let mock: MockUpstream;
 let gw: TestGateway;

@@ -8,6 +8,7 @@ import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/res
 import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
 import { E2E_UPSTREAM, MOCK_API_KEY, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTap, type Tap } from './tap.js';
+import { collect, rejection } from './client-helpers.js';
 
 const MOCK_TEXT = STREAM_WORDS.join('');
 const MOCK_USAGE = { prompt_tokens: 11, completion_tokens: 6, total_tokens: 17 };
@@ -23,12 +24,6 @@ const params: { model: string; messages: ChatCompletionMessageParam[] } = {
   ],
 };
 
-async function collect(stream: AsyncIterable<ChatCompletionChunk>): Promise<ChatCompletionChunk[]> {
-  const chunks: ChatCompletionChunk[] = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return chunks;
-}
-
 /**
  * openai-node v6 sets `_request_id` (from the `x-request-id` response header) on parsed
  * responses at runtime (non-enumerable, internal/parse.mjs), but its types no longer declare it.
@@ -37,15 +32,6 @@ const requestIdOf = (x: object) => (x as { _request_id?: string | null })._reque
 
 const textOf = (chunks: ChatCompletionChunk[]) => chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
 
-/** The rejection of `p` (fails the test if `p` resolves). */
-async function rejection(p: Promise<unknown>): Promise<any> {
-  return p.then(
-    () => {
-      throw new Error('expected the request to fail');
-    },
-    (e: unknown) => e,
-  );
-}
 
 let mock: MockUpstream;
 let gw: TestGateway;
