@@ -91,11 +91,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const forwarded = await forward({
         runtime,
         route,
-        signal: exchange.signal,
-        deadline: exchange.deadline,
-        clientGone: () => exchange.clientGone,
-        shuttingDown: () => exchange.shuttingDown,
-        onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
+        ...exchange.forwarding(),
         build: (upstream) => {
           const request = buildRequest(upstream, clientHeaders, outBody, body, exchange.signal);
           // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../telemetry/spans.js';
 import type { RequestRecord } from '../telemetry/types.js';
+import type { ForwardOptions } from './forward.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
@@ -91,11 +92,6 @@ export class Exchange {
     return this.#controller.signal;
   }
 
-  /** When the total timeout aborts `signal`, on the `performance.now()` clock. */
-  get deadline(): number {
-    return this.#deadline;
-  }
-
   /**
    * Sets the total timeout to `ms` from the start of the exchange: the route is known only
    * once the body is read, and a model routed to an upstream of its own has that
@@ -133,6 +129,17 @@ export class Exchange {
   abort(): void {
     this.#clientGone = true;
     this.#controller.abort(new Error('client closed the connection'));
+  }
+
+  /** What `forward()` needs from the exchange: when to stop, why it stopped, and where attempts are noted. */
+  forwarding(): Pick<ForwardOptions, 'signal' | 'deadline' | 'clientGone' | 'shuttingDown' | 'onAttempt'> {
+    return {
+      signal: this.#controller.signal,
+      deadline: this.#deadline,
+      clientGone: () => this.#clientGone,
+      shuttingDown: () => this.#shuttingDown,
+      onAttempt: (upstream, attempts) => this.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
+    };
   }
 
   /** Records an upstream attempt (the last one tried is the one that answered). */

@@ -41,11 +41,7 @@ export function passThrough(deps: GatewayDeps) {
         runtime,
         route: config.routing.default,
         once: read?.stream !== undefined, // a streamed body cannot be sent again
-        signal: exchange.signal,
-        deadline: exchange.deadline,
-        clientGone: () => exchange.clientGone,
-        shuttingDown: () => exchange.shuttingDown,
-        onAttempt: (upstream, attempts) => exchange.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
+        ...exchange.forwarding(),
         build: (upstream) => {
           const headers = upstreamHeaders(upstream, clientHeaders);
           const span = exchange.spans.startUpstream({
