@@ -57,14 +57,22 @@ export function templateRoots(t: StringTemplate): string[] {
  * objects are not valid values.
  */
 export function fillTemplate(t: StringTemplate, scope: unknown): { text: string } | { missing: string } {
+  return fill(t, scope, asIs);
+}
+
+/** Fills `t`; `encode` turns each value into text, or refuses it (undefined: reported as missing). */
+function fill<T extends StringTemplate>(t: T, scope: unknown, encode: (value: string, i: number, t: T) => string | undefined): { text: string } | { missing: string } {
   let text = t.parts[0];
   for (let i = 0; i < t.paths.length; i++) {
     const v = getPath(scope, t.paths[i]);
-    if (v === undefined || v === null || v === '' || typeof v === 'object') return { missing: t.paths[i].join('.') };
-    text += String(v) + t.parts[i + 1];
+    const s = v === undefined || v === null || v === '' || typeof v === 'object' ? undefined : encode(String(v), i, t);
+    if (s === undefined) return { missing: t.paths[i].join('.') };
+    text += s + t.parts[i + 1];
   }
   return { text };
 }
+
+const asIs = (value: string): string => value;
 
 /**
  * A URL template: placeholders in the path, query or fragment only, so a request can never
@@ -102,15 +110,12 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * or a string with lone surrogates.
  */
 export function fillUrlTemplate(t: UrlTemplate, scope: unknown): { text: string } | { missing: string } {
-  let text = t.parts[0];
-  for (let i = 0; i < t.paths.length; i++) {
-    const v = getPath(scope, t.paths[i]);
-    if (v === undefined || v === null || v === '' || typeof v === 'object') return { missing: t.paths[i].join('.') };
-    const s = String(v);
-    if (LONE_SURROGATE.test(s) || (t.inPath[i] && (s === '.' || s === '..'))) return { missing: t.paths[i].join('.') };
-    text += encodeURIComponent(s) + t.parts[i + 1];
-  }
-  return { text };
+  return fill(t, scope, urlValue);
+}
+
+function urlValue(value: string, i: number, t: UrlTemplate): string | undefined {
+  if (LONE_SURROGATE.test(value) || (t.inPath[i] && (value === '.' || value === '..'))) return undefined;
+  return encodeURIComponent(value);
 }
 
 /**

@@ -4,12 +4,10 @@
  * with `telemetry/usage.ts`); `preloadContextTokenizer` moves that out of the first request.
  */
 import { LRUCache } from 'lru-cache';
-import { countTokens as countEncoded, tokenCounter } from '../tokenizer/index.js';
+import { countTokens, tokenCounter } from '../tokenizer/index.js';
 
-/** Tokens of `text` in o200k_base (0 for the empty string); `<|endoftext|>` and the like count as text. */
-export function countTokens(text: string): number {
-  return countEncoded(text, 'o200k_base');
-}
+/** Tokens of `text` in o200k_base, the tokenizer's default (0 for ""; `<|endoftext|>` and the like count as text). */
+export { countTokens };
 
 /**
  * Counts of texts seen recently. Conversation turns come back in every later request of the
