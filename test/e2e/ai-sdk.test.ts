@@ -8,11 +8,12 @@
  * / `includeUsage` option is needed in v3 (those were v1 settings). `openai('model')`
  * without `.chat` would use the Responses API, which the gateway only passes through.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAI } from '@ai-sdk/openai';
 import { APICallError, generateText, streamText, type LanguageModel } from 'ai';
-import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
-import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
+import { E2E_UPSTREAM, mockConfig, type TestGateway } from '../helpers/gateway.js';
+import { mockUpstreamAndGateway } from './client-helpers.js';
 
 const MOCK_TEXT = STREAM_WORDS.join('');
 // The mock's usage as the AI SDK reports it.
@@ -25,19 +26,11 @@ let gw: TestGateway;
 let direct: LanguageModel;
 let gateway: LanguageModel;
 
-beforeAll(async () => {
-  mock = await startMockUpstream();
-  gw = await startTestGateway(config(mock.url));
+const env = mockUpstreamAndGateway(config);
+beforeAll(() => {
+  ({ mock, gw } = env);
   direct = createOpenAI({ baseURL: mock.url, apiKey: 'sk-test' }).chat('gpt-4o-mini');
   gateway = createOpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-test' }).chat('gpt-4o-mini');
-});
-afterAll(async () => {
-  await gw?.close();
-  await mock?.close();
-});
-afterEach(() => {
-  mock.requests.length = 0;
-  mock.closed = 0;
 });
 
 const prompt = { system: 'You are terse.', prompt: 'Say hello.' };

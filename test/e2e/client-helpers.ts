@@ -1,4 +1,7 @@
 /** Small helpers the client end-to-end tests share. */
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
+import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
 
 /** Every item of a stream (an SDK `Stream`, an async generator), in order. */
 export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
@@ -15,4 +18,26 @@ export async function rejection(p: Promise<unknown>): Promise<any> {
     },
     (e: unknown) => e,
   );
+}
+
+/**
+ * One mock upstream and one gateway in front of it for a test file: started before its
+ * tests, the mock's records cleared after each test, both closed after all. Read `mock` and
+ * `gw` from the returned object once the file's tests run.
+ */
+export function mockUpstreamAndGateway(yamlFor: (mockUrl: string) => string, options?: TestGatewayOptions): { readonly mock: MockUpstream; readonly gw: TestGateway } {
+  const env = {} as { mock: MockUpstream; gw: TestGateway };
+  beforeAll(async () => {
+    env.mock = await startMockUpstream();
+    env.gw = await startTestGateway(yamlFor(env.mock.url), options);
+  });
+  afterEach(() => {
+    env.mock.requests.length = 0;
+    env.mock.closed = 0;
+  });
+  afterAll(async () => {
+    await env.gw?.close();
+    await env.mock?.close();
+  });
+  return env;
 }

@@ -8,11 +8,12 @@
  * to true already and makes `.stream()` send `stream_options: {include_usage: true}`; it
  * is set explicitly here. `maxRetries: 0` is passed to the underlying openai-node client.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ChatOpenAI } from '@langchain/openai';
 import { HumanMessage, SystemMessage, type AIMessageChunk } from '@langchain/core/messages';
-import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
-import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
+import { E2E_UPSTREAM, mockConfig, type TestGateway } from '../helpers/gateway.js';
+import { mockUpstreamAndGateway } from './client-helpers.js';
 
 const MOCK_TEXT = STREAM_WORDS.join('');
 const MOCK_USAGE = { input_tokens: 11, output_tokens: 6, total_tokens: 17 };
@@ -27,17 +28,9 @@ const model = (baseURL: string, extra: Partial<ConstructorParameters<typeof Chat
 
 const messages = [new SystemMessage('You are terse.'), new HumanMessage('Say hello.')];
 
-beforeAll(async () => {
-  mock = await startMockUpstream();
-  gw = await startTestGateway(config(mock.url));
-});
-afterAll(async () => {
-  await gw?.close();
-  await mock?.close();
-});
-afterEach(() => {
-  mock.requests.length = 0;
-  mock.closed = 0;
+const env = mockUpstreamAndGateway(config);
+beforeAll(() => {
+  ({ mock, gw } = env);
 });
 
 async function streamAll(m: ChatOpenAI): Promise<{ chunks: AIMessageChunk[]; final: AIMessageChunk }> {

@@ -4,7 +4,7 @@
  * logprobs, structured outputs, refusals, every error class, retries, pass-through routes
  * (embeddings, models, responses, files, audio) and the headers the SDK sends and reads.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { APIError, toFile } from 'openai';
 import * as Errors from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
@@ -12,9 +12,9 @@ import { z } from 'zod';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionTool } from 'openai/resources/chat/completions';
-import { startMockUpstream, TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
-import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { collect, rejection } from './client-helpers.js';
+import { TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
+import { E2E_UPSTREAM, mockConfig, type TestGateway } from '../helpers/gateway.js';
+import { collect, mockUpstreamAndGateway, rejection } from './client-helpers.js';
 
 const BINDINGS = `
 bindings:
@@ -41,18 +41,10 @@ const clients = (options: ConstructorParameters<typeof OpenAI>[0] = {}) => ({
   gateway: new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-test', maxRetries: 0, ...options }),
 });
 
-beforeAll(async () => {
-  mock = await startMockUpstream();
-  gw = await startTestGateway(mockConfig(mock.url, BINDINGS, E2E_UPSTREAM), { templates: ['config/templates/support-reply.yaml'] });
+const env = mockUpstreamAndGateway((url) => mockConfig(url, BINDINGS, E2E_UPSTREAM), { templates: ['config/templates/support-reply.yaml'] });
+beforeAll(() => {
+  ({ mock, gw } = env);
   ({ direct, gateway } = clients());
-});
-afterAll(async () => {
-  await gw?.close();
-  await mock?.close();
-});
-afterEach(() => {
-  mock.requests.length = 0;
-  mock.closed = 0;
 });
 
 describe('streamed tool calls', () => {

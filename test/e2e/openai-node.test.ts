@@ -2,13 +2,13 @@
  * End to end with the official `openai` npm package (v6): the same client code, pointed at
  * the mock upstream directly and at the gateway by `baseURL` only, must see the same thing.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { APIConnectionError, APIError, BadRequestError, RateLimitError } from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { startMockUpstream, STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
+import { STREAM_WORDS, type MockUpstream } from '../helpers/mock-upstream.js';
 import { E2E_UPSTREAM, MOCK_API_KEY, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTap, type Tap } from './tap.js';
-import { collect, rejection } from './client-helpers.js';
+import { collect, mockUpstreamAndGateway, rejection } from './client-helpers.js';
 
 const MOCK_TEXT = STREAM_WORDS.join('');
 const MOCK_USAGE = { prompt_tokens: 11, completion_tokens: 6, total_tokens: 17 };
@@ -38,19 +38,11 @@ let gw: TestGateway;
 let direct: OpenAI;
 let gateway: OpenAI;
 
-beforeAll(async () => {
-  mock = await startMockUpstream();
-  gw = await startTestGateway(config(mock.url));
+const env = mockUpstreamAndGateway(config);
+beforeAll(() => {
+  ({ mock, gw } = env);
   direct = new OpenAI({ baseURL: mock.url, apiKey: 'sk-test', maxRetries: 0 });
   gateway = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-test', maxRetries: 0 });
-});
-afterAll(async () => {
-  await gw?.close();
-  await mock?.close();
-});
-afterEach(() => {
-  mock.requests.length = 0;
-  mock.closed = 0;
 });
 
 describe('openai-node through the gateway', () => {
