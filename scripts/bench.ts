@@ -11,6 +11,8 @@
  *   npm run bench -- --write | --no-write  force writing BENCHMARKS.md, or not
  *   npm run bench -- --no-tracing          gateway without OTLP trace export (on by default: the
  *                                          mock upstream is also the trace sink)
+ *   npm run bench -- --no-features        skip the feature-by-feature runs (gateway with each pipeline
+ *                                          feature added in turn; on by default with the bench config)
  *   npm run bench -- --config FILE         gateway with another config (e.g. scripts/bench/core.bench.yaml:
  *                                          the core pipeline without features); never writes BENCHMARKS.md
  *
@@ -27,7 +29,8 @@ import { request } from 'undici';
 import { compareByModule, formatProfile, summariseProfile } from './bench/cpu-profile.js';
 import { SequentialClient, load, openStreams, type LoadResult } from './bench/probes.js';
 import { freePort, startServer, type ServerProcess } from './bench/processes.js';
-import { TARGETS, checks, checksTable, loadKey, markdown, tables, type LatencyStat, type Results, type Scenario, type Target } from './bench/report.js';
+import { featureSteps } from './bench/feature-steps.js';
+import { TARGETS, checks, checksTable, loadKey, markdown, tables, type FeatureCost, type LatencyStat, type LoadCell, type Results, type Scenario, type Target } from './bench/report.js';
 import { QuietGate } from './bench/quiet.js';
 import { median, percentile } from './bench/stats.js';
 import { CHAT_PATH, HEADERS, bodyFor, type Mode } from './bench/workload.js';
@@ -72,6 +75,7 @@ function parseOptions() {
       write: { type: 'boolean' },
       'no-write': { type: 'boolean' },
       'no-tracing': { type: 'boolean', default: false },
+      'no-features': { type: 'boolean', default: false },
       config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -94,7 +98,9 @@ function parseOptions() {
   const config = values.config ?? BENCH_CONFIG;
   const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values.duration === undefined && config === BENCH_CONFIG));
   const gateway: GatewayLaunch = { tracing: !values['no-tracing'], config };
-  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write, gateway };
+  // The feature steps end with the bench config as shipped: only then are they comparable.
+  const features = !values['no-features'] && config === BENCH_CONFIG && gateway.tracing && targets.includes('gateway');
+  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write, gateway, features };
 }
 
 function machine() {
@@ -203,7 +209,7 @@ async function run(): Promise<void> {
   const s = opts.settings;
   const m = machine();
   const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
-  const estimate = loadRuns * (s.seconds + 0.5) + opts.targets.length * 2 * s.warmSeconds + 2 * (s.dwellMs / 1000 + 5) + s.quietBudgetMs / 1000 + 20;
+  const estimate = loadRuns * (s.seconds + 0.5) + opts.targets.length * 2 * s.warmSeconds + 2 * (s.dwellMs / 1000 + 5) + s.quietBudgetMs / 1000 + 20 + (opts.features ? 3 * (s.rounds * (s.seconds + 0.5) + s.warmSeconds + 3) : 0);
   log(`promptgate bench — ${m.nproc} cores, ${m.cpu}, Node ${m.node}, load ${m.loadBefore}`);
   log(`targets: ${opts.targets.join(', ')}; ${s.rounds} round(s) × ${s.seconds}s per scenario; about ${Math.ceil(estimate / 60)} min`);
 
@@ -303,6 +309,7 @@ async function run(): Promise<void> {
       }
     }
     for (const [key, list] of rounds) results.load.set(key, { rounds: list, median: medianLoad(list) });
+    if (opts.features) results.features = await featureCosts(mock, s, gate, results.load.get(loadKey('gateway', { mode: 'non-stream', connections: 10 }))!);
 
     if (servers.has('gateway') && opts.gateway.tracing) {
       const stats = await request(`${mock.origin}/_bench/stats`).then((r) => r.body.json() as Promise<{ traceExports: number }>);
@@ -322,6 +329,38 @@ async function run(): Promise<void> {
   } finally {
     for (const c of children.reverse()) await c.stop();
   }
+}
+
+/**
+ * The gateway once per feature step (scripts/bench/feature-steps.ts), non-stream at c=10,
+ * each in a fresh process after its own warm-up. The last step is the gateway already
+ * measured (`full`).
+ */
+async function featureCosts(mock: ServerProcess, s: Settings, gate: QuietGate, full: LoadCell): Promise<FeatureCost[]> {
+  log('\nwhat each feature costs (non-stream, c=10)');
+  const steps = featureSteps(root, BENCH_CONFIG);
+  const out: FeatureCost[] = [];
+  for (const step of steps.slice(0, -1)) {
+    const gw = await startGatewayProcess(mock, { tracing: step.tracing, config: step.config });
+    try {
+      // A fresh process: warm its JIT at least as long as a full run does.
+      await load({ origin: gw.origin, mode: 'non-stream', connections: 10, seconds: Math.max(2, s.warmSeconds) });
+      const list: LoadResult[] = [];
+      for (let round = 0; round < s.rounds; round++) {
+        await gate.wait();
+        const r = await load({ origin: gw.origin, pid: gw.pid, mode: 'non-stream', connections: 10, seconds: s.seconds });
+        if (r.failures > 0) throw new Error(`feature step "${step.name}": ${r.failures} requests failed`);
+        list.push(r);
+        log(`  ${step.name.padEnd(26)} ${r.rps.toFixed(0).padStart(6)} RPS  cpu ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs/req`);
+      }
+      out.push({ name: step.name, adds: step.adds, cell: { rounds: list, median: medianLoad(list) } });
+    } finally {
+      await gw.stop();
+    }
+  }
+  const last = steps[steps.length - 1];
+  out.push({ name: last.name, adds: last.adds, cell: full });
+  return out;
 }
 
 /**

@@ -47,6 +47,14 @@ export interface Results {
   /** Sequential stream requests, time to the first body chunk. */
   ttfb: Partial<Record<Target, LatencyStat>>;
   streams: Partial<Record<Target, OpenStreamsResult>>;
+  /** The gateway step by step (scripts/bench/feature-steps.ts), non-stream at c=10; the last step is the full gateway. */
+  features?: FeatureCost[];
+}
+
+export interface FeatureCost {
+  name: string;
+  adds: string;
+  cell: LoadCell;
 }
 
 export function loadKey(target: Target, s: Scenario): string {
@@ -195,7 +203,31 @@ export function tables(r: Results): string {
   if (memRows.length) {
     parts.push('### Memory with concurrent open streams (fresh processes after 200 sequential requests; VmRSS sampled every 25 ms)\n\n' + table(['target', 'streams', 'max open at once', 'completed', 'RSS before, MB', 'peak RSS, MB'], memRows));
   }
+  if (r.features?.length) parts.push(featureTable(r.features, r.load.get(loadKey('forwarder', { mode: 'non-stream', connections: 10 }))));
   return parts.join('\n\n');
+}
+
+function featureTable(steps: readonly FeatureCost[], forwarder: LoadCell | undefined): string {
+  const fwdCpu = forwarder?.median.cpuUsPerReq;
+  const rows = steps.map((s, i) => {
+    const cpu = s.cell.median.cpuUsPerReq;
+    const before = i === 0 ? fwdCpu : steps[i - 1].cell.median.cpuUsPerReq;
+    return [
+      s.name,
+      s.adds,
+      s.cell.median.rps.toFixed(0),
+      cpu === undefined ? 'n/a' : cpu.toFixed(0),
+      cpu === undefined || before === undefined ? 'n/a' : `${cpu >= before ? '+' : '−'}${Math.abs(cpu - before).toFixed(0)}`,
+      forwarder ? `${(s.cell.median.rps / forwarder.median.rps).toFixed(2)}×` : 'n/a',
+    ];
+  });
+  return (
+    '### What each feature costs (non-stream, c=10; each step adds to the one before, medians of rounds)\n\n' +
+    `The first step's added CPU is over the forwarder${fwdCpu === undefined ? '' : ` (${fwdCpu.toFixed(0)} µs/req)`}. ` +
+    'The steps run in their own time windows, so compare their CPU per request (steadier on a shared machine) rather than their RPS. ' +
+    'The last step is the gateway of the tables above.\n\n' +
+    table(['step', 'switches on', 'RPS', 'CPU µs/req', 'added CPU µs/req', 'RPS vs forwarder'], rows)
+  );
 }
 
 export function checksTable(list: Check[]): string {

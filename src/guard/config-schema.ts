@@ -6,8 +6,11 @@ export const injectionSchema = z.strictObject({
   action: z.enum(['flag', 'block', 'off']).default('flag'),
   /** Score in [0,1] at or above which content is flagged (or blocked). */
   threshold: z.number().min(0).max(1).default(0.5),
-  /** What to scan: the client's user messages, and context injected by builders. */
-  scan: z.array(z.enum(['user', 'context'])).default(['user', 'context']),
+  /**
+   * What to scan: the client's user messages, context injected by builders, and (opt-in)
+   * the tool results the client sends back (role `tool`, or the legacy `function`).
+   */
+  scan: z.array(z.enum(['user', 'context', 'tool'])).default(['user', 'context']),
   /**
    * Characters of each message read at most: the first 3/4 and the last 1/4 of this
    * budget. Caps the scan time of very long messages (about 10 µs per KB).

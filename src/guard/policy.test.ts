@@ -48,6 +48,19 @@ describe('createInjectionGuard', () => {
     expect(guard.scanMessages(messages, 'context')?.blocked).toBe(true);
   });
 
+  it("scans only tool results (role 'tool' or 'function') for source tool, and only when listed", () => {
+    const messages = [
+      { role: 'user', content: BENIGN },
+      { role: 'tool', tool_call_id: 'call_1', content: ATTACK },
+    ];
+    expect(createInjectionGuard(cfg({ action: 'block' })).scanMessages(messages, 'tool')).toBeUndefined();
+    const guard = createInjectionGuard(cfg({ action: 'block', scan: ['user', 'tool'] }));
+    expect(guard.scanMessages(messages, 'user')?.blocked).toBe(false);
+    expect(guard.scanMessages(messages, 'tool')?.blocked).toBe(true);
+    expect(guard.scanMessages([{ role: 'function', name: 'lookup', content: ATTACK }], 'tool')?.blocked).toBe(true);
+    expect(guard.scanMessages([{ role: 'user', content: ATTACK }], 'tool')).toMatchObject({ score: 0, blocked: false });
+  });
+
   it('takes the highest score over messages', () => {
     const guard = createInjectionGuard(cfg());
     const one = guard.scanMessages([{ role: 'user', content: ATTACK }], 'user');

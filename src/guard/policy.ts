@@ -1,7 +1,7 @@
 /**
  * Applies `guard.injection` to a chat request: which messages are scanned, how their
  * scores combine, and whether the request is blocked. The pipeline calls `scanMessages`
- * once for the client's messages (`'user'`) and once for the messages built from context
+ * for the client's messages (`'user'`, then `'tool'`) and for the text built from context
  * (`'context'`), and throws `GatewayError('prompt_injection_detected', ...)` when a
  * decision is `blocked`; this module never throws for content.
  *
@@ -25,12 +25,13 @@ export interface GuardDecision {
 
 export interface InjectionGuard {
   /**
-   * Scans OpenAI chat `messages`. For `'user'` only messages with role `user` are read;
-   * for `'context'` every message given. Content may be a string or an array of parts, of
+   * Scans OpenAI chat `messages`. For `'user'` only messages with role `user` are read,
+   * for `'tool'` only tool results (role `tool` or `function`); for `'context'` every
+   * message given. Content may be a string or an array of parts, of
    * which only `{type: 'text', text}` parts are read (joined with newlines). Returns
    * undefined when the action is `off` or `source` is not in `scan`.
    */
-  scanMessages(messages: unknown[], source: 'user' | 'context'): GuardDecision | undefined;
+  scanMessages(messages: unknown[], source: ScanSource): GuardDecision | undefined;
 }
 
 /** `guard.injection` as validated; `max_scan_chars` may be left out (default 8192). */
@@ -57,6 +58,14 @@ export function messageText(message: unknown): string | undefined {
   return text;
 }
 
+/** Where scanned text comes from (`guard.injection.scan`). */
+export type ScanSource = 'user' | 'context' | 'tool';
+
+/** Whether a client message of `role` belongs to `source` (`'user'` or `'tool'`). */
+function readsRole(source: 'user' | 'tool', role: unknown): boolean {
+  return source === 'user' ? role === 'user' : role === 'tool' || role === 'function';
+}
+
 const roleOf = (message: unknown): unknown =>
   typeof message === 'object' && message !== null ? (message as { role?: unknown }).role : undefined;
 
@@ -73,11 +82,11 @@ export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionG
   const sources = new Set(cfg.scan);
 
   return {
-    scanMessages(messages: unknown[], source: 'user' | 'context'): GuardDecision | undefined {
+    scanMessages(messages: unknown[], source: ScanSource): GuardDecision | undefined {
       if (!sources.has(source)) return undefined;
       let best: InjectionScan | undefined;
       for (const message of messages) {
-        if (source === 'user' && roleOf(message) !== 'user') continue;
+        if (source !== 'context' && !readsRole(source, roleOf(message))) continue;
         const text = messageText(message);
         if (text === undefined || text.length === 0) continue;
         const scan = scanner.scan(text);

@@ -1,6 +1,7 @@
 /**
- * Pipeline step 5 (DESIGN.md "One request"): score the client's user messages for prompt
- * injection and flag or block per `guard.injection`. Injected context was already scanned
+ * Pipeline step 5 (DESIGN.md "One request"): score the client's user messages (and, when
+ * `scan` lists `tool`, the tool results it sends back) for prompt injection and flag or
+ * block per `guard.injection`. Injected context was already scanned
  * passage by passage in step 4 (a flagged passage dropped or kept there), so the rendered
  * template is not scanned again: it is the operator's own text.
  */
@@ -8,12 +9,16 @@ import { GatewayError } from '../errors.js';
 import type { InjectionGuard } from '../guard/policy.js';
 import type { Exchange } from './exchange.js';
 
+const CLIENT_SOURCES = ['user', 'tool'] as const;
+
 export function guardRequest(guard: InjectionGuard, exchange: Exchange, clientMessages: unknown[]): void {
-  const decision = guard.scanMessages(clientMessages, 'user');
-  if (!decision) return;
-  noteInjection(exchange, decision.score, decision.flagged);
-  if (decision.blocked) {
-    throw new GatewayError('prompt_injection_detected', 'The request was blocked by the prompt-injection guard.', { param: 'messages' });
+  for (const source of CLIENT_SOURCES) {
+    const decision = guard.scanMessages(clientMessages, source);
+    if (!decision) continue;
+    noteInjection(exchange, decision.score, decision.flagged);
+    if (decision.blocked) {
+      throw new GatewayError('prompt_injection_detected', 'The request was blocked by the prompt-injection guard.', { param: 'messages' });
+    }
   }
 }
 
