@@ -77,7 +77,8 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
     // above is all that is left; another response would only throw.
     if (c.env?.outgoing?.headersSent) return RESPONSE_ALREADY_SENT;
     const out: Record<string, string> = { ...headers };
-    if (exchange) Object.assign(out, exchange.gatewayHeaders, { 'x-request-id': exchange.requestId });
+    // Both ids, as on a relayed answer: clients and the feedback route read x-promptgate-request-id.
+    if (exchange) Object.assign(out, exchange.gatewayHeaders, { 'x-request-id': exchange.requestId, 'x-promptgate-request-id': exchange.requestId });
     return c.json(body, status as 500, out);
   });
 

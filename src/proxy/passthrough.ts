@@ -56,8 +56,10 @@ export function passThrough(deps: GatewayDeps) {
         },
       });
       const { response } = forwarded;
-      exchange.record.status = response.status;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+      const alias = method === 'GET' && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
+      if (alias !== undefined) return retrieveAlias(response, alias, exchange);
+      exchange.record.status = response.status;
       if (response.status >= 400) {
         exchange.record.outcome = 'error';
         exchange.record.errorType = `upstream_${response.status}`;
@@ -124,7 +126,7 @@ async function listWithAliases(response: UpstreamResponse, headers: Record<strin
     const list = JSON.parse(Buffer.from(bytes).toString('utf8')) as { data?: Array<{ id?: string }> };
     if (Array.isArray(list.data)) {
       const known = new Set(list.data.map((m) => m.id));
-      for (const id of aliases) if (!known.has(id)) list.data.push({ id, object: 'model', created: 0, owned_by: 'promptgate' } as { id: string });
+      for (const id of aliases) if (!known.has(id)) list.data.push(aliasModel(id));
       bytes = Buffer.from(JSON.stringify(list));
     }
   } catch {
@@ -132,6 +134,39 @@ async function listWithAliases(response: UpstreamResponse, headers: Record<strin
   }
   exchange.finish();
   return new Response(bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: headers as HeadersInit });
+}
+
+/** The model object a binding alias gets in `GET /v1/models` and `GET /v1/models/{alias}`. */
+function aliasModel(id: string): { id: string; object: 'model'; created: number; owned_by: string } {
+  return { id, object: 'model', created: 0, owned_by: 'promptgate' };
+}
+
+/** The binding alias `GET /v1/models/{model}` asks for, or undefined for any other path. */
+function boundAliasOf(path: string, bindings: ReadonlyMap<string, unknown>): string | undefined {
+  const match = /^\/models\/([^/?]+)(?:\?|$)/.exec(path);
+  if (!match) return undefined;
+  let id: string;
+  try {
+    id = decodeURIComponent(match[1]);
+  } catch {
+    return undefined;
+  }
+  return bindings.has(id) ? id : undefined;
+}
+
+/**
+ * `GET /v1/models/{alias}` for a binding alias the upstream does not know (it answered 404):
+ * the entry the model list shows for it, so a client that checks its model by id (as
+ * `models.list` lets it) accepts the alias too. An upstream model of the same name wins, as
+ * in the list.
+ */
+async function retrieveAlias(response: UpstreamResponse, id: string, exchange: Exchange): Promise<Response> {
+  await response.dump();
+  const headers = responseHeaders(response, exchange);
+  delete headers['content-encoding']; // the body is the gateway's, not the upstream's
+  headers['content-type'] = 'application/json';
+  exchange.finish({ status: 200 });
+  return new Response(JSON.stringify(aliasModel(id)), { status: 200, headers: headers as HeadersInit });
 }
 
 /**

@@ -57,6 +57,7 @@ const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
 // RFC 8259 §2: whitespace may surround the name separator (Python's json.dumps writes `": `).
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 const FINISH_REASON = /"finish_reason"\s*:\s*"/;
+const SPACED_USAGE_NULL = /,\s*"usage"\s*:\s*null\s*(?=[,}])|"usage"\s*:\s*null\s*,\s*/;
 
 /** Index just past the last event boundary (blank line) in `buf`, or -1. */
 export function lastBoundary(buf: Uint8Array): number {
@@ -200,7 +201,8 @@ function withoutUsageNull(event: string): string {
   }
   at = event.indexOf('"usage":null,');
   if (at !== -1) return event.slice(0, at) + event.slice(at + 13);
-  return event;
+  // RFC 8259 §2: whitespace may surround the separators (Python's json.dumps writes `"usage": null`).
+  return event.includes('"usage"') ? event.replace(SPACED_USAGE_NULL, '') : event;
 }
 
 /** The `data` of one event (multiple `data:` lines joined by LF), or undefined. */
