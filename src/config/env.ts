@@ -125,3 +125,24 @@ function commentStart(line: string): number {
   }
   return line.length;
 }
+
+/** The values of the variables `text` refers to (`${NAME...`): what substitution may put into it. */
+export function referencedValues(text: string, env: Record<string, string | undefined> = process.env): string[] {
+  const values = [...text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => env[m[1]]);
+  return values.filter((v): v is string => v !== undefined && v !== '');
+}
+
+/**
+ * `message` with each word that is part of a substituted value, or holds one, shown as
+ * `***`. YAML's messages quote the source (`Unexpected scalar token in YAML stream:
+ * "sk-..."`, `Unresolved alias ...: sk-...`), and the source holds the values of `${VAR}`s,
+ * API keys among them. Values and words under 4 characters are left alone.
+ *
+ * @example
+ * maskSubstituted('Block scalar header includes extra characters: |sk-abc', ['|sk-abc']) // '... characters: ***'
+ */
+export function maskSubstituted(message: string, values: readonly string[]): string {
+  const long = values.filter((v) => v.length >= 4);
+  if (long.length === 0) return message;
+  return message.replace(/[^\s"]{4,}/g, (word) => (long.some((v) => v.includes(word) || word.includes(v)) ? '***' : word));
+}

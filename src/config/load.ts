@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { substituteEnv } from './env.js';
+import { maskSubstituted, referencedValues, substituteEnv } from './env.js';
 import { configSchema } from './schema.js';
 import { compileConfig, type RuntimeConfig } from './compile.js';
 
@@ -52,7 +52,10 @@ export interface ParseOptions extends LoadOptions {
 /** Validates and compiles config text. Throws `ConfigError`. */
 export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
   const name = path.basename(options.file);
-  const { text: substituted, missing, lineBreaks } = substituteEnv(text, options.env ?? process.env);
+  const env = options.env ?? process.env;
+  const { text: substituted, missing, lineBreaks } = substituteEnv(text, env);
+  // YAML's messages quote the source, which now holds these values (API keys among them).
+  const values = referencedValues(text, env);
   const issues: ConfigIssue[] = missing.map((m) => ({
     path: `${name} (line ${m.line})`,
     message: `environment variable ${m.variable} is not set (use \${${m.variable}:-default} for an optional value)`,
@@ -68,11 +71,18 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true });
   for (const e of doc.errors) {
     const pos = lineCounter.linePos(e.pos[0]);
-    issues.push({ path: `${name} (line ${pos.line})`, message: e.message.split('\n')[0] });
+    issues.push({ path: `${name} (line ${pos.line})`, message: maskSubstituted(e.message.split('\n')[0], values) });
   }
   if (doc.errors.length > 0) throw new ConfigError(issues);
 
-  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  let data: unknown;
+  try {
+    data = doc.toJS() ?? {};
+  } catch (err) {
+    // An alias without its anchor (`api_key: *...`, a value starting with `*`) throws here, quoting the source.
+    throw new ConfigError([...issues, { path: name, message: maskSubstituted((err as Error).message, values) }]);
+  }
+  const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) issues.push(schemaIssue(name, doc, lineCounter, issue));
   }

@@ -22,8 +22,7 @@ export function passThrough(deps: GatewayDeps) {
     const config = runtime.config;
     const method = c.req.method;
     const header = headerGetter(c);
-    const url = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search;
-    const path = url.replace(/^\/v1(?=\/|\?|$)/, '') || '/';
+    const path = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
 
     try {
@@ -91,6 +90,19 @@ export function passThrough(deps: GatewayDeps) {
       throw err;
     }
   };
+}
+
+/**
+ * The request target as path and query, its bytes as the client sent them. RFC 9112 §3.2.2:
+ * a server accepts the absolute-form (`GET http://host/v1/models`); only its path and query
+ * go on, so a client never names the authority (or breaks the path) of an upstream call
+ * that carries the upstream's key.
+ */
+function originForm(c: Context<AppEnv>): string {
+  const target = c.env?.incoming?.url;
+  if (target?.startsWith('/')) return target;
+  const url = new URL(c.req.url);
+  return url.pathname + url.search;
 }
 
 // OpenAI API families: used as the route label (bounded); anything else is `/v1/*`.
