@@ -27,6 +27,8 @@ describe('loadTemplateRegistry: validation errors name the file and YAML path', 
     ['bad-mustache.yaml', 'templates/bad-mustache.yaml: versions[0].messages[0].content (line 6)', 'invalid Mustache: Unclosed section "items"'],
     ['numeric-version.yaml', 'templates/numeric-version.yaml: versions[0].version (line 3)', 'expected a semver string such as "1.0.0" (quote it in YAML)'],
     ['broken-yaml.yaml', 'templates/broken-yaml.yaml (line 5)', 'Flow'],
+    // Regression: an alias without its anchor is no parse error; it threw out of the loader (a crash at start, a bare "reload failed").
+    ['unresolved-alias.yaml', 'templates/unresolved-alias.yaml', 'Unresolved alias'],
   ])('%s', (file, wantPath, wantMessage) => {
     const found = issue(file);
     expect(found.length).toBeGreaterThan(0);

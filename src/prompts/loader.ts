@@ -70,8 +70,16 @@ export function loadTemplateFile(file: string, shown: string, issues: ConfigIssu
     }
     return undefined;
   }
+  let data: unknown;
+  try {
+    data = doc.toJS() ?? {};
+  } catch (err) {
+    // An alias whose anchor is missing (`*name`) is not a parse error; it throws here.
+    issues.push({ path: shown, message: (err as Error).message.split('\n')[0] });
+    return undefined;
+  }
   const expectedId = path.basename(file).replace(/\.ya?ml$/, '');
-  const { template, problems } = compileTemplate(doc.toJS() ?? {}, { expectedId, file: shown });
+  const { template, problems } = compileTemplate(data, { expectedId, file: shown });
   for (const p of problems) {
     const line = lineOf(doc, lineCounter, p.segments);
     issues.push({ path: `${shown}: ${formatYamlPath(p.segments)}${line ? ` (line ${line})` : ''}`, message: p.message });
