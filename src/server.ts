@@ -12,7 +12,7 @@
  *   5. telemetry is flushed and the process exits 0.
  * A second SIGTERM/SIGINT during the drain is logged and otherwise ignored.
  */
-import type { Server, ServerResponse } from 'node:http';
+import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorBody, GatewayError } from './errors.js';
@@ -172,9 +172,10 @@ function labelModels(config: RuntimeConfig): string[] {
 }
 
 /**
- * A request Node's HTTP parser rejects (a garbage request line, headers over the limit)
- * never reaches the app: answer it in the OpenAI envelope too, instead of Node's bare
- * 400, and close the connection (RFC 9112 §2.2: nothing after it can be framed).
+ * A request Node's HTTP server rejects (a garbage request line, headers over the limit, a
+ * request not received within `headersTimeout` / `requestTimeout`) never reaches the app,
+ * or is cut before its body is read: answer it in the OpenAI envelope too, instead of
+ * Node's bare 400/408/431, and close the connection (RFC 9112 §2.2: nothing after it can be framed).
  */
 function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
   // A response on this connection already under way (a stream, then a pipelined garbage
@@ -184,13 +185,18 @@ function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const { status, body } = errorBody(
-    tooLarge ? new GatewayError('headers_too_large', 'The request headers are too large.') : new GatewayError('invalid_request', 'The request could not be parsed as HTTP/1.1.'),
-  );
+  const { status, body } = errorBody(rejection(err.code));
   const json = JSON.stringify(body);
   socket.end(
-    `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
       `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`,
   );
+}
+
+/** The error a request Node's HTTP server rejected gets, by Node's error code. */
+function rejection(code: string | undefined): GatewayError {
+  if (code === 'HPE_HEADER_OVERFLOW') return new GatewayError('headers_too_large', 'The request headers are too large.');
+  // A slow client (headers or body not complete in time): a timeout, not a parse failure.
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return new GatewayError('request_timeout', 'The request was not received in time.');
+  return new GatewayError('invalid_request', 'The request could not be parsed as HTTP/1.1.');
 }

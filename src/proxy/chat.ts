@@ -125,6 +125,7 @@ export function chatCompletions(deps: GatewayDeps) {
           clientGone: () => exchange.clientGone,
           timedOut: () => exchange.signal.aborted,
           shuttingDown: () => exchange.shuttingDown,
+          signal: exchange.signal,
           onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, requestMessages),
         };
         exchange.record.status = 200;
@@ -212,14 +213,28 @@ function isEventStream(contentType: string | string[] | undefined): boolean {
   return v !== undefined && v.toLowerCase().startsWith('text/event-stream');
 }
 
+/**
+ * The most of a non-stream answer the gateway holds: it reads the answer whole (for usage)
+ * before sending it, so without a limit one upstream answer could take any amount of memory.
+ * Far above real completions (a few KB; MBs with logprobs, many choices or inline images).
+ */
+export const MAX_COMPLETION_BYTES = 64 << 20;
+
+/** A non-stream answer, whole; 502 `upstream_error` (and the upstream read stopped) past `MAX_COMPLETION_BYTES`. */
 async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
+  let size = 0;
   try {
-    for await (const chunk of response.body) chunks.push(chunk);
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      if (size > MAX_COMPLETION_BYTES) break; // leaving the loop closes the upstream body
+      chunks.push(chunk);
+    }
   } catch {
     if (exchange.clientGone) throw new ClientGoneError();
     if (exchange.shuttingDown) throw shuttingDownError();
     throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
   }
+  if (size > MAX_COMPLETION_BYTES) throw new GatewayError('upstream_error', `The upstream response is larger than ${MAX_COMPLETION_BYTES} bytes.`);
   return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
 }

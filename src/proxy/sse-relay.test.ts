@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
-import { SseScanner, lastBoundary, relaySse, writeSse, type StreamEnd } from './sse-relay.js';
+import { SseEventTooLargeError, SseScanner, lastBoundary, relaySse, writeSse, type StreamEnd } from './sse-relay.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -159,5 +159,15 @@ describe('writeSse', () => {
     const ends: StreamEnd[] = [];
     writeSse(upstream(), out, { status: 200, headers: {} }, { stripUsageChunk: false, abortUpstream: () => undefined, clientGone: () => false, onEnd: (_s, e) => ends.push(e) });
     await vi.waitFor(() => expect(ends).toEqual([{ outcome: 'client_abort' }]), { timeout: 1000 });
+  });
+});
+
+describe('SseScanner event limit', () => {
+  // Regression: a partial event was held without limit (one endless upstream line filled memory).
+  it('throws SseEventTooLargeError once a partial event passes the limit, and not before', () => {
+    const s = new SseScanner(false, 64);
+    expect(dec(s.push(enc('data: a\n\ndata: ')))).toBe('data: a\n\n');
+    for (let i = 0; i < 7; i++) expect(s.push(enc('xxxxxxxx'))).toHaveLength(0); // 6 + 56 bytes held
+    expect(() => s.push(enc('xxxxxxxx'))).toThrow(SseEventTooLargeError);
   });
 });

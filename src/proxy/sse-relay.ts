@@ -8,7 +8,9 @@
  * is read and then dropped, so the client sees exactly the stream it asked for.
  *
  * Only complete events (ended by a blank line, per the WHATWG SSE spec) are forwarded; a
- * partial event waits for its end, so a dropped event can never be half-sent.
+ * partial event waits for its end, so a dropped event can never be half-sent. A partial
+ * event is held up to `MAX_EVENT_BYTES`: an upstream that sends more without a blank line
+ * (one endless line) ends the stream with an error event instead of filling memory.
  */
 import type { ServerResponse } from 'node:http';
 import { classifyTransportError } from './upstream.js';
@@ -47,12 +49,19 @@ export interface RelayOptions {
   timedOut?: () => boolean;
   /** True once the gateway aborted the upstream request at the end of its drain. */
   shuttingDown?: () => boolean;
+  /**
+   * The exchange's signal (total timeout, shutdown): a wait for a client that stopped
+   * reading ends when it aborts, so the stream still ends and is accounted.
+   */
+  signal?: AbortSignal;
 }
 
 const LF = 0x0a;
 const CR = 0x0d;
 const encoder = new TextEncoder();
 const MAX_KEPT_TEXT = 1 << 20;
+/** The most a single event may take (chat chunks are a few hundred bytes); see `SseEventTooLargeError`. */
+export const MAX_EVENT_BYTES = 16 << 20;
 const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
 // RFC 8259 §2: whitespace may surround the name separator (Python's json.dumps writes `": `).
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
@@ -72,32 +81,69 @@ export function lastBoundary(buf: Uint8Array): number {
   return -1;
 }
 
+/** Thrown by `SseScanner.push` when an event grows past its limit without ending. */
+export class SseEventTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`an upstream event exceeded ${limit} bytes`);
+    this.name = 'SseEventTooLargeError';
+  }
+}
+
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
   readonly summary: StreamSummary = { finishReasons: [], contentData: [], keptBytes: 0, sawDone: false };
-  #pending: Uint8Array | null = null;
+  /** The partial event, as the chunks it came in (joined once it ends: linear, however it is split). */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
 
-  constructor(private readonly stripUsageChunk: boolean) {}
+  constructor(
+    private readonly stripUsageChunk: boolean,
+    private readonly maxEventBytes = MAX_EVENT_BYTES,
+  ) {}
 
-  /** Feeds one upstream chunk; returns the bytes to send now (possibly empty). */
+  /**
+   * Feeds one upstream chunk; returns the bytes to send now (possibly empty). Throws
+   * `SseEventTooLargeError` when the partial event passes `maxEventBytes`.
+   */
   push(chunk: Uint8Array): Uint8Array {
-    const buf = this.#pending ? concat(this.#pending, chunk) : chunk;
-    const end = lastBoundary(buf);
+    const end = this.#boundaryWith(chunk);
     if (end < 0) {
-      this.#pending = buf;
+      this.#hold(chunk);
       return EMPTY;
     }
-    this.#pending = end < buf.length ? buf.slice(end) : null;
+    const buf = this.#pendingBytes === 0 ? chunk : concat([...this.#pending, chunk], this.#pendingBytes + chunk.length);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (end < buf.length) this.#hold(buf.slice(end));
     const complete = end === buf.length ? buf : buf.subarray(0, end);
     return this.#inspect(complete);
   }
 
   /** Whatever is left when the upstream ends (an unterminated last event is passed on). */
   flush(): Uint8Array {
-    const rest = this.#pending;
-    this.#pending = null;
-    if (!rest) return EMPTY;
+    if (this.#pendingBytes === 0) return EMPTY;
+    const rest = concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
     return this.#inspect(rest);
+  }
+
+  /**
+   * Index just past the last boundary in the pending bytes + `chunk`, or -1. Only `chunk`
+   * and the 3 bytes before it are searched: a boundary inside the pending bytes would have
+   * ended the event already.
+   */
+  #boundaryWith(chunk: Uint8Array): number {
+    if (this.#pendingBytes === 0) return lastBoundary(chunk);
+    const tail = tailOf(this.#pending, 3);
+    const end = lastBoundary(concat([tail, chunk], tail.length + chunk.length));
+    return end < 0 ? -1 : this.#pendingBytes - tail.length + end;
+  }
+
+  #hold(bytes: Uint8Array): void {
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.length;
+    if (this.#pendingBytes > this.maxEventBytes) throw new SseEventTooLargeError(this.maxEventBytes);
   }
 
   #inspect(bytes: Uint8Array): Uint8Array {
@@ -173,11 +219,23 @@ export class SseScanner {
 
 const EMPTY = new Uint8Array(0);
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
+function concat(parts: Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
   return out;
+}
+
+/** The last `n` bytes of `parts` (fewer if they hold fewer). */
+function tailOf(parts: Uint8Array[], n: number): Uint8Array {
+  const bytes: number[] = [];
+  for (let p = parts.length - 1; p >= 0 && bytes.length < n; p--) {
+    for (let i = parts[p].length - 1; i >= 0 && bytes.length < n; i--) bytes.unshift(parts[p][i]);
+  }
+  return Uint8Array.from(bytes);
 }
 
 /** `a\n\nb\n\n` -> ['a', '\n\n', 'b', '\n\n', ''] (the shape `split(SEPARATOR)` gives). */
@@ -206,7 +264,7 @@ function withoutUsageNull(event: string): string {
 }
 
 /** The `data` of one event (multiple `data:` lines joined by LF), or undefined. */
-function dataOf(event: string): string | undefined {
+export function dataOf(event: string): string | undefined {
   // Fast path: one `data: ...` line.
   if (event.startsWith('data: ') && !event.includes('\n') && !event.includes('\r')) return event.slice(6);
   let data: string | undefined;
@@ -230,6 +288,9 @@ function streamFailure(err: unknown, options: RelayOptions): { event: Uint8Array
   if (options.shuttingDown?.()) {
     // The code of the 503 a draining gateway gives new requests.
     return { event: errorEvent('The gateway is shutting down.', 'shutting_down'), errorType: 'shutdown' };
+  }
+  if (err instanceof SseEventTooLargeError) {
+    return { event: errorEvent(`The upstream sent an event larger than ${err.limit} bytes.`, 'upstream_error'), errorType: 'upstream_event_too_large' };
   }
   if (classifyTransportError(err) === 'idle_timeout') {
     return { event: errorEvent('The upstream stopped sending data (idle timeout).', 'upstream_timeout', 'timeout_error'), errorType: 'idle_timeout' };
@@ -287,6 +348,8 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
           controller.enqueue(failure.event);
           controller.close();
           end({ outcome: 'error', errorType: failure.errorType });
+          // The scanner gave up on a body still open (an oversized event): stop reading it.
+          void iterator.return?.().catch(() => undefined);
         }
       },
       cancel() {
@@ -318,7 +381,7 @@ export function writeSse(
         const bytes = scanner.push(chunk);
         if (bytes.length === 0) continue;
         scanner.summary.firstEventAt ??= performance.now();
-        if (!out.write(bytes)) await drained(out);
+        if (!out.write(bytes)) await drained(out, options.signal);
         if (out.destroyed) break;
       }
       if (options.clientGone() || out.destroyed) {
@@ -340,16 +403,22 @@ export function writeSse(
   })();
 }
 
-/** Resolves when `out` can take more, or is closed (at once if it already is: no event would come). */
-function drained(out: ServerResponse): Promise<void> {
-  if (out.destroyed) return Promise.resolve();
+/**
+ * Resolves when `out` can take more, is closed, or `signal` aborts (at once if either
+ * already happened: no event would come). Without the signal, a client that never reads
+ * would keep the stream, and its accounting, open past the total timeout.
+ */
+function drained(out: ServerResponse, signal?: AbortSignal): Promise<void> {
+  if (out.destroyed || signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       out.off('drain', done);
       out.off('close', done);
+      signal?.removeEventListener('abort', done);
       resolve();
     };
     out.once('drain', done);
     out.once('close', done);
+    signal?.addEventListener('abort', done, { once: true });
   });
 }
