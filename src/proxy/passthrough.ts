@@ -1,7 +1,8 @@
 /**
  * Every other `/v1/*` route (embeddings, files, models, responses, ...): method, query,
  * headers and body go to the default route's upstreams; status, headers and body (streamed
- * as it arrives) come back. Accounting is basic: status, latency, upstream, attempts.
+ * as it arrives) come back. Accounting is basic: status, latency, upstream, attempts;
+ * `POST /v1/embeddings` and `POST /v1/responses` add usage and cost (passthrough-usage.ts).
  */
 import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
@@ -9,6 +10,7 @@ import type { Exchange } from './exchange.js';
 import { forward, ClientGoneError } from './forward.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
+import { meterUsage, meteredRoute, noteMeteredRequest } from './passthrough-usage.js';
 import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -35,6 +37,9 @@ export function passThrough(deps: GatewayDeps) {
         if (declared !== undefined) clientHeaders['content-length'] = declared;
       }
       const body = read?.bytes ?? read?.stream ?? null;
+      // Embeddings and Responses: usage and cost read like chat's (passthrough-usage.ts).
+      const metered = meteredRoute(method, path);
+      if (metered) noteMeteredRequest(exchange, metered, read?.bytes);
 
       const forwarded = await forward({
         runtime,
@@ -48,7 +53,8 @@ export function passThrough(deps: GatewayDeps) {
             provider: upstream.spec.provider,
             serverAddress: upstream.spec.serverAddress,
             serverPort: upstream.spec.serverPort,
-            stream: false,
+            requestModel: exchange.record.requestModel,
+            stream: exchange.record.stream,
           });
           Object.assign(headers, span.headers());
           return { method, path, headers, body, signal: exchange.signal };
@@ -81,7 +87,8 @@ export function passThrough(deps: GatewayDeps) {
         }
       }
       // Relayed as it came: a compressed body keeps its content-encoding.
-      return new Response(streamBody(response, exchange), { status: response.status, headers: headers as HeadersInit });
+      const relayed = metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers }) : response;
+      return new Response(streamBody(relayed, exchange), { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
       if (err instanceof ClientGoneError) {
         exchange.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });

@@ -41,6 +41,7 @@ export const DEFAULT_PRICES: PriceTable = Object.freeze({
   'gpt-3.5-turbo': { input: 0.5, output: 1.5 },
   'text-embedding-3-small': { input: 0.02, output: 0 },
   'text-embedding-3-large': { input: 0.13, output: 0 },
+  'text-embedding-ada-002': { input: 0.1, output: 0 },
 });
 
 /** Dated snapshot suffixes: `-2024-07-18` and the older `-MMDD` (`-0125`, `-1106`). */

@@ -16,7 +16,7 @@ describe('price lookup', () => {
   it('ships a price for every model the README lists', () => {
     for (const model of [
       'gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'gpt-4.1-mini', 'gpt-4.1-nano', 'o1', 'o3', 'o3-mini', 'o4-mini',
-      'gpt-3.5-turbo', 'gpt-5', 'gpt-5-mini', 'gpt-5-nano', 'text-embedding-3-small', 'text-embedding-3-large',
+      'gpt-3.5-turbo', 'gpt-5', 'gpt-5-mini', 'gpt-5-nano', 'text-embedding-3-small', 'text-embedding-3-large', 'text-embedding-ada-002',
     ]) {
       expect(book.price(model), model).not.toBeNull();
     }
@@ -127,6 +127,8 @@ describe('cost arithmetic', () => {
 
   it('embeddings price input only', () => {
     expect(book.cost(usage(1_000_000, 0), 'text-embedding-3-small')).toBeCloseTo(0.02, 15);
+    expect(book.cost(usage(1_000_000, 0), 'text-embedding-3-large')).toBeCloseTo(0.13, 15);
+    expect(book.cost(usage(1_000_000, 0), 'text-embedding-ada-002')).toBeCloseTo(0.1, 15);
   });
 });
 

@@ -1,0 +1,268 @@
+/**
+ * Exact usage and cost on the two pass-through routes whose answers report them, accounted
+ * like chat completions (the same record fields, so the same metrics, span attributes, log
+ * fields and `x-promptgate-cost-usd` header):
+ *
+ * ```
+ * POST /v1/embeddings  JSON  model, usage {prompt_tokens, total_tokens}
+ * POST /v1/responses   JSON  id, model, usage {input_tokens, input_tokens_details.cached_tokens,
+ *                            output_tokens, output_tokens_details.reasoning_tokens}
+ *                      SSE   the same, in `response` of the last event
+ *                            (response.completed, response.incomplete or response.failed)
+ * ```
+ *
+ * The client gets the upstream's bytes unchanged; usage is read on the side, in bounded
+ * memory. Nothing is estimated: an answer whose usage cannot be read (an error status, not
+ * JSON, a content coding, a body or stream cut short, no usage in it) is accounted as any
+ * pass-through answer (status, latency).
+ */
+import { formatUsd } from '../telemetry/pricing.js';
+import { usageFromOpenAI } from '../telemetry/usage.js';
+import { priceUsage } from './accounting.js';
+import type { Exchange } from './exchange.js';
+import { ClientGoneError } from './forward.js';
+import { TopLevelFields } from './json-fields.js';
+import { dataOf, lastBoundary } from './sse-relay.js';
+import type { Upstream, UpstreamResponse } from './upstream.js';
+
+export type MeteredRoute = 'embeddings' | 'responses';
+
+/**
+ * A non-stream answer up to this size is read whole before it goes, as on the chat route,
+ * so that `x-promptgate-cost-usd` can go with it; a larger one (a big embeddings batch) is
+ * relayed as it arrives and accounted when it ends, without the header.
+ */
+const HEADER_WAIT_BYTES = 4 * 1024 * 1024;
+/** A stream event held longer than this (the last one repeats the whole output) is not read. */
+const MAX_EVENT_BYTES = 8 * 1024 * 1024;
+const TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+/** Cheap test before parsing an event: its text names a terminal event type. */
+const TERMINAL_TEXT = /"response\.(?:completed|incomplete|failed)"/;
+const EVENT_SEPARATOR = /\r\n\r\n|\n\n|\r\r/;
+
+/**
+ * The metered route of a pass-through request, or undefined. Only the create calls are:
+ * `GET /v1/responses/{id}` returns a stored answer's usage, which was accounted when it was made.
+ */
+export function meteredRoute(method: string, path: string): MeteredRoute | undefined {
+  if (method !== 'POST') return undefined;
+  const pathname = path.split('?', 1)[0];
+  if (pathname === '/embeddings') return 'embeddings';
+  if (pathname === '/responses') return 'responses';
+  return undefined;
+}
+
+/**
+ * Notes the request's `model` (and `stream`) on the record, for the CLIENT span and the
+ * labels, from a JSON body the gateway holds anyway (up to `server.max_body_bytes`); read
+ * until both are found, never parsed whole. Without it the answer's `model` stands in.
+ */
+export function noteMeteredRequest(exchange: Exchange, route: MeteredRoute, body: Uint8Array | undefined): void {
+  if (!body) return;
+  const fields = new TopLevelFields(route === 'responses' ? ['model', 'stream'] : ['model']);
+  const SLICE = 16 * 1024;
+  for (let at = 0; at < body.length && !fields.complete; at += SLICE) fields.push(body.subarray(at, at + SLICE));
+  const { model, stream } = fields.found();
+  if (typeof model === 'string' && model !== '') exchange.record.requestModel = model;
+  if (stream === true) exchange.record.stream = true;
+}
+
+export interface MeterOptions {
+  route: MeteredRoute;
+  response: UpstreamResponse;
+  exchange: Exchange;
+  /** The upstream that answered: its prices apply. */
+  upstream: Upstream;
+  /** The client's response headers: `x-promptgate-cost-usd` is added when the cost is known in time. */
+  headers: Record<string, string | string[]>;
+}
+
+/**
+ * The answer to relay in place of `response`: the same bytes, read on the way. Usage, model
+ * and cost go on the exchange's record when the body ends complete, before whoever relays
+ * it finishes the exchange. A non-stream answer up to HEADER_WAIT_BYTES is read first, so
+ * its cost header goes with it.
+ */
+export async function meterUsage(o: MeterOptions): Promise<UpstreamResponse> {
+  const { response, exchange } = o;
+  if (response.status < 200 || response.status >= 300 || hasContentCoding(response.headers['content-encoding'])) return response;
+  const type = mediaType(response.headers['content-type']);
+  if (type === 'text/event-stream' && o.route === 'responses') {
+    const iterator = response.body[Symbol.asyncIterator]();
+    exchange.record.stream = true;
+    const events = new ResponseEvents();
+    const onChunk = (chunk: Uint8Array) => {
+      // Time to the first chunk, as on the chat route's streams.
+      if (events.bytes === 0) exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+      events.push(chunk);
+    };
+    return { ...response, body: relayed(NOTHING_READ, iterator, onChunk, () => account(o, events.end())) };
+  }
+  if (type !== 'application/json') return response;
+  const iterator = response.body[Symbol.asyncIterator]();
+  const fields = new TopLevelFields(o.route === 'responses' ? ['id', 'model', 'usage'] : ['model', 'usage']);
+  const head = await readHead(iterator, fields, exchange);
+  const end = () => account(o, fields.end());
+  if (head.done) {
+    const cost = end();
+    if (typeof cost === 'number') o.headers['x-promptgate-cost-usd'] = formatUsd(cost);
+  }
+  return { ...response, body: relayed(head, iterator, (chunk) => fields.push(chunk), end) };
+}
+
+/** Writes what the answer said onto the record and prices it; the cost, or null/undefined (unknown price, no usage). */
+function account(o: MeterOptions, read: Record<string, unknown> | undefined): number | null | undefined {
+  if (!read) return undefined;
+  const r = o.exchange.record;
+  if (typeof read.model === 'string' && read.model !== '') {
+    r.responseModel = read.model;
+    r.requestModel ??= read.model; // the request body was not read (streamed upload, not JSON)
+  }
+  if (typeof read.id === 'string' && read.id !== '') r.responseId = read.id;
+  const usage = usageFromOpenAI(read.usage);
+  if (!usage) return undefined;
+  r.usage = usage;
+  return priceUsage(o.exchange, o.upstream);
+}
+
+/** The first chunks of a body: all of it (`done`), up to HEADER_WAIT_BYTES, or up to a read error. */
+interface Head {
+  chunks: Uint8Array[];
+  done: boolean;
+  failed: boolean;
+  error?: unknown;
+}
+
+const NOTHING_READ: Head = Object.freeze({ chunks: [], done: false, failed: false }) as Head;
+
+async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFields, exchange: Exchange): Promise<Head> {
+  const head: Head = { chunks: [], done: false, failed: false };
+  let bytes = 0;
+  try {
+    while (bytes <= HEADER_WAIT_BYTES) {
+      const { value, done } = await iterator.next();
+      if (done) {
+        head.done = true;
+        break;
+      }
+      fields.push(value);
+      head.chunks.push(value);
+      bytes += value.byteLength;
+    }
+  } catch (err) {
+    if (exchange.clientGone) throw new ClientGoneError();
+    // Relayed after the bytes read, as before: the client's body is cut there.
+    head.failed = true;
+    head.error = err;
+  }
+  return head;
+}
+
+/**
+ * The head, then the rest of the body with each chunk shown to `onChunk`; `onEnd` runs when
+ * the body ended complete (not when it failed or the client cancelled). Returning early
+ * (the client cancelled) ends the upstream body too.
+ */
+async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, onChunk: (chunk: Uint8Array) => void, onEnd: () => void): AsyncGenerator<Uint8Array> {
+  let ended = head.done;
+  try {
+    yield* head.chunks;
+    if (head.failed) throw head.error;
+    if (head.done) return;
+    for (;;) {
+      const { value, done } = await iterator.next();
+      if (done) break;
+      onChunk(value);
+      yield value;
+    }
+    ended = true;
+    onEnd();
+  } finally {
+    if (!ended) void iterator.return?.()?.catch(() => undefined);
+  }
+}
+
+/**
+ * Reads the Responses API stream on the side: events are framed as the chat relay frames
+ * them (`lastBoundary`, `dataOf`), only an event naming a terminal type is parsed, and
+ * only the current event's bytes are held (up to MAX_EVENT_BYTES). One per stream.
+ */
+class ResponseEvents {
+  /** Bytes seen. */
+  bytes = 0;
+  /** `response` of the last terminal event. */
+  #last: Record<string, unknown> | undefined;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  /** The last bytes of the stream so far: a blank line may be split across chunks. */
+  #tail: Uint8Array = new Uint8Array(0);
+  /** The current event outgrew MAX_EVENT_BYTES: its bytes are dropped until it ends. */
+  #skipping = false;
+
+  push(chunk: Uint8Array): void {
+    this.bytes += chunk.byteLength;
+    const probe = this.#tail.length > 0 ? Buffer.concat([this.#tail, chunk]) : chunk;
+    // A boundary that ends inside the tail was found with the previous chunk.
+    const at = lastBoundary(probe) - this.#tail.length;
+    this.#tail = Uint8Array.from(probe.subarray(Math.max(0, probe.length - 3))); // a copy: the chunk is not kept
+    if (at <= 0) {
+      this.#hold(chunk);
+      return;
+    }
+    if (!this.#skipping) this.#read(Buffer.concat([...this.#pending, chunk.subarray(0, at)]));
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#skipping = false;
+    if (at < chunk.length) this.#hold(chunk.subarray(at));
+  }
+
+  /** The stream ended complete: an unterminated last event is read too (as the relay sends it). */
+  end(): Record<string, unknown> | undefined {
+    if (!this.#skipping && this.#pendingBytes > 0) this.#read(Buffer.concat(this.#pending));
+    this.#pending = [];
+    return this.#last;
+  }
+
+  #hold(bytes: Uint8Array): void {
+    if (this.#skipping) return;
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.byteLength;
+    if (this.#pendingBytes > MAX_EVENT_BYTES) {
+      this.#skipping = true;
+      this.#pending = [];
+      this.#pendingBytes = 0;
+    }
+  }
+
+  #read(bytes: Buffer): void {
+    const text = bytes.toString('utf8');
+    if (!TERMINAL_TEXT.test(text)) return;
+    for (const event of text.split(EVENT_SEPARATOR)) {
+      if (!TERMINAL_TEXT.test(event)) continue;
+      const data = dataOf(event);
+      if (data === undefined) continue;
+      try {
+        const obj = JSON.parse(data) as { type?: unknown; response?: unknown };
+        if (typeof obj.type === 'string' && TERMINAL_EVENTS.has(obj.type) && isObject(obj.response)) this.#last = obj.response;
+      } catch {
+        // not JSON: not an event we read
+      }
+    }
+  }
+}
+
+/** RFC 9110 §8.4: a coding other than identity (the gateway does not decode pass-through bodies). */
+function hasContentCoding(value: string | string[] | undefined): boolean {
+  if (value === undefined) return false;
+  return (Array.isArray(value) ? value.join(',') : value).split(',').some((c) => c.trim() !== '' && c.trim().toLowerCase() !== 'identity');
+}
+
+/** The media type of a content-type, lower-case, without parameters. */
+function mediaType(value: string | string[] | undefined): string {
+  const v = Array.isArray(value) ? value[0] : value;
+  return (v ?? '').split(';', 1)[0].trim().toLowerCase();
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
