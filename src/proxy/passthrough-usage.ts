@@ -22,7 +22,7 @@ import { priceUsage } from './accounting.js';
 import type { Exchange } from './exchange.js';
 import { ClientGoneError } from './forward.js';
 import { TopLevelFields } from './json-fields.js';
-import { dataOf, lastBoundary } from './sse-relay.js';
+import { dataOf, EventFramer } from './sse-framing.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 
 export type MeteredRoute = 'embeddings' | 'responses';
@@ -184,58 +184,39 @@ async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, onChunk
 
 /**
  * Reads the Responses API stream on the side: events are framed as the chat relay frames
- * them (`lastBoundary`, `dataOf`), only an event naming a terminal type is parsed, and
- * only the current event's bytes are held (up to MAX_EVENT_BYTES). One per stream.
+ * them (`EventFramer`), only an event naming a terminal type is parsed, and only the
+ * current event's bytes are held (up to MAX_EVENT_BYTES; past that, reading stops and the
+ * stream has no usage). One per stream.
  */
 class ResponseEvents {
   /** Bytes seen. */
   bytes = 0;
   /** `response` of the last terminal event. */
   #last: Record<string, unknown> | undefined;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
-  /** The last bytes of the stream so far: a blank line may be split across chunks. */
-  #tail: Uint8Array = new Uint8Array(0);
-  /** The current event outgrew MAX_EVENT_BYTES: its bytes are dropped until it ends. */
-  #skipping = false;
+  readonly #framer = new EventFramer(MAX_EVENT_BYTES);
+  /** An event outgrew MAX_EVENT_BYTES: nothing more is read (the bytes still go to the client). */
+  #gaveUp = false;
 
   push(chunk: Uint8Array): void {
     this.bytes += chunk.byteLength;
-    const probe = this.#tail.length > 0 ? Buffer.concat([this.#tail, chunk]) : chunk;
-    // A boundary that ends inside the tail was found with the previous chunk.
-    const at = lastBoundary(probe) - this.#tail.length;
-    this.#tail = Uint8Array.from(probe.subarray(Math.max(0, probe.length - 3))); // a copy: the chunk is not kept
-    if (at <= 0) {
-      this.#hold(chunk);
-      return;
+    if (this.#gaveUp) return;
+    try {
+      const events = this.#framer.push(chunk);
+      if (events) this.#read(events);
+    } catch {
+      this.#gaveUp = true; // SseEventTooLargeError
     }
-    if (!this.#skipping) this.#read(Buffer.concat([...this.#pending, chunk.subarray(0, at)]));
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#skipping = false;
-    if (at < chunk.length) this.#hold(chunk.subarray(at));
   }
 
   /** The stream ended complete: an unterminated last event is read too (as the relay sends it). */
   end(): Record<string, unknown> | undefined {
-    if (!this.#skipping && this.#pendingBytes > 0) this.#read(Buffer.concat(this.#pending));
-    this.#pending = [];
+    const rest = this.#gaveUp ? undefined : this.#framer.flush();
+    if (rest) this.#read(rest);
     return this.#last;
   }
 
-  #hold(bytes: Uint8Array): void {
-    if (this.#skipping) return;
-    this.#pending.push(bytes);
-    this.#pendingBytes += bytes.byteLength;
-    if (this.#pendingBytes > MAX_EVENT_BYTES) {
-      this.#skipping = true;
-      this.#pending = [];
-      this.#pendingBytes = 0;
-    }
-  }
-
-  #read(bytes: Buffer): void {
-    const text = bytes.toString('utf8');
+  #read(bytes: Uint8Array): void {
+    const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
     if (!TERMINAL_TEXT.test(text)) return;
     for (const event of text.split(EVENT_SEPARATOR)) {
       if (!TERMINAL_TEXT.test(event)) continue;

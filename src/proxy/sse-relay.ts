@@ -13,7 +13,10 @@
  * (one endless line) ends the stream with an error event instead of filling memory.
  */
 import type { ServerResponse } from 'node:http';
+import { dataOf, EventFramer, MAX_EVENT_BYTES, SseEventTooLargeError } from './sse-framing.js';
 import { classifyTransportError } from './upstream.js';
+
+export { lastBoundary, SseEventTooLargeError } from './sse-framing.js';
 
 export interface StreamSummary {
   id?: string;
@@ -56,94 +59,39 @@ export interface RelayOptions {
   signal?: AbortSignal;
 }
 
-const LF = 0x0a;
-const CR = 0x0d;
 const encoder = new TextEncoder();
 const MAX_KEPT_TEXT = 1 << 20;
-/** The most a single event may take (chat chunks are a few hundred bytes); see `SseEventTooLargeError`. */
-export const MAX_EVENT_BYTES = 16 << 20;
 const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
 // RFC 8259 §2: whitespace may surround the name separator (Python's json.dumps writes `": `).
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 const FINISH_REASON = /"finish_reason"\s*:\s*"/;
 const SPACED_USAGE_NULL = /,\s*"usage"\s*:\s*null\s*(?=[,}])|"usage"\s*:\s*null\s*,\s*/;
 
-/** Index just past the last event boundary (blank line) in `buf`, or -1. */
-export function lastBoundary(buf: Uint8Array): number {
-  for (let i = buf.length - 1; i > 0; i--) {
-    if (buf[i] !== LF && buf[i] !== CR) continue;
-    // A blank line: LF LF, CR CR, or LF CR LF / CR LF CR LF.
-    const prev = buf[i - 1];
-    if (buf[i] === LF && prev === LF) return i + 1;
-    if (buf[i] === CR && prev === CR && buf[i + 1] !== LF) return i + 1;
-    if (buf[i] === LF && prev === CR && i >= 2 && buf[i - 2] === LF) return i + 1;
-  }
-  return -1;
-}
-
-/** Thrown by `SseScanner.push` when an event grows past its limit without ending. */
-export class SseEventTooLargeError extends Error {
-  constructor(readonly limit: number) {
-    super(`an upstream event exceeded ${limit} bytes`);
-    this.name = 'SseEventTooLargeError';
-  }
-}
-
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
   readonly summary: StreamSummary = { finishReasons: [], contentData: [], keptBytes: 0, sawDone: false };
-  /** The partial event, as the chunks it came in (joined once it ends: linear, however it is split). */
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  readonly #framer: EventFramer;
 
   constructor(
     private readonly stripUsageChunk: boolean,
-    private readonly maxEventBytes = MAX_EVENT_BYTES,
-  ) {}
+    maxEventBytes = MAX_EVENT_BYTES,
+  ) {
+    this.#framer = new EventFramer(maxEventBytes);
+  }
 
   /**
    * Feeds one upstream chunk; returns the bytes to send now (possibly empty). Throws
    * `SseEventTooLargeError` when the partial event passes `maxEventBytes`.
    */
   push(chunk: Uint8Array): Uint8Array {
-    const end = this.#boundaryWith(chunk);
-    if (end < 0) {
-      this.#hold(chunk);
-      return EMPTY;
-    }
-    const buf = this.#pendingBytes === 0 ? chunk : concat([...this.#pending, chunk], this.#pendingBytes + chunk.length);
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    if (end < buf.length) this.#hold(buf.slice(end));
-    const complete = end === buf.length ? buf : buf.subarray(0, end);
-    return this.#inspect(complete);
+    const complete = this.#framer.push(chunk);
+    return complete ? this.#inspect(complete) : EMPTY;
   }
 
   /** Whatever is left when the upstream ends (an unterminated last event is passed on). */
   flush(): Uint8Array {
-    if (this.#pendingBytes === 0) return EMPTY;
-    const rest = concat(this.#pending, this.#pendingBytes);
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    return this.#inspect(rest);
-  }
-
-  /**
-   * Index just past the last boundary in the pending bytes + `chunk`, or -1. Only `chunk`
-   * and the 3 bytes before it are searched: a boundary inside the pending bytes would have
-   * ended the event already.
-   */
-  #boundaryWith(chunk: Uint8Array): number {
-    if (this.#pendingBytes === 0) return lastBoundary(chunk);
-    const tail = tailOf(this.#pending, 3);
-    const end = lastBoundary(concat([tail, chunk], tail.length + chunk.length));
-    return end < 0 ? -1 : this.#pendingBytes - tail.length + end;
-  }
-
-  #hold(bytes: Uint8Array): void {
-    this.#pending.push(bytes);
-    this.#pendingBytes += bytes.length;
-    if (this.#pendingBytes > this.maxEventBytes) throw new SseEventTooLargeError(this.maxEventBytes);
+    const rest = this.#framer.flush();
+    return rest ? this.#inspect(rest) : EMPTY;
   }
 
   #inspect(bytes: Uint8Array): Uint8Array {
@@ -219,25 +167,6 @@ export class SseScanner {
 
 const EMPTY = new Uint8Array(0);
 
-function concat(parts: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-/** The last `n` bytes of `parts` (fewer if they hold fewer). */
-function tailOf(parts: Uint8Array[], n: number): Uint8Array {
-  const bytes: number[] = [];
-  for (let p = parts.length - 1; p >= 0 && bytes.length < n; p--) {
-    for (let i = parts[p].length - 1; i >= 0 && bytes.length < n; i--) bytes.unshift(parts[p][i]);
-  }
-  return Uint8Array.from(bytes);
-}
-
 /** `a\n\nb\n\n` -> ['a', '\n\n', 'b', '\n\n', ''] (the shape `split(SEPARATOR)` gives). */
 function splitLf(text: string): string[] {
   const parts: string[] = [];
@@ -261,21 +190,6 @@ function withoutUsageNull(event: string): string {
   if (at !== -1) return event.slice(0, at) + event.slice(at + 13);
   // RFC 8259 §2: whitespace may surround the separators (Python's json.dumps writes `"usage": null`).
   return event.includes('"usage"') ? event.replace(SPACED_USAGE_NULL, '') : event;
-}
-
-/** The `data` of one event (multiple `data:` lines joined by LF), or undefined. */
-export function dataOf(event: string): string | undefined {
-  // Fast path: one `data: ...` line.
-  if (event.startsWith('data: ') && !event.includes('\n') && !event.includes('\r')) return event.slice(6);
-  let data: string | undefined;
-  // WHATWG SSE: the UTF-8 decoder drops a byte order mark at the start of the stream.
-  const lines = (event.charCodeAt(0) === 0xfeff ? event.slice(1) : event).split(/\r\n|\n|\r/);
-  for (const line of lines) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.charCodeAt(5) === 0x20 ? line.slice(6) : line.slice(5);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
 }
 
 /** The SSE event a client gets when the upstream fails mid-stream (openai-node raises it). */

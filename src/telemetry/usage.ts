@@ -48,7 +48,8 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
  * Counts tokens the way OpenAI bills a chat completion, approximately: per message 3 tokens
  * plus its role, content and name (`name` costs 1 more), plus 3 for the reply priming; the
  * completion text as is. Text parts and tool calls (name and arguments) are counted; images,
- * audio and the request's `tools` definitions are not, so input is a lower bound.
+ * audio and the request's `tools` definitions are not, so input is a lower bound. A text
+ * over MAX_EXACT_CHARS is counted on a sample (`sampledCount`).
  *
  * @param requestMessages the `messages` array as sent upstream (anything else counts 0)
  * @param model picks the encoding: o200k_base for gpt-4o, gpt-4.1, gpt-4.5, gpt-5 and the
@@ -57,7 +58,7 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
 export function estimateUsage(requestMessages: unknown, completionText: string, model: string | undefined): Usage {
   // Special tokens such as `<|endoftext|>` in user text count as text.
   const counter = tokenCounter(encodingFor(model));
-  const tokens = (text: string) => (text ? counter.count(text) : 0);
+  const tokens = (text: string) => (text.length <= MAX_EXACT_CHARS ? counter.count(text) : sampledCount(counter, text));
   let input = 0;
   if (Array.isArray(requestMessages)) {
     for (const message of requestMessages) {
@@ -74,6 +75,17 @@ export function estimateUsage(requestMessages: unknown, completionText: string, 
     input += REPLY_PRIMING_TOKENS;
   }
   return { inputTokens: input, outputTokens: tokens(completionText), cachedInputTokens: 0, reasoningTokens: 0, estimated: true };
+}
+
+/**
+ * Texts up to this many characters are counted exactly; a longer one (a 64 MB answer
+ * without usage) is counted on its first MAX_EXACT_CHARS and scaled by length, so an
+ * estimate never blocks the gateway for seconds.
+ */
+const MAX_EXACT_CHARS = 1 << 20;
+
+function sampledCount(counter: { count(text: string): number }, text: string): number {
+  return Math.round(counter.count(text.slice(0, MAX_EXACT_CHARS)) * (text.length / MAX_EXACT_CHARS));
 }
 
 /** The tiktoken encoding of a model family (OpenAI's `tiktoken/model.py` mapping). */

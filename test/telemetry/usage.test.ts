@@ -85,6 +85,19 @@ describe('estimateUsage', () => {
     expect(estimateUsage(undefined, 'abc', 'gpt-4o').inputTokens).toBe(0);
   });
 
+  // Regression: a 64 MB answer without usage was counted whole, blocking the gateway for seconds.
+  it('counts a text over 1 Mi characters on its first 1 Mi, scaled by length (within 1% of exact)', { timeout: 30_000 }, () => {
+    const sentence = 'The parcel left our warehouse on Monday and should arrive within three working days. ';
+    const text = sentence.repeat(Math.ceil((2 << 20) / sentence.length)); // ~2 Mi characters
+    const exact = countO200k(text);
+    const estimated = estimateUsage([], text, 'gpt-4o').outputTokens;
+    expect(Math.abs(estimated - exact) / exact).toBeLessThan(0.01);
+    // Only the sample is read: text after it with another density does not move the count.
+    const sample = text.slice(0, 1 << 20);
+    const mixed = sample + '\n'.repeat(1 << 20);
+    expect(estimateUsage([], mixed, 'gpt-4o').outputTokens).toBe(2 * countO200k(sample));
+  });
+
   it('counts special-token text as text instead of throwing', () => {
     expect(() => estimateUsage([{ role: 'user', content: 'say <|endoftext|> now' }], '<|im_end|>', 'gpt-4o')).not.toThrow();
     expect(estimateUsage([], '<|endoftext|>', 'gpt-4o').outputTokens).toBeGreaterThan(1);
