@@ -125,9 +125,10 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
 
   /**
    * Runs one builder once its dependencies are done: at once when it needs no waiting (a
-   * builder without I/O, a fresh cache entry), else as a promise.
+   * builder without I/O, a fresh cache entry), else as a promise. `late`: building is over,
+   * so a builder that would have to wait is skipped for that reason instead.
    */
-  const run = (b: Builder, deps: readonly Outcome[]): Outcome | Promise<Outcome> => {
+  const run = (b: Builder, deps: readonly Outcome[], late?: string): Outcome | Promise<Outcome> => {
     const span = startSpan(b);
     const t0 = performance.now();
     const report: BuilderReport = { name: b.name, kind: b.kind, status: 'ok', ms: 0, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
@@ -156,6 +157,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     } catch (err) {
       return done(failure(report, err));
     }
+    if (late) return done(fail(report, 'skipped', late));
     const { key, produce: source } = p;
     return (async () => {
       try {
@@ -171,6 +173,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
         }
         return done(screen(b, report, output));
       } catch (err) {
+        if (cache) report.cache = 'miss';
         return done(failure(report, err));
       }
     })();
@@ -209,15 +212,22 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   } else if (o.signal?.aborted) {
     why = ABORTED;
   }
-  closed = true;
 
   const lateReason = why === 'deadline' ? 'deadline' : why === ABORTED ? 'aborted' : 'cancelled';
   for (const b of recipe.run) {
     if (outcomes.has(b.name)) continue;
+    // A builder that never started was waiting for late dependencies (recipe.run lists them
+    // first, so they have their outcome by now). When it answers at once (rules, a fresh
+    // cache entry) it still runs and sees nothing where they are, as after a failure.
+    if (!spans.has(b.name) && why !== ABORTED) {
+      run(b, b.dependsOn.map((d) => outcomes.get(d)!), lateReason);
+      continue;
+    }
     const report: BuilderReport = { name: b.name, kind: b.kind, status: 'skipped', reason: lateReason, ms: performance.now() - started, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
     // A late builder's span ends now; its work goes on and may still fill the cache.
     outcomes.set(b.name, { report, span: startSpan(b), endedAt: Date.now() });
   }
+  closed = true;
 
   // Budget over the recipe's outputs; dependencies not in `use` are inputs only.
   const inUse = recipe.use.map((name) => outcomes.get(name)!).filter((x) => x !== undefined);

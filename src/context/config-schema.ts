@@ -7,6 +7,7 @@
  * builder reading another builder, cycles) are checked in `compile.ts`.
  */
 import { z } from 'zod';
+import { FIELD_VALUE } from './paths.js';
 
 /** Builder names become render variables (`{{customer.tier}}`), so they are identifiers. */
 export const BUILDER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -85,7 +86,13 @@ export const historyBuilderSchema = z.strictObject({
   include_current: z.boolean().default(false),
 });
 
-const headersSchema = z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name'), z.string()).default({});
+/** Values HTTP cannot carry (RFC 9110 §5.5) fail here, not as `unreachable` on every call. */
+const headersSchema = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name'),
+    z.string().regex(FIELD_VALUE, 'expected a header value of printable ASCII or Latin-1 text, without control characters'),
+  )
+  .default({});
 
 export const httpBuilderSchema = z.strictObject({
   ...common,

@@ -52,7 +52,8 @@ export function templateRoots(t: StringTemplate): string[] {
 }
 
 /**
- * Fills the placeholders from `scope` (headers, body strings; URLs use `fillUrlTemplate`).
+ * Fills the placeholders from `scope` (body strings, search headers; URLs use
+ * `fillUrlTemplate`, http builder headers `fillHeaderTemplate`).
  * Returns `{ missing }` naming the first placeholder with no value (undefined, null or "");
  * objects are not valid values.
  */
@@ -73,6 +74,20 @@ function fill<T extends StringTemplate>(t: T, scope: unknown, encode: (value: st
 }
 
 const asIs = (value: string): string => value;
+
+/** RFC 9110 §5.5: a field value is visible ASCII, obs-text (0x80-0xFF), spaces and tabs; never CR, LF or NUL. */
+export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Fills a header template. `{ missing }` as for `fillTemplate`, and also for a value that
+ * cannot be sent as a header value (CR/LF, characters beyond Latin-1): the call is skipped
+ * rather than refused by the HTTP client as if the service were unreachable.
+ */
+export function fillHeaderTemplate(t: StringTemplate, scope: unknown): { text: string } | { missing: string } {
+  return fill(t, scope, headerValue);
+}
+
+const headerValue = (value: string): string | undefined => (FIELD_VALUE.test(value) ? value : undefined);
 
 /**
  * A URL template: placeholders in the path, query or fragment only, so a request can never

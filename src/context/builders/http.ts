@@ -14,16 +14,18 @@
  * Placeholders read `user_id`, the template variables and other builders' outputs (which
  * makes those builders dependencies). A placeholder with no value skips the builder
  * (`missing_input`), and so does a value that would leave its path segment (`.`, `..`); no
- * placeholder may stand in the scheme or host. The cache key is the method, the filled URL,
- * the headers that have placeholders and the body; fixed headers (tokens) are not part of
- * it. The answer is untrusted text: its strings are scanned for injection.
+ * placeholder may stand in the scheme or host. A header value that HTTP cannot carry (CR/LF,
+ * text beyond Latin-1) skips the builder too, rather than failing as `unreachable`. The
+ * cache key is the method, the filled URL, the headers that have placeholders and the body;
+ * fixed headers (tokens) are not part of it. The answer is untrusted text: its strings are
+ * scanned for injection.
  */
 import type { HttpBuilderConfig } from '../config-schema.js';
 import { fetchJson, ContextSourceError } from '../fetch-json.js';
 import {
   bodyTemplateRoots,
   fillBody,
-  fillTemplate,
+  fillHeaderTemplate,
   fillUrlTemplate,
   getPath,
   parseBodyTemplate,
@@ -85,7 +87,7 @@ export class HttpBuilder implements Builder {
     // Headers filled from the request (`x-customer-id: {{user_id}}`) choose the answer as the URL does.
     let filledHeaders = '';
     for (const [name, t] of this.#headers) {
-      const v = fillTemplate(t, input.scope);
+      const v = fillHeaderTemplate(t, input.scope);
       if ('missing' in v) return { missing: v.missing };
       headers[name] = v.text;
       if (t.paths.length > 0) filledHeaders += `\n${name}: ${v.text}`;

@@ -42,6 +42,13 @@ import { commonSettings, deepFreeze, type BuilderContext } from './common.js';
 /** Per-turn framing tokens besides the passage text (title, separators). */
 const TOKENS_PER_PASSAGE = 4;
 
+/**
+ * The query is at most this much of the message (about 500 tokens, far more than a
+ * question): the search runs on the event loop in time that grows with the query, and a
+ * message can be megabytes (a 2 MB one took seconds). It also bounds cache keys.
+ */
+const MAX_QUERY_CHARS = 2000;
+
 interface RemoteSearch {
   readonly method: 'GET' | 'POST';
   readonly url: UrlTemplate;
@@ -97,7 +104,7 @@ export class KnowledgeBuilder implements Builder {
   }
 
   plan(input: BuildInput): BuildPlan {
-    const query = input.query.trim();
+    const query = queryOf(input.query);
     if (query === '') return { missing: 'query' };
     const topK = input.topK ?? this.topK;
     return { key: `${topK}\u0000${query}`, produce: (signal) => this.retrieve(query, topK, signal, input) };
@@ -127,6 +134,16 @@ export class KnowledgeBuilder implements Builder {
     );
     return Object.freeze({ shape: 'items', items: Object.freeze(items), trimFrom: 'end' });
   }
+}
+
+/** The message trimmed and cut to `MAX_QUERY_CHARS`, never inside a surrogate pair. */
+function queryOf(message: string): string {
+  let query = message.trim();
+  if (query.length > MAX_QUERY_CHARS) {
+    const end = /[\uD800-\uDBFF]/.test(query[MAX_QUERY_CHARS - 1]) ? MAX_QUERY_CHARS - 1 : MAX_QUERY_CHARS;
+    query = query.slice(0, end).trimEnd();
+  }
+  return query;
 }
 
 /** Both lists normalised by their best score, best first, `topK` kept. */
