@@ -7,6 +7,9 @@ import type { RuntimeConfig } from './config/compile.js';
 import { CircuitBreaker } from './proxy/breaker.js';
 import { createUpstream, type Upstream } from './proxy/upstream.js';
 
+/** The longest delay setTimeout takes (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface Runtime {
   readonly config: RuntimeConfig;
   readonly upstreams: ReadonlyMap<string, Upstream>;
@@ -31,19 +34,23 @@ export class RuntimeHolder {
 
   /**
    * Swaps in a new config. Upstream clients whose settings did not change are reused;
-   * replaced ones are closed after `graceMs` so requests in flight on them can finish.
+   * replaced ones are closed after `graceMs`, and not before the old config's longest
+   * `total_ms`: a request in flight may still start a retry or fallback on them until its
+   * deadline (a closed pool would refuse it). Closing waits for requests still running.
    */
   apply(config: RuntimeConfig, graceMs = 30_000): Runtime {
     const previous = this.#current;
     const next = this.#build(config, previous.upstreams, previous.generation + 1);
     this.#current = next;
+    // Capped at setTimeout's limit (a larger delay would fire at once).
+    const retireMs = Math.min(MAX_TIMER_MS, Math.max(graceMs, ...[...previous.config.upstreams.values()].map((u) => u.config.timeout.total_ms)));
     for (const [name, up] of previous.upstreams) {
       if (next.upstreams.get(name) === up) continue;
       this.#retiring.add(up);
       setTimeout(() => {
         this.#retiring.delete(up);
         void up.close().catch(() => undefined);
-      }, graceMs).unref();
+      }, retireMs).unref();
     }
     return next;
   }

@@ -74,6 +74,8 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
     issues.push({ path: `${name} (line ${pos.line})`, message: maskSubstituted(e.message.split('\n')[0], values) });
   }
   if (doc.errors.length > 0) throw new ConfigError(issues);
+  // Nothing but blanks and comments: what a file caught mid-write (truncated) reads as.
+  if (doc.contents === null) throw new ConfigError([...issues, { path: name, message: 'the file is empty' }]);
 
   let data: unknown;
   try {

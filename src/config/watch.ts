@@ -6,7 +6,7 @@
  * replaces the old one, and an invalid config is rejected with one log line while the old
  * one keeps serving.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './load.js';
 import type { RuntimeConfig } from './compile.js';
@@ -22,7 +22,8 @@ export interface ConfigWatcherOptions {
 }
 
 export class ConfigWatcher {
-  #watchers = new Map<string, FSWatcher>();
+  /** Per directory: its watcher and the identity of the directory it watches (see `identityOf`). */
+  #watchers = new Map<string, { watcher: FSWatcher; identity: string }>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -46,7 +47,7 @@ export class ConfigWatcher {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
-    for (const w of this.#watchers.values()) w.close();
+    for (const { watcher } of this.#watchers.values()) watcher.close();
     this.#watchers.clear();
   }
 
@@ -60,24 +61,40 @@ export class ConfigWatcher {
   #sync(): void {
     if (this.#closed) return;
     const dirs = new Set([path.dirname(path.resolve(this.options.file)), ...(this.options.extraDirs?.() ?? []).map((d) => path.resolve(d))]);
-    for (const [dir, w] of this.#watchers) {
-      if (!dirs.has(dir)) {
-        w.close();
+    for (const [dir, { watcher, identity }] of this.#watchers) {
+      // A directory deleted (or replaced) leaves a watcher on the old inode that never fires again.
+      if (!dirs.has(dir) || identityOf(dir) !== identity) {
+        watcher.close();
         this.#watchers.delete(dir);
       }
     }
     for (const dir of dirs) {
       if (this.#watchers.has(dir)) continue;
+      const identity = identityOf(dir);
+      if (identity === undefined) continue; // A directory that does not exist (yet) is not watched; the next reload retries.
       try {
-        const w = watch(dir, { persistent: false }, this.#schedule);
-        w.on('error', () => {
-          w.close();
-          this.#watchers.delete(dir);
+        const watcher = watch(dir, { persistent: false }, this.#schedule);
+        watcher.on('error', () => {
+          watcher.close();
+          if (this.#watchers.get(dir)?.watcher === watcher) this.#watchers.delete(dir);
         });
-        this.#watchers.set(dir, w);
+        this.#watchers.set(dir, { watcher, identity });
       } catch {
-        // A directory that does not exist (yet) is not watched; the next reload retries.
+        // Gone between the stat and the watch: as above.
       }
     }
+  }
+}
+
+/**
+ * Which directory `dir` names now (symlinks followed): device, inode and birth time, since a
+ * directory recreated at once may get the freed inode number back. Undefined when missing.
+ */
+function identityOf(dir: string): string | undefined {
+  try {
+    const s = statSync(dir);
+    return `${s.dev}:${s.ino}:${s.birthtimeMs}`;
+  } catch {
+    return undefined;
   }
 }

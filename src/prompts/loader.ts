@@ -70,6 +70,11 @@ export function loadTemplateFile(file: string, shown: string, issues: ConfigIssu
     }
     return undefined;
   }
+  // Nothing but blanks and comments: a file caught mid-write reads as empty.
+  if (doc.contents === null) {
+    issues.push({ path: shown, message: 'the file is empty' });
+    return undefined;
+  }
   let data: unknown;
   try {
     data = doc.toJS() ?? {};
