@@ -133,16 +133,34 @@ export function referencedValues(text: string, env: Record<string, string | unde
 }
 
 /**
- * `message` with each word that is part of a substituted value, or holds one, shown as
- * `***`. YAML's messages quote the source (`Unexpected scalar token in YAML stream:
- * "sk-..."`, `Unresolved alias ...: sk-...`), and the source holds the values of `${VAR}`s,
- * API keys among them. Values and words under 4 characters are left alone.
+ * `message` with each substituted value, and each word that shares 4 or more characters
+ * with one (inside it, holding it, or overlapping its start or end), shown as `***`. YAML's
+ * messages quote the source (`Unexpected scalar token in YAML stream: "sk-..."`,
+ * `Unresolved alias ...: sk-...`), and the source holds the values of `${VAR}`s, API keys
+ * among them; a token may hold part of a value and the text next to it (`sk-...}`), and
+ * `JSON.stringify` quotes it with escapes (a backslash doubled). Values under 4 characters
+ * are left alone.
  *
  * @example
  * maskSubstituted('Block scalar header includes extra characters: |sk-abc', ['|sk-abc']) // '... characters: ***'
  */
 export function maskSubstituted(message: string, values: readonly string[]): string {
-  const long = values.filter((v) => v.length >= 4);
+  // As the source holds each value, and as JSON.stringify quotes it.
+  const long = values.flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]).filter((v) => v.length >= MIN_MASKED);
   if (long.length === 0) return message;
-  return message.replace(/[^\s"]{4,}/g, (word) => (long.some((v) => v.includes(word) || word.includes(v)) ? '***' : word));
+  let out = message;
+  for (const v of long) out = out.split(v).join(MASK); // a value with spaces or quotes is more than one word
+  return out.replace(/[^\s"]{4,}/g, (word) => (word.includes(MASK) || long.some((v) => overlaps(word, v)) ? MASK : word));
+}
+
+const MASK = '***';
+const MIN_MASKED = 4;
+
+/** `word` and `value` share MIN_MASKED or more characters: one holds the other, or `word` starts with the end of `value` or ends with its start. */
+function overlaps(word: string, value: string): boolean {
+  if (value.includes(word) || word.includes(value)) return true;
+  for (let n = MIN_MASKED; n < Math.min(word.length, value.length); n++) {
+    if (word.startsWith(value.slice(-n)) || word.endsWith(value.slice(0, n))) return true;
+  }
+  return false;
 }

@@ -14,8 +14,10 @@
  * The client gets the upstream's bytes unchanged; usage is read on the side, in bounded
  * memory. Nothing is estimated: an answer whose usage cannot be read (an error status, not
  * JSON, a content coding, a body or stream cut short, no usage in it) is accounted as any
- * pass-through answer (status, latency).
+ * pass-through answer (status, latency). A body cut short before anything went to the
+ * client (while read for the cost header) is a gateway error, as on the chat route.
  */
+import { GatewayError, shuttingDownError } from '../errors.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { usageFromOpenAI } from '../telemetry/usage.js';
 import { priceUsage } from './accounting.js';
@@ -125,18 +127,21 @@ function account(o: MeterOptions, read: Record<string, unknown> | undefined): nu
   return priceUsage(o.exchange, o.upstream);
 }
 
-/** The first chunks of a body: all of it (`done`), up to HEADER_WAIT_BYTES, or up to a read error. */
+/** The first chunks of a body: all of it (`done`) or up to HEADER_WAIT_BYTES. */
 interface Head {
   chunks: Uint8Array[];
   done: boolean;
-  failed: boolean;
-  error?: unknown;
 }
 
-const NOTHING_READ: Head = Object.freeze({ chunks: [], done: false, failed: false }) as Head;
+const NOTHING_READ: Head = Object.freeze({ chunks: [], done: false }) as Head;
 
+/**
+ * Reads the head of a non-stream answer. Nothing has gone to the client yet, so a read that
+ * fails is answered as on the chat route (`readAll`): 502 `upstream_error`, 504
+ * `upstream_timeout`, 503 `shutting_down`, or a client abort.
+ */
 async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFields, exchange: Exchange): Promise<Head> {
-  const head: Head = { chunks: [], done: false, failed: false };
+  const head: Head = { chunks: [], done: false };
   let bytes = 0;
   try {
     while (bytes <= HEADER_WAIT_BYTES) {
@@ -149,11 +154,10 @@ async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFie
       head.chunks.push(value);
       bytes += value.byteLength;
     }
-  } catch (err) {
+  } catch {
     if (exchange.clientGone) throw new ClientGoneError();
-    // Relayed after the bytes read, as before: the client's body is cut there.
-    head.failed = true;
-    head.error = err;
+    if (exchange.shuttingDown) throw shuttingDownError();
+    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
   }
   return head;
 }
@@ -167,7 +171,6 @@ async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, onChunk
   let ended = head.done;
   try {
     yield* head.chunks;
-    if (head.failed) throw head.error;
     if (head.done) return;
     for (;;) {
       const { value, done } = await iterator.next();
