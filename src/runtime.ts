@@ -4,11 +4,10 @@
  * request mid-flight; new requests see the new runtime atomically.
  */
 import type { RuntimeConfig } from './config/compile.js';
+import { MAX_TIMER_MS } from './config/ms.js';
 import { CircuitBreaker } from './proxy/breaker.js';
 import { createUpstream, type Upstream } from './proxy/upstream.js';
 
-/** The longest delay setTimeout takes (about 24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface Runtime {
   readonly config: RuntimeConfig;

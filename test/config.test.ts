@@ -96,6 +96,23 @@ routing: {default: [a, nope]}
     expect(issuesOf('upstreams: [\n')[0]).toMatch(/^gateway\.config\.yaml \(line \d+\)/);
   });
 
+  // Regression: setTimeout fires after 1 ms for more than 2^31-1 ms, so total_ms: 3000000000 aborted every request at once.
+  it('rejects durations longer than a Node timer can wait, naming the path', () => {
+    const issues = issuesOf(`
+server: {drain_timeout_ms: 2147483648}
+upstreams:
+  - name: a
+    base_url: http://127.0.0.1:9/v1
+    timeout: {total_ms: 3000000000}
+routing: {default: [a]}
+context: {deadline_ms: 2147483647}
+`);
+    expect(issues).toEqual([
+      'gateway.config.yaml: server.drain_timeout_ms (line 2): at most 2147483647 ms (about 24.8 days)',
+      'gateway.config.yaml: upstreams[0].timeout.total_ms (line 6): at most 2147483647 ms (about 24.8 days)',
+    ]);
+  });
+
   it('rejects upstream headers that can never be sent (instead of answering every request 503)', () => {
     const issues = issuesOf(`
 upstreams:

@@ -8,13 +8,13 @@
  * `.default(x)` would return `x` as is.
  */
 import { z } from 'zod';
+import { MAX_TIMER_MS, nonNegativeMs, positiveMs } from './ms.js';
 import { contextConfigSchema } from '../context/config-schema.js';
 import { guardSchema } from '../guard/config-schema.js';
 import { identitySchema, templatesSchema, bindingSchema, experimentSchema } from '../prompts/config-schema.js';
 import { telemetrySchema, pricingSchema } from '../telemetry/config-schema.js';
 
 const port = z.number().int().min(0).max(65535);
-const positiveMs = z.number().int().positive();
 
 // RFC 9110 §5.1 (a field name is a token) and §5.5 (field values): undici refuses anything
 // else on every request, so such a header is a config error, not an unreachable upstream.
@@ -39,7 +39,7 @@ export const serverSchema = z.strictObject({
   port: port.default(8080),
   host: z.string().min(1).default('0.0.0.0'),
   max_body_bytes: z.number().int().positive().default(4 * 1024 * 1024),
-  drain_timeout_ms: z.number().int().nonnegative().default(25_000),
+  drain_timeout_ms: nonNegativeMs().default(25_000),
 });
 
 export const adminSchema = z.strictObject({
@@ -48,33 +48,33 @@ export const adminSchema = z.strictObject({
 });
 
 export const timeoutSchema = z.strictObject({
-  connect_ms: positiveMs.default(5_000),
-  first_byte_ms: positiveMs.default(60_000),
-  idle_ms: positiveMs.default(30_000),
-  total_ms: positiveMs.default(600_000),
+  connect_ms: positiveMs().default(5_000),
+  first_byte_ms: positiveMs().default(60_000),
+  idle_ms: positiveMs().default(30_000),
+  total_ms: positiveMs().default(600_000),
 });
 
 export const retrySchema = z.strictObject({
   /** Retries after the first try (0 = no retry). */
   attempts: z.number().int().min(0).max(10).default(2),
   on_status: z.array(z.number().int().min(400).max(599)).default([429, 500, 502, 503, 504]),
-  backoff_ms: positiveMs.default(200),
-  max_backoff_ms: positiveMs.default(5_000),
+  backoff_ms: positiveMs().default(200),
+  max_backoff_ms: positiveMs().default(5_000),
   /** A `retry-after` longer than this is not waited for; the error goes to the client. */
-  max_retry_after_ms: positiveMs.default(10_000),
+  max_retry_after_ms: positiveMs().default(10_000),
 });
 
 export const breakerSchema = z.strictObject({
   /** Consecutive failures that open the breaker; 0 disables it. */
   failures: z.number().int().min(0).default(5),
-  cooldown_ms: positiveMs.default(30_000),
+  cooldown_ms: positiveMs().default(30_000),
 });
 
 export const simulateSchema = z.strictObject({
-  latency_ms: z.number().nonnegative().default(20),
+  latency_ms: z.number().nonnegative().max(MAX_TIMER_MS).default(20),
   chunks: z.number().int().positive().default(16),
   /** Delay between stream chunks; defaults to latency_ms / chunks. */
-  chunk_interval_ms: z.number().nonnegative().optional(),
+  chunk_interval_ms: z.number().nonnegative().max(MAX_TIMER_MS).optional(),
   model: z.string().min(1).default('promptgate-simulator'),
 });
 

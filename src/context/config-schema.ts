@@ -7,21 +7,21 @@
  * builder reading another builder, cycles) are checked in `compile.ts`.
  */
 import { z } from 'zod';
+import { nonNegativeMs, positiveMs } from '../config/ms.js';
 import { FIELD_VALUE } from './paths.js';
 
 /** Builder names become render variables (`{{customer.tier}}`), so they are identifiers. */
 export const BUILDER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const builderName = z.string().regex(BUILDER_NAME, 'expected a name of letters, digits and "_" (it becomes a template variable)');
-const positiveMs = z.number().int().positive();
 
 export const cacheSchema = z.strictObject({
   /** A fresh entry is served without calling the source. */
-  ttl_ms: positiveMs,
+  ttl_ms: positiveMs(),
   max_entries: z.number().int().positive().default(1000),
   /** After `ttl_ms`, an entry is still served for this long while one refresh runs in the background. */
-  stale_while_revalidate_ms: z.number().int().nonnegative().default(0),
+  stale_while_revalidate_ms: nonNegativeMs().default(0),
   /** After `ttl_ms`, an entry is served for this long when the refresh fails. */
-  stale_if_error_ms: z.number().int().nonnegative().default(0),
+  stale_if_error_ms: nonNegativeMs().default(0),
 });
 
 const common = {
@@ -29,7 +29,7 @@ const common = {
   /** A required builder that fails fails the request (424 context_unavailable); others are skipped. */
   required: z.boolean().default(false),
   /** Per-builder time limit; defaults to the context `deadline_ms`. */
-  timeout_ms: positiveMs.optional(),
+  timeout_ms: positiveMs().optional(),
   /** Budget trimming: the lowest priority shrinks first. Defaults by kind: rules 100, http 80, knowledge 50, history 40. */
   priority: z.number().int().optional(),
 };
@@ -128,7 +128,7 @@ export const knowledgeHttpSchema = z.strictObject({
       source: z.string().default('source'),
     })
     .prefault({}),
-  timeout_ms: positiveMs.optional(),
+  timeout_ms: positiveMs().optional(),
   max_bytes: z.number().int().positive().default(1024 * 1024),
 });
 
@@ -154,7 +154,7 @@ export const builderSchema = z.discriminatedUnion('kind', [rulesBuilderSchema, h
 
 export const contextConfigSchema = z.strictObject({
   /** Overall time the builders of one request get; what is not ready by then is skipped. */
-  deadline_ms: positiveMs.default(150),
+  deadline_ms: positiveMs().default(150),
   builders: z.array(builderSchema).default([]),
 });
 
