@@ -32,6 +32,8 @@ export interface CacheOptions {
   now?: () => number;
   /** Called once per lookup with its result (metrics). */
   onResult?: (result: CacheResult) => void;
+  /** Called when a call to the source fails, whether or not a stale entry is served (metrics). */
+  onError?: (err: unknown) => void;
 }
 
 interface Entry<V> {
@@ -46,12 +48,14 @@ export class ContextCache<V extends {}> {
   readonly #inflight = new Map<string, Promise<V>>();
   readonly #now: () => number;
   readonly #onResult: ((result: CacheResult) => void) | undefined;
+  readonly #onError: ((err: unknown) => void) | undefined;
 
   constructor(settings: Readonly<CacheConfig>, options: CacheOptions = {}) {
     this.settings = settings;
     this.#lru = new LRUCache({ max: settings.max_entries });
     this.#now = options.now ?? (() => performance.now());
     this.#onResult = options.onResult;
+    this.#onError = options.onError;
   }
 
   /** Entries held (fresh or not). */
@@ -124,6 +128,7 @@ export class ContextCache<V extends {}> {
         return value;
       } catch (err) {
         this.counts.errors++;
+        this.#onError?.(err);
         throw err;
       } finally {
         this.#inflight.delete(key);

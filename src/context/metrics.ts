@@ -16,12 +16,18 @@ export interface ContextMetrics {
   cacheResult(builder: string, result: CacheResult): void;
   /** A builder that failed or was skipped for a reason other than missing input. */
   failure(builder: string, reason: string): void;
+  /**
+   * A call to a cached builder's source that failed: also one a stale entry covered
+   * (`stale_if_error`) and a background refresh, which no request sees fail.
+   */
+  sourceError(builder: string, reason: string): void;
 }
 
 /**
  * Creates `promptgate_context_build_duration_seconds{builder,kind,outcome}`,
- * `promptgate_context_cache_total{builder,result}` and
- * `promptgate_context_failures_total{builder,reason}` on `registry`.
+ * `promptgate_context_cache_total{builder,result}`,
+ * `promptgate_context_failures_total{builder,reason}` and
+ * `promptgate_context_source_errors_total{builder,reason}` on `registry`.
  *
  * @example
  * const metrics = createContextMetrics(gatewayMetrics.registry);
@@ -47,6 +53,12 @@ export function createContextMetrics(registry: Registry): ContextMetrics {
     labelNames: ['builder', 'reason'],
     registers,
   });
+  const sourceErrors = new Counter({
+    name: 'promptgate_context_source_errors_total',
+    help: 'Failed calls to a cached context source, by reason, including those a stale entry covered and background refreshes.',
+    labelNames: ['builder', 'reason'],
+    registers,
+  });
   // Every request records each of its builders: keep one series per label set (prom-series.ts).
   // Label values are bounded (builder names from the config, fixed sets), so the maps are.
   const builds = new Map<string, HistogramSeries>();
@@ -65,5 +77,6 @@ export function createContextMetrics(registry: Registry): ContextMetrics {
       series.inc(1);
     },
     failure: (builder, reason) => failures.inc({ builder, reason }),
+    sourceError: (builder, reason) => sourceErrors.inc({ builder, reason }),
   };
 }

@@ -12,6 +12,7 @@ import type { RuntimeConfig } from '../config/compile.js';
 import type { RequestRecord } from '../telemetry/types.js';
 import { BetaBandit } from './bandit.js';
 import { ContextCache } from './cache.js';
+import { ContextSourceError } from './fetch-json.js';
 import { createContextMetrics, type ContextMetrics } from './metrics.js';
 import type { Builder, BuilderOutput } from './types.js';
 import { screenOutput, type ScanOutcome } from './untrusted.js';
@@ -78,6 +79,7 @@ export class ContextRuntime {
     const cache = new ContextCache<BuilderOutput>(builder.cache, {
       now: this.#now,
       onResult: metrics ? (result) => metrics.cacheResult(builder.name, result) : undefined,
+      onError: metrics ? (err) => metrics.sourceError(builder.name, sourceErrorReason(err)) : undefined,
     });
     this.#caches.set(builder.name, { fingerprint: builder.fingerprint, cache });
     return cache;
@@ -197,4 +199,9 @@ export class ContextRuntime {
  */
 export function createContextRuntime(options: ContextRuntimeOptions = {}): ContextRuntime {
   return new ContextRuntime(options);
+}
+
+/** The reason label of a failed source call: the source's own (`http_5xx`, `timeout`, ...), else `error`. */
+function sourceErrorReason(err: unknown): string {
+  return err instanceof ContextSourceError ? err.reason : 'error';
 }

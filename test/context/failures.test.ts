@@ -283,6 +283,36 @@ describe('the cache while the source fails', () => {
   });
 });
 
+describe('source failures a stale entry covers', () => {
+  // Regression: a source failing behind stale_if_error (or a failed background refresh) left
+  // no trace in the metrics, so operators could not see that their customer service was down.
+  it('are counted in promptgate_context_source_errors_total, though the request got its stale value', async () => {
+    let down = false;
+    svc.route(/^\/profile\//, (_req, res) => {
+      res.writeHead(down ? 503 : 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(down ? { error: 'x' } : { tier: 'gold' }));
+    });
+    let t = 0;
+    const registry = new Registry();
+    rt = new ContextRuntime({ now: () => t, registry });
+    const { plan } = makeContext(
+      { deadline_ms: 1000, builders: [http('customer', '/profile/{{user_id}}', { cache: { ttl_ms: 1000, stale_while_revalidate_ms: 1000, stale_if_error_ms: 10_000 } })] },
+      { use: ['customer'] },
+    );
+    const build = () => buildContext(rt!, plan, { messages: [], userId: 'alice', variables: {} });
+    await build();
+    down = true;
+    t = 1500; // within stale_while_revalidate: served stale, refreshed in the background (fails)
+    expect((await build()).report.builders[0]).toMatchObject({ status: 'stale' });
+    await sleep(50);
+    t = 2500; // past it, within stale_if_error: the call fails, the stale value is served
+    expect((await build()).report.builders[0]).toMatchObject({ status: 'stale', cache: 'stale' });
+    const text = await registry.getSingleMetricAsString('promptgate_context_source_errors_total');
+    expect(text).toContain('promptgate_context_source_errors_total{builder="customer",reason="http_5xx"} 2');
+    expect(await registry.getSingleMetricAsString('promptgate_context_failures_total')).not.toContain('builder="customer"');
+  });
+});
+
 describe('a dependency that misses the deadline', () => {
   const config = (required: boolean) => ({
     deadline_ms: 100,
