@@ -101,6 +101,17 @@ export class ContextCache<V extends {}> {
     return entry.value;
   }
 
+  /**
+   * The value a failed call would let `get` serve now (within `stale_if_error` of its TTL),
+   * else undefined; nothing counted. For a request whose deadline came before the source
+   * answered.
+   */
+  staleIfError(key: string): V | undefined {
+    const entry = this.#lru.peek(key);
+    if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms + this.settings.stale_if_error_ms) return undefined;
+    return entry.value;
+  }
+
   /** Drops every entry (in-flight calls still complete and store their result). */
   clear(): void {
     this.#lru.clear();

@@ -313,6 +313,35 @@ describe('source failures a stale entry covers', () => {
   });
 });
 
+describe('a cached source that is late at the deadline', () => {
+  // Regression: with timeout_ms above deadline_ms, a hanging source left the request with
+  // nothing at the deadline although stale_if_error allowed serving the entry it had.
+  it('serves the entry stale_if_error allows, marked stale for reason deadline; beyond that window it is skipped', async () => {
+    let hang = false;
+    svc.route(/^\/profile\//, async (_req, res) => {
+      if (hang) await sleep(600);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ tier: 'gold' }));
+    });
+    let t = 0;
+    rt = new ContextRuntime({ now: () => t });
+    const { plan } = makeContext(
+      { deadline_ms: 100, builders: [http('customer', '/profile/{{user_id}}', { timeout_ms: 1000, cache: { ttl_ms: 1000, stale_if_error_ms: 10_000 } })] },
+      { use: ['customer'] },
+    );
+    const build = () => buildContext(rt!, plan, { messages: [], userId: 'alice', variables: {} });
+    await build();
+    hang = true;
+    t = 5000;
+    const late = await build();
+    expect(late.report.builders[0]).toMatchObject({ status: 'stale', cache: 'stale', reason: 'deadline' });
+    expect(late.variables.customer).toEqual({ tier: 'gold' });
+    expect(late.report.skipped).toEqual([]);
+    t = 20_000; // past ttl + stale_if_error: nothing to stand in
+    expect((await build()).report.builders[0]).toMatchObject({ status: 'skipped', reason: 'deadline' });
+  });
+});
+
 describe('a dependency that misses the deadline', () => {
   const config = (required: boolean) => ({
     deadline_ms: 100,
