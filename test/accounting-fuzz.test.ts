@@ -441,6 +441,8 @@ interface Expected {
   upstream: string;
   provider: string;
   attempts: number;
+  /** Attempts per upstream tried. */
+  attemptsBy?: Partial<Record<UpstreamName, number>>;
   stream: boolean;
   /** The label's model (the request's). */
   model: string;
@@ -486,6 +488,7 @@ function expectedOf(plan: Plan): Expected {
   const base = { stream: plan.stream, model: plan.model };
   if (plan.invalid) return { ...base, stream: false, model: '', status: 400, outcome: 'error', errorType: 'invalid_request', upstream: '', provider: '', attempts: 0, code: 'invalid_request' };
   let attempts = 0;
+  const attemptsBy: Partial<Record<UpstreamName, number>> = {};
   let lastFailure: 'connect' | 'timeout' | undefined;
   let upstream: UpstreamName = 'primary';
   const failed = (status: number, errorType: string, outcome: Expected['outcome'] = 'error', code?: string): Expected => ({
@@ -496,6 +499,7 @@ function expectedOf(plan: Plan): Expected {
     upstream,
     provider: PROVIDER[upstream],
     attempts,
+    attemptsBy: { ...attemptsBy },
     code,
   });
   for (let u = 0; u < ROUTE.length; u++) {
@@ -503,6 +507,7 @@ function expectedOf(plan: Plan): Expected {
     const isLast = u === ROUTE.length - 1;
     tries: for (let attempt = 0; attempt <= RETRIES[upstream]; attempt++) {
       attempts++;
+      attemptsBy[upstream] = (attemptsBy[upstream] ?? 0) + 1;
       const b = plan.attempts[upstream][attempt];
       switch (b.kind) {
         case 'hang':
@@ -522,7 +527,7 @@ function expectedOf(plan: Plan): Expected {
           continue;
         }
         case 'ok':
-          return answered(plan, upstream, attempts, b.answer);
+          return { ...answered(plan, upstream, attempts, b.answer), attemptsBy: { ...attemptsBy } };
       }
     }
   }
@@ -916,10 +921,12 @@ describe(`accounting fuzz (seed ${SEED.toString(16)}, ${N} requests)`, () => {
     expect(Math.abs(gotTotal - exactTotal) / ulp(exactTotal), `total ${gotTotal} vs exact ${usdText(totalUnits)}`).toBeLessThanOrEqual(priced);
     console.info(`accounting fuzz: ${priced} priced requests, exact total ${usdText(totalUnits)} USD, exported ${gotTotal}; worst series off by ${worstUlps.toFixed(1)} ulp`);
 
-    // promptgate_upstream_attempts_total: every attempt (first tries, retries, fallbacks),
-    // under the upstream that answered (the last one tried).
+    // promptgate_upstream_attempts_total: every attempt (first tries, retries), under the
+    // upstream it was made on (a fallback's attempts are its own).
     const attempts = new Map<string, number>();
-    for (const e of expected) if (e.attempts > 0) add(attempts, { upstream: e.upstream, gen_ai_provider_name: e.provider }, e.attempts);
+    for (const e of expected) {
+      for (const [u, n] of Object.entries(e.attemptsBy ?? {}) as Array<[UpstreamName, number]>) add(attempts, { upstream: u, gen_ai_provider_name: PROVIDER[u] }, n);
+    }
     expect(sorted(exported(m.select('promptgate_upstream_attempts_total')))).toEqual(sorted(attempts));
 
     // Histograms: one duration observation per request that reached an upstream; token

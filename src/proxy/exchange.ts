@@ -142,11 +142,19 @@ export class Exchange {
     };
   }
 
-  /** Records an upstream attempt (the last one tried is the one that answered). */
+  /**
+   * Records an upstream attempt (the last one tried is the one that answered); attempts on
+   * the upstreams tried before it are kept apart, so each upstream's attempts count as its own.
+   */
   noteAttempt(upstream: string, provider: string, attempts: number): void {
-    this.record.upstream = upstream;
-    this.record.provider = provider;
-    this.record.attempts = attempts;
+    const r = this.record;
+    if (r.upstream !== undefined && r.upstream !== upstream) {
+      const before = r.earlierAttempts?.reduce((n, e) => n + e.attempts, 0) ?? 0;
+      (r.earlierAttempts ??= []).push({ upstream: r.upstream, provider: r.provider ?? '', attempts: r.attempts - before });
+    }
+    r.upstream = upstream;
+    r.provider = provider;
+    r.attempts = attempts;
   }
 
   /**

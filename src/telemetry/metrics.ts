@@ -121,6 +121,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     return combo;
   }
 
+  /** Attempts on an upstream tried before the one that answered (a fallback). */
+  const attemptSeries = new Map<string, CounterSeries>();
+  function countAttempts(upstream: string, provider: string, n: number): void {
+    if (n <= 0) return;
+    const key = `${upstream}\u0000${provider}`;
+    let series = attemptSeries.get(key);
+    if (series === undefined) attemptSeries.set(key, (series = new CounterSeries(attempts, { upstream, gen_ai_provider_name: provider })));
+    series.inc(n);
+  }
+
   function observationSeries(experiment: string, variant: string, metric: string): ObservationSeries {
     const m = level(level(observationCache, experiment), variant);
     let series = m.get(metric) as ObservationSeries | undefined;
@@ -183,7 +193,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       grow();
     }
     req.inc(1);
-    if (r.attempts > 0) (combo.attempts ??= new CounterSeries(attempts, { upstream, gen_ai_provider_name: provider })).inc(r.attempts);
+    // Each upstream tried counts its own attempts (a fallback's are not the first upstream's).
+    let attemptsHere = r.attempts;
+    for (const e of r.earlierAttempts ?? []) {
+      attemptsHere -= e.attempts;
+      countAttempts(bounded.upstream.value(e.upstream), bounded.provider.value(e.provider), e.attempts);
+    }
+    if (attemptsHere > 0) (combo.attempts ??= new CounterSeries(attempts, { upstream, gen_ai_provider_name: provider })).inc(attemptsHere);
 
     const operation = OPERATIONS[r.route];
     if (operation !== undefined && r.attempts > 0) {

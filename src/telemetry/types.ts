@@ -35,7 +35,10 @@ export interface RequestRecord {
   responseModel?: string;
   responseId?: string;
   finishReasons?: string[];
+  /** Attempts in all, on every upstream tried (first tries, retries, fallbacks). */
   attempts: number;
+  /** Attempts on the upstreams tried before `upstream` (fallbacks), in order; `attempts` includes them. */
+  earlierAttempts?: Array<{ upstream: string; provider: string; attempts: number }>;
   usage?: Usage;
   /** USD; null when the model has no known price, undefined when not applicable. */
   costUsd?: number | null;

@@ -253,7 +253,9 @@ routing: {default: [primary, secondary]}
       expect(m.sum('promptgate_cost_usd_total')).toBeCloseTo(0.0000875, 15);
       expect(tokens(m, { upstream: 'secondary' })).toEqual({ input: 11, output: 6, cache_read: undefined, reasoning: undefined });
       expect(m.sum('promptgate_tokens_total', { upstream: 'primary' })).toBeUndefined();
-      expect(m.one('promptgate_upstream_attempts_total', { upstream: 'secondary' })).toBe(3); // 2 on primary + 1 on secondary
+      // Each upstream counts its own attempts (was: all 3 under secondary, the one that answered).
+      expect(m.one('promptgate_upstream_attempts_total', { upstream: 'primary' })).toBe(2);
+      expect(m.one('promptgate_upstream_attempts_total', { upstream: 'secondary' })).toBe(1);
       expect(m.sum('promptgate_requests_total')).toBe(1);
     } finally {
       await second.close();
