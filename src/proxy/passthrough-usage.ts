@@ -24,7 +24,7 @@ import { priceUsage } from './accounting.js';
 import type { Exchange } from './exchange.js';
 import { ClientGoneError } from './forward.js';
 import { TopLevelFields } from './json-fields.js';
-import { dataOf, EventFramer } from './sse-framing.js';
+import { dataOf, EventFramer, splitEvents } from './sse-framing.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 
 export type MeteredRoute = 'embeddings' | 'responses';
@@ -40,7 +40,6 @@ const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
 /** Cheap test before parsing an event: its text names a terminal event type. */
 const TERMINAL_TEXT = /"response\.(?:completed|incomplete|failed)"/;
-const EVENT_SEPARATOR = /\r\n\r\n|\n\n|\r\r/;
 
 /**
  * The metered route of a pass-through request, or undefined. Only the create calls are:
@@ -221,7 +220,9 @@ class ResponseEvents {
   #read(bytes: Uint8Array): void {
     const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
     if (!TERMINAL_TEXT.test(text)) return;
-    for (const event of text.split(EVENT_SEPARATOR)) {
+    const parts = splitEvents(text); // events at even indexes
+    for (let i = 0; i < parts.length; i += 2) {
+      const event = parts[i];
       if (!TERMINAL_TEXT.test(event)) continue;
       const data = dataOf(event);
       if (data === undefined) continue;

@@ -11,17 +11,99 @@ const CR = 0x0d;
 /** The most a single event may take by default (chat chunks are a few hundred bytes). */
 export const MAX_EVENT_BYTES = 16 << 20;
 
-/** Index just past the last event boundary (blank line) in `buf`, or -1. */
+/**
+ * Index just past the last event boundary (blank line) in `buf`, or -1; `buf` starts where
+ * an event starts. WHATWG SSE: CR LF, LF or CR end a line (CR LF is one line end, so
+ * `LF CR LF`, `CR CR LF` and `CR LF CR` end an event too).
+ */
 export function lastBoundary(buf: Uint8Array): number {
-  for (let i = buf.length - 1; i > 0; i--) {
-    if (buf[i] !== LF && buf[i] !== CR) continue;
-    // A blank line: LF LF, CR CR, or LF CR LF / CR LF CR LF.
-    const prev = buf[i - 1];
-    if (buf[i] === LF && prev === LF) return i + 1;
-    if (buf[i] === CR && prev === CR && buf[i + 1] !== LF) return i + 1;
-    if (buf[i] === LF && prev === CR && i >= 2 && buf[i - 2] === LF) return i + 1;
+  return scanLines(buf, { lineStart: true, afterCR: false });
+}
+
+/** Where a scan of a stream's bytes is: at a line's start, right after a CR. */
+interface LineState {
+  lineStart: boolean;
+  afterCR: boolean;
+}
+
+/**
+ * Scans `buf` on from `state` (updated); returns the index just past the last blank line in
+ * it, or -1. A blank line ended by a CR at the very end of `buf` ends the event there, so it
+ * goes without waiting for the next byte; an LF that then follows completes that CR LF and
+ * starts the next chunk (`splitEvents` callers see it as a lone leading LF).
+ */
+function scanLines(buf: Uint8Array, state: LineState): number {
+  let end = -1;
+  let { lineStart, afterCR } = state;
+  for (let i = 0; i < buf.length; i++) {
+    const b = buf[i];
+    if (b === LF) {
+      // The LF of a CR LF: the line end was counted at the CR (a blank line then ends here).
+      if (afterCR) {
+        if (end === i) end = i + 1;
+      } else if (lineStart) end = i + 1;
+      lineStart = true;
+      afterCR = false;
+    } else if (b === CR) {
+      if (lineStart) end = i + 1;
+      lineStart = true;
+      afterCR = true;
+    } else {
+      lineStart = false;
+      afterCR = false;
+    }
   }
-  return -1;
+  state.lineStart = lineStart;
+  state.afterCR = afterCR;
+  return end;
+}
+
+/**
+ * Complete events cut into `[event, line ends, event, line ends, ..., rest]` (the shape of
+ * `text.split(/(\n\n)/)`): each event's lines, then its last line end and the blank line.
+ * Two blank lines in a row make an empty event (`''`). `text` starts where an event starts.
+ */
+export function splitEvents(text: string): string[] {
+  // OpenAI-style upstreams use LF only: the blank line is the first LF LF.
+  if (!text.includes('\r')) return splitLf(text);
+  const parts: string[] = [];
+  let from = 0;
+  let contentEnd = 0;
+  let lineStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== LF && c !== CR) {
+      lineStart = false;
+      contentEnd = i + 1;
+      continue;
+    }
+    if (c === CR && text.charCodeAt(i + 1) === LF) i++;
+    if (lineStart) {
+      parts.push(text.slice(from, contentEnd), text.slice(contentEnd, i + 1));
+      from = contentEnd = i + 1;
+    }
+    lineStart = true;
+  }
+  parts.push(text.slice(from));
+  return parts;
+}
+
+function splitLf(text: string): string[] {
+  const parts: string[] = [];
+  let from = 0;
+  for (;;) {
+    if (text.charCodeAt(from) === LF) {
+      parts.push('', '\n'); // a blank line right after one: an empty event
+      from++;
+      continue;
+    }
+    const at = text.indexOf('\n\n', from);
+    if (at === -1) break;
+    parts.push(text.slice(from, at), '\n\n');
+    from = at + 2;
+  }
+  parts.push(text.slice(from));
+  return parts;
 }
 
 /** Thrown by `EventFramer.push` when an event grows past its limit without ending. */
@@ -34,8 +116,8 @@ export class SseEventTooLargeError extends Error {
 
 /**
  * Cuts a byte stream into complete events. Work is linear however the stream is split: a
- * partial event is kept as the chunks it came in and joined once, when it ends, and only a
- * new chunk (plus the 3 bytes before it) is searched for the blank line. One per stream.
+ * partial event is kept as the chunks it came in and joined once, when it ends, and each
+ * byte is looked at once (the line state carries over from chunk to chunk). One per stream.
  *
  * @example
  * const framer = new EventFramer();
@@ -46,6 +128,7 @@ export class SseEventTooLargeError extends Error {
 export class EventFramer {
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  readonly #state: LineState = { lineStart: true, afterCR: false };
 
   constructor(private readonly maxEventBytes = MAX_EVENT_BYTES) {}
 
@@ -54,11 +137,12 @@ export class EventFramer {
    * ends none. Throws `SseEventTooLargeError` when the partial event passes `maxEventBytes`.
    */
   push(chunk: Uint8Array): Uint8Array | undefined {
-    const end = this.#boundaryWith(chunk);
-    if (end < 0) {
+    const boundary = scanLines(chunk, this.#state);
+    if (boundary < 0) {
       this.#hold(chunk);
       return undefined;
     }
+    const end = this.#pendingBytes + boundary;
     const buf = this.#pendingBytes === 0 ? chunk : concat([...this.#pending, chunk], this.#pendingBytes + chunk.length);
     this.#pending = [];
     this.#pendingBytes = 0;
@@ -73,18 +157,6 @@ export class EventFramer {
     this.#pending = [];
     this.#pendingBytes = 0;
     return rest;
-  }
-
-  /**
-   * Index just past the last boundary in the held bytes + `chunk`, or -1. Only `chunk` and
-   * the 3 bytes before it are searched: a boundary inside the held bytes would have ended
-   * the event already.
-   */
-  #boundaryWith(chunk: Uint8Array): number {
-    if (this.#pendingBytes === 0) return lastBoundary(chunk);
-    const tail = tailOf(this.#pending, 3);
-    const end = lastBoundary(concat([tail, chunk], tail.length + chunk.length));
-    return end < 0 ? -1 : this.#pendingBytes - tail.length + end;
   }
 
   #hold(bytes: Uint8Array): void {
@@ -117,13 +189,4 @@ function concat(parts: Uint8Array[], length: number): Uint8Array {
     at += part.length;
   }
   return out;
-}
-
-/** The last `n` bytes of `parts` (fewer if they hold fewer). */
-function tailOf(parts: Uint8Array[], n: number): Uint8Array {
-  const bytes: number[] = [];
-  for (let p = parts.length - 1; p >= 0 && bytes.length < n; p--) {
-    for (let i = parts[p].length - 1; i >= 0 && bytes.length < n; i--) bytes.unshift(parts[p][i]);
-  }
-  return Uint8Array.from(bytes);
 }

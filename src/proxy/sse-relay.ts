@@ -13,7 +13,7 @@
  * (one endless line) ends the stream with an error event instead of filling memory.
  */
 import type { ServerResponse } from 'node:http';
-import { dataOf, EventFramer, MAX_EVENT_BYTES, SseEventTooLargeError } from './sse-framing.js';
+import { dataOf, EventFramer, MAX_EVENT_BYTES, SseEventTooLargeError, splitEvents } from './sse-framing.js';
 import { classifyTransportError } from './upstream.js';
 
 export { lastBoundary, SseEventTooLargeError } from './sse-framing.js';
@@ -61,16 +61,22 @@ export interface RelayOptions {
 
 const encoder = new TextEncoder();
 const MAX_KEPT_TEXT = 1 << 20;
-const SEPARATOR = /(\r\n\r\n|\n\n|\r\r)/;
 // RFC 8259 §2: whitespace may surround the name separator (Python's json.dumps writes `": `).
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 const FINISH_REASON = /"finish_reason"\s*:\s*"/;
-const SPACED_USAGE_NULL = /,\s*"usage"\s*:\s*null\s*(?=[,}])|"usage"\s*:\s*null\s*,\s*/;
+// JSON whitespace inside an event: spaces and tabs, and line ends between `data:` lines (a
+// multi-line `data` is joined by LF; the next line's `data:` prefix goes with its line end).
+const WS = String.raw`(?:[ \t]|(?:\r\n|\r|\n)data: ?)*`;
+const SPACED_USAGE_NULL = new RegExp(`,${WS}"usage"${WS}:${WS}null(?=${WS}[,}])|"usage"${WS}:${WS}null${WS},${WS}`);
 
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
   readonly summary: StreamSummary = { finishReasons: [], contentData: [], keptBytes: 0, sawDone: false };
   readonly #framer: EventFramer;
+  /** The last events sent ended with a CR (an LF may follow in the next chunk). */
+  #endedWithCR = false;
+  /** The last event was the dropped usage chunk. */
+  #droppedLast = false;
 
   constructor(
     private readonly stripUsageChunk: boolean,
@@ -95,11 +101,20 @@ export class SseScanner {
   }
 
   #inspect(bytes: Uint8Array): Uint8Array {
-    const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-    // Events and, at odd indexes, their separators. OpenAI-style upstreams use LF only:
-    // split by hand then; CR and CRLF line ends take the regex.
-    const parts = text.includes('\r') ? text.split(SEPARATOR) : splitLf(text);
+    let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
     let changed = false;
+    // The last events ended with a CR at the end of a chunk: an LF here is its CR LF, and
+    // goes (or not, when that event was dropped) with it.
+    let head = '';
+    if (this.#endedWithCR && text.charCodeAt(0) === 0x0a) {
+      head = this.#droppedLast ? '' : '\n';
+      changed = this.#droppedLast;
+      text = text.slice(1);
+    }
+    this.#endedWithCR = text.charCodeAt(text.length - 1) === 0x0d;
+    // Events and, at odd indexes, their line ends and blank line.
+    const parts = splitEvents(text);
+    let dropped = -1;
     for (let i = 0; i < parts.length; i += 2) {
       const event = parts[i];
       if (event === '') continue;
@@ -113,6 +128,7 @@ export class SseScanner {
         parts[i] = '';
         parts[i + 1] = '';
         changed = true;
+        dropped = i;
       } else if (this.stripUsageChunk) {
         // With include_usage every chunk carries "usage":null; the client did not ask for it.
         const stripped = withoutUsageNull(event);
@@ -122,7 +138,8 @@ export class SseScanner {
         }
       }
     }
-    return changed ? Buffer.from(parts.join(''), 'utf8') : bytes;
+    this.#droppedLast = dropped === parts.length - 3;
+    return changed ? Buffer.from(head + parts.join(''), 'utf8') : bytes;
   }
 
   /** Keeps a chunk's data for token estimation (referenced, not copied; bounded). */
@@ -166,18 +183,6 @@ export class SseScanner {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** `a\n\nb\n\n` -> ['a', '\n\n', 'b', '\n\n', ''] (the shape `split(SEPARATOR)` gives). */
-function splitLf(text: string): string[] {
-  const parts: string[] = [];
-  let from = 0;
-  for (let at = text.indexOf('\n\n'); at !== -1; at = text.indexOf('\n\n', from)) {
-    parts.push(text.slice(from, at), '\n\n');
-    from = at + 2;
-  }
-  parts.push(text.slice(from));
-  return parts;
-}
 
 /** Removes the top-level `"usage":null` field (inside a JSON string the quotes are escaped). */
 function withoutUsageNull(event: string): string {
