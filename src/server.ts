@@ -48,6 +48,9 @@ export interface RunningGateway {
   server: Server;
   port: number;
   holder: RuntimeHolder;
+  /** The `/v1` exchanges and the responses in flight (both empty when the gateway is idle). */
+  exchanges: ReadonlySet<Exchange>;
+  inflight: ReadonlySet<ServerResponse>;
   /** Drains and closes; resolves when everything is closed. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -100,6 +103,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     extraDirs: () => [holder.current.config.prompts.templatesDir, ...holder.current.config.context.watchDirs],
     onReload: (next) => {
       const runtime = holder.apply(next, next.server.drain_timeout_ms + 5_000);
+      logger.setLevel(next.logging.level);
       context.prepare(next);
       metrics.allowModels(labelModels(next));
       logger.info('config reloaded', { generation: runtime.generation });
@@ -163,7 +167,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     process.on('SIGINT', onSignal);
   }
 
-  return { server, port: bound, holder, shutdown };
+  return { server, port: bound, holder, exchanges, inflight, shutdown };
 }
 
 /** Model names that are always kept as metric label values: priced models and configured aliases. */

@@ -10,7 +10,9 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export type LogFields = Record<string, unknown>;
 
 export interface Logger {
+  /** The current level (shared with every child: a config reload sets it for all). */
   readonly level: LogLevel;
+  setLevel(level: LogLevel): void;
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
@@ -64,19 +66,31 @@ function streamWriter(stream: NodeJS.WritableStream & { destroyed?: boolean }): 
   };
 }
 
-function makeLogger(level: LogLevel, write: (line: string) => void, now: () => Date, base: LogFields): Logger {
-  const threshold = SEVERITY[level];
+/** The level a logger and its children share. */
+interface LevelHolder {
+  level: LogLevel;
+  threshold: number;
+}
+
+function makeLogger(initial: LogLevel | LevelHolder, write: (line: string) => void, now: () => Date, base: LogFields): Logger {
+  const shared = typeof initial === 'string' ? { level: initial, threshold: SEVERITY[initial] } : initial;
   const log = (lineLevel: Exclude<LogLevel, 'silent'>) => (msg: string, fields?: LogFields) => {
-    if (SEVERITY[lineLevel] < threshold) return;
+    if (SEVERITY[lineLevel] < shared.threshold) return;
     write(redact(serialize({ time: now().toISOString(), level: lineLevel, msg, ...base, ...fields })) + '\n');
   };
   return {
-    level,
+    get level() {
+      return shared.level;
+    },
+    setLevel(level: LogLevel) {
+      shared.level = level;
+      shared.threshold = SEVERITY[level];
+    },
     debug: log('debug'),
     info: log('info'),
     warn: log('warn'),
     error: log('error'),
-    child: (fields) => makeLogger(level, write, now, { ...base, ...fields }),
+    child: (fields) => makeLogger(shared, write, now, { ...base, ...fields }),
   };
 }
 

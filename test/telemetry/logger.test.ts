@@ -33,6 +33,20 @@ describe('createLogger', () => {
     expect(silent.lines).toEqual([]);
   });
 
+  // Regression: logging.level was read once at start; a reloaded config's level was ignored.
+  it('changes level with setLevel, for the logger and its children (a config reload)', () => {
+    const { logger, parsed } = capture({ level: 'info' });
+    const child = logger.child({ component: 'proxy' });
+    logger.setLevel('warn');
+    logger.info('dropped');
+    child.info('dropped too');
+    child.warn('kept');
+    logger.setLevel('debug');
+    child.debug('kept too');
+    expect(parsed().map((l) => l.msg)).toEqual(['kept', 'kept too']);
+    expect(child.level).toBe('debug');
+  });
+
   it('accepts a bare level (as server.ts calls it) and adds child fields', () => {
     expect(createLogger('error').level).toBe('error');
     const { logger, parsed } = capture({ base: { service: 'promptgate' } });
