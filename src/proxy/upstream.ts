@@ -47,6 +47,9 @@ export function classifyTransportError(err: unknown): TransportFailure {
   if (err instanceof undiciErrors.BodyTimeoutError) return 'idle_timeout';
   if (err instanceof undiciErrors.ConnectTimeoutError) return 'connect';
   if (err instanceof undiciErrors.RequestAbortedError) return 'aborted';
+  // undici 7 builds its HTTPParserError with `code: undefined` (it indexes llhttp's
+  // name -> number table with the number), so the HPE_ check below never sees it.
+  if (err instanceof undiciErrors.HTTPParserError) return 'protocol';
   const name = (err as { name?: string } | null)?.name;
   if (name === 'AbortError' || name === 'TimeoutError') return 'aborted';
   const code = (err as { code?: string } | null)?.code;
