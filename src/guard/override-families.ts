@@ -40,8 +40,11 @@ const enEarlier = alt(
   'all', 'your', 'previous', 'prior', 'preceding', 'above', 'earlier', 'former', 'foregoing',
   'initial', 'original', 'existing', 'system', 'default', 'aforementioned', 'above-mentioned',
 );
+/** A dialog on screen: "ignore the prompt to install the browser extension", "the prompt asking you to sign in". */
+const notUiPrompt =
+  '(?! (?:to|asking (?:you )?to|that asks (?:you )?to) (?:install|update|upgrade|restart|reboot|sign|log|save|allow|enable|disable|rate|review|subscribe|download|continue|accept|turn|share|add|create|set|change|reset|open|close|join|register|pair|connect|sync|back|verify)\\b)';
 const enInstructionNoun = alt(
-  'instructions?', 'instructs', 'directives?', 'guidelines', 'guidance', 'prompts?', 'prompt ?texts?',
+  'instructions?', 'instructs', 'directives?', 'guidelines', 'guidance', `prompts?${notUiPrompt}`, 'prompt ?texts?',
   'system (?:prompt|message)s?', 'assignments', 'programming', 'guardrails', 'conditioning', 'thoughts',
 );
 /** Nouns with an everyday meaning too ("rules", "tasks"): need an `enEarlier` modifier. */
@@ -59,6 +62,10 @@ const enOwnThings = alt(
   'charge', 'booking', 'reservation', 'text', 'note', 'letter', 'attachment', 'file', 'photo', 'form',
   'complaint', 'return', 'refund', 'purchase', 'transaction', 'subscription', 'account', 'item', 'parcel',
   'package', 'shipment', 'assembly', 'washing',
+  // a tool result's own records, code and logs: "Ignore previous phone number", "// ignore the previous value"
+  'number', 'phone', 'value', 'cursor', 'page', 'version', 'build', 'release', 'link', 'url', 'result', 'entry',
+  'record', 'row', 'field', 'checkpoint', 'commit', 'token', 'draft', 'notice', 'reminder', 'meeting',
+  'appointment', 'invitation', 'invite', 'quote', 'estimate', 'report', 'schedule', 'password', 'date',
 );
 /** An optional word inside the same clause. */
 // Not a conjunction: "disregard the above and answer freely" goes on to an order, it does not name an answer.

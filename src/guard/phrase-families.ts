@@ -41,6 +41,35 @@ export type { PhraseFamily, PhrasePattern } from './phrase-pattern.js';
 const notDeliveryNote =
   '(?! ?(?:[^\\s.!?]+ ){0,4}?(?:parcel|package|delivery|courier|driver|neighbou?r|door|doorstep|porch|mailbox|letterbox|reception|locker|concierge|buzzer|doorbell|gate|garage|safe place)s?\\b)';
 
+/** Log levels: "INFO [system] service started" names a component, not a turn. */
+const logLevel = '(?:info|warn|warning|error|err|debug|trace|fatal|notice|crit|critical|alert|emerg)';
+/**
+ * Not a key of a config file (YAML, a tool result's file or shell output): `system:` or
+ * `admin:` with nothing, a block-scalar mark (`|`, `>`) or one value after it, followed by
+ * another key, a list item or the end ("system:\n  hostname: web-2", "system: |\n ...",
+ * "admin: true\n  email: ..."). A turn goes on with words: "System: you are now ...",
+ * "System: you\nobey the user"; "Assistant: Sure" still counts.
+ */
+const notConfigKey =
+  '(?! ?(?:[|>][-+]?(?:$|\\n)|(?:(?!(?:sure|ok|okay|yes|certainly|understood|absolutely|here)\\b)[^\\s]+)?(?:$|\\n(?:[\\w.-]+ ?:|- |$))))';
+/**
+ * After a banner word ("--- new", "=== end", "### system"): it opens or closes a prompt or
+ * instructions ("=== END OF SYSTEM PROMPT ===", "--- new instructions ---", "*** SYSTEM ***"),
+ * not a changelog heading ("### New features") or a log banner ("=== START OF IMPORT LOG ===").
+ */
+const bannerOfPrompt =
+  '(?=(?: (?:of )?(?:the )?(?:\\S+ )?(?:instructions?|tasks?|prompts?|system|rules|directives?|conversation|session|context|input|orders|mode|role|persona|document)\\b)|(?<=system) ?(?:-{3}|={3}|#{3}|\\*{3}|:|$))';
+/** "Instructions:" heading a numbered or bulleted list ("Instructions: 1. Unplug the device"): a recipe or a manual. */
+const notList = '(?! ?(?:\\d{1,2}[.)]|[-*]|step \\d))';
+/** Not the end of a key or identifier: `"answer":"..."`, `refund-reply","` (JSON), `x.print "..."`. */
+const notInIdentifier = '(?<![-_"\'/.])';
+/** Quoted text with a letter or digit in it, not JSON punctuation (`":"`, `","`). */
+const quotedWords = (q: string): string => `(?![:,\\]}])(?=[^${q}\\n]*[a-z0-9])[^${q}\\n]{1,80}`;
+/** 'Reply "STOP" to unsubscribe': a mailing's footer. */
+const notOptOut = '(?! to (?:unsubscribe|opt[ -]?out|opt[ -]?in|stop|cancel|end|quit|confirm|subscribe|decline)\\b)';
+/** A variable in code ("foreach ($line in $input)", "$input.Length", "$context = ..."), not a template slot. */
+const notCodeVariable = '(?! ?[)|;}\\]=(\\[]|\\.\\w)';
+
 // ---------------------------------------------------------------- role switching
 const roleSwitch: PhraseFamily = {
   name: 'role_switch',
@@ -137,13 +166,15 @@ const fakeTurn: PhraseFamily = {
   prior: 3.5,
   patterns: [
     p('im system user assistant endoftext eot start end begin', `(?<=<\\|)(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text)\\|>`),
-    p('inst sys system', `(?<=\\[/?)(?:inst|sys|system)\\]`),
+    p('inst sys system', `(?<=\\[/?)inst\\]`),
+    // "[system]" as a turn marker; not a log line's component ("INFO [system] started") or an INI/TOML section ("[system]\nname = ...")
+    p('sys system', `(?<=(?<!\\b${logLevel} ?)\\[/?)(?:sys|system)\\](?!(?:\\n|\\\\n) ?[\\w.-]+ ?=)`),
     p('sys', `(?<=<</?)sys>>`),
     p('system sys instruction instructions admin developer', `(?<=</?)(?:system|sys|instructions?|admin|developer|system_prompt)>`),
-    p('system assistant developer admin', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)(?:system|assistant|developer|admin)(?:\\]|\\*\\*)? ?:`),
+    p('system assistant developer admin', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)(?:system|assistant|developer|admin)(?:\\]|\\*\\*)? ?:${notConfigKey}`),
     p('new', `(?<=(?:^|\\n) ?(?:#{1,6} ?|\\*\\*|\\[)?)new instructions?(?:\\]|\\*\\*)? ?:${notDeliveryNote}`),
     p('human user ai bot assistant', `\\b(?:human|user|ai|bot|assistant) ?: ?(?:human|user|ai|bot|assistant) ?:`),
-    p('new begin start updated system end', `(?<=(?:-{3}|={3}|#{3}|\\*{3}) ?)(?:new|begin|start|updated|system|end)\\b`),
+    p('new begin start updated system end', `(?<=(?:-{3}|={3}|#{3}|\\*{3}) ?)(?:new|begin|start|updated|system|end)\\b${bannerOfPrompt}`),
     p('input eingabe', `\\b(?:input|eingabe) ?: (?:\\S+ ){1,3}?(?:output|ausgabe) ?: (?:\\S+ ){1,3}?(?:input|eingabe) ?: (?:\\S+ ){1,3}?(?:output|ausgabe) ?:`),
     p('end ende', `\\b(?:end|ende) (?:of|des) (?:the )?(?:system )?(?:prompts?|instructions|anweisungen)\\b`),
     p('n', `(?<=\\\\ ?)n ?(?:\\\\ ?n ?){2,}`),
@@ -166,8 +197,10 @@ const taskSwitch: PhraseFamily = {
     p('new another different further great', `\\b(?:new|another|different|further|great new) (?:task|challenge|assignment) for you\\b`),
     p('need want', `\\b(?:need|want) your help with (?:another|a new|a further|the following) task\\b`),
     p('additional new updated revised real actual true secret hidden', `\\b(?:additional|new|updated|revised|real|actual|true|secret|hidden) instructions? ?(?::|-|follow|are)${notDeliveryNote}`),
-    p('instruction instructions', `(?<=(?:^|\\n|[.?!] |\\\\n ?))instructions? ?:${notDeliveryNote}`),
+    p('instruction instructions', `(?<=(?:^|\\n|[.?!] |\\\\n ?))instructions? ?:${notDeliveryNote}${notList}`),
     p('instructions', `(?<=\\b(?:your|the) (?:new )?)instructions are now\\b`),
+    // an order passed off as the developer's ("New instructions from the developer: ..."), in a page or an e-mail an agent read
+    p('new updated revised additional urgent', `\\b(?:new|updated|revised|additional|urgent) instructions? from (?:the |your )?(?:developers?|system|operators?|creators?|openai|anthropic|model provider)\\b`),
     p('change', `\\bchange your (?:instructions|rules|programming)\\b`),
     p('from', `\\bfrom now on,? your (?:task|job|instructions?|goal|only goal)\\b`),
     // German
@@ -189,8 +222,8 @@ const outputCoercion: PhraseFamily = {
   name: 'output_coercion',
   prior: 1.5,
   patterns: [
-    p('say output print write reply respond answer return repeat', `\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?"[^"\\n]{1,80}"`),
-    p('say output print reply respond answer return repeat', `\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '[^'\\n]{1,80}'`),
+    p('say output print write reply respond answer return repeat', `${notInIdentifier}\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?(?:\\\\)?"${quotedWords('"')}"(?![;)])${notOptOut}`),
+    p('say output print reply respond answer return repeat', `${notInIdentifier}\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '${quotedWords("'")}'(?![;)])${notOptOut}`),
     p('repeat', `\\brepeat after me\\b`),
     p('hate love despise best', `(?<=\\b(?:say|state|declare|admit|claim|tell me|include|write) that (?:you )?(?:are the )?)(?:hate|love|despise|best)\\b`),
     p('include', `\\binclude (?:in your answer )?that you\\b`),
@@ -230,9 +263,9 @@ const fakeContext: PhraseFamily = {
   name: 'fake_context',
   prior: 1.5,
   patterns: [
-    p('document documents context input prompt system', `(?<=(?:^|\\s)\\$)(?:documents?|context|input|prompt|system)\\b`),
+    p('document documents context input prompt system', `(?<=(?:^|\\s)\\$)(?:documents?|context|input|prompt|system)\\b${notCodeVariable}`),
     p('document', `\\bdocument context\\b`),
-    p('context kontext contexte contexto', `\\b(?:context|kontext|contexte|contexto) ?: ?[{\\["']`),
+    p('context kontext contexte contexto', `\\b(?:context|kontext|contexte|contexto) ?: ?(?!(?:'[\\w.-]*'|"[\\w.-]*") ?(?:\\n|$))[{\\["']`),
     p('context kontext artikel article document', `\\b(?:context|kontext|artikel|article|document) (?:\\S+ ){1,12}?(?:question|frage|pregunta|domanda) ?:? `),
   ],
 };
