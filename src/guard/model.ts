@@ -5,13 +5,17 @@
  * arrays.
  *
  * logit = bias + sum(family weight for each family that fired)
- *              + sum(bucket weight for each n-gram occurrence) / sqrt(occurrences)
+ *              + sum(bucket weight for each n-gram occurrence) * ngramScale(occurrences)
+ *
+ * ngramScale(n) = sqrt(64 * ln(1 + n/64)) / n: the mean n-gram weight times a length factor
+ * that grows like sqrt(n) for short texts and only logarithmically beyond (format /2; format
+ * /1 divided by sqrt(n), so a long text's score kept growing with its length).
  */
 import { FAMILY_NAMES, type FeatureSpec } from './features.js';
 
 /** The JSON weights file. */
 export interface InjectionModelFile {
-  format: 'promptgate-injection-lr/1';
+  format: 'promptgate-injection-lr/2';
   /** Where the training data came from, with its licence. */
   data: string;
   spec: FeatureSpec;
@@ -35,7 +39,9 @@ export interface InjectionModel {
 
 /** Decodes a weights file. Throws when the file does not match the feature layout. */
 export function loadModel(file: InjectionModelFile): InjectionModel {
-  if (file.format !== 'promptgate-injection-lr/1') throw new Error(`unknown injection model format ${String(file.format)}`);
+  if (file.format !== 'promptgate-injection-lr/2') {
+    throw new Error(`unknown injection model format ${String(file.format)} (expected promptgate-injection-lr/2; retrain with npm run train:guard)`);
+  }
   const bytes = Buffer.from(file.weights, 'base64');
   const size = 1 << file.spec.bits;
   if (bytes.length !== size * 2) throw new Error(`injection model has ${bytes.length / 2} weights, expected ${size}`);
@@ -57,5 +63,20 @@ export function quantizeWeights(w: ArrayLike<number>): { scale: number; weights:
   for (let i = 0; i < w.length; i++) bytes.writeInt16LE(Math.round(w[i] / scale), i * 2);
   return { scale, weights: bytes.toString('base64') };
 }
+
+/**
+ * N-gram count at which the length factor of the model term bends from sqrt(n) to
+ * logarithmic growth. Chosen with scripts/eval-guard.ts and the long-message and tool-result
+ * fixtures (README "Injection guard"); changing it requires retraining.
+ */
+export const NGRAM_LENGTH_KNEE = 64;
+
+/**
+ * Factor applied to the sum of the n-gram weights of a text with `n` n-gram occurrences
+ * (n > 0): sqrt(K * ln(1 + n/K)) / n with K = NGRAM_LENGTH_KNEE. For n << K it is about
+ * 1/sqrt(n); a 2 KB message (about 6,000 n-grams) gets a length factor of 17 instead of 77.
+ * Shared by the scanner and the trainer, so training optimises what is scored.
+ */
+export const ngramScale = (n: number): number => Math.sqrt(NGRAM_LENGTH_KNEE * Math.log1p(n / NGRAM_LENGTH_KNEE)) / n;
 
 export const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));

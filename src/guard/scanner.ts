@@ -13,7 +13,7 @@
  * // -> { score: 0.99.., flagged: true, signals: ['override_instructions', 'ignore_above', 'prompt_extraction', 'model'] }
  */
 import { FAMILY_NAMES, FeatureExtractor } from './features.js';
-import { loadModel, sigmoid, type InjectionModel, type InjectionModelFile } from './model.js';
+import { loadModel, ngramScale, sigmoid, type InjectionModel, type InjectionModelFile } from './model.js';
 import shippedModel from './injection-model.json' with { type: 'json' };
 
 export interface InjectionScan {
@@ -78,7 +78,7 @@ export function createInjectionScanner(opts: InjectionScannerOptions = {}): Inje
       if (text.length === 0) return { score: 0, flagged: false, signals: [] };
       fx.extract(text);
       const n = fx.count;
-      const modelLogit = bias + (n > 0 ? fx.weightSum / Math.sqrt(n) : 0);
+      const modelLogit = bias + (n > 0 ? fx.weightSum * ngramScale(n) : 0);
       let logit = modelLogit;
       const signals: string[] = [];
       const fam = fx.families;

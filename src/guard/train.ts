@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_FEATURE_SPEC, FAMILY_NAMES, FAMILY_PRIORS, FeatureExtractor, type FeatureSpec } from './features.js';
-import { quantizeWeights, sigmoid, type InjectionModelFile } from './model.js';
+import { NGRAM_LENGTH_KNEE, ngramScale, quantizeWeights, sigmoid, type InjectionModelFile } from './model.js';
 
 export interface TrainingRow {
   text: string;
@@ -53,7 +53,7 @@ interface SparseRow {
   weight: number;
 }
 
-/** Feature rows of `rows` (normalised, hashed, counts scaled by 1/sqrt(total)). */
+/** Feature rows of `rows` (normalised, hashed, counts scaled by ngramScale(total), as the scanner scores them). */
 export function featurize(rows: readonly TrainingRow[], spec: FeatureSpec, benignWeight = 1): SparseRow[] {
   const fx = new FeatureExtractor({ spec });
   return rows.map((row) => {
@@ -68,7 +68,7 @@ export function featurize(rows: readonly TrainingRow[], spec: FeatureSpec, benig
         cnt.push(1);
       }
     }
-    const norm = sorted.length > 0 ? 1 / Math.sqrt(sorted.length) : 0;
+    const norm = sorted.length > 0 ? ngramScale(sorted.length) : 0;
     return {
       idx: Int32Array.from(idx),
       val: Float64Array.from(cnt, (c) => c * norm),
@@ -126,7 +126,7 @@ export function trainInjectionModel(rows: readonly TrainingRow[], opts: TrainOpt
     families[name] = theta[size + f];
   });
   return {
-    format: 'promptgate-injection-lr/1',
+    format: 'promptgate-injection-lr/2',
     data: opts.data ?? `${rows.length} rows`,
     spec,
     training: {
@@ -136,6 +136,7 @@ export function trainInjectionModel(rows: readonly TrainingRow[], opts: TrainOpt
       l2: o.l2,
       family_l2: o.familyL2,
       benign_weight: o.benignWeight,
+      length_factor: `sqrt(${NGRAM_LENGTH_KNEE} * ln(1 + n/${NGRAM_LENGTH_KNEE}))`,
       optimizer: 'full-batch Adam from zero weights (deterministic, no random state)',
     },
     bias: theta[P - 1],
