@@ -61,7 +61,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const config = loadConfigFile(options.file);
   const logger = createLogger(config.logging.level);
   // Tracing starts before the app exists (a no-op unless OTEL_* asks for an exporter).
-  const telemetry = startTelemetry({ serviceName: config.telemetry.service_name });
+  const telemetry = startTelemetry({ serviceName: config.telemetry.service_name, logger });
   const metrics = createMetrics({ knownModels: labelModels(config), maxLabelValues: config.telemetry.max_label_values });
   const holder = new RuntimeHolder(config);
   for (const note of config.notes) logger.info(note);

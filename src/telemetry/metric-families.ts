@@ -4,6 +4,7 @@
  * `gen_ai_*` families). `metrics.ts` records into them.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { traceExportCounts } from './tracing.js';
 
 /** OTel GenAI semconv advice for `gen_ai.client.operation.duration` (seconds). */
 export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
@@ -99,6 +100,25 @@ export function defineMetricFamilies(registry: Registry) {
     labelNames: ['experiment', 'variant', 'assignment'],
     registers,
   });
+
+  // Trace export, read from tracing.ts's process-wide totals at scrape time (0 while tracing is off).
+  const traceSpans = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  traceSpans('promptgate_trace_spans_exported_total', 'Spans the OTLP collector accepted.', () => traceExportCounts.exported);
+  traceSpans(
+    'promptgate_trace_spans_failed_total',
+    'Spans lost because their batch could not be exported after the exporter\'s retries (collector down, hanging or answering errors).',
+    () => traceExportCounts.failed,
+  );
+  traceSpans('promptgate_trace_spans_dropped_total', 'Spans dropped because the trace export queue was full (OTEL_BSP_MAX_QUEUE_SIZE).', () => traceExportCounts.dropped);
 
   return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded };
 }

@@ -25,9 +25,15 @@
  * are Prometheus, see metrics.ts, logs go to stdout); no auto-instrumentation and no async
  * context manager are registered: the proxy makes its spans by hand (spans.ts) and passes
  * their context explicitly.
+ *
+ * Lost spans are visible without OTEL_LOG_LEVEL: each batch processor is wrapped so that
+ * spans exported, failed (the exporter gave up after its retries) and dropped (queue full)
+ * are counted (`traceExportCounts`, the `promptgate_trace_spans_*_total` metrics), and
+ * losses are logged as one warning a minute at most. Shutdown waits at most
+ * `SHUTDOWN_FLUSH_MS` for the last spans, whatever the exporter's timeout.
  */
 import { createRequire } from 'node:module';
-import { diag, DiagConsoleLogger, propagation, trace, type TextMapPropagator } from '@opentelemetry/api';
+import { diag, DiagConsoleLogger, propagation, trace, TraceFlags, type Context, type TextMapPropagator } from '@opentelemetry/api';
 import type * as OtelCore from '@opentelemetry/core';
 import type * as OtelResources from '@opentelemetry/resources';
 import type * as OtlpExporterBase from '@opentelemetry/otlp-exporter-base';
@@ -45,14 +51,38 @@ export interface TelemetryOptions {
    * and headers, `OTEL_BSP_*`, span limits, resource attributes) from `process.env`.
    */
   env?: NodeJS.ProcessEnv;
+  /** Where lost spans are reported (at most one warning per minute, and one at shutdown). */
+  logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
 }
 
 export interface TelemetryHandle {
   /** True when the SDK was started and spans are exported. */
   readonly tracing: boolean;
-  /** Flushes pending spans and stops the SDK. Idempotent; never rejects. */
+  /**
+   * Flushes pending spans and stops the SDK, in `SHUTDOWN_FLUSH_MS` at most (a hanging
+   * collector cannot hold up the exit). Idempotent; never rejects.
+   */
   shutdown(): Promise<void>;
 }
+
+/** Spans of every batch processor since the process started: the `promptgate_trace_spans_*_total` counters. */
+export interface TraceExportCounts {
+  /** Spans the collector accepted. */
+  readonly exported: number;
+  /** Spans of batches the exporter gave up on, after its retries (collector down, hanging, 4xx/5xx). */
+  readonly failed: number;
+  /** Spans dropped because the batch queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048). */
+  readonly dropped: number;
+}
+
+const counts = { exported: 0, failed: 0, dropped: 0 };
+/** Live totals (read at scrape time by metric-families.ts); they never go down. */
+export const traceExportCounts: TraceExportCounts = counts;
+
+/** The longest `shutdown()` waits for the last batches to be exported. */
+export const SHUTDOWN_FLUSH_MS = 5_000;
+/** At most one warning about lost spans per interval (the first one at once). */
+export const LOSS_WARNING_INTERVAL_MS = 60_000;
 
 const NOOP_HANDLE: TelemetryHandle = Object.freeze({ tracing: false, shutdown: async () => {} });
 let current: TelemetryHandle | undefined;
@@ -78,7 +108,8 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   const logLevel = env.OTEL_LOG_LEVEL?.trim();
   if (logLevel) diag.setLogger(new DiagConsoleLogger(), { logLevel: core.diagLogLevelFromString(logLevel) });
 
-  const spanProcessors = spanProcessorsFromEnv(sdk, env);
+  const losses = new LossReporter(options.logger);
+  const spanProcessors = spanProcessorsFromEnv(sdk, core, env, losses);
   if (spanProcessors.length === 0) return NOOP_HANDLE;
   const provider = new sdk.BasicTracerProvider({
     resource: resourceFromEnv(env, options.serviceName),
@@ -96,12 +127,23 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   const handle: TelemetryHandle = {
     tracing: true,
     shutdown() {
-      stopping ??= provider
-        .shutdown() // flushes every batch processor, then shuts the exporters down
-        .catch(() => {
-          // Export failures are reported through the OTel diag logger (OTEL_LOG_LEVEL).
-        })
+      stopping ??= new Promise<void>((resolve) => {
+        // The exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s by default) bounds a
+        // hanging collector too, but it is configurable and the batch processor flushes
+        // several batches: the exit does not wait past SHUTDOWN_FLUSH_MS for any of them.
+        const timer = setTimeout(resolve, SHUTDOWN_FLUSH_MS);
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        // Flushes every batch processor, then shuts the exporters down; failures are counted.
+        provider.shutdown().then(done, done);
+      })
         .finally(() => {
+          let unsent = 0;
+          for (const p of spanProcessors) if (p instanceof CountedBatchProcessor) unsent += p.queued + p.exporting;
+          losses.report(true, unsent);
+          losses.closed = true;
           // Unregister the globals so the API is a no-op again (and a later start works).
           trace.disable();
           propagation.disable();
@@ -138,7 +180,7 @@ type SpanExporter = SdkTraceBase.SpanExporter;
 type ExporterModule = { OTLPTraceExporter?: new () => SpanExporter; ZipkinExporter?: new () => SpanExporter };
 
 /** One processor per exporter named in OTEL_TRACES_EXPORTER (NodeSDK rules): batched, the console one simple. */
-function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv): SdkTraceBase.SpanProcessor[] {
+function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter): SdkTraceBase.SpanProcessor[] {
   let names = [...new Set(list(env.OTEL_TRACES_EXPORTER))].filter((s) => s !== 'null');
   if (names.length === 0) names = ['otlp'];
   else if (names.length > 1 && names.includes('none')) {
@@ -148,10 +190,10 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv)
   const processors: SdkTraceBase.SpanProcessor[] = [];
   for (const name of names) {
     if (name === 'console') processors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
-    else if (name === 'otlp') processors.push(new sdk.BatchSpanProcessor(offTheRequestPath(otlpExporter(env))));
+    else if (name === 'otlp') processors.push(new CountedBatchProcessor(sdk, core, offTheRequestPath(otlpExporter(env)), losses));
     else if (name === 'zipkin') {
       const zipkin = optional('@opentelemetry/exporter-zipkin')?.ZipkinExporter;
-      if (zipkin) processors.push(new sdk.BatchSpanProcessor(new zipkin()));
+      if (zipkin) processors.push(new CountedBatchProcessor(sdk, core, new zipkin(), losses));
       else diag.warn('OTEL_TRACES_EXPORTER=zipkin: @opentelemetry/exporter-zipkin is not installed.');
     } else diag.warn(`Unrecognized OTEL_TRACES_EXPORTER value: ${name}.`);
   }
@@ -161,6 +203,110 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv)
 
 /** `ExportResultCode.FAILED` of @opentelemetry/core (loaded on demand, so not imported here). */
 const EXPORT_FAILED = 1 as OtelCore.ExportResultCode;
+const EXPORT_SUCCESS = 0 as OtelCore.ExportResultCode;
+
+/**
+ * The SDK's BatchSpanProcessor (OTEL_BSP_* from the environment), with its spans counted:
+ * exported or failed when the exporter reports a batch, dropped when the queue is full.
+ * The SDK only reports drops and failures to its diag logger, which is off by default.
+ *
+ * The queue bound is applied here, with the processor's own limit: `queued` counts spans
+ * handed to the processor and not yet to the exporter, which is never less than the
+ * processor's queue, so the processor itself never drops a span uncounted. On the request
+ * path that costs a flag test, a comparison and an increment per ended span.
+ */
+export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
+  /** Spans in the processor's queue (an upper bound). */
+  queued = 0;
+  /** Spans handed to the exporter and not yet reported. */
+  exporting = 0;
+  private readonly maxQueueSize: number;
+  private readonly batch: SdkTraceBase.SpanProcessor;
+
+  constructor(sdk: typeof SdkTraceBase, core: typeof OtelCore, exporter: SpanExporter, losses: LossReporter) {
+    this.maxQueueSize = core.getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048;
+    const counted: SpanExporter = {
+      export: (spans, done) => {
+        const n = spans.length;
+        this.queued -= n;
+        this.exporting += n;
+        exporter.export(spans, (result) => {
+          this.exporting -= n;
+          // A batch that ends after shutdown gave up on it was already reported as `unsent`.
+          if (!losses.closed) {
+            if (result.code === EXPORT_SUCCESS) counts.exported += n;
+            else losses.failed(n, result.error);
+            losses.report(false, 0);
+          }
+          done(result);
+        });
+      },
+      shutdown: () => exporter.shutdown(),
+      forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
+    };
+    this.batch = new sdk.BatchSpanProcessor(counted, { maxQueueSize: this.maxQueueSize });
+  }
+
+  onStart(span: SdkTraceBase.Span, parentContext: Context): void {
+    this.batch.onStart(span, parentContext);
+  }
+
+  onEnd(span: SdkTraceBase.ReadableSpan): void {
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return; // the processor ignores it too
+    if (this.queued >= this.maxQueueSize) {
+      counts.dropped++;
+      return;
+    }
+    this.queued++;
+    this.batch.onEnd(span);
+  }
+
+  forceFlush(): Promise<void> {
+    return this.batch.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    return this.batch.shutdown();
+  }
+}
+
+/**
+ * Logs lost spans (failed or dropped) as one warning line: at once the first time, then at
+ * most once per LOSS_WARNING_INTERVAL_MS with the counts since the previous line, checked
+ * after every export, and a last line at shutdown.
+ */
+export class LossReporter {
+  private warnedAt = -Infinity;
+  private failedBefore = counts.failed;
+  private droppedBefore = counts.dropped;
+  private lastError: string | undefined;
+  /** Set when shutdown is over: later export results are not counted. */
+  closed = false;
+
+  constructor(private readonly logger: TelemetryOptions['logger']) {}
+
+  failed(n: number, error: Error | undefined): void {
+    counts.failed += n;
+    const code = (error as { code?: unknown } | undefined)?.code;
+    this.lastError = `${error?.message || 'export failed'}${code === undefined ? '' : ` (${String(code)})`}`;
+  }
+
+  /** `unsent`: spans still queued or being exported when shutdown stopped waiting. */
+  report(final: boolean, unsent: number): void {
+    const failed = counts.failed - this.failedBefore;
+    const dropped = counts.dropped - this.droppedBefore;
+    if (failed + dropped + unsent === 0 || !this.logger) return;
+    const now = Date.now();
+    if (!final && now - this.warnedAt < LOSS_WARNING_INTERVAL_MS) return;
+    this.warnedAt = now;
+    this.failedBefore = counts.failed;
+    this.droppedBefore = counts.dropped;
+    const fields: Record<string, unknown> = { failed, dropped };
+    if (final) fields.unsent = unsent;
+    if (this.lastError !== undefined) fields.error = this.lastError;
+    this.logger.warn(final ? 'trace spans lost (at shutdown)' : 'trace spans lost', fields);
+  }
+}
 
 /**
  * The batch processor exports synchronously inside the `span.end()` that fills a batch, so

@@ -2,6 +2,7 @@
  * An in-test OTLP/HTTP trace receiver (node:http, 127.0.0.1, port 0) for both encodings
  * (`application/x-protobuf`, the default, and `http/json`): it flattens every exported span,
  * with its attributes as a plain object, and lets a test wait for the spans of one request.
+ * `answer` makes it misbehave like a broken collector: hang, or answer an error status.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -37,12 +38,20 @@ export const SPAN_KIND_SERVER = 2;
 export const SPAN_KIND_CLIENT = 3;
 export const STATUS_ERROR = 2;
 
+/**
+ * How the receiver answers an export: `ok` (decode, keep the spans, 200), `hang` (read the
+ * request, never answer), or this status and headers (spans not kept), e.g. 503 with retry-after.
+ */
+export type ReceiverAnswer = 'ok' | 'hang' | { status: number; headers?: Record<string, string> };
+
 export interface OtlpReceiver {
   /** `http://127.0.0.1:<port>` (the SDK appends `/v1/traces`). */
   url: string;
   spans: ReceivedSpan[];
-  /** Export requests seen: path and content type. */
-  exports: Array<{ url: string; contentType: string }>;
+  /** Export requests seen (answered or not): path, content type, arrival time (ms, `performance.now()`). */
+  exports: Array<{ url: string; contentType: string; at: number }>;
+  /** Changed at any time; `ok` at start. */
+  answer: ReceiverAnswer;
   /**
    * The SERVER span whose `promptgate.request.id` is `requestId` and its CLIENT child; waits
    * for both (a missing CLIENT span is undefined after the timeout).
@@ -63,13 +72,20 @@ const attrs = (list: OtlpAttributes = []) => Object.fromEntries(list.map((a) => 
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
-  const exports: Array<{ url: string; contentType: string }> = [];
+  const exports: Array<{ url: string; contentType: string; at: number }> = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const contentType = String(req.headers['content-type']);
-      exports.push({ url: req.url ?? '', contentType });
+      exports.push({ url: req.url ?? '', contentType, at: performance.now() });
+      const answer = receiver.answer;
+      if (answer === 'hang') return; // closeAllConnections in close() ends it
+      if (answer !== 'ok') {
+        res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
+        res.end('{}');
+        return;
+      }
       try {
         const raw = Buffer.concat(chunks);
         const body = (contentType === 'application/x-protobuf' ? decodeTraceExportRequest(raw) : JSON.parse(raw.toString('utf8'))) as {
@@ -99,10 +115,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     return { server: srv, client };
   };
 
-  return {
+  const receiver: OtlpReceiver = {
     url: `http://127.0.0.1:${port}`,
     spans,
     exports,
+    answer: 'ok',
     async waitForRequest(requestId, timeoutMs = 5000) {
       const until = Date.now() + timeoutMs;
       for (;;) {
@@ -121,4 +138,5 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         server.close(() => resolve());
       }),
   };
+  return receiver;
 }

@@ -61,6 +61,9 @@ const FAMILIES = [
   'promptgate_experiment_observations_sum_total counter',
   'promptgate_experiment_observations_sum_squares_total counter',
   'promptgate_experiment_excluded_requests_total counter',
+  'promptgate_trace_spans_exported_total counter',
+  'promptgate_trace_spans_failed_total counter',
+  'promptgate_trace_spans_dropped_total counter',
 ];
 
 describe('metrics', () => {
