@@ -213,13 +213,15 @@ const EXPORT_SUCCESS = 0 as OtelCore.ExportResultCode;
  * The queue bound is applied here, with the processor's own limit: `queued` counts spans
  * handed to the processor and not yet to the exporter, which is never less than the
  * processor's queue, so the processor itself never drops a span uncounted. On the request
- * path that costs a flag test, a comparison and an increment per ended span.
+ * path that costs two flag tests, a comparison and an increment per ended span. Each batch
+ * is counted once: an exporter that throws fails its batch, a second callback is ignored.
  */
 export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
   /** Spans in the processor's queue (an upper bound). */
   queued = 0;
   /** Spans handed to the exporter and not yet reported. */
   exporting = 0;
+  private stopped = false;
   private readonly maxQueueSize: number;
   private readonly batch: SdkTraceBase.SpanProcessor;
 
@@ -230,7 +232,10 @@ export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
         const n = spans.length;
         this.queued -= n;
         this.exporting += n;
-        exporter.export(spans, (result) => {
+        let reported = false;
+        const onResult = (result: OtelCore.ExportResult) => {
+          if (reported) return; // an exporter calling back twice counts its batch once
+          reported = true;
           this.exporting -= n;
           // A batch that ends after shutdown gave up on it was already reported as `unsent`.
           if (!losses.closed) {
@@ -239,7 +244,12 @@ export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
             losses.report(false, 0);
           }
           done(result);
-        });
+        };
+        try {
+          exporter.export(spans, onResult);
+        } catch (error) {
+          onResult({ code: EXPORT_FAILED, error: error as Error }); // the processor would lose the batch uncounted
+        }
       },
       shutdown: () => exporter.shutdown(),
       forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
@@ -252,7 +262,8 @@ export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
   }
 
   onEnd(span: SdkTraceBase.ReadableSpan): void {
-    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return; // the processor ignores it too
+    // The processor ignores these too: unsampled spans, and every span once shutdown began.
+    if (this.stopped || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
     if (this.queued >= this.maxQueueSize) {
       counts.dropped++;
       return;
@@ -266,6 +277,7 @@ export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
   }
 
   shutdown(): Promise<void> {
+    this.stopped = true;
     return this.batch.shutdown();
   }
 }
