@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { createInjectionScanner, type InjectionScanner } from '../src/guard/scanner.js';
 import { deepsetTrainPath, readJsonlRows, trainInjectionModel, type TrainingRow } from '../src/guard/train.js';
 import type { InjectionModelFile } from '../src/guard/model.js';
+import { seededRandom } from './seeded-random.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -45,16 +46,6 @@ const SEED = Number(args.seed);
 const THRESHOLD = Number(args.threshold);
 
 // ------------------------------------------------------------------ helpers
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffle<T>(xs: T[], rand: () => number): T[] {
   for (let i = xs.length - 1; i > 0; i--) {
@@ -84,7 +75,7 @@ const line = (label: string, c: Counts) => {
 
 /** Stratified folds: each class shuffled with the seed and dealt round-robin. */
 function stratifiedFolds(rows: TrainingRow[], k: number, seed: number): number[] {
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   const fold = new Array<number>(rows.length);
   for (const label of [0, 1]) {
     const ids = shuffle(rows.flatMap((r, i) => (r.label === label ? [i] : [])), rand);
@@ -119,7 +110,7 @@ function groupedFolds(rows: TrainingRow[], k: number, seed: number): number[] {
     const g = find(i);
     groups.set(g, [...(groups.get(g) ?? []), i]);
   });
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   const ordered = shuffle([...groups.values()], rand).sort((a, b) => b.length - a.length);
   const size = new Array<number>(k).fill(0);
   const fold = new Array<number>(rows.length);

@@ -22,6 +22,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { seededRandom } from './seeded-random.js';
 
 const SEED = 20250702;
 const MIN_CHARS = 500;
@@ -30,17 +31,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const outBenign = path.join(repoRoot, 'src/guard/fixtures/benign-long-messages.txt');
 const outAttacks = path.join(repoRoot, 'src/guard/fixtures/attacks-in-long-messages.txt');
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = mulberry32(SEED);
+const rand = seededRandom(SEED);
 const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');

@@ -11,6 +11,7 @@ import { DEFAULT_FEATURE_SPEC, FAMILY_NAMES, FAMILY_PRIORS, FeatureExtractor } f
 import { quantizeWeights, loadModel, sigmoid } from '../src/guard/model.js';
 import { deepsetTrainPath, readJsonlRows, DEFAULT_TRAIN_OPTIONS, type TrainingRow } from '../src/guard/train.js';
 import { createInjectionScanner } from '../src/guard/scanner.js';
+import { seededRandom } from './seeded-random.js';
 
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const variantArg = process.argv[2] ?? 'sqrt';
@@ -127,14 +128,13 @@ function scorer(file: ReturnType<typeof train>): Scorer {
 }
 
 // ---- folds (copied from scripts/eval-guard.ts)
-function mulberry32(seed: number): () => number { let a = seed >>> 0; return () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
 function shuffle<T>(xs: T[], rand: () => number): T[] { for (let i = xs.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [xs[i], xs[j]] = [xs[j], xs[i]]; } return xs; }
-function stratifiedFolds(rows: TrainingRow[], k: number, seed: number): number[] { const rand = mulberry32(seed); const fold = new Array<number>(rows.length); for (const label of [0, 1]) { const ids = shuffle(rows.flatMap((r, i) => (r.label === label ? [i] : [])), rand); ids.forEach((id, j) => { fold[id] = j % k; }); } return fold; }
+function stratifiedFolds(rows: TrainingRow[], k: number, seed: number): number[] { const rand = seededRandom(seed); const fold = new Array<number>(rows.length); for (const label of [0, 1]) { const ids = shuffle(rows.flatMap((r, i) => (r.label === label ? [i] : [])), rand); ids.forEach((id, j) => { fold[id] = j % k; }); } return fold; }
 function groupedFolds(rows: TrainingRow[], k: number, seed: number): number[] {
   const parent = rows.map((_, i) => i); const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i]))); const owner = new Map<string, number>();
   rows.forEach((r, i) => { const words = r.text.toLowerCase().match(/[\p{L}\p{N}']+/gu) ?? []; for (let j = 0; j + 4 <= words.length; j++) { const sh = words.slice(j, j + 4).join(' '); const o = owner.get(sh); if (o === undefined) owner.set(sh, i); else parent[find(i)] = find(o); } });
   const groups = new Map<number, number[]>(); rows.forEach((_, i) => { const gg = find(i); groups.set(gg, [...(groups.get(gg) ?? []), i]); });
-  const rand = mulberry32(seed); const ordered = shuffle([...groups.values()], rand).sort((a, b) => b.length - a.length);
+  const rand = seededRandom(seed); const ordered = shuffle([...groups.values()], rand).sort((a, b) => b.length - a.length);
   const size = new Array<number>(k).fill(0); const fold = new Array<number>(rows.length);
   for (const gr of ordered) { const f = size.indexOf(Math.min(...size)); for (const i of gr) fold[i] = f; size[f] += gr.length; } return fold;
 }

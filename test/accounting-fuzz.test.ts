@@ -34,6 +34,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateUsage } from '../src/telemetry/usage.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { PromText, type PromSample } from './telemetry-e2e/prom-text.js';
+import { seededRandom } from '../scripts/seeded-random.js';
 
 // Tracing off in this file (its own process): accounting must not depend on it.
 for (const name of Object.keys(process.env)) if (name.startsWith('OTEL_')) delete process.env[name];
@@ -128,17 +129,6 @@ function usdText(units: bigint): string {
 // ---------------------------------------------------------------------------------------
 // Plans
 
-/** mulberry32: small, fast, good enough for test data. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface UsageObject {
   prompt_tokens: number;
@@ -201,7 +191,7 @@ const MESSAGE_SETS: Array<Array<Record<string, unknown>>> = [
 ];
 
 function makePlans(seed: number, n: number): Plan[] {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
 

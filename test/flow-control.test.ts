@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { rawPost, received, until } from './helpers/raw-socket.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MB = 1 << 20;
@@ -48,34 +49,6 @@ async function flood(res: ServerResponse, u: FloodUpstream, piece: string, limit
   while (u.written < limit && !res.destroyed) {
     u.written += piece.length;
     if (!res.write(piece)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
-  }
-}
-
-/** A request on a raw socket, so the test decides when (and whether) the client reads. */
-function rawPost(port: number, path: string, body: string, headers: Record<string, string> = {}): Socket {
-  const socket = connect(port, '127.0.0.1');
-  const lines = [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', 'content-type: application/json', `content-length: ${headers['content-length'] ?? Buffer.byteLength(body)}`];
-  for (const [name, value] of Object.entries(headers)) if (name !== 'content-length') lines.push(`${name}: ${value}`);
-  socket.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
-  return socket;
-}
-
-/** Collects what a raw socket receives, as text. */
-function received(socket: Socket): { text: () => string; bytes: () => number } {
-  let text = '';
-  let bytes = 0;
-  socket.on('data', (d: Buffer) => {
-    bytes += d.length;
-    if (text.length < 64 * 1024) text += d.toString('latin1');
-  });
-  return { text: () => text, bytes: () => bytes };
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(25);
   }
 }
 

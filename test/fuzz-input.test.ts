@@ -23,6 +23,7 @@ import { AssignmentCounters } from '../src/experiments/counters.js';
 import { RuntimeHolder } from '../src/runtime.js';
 import type { RequestRecord } from '../src/telemetry/types.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { seededRandom } from '../scripts/seeded-random.js';
 
 /** Fixed so every run is the same; `FUZZ_SEED=<n>` explores other cases locally. */
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_f022);
@@ -93,14 +94,7 @@ function makeApp() {
 
 /** mulberry32: small, fast, good enough to pick cases; the seed makes every run the same. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)];
   return { next, int, pick, chance: (p: number) => next() < p };

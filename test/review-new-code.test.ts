@@ -3,9 +3,10 @@
  * masking: clients and upstreams that leave mid-way on the metered routes, on real sockets.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { rawPost, received, until } from './helpers/raw-socket.js';
 import { ConfigError, parseConfig } from '../src/config/load.js';
 import { maskSubstituted } from '../src/config/env.js';
 
@@ -37,30 +38,6 @@ async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse
       server.close(() => r());
     });
   return u;
-}
-
-function rawPost(port: number, path: string, body: string): Socket {
-  const socket = connect(port, '127.0.0.1');
-  socket.write(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  return socket;
-}
-
-function received(socket: Socket): { text: () => string; bytes: () => number } {
-  let text = '';
-  let bytes = 0;
-  socket.on('data', (d: Buffer) => {
-    bytes += d.length;
-    if (text.length < 64 * 1024) text += d.toString('latin1');
-  });
-  return { text: () => text, bytes: () => bytes };
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(25);
-  }
 }
 
 /** The promptgate_requests_total series lines (those with `label`). */

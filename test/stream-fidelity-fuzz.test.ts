@@ -31,6 +31,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SseScanner } from '../src/proxy/sse-relay.js';
 import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { seededRandom } from '../scripts/seeded-random.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_5e5e);
 const CHAT_STREAMS = 240;
@@ -44,17 +45,11 @@ const PARALLEL = 6;
 
 /** mulberry32, seeded from several numbers (seed, case kind, case index...). */
 class Rand {
-  #a: number;
+  readonly next: () => number;
   constructor(...seeds: number[]) {
     let h = 0x811c9dc5;
     for (const s of seeds) h = Math.imul(h ^ (s >>> 0), 0x01000193) >>> 0;
-    this.#a = h;
-  }
-  next(): number {
-    let t = (this.#a = (this.#a + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = seededRandom(h);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);

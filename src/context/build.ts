@@ -159,7 +159,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     }
     if (late) return done(fail(report, 'skipped', late));
     const { key, produce: source } = p;
-    if (cache) cachedCalls.set(b.name, { cache, key: key! });
+    if (cache) (cachedCalls ??= new Map()).set(b.name, { cache, key: key! });
     return (async () => {
       try {
         const produce = () => source(AbortSignal.timeout(b.timeoutMs));
@@ -180,8 +180,8 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     })();
   };
 
-  /** Builders waiting on a cached source, and the key: at the deadline, a stale entry may stand in. */
-  const cachedCalls = new Map<string, { cache: ContextCache<BuilderOutput>; key: string }>();
+  /** Builders waiting on a cached source, and the key: at the deadline, a stale entry may stand in (made on the first miss). */
+  let cachedCalls: Map<string, { cache: ContextCache<BuilderOutput>; key: string }> | undefined;
 
   // Builders in dependency order (recipe.run lists dependencies first). The ones that answer
   // at once are done here; only those that wait (a cache miss, an HTTP call) are raced
@@ -230,7 +230,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     const report: BuilderReport = { name: b.name, kind: b.kind, status: 'skipped', reason: lateReason, ms: performance.now() - started, items: 0, tokens: 0, trimmed: 0, flagged: 0, blocked: 0 };
     // A late source is as good as a failed one for this request: an entry its cache would
     // serve on error (stale_if_error) stands in, marked stale for that reason.
-    const call = why === 'deadline' ? cachedCalls.get(b.name) : undefined;
+    const call = why === 'deadline' ? cachedCalls?.get(b.name) : undefined;
     const stale = call?.cache.staleIfError(call.key);
     if (stale) {
       Object.assign(report, { status: 'stale', cache: 'stale' });

@@ -41,10 +41,7 @@ export interface DecodedResponse {
 export function decodeContent(response: UpstreamResponse): DecodedResponse {
   const header = response.headers['content-encoding'];
   if (header === undefined) return { response, opaque: false };
-  const codings = (Array.isArray(header) ? header.join(',') : header)
-    .split(',')
-    .map((c) => c.trim().toLowerCase())
-    .filter((c) => c !== '' && c !== 'identity');
+  const codings = contentCodings(header);
   if (codings.some((c) => !Object.hasOwn(DECODERS, c))) return { response, opaque: true };
   const { 'content-encoding': _coded, ...headers } = response.headers;
   if (codings.length === 0) return { response: { ...response, headers }, opaque: false };
@@ -53,4 +50,13 @@ export function decodeContent(response: UpstreamResponse): DecodedResponse {
   const stages = codings.reverse().map((c) => DECODERS[c]());
   const body = pipeline([Readable.from(response.body, { objectMode: false }), ...stages], () => undefined) as unknown as Readable;
   return { response: { ...response, headers, body }, opaque: false };
+}
+
+/** The codings a `content-encoding` lists (RFC 9110 §8.4), lower-case, in order, without `identity`. */
+export function contentCodings(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  return (Array.isArray(header) ? header.join(',') : header)
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
 }

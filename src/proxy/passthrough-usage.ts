@@ -21,6 +21,7 @@ import { GatewayError, shuttingDownError } from '../errors.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { usageFromOpenAI } from '../telemetry/usage.js';
 import { priceUsage } from './accounting.js';
+import { contentCodings } from './content-coding.js';
 import type { Exchange } from './exchange.js';
 import { ClientGoneError } from './forward.js';
 import { TopLevelFields } from './json-fields.js';
@@ -86,7 +87,7 @@ export interface MeterOptions {
  */
 export async function meterUsage(o: MeterOptions): Promise<UpstreamResponse> {
   const { response, exchange } = o;
-  if (response.status < 200 || response.status >= 300 || hasContentCoding(response.headers['content-encoding'])) return response;
+  if (response.status < 200 || response.status >= 300 || contentCodings(response.headers['content-encoding']).length > 0) return response;
   const type = mediaType(response.headers['content-type']);
   if (type === 'text/event-stream' && o.route === 'responses') {
     const iterator = response.body[Symbol.asyncIterator]();
@@ -234,12 +235,6 @@ class ResponseEvents {
       }
     }
   }
-}
-
-/** RFC 9110 §8.4: a coding other than identity (the gateway does not decode pass-through bodies). */
-function hasContentCoding(value: string | string[] | undefined): boolean {
-  if (value === undefined) return false;
-  return (Array.isArray(value) ? value.join(',') : value).split(',').some((c) => c.trim() !== '' && c.trim().toLowerCase() !== 'identity');
 }
 
 /** The media type of a content-type, lower-case, without parameters. */

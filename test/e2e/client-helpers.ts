@@ -1,4 +1,5 @@
 /** Small helpers the client end-to-end tests share. */
+import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
@@ -41,3 +42,18 @@ export function mockUpstreamAndGateway(yamlFor: (mockUrl: string) => string, opt
   });
   return env;
 }
+
+/** Binds the alias `support-bot` to a fixed template version (append to a gateway config). */
+export const BINDINGS = `
+bindings:
+  - {model: support-bot, template: support-reply@1.0.0}
+`;
+
+/** A question that makes a tool-calling model call `get_weather` twice. */
+export const messages = [{ role: 'user' as const, content: 'What is the weather in Paris and Tokyo?' }];
+export const tools: ChatCompletionTool[] = [
+  {
+    type: 'function',
+    function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } }, required: ['city'] } },
+  },
+];

@@ -11,23 +11,11 @@ import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionTool } from 'openai/resources/chat/completions';
+import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
 import { E2E_UPSTREAM, mockConfig, type TestGateway } from '../helpers/gateway.js';
-import { collect, mockUpstreamAndGateway, rejection } from './client-helpers.js';
+import { BINDINGS, collect, messages, mockUpstreamAndGateway, rejection, tools } from './client-helpers.js';
 
-const BINDINGS = `
-bindings:
-  - {model: support-bot, template: support-reply@1.0.0}
-`;
-
-const messages = [{ role: 'user' as const, content: 'What is the weather in Paris and Tokyo?' }];
-const tools: ChatCompletionTool[] = [
-  {
-    type: 'function',
-    function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } }, required: ['city'] } },
-  },
-];
 
 
 

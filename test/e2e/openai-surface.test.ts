@@ -13,25 +13,13 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import * as Errors from 'openai';
 import { request } from 'undici';
-import type { ChatCompletionChunk, ChatCompletionTool } from 'openai/resources/chat/completions';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { STREAM_WORDS, TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
 import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { estimateUsage } from '../../src/telemetry/usage.js';
 import { PromText } from '../telemetry-e2e/prom-text.js';
-import { collect, mockUpstreamAndGateway, rejection } from './client-helpers.js';
+import { BINDINGS, collect, messages, mockUpstreamAndGateway, rejection, tools } from './client-helpers.js';
 
-const BINDINGS = `
-bindings:
-  - {model: support-bot, template: support-reply@1.0.0}
-`;
-
-const messages = [{ role: 'user' as const, content: 'What is the weather in Paris and Tokyo?' }];
-const tools: ChatCompletionTool[] = [
-  {
-    type: 'function',
-    function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } }, required: ['city'] } },
-  },
-];
 /** 2000 input of which 1500 cached, 1000 output of which 400 reasoning. */
 const RICH_USAGE = { prompt_tokens: 2000, completion_tokens: 1000, total_tokens: 3000, prompt_tokens_details: { cached_tokens: 1500 }, completion_tokens_details: { reasoning_tokens: 400 } };
 /** gpt-4o-mini (USD per 1M): (500*0.15 + 1500*0.075 + 1000*0.6) / 1e6. */

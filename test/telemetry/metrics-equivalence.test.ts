@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { LabelValues } from '../../src/telemetry/label-values.js';
 import { createMetrics, experimentValues, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
+import { seededRandom } from '../../scripts/seeded-random.js';
 
 const OPERATIONS: Record<string, string> = { '/v1/chat/completions': 'chat', '/v1/responses': 'chat', '/v1/completions': 'text_completion', '/v1/embeddings': 'embeddings' };
 
@@ -87,15 +88,6 @@ function referenceRecorder(m: Metrics, cap: number, knownModels: string[]) {
   return { recordRequest, observeExperiment, allowModels: (names: string[]) => models.allow(names) };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomRecord(rnd: () => number, i: number): RequestRecord {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
@@ -134,7 +126,7 @@ async function compare(seed: number, cap: number): Promise<void> {
   const fast = createMetrics({ processMetrics: false, maxLabelValues: cap, knownModels });
   const ref = createMetrics({ processMetrics: false, maxLabelValues: cap, knownModels });
   const reference = referenceRecorder(ref, cap, knownModels);
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   const both = (f: (m: Pick<Metrics, 'recordRequest' | 'observeExperiment' | 'allowModels'>) => void) => {
     let fastError: unknown;
     let refError: unknown;
