@@ -7,6 +7,7 @@
 import { estimateUsage, usageFromOpenAI } from '../telemetry/usage.js';
 import type { Usage } from '../telemetry/types.js';
 import type { Exchange } from './exchange.js';
+import { replyText } from './stream-text.js';
 import type { StreamEnd, StreamSummary } from './sse-relay.js';
 import type { Upstream } from './upstream.js';
 
@@ -56,7 +57,7 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   r.finishReasons = summary.finishReasons;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage || exchange.content.captureContent ? streamedText(summary.contentData) : { content: '', reply: '' };
+  const text = !usage || exchange.content.captureContent ? summary.text.text() : { content: '', reply: '' };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
   if (!usage) usage = estimateUsage(requestMessages, text.reply, r.responseModel ?? r.requestModel ?? '');
   r.usage = usage;
@@ -65,44 +66,4 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
   else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
   else exchange.finish({ outcome: 'error', errorType: end.errorType });
-}
-
-/**
- * Joins the kept stream events' `delta.content` (the completion a span captures) and their
- * whole reply text (`replyText`, to estimate tokens).
- */
-function streamedText(dataLines: readonly string[]): { content: string; reply: string } {
-  let content = '';
-  let reply = '';
-  for (const line of dataLines) {
-    if (!line) continue;
-    try {
-      const obj = JSON.parse(line) as { choices?: Array<{ delta?: { content?: unknown } }> };
-      for (const c of obj.choices ?? []) {
-        if (typeof c.delta?.content === 'string') content += c.delta.content;
-        reply += replyText(c.delta);
-      }
-    } catch {
-      // not JSON: ignore
-    }
-  }
-  return { content, reply };
-}
-
-/**
- * The text of a reply message (or stream delta) that output tokens pay for: content, refusal,
- * and each tool call's name and arguments.
- */
-function replyText(message: unknown): string {
-  if (typeof message !== 'object' || message === null) return '';
-  const m = message as { content?: unknown; refusal?: unknown; tool_calls?: unknown };
-  let text = typeof m.content === 'string' ? m.content : '';
-  if (typeof m.refusal === 'string') text += m.refusal;
-  if (Array.isArray(m.tool_calls)) {
-    for (const call of m.tool_calls as Array<{ function?: { name?: unknown; arguments?: unknown } } | null>) {
-      if (typeof call?.function?.name === 'string') text += call.function.name;
-      if (typeof call?.function?.arguments === 'string') text += call.function.arguments;
-    }
-  }
-  return text;
 }

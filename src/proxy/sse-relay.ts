@@ -14,6 +14,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { dataOf, EventFramer, MAX_EVENT_BYTES, SseEventTooLargeError, splitEvents } from './sse-framing.js';
+import { StreamText } from './stream-text.js';
 import { classifyTransportError } from './upstream.js';
 
 export { lastBoundary, SseEventTooLargeError } from './sse-framing.js';
@@ -24,9 +25,8 @@ export interface StreamSummary {
   finishReasons: string[];
   /** The raw `usage` object of the stream, when one was sent. */
   usage?: unknown;
-  /** `data:` payloads of the chunks, kept only to estimate tokens when usage is missing. */
-  contentData: string[];
-  keptBytes: number;
+  /** The chunks' text, kept only to estimate tokens when usage is missing (and for content capture). */
+  text: StreamText;
   sawDone: boolean;
   /** ms (performance.now()) when the first event went to the client. */
   firstEventAt?: number;
@@ -60,7 +60,6 @@ export interface RelayOptions {
 }
 
 const encoder = new TextEncoder();
-const MAX_KEPT_TEXT = 1 << 20;
 // RFC 8259 §2: whitespace may surround the name separator (Python's json.dumps writes `": `).
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 const FINISH_REASON = /"finish_reason"\s*:\s*"/;
@@ -71,7 +70,7 @@ const SPACED_USAGE_NULL = new RegExp(`,${WS}"usage"${WS}:${WS}null(?=${WS}[,}])|
 
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
-  readonly summary: StreamSummary = { finishReasons: [], contentData: [], keptBytes: 0, sawDone: false };
+  readonly summary: StreamSummary = { finishReasons: [], text: new StreamText(), sawDone: false };
   readonly #framer: EventFramer;
   /** The last events sent ended with a CR (an LF may follow in the next chunk). */
   #endedWithCR = false;
@@ -142,15 +141,6 @@ export class SseScanner {
     return changed ? Buffer.from(head + parts.join(''), 'utf8') : bytes;
   }
 
-  /** Keeps a chunk's data for token estimation (referenced, not copied; bounded). */
-  #keep(data: string): void {
-    const s = this.summary;
-    if (s.keptBytes < MAX_KEPT_TEXT) {
-      s.contentData.push(data);
-      s.keptBytes += data.length;
-    }
-  }
-
   #readEvent(data: string): 'keep' | 'drop' {
     const s = this.summary;
     const first = s.id === undefined;
@@ -158,7 +148,7 @@ export class SseScanner {
     // reason, usage, or an error. Content deltas are kept as text for estimation.
     const interesting = first || FINISH_REASON.test(data) || USAGE_OBJECT.test(data) || data.includes('"error"');
     if (!interesting) {
-      this.#keep(data);
+      this.summary.text.add(data);
       return 'keep';
     }
     let obj: Record<string, unknown>;
@@ -173,7 +163,7 @@ export class SseScanner {
     if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
     const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
     for (const c of choices) if (typeof c.finish_reason === 'string') s.finishReasons.push(c.finish_reason);
-    this.#keep(data);
+    this.summary.text.add(data);
     if (obj.usage && typeof obj.usage === 'object') {
       s.usage = obj.usage;
       if (this.stripUsageChunk && choices.length === 0) return 'drop';
