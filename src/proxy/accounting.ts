@@ -49,8 +49,11 @@ export function estimateUnread(exchange: Exchange, requestMessages: unknown[]): 
   r.usage = estimateUsage(requestMessages, '', r.requestModel ?? '');
 }
 
-/** Accounts a relayed stream when it ends, for any reason, and finishes the exchange. */
-export function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: unknown[]): void {
+/**
+ * Accounts a relayed stream when it ends, for any reason, and finishes the exchange.
+ * `requestMessages` is called only when the stream brought no usage (to estimate it).
+ */
+export function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: () => unknown[]): void {
   const r = exchange.record;
   r.responseId = summary.id;
   r.responseModel = summary.model;
@@ -59,7 +62,7 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
   const text = !usage || exchange.content.captureContent ? summary.text.text() : { content: '', reply: '' };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
-  if (!usage) usage = estimateUsage(requestMessages, text.reply, r.responseModel ?? r.requestModel ?? '');
+  if (!usage) usage = estimateUsage(requestMessages(), text.reply, r.responseModel ?? r.requestModel ?? '');
   r.usage = usage;
   if (exchange.content.captureContent) exchange.content.completion = text.content;
   priceUsage(exchange, upstream);

@@ -16,7 +16,7 @@ import { estimateUnread, finishStream, priceUsage, readCompletion } from './acco
 import { decodeContent } from './content-coding.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
-import { relaySse, writeSse, type StreamEnd, type StreamSummary } from './sse-relay.js';
+import { relaySse, writeSse, type RelayOptions, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
 import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
@@ -118,16 +118,7 @@ export function chatCompletions(deps: GatewayDeps) {
 
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && isEventStream(response.headers['content-type'])) {
-        const requestMessages = body.messages as unknown[];
-        const relay = {
-          stripUsageChunk,
-          abortUpstream: () => exchange.abort(),
-          clientGone: () => exchange.clientGone,
-          timedOut: () => exchange.signal.aborted,
-          shuttingDown: () => exchange.shuttingDown,
-          signal: exchange.signal,
-          onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, requestMessages),
-        };
+        const relay = relayOptions(exchange, upstream, stripUsageChunk, outBody);
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -168,6 +159,34 @@ export function chatCompletions(deps: GatewayDeps) {
       throw err; // the error boundary renders it and finishes the exchange
     }
   };
+}
+
+/**
+ * The stream relay's callbacks, made outside the handler so that they hold only what they
+ * use: a closure in the handler would keep its whole scope (the parsed request, the
+ * rendered template) alive for as long as the stream is open. For an estimate when the
+ * stream brings no usage, the messages are read again from the body undici keeps anyway.
+ */
+function relayOptions(exchange: Exchange, upstream: Upstream, stripUsageChunk: boolean, outBody: Uint8Array): RelayOptions {
+  return {
+    stripUsageChunk,
+    abortUpstream: () => exchange.abort(),
+    clientGone: () => exchange.clientGone,
+    timedOut: () => exchange.signal.aborted,
+    shuttingDown: () => exchange.shuttingDown,
+    signal: exchange.signal,
+    onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, () => messagesOf(outBody)),
+  };
+}
+
+/** The `messages` of a request body the gateway has already parsed once (or written itself). */
+function messagesOf(body: Uint8Array): unknown[] {
+  try {
+    const parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as ChatBody;
+    return Array.isArray(parsed.messages) ? parsed.messages : [];
+  } catch {
+    return [];
+  }
 }
 
 /** Records which template/experiment/variant serves the request, for headers, spans and metrics. */
