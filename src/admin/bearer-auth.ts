@@ -16,12 +16,14 @@ export function bearerMatches(authorization: string | undefined, token: string):
 
 /**
  * Middleware guarding a route group: 404 when `getToken()` is empty (the API is off, and
- * says nothing about existing), 401 without the right bearer token.
+ * says nothing about existing), 401 without the right bearer token. Surrounding whitespace
+ * of the configured token is ignored: a header value cannot carry it (a token read from a
+ * secret file often ends in a newline), so it would lock everyone out.
  */
 export function bearerAuth(getToken: () => string, opts: { realm?: string } = {}): MiddlewareHandler {
   const challenge = `Bearer realm="${opts.realm ?? 'promptgate-admin'}"`;
   return async function adminAuth(c, next) {
-    const token = getToken();
+    const token = getToken().trim();
     if (token === '') throw new GatewayError('not_found', `Unknown route: ${c.req.method} ${c.req.path}`);
     if (!bearerMatches(c.req.header('authorization'), token)) {
       throw new GatewayError('unauthorized', 'Missing or invalid admin bearer token.', { headers: { 'www-authenticate': challenge } });

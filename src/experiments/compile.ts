@@ -78,7 +78,12 @@ export function compileExperiments(
       const known = registry.list().map((t) => t.id);
       issues.push({ path: `${at}.template`, message: `unknown template "${cfg.template}" (known: ${known.join(', ') || 'none'})` });
     }
-    const widths = variantWidths(cfg.variants.map((v) => v.weight));
+    const weights = cfg.variants.map((v) => v.weight);
+    // Weights near the double limit add up to Infinity, and every width to NaN (no range holds a bucket).
+    if (!Number.isFinite(weights.reduce((a, b) => a + b, 0))) {
+      issues.push({ path: `${at}.variants`, message: 'the weights add up to more than a number can hold; use smaller weights (only their ratio matters)' });
+    }
+    const widths = variantWidths(weights);
     const variants: CompiledVariant[] = [];
     let from = 0;
     cfg.variants.forEach((v, j) => {

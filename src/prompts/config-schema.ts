@@ -72,12 +72,18 @@ export const variantSchema = z.strictObject({
   weight: z.number().positive(),
 });
 
+/** Ten years: stage times (`start + k * every`) stay valid dates the admin API can show. */
+const MAX_ROLLOUT_EVERY_MS = 3650 * 86_400_000;
+
 export const rolloutSchema = z
   .strictObject({
     /** Percent of users exposed to non-baseline variants at each stage, non-decreasing. */
     stages: z.array(z.number().gt(0).max(100)).min(1),
     /** Time between stages, e.g. 30m, 24h, 7d. */
-    every: z.string().refine((s) => (parseDuration(s) ?? 0) > 0, 'expected a positive duration like 30m, 24h or 7d'),
+    every: z.string().refine((s) => {
+      const ms = parseDuration(s) ?? 0;
+      return ms > 0 && ms <= MAX_ROLLOUT_EVERY_MS;
+    }, 'expected a positive duration up to 3650d, like 30m, 24h or 7d'),
   })
   .superRefine((r, ctx) => {
     r.stages.forEach((s, i) => {

@@ -1,5 +1,5 @@
 /**
- * Loads every `*.yaml` / `*.yml` file of the templates directory into a `TemplateRegistry`.
+ * Loads every `*.yaml` / `*.yml` file (not hidden) of the templates directory into a `TemplateRegistry`.
  * Synchronous: it runs once per config load, never during a request. Problems are collected
  * across all files (a broken file is left out of the registry) and reported as
  * `config/templates/support-reply.yaml: versions[1].version (line 12)`.
@@ -29,7 +29,8 @@ export function loadTemplateRegistry(dir: string, options: LoadTemplatesOptions 
   let names: string[];
   try {
     names = readdirSync(dir)
-      .filter((n) => n.endsWith('.yaml') || n.endsWith('.yml'))
+      // Hidden files are not templates: macOS `._<name>.yaml` copies, Emacs `.#<name>.yaml` locks.
+      .filter((n) => !n.startsWith('.') && (n.endsWith('.yaml') || n.endsWith('.yml')))
       .sort();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'read error';

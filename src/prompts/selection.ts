@@ -15,6 +15,7 @@
 import { assign, type AssignmentReason } from '../experiments/assignment.js';
 import { GatewayError } from '../errors.js';
 import type { CompiledBinding, SwapMode } from './bindings.js';
+import { headerText } from './identity.js';
 import { parseTemplateRef, type TemplateRegistry, type TemplateVersion } from './registry.js';
 import { coerceFromString, type VariableSpec } from './variables.js';
 
@@ -171,6 +172,7 @@ function readPromptVariables(body: Readonly<Record<string, unknown>>): Readonly<
  * headers; header strings are converted to the declared type (`"42"` -> 42). Only declared
  * variables are read. A header name is the variable name lowercased, with `_` or `-`
  * (`x-promptgate-var-customer-name` fills `customer_name`: some proxies drop `_` headers).
+ * Header values are read as UTF-8, like a header user id (`x-promptgate-var-name: Zoë`).
  * Context builders add their variables to the result before `applySelection`.
  */
 export function collectVariables(body: Readonly<Record<string, unknown>>, header: HeaderGetter, selection: Selection): Record<string, unknown> {
@@ -183,7 +185,7 @@ export function collectVariables(body: Readonly<Record<string, unknown>>, header
     }
     let raw: string | undefined;
     for (let i = 0; raw === undefined && i < headers.length; i++) raw = header(headers[i]);
-    if (raw !== undefined) vars[name] = coerceFromString(name, spec, raw);
+    if (raw !== undefined) vars[name] = coerceFromString(name, spec, headerText(raw)!);
   }
   return vars;
 }
@@ -224,7 +226,8 @@ const OUTPUT_TOKEN_FIELD_SET: ReadonlySet<string> = new Set(OUTPUT_TOKEN_FIELDS)
  *   (`replace`) or kept in place after them (`prepend`); other turns kept in order;
  * - `model` = binding `upstream_model` ?? version `model` ?? the request's model;
  * - version `params` (and `params.extra_body`) fill only fields the client did not set
- *   (`max_tokens` and `max_completion_tokens` count as one field);
+ *   (absent or null, as OpenAI reads null; `max_tokens` and `max_completion_tokens` count
+ *   as one field);
  * - `constraints.max_output_tokens` caps the output-token field (setting
  *   `max_completion_tokens` when none is present); `constraints.response_format` is forced.
  *
@@ -258,7 +261,7 @@ export function applySelection(
   // max_tokens and max_completion_tokens are one setting: OpenAI rejects a request with both.
   const clientLimitsOutput = OUTPUT_TOKEN_FIELDS.some((field) => out[field] !== undefined && out[field] !== null);
   for (const [key, value] of planOf(version).params) {
-    if (out[key] === undefined && !(clientLimitsOutput && OUTPUT_TOKEN_FIELD_SET.has(key))) out[key] = value;
+    if ((out[key] === undefined || out[key] === null) && !(clientLimitsOutput && OUTPUT_TOKEN_FIELD_SET.has(key))) out[key] = value;
   }
 
   const { max_output_tokens: cap, response_format: format } = version.constraints;
