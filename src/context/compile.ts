@@ -60,6 +60,12 @@ export interface ContextPlan {
   readonly deadlineMs: number;
   /** Names in the version's `context.use` that no configured builder has (always skipped). */
   readonly unconfigured: readonly string[];
+  /**
+   * Every name the version's context fills: `context.use` (configured or not) and the
+   * builders they depend on, whichever recipe serves. Never the client's to set, also
+   * under a recipe that leaves one of them out.
+   */
+  readonly names: readonly string[];
   /** `constraints.max_input_tokens` of the version, when set: the budget also keeps the prompt under it. */
   readonly maxInputTokens?: number;
   /** Tokens of the version's messages as written (only counted when `maxInputTokens` is set). */
@@ -210,6 +216,7 @@ function compilePlan(
     minExploration: spec.recipe_selection.min_exploration,
     deadlineMs,
     unconfigured,
+    names: [...new Set([...spec.use, ...runOrder(spec.use, builders).map((b) => b.name)])],
     maxInputTokens,
     templateTokens: maxInputTokens === undefined ? 0 : version.messages.reduce((n, m) => n + countTokens(m.content) + 3, 0),
   };

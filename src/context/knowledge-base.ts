@@ -248,7 +248,8 @@ function pack(text: string, limit: number): string[] {
 }
 
 function splitLong(paragraph: string, limit: number): string[] {
-  const sentences = paragraph.match(/[^.!?。！？]+(?:[.!?。！？]+|$)\s*/g) ?? [paragraph];
+  // Every character belongs to a sentence: a paragraph may start with punctuation ("...", "¿").
+  const sentences = (paragraph.match(/[^.!?。！？]*(?:[.!?。！？]+|$)\s*/g) ?? [paragraph]).filter((s) => s !== '');
   const out: string[] = [];
   let current = '';
   const push = (s: string) => {

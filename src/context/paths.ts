@@ -52,8 +52,8 @@ export function templateRoots(t: StringTemplate): string[] {
 }
 
 /**
- * Fills the placeholders from `scope` (body strings, search headers; URLs use
- * `fillUrlTemplate`, http builder headers `fillHeaderTemplate`).
+ * Fills the placeholders from `scope` (body strings; URLs use `fillUrlTemplate`, headers
+ * `fillHeaderTemplate`).
  * Returns `{ missing }` naming the first placeholder with no value (undefined, null or "");
  * objects are not valid values.
  */

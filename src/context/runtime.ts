@@ -55,6 +55,9 @@ export class ContextRuntime {
   // maxSize with each entry counting 1, not `max`: no arrays preallocated for 50,000 entries.
   readonly #pending = new LRUCache<string, PendingFeedback>({ maxSize: 50_000, sizeCalculation: () => 1, ttl: 24 * 3600_000 });
   readonly #scans = new LRUCache<string, InjectionScan>({ max: 5_000 });
+  /** Scan results are remembered per scanner: two with one threshold may read different lengths (`max_scan_chars`) or models. */
+  readonly #scannerIds = new WeakMap<InjectionScanner, number>();
+  #nextScannerId = 0;
   readonly #scanners = new Map<string, InjectionScanner>();
   readonly #screened = new WeakMap<BuilderOutput, { scanner: InjectionScanner; block: boolean; outcome: ScanOutcome }>();
   readonly #rng: () => number;
@@ -153,7 +156,9 @@ export class ContextRuntime {
 
   /** Scans untrusted text, remembering results by text (cached passages are scanned once). */
   scan(text: string, scanner: InjectionScanner): InjectionScan {
-    const key = `${scanner.threshold}\u0000${text}`;
+    let id = this.#scannerIds.get(scanner);
+    if (id === undefined) this.#scannerIds.set(scanner, (id = this.#nextScannerId++));
+    const key = `${id}\u0000${text}`;
     let s = this.#scans.get(key);
     if (!s) this.#scans.set(key, (s = scanner.scan(text)));
     return s;

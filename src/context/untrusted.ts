@@ -1,8 +1,8 @@
 /**
  * Indirect prompt injection: text a builder fetched or retrieved (knowledge passages, http
  * answers) is scanned before it reaches a prompt. Policy (`guard.injection`): `block` drops
- * a flagged passage (or a flagged string field of an http answer); `flag` keeps it; both
- * record it. Scanning is off when the action is `off` or `scan` lacks `context`.
+ * a flagged passage (or a flagged string field of an http answer, or a field whose name
+ * is flagged); `flag` keeps it; both record it. Scanning is off when the action is `off` or `scan` lacks `context`.
  */
 import type { InjectionScan } from '../guard/scanner.js';
 import type { BuilderOutput, ContextItem } from './types.js';
@@ -60,6 +60,11 @@ export function screenOutput(output: BuilderOutput, scan: (text: string) => Inje
     }
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
+      // A key reaches the prompt too, when the template renders the object whole (as JSON).
+      if (check(k)) {
+        changed = true;
+        continue;
+      }
       const r = walk(v);
       changed ||= r.changed;
       if (r.keep) out[k] = r.value;

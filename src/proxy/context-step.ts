@@ -47,9 +47,9 @@ export async function injectContext(deps: GatewayDeps, exchange: Exchange, input
     r.contextRecipeAssignment = report.recipeAssignment;
   }
   const merged = { ...input.variables, ...variables };
-  // Builder names are the gateway's to fill: a builder that produced nothing leaves the
-  // version's declared default (applied at render), never the client's value of that name.
-  for (const b of report.builders) if (!(b.name in variables) && b.name in merged) delete merged[b.name];
-  for (const name of input.plan.unconfigured) if (name in merged) delete merged[name];
+  // Builder names are the gateway's to fill: a builder that produced nothing (or that this
+  // request's recipe does not use) leaves the version's declared default (applied at
+  // render), never the client's value of that name.
+  for (const name of input.plan.names) if (!(name in variables) && name in merged) delete merged[name];
   return merged;
 }

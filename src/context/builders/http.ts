@@ -112,6 +112,8 @@ export class HttpBuilder implements Builder {
   shape(answer: unknown): BuilderOutput {
     let value: Record<string, unknown>;
     if (this.#pick) {
+      // `null`, a string or a number has none of the fields: an empty profile would pass for one.
+      if (answer === null || typeof answer !== 'object') throw new ContextSourceError('invalid_response', 'the answer is not a JSON object or array');
       value = {};
       for (const [field, path] of this.#pick) {
         const v = getPath(answer, path);
@@ -122,6 +124,11 @@ export class HttpBuilder implements Builder {
     } else {
       throw new ContextSourceError('invalid_response', 'the answer is not a JSON object (set pick to read into it)');
     }
-    return Object.freeze({ shape: 'object', value: deepFreeze(value), tokens: countValueTokens(value) });
+    try {
+      return Object.freeze({ shape: 'object', value: deepFreeze(value), tokens: countValueTokens(value) });
+    } catch (err) {
+      // JSON.parse takes any depth; JSON.stringify (token count) runs out of stack.
+      throw new ContextSourceError('invalid_response', 'the answer is nested too deeply', { cause: err });
+    }
   }
 }

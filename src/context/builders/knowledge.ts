@@ -24,7 +24,7 @@ import type { KnowledgeBase } from '../knowledge-base.js';
 import {
   bodyTemplateRoots,
   fillBody,
-  fillTemplate,
+  fillHeaderTemplate,
   fillUrlTemplate,
   getPath,
   parseBodyTemplate,
@@ -187,8 +187,10 @@ async function searchRemote(r: RemoteSearch, query: string, topK: number, signal
   if ('missing' in url) throw new ContextSourceError('invalid_request', `search placeholder ${url.missing} has no value`);
   const headers: Record<string, string> = {};
   for (const [name, t] of r.headers) {
-    const v = fillTemplate(t, scope);
-    if (!('missing' in v)) headers[name] = v.text;
+    // A question with a line break or text beyond Latin-1 cannot go in a header: say so, not `unreachable`.
+    const v = fillHeaderTemplate(t, scope);
+    if ('missing' in v) throw new ContextSourceError('invalid_request', `search header ${name} cannot carry the query`);
+    headers[name] = v.text;
   }
   const body = r.body ? fillBody(r.body, scope) : undefined;
   const answer = await fetchJson({
