@@ -57,11 +57,13 @@ export function chatCompletions(deps: GatewayDeps) {
 
       // 3. select the template version (experiment assignment) and render it
       let body = received;
+      let clientVariables: Record<string, unknown> | undefined;
       const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
       if (selection) {
         noteSelection(exchange, selection);
         if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
         let vars = collectVariables(received, header, selection);
+        clientVariables = vars;
         // 4. context: the version's builders (cached, within the deadline and token budget)
         const plan = config.context.plans.get(selection.templateVersion.ref);
         if (plan) vars = await injectContext(deps, exchange, { plan, messages: received.messages as unknown[], userId, variables: vars, config });
@@ -70,8 +72,8 @@ export function chatCompletions(deps: GatewayDeps) {
       }
       exchange.record.requestModel = body.model as string;
 
-      // 5. guard: the client's own messages (context passages were scanned in step 4)
-      guardRequest(config.injectionGuard, exchange, received.messages as unknown[]);
+      // 5. guard: the client's own messages and variables (context passages were scanned in step 4)
+      guardRequest(config.injectionGuard, exchange, received.messages as unknown[], clientVariables);
 
       // 6. forward
       const stripUsageChunk = stream && body.stream_options?.include_usage !== true;
