@@ -13,6 +13,7 @@
  * background refreshes alike). Failures are not cached. One per builder, kept across config
  * reloads by the `ContextRuntime`.
  */
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CacheConfig } from './config-schema.js';
 import type { CacheResult } from './types.js';
@@ -39,6 +40,17 @@ export interface CacheOptions {
 interface Entry<V> {
   value: V;
   storedAt: number;
+}
+
+/**
+ * Keys longer than this are held as their SHA-256: a key carries the rendered request (a
+ * POST body with the client's variables can make it megabytes), and `max_entries` counts
+ * entries, not bytes.
+ */
+export const LONG_KEY_CHARS = 256;
+
+function storedKey(key: string): string {
+  return key.length <= LONG_KEY_CHARS ? key : `\u0000sha256:${createHash('sha256').update(key).digest('base64')}`;
 }
 
 export class ContextCache<V extends {}> {
@@ -70,7 +82,8 @@ export class ContextCache<V extends {}> {
    * @example
    * const { value, result } = await cache.get(url, () => fetchProfile(url));
    */
-  async get(key: string, produce: () => Promise<V>): Promise<{ value: V; result: CacheResult }> {
+  async get(fullKey: string, produce: () => Promise<V>): Promise<{ value: V; result: CacheResult }> {
+    const key = storedKey(fullKey);
     const { ttl_ms: ttl, stale_while_revalidate_ms: swr, stale_if_error_ms: sie } = this.settings;
     const entry = this.#lru.get(key);
     const age = entry ? this.#now() - entry.storedAt : Infinity;
@@ -95,7 +108,7 @@ export class ContextCache<V extends {}> {
    * the synchronous fast path before `get`.
    */
   fresh(key: string): V | undefined {
-    const entry = this.#lru.get(key);
+    const entry = this.#lru.get(storedKey(key));
     if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms) return undefined;
     this.#count('hit');
     return entry.value;
@@ -107,7 +120,7 @@ export class ContextCache<V extends {}> {
    * answered.
    */
   staleIfError(key: string): V | undefined {
-    const entry = this.#lru.peek(key);
+    const entry = this.#lru.peek(storedKey(key));
     if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms + this.settings.stale_if_error_ms) return undefined;
     return entry.value;
   }

@@ -85,6 +85,20 @@ describe('ContextCache', () => {
     expect(cache.size).toBe(2);
     expect((await cache.get('a', async () => ({ k: 'a2' }))).result).toBe('miss'); // least recently used went first
   });
+
+  // Keys were held whole, and `max_entries` counts entries: a POST builder whose body
+  // carries the client's variables made megabyte keys, 1,000 of them a gigabyte. Long keys
+  // are now held as their SHA-256; this checks the lookups stay exact.
+  it('holds long keys by their hash: same key hits, keys differing only at the end do not mix', async () => {
+    const cache = new ContextCache<{ k: string }>(settings);
+    const long = 'POST http://svc/profile {"notes":"' + 'x'.repeat(2 * 1024 * 1024);
+    await cache.get(long + 'A', async () => ({ k: 'A' }));
+    expect(cache.fresh(long + 'A')).toEqual({ k: 'A' });
+    expect(cache.fresh(long + 'B')).toBeUndefined();
+    expect(await cache.get(long + 'B', async () => ({ k: 'B' }))).toEqual({ value: { k: 'B' }, result: 'miss' });
+    expect(cache.staleIfError(long + 'A')).toEqual({ k: 'A' });
+    expect(cache.size).toBe(2);
+  });
 });
 
 describe('cache in front of an http builder', () => {
