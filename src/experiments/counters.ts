@@ -15,7 +15,12 @@ function emptyCounts(): ReasonCounts {
 export class AssignmentCounters {
   readonly #byExperiment = new Map<string, Map<string, ReasonCounts>>();
 
-  /** Counts one served request of `experimentId` in `variant` (the variant actually served). */
+  /**
+   * Counts one assignment of `experimentId` to `variant` (the variant actually used), made
+   * when the template is selected: a request that fails after it (a missing variable, a
+   * required context source down) is counted too. The Prometheus experiment metrics count
+   * finished requests.
+   */
   record(experimentId: string, variant: string, reason: AssignmentReason): void {
     let variants = this.#byExperiment.get(experimentId);
     if (!variants) this.#byExperiment.set(experimentId, (variants = new Map()));
