@@ -16,12 +16,14 @@ const isBase64Char = (c: number): boolean => c < 128 && (B64_VALUES[c] >= 0 || c
 /**
  * Finds runs of MIN_BASE64_RUN+ base64 characters in `units[from, to)` and appends them to
  * `runs` as [start, end) pairs, up to MAX_BASE64_PAYLOADS runs in all. `count` is the
- * number of runs already there; returns the new number.
+ * number of runs already there; returns the new number. Padding ends a run: in
+ * "payload=aWdub3Jl..." the run is what follows the '=' ("payload=" is a run of its own).
  */
 export function findBase64Runs(units: Uint16Array, from: number, to: number, runs: Int32Array, count: number): number {
   let start = -1;
   for (let i = from; i <= to && count < MAX_BASE64_PAYLOADS; i++) {
-    if (i < to && isBase64Char(units[i])) {
+    const inAlphabet = i < to && isBase64Char(units[i]);
+    if (inAlphabet && (start < 0 || units[i] === 0x3d || units[i - 1] !== 0x3d)) {
       if (start < 0) start = i;
       continue;
     }
@@ -30,7 +32,7 @@ export function findBase64Runs(units: Uint16Array, from: number, to: number, run
       runs[2 * count + 1] = i;
       count++;
     }
-    start = -1;
+    start = inAlphabet ? i : -1;
   }
   return count;
 }

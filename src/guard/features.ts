@@ -119,6 +119,15 @@ function compilePatterns(families: readonly PhraseFamily[]): CompiledPatterns {
 }
 
 /**
+ * Every regular expression a scan runs, as compiled for the extractor (the merged sticky
+ * alternations): for audits such as the ReDoS check in test/guard-redos.test.ts. Compiles
+ * them afresh; not for the hot path.
+ */
+export function phraseRegexes(): readonly RegExp[] {
+  return compilePatterns(PHRASE_FAMILIES).regexes;
+}
+
+/**
  * Hashes the normalised text into n-gram buckets and finds which phrase families match.
  * One per scanner (it owns reusable buffers); extraction is synchronous.
  */

@@ -11,11 +11,21 @@
 import { getMixedTable, isAsciiLetter, isWordChar, leetTable } from './char-tables.js';
 import type { WordList } from './word-list.js';
 
+/**
+ * Changed words listed again one at a time per `fold` call, at most; past this the whole
+ * list is made again once at the end. A word whose '@' or '$' became a letter joins two
+ * listed words, and listing it again moves the rest of the list: one at a time, a text of
+ * such words ("p@ss p@ss ...") cost time quadratic in its length.
+ */
+const MAX_WORD_RELISTS = 32;
+
 /** Folds homoglyphs and leetspeak in the words of one buffer. One per normaliser, reused by every call. */
 export class WordFolder {
   private readonly mixed = getMixedTable();
   /** Words whose lookalikes the current `fold` call folded. */
   private lookalikeWords = 0;
+  /** Words the current `fold` call changed (see MAX_WORD_RELISTS). */
+  private changedWords = 0;
 
   /**
    * @param buf the normaliser's buffer, changed in place
@@ -34,6 +44,7 @@ export class WordFolder {
   fold(n: number, suspectAt: Int32Array, suspects: number): number {
     const buf = this.buf;
     this.lookalikeWords = 0;
+    this.changedWords = 0;
     if (suspects <= suspectAt.length) {
       // The words were listed while folding (ascending): visit just those.
       let end = 0;
@@ -41,18 +52,19 @@ export class WordFolder {
         const pos = suspectAt[s];
         if (pos >= end) end = this.foldWordAt(pos, n);
       }
-      return this.lookalikeWords;
+    } else {
+      // Past the list's capacity the list is incomplete: look at every word.
+      const mixed = this.mixed;
+      for (let i = 0; i < n; ) {
+        const c = buf[i];
+        i = (c < 128 ? leetTable[c] !== 0 : mixed[c] !== 0) ? this.foldWordAt(i, n) : i + 1;
+      }
     }
-    // Past the list's capacity the list is incomplete: look at every word.
-    const mixed = this.mixed;
-    for (let i = 0; i < n; ) {
-      const c = buf[i];
-      i = (c < 128 ? leetTable[c] !== 0 : mixed[c] !== 0) ? this.foldWordAt(i, n) : i + 1;
-    }
+    if (this.changedWords > MAX_WORD_RELISTS) this.words.relist(buf, n);
     return this.lookalikeWords;
   }
 
-  /** Folds the word around `i` (and keeps the word list in step); returns the index after it. */
+  /** Folds the word around `i` (and, for the first MAX_WORD_RELISTS changed words, keeps the word list in step); returns the index after it. */
   private foldWordAt(i: number, n: number): number {
     const buf = this.buf;
     const mixed = this.mixed;
@@ -80,14 +92,15 @@ export class WordFolder {
     if (leet > 0 && ascii >= 2 && buf[begin] !== 0x24 && buf[begin] !== 0x40) {
       for (let k = begin; k < end; k++) {
         const c = buf[k];
-        // '@' and '$' only inside a word ("p@ss").
-        if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && k < end - 1))) {
+        // '@' only inside a word ("p@ss"), '$' also at its end ("in$truction$").
+        if (c < 128 && leetTable[c] !== 0 && ((c !== 0x40 && c !== 0x24) || (k > begin && (k < end - 1 || c === 0x24)))) {
           buf[k] = leetTable[c];
           changed = true;
         }
       }
     }
-    if (changed) this.words.relistRange(buf, n, begin, end);
+    // Past MAX_WORD_RELISTS changed words, `fold` lists the whole text again instead.
+    if (changed && ++this.changedWords <= MAX_WORD_RELISTS) this.words.relistRange(buf, n, begin, end);
     return Math.max(end, i + 1);
   }
 }

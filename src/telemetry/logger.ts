@@ -151,8 +151,9 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\bBasic\s+[A-Za-z0-9+/=]{8,}/gi, 'Basic ***'],
   // OpenAI-style keys: sk-..., sk-proj-..., sk-ant-... (Anthropic), sk-or-... (OpenRouter)
   [/\bsk-[A-Za-z0-9_-]{8,}/g, 'sk-***'],
-  // Credentials in a URL (`https://user:token@collector`)
-  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+:[^\s/@]+@/gi, '$1***@'],
+  // Credentials in a URL (`https://user:token@collector`). The scheme is capped at 32 characters: unbounded,
+  // a logged model name like "A+A+A+..." cost time quadratic in its length (the scheme tried at every \b)
+  [/\b([a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/@:]+:[^\s/@]+@/gi, '$1***@'],
   // Google API keys
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
   // key=value / "key": "value" for key-like names
