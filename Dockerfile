@@ -3,7 +3,9 @@
 # promptgate container image (see README.md, "Deploying").
 #
 #   docker build -t promptgate .
-#   docker run --rm -p 8080:8080 -e OPENAI_API_KEY promptgate
+#   docker run --rm --stop-timeout 30 -p 8080:8080 -e OPENAI_API_KEY promptgate
+#
+# --stop-timeout: docker stop sends SIGKILL after 10 s by default, before the 25 s drain ends.
 #
 # Signals: CMD runs node directly (exec form, no shell, no npm), so node is PID 1 and
 # receives SIGTERM itself; the gateway installs SIGTERM/SIGINT handlers (fail /readyz,

@@ -17,7 +17,8 @@ import { startGateway } from './server.js';
 
 const USAGE = `usage:
   promptgate [serve] [--config FILE] [--port N]
-  promptgate check [--config FILE]`;
+  promptgate check [--config FILE]
+  promptgate --help`;
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -32,8 +33,9 @@ async function main(argv: string[]): Promise<number> {
       },
     });
   } catch (err) {
-    // node:util parseArgs throws ERR_PARSE_ARGS_* for unknown options and missing values.
-    return usageError((err as Error).message);
+    // node:util parseArgs throws ERR_PARSE_ARGS_* for unknown options and missing values;
+    // its message for `--port -1` runs over three lines: made one, like every other error.
+    return usageError((err as Error).message.split('\n').map((line) => line.trim()).join(' '));
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -49,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
       return check(file);
     case 'serve': {
       const port = values.port !== undefined ? parsePort(values.port) : undefined;
-      if (values.port !== undefined && port === undefined) return usageError(`invalid --port ${values.port}`);
+      if (values.port !== undefined && port === undefined) return usageError(`invalid --port ${JSON.stringify(values.port)} (expected an integer from 0 to 65535)`);
       await startGateway({ file, port });
       return -1; // keep running; the server exits on its own signals
     }
@@ -67,7 +69,8 @@ function usageError(message: string): number {
 function check(file: string): number {
   try {
     const config = loadConfigFile(file);
-    process.stdout.write(`${file}: OK (${config.upstreams.size} upstreams, routes to ${config.routing.default.join(' -> ')})\n`);
+    const upstreams = `${config.upstreams.size} upstream${config.upstreams.size === 1 ? '' : 's'}`;
+    process.stdout.write(`${file}: OK (${upstreams}, routes to ${config.routing.default.join(' -> ')})\n`);
     for (const note of config.notes) process.stdout.write(`note: ${note}\n`);
     return 0;
   } catch (err) {

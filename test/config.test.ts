@@ -27,7 +27,7 @@ function issuesOf(text: string, env: Record<string, string> = {}): string[] {
 describe('env substitution', () => {
   it('supports ${VAR}, ${VAR:-default}, ${VAR:+alternate} and $$', () => {
     const env = { A: 'a', EMPTY: '' };
-    expect(substituteEnv('${A} ${B:-dflt} ${EMPTY:-dflt} ${A:+yes} ${B:+yes}| $$x', env)).toEqual({ text: 'a dflt dflt yes | $x', missing: [], lineBreaks: [] });
+    expect(substituteEnv('${A} ${B:-dflt} ${EMPTY:-dflt} ${A:+yes} ${B:+yes}| $$x', env)).toEqual({ text: 'a dflt dflt yes | $x', missing: [], lineBreaks: [], unsupported: [] });
   });
 
   it('reports unset plain variables with their line, and leaves comments alone', () => {
@@ -42,16 +42,30 @@ describe('env substitution', () => {
 
   it('expands a nested default instead of leaving a literal ${VAR} in the config', () => {
     const env = { INNER: 'in', EMPTY: '' };
-    expect(substituteEnv('t: "${OUTER:-${FALLBACK:-}}"', env)).toEqual({ text: 't: ""', missing: [], lineBreaks: [] });
+    expect(substituteEnv('t: "${OUTER:-${FALLBACK:-}}"', env)).toEqual({ text: 't: ""', missing: [], lineBreaks: [], unsupported: [] });
     expect(substituteEnv('t: ${OUTER:-${INNER}} ${INNER:+${INNER}-x} ${EMPTY:-a${INNER:+$$}b}', env).text).toBe('t: in in-x a$b');
     // Only the branch that is used is expanded (POSIX): an unset variable in the other one is no error.
-    expect(substituteEnv('t: ${INNER:-${UNSET}} ${EMPTY:+${UNSET}}', env)).toEqual({ text: 't: in ', missing: [], lineBreaks: [] });
+    expect(substituteEnv('t: ${INNER:-${UNSET}} ${EMPTY:+${UNSET}}', env)).toEqual({ text: 't: in ', missing: [], lineBreaks: [], unsupported: [] });
     expect(substituteEnv('t: ${OUTER:-${UNSET}}', env).missing).toEqual([{ variable: 'UNSET', line: 1 }]);
   });
 
+  it('rejects shell forms it does not have and an unclosed ${ (was: kept as literal text, e.g. an API key of "${KEY:?required}")', () => {
+    const env = { KEY: 'sk-test' };
+    expect(substituteEnv('a: ${KEY:?required}\nb: ${KEY-x} $${KEY:?} # ${KEY?}\nc: "${KEY:-${OTHER"\nd: ${KEY:+${KEY:?}} ${KEY:-${UNUSED:?}}', env).unsupported).toEqual([
+      { variable: 'KEY', line: 1 },
+      { variable: 'KEY', line: 2 },
+      { variable: 'KEY', line: 3 },
+      { variable: 'OTHER', line: 3 }, // unclosed too: read again as text, it is a reference of its own
+      { variable: 'KEY', line: 4 },
+    ]);
+    expect(issuesOf(`${MINIMAL}admin: {token: "\${KEY:?required}"}\n`, env)).toEqual([
+      'gateway.config.yaml (line 5): ${KEY...} is not a substitution promptgate knows: use ${KEY}, ${KEY:-default} or ${KEY:+alternate}, closed by "}" on the same line ($$ is a literal $)',
+    ]);
+  });
+
   it("finds the comment after a plain scalar with an apostrophe (O'Brien)", () => {
-    expect(substituteEnv("name: O'Brien # see ${NOT_A_VAR}", {})).toEqual({ text: "name: O'Brien # see ${NOT_A_VAR}", missing: [], lineBreaks: [] });
-    expect(substituteEnv("a: 'it''s # ${A}' # ${B}", { A: 'v' })).toEqual({ text: "a: 'it''s # v' # ${B}", missing: [], lineBreaks: [] });
+    expect(substituteEnv("name: O'Brien # see ${NOT_A_VAR}", {})).toEqual({ text: "name: O'Brien # see ${NOT_A_VAR}", missing: [], lineBreaks: [], unsupported: [] });
+    expect(substituteEnv("a: 'it''s # ${A}' # ${B}", { A: 'v' })).toEqual({ text: "a: 'it''s # v' # ${B}", missing: [], lineBreaks: [], unsupported: [] });
   });
 });
 
@@ -137,6 +151,19 @@ routing: {default: [a, b]}
     expect(issues).toEqual([
       'gateway.config.yaml: upstreams[0].base_url (line 3): expected a URL without a fragment (#...)',
       'gateway.config.yaml: upstreams[1].base_url (line 4): expected a URL without credentials (user:pass@); use api_key or headers',
+    ]);
+  });
+
+  it('says what a base_url should be when it is not an http(s) URL (was: "Invalid URL")', () => {
+    const issues = issuesOf(`
+upstreams:
+  - {name: a, base_url: "ftp://api.example.com/v1"}
+  - {name: b, base_url: "api.example.com/v1"}
+routing: {default: [a, b]}
+`);
+    expect(issues).toEqual([
+      'gateway.config.yaml: upstreams[0].base_url (line 3): expected an http:// or https:// URL, e.g. https://api.openai.com/v1',
+      'gateway.config.yaml: upstreams[1].base_url (line 4): expected an http:// or https:// URL, e.g. https://api.openai.com/v1',
     ]);
   });
 
@@ -231,6 +258,15 @@ describe('promptgate check', () => {
     expect(out).toContain('2 errors');
   });
 
+  it('counts one upstream as "1 upstream" (was: "1 upstreams")', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pg-check-'));
+    const file = path.join(dir, 'one.yaml');
+    writeFileSync(file, MINIMAL);
+    const run = spawnSync(tsx, ['src/main.ts', 'check', '--config', file], { encoding: 'utf8', timeout: 15_000 });
+    expect(run.stdout).toBe(`${file}: OK (1 upstream, routes to sim)\n`);
+    expect(run.status).toBe(0);
+  });
+
   it('accepts the shipped gateway.config.yaml', () => {
     const out = execFileSync(tsx, ['src/main.ts', 'check', '--config', 'gateway.config.yaml'], { encoding: 'utf8', env: { ...process.env, OPENAI_API_KEY: '' } });
     expect(out).toMatch(/OK/);
@@ -268,6 +304,45 @@ describe('promptgate usage errors', () => {
     expect(run.stderr).toMatch(message);
     expect(run.stderr).toContain('usage:\n  promptgate [serve]');
     expect(run.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it.each([
+    [['--port', '-1'], /^Option '--port' argument is ambiguous\. .*'--port=-XYZ'\.$/],
+    [['--port=-1'], /^invalid --port "-1" \(expected an integer from 0 to 65535\)$/],
+    [['--port', 'abc'], /^invalid --port "abc" \(expected an integer from 0 to 65535\)$/],
+    [['--port', '70000'], /^invalid --port "70000" \(expected an integer from 0 to 65535\)$/],
+  ])('%j exits 2 with one line, then the usage (was: three lines of parseArgs text for --port -1)', (args, message) => {
+    const run = spawnSync(tsx, ['src/main.ts', ...args], { encoding: 'utf8', timeout: 15_000 });
+    expect(run.status).toBe(2);
+    const [first, ...rest] = run.stderr.split('\n');
+    expect(first).toMatch(message);
+    expect(rest.join('\n')).toMatch(/^usage:\n  promptgate \[serve\]/);
+  });
+});
+
+describe('promptgate --help', () => {
+  it.each([[['--help']], [['-h']], [['check', '--help']]])('%j prints the usage, the README\'s three forms, and exits 0', (args) => {
+    const run = spawnSync(path.resolve('node_modules/.bin/tsx'), ['src/main.ts', ...args], { encoding: 'utf8', timeout: 15_000 });
+    expect(run.status).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe('usage:\n  promptgate [serve] [--config FILE] [--port N]\n  promptgate check [--config FILE]\n  promptgate --help\n');
+  });
+});
+
+describe('promptgate with a config it cannot read', () => {
+  const tsx = path.resolve('node_modules/.bin/tsx');
+  const dir = mkdtempSync(path.join(tmpdir(), 'pg-unreadable-'));
+  it.each([
+    ['a directory', dir, 'EISDIR'],
+    ['a missing file', path.join(dir, 'missing.yaml'), 'ENOENT'],
+  ])('%s: check and serve exit 1 with one line naming the file', (_what, file, code) => {
+    const check = spawnSync(tsx, ['src/main.ts', 'check', '--config', file], { encoding: 'utf8', timeout: 15_000 });
+    expect(check.status).toBe(1);
+    expect(check.stderr).toBe(`${file}: cannot read the config file (${code})\n1 error in ${file}\n`);
+    const serve = spawnSync(tsx, ['src/main.ts', '--config', file], { encoding: 'utf8', timeout: 15_000 });
+    expect(serve.signal).toBeNull(); // it did not start serving
+    expect(serve.status).toBe(1);
+    expect(serve.stderr).toBe(`${file}: cannot read the config file (${code})\n`);
   });
 });
 

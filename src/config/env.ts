@@ -18,12 +18,16 @@ export interface SubstitutionIssue {
   line: number;
 }
 
-/** Substitutes variables in `text`; returns the result and the variables that were missing. */
+/** Substitutes variables in `text`; returns the result and the variables that were missing, held a line break, or were referenced in a form it does not have. */
 export function substituteEnv(
   text: string,
   env: Record<string, string | undefined> = process.env,
-): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[] } {
+): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[]; unsupported: SubstitutionIssue[] } {
   const missing: SubstitutionIssue[] = [];
+  // `${NAME` not followed by `}`, `:-` or `:+` (a shell form such as `${KEY:?required}` or
+  // `${KEY-x}`, or no closing `}`): an error. Left as text, it would reach the config as a
+  // literal value, an API key of "${KEY:?required}".
+  const unsupported: SubstitutionIssue[] = [];
   // A used value with a line break inside it: an error. Substitution is line by line, so
   // the break would cut the YAML around it.
   const lineBreaks: SubstitutionIssue[] = [];
@@ -32,7 +36,7 @@ export function substituteEnv(
     const cut = commentStart(line);
     return substituteLine(line.slice(0, cut), i + 1) + line.slice(cut);
   });
-  return { text: out.join('\n'), missing, lineBreaks };
+  return { text: out.join('\n'), missing, lineBreaks, unsupported };
 
   function substituteLine(line: string, lineNo: number): string {
     return expand(line, 0, false, true).out;
@@ -77,15 +81,21 @@ export function substituteEnv(
         return { out: inserted(name, value ?? '', used), end: i };
       }
       const op = text.slice(i, i + 2);
-      if (op !== ':-' && op !== ':+') return undefined;
+      if (op !== ':-' && op !== ':+') {
+        if (used) unsupported.push({ variable: name, line: lineNo });
+        return undefined;
+      }
       const isSet = value !== undefined && value !== '';
       const useWord = op === ':-' ? !isSet : isSet;
       const reported = missing.length;
       const reportedBreaks = lineBreaks.length;
+      const reportedUnsupported = unsupported.length;
       const word = expand(text, i + 2, true, used && useWord);
       if (word.end < 0) {
-        missing.length = reported; // unterminated: the text is read again as literal text
+        missing.length = reported; // unterminated: reported as itself, not by what it holds
         lineBreaks.length = reportedBreaks;
+        unsupported.length = reportedUnsupported;
+        if (used) unsupported.push({ variable: name, line: lineNo });
         return undefined;
       }
       if (op === ':-') return { out: isSet ? inserted(name, value, used) : word.out, end: word.end };

@@ -53,13 +53,19 @@ export interface ParseOptions extends LoadOptions {
 export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
   const name = path.basename(options.file);
   const env = options.env ?? process.env;
-  const { text: substituted, missing, lineBreaks } = substituteEnv(text, env);
+  const { text: substituted, missing, lineBreaks, unsupported } = substituteEnv(text, env);
   // YAML's messages quote the source, which now holds these values (API keys among them).
   const values = referencedValues(text, env);
   const issues: ConfigIssue[] = missing.map((m) => ({
     path: `${name} (line ${m.line})`,
     message: `environment variable ${m.variable} is not set (use \${${m.variable}:-default} for an optional value)`,
   }));
+  for (const u of unsupported) {
+    issues.push({
+      path: `${name} (line ${u.line})`,
+      message: `\${${u.variable}...} is not a substitution promptgate knows: use \${${u.variable}}, \${${u.variable}:-default} or \${${u.variable}:+alternate}, closed by "}" on the same line ($$ is a literal $)`,
+    });
+  }
   for (const b of lineBreaks) {
     issues.push({
       path: `${name} (line ${b.line})`,

@@ -87,7 +87,7 @@ export const upstreamSchema = z
      * (`user:pass@`) could never be meant, and credentials would end up in logs.
      */
     base_url: z
-      .url({ protocol: /^https?$/ })
+      .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. https://api.openai.com/v1' })
       .refine((u) => !u.includes('#'), 'expected a URL without a fragment (#...)')
       .refine((u) => !hasCredentials(u), 'expected a URL without credentials (user:pass@); use api_key or headers')
       .optional(),

@@ -167,6 +167,23 @@ describe('Dockerfile (static)', () => {
     expect(copiedDirs.some((d) => dir === d || dir.startsWith(`${d}/`)), `${dir} is copied into the image`).toBe(true);
   });
 
+  it('every `docker run` of the image waits out the drain before SIGKILL (was: docker\'s 10 s default, under the 25 s drain)', () => {
+    const cfg = (parseYaml(readFileSync(join(ROOT, 'gateway.config.yaml'), 'utf8')) ?? {}) as { server?: { drain_timeout_ms?: number } };
+    const drainMs = cfg.server?.drain_timeout_ms ?? 25_000;
+    const runs = ['README.md', 'Dockerfile'].flatMap((file) =>
+      readFileSync(join(ROOT, file), 'utf8')
+        .split('\n')
+        .filter((line) => /docker run .*\bpromptgate\s*$/.test(line))
+        .map((line) => ({ file, line })),
+    );
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    for (const { file, line } of runs) {
+      const timeout = /--stop-timeout[ =](\d+)/.exec(line);
+      expect(timeout, `${file}: ${line.trim()}`).not.toBeNull();
+      expect(Number(timeout![1]) * 1000, `${file}: ${line.trim()}`).toBeGreaterThan(drainMs);
+    }
+  });
+
   it('.dockerignore keeps secrets, VCS and host artefacts out of the context', () => {
     for (const p of ['.git', 'node_modules', 'dist', '.env', 'coverage', 'node_modules/x/y.js', 'src/a.test.ts']) {
       expect(ignored(p), p).toBe(true);
