@@ -152,13 +152,16 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   // OpenAI-style keys: sk-..., sk-proj-..., sk-ant-... (Anthropic), sk-or-... (OpenRouter)
   [/\bsk-[A-Za-z0-9_-]{8,}/g, 'sk-***'],
   // Credentials in a URL (`https://user:token@collector`). The scheme is capped at 32 characters: unbounded,
-  // a logged model name like "A+A+A+..." cost time quadratic in its length (the scheme tried at every \b)
-  [/\b([a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/@:]+:[^\s/@]+@/gi, '$1***@'],
+  // a logged model name like "A+A+A+..." cost time quadratic in its length (the scheme tried at every \b).
+  // The user info stops at a `"` (a URL has none unescaped): a match never runs across the fields of a line.
+  [/\b([a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/@:"]+:[^\s/@"]+@/gi, '$1***@'],
   // Google API keys
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
-  // key=value / "key": "value" for key-like names
+  // key=value / "key": "value" for key-like names. Lines are redacted as serialized JSON: a
+  // backslash takes the character after it (a JSON escape such as `\"`) into the masked value,
+  // so a mask never ends between the two and turns an escaped quote into a closing one.
   [
-    /((?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)["']?\s*[:=]\s*["']?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)[^\s"',;&}]+/gi,
+    /((?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)["']?\s*[:=]\s*["']?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)(?:\\.|[^\s"',;&}\\])+/gi,
     '$1***',
   ],
 ];

@@ -10,8 +10,12 @@ import { traceExportCounts } from './tracing.js';
 export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
 /** OTel GenAI semconv advice for `gen_ai.client.token.usage`. */
 export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
-/** OTel GenAI semconv advice for time-to-first-chunk/token (seconds). */
-export const FIRST_CHUNK_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+/**
+ * OTel GenAI semconv advice for `gen_ai.client.operation.time_to_first_chunk` (seconds): the
+ * same boundaries as the operation duration (the 0.001 s … 10 s set is the model server's
+ * `gen_ai.server.time_to_first_token`, not the client's).
+ */
+export const FIRST_CHUNK_BUCKETS = DURATION_BUCKETS;
 
 /** Every promptgate family, registered in `registry`. One set per registry. */
 export function defineMetricFamilies(registry: Registry) {

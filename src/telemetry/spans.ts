@@ -40,6 +40,8 @@ const TRACER_NAME = 'promptgate';
 /** The API's no-op provider: what a ProxyTracerProvider delegates to until an SDK registers. */
 const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
 const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+/** HTTP semconv: the methods `http.request.method` names; any other is `_OTHER` (span name `HTTP {route}`). */
+const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'QUERY', 'TRACE']);
 /** Upstream trace headers when there are none to send (shared, never written). */
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
@@ -149,11 +151,11 @@ class RequestSpans implements ServerSpan {
     this.#tracer = tracer;
     const parent = propagation.extract(ROOT_CONTEXT, options.headers, headerGetter);
     this.#parent = parent;
-    this.#server = tracer.startSpan(
-      serverSpanName(options.method, options.route),
-      { kind: SpanKind.SERVER, startTime: options.startTime, attributes: { 'http.request.method': options.method, 'http.route': options.route } },
-      parent,
-    );
+    const known = KNOWN_METHODS.has(options.method);
+    const attributes: Attributes = known
+      ? { 'http.request.method': options.method, 'http.route': options.route }
+      : { 'http.request.method': '_OTHER', 'http.request.method_original': options.method, 'http.route': options.route };
+    this.#server = tracer.startSpan(serverSpanName(known ? options.method : 'HTTP', options.route), { kind: SpanKind.SERVER, startTime: options.startTime, attributes }, parent);
   }
 
   get traceId(): string {
@@ -319,7 +321,9 @@ function clientEndAttributes(r: RequestRecord, errorType: string | undefined, op
   if (errorType !== undefined) a['error.type'] = errorType;
   if (options?.captureContent) {
     if (options.prompt !== undefined) a['gen_ai.input.messages'] = JSON.stringify(inputMessages(options.prompt));
-    if (options.completion !== undefined) a['gen_ai.output.messages'] = JSON.stringify(outputMessages(options.completion, r.finishReasons?.[0]));
+    // A generation that ended without a finish reason and failed (cut, cancelled) did not `stop`.
+    const finishReason = r.finishReasons?.[0] ?? (errorType === undefined ? undefined : 'error');
+    if (options.completion !== undefined) a['gen_ai.output.messages'] = JSON.stringify(outputMessages(options.completion, finishReason));
   }
   return a;
 }

@@ -160,7 +160,7 @@ describe('metrics', () => {
     expect(sample(text, 'gen_ai_client_operation_duration_seconds_count', 'error_type="client_abort"', 'stream="true"')).toBe(1);
     expect(sample(text, 'gen_ai_client_operation_duration_seconds_count', 'error_type="503"')).toBe(1);
     expect(sample(text, 'gen_ai_client_operation_time_to_first_chunk_seconds_count')).toBe(2);
-    expect(sample(text, 'gen_ai_client_operation_time_to_first_chunk_seconds_bucket', 'le="0.1"')).toBe(1);
+    expect(sample(text, 'gen_ai_client_operation_time_to_first_chunk_seconds_bucket', 'le="0.16"')).toBe(2);
     expect(sample(text, 'promptgate_upstream_attempts_total')).toBe(5);
     const success = sample(text, 'promptgate_experiment_observations_sum_total', 'metric="success"');
     expect(success).toBe(0);
