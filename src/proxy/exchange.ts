@@ -13,6 +13,8 @@ const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 export interface ExchangeOptions {
   route: string;
+  /** The request's path without its query, for the SERVER span's `url.path`. */
+  path?: string;
   method: string;
   incomingRequestId: string | undefined;
   totalTimeoutMs: number;
@@ -66,7 +68,7 @@ export class Exchange {
     this.#onFinish = options.onFinish;
     this.#inflight = options.inflight;
     this.#inflight?.add(this);
-    this.spans = startServerSpan({ method: options.method, route: options.route, headers: options.header });
+    this.spans = startServerSpan({ method: options.method, route: options.route, path: options.path, headers: options.header });
     this.record.traceId = this.spans.traceId;
     this.content = { captureContent: options.captureContent };
     const gone = () => {

@@ -72,6 +72,7 @@ export function openExchange(
   const outgoing = c.env?.outgoing;
   const exchange = new Exchange({
     route: options.route,
+    path: c.req.path,
     method: c.req.method,
     incomingRequestId: options.header('x-request-id'),
     totalTimeoutMs: config.totalTimeoutMs,

@@ -49,6 +49,8 @@ export interface ServerSpanOptions {
   method: string;
   /** Route pattern (`/v1/chat/completions`), not the raw path. */
   route: string;
+  /** The request's path without its query (`url.path`); default the route. */
+  path?: string;
   /** Incoming header lookup (lower-case names). */
   headers: (name: string) => string | undefined;
   /** When the request arrived (epoch ms); default now. */
@@ -152,9 +154,11 @@ class RequestSpans implements ServerSpan {
     const parent = propagation.extract(ROOT_CONTEXT, options.headers, headerGetter);
     this.#parent = parent;
     const known = KNOWN_METHODS.has(options.method);
+    // HTTP server semconv: method, url.path and url.scheme are required (the query is not
+    // recorded: it may carry what the client did not mean for traces).
     const attributes: Attributes = known
-      ? { 'http.request.method': options.method, 'http.route': options.route }
-      : { 'http.request.method': '_OTHER', 'http.request.method_original': options.method, 'http.route': options.route };
+      ? { 'http.request.method': options.method, 'http.route': options.route, 'url.path': options.path ?? options.route, 'url.scheme': 'http' }
+      : { 'http.request.method': '_OTHER', 'http.request.method_original': options.method, 'http.route': options.route, 'url.path': options.path ?? options.route, 'url.scheme': 'http' };
     this.#server = tracer.startSpan(serverSpanName(known ? options.method : 'HTTP', options.route), { kind: SpanKind.SERVER, startTime: options.startTime, attributes }, parent);
   }
 

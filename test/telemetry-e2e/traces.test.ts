@@ -132,6 +132,8 @@ describe('tracing through the gateway (capture_content off)', () => {
       expect(server.attributes).toMatchObject({
         'http.request.method': 'POST',
         'http.route': '/v1/chat/completions',
+        'url.path': '/v1/chat/completions',
+        'url.scheme': 'http',
         'http.response.status_code': 200,
         'promptgate.request.id': id,
       });

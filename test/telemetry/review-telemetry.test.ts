@@ -132,7 +132,7 @@ describe('spans: content capture on a cut stream, HTTP method', () => {
     run('cut', { outcome: 'client_abort', errorType: 'client_abort', finishReasons: [] });
     run('done', { finishReasons: ['length'] });
     run('plain', {});
-    const other = startServerSpan({ method: 'PROPFIND', route: '/v1/*', headers: () => undefined });
+    const other = startServerSpan({ method: 'PROPFIND', route: '/v1/*', path: '/v1/files/file-1', headers: () => undefined });
     other.end({ ...base, requestId: 'propfind', route: '/v1/*', method: 'PROPFIND', status: 404, outcome: 'error', attempts: 0, usage: undefined });
     await telemetry.shutdown();
   });
@@ -164,5 +164,11 @@ describe('spans: content capture on a cut stream, HTTP method', () => {
     const server = receiver.spans.find((s) => s.kind === SPAN_KIND_SERVER && s.attributes['promptgate.request.id'] === 'propfind')!;
     expect(server.name).toBe('HTTP /v1/*');
     expect(server.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'PROPFIND', 'http.route': '/v1/*' });
+  });
+
+  // Regression: HTTP server semconv requires url.path and url.scheme; the SERVER span had neither.
+  it('gives the SERVER span url.path (the path, not the route) and url.scheme', () => {
+    const server = receiver.spans.find((s) => s.kind === SPAN_KIND_SERVER && s.attributes['promptgate.request.id'] === 'propfind')!;
+    expect(server.attributes).toMatchObject({ 'url.path': '/v1/files/file-1', 'url.scheme': 'http' });
   });
 });
