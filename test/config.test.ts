@@ -181,6 +181,19 @@ routing: {default: [azure]}
     expect(azure.baseQuery).toBe('api-version=2024-10-21');
   });
 
+  // Regression: an IPv6 upstream's spans said server.address "[::1]" (URL's hostname keeps
+  // the brackets); the conventions want the address itself.
+  it('gives an IPv6 upstream server.address without brackets', () => {
+    const config = parseConfig(`
+upstreams:
+  - {name: v6, base_url: "http://[::1]:8000/v1"}
+  - {name: v4, base_url: "https://api.openai.com/v1"}
+routing: {default: [v6, v4]}
+`, { file: 'g.yaml', env: {} });
+    expect(config.upstreams.get('v6')).toMatchObject({ serverAddress: '::1', serverPort: 8000 });
+    expect(config.upstreams.get('v4')).toMatchObject({ serverAddress: 'api.openai.com', serverPort: 443 });
+  });
+
   it('rejects an api_key with a line break or control character, naming the path and never the key (was: accepted, every request failed)', () => {
     const text = `
 upstreams:

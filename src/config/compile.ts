@@ -153,7 +153,8 @@ function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstr
     basePath: url.pathname.replace(/\/+$/, ''),
     baseQuery: url.search.slice(1),
     baseQueryNames: [...new Set(url.searchParams.keys())],
-    serverAddress: url.hostname,
+    // server.address is the bare IP for an IPv6 host: URL keeps its brackets (`[::1]`).
+    serverAddress: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
     serverPort: port,
     priceBook,
     fingerprint,
