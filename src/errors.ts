@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   context_unavailable: { status: 424, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
+  not_implemented: { status: 501, type: 'invalid_request_error' },
   upstream_error: { status: 502, type: 'server_error' },
   upstream_unavailable: { status: 503, type: 'service_unavailable_error' },
   circuit_open: { status: 503, type: 'service_unavailable_error' },

@@ -4,9 +4,11 @@
  * as it arrives) come back. Accounting is basic: status, latency, upstream, attempts;
  * `POST /v1/embeddings` and `POST /v1/responses` add usage and cost (passthrough-usage.ts).
  */
+import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
+import { GatewayError } from '../errors.js';
 import { forward, ClientGoneError } from './forward.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
@@ -15,6 +17,7 @@ import { headerGetter, openExchange, refuseWhileDraining } from './request-shape
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
 
+// Methods that seldom carry a body: one is read only when the request's framing declares it.
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
 export function passThrough(deps: GatewayDeps) {
@@ -26,9 +29,10 @@ export function passThrough(deps: GatewayDeps) {
     const header = headerGetter(c);
     const path = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
+    refuseWebSocket(header);
 
     try {
-      const read = BODYLESS.has(method) ? null : await readPassThroughBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+      const read = BODYLESS.has(method) && !declaresBody(c) ? null : await readPassThroughBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
       if (read?.bytes) clientHeaders['content-length'] = String(read.bytes.byteLength);
       else if (read?.stream) {
@@ -86,9 +90,12 @@ export function passThrough(deps: GatewayDeps) {
           if (!opaque) return listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange);
         }
       }
-      // Relayed as it came: a compressed body keeps its content-encoding.
+      // Relayed as it came: a compressed body keeps its content-encoding, and its length
+      // (RFC 9110 §8.6: a download's size, which clients show as progress).
+      const length = response.headers['content-length'];
+      if (typeof length === 'string') headers['content-length'] = length;
       const relayed = metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers }) : response;
-      return new Response(streamBody(relayed, exchange), { status: response.status, headers: headers as HeadersInit });
+      return new Response(streamBody(relayed, exchange, c.env?.outgoing), { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
       if (err instanceof ClientGoneError) {
         exchange.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });
@@ -100,16 +107,52 @@ export function passThrough(deps: GatewayDeps) {
 }
 
 /**
- * The request target as path and query, its bytes as the client sent them. RFC 9112 §3.2.2:
- * a server accepts the absolute-form (`GET http://host/v1/models`); only its path and query
- * go on, so a client never names the authority (or breaks the path) of an upstream call
- * that carries the upstream's key.
+ * The request target as path and query. RFC 9112 §3.2.2: a server accepts the absolute-form
+ * (`GET http://host/v1/models`); only its path and query go on, so a client never names the
+ * authority of an upstream call that carries the upstream's key. The path is the one the
+ * route matched (`c.req.url`: the client's bytes, with dot segments resolved as RFC 3986
+ * §5.2.4 and WHATWG URL do, `%2e%2e` included), so `/v1/../../x` cannot climb out of the
+ * `base_url` path; the query is the client's bytes.
  */
 function originForm(c: Context<AppEnv>): string {
-  const target = c.env?.incoming?.url;
-  if (target?.startsWith('/')) return target;
-  const url = new URL(c.req.url);
-  return url.pathname + url.search;
+  const routed = c.req.url;
+  const start = routed.indexOf('/', routed.indexOf('//') + 2);
+  const end = routed.indexOf('?');
+  const pathname = start < 0 ? '/' : routed.slice(start, end < 0 ? undefined : end);
+  // The query as the client wrote it (WHATWG URL re-encodes some bytes, `'` among them).
+  const target = c.env?.incoming?.url ?? routed;
+  const at = target.indexOf('?');
+  return at < 0 ? pathname : pathname + target.slice(at);
+}
+
+/**
+ * RFC 9112 §6.3: a request has a body when its framing says so (`content-length`,
+ * `transfer-encoding`), whatever its method: a `DELETE` with a body keeps it.
+ */
+function declaresBody(c: Context<AppEnv>): boolean {
+  const headers = c.env?.incoming?.headers;
+  if (!headers) return c.req.raw.body !== null;
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * A WebSocket handshake (`/v1/realtime`; RFC 6455 §4.1: `Upgrade: websocket` with the
+ * `upgrade` option in `Connection`) cannot be relayed: the gateway speaks HTTP to the
+ * upstream and never switches protocols, so the client gets a clear error rather than the
+ * upstream's answer to a plain GET. Other upgrades (`h2c`) are optional for the server and
+ * ignored (RFC 9110 §7.8), as is an `Upgrade` that `Connection` does not name.
+ */
+function refuseWebSocket(header: (name: string) => string | undefined): void {
+  if (!tokens(header('connection')).includes('upgrade') || !tokens(header('upgrade')).includes('websocket')) return;
+  throw new GatewayError('not_implemented', 'WebSocket connections (such as the Realtime API) are not supported by this gateway; use the HTTP API.', {
+    headers: { connection: 'close' },
+  });
+}
+
+/** The lower-case tokens of a comma-separated header value. */
+function tokens(value: string | undefined): string[] {
+  return value === undefined ? [] : value.split(',').map((t) => t.trim().toLowerCase());
 }
 
 // OpenAI API families: used as the route label (bounded); anything else is `/v1/*`.
@@ -190,10 +233,11 @@ async function retrieveAlias(response: UpstreamResponse, id: string, exchange: E
 
 /**
  * The upstream body as a Web stream, finishing the exchange when it ends. Bytes go as they
- * come (no event boundaries known), so a body the shutdown aborts errors the stream and the
- * connection is cut; `finish` accounts it as a shutdown.
+ * come (no event boundaries known), so a body that fails (the upstream cut it, an idle
+ * timeout, the shutdown) cuts the client's connection: the client sees it incomplete.
+ * `finish` accounts it (as a shutdown when the shutdown aborted it).
  */
-function streamBody(response: UpstreamResponse, exchange: Exchange): ReadableStream<Uint8Array> {
+function streamBody(response: UpstreamResponse, exchange: Exchange, outgoing: ServerResponse | undefined): ReadableStream<Uint8Array> {
   const iterator = response.body[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
     {
@@ -210,7 +254,10 @@ function streamBody(response: UpstreamResponse, exchange: Exchange): ReadableStr
           exchange.finish(
             exchange.clientGone ? { outcome: 'client_abort', errorType: 'client_abort' } : { outcome: 'error', errorType: 'upstream_body_error' },
           );
-          controller.error(err);
+          // Erroring the stream cuts it too, but @hono/node-server then prints the upstream's
+          // error (stack, socket addresses) to stderr: cut the connection here instead.
+          if (outgoing) outgoing.destroy();
+          else controller.error(err);
         }
       },
       cancel() {
