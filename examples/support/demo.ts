@@ -90,8 +90,8 @@ Ctrl-C stops both.
 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const envPort = process.env.PORT ? Number(process.env.PORT) : undefined;
-  startDemo({ port: envPort }).then(
+  // No port option: the gateway reads PORT itself, strictly (an invalid PORT is an error naming it).
+  startDemo().then(
     (demo) => {
       process.stdout.write(usage(demo.url, demo.customers.url));
       // startGateway handles SIGINT/SIGTERM (drain, then exit); the customer service dies with the process.

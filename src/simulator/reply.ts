@@ -20,6 +20,8 @@ export interface ChatBody {
   response_format?: { type?: unknown; json_schema?: { schema?: unknown } } | null;
   tools?: unknown;
   tool_choice?: unknown;
+  temperature?: unknown;
+  top_p?: unknown;
 }
 
 export interface ToolCall {
@@ -45,7 +47,8 @@ export interface SimulatedReply {
 export interface InvalidRequest {
   message: string;
   param: string;
-  code: string;
+  /** null where OpenAI sends none (`stream_options` without `stream`). */
+  code: string | null;
 }
 
 interface Tool {
@@ -71,11 +74,19 @@ export function invalidRequest(body: ChatBody): InvalidRequest | undefined {
     }
   }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') return invalidType('stream', 'a boolean', body.stream);
+  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
+    return { param: 'stream_options', code: null, message: "The 'stream_options' parameter is only allowed when 'stream' is enabled." };
+  }
+  const sampling = decimalWithin(body, 'temperature', 0, 2) ?? decimalWithin(body, 'top_p', 0, 1);
+  if (sampling) return sampling;
   const n = positiveInteger(body, 'n');
   if (n) return n;
   const maxTokens = positiveInteger(body, 'max_tokens') ?? positiveInteger(body, 'max_completion_tokens');
   if (maxTokens) return maxTokens;
   const stop = body.stop;
+  if (Array.isArray(stop) && stop.length > 4) {
+    return { param: 'stop', code: 'array_above_max_length', message: `Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length ${stop.length} instead.` };
+  }
   if (stop !== undefined && stop !== null && typeof stop !== 'string' && !(Array.isArray(stop) && stop.length <= 4 && stop.every((s) => typeof s === 'string'))) {
     return invalidType('stop', 'a string or an array of up to 4 strings', stop);
   }
@@ -193,6 +204,15 @@ function positiveInteger(body: ChatBody, name: 'n' | 'max_tokens' | 'max_complet
   if (typeof value !== 'number' || !Number.isInteger(value)) return invalidType(name, 'an integer', value);
   if (value < 1) return { param: name, code: 'integer_below_min_value', message: `Invalid '${name}': integer below minimum value. Expected a value >= 1, but got ${value} instead.` };
   if (name === 'n' && value > 128) return { param: name, code: 'integer_above_max_value', message: `Invalid 'n': integer above maximum value. Expected a value <= 128, but got ${value} instead.` };
+  return undefined;
+}
+
+function decimalWithin(body: ChatBody, name: 'temperature' | 'top_p', min: number, max: number): InvalidRequest | undefined {
+  const value = body[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number') return invalidType(name, 'a decimal', value);
+  if (value < min) return { param: name, code: 'decimal_below_min_value', message: `Invalid '${name}': decimal below minimum value. Expected a value >= ${min}, but got ${value} instead.` };
+  if (value > max) return { param: name, code: 'decimal_above_max_value', message: `Invalid '${name}': decimal above maximum value. Expected a value <= ${max}, but got ${value} instead.` };
   return undefined;
 }
 

@@ -1,7 +1,8 @@
 /**
- * The built-in simulated upstream: answers OpenAI chat completions (streaming and not) and
- * `GET /models` in-process, deterministically, with usage. It is the embedded default, so
- * `npm start` works without a key or a network, and the demo runs on it.
+ * The built-in simulated upstream: answers OpenAI chat completions (streaming and not),
+ * `GET /models` and `GET /models/{model}` in-process, deterministically, with usage. It is
+ * the embedded default, so `npm start` works without a key or a network, and the demo runs
+ * on it.
  *
  * Deterministic: the reply text and token counts depend only on the request (messages,
  * model, and the parameters `reply.ts` honours); `id` is derived from the messages and model.
@@ -31,11 +32,13 @@ export async function simulate(
   request: { method: string; path: string; body: unknown; signal: AbortSignal },
 ): Promise<SimulatedResponse> {
   const route = request.path.split('?')[0];
-  if (request.method === 'GET' && route === '/models') {
-    return json(200, {
-      object: 'list',
-      data: [{ id: options.model, object: 'model', created: 1_700_000_000, owned_by: 'promptgate' }],
-    });
+  const model = { id: options.model, object: 'model', created: 1_700_000_000, owned_by: 'promptgate' };
+  if (request.method === 'GET' && route === '/models') return json(200, { object: 'list', data: [model] });
+  // openai-node's `models.retrieve`: the model it lists, else OpenAI's 404 for an unknown model.
+  if (request.method === 'GET' && route.startsWith('/models/')) {
+    const id = decodePathSegment(route.slice('/models/'.length));
+    if (id === options.model) return json(200, model);
+    return json(404, { error: { message: `The model '${id}' does not exist`, type: 'invalid_request_error', param: 'model', code: 'model_not_found' } });
   }
   if (request.method !== 'POST' || route !== '/chat/completions') {
     return json(404, { error: { message: `Unknown route ${request.method} ${route} on the simulator.`, type: 'invalid_request_error', param: null, code: 'unknown_url' } });
@@ -124,14 +127,28 @@ export async function simulate(
   return { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers }, body: events() };
 }
 
-/** `text` in up to `n` pieces split at spaces (each piece after the first starts with its space); joined, they are `text`. */
+/**
+ * `text` in `n` pieces (fewer only when it has fewer than `n` words), split at spaces, each
+ * piece after the first starting with its space; joined, they are `text`.
+ */
 function splitText(text: string, n: number): string[] {
   const tokens = text.split(' ');
   const parts = Math.max(1, Math.min(n, tokens.length));
-  const size = Math.ceil(tokens.length / parts);
   const out: string[] = [];
-  for (let i = 0; i < tokens.length; i += size) out.push((i === 0 ? '' : ' ') + tokens.slice(i, i + size).join(' '));
+  // Piece p gets tokens [p*len/parts, (p+1)*len/parts): sizes differ by at most one, none empty.
+  for (let p = 0; p < parts; p++) {
+    const from = Math.floor((p * tokens.length) / parts);
+    out.push((p === 0 ? '' : ' ') + tokens.slice(from, Math.floor(((p + 1) * tokens.length) / parts)).join(' '));
+  }
   return out;
+}
+
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment; // a malformed %-escape: the id as sent
+  }
 }
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): SimulatedResponse {
