@@ -17,10 +17,14 @@ export class CircuitBreaker {
     private now: () => number = Date.now,
   ) {}
 
-  /** Applies new settings after a config reload; the current state is kept. */
+  /**
+   * Applies new settings after a config reload; the current state is kept, unless the
+   * breaker is turned off (`failures: 0`), which closes it: an off breaker never stays open.
+   */
   configure(threshold: number, cooldownMs: number): void {
     this.threshold = threshold;
     this.cooldownMs = cooldownMs;
+    if (threshold === 0) this.onSuccess();
   }
 
   get state(): BreakerState {
@@ -38,6 +42,13 @@ export class CircuitBreaker {
     if (this.#probing) return false;
     this.#probing = true;
     return true;
+  }
+
+  /** Would `tryAcquire` let a request through now? (Takes nothing: the probe slot stays free.) */
+  get available(): boolean {
+    if (this.threshold === 0 || this.#state === 'closed') return true;
+    if (this.#state === 'open') return this.now() - this.#openedAt >= this.cooldownMs;
+    return !this.#probing;
   }
 
   /** Milliseconds until a probe may go out (0 when closed). */
@@ -62,7 +73,11 @@ export class CircuitBreaker {
     }
   }
 
-  /** A request that ended without telling health either way (e.g. the client left). */
+  /**
+   * The probe ended without telling health either way (the client left, a 429): another
+   * request may probe. Only the probe's holder calls it: a request let through while the
+   * breaker was closed, ending during someone else's probe, would let a second probe out.
+   */
   release(): void {
     this.#probing = false;
   }

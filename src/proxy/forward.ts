@@ -74,10 +74,13 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
     const isLast = u === route.length - 1 || options.once;
 
     for (let attempt = 0; attempt <= retries; attempt++) {
+      if (signal.aborted) throw abortedError(options); // e.g. the client left during a dump: no attempt, no probe taken
       if (!breaker.tryAcquire()) {
         openRetryAfterMs = Math.min(openRetryAfterMs, breaker.retryAfterMs());
         break;
       }
+      // Half-open lets one request through, the probe: only its end may free the probe slot.
+      const probe = breaker.state === 'half_open';
       anyTried = true;
       attempts++;
       options.onAttempt?.(upstream, attempts);
@@ -87,8 +90,12 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       } catch (err) {
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || signal.aborted) {
-          breaker.release();
-          throw abortedError(options);
+          const error = abortedError(options);
+          // The total timeout ran out waiting for this upstream: a timeout like a first-byte
+          // one (else a hung upstream with total_ms < first_byte_ms never opens its breaker).
+          if (error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure();
+          else if (probe) breaker.release();
+          throw error;
         }
         breaker.onFailure();
         if (kind === 'first_byte_timeout') {
@@ -96,7 +103,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           break; // waiting again for a slow model doubles the wait: try the next upstream
         }
         lastFailure = kind === 'protocol' ? 'protocol' : 'connect';
-        if (attempt >= retries) continue;
+        if (attempt >= retries || breaker.state === 'open') break; // no backoff for a retry the breaker would refuse
         const backoff = backoffDelay(attempt + 1, retry, options.random);
         if (pastDeadline(backoff, options)) break;
         await pause(backoff, options);
@@ -111,7 +118,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       }
       // Retryable status (429, 5xx by default). 429 says nothing about health.
       if (status >= 500) breaker.onFailure();
-      else breaker.release();
+      else if (probe) breaker.release();
       const asked = retryAfterMs(response.headers);
       const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
       // A breaker this failure opened lets no retry through: the answer goes on, not a 503.
@@ -143,11 +150,8 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
 }
 
 function hasUsableUpstream(runtime: Runtime, route: readonly string[], from: number): boolean {
-  for (let i = from; i < route.length; i++) {
-    const b = runtime.breakers.get(route[i])!;
-    if (b.state !== 'open' || b.retryAfterMs() === 0) return true;
-  }
-  return false;
+  // Not `state !== 'open'`: a half-open breaker whose probe is out refuses the fallback too.
+  return route.slice(from).some((name) => runtime.breakers.get(name)!.available);
 }
 
 /** True when a wait of `ms` would end after the total deadline (which would end it in a 504). */

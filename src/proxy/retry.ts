@@ -17,17 +17,26 @@ export function backoffDelay(retry: number, options: BackoffOptions, random: () 
   return base / 2 + random() * (base / 2);
 }
 
-/** The delay the upstream asked for, in ms, or undefined when it did not ask. */
+/** A non-negative number (`Number('')` is 0, `Number('0x10')` 16: neither is a delay). */
+const DELAY = /^\s*\d+(\.\d+)?\s*$/;
+/**
+ * RFC 9110 §5.6.7: an HTTP-date (IMF-fixdate, RFC 850, asctime) starts with the day name and
+ * has a time of day. `Date.parse` alone reads garbage such as `-5` or `soon 2` as a date in
+ * 2001: a wait of 0, a retry at once.
+ */
+const HTTP_DATE = /^\s*(mon|tue|wed|thu|fri|sat|sun)[a-z]*,? .*\b\d\d:\d\d:\d\d\b/i;
+
+/**
+ * The delay the upstream asked for, in ms, or undefined when it did not ask (or sent a
+ * value that is neither a delay nor an HTTP-date: the backoff applies, not a retry at once).
+ */
 export function retryAfterMs(headers: Record<string, string | string[] | undefined>, now: number = Date.now()): number | undefined {
   const ms = first(headers['retry-after-ms']);
-  if (ms !== undefined) {
-    const n = Number(ms);
-    if (Number.isFinite(n) && n >= 0) return n;
-  }
+  if (ms !== undefined && DELAY.test(ms)) return Number(ms);
   const after = first(headers['retry-after']);
   if (after === undefined) return undefined;
-  if (/^\s*\d+(\.\d+)?\s*$/.test(after)) return Number(after) * 1000;
-  const date = Date.parse(after);
+  if (DELAY.test(after)) return Number(after) * 1000;
+  const date = HTTP_DATE.test(after) ? Date.parse(after) : NaN;
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
