@@ -310,3 +310,56 @@ describe('client gone', () => {
     expect(b.seen).toHaveLength(0);
   });
 });
+
+describe('a non-stream answer cut off mid-body', () => {
+  /** Headers and half the body, then the connection is reset. */
+  function cut(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '400' });
+    res.write('{"id":"chatcmpl-1","object":"chat.completion",');
+    setImmediate(() => res.socket?.destroy());
+  }
+
+  // Regression: the body was read after forwarding had returned, so a reset mid-body was a
+  // 502 (and the breaker counted the upstream healthy) although nothing had reached the
+  // client and a retry was safe.
+  it('is retried, and the client gets the whole answer of the next attempt', async () => {
+    let calls = 0;
+    const up = await upstream((_req, res) => (++calls === 1 ? cut(res) : ok(res)));
+    gw = await startTestGateway(config([{ name: 'a', url: up.url, settings: 'retry: {attempts: 2, backoff_ms: 1, max_backoff_ms: 1}\nbreaker: {failures: 5}' }], '{default: [a]}'));
+    const res = await chat();
+    expect(res.status).toBe(200);
+    expect(res.json().choices[0].message.content).toBe('hi');
+    expect(up.seen).toHaveLength(2);
+    expect(breakerOf('a').state).toBe('closed');
+    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    expect(metrics).toMatch(/^promptgate_upstream_attempts_total\{[^}]*upstream="a"[^}]*\} 2$/m);
+  });
+
+  it('counts against the breaker and ends in 502 upstream_error when every attempt is cut', async () => {
+    const up = await upstream((_req, res) => cut(res));
+    gw = await startTestGateway(config([{ name: 'a', url: up.url, settings: 'retry: {attempts: 1, backoff_ms: 1, max_backoff_ms: 1}\nbreaker: {failures: 2, cooldown_ms: 60000}' }], '{default: [a]}'));
+    const res = await chat();
+    expect(res.status).toBe(502);
+    expect(res.json().error).toMatchObject({ code: 'upstream_error', type: 'server_error' });
+    expect(up.seen).toHaveLength(2);
+    expect(breakerOf('a').state).toBe('open');
+  });
+
+  it('leaves a stream alone: a stream cut after its headers is not retried', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n');
+      setImmediate(() => res.socket?.destroy());
+    });
+    gw = await startTestGateway(config([{ name: 'a', url: up.url, settings: 'retry: {attempts: 2, backoff_ms: 1, max_backoff_ms: 1}' }], '{default: [a]}'));
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(200);
+    expect(text).toContain('"code":"upstream_error"');
+    expect(up.seen).toHaveLength(1);
+  });
+});

@@ -94,6 +94,8 @@ export function chatCompletions(deps: GatewayDeps) {
         runtime,
         route,
         ...exchange.forwarding(),
+        // A non-stream answer is read inside the attempt: one the upstream cuts off is retried.
+        readWhole: stream ? undefined : MAX_COMPLETION_BYTES,
         build: (upstream) => {
           const request = buildRequest(upstream, clientHeaders, outBody, body, exchange.signal);
           // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.

@@ -9,8 +9,10 @@
  *   4. fallback: a first-byte timeout, exhausted retries, a retry-after too long, or a wait
  *      (retry-after or backoff) that would end after the total deadline move on to the next
  *      upstream.
- * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once.
- * All of this happens before any byte reaches the client, so retrying is always safe.
+ * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
+ * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
+ * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
+ * one). All of this happens before any byte reaches the client, so retrying is always safe.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError, shuttingDownError } from '../errors.js';
@@ -38,6 +40,12 @@ export interface ForwardOptions {
   clientGone: () => boolean;
   /** True when the gateway aborted the request at the end of its drain (answered 503 `shutting_down`). */
   shuttingDown?: () => boolean;
+  /**
+   * Read the answer's body inside the attempt, up to this many bytes (a non-stream answer,
+   * which the caller reads whole anyway): a body the upstream cuts off is retried rather
+   * than answered 502. Past the limit: 502 `upstream_error`, no retry.
+   */
+  readWhole?: number;
   /** Called before each attempt, so accounting knows attempts even when forwarding fails. */
   onAttempt?: (upstream: Upstream, attempts: number) => void;
   random?: () => number;
@@ -61,7 +69,7 @@ export class ClientGoneError extends Error {
 export async function forward(options: ForwardOptions): Promise<Forwarded> {
   const { runtime, route, signal } = options;
   let attempts = 0;
-  let lastFailure: 'connect' | 'timeout' | 'protocol' | undefined;
+  let lastFailure: 'connect' | 'timeout' | 'protocol' | 'cut' | undefined;
   let anyTried = false;
   let openRetryAfterMs = Infinity;
 
@@ -85,9 +93,16 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       attempts++;
       options.onAttempt?.(upstream, attempts);
       let response: UpstreamResponse;
+      let headersIn = false;
       try {
         response = await upstream.request(options.build(upstream));
+        headersIn = true;
+        if (options.readWhole !== undefined && !retry.on_status.includes(response.status)) response = await readWhole(response, options.readWhole);
       } catch (err) {
+        if (err instanceof GatewayError) {
+          if (probe) breaker.release(); // an answer too large: the upstream is up, and a retry would not help
+          throw err;
+        }
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || signal.aborted) {
           const error = abortedError(options);
@@ -98,11 +113,11 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           throw error;
         }
         breaker.onFailure();
-        if (kind === 'first_byte_timeout') {
+        if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {
           lastFailure = 'timeout';
           break; // waiting again for a slow model doubles the wait: try the next upstream
         }
-        lastFailure = kind === 'protocol' ? 'protocol' : 'connect';
+        lastFailure = kind === 'protocol' ? 'protocol' : headersIn ? 'cut' : 'connect';
         if (attempt >= retries || breaker.state === 'open') break; // no backoff for a retry the breaker would refuse
         const backoff = backoffDelay(attempt + 1, retry, options.random);
         if (pastDeadline(backoff, options)) break;
@@ -146,7 +161,29 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
   }
   if (lastFailure === 'timeout') throw new GatewayError('upstream_timeout', 'The upstream did not send a response in time.');
   if (lastFailure === 'protocol') throw new GatewayError('upstream_error', 'The upstream sent an invalid response.');
+  if (lastFailure === 'cut') throw new GatewayError('upstream_error', 'The upstream response was cut off.');
   throw new GatewayError('upstream_unavailable', 'No upstream could be reached.', { headers: { 'retry-after': '1' } });
+}
+
+/**
+ * The answer with its body read whole (one chunk, or none). Throws the transport's error
+ * when the body is cut off, and `upstream_error` past `maxBytes` (the read stops there,
+ * which closes the upstream body).
+ */
+async function readWhole(response: UpstreamResponse, maxBytes: number): Promise<UpstreamResponse> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw new GatewayError('upstream_error', `The upstream response is larger than ${maxBytes} bytes.`);
+    chunks.push(chunk);
+  }
+  const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  return { status: response.status, headers: response.headers, body: replay(bytes), dump: async () => undefined };
+}
+
+async function* replay(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  if (bytes.byteLength > 0) yield bytes;
 }
 
 function hasUsableUpstream(runtime: Runtime, route: readonly string[], from: number): boolean {
