@@ -77,11 +77,15 @@ export function chatCompletions(deps: GatewayDeps) {
 
       // 6. forward
       const stripUsageChunk = stream && body.stream_options?.include_usage !== true;
+      let outBody: Uint8Array | undefined;
       if (stripUsageChunk) {
-        // Ask for the usage chunk for exact accounting; the relay removes it again.
+        // Ask for the usage chunk for exact accounting; the relay removes it again. The
+        // client's own body gets the field spliced in, not re-serialised: JSON.stringify
+        // would round integers past 2^53 (a 64-bit `seed`).
+        if (body === received && !Object.hasOwn(received, 'stream_options')) outBody = withIncludeUsage(raw);
         body = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
       }
-      const outBody: Uint8Array = body === received ? raw : serializeJson(body);
+      outBody ??= body === received ? raw : serializeJson(body);
 
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
       const route = config.routing.models.get(body.model as string) ?? config.routing.default;
@@ -229,6 +233,14 @@ export function buildRequest(upstream: Upstream, clientHeaders: Record<string, s
   headers['content-type'] = 'application/json';
   headers['content-length'] = String(body.byteLength);
   return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
+}
+
+const INCLUDE_USAGE_MEMBER = Buffer.from('"stream_options":{"include_usage":true},');
+
+/** A JSON object's bytes (`model` and `messages` at least) with `stream_options.include_usage` as its first member. */
+function withIncludeUsage(raw: Uint8Array): Buffer {
+  const open = raw.indexOf(0x7b /* { */) + 1; // only JSON whitespace before it
+  return Buffer.concat([raw.subarray(0, open), INCLUDE_USAGE_MEMBER, raw.subarray(open)]);
 }
 
 function isEventStream(contentType: string | string[] | undefined): boolean {

@@ -5,7 +5,9 @@
  *
  * The one change it may make: when the gateway added `stream_options.include_usage` for its
  * own accounting (the client did not ask), the usage-only chunk (`choices: []` + `usage`)
- * is read and then dropped, so the client sees exactly the stream it asked for.
+ * is read and then dropped (a `usage` on a chunk with choices is removed from it, and the
+ * `"usage":null` OpenAI then adds to every chunk too), so the client sees exactly the
+ * stream it asked for.
  *
  * Only complete events (ended by a blank line, per the WHATWG SSE spec) are forwarded; a
  * partial event waits for its end, so a dropped event can never be half-sent. A partial
@@ -124,11 +126,15 @@ export class SseScanner {
         this.summary.sawDone = true;
         continue;
       }
-      if (this.#readEvent(data) === 'drop') {
+      const read = this.#readEvent(data);
+      if (read === 'drop') {
         parts[i] = '';
         parts[i + 1] = '';
         changed = true;
         dropped = i;
+      } else if (read !== 'keep') {
+        parts[i] = withData(event, read.data);
+        changed = true;
       } else if (this.stripUsageChunk) {
         // With include_usage every chunk carries "usage":null; the client did not ask for it.
         const stripped = withoutUsageNull(event);
@@ -142,7 +148,8 @@ export class SseScanner {
     return changed ? Buffer.from(head + parts.join(''), 'utf8') : bytes;
   }
 
-  #readEvent(data: string): 'keep' | 'drop' {
+  /** `drop` the event, `keep` it, or send `data` in its place. */
+  #readEvent(data: string): 'keep' | 'drop' | { data: string } {
     const s = this.summary;
     const first = s.id === undefined;
     // Parse only events that carry something we need: the first (id, model), a finish
@@ -167,13 +174,36 @@ export class SseScanner {
     this.summary.text.add(data);
     if (obj.usage && typeof obj.usage === 'object') {
       s.usage = obj.usage;
-      if (this.stripUsageChunk && choices.length === 0) return 'drop';
+      if (this.stripUsageChunk) {
+        if (choices.length === 0) return 'drop';
+        // An upstream that puts the usage on its last content chunk: the chunk stays, the
+        // usage the client did not ask for goes (the one event rewritten, JSON semantics kept).
+        const rest = { ...obj };
+        delete rest.usage;
+        return { data: JSON.stringify(rest) };
+      }
     }
     return 'keep';
   }
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** `event` with `data` as its only `data:` line, where the first one was; other fields kept. */
+function withData(event: string, data: string): string {
+  const eol = /\r\n|\n|\r/.exec(event)?.[0];
+  if (eol === undefined) return `data: ${data}`;
+  const lines: string[] = [];
+  let placed = false;
+  for (const line of event.split(/\r\n|\n|\r/)) {
+    if (!line.startsWith('data:')) lines.push(line);
+    else if (!placed) {
+      lines.push(`data: ${data}`);
+      placed = true;
+    }
+  }
+  return lines.join(eol);
+}
 
 /** Removes the top-level `"usage":null` field (inside a JSON string the quotes are escaped). */
 function withoutUsageNull(event: string): string {

@@ -13,12 +13,18 @@ export const telemetrySchema = z.strictObject({
   max_label_values: z.number().int().min(1).max(10_000).default(50),
 });
 
-/** USD per 1M tokens. `cached_input` and `reasoning` default to `input` and `output`. */
+/**
+ * USD per 1M tokens. `cached_input` and `reasoning` default to `input` and `output`; audio
+ * tokens have no default: a request with audio tokens at a price without `audio_input` /
+ * `audio_output` has unknown cost.
+ */
 export const priceSchema = z.strictObject({
   input: z.number().nonnegative(),
   cached_input: z.number().nonnegative().optional(),
   output: z.number().nonnegative(),
   reasoning: z.number().nonnegative().optional(),
+  audio_input: z.number().nonnegative().optional(),
+  audio_output: z.number().nonnegative().optional(),
 });
 
 /**

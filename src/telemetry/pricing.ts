@@ -19,8 +19,9 @@ export type PriceTable = Readonly<Record<string, ModelPrice>>;
 /**
  * OpenAI list prices, standard tier, USD per 1M tokens, from https://openai.com/api/pricing
  * as published on 2025-08-07 (GPT-5 launch; o3 after its 2025-06-10 price cut). Reasoning
- * tokens are billed as output tokens by OpenAI, so no entry sets `reasoning`. Prices change:
- * override them in `pricing:`.
+ * tokens are billed as output tokens by OpenAI, so no entry sets `reasoning`. Audio tokens
+ * have their own prices (`audio_input`, `audio_output`); a model without them that answers
+ * with audio tokens has unknown cost. Prices change: override them in `pricing:`.
  */
 export const DEFAULT_PRICES: PriceTable = Object.freeze({
   'gpt-5': { input: 1.25, cached_input: 0.125, output: 10 },
@@ -33,6 +34,10 @@ export const DEFAULT_PRICES: PriceTable = Object.freeze({
   // The first gpt-4o snapshot kept its launch price.
   'gpt-4o-2024-05-13': { input: 5, output: 15 },
   'gpt-4o-mini': { input: 0.15, cached_input: 0.075, output: 0.6 },
+  'gpt-4o-audio-preview': { input: 2.5, output: 10, audio_input: 40, audio_output: 80 },
+  // The first audio snapshot kept its launch audio price.
+  'gpt-4o-audio-preview-2024-10-01': { input: 2.5, output: 10, audio_input: 100, audio_output: 200 },
+  'gpt-4o-mini-audio-preview': { input: 0.15, output: 0.6, audio_input: 10, audio_output: 20 },
   o1: { input: 15, cached_input: 7.5, output: 60 },
   'o1-mini': { input: 1.1, cached_input: 0.55, output: 4.4 },
   o3: { input: 2, cached_input: 0.5, output: 8 },
@@ -55,7 +60,7 @@ export interface PriceBook {
   readonly models: readonly string[];
   /** The price of a model, or null when unknown. */
   price(model: string | undefined): ModelPrice | null;
-  /** Request cost in USD, or null when the model is unknown (never 0 for unknown). */
+  /** Request cost in USD, or null when the model (or its audio price) is unknown (never 0 for unknown). */
   cost(usage: Usage, model: string | undefined): number | null;
 }
 
@@ -110,21 +115,30 @@ export function createPriceBook(base: PriceTable | PriceBook = DEFAULT_PRICES, o
 }
 
 /**
- * USD for one request at a price:
- * `(input - cached) * input + cached * (cached_input ?? input)
- *  + (output - reasoning) * output + reasoning * (reasoning ?? output)`, per 1M tokens.
- * Counts are clamped so that 0 <= cached <= input and 0 <= reasoning <= output.
+ * USD for one request at a price, per 1M tokens, with text = all - audio:
+ * `(text_in - cached) * input + cached * (cached_input ?? input) + audio_in * audio_input
+ *  + (text_out - reasoning) * output + reasoning * (reasoning ?? output) + audio_out * audio_output`.
+ * Counts are clamped so that 0 <= audio <= all, 0 <= cached <= text_in and
+ * 0 <= reasoning <= text_out. Null when there are audio tokens and the price has no audio
+ * price for them: audio costs several times text, so pricing it as text would be wrong.
  */
-export function costOf(usage: Usage, price: ModelPrice): number {
+export function costOf(usage: Usage, price: ModelPrice): number | null {
   const input = nonNegative(usage.inputTokens);
   const output = nonNegative(usage.outputTokens);
-  const cached = Math.min(nonNegative(usage.cachedInputTokens), input);
-  const reasoning = Math.min(nonNegative(usage.reasoningTokens), output);
+  const audioIn = Math.min(nonNegative(usage.audioInputTokens ?? 0), input);
+  const audioOut = Math.min(nonNegative(usage.audioOutputTokens ?? 0), output);
+  if ((audioIn > 0 && price.audio_input === undefined) || (audioOut > 0 && price.audio_output === undefined)) return null;
+  const textIn = input - audioIn;
+  const textOut = output - audioOut;
+  const cached = Math.min(nonNegative(usage.cachedInputTokens), textIn);
+  const reasoning = Math.min(nonNegative(usage.reasoningTokens), textOut);
   const perMillion =
-    (input - cached) * price.input +
+    (textIn - cached) * price.input +
     cached * (price.cached_input ?? price.input) +
-    (output - reasoning) * price.output +
-    reasoning * (price.reasoning ?? price.output);
+    audioIn * (price.audio_input ?? 0) +
+    (textOut - reasoning) * price.output +
+    reasoning * (price.reasoning ?? price.output) +
+    audioOut * (price.audio_output ?? 0);
   return perMillion / 1_000_000;
 }
 

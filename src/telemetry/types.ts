@@ -12,6 +12,10 @@ export interface Usage {
   cachedInputTokens: number;
   /** `completion_tokens_details.reasoning_tokens` (a subset of outputTokens). */
   reasoningTokens: number;
+  /** `prompt_tokens_details.audio_tokens` (a subset of inputTokens), when there are any. */
+  audioInputTokens?: number;
+  /** `completion_tokens_details.audio_tokens` (a subset of outputTokens), when there are any. */
+  audioOutputTokens?: number;
   /** True when counted by the gateway's tokenizer because the upstream gave no usage. */
   estimated: boolean;
 }

@@ -19,8 +19,8 @@ const REPLY_PRIMING_TOKENS = 3;
 
 /**
  * Reads OpenAI's usage object (chat completions `prompt_tokens`/`completion_tokens`, or the
- * Responses API `input_tokens`/`output_tokens`) with the cached and reasoning details when
- * present. Missing or null details count 0. Returns undefined when no token count is there.
+ * Responses API `input_tokens`/`output_tokens`) with the cached, reasoning and audio details
+ * when present. Missing or null details count 0 (audio counts are set only when above 0). Returns undefined when no token count is there.
  *
  * @example
  * usageFromOpenAI({ prompt_tokens: 12, completion_tokens: 5, prompt_tokens_details: null })
@@ -35,13 +35,19 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
   const outputDetails = u.completion_tokens_details ?? u.output_tokens_details;
   const inputTokens = input ?? 0;
   const outputTokens = output ?? 0;
-  return {
+  const usage: Usage = {
     inputTokens,
     outputTokens,
     cachedInputTokens: Math.min(isObject(inputDetails) ? (count(inputDetails.cached_tokens) ?? 0) : 0, inputTokens),
     reasoningTokens: Math.min(isObject(outputDetails) ? (count(outputDetails.reasoning_tokens) ?? 0) : 0, outputTokens),
     estimated: false,
   };
+  // Audio (gpt-4o-audio-preview): priced apart, or the cost is unknown (`costOf`).
+  const audioIn = Math.min(isObject(inputDetails) ? (count(inputDetails.audio_tokens) ?? 0) : 0, inputTokens);
+  const audioOut = Math.min(isObject(outputDetails) ? (count(outputDetails.audio_tokens) ?? 0) : 0, outputTokens);
+  if (audioIn > 0) usage.audioInputTokens = audioIn;
+  if (audioOut > 0) usage.audioOutputTokens = audioOut;
+  return usage;
 }
 
 /**
