@@ -29,7 +29,7 @@ import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
 import type { RuntimeConfig } from './config/compile.js';
 import { createLogger, requestLogLine } from './telemetry/logger.js';
-import { createMetrics } from './telemetry/metrics.js';
+import { createMetrics, type ConfiguredLabelValues } from './telemetry/metrics.js';
 import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
 
@@ -62,7 +62,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const logger = createLogger(config.logging.level);
   // Tracing starts before the app exists (a no-op unless OTEL_* asks for an exporter).
   const telemetry = startTelemetry({ serviceName: config.telemetry.service_name, logger });
-  const metrics = createMetrics({ knownModels: labelModels(config), maxLabelValues: config.telemetry.max_label_values });
+  const metrics = createMetrics({ knownModels: labelModels(config), configured: configuredLabels(config), maxLabelValues: config.telemetry.max_label_values });
   const holder = new RuntimeHolder(config);
   for (const note of config.notes) logger.info(note);
   if (telemetry.tracing) logger.info('tracing on', { endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
@@ -106,6 +106,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       logger.setLevel(next.logging.level);
       context.prepare(next);
       metrics.allowModels(labelModels(next));
+      metrics.allowConfigured(configuredLabels(next));
       logger.info('config reloaded', { generation: runtime.generation });
       for (const note of next.notes) logger.info(note);
     },
@@ -173,6 +174,20 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 /** Model names that are always kept as metric label values: priced models and configured aliases. */
 function labelModels(config: RuntimeConfig): string[] {
   return [...config.priceBook.models, ...config.routing.models.keys(), ...config.prompts.bindings.keys()];
+}
+
+/** Template, experiment, variant and metric names of the config: label values that never read `other`. */
+function configuredLabels(config: RuntimeConfig): ConfiguredLabelValues {
+  const templates = config.prompts.registry.list();
+  const experiments = [...config.prompts.experiments.values()];
+  const plans = [...config.context.plans.values()];
+  return {
+    templates: templates.map((t) => t.id),
+    templateVersions: templates.flatMap((t) => t.versions.map((v) => v.version)),
+    experiments: [...experiments.map((e) => e.id), ...plans.map((p) => p.experiment)],
+    variants: [...experiments.flatMap((e) => e.variants.map((v) => v.name)), ...plans.flatMap((p) => p.recipes.map((r) => r.name))],
+    metrics: experiments.flatMap((e) => e.metrics),
+  };
 }
 
 /**

@@ -20,6 +20,13 @@ interface Served {
   seen?: string[];
 }
 
+/**
+ * Distinct feedback metrics one request can get. Each is remembered with the request (to
+ * count it once), so without a limit one request id could take any amount of memory, and
+ * every new made-up name would add an observation under `metric="other"`.
+ */
+export const MAX_FEEDBACK_METRICS = 16;
+
 /** Recent requests' assignments, filled as requests finish. One per process. */
 export class FeedbackLedger {
   readonly #served: LRUCache<string, Served>;
@@ -34,14 +41,21 @@ export class FeedbackLedger {
   remember(record: RequestRecord): void {
     const inExperiment = record.experiment !== undefined && record.experimentAssignment === 'hash';
     if (!inExperiment && record.contextRecipe === undefined) return;
-    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined });
+    // The id can come again (a client's own x-request-id, resent with a retry): feedback
+    // already counted for it stays counted, rather than counting once more per request.
+    const seen = this.#served.get(record.requestId)?.seen;
+    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined, seen });
   }
 
-  /** The assignment of `requestId` for `metric`, once; undefined when unknown or already counted. */
-  take(requestId: string, metric: string): Served | 'duplicate' | undefined {
+  /**
+   * The assignment of `requestId` for `metric`, once; undefined when unknown, `duplicate`
+   * when already counted, `too_many` past MAX_FEEDBACK_METRICS metrics of the request.
+   */
+  take(requestId: string, metric: string): Served | 'duplicate' | 'too_many' | undefined {
     const served = this.#served.get(requestId);
     if (!served) return undefined;
     if (served.seen?.includes(metric)) return 'duplicate';
+    if ((served.seen?.length ?? 0) >= MAX_FEEDBACK_METRICS) return 'too_many';
     (served.seen ??= []).push(metric);
     return served;
   }
@@ -77,6 +91,7 @@ export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
     const served = deps.ledger.take(requestId, name);
     if (served === undefined) throw new GatewayError('not_found', `No recent request ${JSON.stringify(requestId.slice(0, 100))} served by an experiment or context recipe.`, { param: 'request_id' });
     if (served === 'duplicate') return c.json({ status: 'duplicate', request_id: requestId, metric: name }, 409);
+    if (served === 'too_many') throw new GatewayError('invalid_request', `A request takes feedback on at most ${MAX_FEEDBACK_METRICS} metrics.`, { param: 'metric' });
     if (served.experiment) deps.observeExperiment?.({ experiment: served.experiment, variant: served.variant!, metric: name, value });
     deps.observeContextFeedback?.(requestId, name, value);
     return c.json({ status: 'recorded', request_id: requestId, metric: name, experiment: served.experiment ?? null, variant: served.variant ?? null });

@@ -121,22 +121,24 @@ export class ContextRuntime {
   }
 
   /**
-   * Accounting of a finished request (the server's `onRequestDone`): recipe statistics,
-   * and the `success` reward of a bandit (outcome ok = 1, error = 0; a client abort says
-   * nothing about the recipe and is not counted).
+   * Accounting of a finished request (the server's `onRequestDone`): recipe statistics, by
+   * the variants' rules (telemetry/metrics.ts `experimentValues`: `success` for every
+   * request, a client abort counting 0; `latency_ms` of successful requests only), and the
+   * `success` reward of a bandit (ok = 1, error = 0; a client abort says nothing about the
+   * recipe and is not counted).
    */
   finish(record: RequestRecord): void {
     const experiment = record.contextExperiment;
     const recipe = record.contextRecipe;
     if (!experiment || !recipe || record.contextRecipeAssignment === 'default') return;
-    if (record.outcome === 'client_abort') return;
-    const success = record.outcome === 'ok' ? 1 : 0;
-    if (record.contextRecipeAssignment === 'bandit' && (this.#banditMetric.get(experiment) ?? 'success') === 'success') {
+    const ok = record.outcome === 'ok' && record.status > 0 && record.status < 400;
+    const success = ok ? 1 : 0;
+    if (record.outcome !== 'client_abort' && record.contextRecipeAssignment === 'bandit' && (this.#banditMetric.get(experiment) ?? 'success') === 'success') {
       this.observe(experiment, recipe, success);
     }
     if (this.#observe) {
       this.#observe({ experiment, variant: recipe, metric: 'success', value: success });
-      this.#observe({ experiment, variant: recipe, metric: 'latency_ms', value: record.latencyMs });
+      if (ok) this.#observe({ experiment, variant: recipe, metric: 'latency_ms', value: record.latencyMs });
       if (record.usage) this.#observe({ experiment, variant: recipe, metric: 'input_tokens', value: record.usage.inputTokens });
       if (record.contextTokens !== undefined) this.#observe({ experiment, variant: recipe, metric: 'context_tokens', value: record.contextTokens });
     }

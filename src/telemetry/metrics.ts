@@ -18,6 +18,13 @@ import type { RequestRecord } from './types.js';
 
 /** The built-in experiment metrics `recordRequest` observes. */
 export const EXPERIMENT_METRICS = ['latency_ms', 'cost_usd', 'input_tokens', 'output_tokens', 'success'] as const;
+/**
+ * `metric` label values that always pass and take no slot: the built-in metrics and the
+ * recipe statistics' `context_tokens` (context/runtime.ts). Feedback metric names come from
+ * clients; without this, made-up names could take every slot first and turn a built-in
+ * metric into `other`, merged with them.
+ */
+const BUILT_IN_METRICS = [...EXPERIMENT_METRICS, 'context_tokens'];
 
 /** GenAI operation of a route (OTel `gen_ai.operation.name`); other routes get no gen_ai_* series. */
 const OPERATIONS: Readonly<Record<string, string>> = {
@@ -30,9 +37,27 @@ const OPERATIONS: Readonly<Record<string, string>> = {
 /** prom-client default metrics that break the `_total` naming rule (gauges): not exported. */
 const NONCONFORMING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
+/**
+ * Label values the config names: they always pass and take no slot, like known models, so
+ * a variant or experiment never reads `other` (merged with others) however many a process
+ * sees over its reloads. Config-bounded, never from clients.
+ */
+export interface ConfiguredLabelValues {
+  templates?: Iterable<string>;
+  templateVersions?: Iterable<string>;
+  /** Experiment ids and recipe statistics experiments (`<template>@<version>:context`). */
+  experiments?: Iterable<string>;
+  /** Variant and recipe names. */
+  variants?: Iterable<string>;
+  /** Experiment metrics the config lists (`experiments[].metrics`, e.g. `feedback.thumbs_up`). */
+  metrics?: Iterable<string>;
+}
+
 export interface MetricsOptions {
   /** Model names that are always label values (price book and config); see `allowModels`. */
   knownModels?: Iterable<string>;
+  /** Template, experiment, variant and metric names of the config; see `allowConfigured`. */
+  configured?: ConfiguredLabelValues;
   /** Distinct values per free-form label before `other` (telemetry.max_label_values). */
   maxLabelValues?: number;
   /** Also export prom-client's process_* and nodejs_* metrics. Default true. */
@@ -57,6 +82,8 @@ export interface Metrics {
   observeExperiment(observation: ExperimentObservation): void;
   /** Model names that become always-allowed label values (after a config reload). */
   allowModels(models: Iterable<string>): void;
+  /** Config-named label values that become always allowed (after a config reload). */
+  allowConfigured(values: ConfiguredLabelValues): void;
   /** The exposition text for `GET /metrics`. */
   render(): Promise<string>;
 }
@@ -82,8 +109,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     templateVersion: new LabelValues(cap),
     experiment: new LabelValues(cap),
     variant: new LabelValues(cap),
-    metric: new LabelValues(cap),
+    metric: new LabelValues(cap, BUILT_IN_METRICS),
   };
+  const allowConfigured = (values: ConfiguredLabelValues): void => {
+    bounded.template.allow(values.templates ?? []);
+    bounded.templateVersion.allow(values.templateVersions ?? []);
+    bounded.experiment.allow(values.experiments ?? []);
+    bounded.variant.allow(values.variants ?? []);
+    bounded.metric.allow(values.metrics ?? []);
+  };
+  if (options.configured) allowConfigured(options.configured);
   const { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded } = defineMetricFamilies(registry);
 
   if (options.processMetrics ?? true) {
@@ -282,6 +317,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     recordRequest,
     observeExperiment,
     allowModels: (names) => models.allow(names),
+    allowConfigured,
     render: () => registry.metrics(),
   };
 }

@@ -8,7 +8,7 @@
 import { Counter, Histogram } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { LabelValues } from '../../src/telemetry/label-values.js';
-import { createMetrics, experimentValues, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
+import { createMetrics, EXPERIMENT_METRICS, experimentValues, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { seededRandom } from '../../scripts/seeded-random.js';
 
@@ -32,6 +32,7 @@ function referenceRecorder(m: Metrics, cap: number, knownModels: string[]) {
   const excluded = get<Counter<string>>('promptgate_experiment_excluded_requests_total');
   const models = new LabelValues(cap, knownModels);
   const b = Object.fromEntries(['route', 'upstream', 'provider', 'errorType', 'template', 'templateVersion', 'experiment', 'variant', 'metric'].map((k) => [k, new LabelValues(cap)]));
+  b.metric = new LabelValues(cap, [...EXPERIMENT_METRICS, 'context_tokens']); // built-in metrics take no slot
 
   function observeExperiment(o: ExperimentObservation): void {
     if (!(o.value >= 0 && o.value * o.value < Infinity)) return; // negative, NaN, or a square that overflows
