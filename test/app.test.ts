@@ -62,9 +62,13 @@ describe('app', () => {
 
   it('answers 400, not 500, to a body nested too deeply to re-serialise (was: RangeError from JSON.stringify)', async () => {
     const { app, records } = makeApp();
-    // stream: true makes the gateway rewrite the body (stream_options.include_usage); JSON.parse took the depth.
+    // stream: true with the client's own stream_options makes the gateway re-serialise the
+    // body (to set include_usage; without stream_options it is spliced into the bytes); JSON.parse took the depth.
     const nested = '['.repeat(100_000) + ']'.repeat(100_000);
-    const res = await app.request('/v1/chat/completions', post(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}],"metadata":${nested}}`));
+    const res = await app.request(
+      '/v1/chat/completions',
+      post(`{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_obfuscation":false},"messages":[{"role":"user","content":"hi"}],"metadata":${nested}}`),
+    );
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error', message: 'The request body is nested too deeply.' });
     expect(records[0]).toMatchObject({ status: 400, errorType: 'invalid_request' });

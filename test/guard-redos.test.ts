@@ -48,7 +48,7 @@ describe('guard regular expressions (recheck)', () => {
       expect(regexes.length).toBeGreaterThan(100);
       const unsafe: string[] = [];
       for (const re of regexes) {
-        const d = checkSync(re.source, re.flags, { timeout: 60_000 });
+        const d = checkSync(re.source, re.flags, { timeout: 60_000, randomSeed: 1 }); // seeded: the fuzzer's verdicts repeat
         if (d.status === 'vulnerable') unsafe.push(`${d.complexity.summary}: /${re.source.slice(0, 80)}.../ attack ${d.attack.pattern}`);
         // 'unknown' (recheck gave up, a timeout on a slow machine) is not proof of safety either.
         else if (d.status === 'unknown') unsafe.push(`unknown (${d.error.kind}): /${re.source.slice(0, 80)}.../`);
@@ -92,8 +92,9 @@ describe('guard work on crafted input', () => {
     }
   });
 
-  it('scans the longest allowed message of each crafted shape to a result', () => {
-    // Not timed (see the throwaway probes in the report): each shape stresses one pass.
+  it('scans the longest allowed message of each crafted shape to a result', { timeout: 120_000 }, () => {
+    // Not timed: the timeout is a hang guard (a quadratic pass took minutes on these shapes);
+    // linearity is checked by counting work above.
     const scanner = createInjectionScanner({ maxChars: 1_048_576 });
     const fill = (unit: string): string => unit.repeat(Math.ceil(1_048_576 / unit.length));
     for (const unit of ['p@ss ', 'ab@c ', ' ', 'i\u200b', 'QUFB', 'іgnоrе ', 'i g n o r e ', 'a.', '\\n', 'say "', 'film about ']) {

@@ -2,6 +2,9 @@
  * Template variables the client sets (`prompt_variables`, `x-promptgate-var-*`) are
  * rendered into the system prompt: the guard reads them as the client's own text.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
@@ -76,5 +79,44 @@ describe('client template variables', () => {
     const unscanned = await post({ prompt_variables: { customer_name: ATTACK } });
     expect(unscanned.statusCode).toBe(200);
     await unscanned.body.dump();
+  });
+
+  // The reviewer's case: a client value under a context builder's name is dropped (the
+  // builder fills it), so it is never rendered and must not block the request either.
+  it('skips a client value a context builder replaces: it is never rendered', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'promptgate-guard-vars-'));
+    const file = path.join(dir, 'ruled.yaml');
+    writeFileSync(
+      file,
+      `id: ruled
+versions:
+  - version: "1.0.0"
+    model: gpt-4o-mini
+    variables:
+      tier_rules: {type: object, default: {refund_limit_usd: 0}}
+      note: {type: string, default: none}
+    context:
+      use: [tier_rules]
+    messages:
+      - role: system
+        content: "Refunds up to {{tier_rules.refund_limit_usd}} USD. Note: {{note}}"
+`,
+    );
+    gw = await startTestGateway(
+      config('block') + `
+context:
+  builders:
+    - {name: tier_rules, kind: rules, defaults: {refund_limit_usd: 50}}
+`,
+      { templates: [file] },
+    );
+    const replaced = await post({ prompt_id: 'ruled', prompt_variables: { tier_rules: { refund_limit_usd: ATTACK } } });
+    expect(replaced.statusCode).toBe(200);
+    await replaced.body.dump();
+    expect(upstream.requests[0].body.messages[0].content).toBe('Refunds up to 50 USD. Note: none');
+
+    const rendered = await post({ prompt_id: 'ruled', prompt_variables: { note: ATTACK } });
+    expect(rendered.statusCode).toBe(400);
+    await rendered.body.dump();
   });
 });

@@ -10,7 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { loadConfigFile } from '../src/config/load.js';
+import { loadConfigFile, parseConfig } from '../src/config/load.js';
+import { createApp } from '../src/app.js';
+import { AssignmentCounters } from '../src/experiments/counters.js';
+import { RuntimeHolder } from '../src/runtime.js';
+import type { RequestRecord } from '../src/telemetry/types.js';
 import { retryAfterMs } from '../src/proxy/retry.js';
 
 interface Upstream {
@@ -138,16 +142,21 @@ describe('circuit breaker', () => {
   it('lets exactly one probe through when 50 requests arrive while half-open', async () => {
     let healthy = false;
     let probes = 0;
+    let answerProbe: (() => void) | undefined;
     const up = await upstream((_req, res) => {
       if (!healthy) return fail(res, 500);
       probes++;
-      setTimeout(() => ok(res), 300);
+      answerProbe = () => ok(res); // held until every other request has been answered
     });
     gw = await startTestGateway(config([{ name: 'a', url: up.url, settings: 'retry: {attempts: 0}\nbreaker: {failures: 1, cooldown_ms: 200}' }], '{default: [a]}'));
     expect((await chat()).status).toBe(500);
     healthy = true;
     await until(() => breakerOf('a').retryAfterMs() === 0, 'the cool-down');
-    const answers = await Promise.all(Array.from({ length: 50 }, () => chat()));
+    let answered = 0;
+    const pending = Array.from({ length: 50 }, () => chat().then((r) => (answered++, r)));
+    await until(() => answered === 49 && answerProbe !== undefined, 'the 49 other answers');
+    answerProbe!();
+    const answers = await Promise.all(pending);
     expect(probes).toBe(1);
     expect(answers.filter((r) => r.status === 200)).toHaveLength(1);
     const refused = answers.filter((r) => r.status === 503);
@@ -361,5 +370,55 @@ describe('a non-stream answer cut off mid-body', () => {
     expect(res.statusCode).toBe(200);
     expect(text).toContain('"code":"upstream_error"');
     expect(up.seen).toHaveLength(1);
+  });
+});
+
+describe('total timeout and the breaker', () => {
+  // Regression: a total timeout counted as a failure of whichever upstream was being waited
+  // on, so a healthy fallback that got only the time the primary left (here ~1 s) was
+  // blamed for the primary's hang, and enough of these opened it too.
+  it('does not blame a fallback that got only what was left of the deadline', async () => {
+    const hang = () => undefined; // never answers
+    const a = await upstream(hang);
+    const b = await upstream(hang);
+    gw = await startTestGateway(
+      config(
+        [
+          { name: 'a', url: a.url, settings: 'retry: {attempts: 0}\ntimeout: {first_byte_ms: 1000, total_ms: 2500}\nbreaker: {failures: 1, cooldown_ms: 60000}' },
+          { name: 'b', url: b.url, settings: 'retry: {attempts: 0}\ntimeout: {first_byte_ms: 60000}\nbreaker: {failures: 1, cooldown_ms: 60000}' },
+        ],
+        '{default: [a, b]}',
+      ),
+    );
+    const res = await chat();
+    expect(res.status).toBe(504);
+    expect(a.seen).toHaveLength(1);
+    expect(b.seen).toHaveLength(1);
+    expect(breakerOf('a').state).toBe('open'); // its own first-byte timeout
+    expect(breakerOf('b').state).toBe('closed');
+  }, 20_000);
+});
+
+describe('time to first byte of a non-stream answer', () => {
+  // Regression: once the body was read inside the attempt (to retry a cut one), ttfb_ms was
+  // taken after the whole body: the log's time to first byte became the full latency.
+  it('is when the headers came, not when the body was read', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+      const body = JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+      setTimeout(() => res.end(body), 400);
+    });
+    const records: RequestRecord[] = [];
+    const silent = { debug() {}, info() {}, warn() {}, error() {} };
+    const runtime = parseConfig(`upstreams: [{name: a, base_url: "${up.url}"}]\nrouting: {default: [a]}\ntemplates: {dir: none}\n`, { file: '/tmp/ttfb/g.yaml', env: {} });
+    const app = createApp(new RuntimeHolder(runtime), { lifecycle: { draining: false }, logger: silent, counters: new AssignmentCounters(), onRequestDone: (r) => records.push(r) });
+    const res = await app.request('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
+    expect(res.status).toBe(200);
+    await res.text();
+    const [r] = records;
+    expect(r.ttfbMs).toBeDefined();
+    // The 400 ms between headers and body is in the latency, not in the time to first byte.
+    expect(r.latencyMs - r.ttfbMs!).toBeGreaterThan(300);
   });
 });

@@ -32,6 +32,8 @@ export interface InjectionGuard {
    * undefined when the action is `off` or `source` is not in `scan`.
    */
   scanMessages(messages: unknown[], source: ScanSource): GuardDecision | undefined;
+  /** Whether `scanMessages` reads `source` (the action is not `off` and `scan` lists it). */
+  scans(source: ScanSource): boolean;
 }
 
 /** `guard.injection` as validated; `max_scan_chars` may be left out (default 8192). */
@@ -74,7 +76,7 @@ const roleOf = (message: unknown): unknown =>
  * are compiled here, once). Rebuild it when the config reloads.
  */
 export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionGuardOptions = {}): InjectionGuard {
-  if (cfg.action === 'off') return { scanMessages: () => undefined };
+  if (cfg.action === 'off') return { scanMessages: () => undefined, scans: () => false };
   const scanner =
     opts.scanner ?? createInjectionScanner({ threshold: cfg.threshold, maxChars: cfg.max_scan_chars });
   const threshold = cfg.threshold;
@@ -82,6 +84,7 @@ export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionG
   const sources = new Set(cfg.scan);
 
   return {
+    scans: (source) => sources.has(source),
     scanMessages(messages: unknown[], source: ScanSource): GuardDecision | undefined {
       if (!sources.has(source)) return undefined;
       let best: InjectionScan | undefined;

@@ -60,9 +60,13 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   r.finishReasons = summary.finishReasons;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage || exchange.content.captureContent ? summary.text.text() : { content: '', reply: '' };
-  // No usage (upstream without it, or a stream cut before its last chunk): count, and say so.
-  if (!usage) usage = estimateUsage(requestMessages(), text.reply, r.responseModel ?? r.requestModel ?? '');
+  const text = !usage || exchange.content.captureContent ? summary.text.text() : { content: '', reply: '', scale: 1 };
+  // No usage (upstream without it, or a stream cut before its last chunk): count, and say
+  // so. A long stream kept a sample of its text: its output tokens scale with its length.
+  if (!usage) {
+    usage = estimateUsage(requestMessages(), text.reply, r.responseModel ?? r.requestModel ?? '');
+    if (text.scale !== 1) usage.outputTokens = Math.round(usage.outputTokens * text.scale);
+  }
   r.usage = usage;
   if (exchange.content.captureContent) exchange.content.completion = text.content;
   priceUsage(exchange, upstream);

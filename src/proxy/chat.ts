@@ -66,7 +66,10 @@ export function chatCompletions(deps: GatewayDeps) {
         clientVariables = vars;
         // 4. context: the version's builders (cached, within the deadline and token budget)
         const plan = config.context.plans.get(selection.templateVersion.ref);
-        if (plan) vars = await injectContext(deps, exchange, { plan, messages: received.messages as unknown[], userId, variables: vars, config });
+        if (plan) {
+          vars = await injectContext(deps, exchange, { plan, messages: received.messages as unknown[], userId, variables: vars, config });
+          clientVariables = renderedOf(clientVariables, vars);
+        }
         body = applySelection(received, selection, vars) as ChatBody;
         if (plan) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[]);
       }
@@ -116,7 +119,7 @@ export function chatCompletions(deps: GatewayDeps) {
       });
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { upstream } = forwarded;
-      exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+      exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
       // A compressed answer (asked for identity, got gzip anyway) is decoded rather than
       // relayed as it came: the client gets the same content, and usage stays exact, which
       // it could not if the gateway only passed the coded bytes on. A coding Node cannot
@@ -178,6 +181,7 @@ export function chatCompletions(deps: GatewayDeps) {
 function relayOptions(exchange: Exchange, upstream: Upstream, stripUsageChunk: boolean, outBody: Uint8Array): RelayOptions {
   return {
     stripUsageChunk,
+    keepText: exchange.content.captureContent,
     abortUpstream: () => exchange.abort(),
     clientGone: () => exchange.clientGone,
     timedOut: () => exchange.signal.aborted,
@@ -185,6 +189,16 @@ function relayOptions(exchange: Exchange, upstream: Upstream, stripUsageChunk: b
     signal: exchange.signal,
     onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, () => messagesOf(outBody)),
   };
+}
+
+/**
+ * The client's variables that are rendered: context builders' names are the gateway's to
+ * fill (a client value for one is dropped or replaced), so only the others are the client's text.
+ */
+function renderedOf(client: Record<string, unknown>, rendered: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(client)) if (rendered[name] === value) out[name] = value;
+  return out;
 }
 
 /** The `messages` of a request body the gateway has already parsed once (or written itself). */

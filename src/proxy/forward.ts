@@ -54,6 +54,8 @@ export interface ForwardOptions {
 export interface Forwarded {
   response: UpstreamResponse;
   upstream: Upstream;
+  /** When the answer's headers arrived (`performance.now()`), before `readWhole` read its body. */
+  headersAt: number;
   /** Attempts made, across upstreams (1 when the first call answered). */
   attempts: number;
 }
@@ -93,10 +95,10 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       attempts++;
       options.onAttempt?.(upstream, attempts);
       let response: UpstreamResponse;
-      let headersIn = false;
+      let headersAt = 0;
       try {
         response = await upstream.request(options.build(upstream));
-        headersIn = true;
+        headersAt = performance.now();
         if (options.readWhole !== undefined && !retry.on_status.includes(response.status)) response = await readWhole(response, options.readWhole);
       } catch (err) {
         if (err instanceof GatewayError) {
@@ -106,9 +108,12 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || signal.aborted) {
           const error = abortedError(options);
-          // The total timeout ran out waiting for this upstream: a timeout like a first-byte
-          // one (else a hung upstream with total_ms < first_byte_ms never opens its breaker).
-          if (error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure();
+          // The total timeout ran out on the route's first attempt, before any header: the
+          // upstream had the whole deadline and hung, a failure like a first-byte timeout
+          // (else one with total_ms < first_byte_ms never opens its breaker). A later attempt
+          // cut short by time spent elsewhere, or a body still arriving, says nothing of it.
+          const hung = u === 0 && attempt === 0 && headersAt === 0;
+          if (hung && error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure();
           else if (probe) breaker.release();
           throw error;
         }
@@ -117,7 +122,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           lastFailure = 'timeout';
           break; // waiting again for a slow model doubles the wait: try the next upstream
         }
-        lastFailure = kind === 'protocol' ? 'protocol' : headersIn ? 'cut' : 'connect';
+        lastFailure = kind === 'protocol' ? 'protocol' : headersAt > 0 ? 'cut' : 'connect';
         if (attempt >= retries || breaker.state === 'open') break; // no backoff for a retry the breaker would refuse
         const backoff = backoffDelay(attempt + 1, retry, options.random);
         if (pastDeadline(backoff, options)) break;
@@ -129,7 +134,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       if (!retry.on_status.includes(status)) {
         if (status >= 500) breaker.onFailure();
         else breaker.onSuccess();
-        return { response, upstream, attempts };
+        return { response, upstream, attempts, headersAt };
       }
       // Retryable status (429, 5xx by default). 429 says nothing about health.
       if (status >= 500) breaker.onFailure();
@@ -145,7 +150,7 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
         (asked === undefined || asked <= retry.max_retry_after_ms) &&
         !pastDeadline(delay, options);
       if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
-        return { response, upstream, attempts }; // the client sees the upstream's own answer
+        return { response, upstream, attempts, headersAt }; // the client sees the upstream's own answer
       }
       await response.dump();
       if (!canRetryHere) break;

@@ -19,7 +19,7 @@ const CLIENT_SOURCES = ['user', 'tool'] as const;
  */
 export function guardRequest(guard: InjectionGuard, exchange: Exchange, clientMessages: unknown[], clientVariables?: Readonly<Record<string, unknown>>): void {
   for (const source of CLIENT_SOURCES) decide(exchange, guard.scanMessages(clientMessages, source), 'messages');
-  if (!clientVariables) return;
+  if (!clientVariables || !guard.scans('user')) return;
   const messages: Array<{ role: 'user'; content: string }> = [];
   for (const value of Object.values(clientVariables)) {
     const content = textOf(value);

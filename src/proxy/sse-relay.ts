@@ -44,6 +44,8 @@ export type StreamEnd =
 export interface RelayOptions {
   /** Drop the usage-only chunk (the gateway asked for it, the client did not). */
   stripUsageChunk: boolean;
+  /** Keep the stream's whole text for the span (content capture), not only a sample for an estimate. */
+  keepText?: boolean;
   /** Called exactly once, when the stream is over for any reason. */
   onEnd: (summary: StreamSummary, end: StreamEnd) => void;
   /** Aborts the upstream request (client left). */
@@ -73,18 +75,21 @@ const SPACED_USAGE_NULL = new RegExp(`,${WS}"usage"${WS}:${WS}null(?=${WS}[,}])|
 
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
-  readonly summary: StreamSummary = { finishReasons: [], text: new StreamText(), sawDone: false };
+  readonly summary: StreamSummary;
   readonly #framer: EventFramer;
   /** The last events sent ended with a CR (an LF may follow in the next chunk). */
   #endedWithCR = false;
   /** The last event was the dropped usage chunk. */
   #droppedLast = false;
 
+  /** @param keepText keep the stream's whole text (content capture), not a sample of a long one (stream-text.ts). */
   constructor(
     private readonly stripUsageChunk: boolean,
     maxEventBytes = MAX_EVENT_BYTES,
+    keepText = false,
   ) {
     this.#framer = new EventFramer(maxEventBytes);
+    this.summary = { finishReasons: [], text: new StreamText(keepText), sawDone: false };
   }
 
   /**
@@ -248,7 +253,7 @@ function streamFailure(err: unknown, options: RelayOptions): { event: Uint8Array
  * buffering in the gateway.
  */
 export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
-  const scanner = new SseScanner(options.stripUsageChunk);
+  const scanner = new SseScanner(options.stripUsageChunk, MAX_EVENT_BYTES, options.keepText);
   const iterator = source[Symbol.asyncIterator]();
   let ended = false;
   const end = (result: StreamEnd) => {
@@ -313,7 +318,7 @@ export function writeSse(
   head: { status: number; headers: Record<string, string | string[]> },
   options: RelayOptions,
 ): void {
-  const scanner = new SseScanner(options.stripUsageChunk);
+  const scanner = new SseScanner(options.stripUsageChunk, MAX_EVENT_BYTES, options.keepText);
   out.writeHead(head.status, head.headers);
   void (async () => {
     try {

@@ -3,18 +3,20 @@
  * tokens when the upstream sends no usage (or the stream is cut before it), and the span's
  * completion when content capture is on.
  *
- * Chunks are kept as they came, unparsed, while they are few: a short stream costs no
- * parsing on the hot path. Once they add up to `COMPACT_AT` characters they are parsed and
- * only their text is kept. A chunk's JSON is ~50× its text (`{"id":..., "choices":
- * [{"delta": {"content": "Hello"}}]}` for one token), so a long stream holds its text, not
- * every chunk. Measured for streams of 4,000 one-token chunks of 265 bytes: 49 KB each (the
- * text twice, content and reply, and up to 16 KB of unparsed chunks) where keeping the
- * chunks took 1.3 MB each, so 1,000 such open streams hold ~50 MB rather than ~1 GB.
+ * Chunks are kept as they came, unparsed: nothing is parsed on the hot path, and the
+ * gateway asks every stream for its usage, so the estimate is seldom needed. A long stream
+ * keeps only its first `KEPT_CHARS` characters of chunks (~60 one-token chunks) and counts
+ * the rest: its estimate is that sample's tokens scaled by the stream's length (`scale`).
+ * Keeping every chunk took 1.3 MB per open stream of 4,000 tokens, ~1 GB for 1,000.
+ *
+ * With content capture (`keepAll`) the whole text is needed: past `KEPT_CHARS` the chunks
+ * are parsed and reduced to their text, ~50× smaller than their JSON (49 KB for the same
+ * stream), up to `MAX_TEXT` characters.
  */
 
-/** Unparsed chunk data held before it is reduced to text. */
-export const COMPACT_AT = 16 * 1024;
-/** Text kept per stream (characters): ~250k tokens, far past any real completion. */
+/** Unparsed chunk data held: the sample of a long stream, or (keepAll) before it is reduced to text. */
+export const KEPT_CHARS = 16 * 1024;
+/** Text kept per stream with content capture (characters): ~250k tokens, far past any real completion. */
 export const MAX_TEXT = 1 << 20;
 
 export interface StreamedText {
@@ -22,31 +24,44 @@ export interface StreamedText {
   content: string;
   /** Everything output tokens pay for: content, refusal, tool call names and arguments. */
   reply: string;
+  /**
+   * The stream's chunk characters over those `reply` was read from (1 when it covers the
+   * whole stream): an estimate from `reply` is multiplied by it.
+   */
+  scale: number;
 }
 
 export class StreamText {
   #pending: string[] = [];
   #pendingChars = 0;
+  /** Chunk characters kept (as chunks or as their text). */
+  #keptChars = 0;
+  /** Chunk characters past the sample of a long stream: counted, not kept. */
+  #skippedChars = 0;
   #content = '';
   #reply = '';
 
-  /** Keeps one chunk's `data` payload (referenced until the next compaction). */
+  /** @param keepAll keep the whole text (content capture), not a sample of a long stream. */
+  constructor(private readonly keepAll = false) {}
+
+  /** Keeps one chunk's `data` payload (referenced, unparsed), or counts it past the sample. */
   add(data: string): void {
+    if (this.#pendingChars >= KEPT_CHARS && !this.keepAll) {
+      this.#skippedChars += data.length;
+      return;
+    }
     if (this.#reply.length >= MAX_TEXT) return;
     this.#pending.push(data);
     this.#pendingChars += data.length;
-    if (this.#pendingChars >= COMPACT_AT) this.#compact();
+    this.#keptChars += data.length;
+    if (this.#pendingChars >= KEPT_CHARS && this.keepAll) this.#compact();
   }
 
-  /** The text of every chunk added so far. */
+  /** The text of the chunks kept, and how much of the stream it stands for. */
   text(): StreamedText {
     this.#compact();
-    return { content: this.#content, reply: this.#reply };
-  }
-
-  /** Chunks held unparsed (for tests). */
-  get pending(): number {
-    return this.#pending.length;
+    const kept = this.#keptChars;
+    return { content: this.#content, reply: this.#reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
   }
 
   #compact(): void {

@@ -128,7 +128,8 @@ export class HttpBuilder implements Builder {
       return Object.freeze({ shape: 'object', value: deepFreeze(value), tokens: countValueTokens(value) });
     } catch (err) {
       // JSON.parse takes any depth; JSON.stringify (token count) runs out of stack.
-      throw new ContextSourceError('invalid_response', 'the answer is nested too deeply', { cause: err });
+      if (err instanceof RangeError) throw new ContextSourceError('invalid_response', 'the answer is nested too deeply', { cause: err });
+      throw err;
     }
   }
 }
