@@ -3,7 +3,9 @@
  * down to nothing, before the next one is touched: list outputs lose one item at a time
  * (knowledge from the end — lowest relevance first; history from the start — oldest
  * first), object outputs (http, rules) are dropped whole. Equal priorities: the section
- * listed later in the template's `use` shrinks first.
+ * listed later in the template's `use` shrinks first. A required builder's section is never
+ * trimmed (the request could not go without it): the others make room, and when they cannot,
+ * the total stays over the budget.
  */
 import type { BuilderOutput } from './types.js';
 
@@ -11,6 +13,8 @@ export interface BudgetSection {
   readonly name: string;
   readonly priority: number;
   readonly output: BuilderOutput;
+  /** The builder is `required`: its section is kept whole. */
+  readonly required?: boolean;
 }
 
 export interface FittedSection {
@@ -40,7 +44,10 @@ export function fitBudget(sections: readonly BudgetSection[], budget: number): {
   let total = state.reduce((n, s) => n + s.tokens, 0);
   let dropped = 0;
   if (total > budget) {
-    const order = sections.map((s, i) => ({ i, priority: s.priority })).sort((a, b) => a.priority - b.priority || b.i - a.i);
+    const order = sections
+      .map((s, i) => ({ i, priority: s.priority, required: s.required === true }))
+      .filter((s) => !s.required)
+      .sort((a, b) => a.priority - b.priority || b.i - a.i);
     for (const { i } of order) {
       if (total <= budget) break;
       const s = state[i];

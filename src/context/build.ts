@@ -247,7 +247,10 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   let budget = recipe.budgetTokens;
   if (plan.maxInputTokens !== undefined) budget = Math.max(0, Math.min(budget, plan.maxInputTokens - plan.templateTokens - messagesTokens(o.messages)));
   const fitted = fitBudget(
-    inUse.filter((x) => x.output).map((x) => ({ name: x.report.name, priority: byName.get(x.report.name)!.priority, output: x.output! })),
+    inUse.filter((x) => x.output).map((x) => {
+      const builder = byName.get(x.report.name)!;
+      return { name: x.report.name, priority: builder.priority, required: builder.required, output: x.output! };
+    }),
     budget,
   );
   const variables: Record<string, unknown> = {};

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildContext } from '../../src/context/build.js';
+import { fitBudget } from '../../src/context/budget.js';
+import type { BuilderOutput, ContextItem } from '../../src/context/types.js';
 import { chunkDocument } from '../../src/context/knowledge-base.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
 import { createInjectionScanner } from '../../src/guard/scanner.js';
@@ -181,5 +183,35 @@ describe('knowledge chunking', () => {
       expect(chunks.every((c) => c.text.length <= 64)).toBe(true);
       expect(chunks.map((c) => c.text).join(' ').replace(/\s+/g, '')).toBe(text.replace(/\s+/g, ''));
     }
+  });
+});
+
+describe('token budget and required builders', () => {
+  const profile: BuilderOutput = { shape: 'object', value: { tier: 'gold', refund_limit_usd: 500 }, tokens: 40 };
+  const passages: BuilderOutput = {
+    shape: 'items',
+    trimFrom: 'end',
+    items: [10, 10, 10].map((tokens, i): ContextItem => ({ value: { text: `passage ${i}` }, tokens })),
+  };
+
+  // Regression: a required builder's output (the request fails without its source) was
+  // dropped whole by the budget like any other, so the request went out without it, no 424.
+  it('never trims a required section: the others make room, and the total may stay over', () => {
+    const required = fitBudget(
+      [
+        { name: 'customer', priority: 100, output: profile, required: true },
+        { name: 'knowledge', priority: 50, output: passages },
+      ],
+      45,
+    );
+    expect(required.sections.find((s) => s.name === 'customer')).toMatchObject({ output: profile, tokens: 40, trimmed: 0 });
+    expect(required.sections.find((s) => s.name === 'knowledge')).toMatchObject({ tokens: 0, trimmed: 3 });
+    expect(required.tokens).toBe(40);
+
+    const tooSmall = fitBudget([{ name: 'customer', priority: 100, output: profile, required: true }], 10);
+    expect(tooSmall.tokens).toBe(40); // over the budget, and the request still has its profile
+
+    const optional = fitBudget([{ name: 'customer', priority: 100, output: profile }], 10);
+    expect(optional.sections[0]).toMatchObject({ output: undefined, tokens: 0 });
   });
 });
