@@ -49,9 +49,6 @@ interface Entry<V> {
  */
 export const LONG_KEY_CHARS = 256;
 
-function storedKey(key: string): string {
-  return key.length <= LONG_KEY_CHARS ? key : `\u0000sha256:${createHash('sha256').update(key).digest('base64')}`;
-}
 
 export class ContextCache<V extends {}> {
   readonly settings: Readonly<CacheConfig>;
@@ -61,6 +58,9 @@ export class ContextCache<V extends {}> {
   readonly #now: () => number;
   readonly #onResult: ((result: CacheResult) => void) | undefined;
   readonly #onError: ((err: unknown) => void) | undefined;
+  /** The last long key and its hash: one request looks a key up two or three times. */
+  #hashedKey = '';
+  #hash = '';
 
   constructor(settings: Readonly<CacheConfig>, options: CacheOptions = {}) {
     this.settings = settings;
@@ -83,7 +83,7 @@ export class ContextCache<V extends {}> {
    * const { value, result } = await cache.get(url, () => fetchProfile(url));
    */
   async get(fullKey: string, produce: () => Promise<V>): Promise<{ value: V; result: CacheResult }> {
-    const key = storedKey(fullKey);
+    const key = this.#stored(fullKey);
     const { ttl_ms: ttl, stale_while_revalidate_ms: swr, stale_if_error_ms: sie } = this.settings;
     const entry = this.#lru.get(key);
     const age = entry ? this.#now() - entry.storedAt : Infinity;
@@ -108,7 +108,7 @@ export class ContextCache<V extends {}> {
    * the synchronous fast path before `get`.
    */
   fresh(key: string): V | undefined {
-    const entry = this.#lru.get(storedKey(key));
+    const entry = this.#lru.get(this.#stored(key));
     if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms) return undefined;
     this.#count('hit');
     return entry.value;
@@ -120,7 +120,7 @@ export class ContextCache<V extends {}> {
    * answered.
    */
   staleIfError(key: string): V | undefined {
-    const entry = this.#lru.peek(storedKey(key));
+    const entry = this.#lru.peek(this.#stored(key));
     if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms + this.settings.stale_if_error_ms) return undefined;
     return entry.value;
   }
@@ -128,6 +128,15 @@ export class ContextCache<V extends {}> {
   /** Drops every entry (in-flight calls still complete and store their result). */
   clear(): void {
     this.#lru.clear();
+  }
+
+  #stored(key: string): string {
+    if (key.length <= LONG_KEY_CHARS) return key;
+    if (key !== this.#hashedKey) {
+      this.#hashedKey = key;
+      this.#hash = `\u0000sha256:${createHash('sha256').update(key).digest('base64')}`;
+    }
+    return this.#hash;
   }
 
   #done(value: V, result: CacheResult): { value: V; result: CacheResult } {
