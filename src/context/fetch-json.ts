@@ -5,6 +5,7 @@
  * query or the response body.
  */
 import { request, type Dispatcher } from 'undici';
+import { decodeContent } from '../proxy/content-coding.js';
 
 /** Why a source failed: `timeout`, `unreachable`, `http_3xx` (redirects are not followed), `http_4xx`, `http_5xx`, `invalid_response`, `too_large`. */
 export class ContextSourceError extends Error {
@@ -48,10 +49,18 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
     const reason = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : res.statusCode >= 300 ? 'http_3xx' : 'invalid_response';
     throw new ContextSourceError(reason, `the source answered ${res.statusCode}`);
   }
+  // A service may compress though nobody asked (no accept-encoding is sent): gzip, deflate
+  // and br are decoded; `maxBytes` bounds the decoded answer (a small bomb stops there).
+  const { response: decoded, opaque } = decodeContent({ status: res.statusCode, headers: res.headers, body: res.body, dump: () => res.body.dump() });
+  if (opaque) {
+    await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+    throw new ContextSourceError('invalid_response', `the answer is in a content coding the gateway cannot decode (${String(res.headers['content-encoding']).slice(0, 40)})`);
+  }
+  const coded = decoded.body !== res.body;
   try {
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of res.body) {
+    for await (const chunk of decoded.body) {
       size += (chunk as Buffer).length;
       if (size > o.maxBytes) throw new ContextSourceError('too_large', `the answer exceeds ${o.maxBytes} bytes`);
       chunks.push(chunk as Buffer);
@@ -66,8 +75,14 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
   } catch (err) {
     res.body.on('error', () => undefined); // destroy() without a reason emits an AbortError
     res.body.destroy();
+    if (coded) (decoded.body as unknown as { destroy?: () => void }).destroy?.();
     if (err instanceof ContextSourceError) throw err;
     if (o.signal.aborted) throw new ContextSourceError('timeout', 'the source did not answer in time', { cause: err });
+    // zlib's errors (Z_DATA_ERROR, ...) are the answer's; undici's (UND_ERR_*) the connection's.
+    const code = (err as { code?: unknown }).code;
+    if (coded && !(typeof code === 'string' && code.startsWith('UND_ERR'))) {
+      throw new ContextSourceError('invalid_response', 'the compressed answer could not be decoded', { cause: err });
+    }
     throw new ContextSourceError('unreachable', 'the answer was cut off', { cause: err });
   }
 }

@@ -3,6 +3,9 @@
  * Real services on 127.0.0.1 (port 0), closed by the test file.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
@@ -12,6 +15,7 @@ import { fitBudget } from '../../src/context/budget.js';
 import type { BuilderOutput, ContextItem } from '../../src/context/types.js';
 import { chunkDocument } from '../../src/context/knowledge-base.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
+import { fetchJson } from '../../src/context/fetch-json.js';
 import { createInjectionScanner } from '../../src/guard/scanner.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
@@ -213,5 +217,38 @@ describe('token budget and required builders', () => {
 
     const optional = fitBudget([{ name: 'customer', priority: 100, output: profile }], 10);
     expect(optional.sections[0]).toMatchObject({ output: undefined, tokens: 0 });
+  });
+});
+
+describe('compressed answers from a source', () => {
+  // Regression: a service that gzips its JSON though nobody asked (no accept-encoding is
+  // sent; some frameworks compress anyway) failed as `invalid_response` ("not JSON").
+  it('decodes gzip, deflate and br; another coding, corrupt data and a bomb fail cleanly', async () => {
+    const payload = JSON.stringify({ tier: 'gold', notes: 'x'.repeat(2000) });
+    const answers: Record<string, () => { encoding: string; body: Buffer }> = {
+      gzip: () => ({ encoding: 'gzip', body: gzipSync(payload) }),
+      deflate: () => ({ encoding: 'deflate', body: deflateSync(payload) }),
+      br: () => ({ encoding: 'br', body: brotliCompressSync(payload) }),
+      compress: () => ({ encoding: 'compress', body: Buffer.from(payload) }),
+      corrupt: () => ({ encoding: 'gzip', body: Buffer.concat([gzipSync(payload).subarray(0, 20), Buffer.from('garbage-garbage-garbage')]) }),
+      bomb: () => ({ encoding: 'gzip', body: gzipSync(Buffer.alloc(8 * 1024 * 1024, 0x20)) }),
+    };
+    const server = createServer((req, res) => {
+      const a = answers[(req.url ?? '/').slice(1)]();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': a.encoding });
+      res.end(a.body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const get = (name: string) => fetchJson({ url: `${base}/${name}`, method: 'GET', headers: {}, signal: AbortSignal.timeout(10_000), maxBytes: 1024 * 1024 });
+    try {
+      for (const name of ['gzip', 'deflate', 'br']) expect(await get(name), name).toEqual(JSON.parse(payload));
+      for (const [name, reason] of [['compress', 'invalid_response'], ['corrupt', 'invalid_response'], ['bomb', 'too_large']]) {
+        await expect(get(name), name).rejects.toMatchObject({ name: 'ContextSourceError', reason });
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
