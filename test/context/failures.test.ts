@@ -66,7 +66,8 @@ describe('an http source that misbehaves', () => {
     ['an HTML error page with status 200', raw(200, { 'content-type': 'text/html' }, '<html>Bad gateway</html>'), 'failed', 'invalid_response'],
     ['truncated JSON', raw(200, { 'content-type': 'application/json' }, '{"tier": "go'), 'failed', 'invalid_response'],
     ['JSON under a wrong content-type', raw(200, { 'content-type': 'text/plain' }, '{"tier":"gold"}'), 'ok', undefined],
-    ['gzip it was not asked for', raw(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync('{"tier":"gold"}')), 'failed', 'invalid_response'],
+    ['gzip it was not asked for (decoded)', raw(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync('{"tier":"gold"}')), 'ok', undefined],
+    ['a content coding the gateway cannot decode', raw(200, { 'content-type': 'application/json', 'content-encoding': 'compress' }, '{"tier":"gold"}'), 'failed', 'invalid_response'],
     ['a JSON array without pick', raw(200, { 'content-type': 'application/json' }, '[1,2]'), 'failed', 'invalid_response'],
     ['a reset before any answer', (_req, res) => void res.socket?.destroy(), 'failed', 'unreachable'],
     [
