@@ -6,12 +6,12 @@ import type { Context } from 'hono';
 // A Response created at import time, before @hono/node-server swaps the global Response:
 // node-server then sees its marker header and leaves the already-written response alone.
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { GatewayError, shuttingDownError } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
-import { forward, ClientGoneError } from './forward.js';
+import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
 import { estimateUnread, finishStream, priceUsage, readCompletion } from './accounting.js';
 import { decodeContent } from './content-coding.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
@@ -204,8 +204,8 @@ function renderedOf(client: Record<string, unknown>, rendered: Record<string, un
 /** The `messages` of a request body the gateway has already parsed once (or written itself). */
 function messagesOf(body: Uint8Array): unknown[] {
   try {
-    const parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as ChatBody;
-    return Array.isArray(parsed.messages) ? parsed.messages : [];
+    const { messages } = parseJsonObject(body) as ChatBody;
+    return Array.isArray(messages) ? messages : [];
   } catch {
     return [];
   }
@@ -271,19 +271,9 @@ export const MAX_COMPLETION_BYTES = 64 << 20;
 
 /** A non-stream answer, whole; 502 `upstream_error` (and the upstream read stopped) past `MAX_COMPLETION_BYTES`. */
 async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<Buffer> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
   try {
-    for await (const chunk of response.body) {
-      size += chunk.byteLength;
-      if (size > MAX_COMPLETION_BYTES) break; // leaving the loop closes the upstream body
-      chunks.push(chunk);
-    }
-  } catch {
-    if (exchange.clientGone) throw new ClientGoneError();
-    if (exchange.shuttingDown) throw shuttingDownError();
-    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
+    return await readWholeBody(response.body, MAX_COMPLETION_BYTES);
+  } catch (err) {
+    throw err instanceof GatewayError ? err : bodyReadError(exchange);
   }
-  if (size > MAX_COMPLETION_BYTES) throw new GatewayError('upstream_error', `The upstream response is larger than ${MAX_COMPLETION_BYTES} bytes.`);
-  return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
 }

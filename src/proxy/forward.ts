@@ -170,21 +170,36 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
   throw new GatewayError('upstream_unavailable', 'No upstream could be reached.', { headers: { 'retry-after': '1' } });
 }
 
-/**
- * The answer with its body read whole (one chunk, or none). Throws the transport's error
- * when the body is cut off, and `upstream_error` past `maxBytes` (the read stops there,
- * which closes the upstream body).
- */
+/** The answer with its body read whole (see `readWholeBody`), to be read again. */
 async function readWhole(response: UpstreamResponse, maxBytes: number): Promise<UpstreamResponse> {
+  const bytes = await readWholeBody(response.body, maxBytes);
+  return { status: response.status, headers: response.headers, body: replay(bytes), dump: async () => undefined };
+}
+
+/**
+ * An answer's body read whole, at most `maxBytes`: 502 `upstream_error` past it (the read
+ * stops there, which closes the upstream body). A transport error is thrown as it came.
+ */
+export async function readWholeBody(body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of response.body) {
+  for await (const chunk of body) {
     size += chunk.byteLength;
     if (size > maxBytes) throw new GatewayError('upstream_error', `The upstream response is larger than ${maxBytes} bytes.`);
     chunks.push(chunk);
   }
-  const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-  return { status: response.status, headers: response.headers, body: replay(bytes), dump: async () => undefined };
+  return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
+}
+
+/**
+ * The error for an answer's body that failed while the gateway read it after forwarding
+ * (nothing has gone to the client): the client left, the shutdown, the total timeout, or
+ * 502 `upstream_error` (cut off, or a coding that does not decode).
+ */
+export function bodyReadError(exchange: { readonly clientGone: boolean; readonly shuttingDown: boolean; readonly signal: AbortSignal }): Error {
+  if (exchange.clientGone) return new ClientGoneError();
+  if (exchange.shuttingDown) return shuttingDownError();
+  return new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
 }
 
 async function* replay(bytes: Uint8Array): AsyncGenerator<Uint8Array> {

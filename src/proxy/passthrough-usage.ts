@@ -17,13 +17,12 @@
  * pass-through answer (status, latency). A body cut short before anything went to the
  * client (while read for the cost header) is a gateway error, as on the chat route.
  */
-import { GatewayError, shuttingDownError } from '../errors.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { usageFromOpenAI } from '../telemetry/usage.js';
 import { priceUsage } from './accounting.js';
 import { contentCodings } from './content-coding.js';
 import type { Exchange } from './exchange.js';
-import { ClientGoneError } from './forward.js';
+import { bodyReadError } from './forward.js';
 import { TopLevelFields } from './json-fields.js';
 import { dataOf, EventFramer, splitEvents } from './sse-framing.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
@@ -155,9 +154,7 @@ async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFie
       bytes += value.byteLength;
     }
   } catch {
-    if (exchange.clientGone) throw new ClientGoneError();
-    if (exchange.shuttingDown) throw shuttingDownError();
-    throw new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
+    throw bodyReadError(exchange);
   }
   return head;
 }
