@@ -6,13 +6,17 @@
  *   npm run bench                          full run (~4–5 min), writes BENCHMARKS.md
  *   npm run bench -- --quick               smoke run (short durations; does not write BENCHMARKS.md)
  *   npm run bench -- --only gateway,forwarder
- *   npm run bench -- --rounds 5 --duration 8
+ *   npm run bench -- --rounds 5 --duration 8 --memory-rounds 5
  *   npm run bench -- --profile             CPU-profile forwarder and gateway under load, compare per request
+ *   npm run bench -- --profile --connections 1   the same at c=1 (default 10)
  *   npm run bench -- --write | --no-write  force writing BENCHMARKS.md, or not
  *   npm run bench -- --no-tracing          gateway without OTLP trace export (on by default: the
  *                                          mock upstream is also the trace sink)
  *   npm run bench -- --no-features        skip the feature-by-feature runs (gateway with each pipeline
  *                                          feature added in turn; on by default with the bench config)
+ *   npm run bench -- --node-flags "--max-semi-space-size=8"
+ *                                          the gateway process started with these Node/V8 flags (the
+ *                                          forwarder keeps the defaults); never writes BENCHMARKS.md
  *   npm run bench -- --config FILE         gateway with another config (e.g. scripts/bench/core.bench.yaml:
  *                                          the core pipeline without features); never writes BENCHMARKS.md
  *
@@ -46,13 +50,15 @@ interface Settings {
   ttfb: number;
   blocks: number;
   streams: number;
+  /** Memory rounds, each on a fresh forwarder and gateway. */
+  memoryRounds: number;
   dwellMs: number;
   /** ms the harness may spend in total waiting for other work on the machine to calm down. */
   quietBudgetMs: number;
 }
 
-const FULL: Settings = { rounds: 3, seconds: 5, warmSeconds: 2, sequential: 2000, ttfb: 500, blocks: 5, streams: 1000, dwellMs: 2000, quietBudgetMs: 20_000 };
-const QUICK: Settings = { rounds: 1, seconds: 1, warmSeconds: 0.5, sequential: 200, ttfb: 100, blocks: 2, streams: 1000, dwellMs: 1000, quietBudgetMs: 5_000 };
+const FULL: Settings = { rounds: 3, seconds: 5, warmSeconds: 2, sequential: 2000, ttfb: 500, blocks: 5, streams: 1000, memoryRounds: 3, dwellMs: 2000, quietBudgetMs: 20_000 };
+const QUICK: Settings = { rounds: 1, seconds: 1, warmSeconds: 0.5, sequential: 200, ttfb: 100, blocks: 2, streams: 1000, memoryRounds: 1, dwellMs: 1000, quietBudgetMs: 5_000 };
 
 const SCENARIOS: Scenario[] = [
   { mode: 'non-stream', connections: 1 },
@@ -70,8 +76,11 @@ function parseOptions() {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       rounds: { type: 'string' },
+      'memory-rounds': { type: 'string' },
+      'node-flags': { type: 'string' },
       duration: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      connections: { type: 'string' },
       write: { type: 'boolean' },
       'no-write': { type: 'boolean' },
       'no-tracing': { type: 'boolean', default: false },
@@ -92,15 +101,17 @@ function parseOptions() {
     return n;
   };
   settings.rounds = Math.round(bounded(values.rounds, 'rounds', 1, 20) ?? settings.rounds);
+  settings.memoryRounds = Math.round(bounded(values['memory-rounds'], 'memory-rounds', 1, 10) ?? settings.memoryRounds);
   settings.seconds = bounded(values.duration, 'duration', 1, 60) ?? settings.seconds;
   const targets = values.only ? values.only.split(',').map((s) => s.trim()) : [...TARGETS];
   for (const t of targets) if (!TARGETS.includes(t as Target)) throw new Error(`--only: unknown target "${t}" (known: ${TARGETS.join(', ')})`);
   const config = values.config ?? BENCH_CONFIG;
-  const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values.duration === undefined && config === BENCH_CONFIG));
-  const gateway: GatewayLaunch = { tracing: !values['no-tracing'], config };
+  const write = values['no-write'] ? false : (values.write ?? (!values.quick && !values.only && values.rounds === undefined && values['memory-rounds'] === undefined && values['node-flags'] === undefined && values.duration === undefined && config === BENCH_CONFIG));
+  const nodeFlags = values['node-flags']?.split(/\s+/).filter(Boolean) ?? [];
+  const gateway: GatewayLaunch = { tracing: !values['no-tracing'], config, nodeFlags };
   // The feature steps end with the bench config as shipped: only then are they comparable.
   const features = !values['no-features'] && config === BENCH_CONFIG && gateway.tracing && targets.includes('gateway');
-  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, write, gateway, features };
+  return { settings, targets: TARGETS.filter((t) => targets.includes(t)), quick: values.quick, profile: values.profile, profileConnections: Number(values.connections ?? 10), write, gateway, features };
 }
 
 function machine() {
@@ -130,9 +141,12 @@ async function startForwarder(mock: ServerProcess, nodeFlags: string[] = []): Pr
 interface GatewayLaunch {
   tracing: boolean;
   config: string;
+  /** `--node-flags`: Node/V8 flags for the gateway process only (e.g. a young-generation size to try). */
+  nodeFlags: string[];
 }
 
-async function startGatewayProcess(mock: ServerProcess, { tracing, config }: GatewayLaunch, nodeFlags: string[] = []): Promise<ServerProcess> {
+async function startGatewayProcess(mock: ServerProcess, launch: GatewayLaunch, nodeFlags: string[] = []): Promise<ServerProcess> {
+  const { tracing, config } = launch;
   if (!existsSync(path.join(root, 'dist/main.js'))) throw new Error('dist/main.js is missing: run `npm run build` (npm run bench does)');
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -140,7 +154,7 @@ async function startGatewayProcess(mock: ServerProcess, { tracing, config }: Gat
     try {
       return await startServer({
         name: 'gateway',
-        args: [...nodeFlags, 'dist/main.js', '--config', config, '--port', String(port)],
+        args: [...nodeFlags, ...launch.nodeFlags, 'dist/main.js', '--config', config, '--port', String(port)],
         cwd: root,
         env: {
           BENCH_UPSTREAM_URL: `${mock.origin}/v1`,
@@ -205,11 +219,11 @@ function rotate<T>(list: T[], by: number): T[] {
 
 async function run(): Promise<void> {
   const opts = parseOptions();
-  if (opts.profile) return profile(opts.settings, opts.targets, opts.gateway);
+  if (opts.profile) return profile(opts.settings, opts.targets, opts.gateway, opts.profileConnections);
   const s = opts.settings;
   const m = machine();
   const loadRuns = SCENARIOS.length * opts.targets.length * s.rounds;
-  const estimate = loadRuns * (s.seconds + 0.5) + opts.targets.length * 2 * s.warmSeconds + 2 * (s.dwellMs / 1000 + 5) + s.quietBudgetMs / 1000 + 20 + (opts.features ? 3 * (s.rounds * (s.seconds + 0.5) + s.warmSeconds + 3) : 0);
+  const estimate = loadRuns * (s.seconds + 0.5) + opts.targets.length * 2 * s.warmSeconds + 2 * s.memoryRounds * (s.dwellMs / 1000 + 6) + s.quietBudgetMs / 1000 + 20 + (opts.features ? 3 * (s.rounds * (s.seconds + 0.5) + s.warmSeconds + 3) : 0);
   log(`promptgate bench — ${m.nproc} cores, ${m.cpu}, Node ${m.node}, load ${m.loadBefore}`);
   log(`targets: ${opts.targets.join(', ')}; ${s.rounds} round(s) × ${s.seconds}s per scenario; about ${Math.ceil(estimate / 60)} min`);
 
@@ -233,20 +247,34 @@ async function run(): Promise<void> {
 
     // Memory first, on fresh processes that have served only a few sequential requests: the
     // peak then reflects the footprint plus what 1,000 streams need, not heap slack left
-    // by earlier high-RPS runs.
+    // by earlier high-RPS runs. One peak depends on when V8 happened to collect, so each
+    // round starts a fresh pair (the first round uses the processes the later phases use),
+    // the order alternating; the median ratio decides.
     const streams: Results['streams'] = {};
-    for (const t of ['forwarder', 'gateway'] as const) {
-      const srv = servers.get(t);
-      if (!srv) continue;
-      const client = new SequentialClient(srv.origin);
-      for (const mode of ['non-stream', 'stream'] as const) await client.run(mode, 100);
-      await client.close();
-      log(`\n${s.streams} open streams through ${t}…`);
-      await gate.wait();
-      const r = await openStreams({ origin: srv.origin, pid: srv.pid, mockOrigin: mock.origin, count: s.streams, dwellMs: s.dwellMs });
-      streams[t] = r;
-      log(`  max open ${r.maxOpen}/${r.requested}, completed ${r.completed}, failed ${r.failed}; RSS ${(r.baselineKb / 1024).toFixed(1)} -> peak ${(r.peakKb / 1024).toFixed(1)} MB`);
-      await new Promise((res) => setTimeout(res, 500));
+    for (let round = 0; round < s.memoryRounds; round++) {
+      const fresh: ServerProcess[] = [];
+      try {
+        const order = (['forwarder', 'gateway'] as const).filter((t) => servers.has(t));
+        if (round % 2 === 1) order.reverse();
+        for (const t of order) {
+          let srv = servers.get(t)!;
+          if (round > 0) {
+            srv = t === 'gateway' ? await startGatewayProcess(mock, opts.gateway) : await startForwarder(mock);
+            fresh.push(srv);
+          }
+          const client = new SequentialClient(srv.origin);
+          for (const mode of ['non-stream', 'stream'] as const) await client.run(mode, 100);
+          await client.close();
+          log(`\n${s.streams} open streams through ${t} (memory round ${round + 1}/${s.memoryRounds})…`);
+          await gate.wait();
+          const r = await openStreams({ origin: srv.origin, pid: srv.pid, mockOrigin: mock.origin, count: s.streams, dwellMs: s.dwellMs });
+          (streams[t] ??= []).push(r);
+          log(`  max open ${r.maxOpen}/${r.requested}, completed ${r.completed}, failed ${r.failed}; RSS ${(r.baselineKb / 1024).toFixed(1)} -> peak ${(r.peakKb / 1024).toFixed(1)} MB`);
+          await new Promise((res) => setTimeout(res, 500));
+        }
+      } finally {
+        for (const p of fresh) await p.stop();
+      }
     }
 
     log('\nwarm-up');
@@ -274,7 +302,7 @@ async function run(): Promise<void> {
     const results: Results = {
       machine: m,
       command: 'npm run bench' + (process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''),
-      settings: `gateway${opts.gateway.config === BENCH_CONFIG ? '' : ` (--config ${opts.gateway.config})`}: ${pipeline}, trace export ${opts.gateway.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms`,
+      settings: `gateway${opts.gateway.config === BENCH_CONFIG ? '' : ` (--config ${opts.gateway.config})`}${opts.gateway.nodeFlags.length ? ` (node ${opts.gateway.nodeFlags.join(' ')})` : ''}: ${pipeline}, trace export ${opts.gateway.tracing ? 'ON (OTLP/HTTP protobuf to the mock)' : 'OFF (--no-tracing)'}; ${s.rounds} round(s) × ${s.seconds} s per throughput scenario after a ${s.warmSeconds} s warm-up per target and mode; ${s.sequential} sequential requests (c=1 latency) and ${s.ttfb} (TTFB) per target in ${s.blocks} interleaved blocks; ${s.streams} streams open together for ${s.dwellMs} ms, ${s.memoryRounds} memory round(s)`,
       targets: opts.targets,
       scenarios: SCENARIOS,
       load: new Map(),
@@ -309,7 +337,7 @@ async function run(): Promise<void> {
       }
     }
     for (const [key, list] of rounds) results.load.set(key, { rounds: list, median: medianLoad(list) });
-    if (opts.features) results.features = await featureCosts(mock, s, gate, results.load.get(loadKey('gateway', { mode: 'non-stream', connections: 10 }))!);
+    if (opts.features) results.features = await featureCosts(mock, s, gate, results.load.get(loadKey('gateway', { mode: 'non-stream', connections: 10 }))!, opts.gateway.nodeFlags);
 
     if (servers.has('gateway') && opts.gateway.tracing) {
       const stats = await request(`${mock.origin}/_bench/stats`).then((r) => r.body.json() as Promise<{ traceExports: number }>);
@@ -336,12 +364,12 @@ async function run(): Promise<void> {
  * each in a fresh process after its own warm-up. The last step is the gateway already
  * measured (`full`).
  */
-async function featureCosts(mock: ServerProcess, s: Settings, gate: QuietGate, full: LoadCell): Promise<FeatureCost[]> {
+async function featureCosts(mock: ServerProcess, s: Settings, gate: QuietGate, full: LoadCell, nodeFlags: string[]): Promise<FeatureCost[]> {
   log('\nwhat each feature costs (non-stream, c=10)');
   const steps = featureSteps(root, BENCH_CONFIG);
   const out: FeatureCost[] = [];
   for (const step of steps.slice(0, -1)) {
-    const gw = await startGatewayProcess(mock, { tracing: step.tracing, config: step.config });
+    const gw = await startGatewayProcess(mock, { tracing: step.tracing, config: step.config, nodeFlags });
     try {
       // A fresh process: warm its JIT at least as long as a full run does.
       await load({ origin: gw.origin, mode: 'non-stream', connections: 10, seconds: Math.max(2, s.warmSeconds) });
@@ -364,10 +392,11 @@ async function featureCosts(mock: ServerProcess, s: Settings, gate: QuietGate, f
 }
 
 /**
- * `--profile`: the forwarder and the gateway (those in --only) under `--cpu-prof` at c=10,
+ * `--profile`: the forwarder and the gateway (those in --only) under `--cpu-prof` at c=10 (or `--connections`),
  * one process per mode, then the summaries in µs of CPU per request, side by side.
  */
-async function profile(s: Settings, targets: readonly Target[], gateway: GatewayLaunch): Promise<void> {
+async function profile(s: Settings, targets: readonly Target[], gateway: GatewayLaunch, connections: number): Promise<void> {
+  if (!Number.isInteger(connections) || connections < 1) throw new Error('--connections must be a positive integer');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'promptgate-bench-prof-'));
   const mock = await startMock();
   const seconds = Math.max(4, s.seconds + 3);
@@ -381,12 +410,12 @@ async function profile(s: Settings, targets: readonly Target[], gateway: Gateway
         let requests = 0;
         let window: [number, number] = [0, 0];
         try {
-          await load({ origin: srv.origin, mode, connections: 10, seconds: s.warmSeconds });
+          await load({ origin: srv.origin, mode, connections, seconds: s.warmSeconds });
           const from = Number(process.hrtime.bigint() / 1000n);
-          const r = await load({ origin: srv.origin, pid: srv.pid, mode, connections: 10, seconds });
+          const r = await load({ origin: srv.origin, pid: srv.pid, mode, connections, seconds });
           window = [from, Number(process.hrtime.bigint() / 1000n)]; // only the measured run counts
           requests = r.answered;
-          log(`profiled ${t} ${mode} c=10 for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms, ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs CPU/req${r.failures ? `, ${r.failures} failed` : ''}`);
+          log(`profiled ${t} ${mode} c=${connections} for ${seconds}s: ${r.rps.toFixed(0)} RPS, p50 ${r.p50} ms, ${r.cpuUsPerReq?.toFixed(0) ?? '?'} µs CPU/req${r.failures ? `, ${r.failures} failed` : ''}`);
         } finally {
           await srv.stop(10_000); // SIGTERM: the process exits and V8 writes the profile
         }
