@@ -34,6 +34,12 @@ export interface InjectionGuard {
   scanMessages(messages: unknown[], source: ScanSource): GuardDecision | undefined;
   /** Whether `scanMessages` reads `source` (the action is not `off` and `scan` lists it). */
   scans(source: ScanSource): boolean;
+  /**
+   * `action: block`: a decision may refuse the request, so it must come before the request
+   * goes upstream. Otherwise (flag, off) a decision only records, and can be made while the
+   * upstream works on the request.
+   */
+  readonly blocks: boolean;
 }
 
 /** `guard.injection` as validated; `max_scan_chars` may be left out (default 8192). */
@@ -76,7 +82,7 @@ const roleOf = (message: unknown): unknown =>
  * are compiled here, once). Rebuild it when the config reloads.
  */
 export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionGuardOptions = {}): InjectionGuard {
-  if (cfg.action === 'off') return { scanMessages: () => undefined, scans: () => false };
+  if (cfg.action === 'off') return { scanMessages: () => undefined, scans: () => false, blocks: false };
   const scanner =
     opts.scanner ?? createInjectionScanner({ threshold: cfg.threshold, maxChars: cfg.max_scan_chars });
   const threshold = cfg.threshold;
@@ -84,6 +90,7 @@ export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionG
   const sources = new Set(cfg.scan);
 
   return {
+    blocks: block,
     scans: (source) => sources.has(source),
     scanMessages(messages: unknown[], source: ScanSource): GuardDecision | undefined {
       if (!sources.has(source)) return undefined;

@@ -58,6 +58,7 @@ export function chatCompletions(deps: GatewayDeps) {
       // 3. select the template version (experiment assignment) and render it
       let body = received;
       let clientVariables: Record<string, unknown> | undefined;
+      let hasContext = false;
       const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
       if (selection) {
         noteSelection(exchange, selection);
@@ -71,12 +72,15 @@ export function chatCompletions(deps: GatewayDeps) {
           clientVariables = renderedOf(clientVariables, vars);
         }
         body = applySelection(received, selection, vars) as ChatBody;
-        if (plan) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[]);
+        hasContext = plan !== undefined;
       }
       exchange.record.requestModel = body.model as string;
 
-      // 5. guard: the client's own messages and variables (context passages were scanned in step 4)
-      guardRequest(config.injectionGuard, exchange, received.messages as unknown[], clientVariables);
+      // 5. guard: the client's own messages and variables (context passages were scanned in
+      // step 4). A guard that may block decides now; one that only flags scans once the
+      // request is on its way upstream (below), so its time overlaps the upstream's.
+      const guard = config.injectionGuard;
+      if (guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
 
       // 6. forward
       const stripUsageChunk = stream && body.stream_options?.include_usage !== true;
@@ -97,7 +101,7 @@ export function chatCompletions(deps: GatewayDeps) {
         const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
         if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
       }
-      const forwarded = await forward({
+      const forwarding = forward({
         runtime,
         route,
         ...exchange.forwarding(),
@@ -117,6 +121,20 @@ export function chatCompletions(deps: GatewayDeps) {
           return request;
         },
       });
+      // forward() has sent the request (undici writes it before its first await): what only
+      // records runs while the upstream works on it.
+      try {
+        if (!guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
+        // The final prompt's tokens, for the span only.
+        if (hasContext && exchange.spans.recording) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[]);
+      } catch (err) {
+        // Abandon the upstream call as for a client that left (its breaker is not blamed);
+        // the error boundary answers and records the error, and the call's end is dropped.
+        exchange.abort();
+        forwarding.catch(() => undefined);
+        throw err;
+      }
+      const forwarded = await forwarding;
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { upstream } = forwarded;
       exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;

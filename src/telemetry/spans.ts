@@ -91,6 +91,8 @@ export interface ServerSpan {
   readonly traceId: string | undefined;
   /** Context with the SERVER span, the parent of in-gateway child spans (context builders); undefined when tracing is off. */
   readonly otelContext: Context | undefined;
+  /** Whether the SERVER span records (tracing on and the request sampled): attributes only a span reads need not be computed otherwise. */
+  readonly recording: boolean;
   /**
    * Starts the CLIENT span (once; a later call, e.g. on fallback, updates provider and
    * server attributes of the same span and returns it).
@@ -164,6 +166,10 @@ class RequestSpans implements ServerSpan {
 
   get traceId(): string {
     return this.#server.spanContext().traceId;
+  }
+
+  get recording(): boolean {
+    return this.#server.isRecording();
   }
 
   get otelContext(): Context {
@@ -275,6 +281,10 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
 
   get otelContext(): undefined {
     return undefined;
+  }
+
+  get recording(): false {
+    return false;
   }
 
   startUpstream(): UpstreamSpan {
