@@ -40,6 +40,7 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
       '/',
       createFeedbackRoutes({
         ledger: all.feedback,
+        maxBodyBytes: () => holder.current.config.server.max_body_bytes,
         observeExperiment: all.metrics?.observeExperiment,
         observeContextFeedback: all.context ? (id, metric, value) => all.context!.observeFeedback(id, metric, value) : undefined,
       }),

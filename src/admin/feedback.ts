@@ -8,7 +8,8 @@
  * The gateway remembers the assignment of recent requests (bounded: `max_entries`, `ttl`),
  * so feedback must arrive within that window; each (request, metric) counts once.
  */
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
 import type { RequestRecord } from '../telemetry/types.js';
@@ -18,6 +19,12 @@ interface Served {
   variant?: string;
   /** Metrics already counted for this request; most requests never get feedback. */
   seen?: string[];
+  /**
+   * The latest request with this id was in no experiment and used no recipe (a retry that
+   * lost its user id, or came after the schedule ended): feedback for the id counts nowhere.
+   * Kept only so that `seen` outlives it.
+   */
+  excluded?: true;
 }
 
 /**
@@ -40,11 +47,19 @@ export class FeedbackLedger {
   /** Remembers a finished request that feedback may refer to. */
   remember(record: RequestRecord): void {
     const inExperiment = record.experiment !== undefined && record.experimentAssignment === 'hash';
-    if (!inExperiment && record.contextRecipe === undefined) return;
+    const inRecipe = record.contextRecipe !== undefined;
+    // Requests in no experiment (pass-through calls, other models) that share the id are no retry of it.
+    if (!inExperiment && !inRecipe && record.experiment === undefined) return;
     // The id can come again (a client's own x-request-id, resent with a retry): feedback
     // already counted for it stays counted, rather than counting once more per request.
-    const seen = this.#served.get(record.requestId)?.seen;
-    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined, seen });
+    const earlier = this.#served.get(record.requestId);
+    if (!inExperiment && !inRecipe) {
+      // The experiment served this one without hashing (no user id, outside the schedule,
+      // held back): feedback goes to the latest request with the id, not the earlier variant.
+      if (earlier) this.#served.set(record.requestId, { seen: earlier.seen, excluded: true });
+      return;
+    }
+    this.#served.set(record.requestId, { experiment: inExperiment ? record.experiment : undefined, variant: inExperiment ? record.variant : undefined, seen: earlier?.seen });
   }
 
   /**
@@ -53,7 +68,7 @@ export class FeedbackLedger {
    */
   take(requestId: string, metric: string): Served | 'duplicate' | 'too_many' | undefined {
     const served = this.#served.get(requestId);
-    if (!served) return undefined;
+    if (!served || served.excluded) return undefined;
     if (served.seen?.includes(metric)) return 'duplicate';
     if ((served.seen?.length ?? 0) >= MAX_FEEDBACK_METRICS) return 'too_many';
     (served.seen ??= []).push(metric);
@@ -65,6 +80,8 @@ export interface FeedbackDeps {
   ledger: FeedbackLedger;
   observeExperiment?: (o: { experiment: string; variant: string; metric: string; value: number }) => void;
   observeContextFeedback?: (requestId: string, metric: string, value: number) => boolean;
+  /** `server.max_body_bytes` of the config in force; default 4 MiB (its default). */
+  maxBodyBytes?: () => number;
 }
 
 const METRIC = /^[a-z][a-z0-9_]{0,63}$/;
@@ -72,7 +89,19 @@ const MAX_VALUE = 1e150;
 
 export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
   const app = new Hono();
-  app.post('/v1/feedback', async (c) => {
+  // The route takes no token: without a limit, one large body would be held in memory whole.
+  // The rest of a refused body is not read, so the connection closes (RFC 9110 §15.5.14),
+  // and says so: a client must not send its next request on it.
+  const limitBody: MiddlewareHandler = (c, next) => {
+    const limit = deps.maxBodyBytes?.() ?? 4 * 1024 * 1024;
+    return bodyLimit({
+      maxSize: limit,
+      onError: () => {
+        throw new GatewayError('body_too_large', `Request body exceeds the limit of ${limit} bytes.`, { headers: { connection: 'close' } });
+      },
+    })(c, next);
+  };
+  app.post('/v1/feedback', limitBody, async (c) => {
     let body: { request_id?: unknown; metric?: unknown; value?: unknown };
     try {
       body = await c.req.json();

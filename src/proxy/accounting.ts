@@ -30,7 +30,8 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   const r = exchange.record;
   if (!obj || typeof obj !== 'object') return;
   if (typeof obj.id === 'string') r.responseId = obj.id;
-  if (typeof obj.model === 'string') r.responseModel = obj.model;
+  // An empty model names nothing to price (as a stream's empty model, skipped by the relay).
+  if (typeof obj.model === 'string' && obj.model !== '') r.responseModel = obj.model;
   const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
   const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');

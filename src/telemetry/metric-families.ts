@@ -100,7 +100,7 @@ export function defineMetricFamilies(registry: Registry) {
   });
   const excluded = new Counter({
     name: 'promptgate_experiment_excluded_requests_total',
-    help: 'Experiment requests left out of the statistics, by assignment (default: no user id or outside the schedule; forced: variant named by the client).',
+    help: 'Experiment requests left out of the statistics, by assignment (default: no user id, outside the schedule or held back by a rollout stage; forced: variant named by the client).',
     labelNames: ['experiment', 'variant', 'assignment'],
     registers,
   });

@@ -44,6 +44,8 @@ export const DEFAULT_PRICES: PriceTable = Object.freeze({
   'o3-mini': { input: 1.1, cached_input: 0.55, output: 4.4 },
   'o4-mini': { input: 1.1, cached_input: 0.275, output: 4.4 },
   'gpt-3.5-turbo': { input: 0.5, output: 1.5 },
+  // The 1106 snapshot kept its launch price (0125 halved the input price).
+  'gpt-3.5-turbo-1106': { input: 1, output: 2 },
   'text-embedding-3-small': { input: 0.02, output: 0 },
   'text-embedding-3-large': { input: 0.13, output: 0 },
   'text-embedding-ada-002': { input: 0.1, output: 0 },

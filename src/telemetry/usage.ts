@@ -96,7 +96,8 @@ function sampledCount(counter: { count(text: string): number }, text: string): n
 
 /** The tiktoken encoding of a model family (OpenAI's `tiktoken/model.py` mapping). */
 export function encodingFor(model: string | undefined): EncodingName {
-  const name = (model ?? '').toLowerCase().replace(/^.*\//, '');
+  // A fine-tuned model (`ft:gpt-3.5-turbo-0125:org::id`) uses its base model's encoding.
+  const name = (model ?? '').toLowerCase().replace(/^.*\//, '').replace(/^ft:/, '');
   if (/^(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)/.test(name)) return 'o200k_base';
   if (/^(?:gpt-4|gpt-3\.5|gpt-35|text-embedding-)/.test(name)) return 'cl100k_base';
   return 'o200k_base';
