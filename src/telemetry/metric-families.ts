@@ -75,7 +75,7 @@ export function defineMetricFamilies(registry: Registry) {
   });
   const attempts = new Counter({
     name: 'promptgate_upstream_attempts_total',
-    help: 'Upstream attempts (first tries plus retries), by the upstream that answered last.',
+    help: 'Upstream attempts (first tries plus retries), each counted on the upstream it was made to.',
     labelNames: ['upstream', 'gen_ai_provider_name'],
     registers,
   });
