@@ -198,7 +198,8 @@ export function chunkDocument(rel: string, text: string, chunkTokens: number): O
     let titled = front !== null && /^title:/m.test(front[1]);
     for (const line of body.split('\n')) {
       if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
-      const h = inFence ? null : /^(#{1,6})\s+(.+?)\s*#*\s*$/.exec(line);
+      // CommonMark §4.2: a closing run of `#` counts only after a space, so `C#` keeps its `#`.
+      const h = inFence ? null : /^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$/.exec(line);
       if (!h) {
         current.lines.push(line);
         continue;

@@ -179,7 +179,8 @@ export function collectVariables(body: Readonly<Record<string, unknown>>, header
   const fromBody = readPromptVariables(body);
   const vars: Record<string, unknown> = {};
   for (const { name, spec, headers } of planOf(selection.templateVersion).variables) {
-    if (fromBody && Object.hasOwn(fromBody, name) && fromBody[name] !== undefined) {
+    // A body null is "not set" (as rendering reads it): a header may still give the value.
+    if (fromBody && Object.hasOwn(fromBody, name) && fromBody[name] !== undefined && fromBody[name] !== null) {
       vars[name] = fromBody[name];
       continue;
     }

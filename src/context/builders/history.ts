@@ -50,14 +50,13 @@ export class HistoryBuilder implements Builder {
 
   /** The kept turns, oldest first. */
   select(messages: readonly unknown[], maxTurns: number): ContextItem[] {
-    let end = messages.length;
-    if (!this.#includeCurrent) {
-      const last = messages[end - 1] as { role?: unknown } | undefined;
-      if (last?.role === 'user') end--;
-    }
+    // The question being answered is the last user message, also while tool calls and
+    // their results follow it (a tool-calling round): it is already in the request.
+    const current = this.#includeCurrent ? -1 : lastUserIndex(messages);
     const picked: ContextItem[] = [];
     let tokens = 0;
-    for (let i = end - 1; i >= 0 && picked.length < maxTurns; i--) {
+    for (let i = messages.length - 1; i >= 0 && picked.length < maxTurns; i--) {
+      if (i === current) continue;
       const m = messages[i] as { role?: unknown; content?: unknown } | null;
       if (m === null || typeof m !== 'object' || typeof m.role !== 'string' || !this.#roles.has(m.role)) continue;
       const content = textOf(m.content);
@@ -69,6 +68,15 @@ export class HistoryBuilder implements Builder {
     }
     return picked.reverse();
   }
+}
+
+/** Index of the last `user` message, or -1. */
+function lastUserIndex(messages: readonly unknown[]): number {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as { role?: unknown } | null;
+    if (m !== null && typeof m === 'object' && m.role === 'user') return i;
+  }
+  return -1;
 }
 
 /** A message's text: the string, or its text parts joined by newlines. */

@@ -129,8 +129,9 @@ export class KnowledgeBuilder implements Builder {
       }
     }
     const passages = merge(local, remote, topK);
+    // Every string a template can render is scanned: a search endpoint's `source` is its text too.
     const items: ContextItem[] = passages.map((p) =>
-      deepFreeze({ value: { title: p.title, text: p.text, score: round(p.score), source: p.source }, tokens: p.tokens, score: p.relative, text: `${p.title}\n${p.text}` }),
+      deepFreeze({ value: { title: p.title, text: p.text, score: round(p.score), source: p.source }, tokens: p.tokens, score: p.relative, text: `${p.title}\n${p.text}\n${p.source}` }),
     );
     return Object.freeze({ shape: 'items', items: Object.freeze(items), trimFrom: 'end' });
   }
