@@ -15,7 +15,7 @@ import type { Upstream } from './upstream.js';
 export function priceUsage(exchange: Exchange, upstream: Upstream): number | null | undefined {
   const r = exchange.record;
   if (!r.usage) return undefined;
-  r.costUsd = upstream.spec.priceBook.cost(r.usage, r.responseModel ?? r.requestModel);
+  r.costUsd = upstream.spec.priceBook.cost(r.usage, r.responseModel ?? r.requestModel, r.serviceTier);
   return r.costUsd;
 }
 
@@ -30,6 +30,7 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   const r = exchange.record;
   if (!obj || typeof obj !== 'object') return;
   if (typeof obj.id === 'string') r.responseId = obj.id;
+  if (typeof obj.service_tier === 'string') r.serviceTier = obj.service_tier;
   // An empty model names nothing to price (as a stream's empty model, skipped by the relay).
   if (typeof obj.model === 'string' && obj.model !== '') r.responseModel = obj.model;
   const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
@@ -59,6 +60,7 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   r.responseId = summary.id;
   r.responseModel = summary.model;
   r.finishReasons = summary.finishReasons;
+  if (summary.serviceTier !== undefined) r.serviceTier = summary.serviceTier;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
   const text = !usage || exchange.content.captureContent ? summary.text.text() : { content: '', reply: '', scale: 1 };

@@ -6,8 +6,8 @@
  * `content-encoding`; a coding it cannot decode is left alone, header and bytes, so the
  * client never gets bytes labelled as something they are not.
  */
-import { pipeline, Readable, type Transform } from 'node:stream';
-import { constants, createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { Duplex, pipeline, Readable, type Transform } from 'node:stream';
+import { constants, createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { UpstreamResponse } from './upstream.js';
 
 // Like undici's fetch: flush what each chunk decodes (streams go on event by event), and
@@ -15,13 +15,47 @@ import type { UpstreamResponse } from './upstream.js';
 const ZLIB = { flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH };
 const BROTLI = { flush: constants.BROTLI_OPERATION_FLUSH, finishFlush: constants.BROTLI_OPERATION_FLUSH };
 
-// RFC 9110 §8.4.1: gzip (x-gzip is its old alias), deflate (the zlib format), and br (RFC 7932).
-const DECODERS: Record<string, () => Transform> = {
+// RFC 9110 §8.4.1: gzip (x-gzip is its old alias), deflate (the zlib format, or raw: see
+// `inflateZlibOrRaw`), and br (RFC 7932).
+const DECODERS: Record<string, () => Transform | Duplex> = {
   gzip: () => createGunzip(ZLIB),
   'x-gzip': () => createGunzip(ZLIB),
-  deflate: () => createInflate(ZLIB),
+  deflate: () => inflateZlibOrRaw(),
   br: () => createBrotliDecompress(BROTLI),
 };
+
+/**
+ * `deflate` as clients decode it: the zlib format RFC 9110 names, or the raw deflate some
+ * servers send under that name. Browsers and undici's fetch (so openai-node) accept both,
+ * so a client reading such an upstream directly must not get an error through the gateway.
+ * Told apart by the first byte, as undici does: a zlib header's compression method is 8
+ * (RFC 1950 §2.2). One per response. Pull-based like the other decoders (a generator), so
+ * a small coded chunk that inflates to megabytes is decoded as the reader takes it, not
+ * buffered whole.
+ */
+function inflateZlibOrRaw(): Duplex {
+  return Duplex.from(async function* inflate(coded: AsyncIterable<Buffer>) {
+    const chunks = coded[Symbol.asyncIterator]();
+    let first = await chunks.next();
+    while (!first.done && first.value.length === 0) first = await chunks.next();
+    if (first.done) return;
+    const head: Buffer = first.value;
+    const decoder = (head[0] & 0x0f) === 0x08 ? createInflate(ZLIB) : createInflateRaw(ZLIB);
+    const rest = { [Symbol.asyncIterator]: () => chunks };
+    pipeline(
+      Readable.from(
+        (async function* () {
+          yield head;
+          yield* rest;
+        })(),
+        { objectMode: false },
+      ),
+      decoder,
+      () => undefined, // an error reaches the loop below: pipeline destroys `decoder` with it
+    );
+    for await (const decoded of decoder) yield decoded as Buffer;
+  });
+}
 
 /** What `decodeContent` made of a response. */
 export interface DecodedResponse {

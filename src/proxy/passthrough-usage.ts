@@ -101,7 +101,7 @@ export async function meterUsage(o: MeterOptions): Promise<UpstreamResponse> {
   }
   if (type !== 'application/json') return response;
   const iterator = response.body[Symbol.asyncIterator]();
-  const fields = new TopLevelFields(o.route === 'responses' ? ['id', 'model', 'usage'] : ['model', 'usage']);
+  const fields = new TopLevelFields(o.route === 'responses' ? ['id', 'model', 'usage', 'service_tier'] : ['model', 'usage']);
   const head = await readHead(iterator, fields, exchange);
   const end = () => account(o, fields.end());
   if (head.done) {
@@ -120,6 +120,7 @@ function account(o: MeterOptions, read: Record<string, unknown> | undefined): nu
     r.requestModel ??= read.model; // the request body was not read (streamed upload, not JSON)
   }
   if (typeof read.id === 'string' && read.id !== '') r.responseId = read.id;
+  if (typeof read.service_tier === 'string') r.serviceTier = read.service_tier;
   const usage = usageFromOpenAI(read.usage);
   if (!usage) return undefined;
   r.usage = usage;

@@ -27,6 +27,8 @@ export interface StreamSummary {
   finishReasons: string[];
   /** The raw `usage` object of the stream, when one was sent. */
   usage?: unknown;
+  /** `service_tier` of the chunks (the tier that served the request sets its prices). */
+  serviceTier?: string;
   /** The chunks' text, kept only to estimate tokens when usage is missing (and for content capture). */
   text: StreamText;
   sawDone: boolean;
@@ -174,6 +176,7 @@ export class SseScanner {
     if (first && typeof obj.id === 'string' && obj.id !== '') s.id = obj.id;
     if (s.model === undefined && typeof obj.model === 'string' && obj.model !== '') s.model = obj.model;
     if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
+    if (typeof obj.service_tier === 'string') s.serviceTier = obj.service_tier;
     const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
     for (const c of choices) if (typeof c.finish_reason === 'string') s.finishReasons.push(c.finish_reason);
     this.summary.text.add(data);
@@ -309,8 +312,9 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
 
 /**
  * The same relay written straight to the Node response (the served path): no Web stream
- * per request, and the headers leave with the first event in one write. Backpressure: the
- * next upstream chunk is read only after the socket took the last one (`drain`).
+ * per request, and the headers leave with the first event in one write when it came with
+ * them (else on their own, see `sendHeadersIfNoEvent`). Backpressure: the next upstream
+ * chunk is read only after the socket took the last one (`drain`).
  */
 export function writeSse(
   source: AsyncIterable<Uint8Array>,
@@ -320,6 +324,7 @@ export function writeSse(
 ): void {
   const scanner = new SseScanner(options.stripUsageChunk, MAX_EVENT_BYTES, options.keepText);
   out.writeHead(head.status, head.headers);
+  sendHeadersIfNoEvent(out, scanner.summary);
   void (async () => {
     try {
       for await (const chunk of source) {
@@ -346,6 +351,22 @@ export function writeSse(
       options.onEnd(scanner.summary, { outcome: 'error', errorType: failure.errorType });
     }
   })();
+}
+
+/**
+ * Sends the response head on its own when the upstream's first event did not come with its
+ * headers (it was not read by the next turn of the event loop). The upstream has answered:
+ * its client would have the status and headers now, and openai-node's `timeout` runs only
+ * until the headers arrive, so a model slow to its first event (reasoning, a long prompt)
+ * must not time the client out (and make it retry) through the gateway when it would not
+ * directly. An event read in time leaves with the head in one write (@hono/node-server
+ * treats a streamed `Response` the same way).
+ */
+function sendHeadersIfNoEvent(out: ServerResponse, summary: StreamSummary): void {
+  setImmediate(() => {
+    // Not `headersSent`: it is true from `writeHead` on, while the head waits for a write.
+    if (summary.firstEventAt === undefined && !out.writableEnded && !out.destroyed) out.flushHeaders();
+  });
 }
 
 /**

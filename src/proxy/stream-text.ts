@@ -38,7 +38,8 @@ export class StreamText {
   #keptChars = 0;
   /** Chunk characters past the sample of a long stream: counted, not kept. */
   #skippedChars = 0;
-  #content = '';
+  /** Each choice's content by choice index: with n > 1 the choices' chunks interleave. */
+  readonly #content = new Map<number, string>();
   #reply = '';
 
   /** @param keepAll keep the whole text (content capture), not a sample of a long stream. */
@@ -61,13 +62,15 @@ export class StreamText {
   text(): StreamedText {
     this.#compact();
     const kept = this.#keptChars;
-    return { content: this.#content, reply: this.#reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
+    // As a non-stream answer's completion reads: each choice whole, in index order.
+    const content = [...this.#content.keys()].sort((a, b) => a - b).map((index) => this.#content.get(index));
+    return { content: content.join(''), reply: this.#reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
   }
 
   #compact(): void {
     // Joined, not appended piece by piece: one flat string per compaction rather than a
     // rope of a node per token (~32 bytes each, more than the text itself).
-    const content: string[] = [];
+    const content = new Map<number, string[]>();
     const reply: string[] = [];
     let replyChars = this.#reply.length;
     for (const data of this.#pending) {
@@ -79,14 +82,19 @@ export class StreamText {
         continue; // not JSON: nothing to count
       }
       if (!Array.isArray(obj?.choices)) continue;
-      for (const c of obj.choices as Array<{ delta?: { content?: unknown } } | null>) {
-        if (typeof c?.delta?.content === 'string') content.push(c.delta.content);
+      for (const c of obj.choices as Array<{ index?: unknown; delta?: { content?: unknown } } | null>) {
+        if (typeof c?.delta?.content === 'string') {
+          const index = typeof c.index === 'number' ? c.index : 0;
+          const pieces = content.get(index);
+          if (pieces) pieces.push(c.delta.content);
+          else content.set(index, [c.delta.content]);
+        }
         const text = replyText(c?.delta);
         reply.push(text);
         replyChars += text.length;
       }
     }
-    this.#content += content.join('');
+    for (const [index, pieces] of content) this.#content.set(index, (this.#content.get(index) ?? '') + pieces.join(''));
     this.#reply += reply.join('');
     this.#pending = [];
     this.#pendingChars = 0;

@@ -18,13 +18,24 @@ export const telemetrySchema = z.strictObject({
  * tokens have no default: a request with audio tokens at a price without `audio_input` /
  * `audio_output` has unknown cost.
  */
-export const priceSchema = z.strictObject({
+const tokenPrices = {
   input: z.number().nonnegative(),
   cached_input: z.number().nonnegative().optional(),
   output: z.number().nonnegative(),
   reasoning: z.number().nonnegative().optional(),
   audio_input: z.number().nonnegative().optional(),
   audio_output: z.number().nonnegative().optional(),
+};
+
+/**
+ * The standard prices, and those of the service tiers billed otherwise: an answer with
+ * `service_tier: "flex"` or `"priority"` is priced at `flex` / `priority`, and has unknown
+ * cost when the entry has none (any other tier is priced at the standard prices).
+ */
+export const priceSchema = z.strictObject({
+  ...tokenPrices,
+  flex: z.strictObject(tokenPrices).optional(),
+  priority: z.strictObject(tokenPrices).optional(),
 });
 
 /**

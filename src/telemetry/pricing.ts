@@ -21,12 +21,15 @@ export type PriceTable = Readonly<Record<string, ModelPrice>>;
  * as published on 2025-08-07 (GPT-5 launch; o3 after its 2025-06-10 price cut). Reasoning
  * tokens are billed as output tokens by OpenAI, so no entry sets `reasoning`. Audio tokens
  * have their own prices (`audio_input`, `audio_output`); a model without them that answers
- * with audio tokens has unknown cost. Prices change: override them in `pricing:`.
+ * with audio tokens has unknown cost. Flex processing (`service_tier: "flex"`, o3, o4-mini
+ * and the gpt-5 family) is billed at half the standard prices (its Batch rates); priority
+ * processing has prices of its own per model, not shipped here: configure `priority:` to
+ * price it (else its cost is unknown). Prices change: override them in `pricing:`.
  */
 export const DEFAULT_PRICES: PriceTable = Object.freeze({
-  'gpt-5': { input: 1.25, cached_input: 0.125, output: 10 },
-  'gpt-5-mini': { input: 0.25, cached_input: 0.025, output: 2 },
-  'gpt-5-nano': { input: 0.05, cached_input: 0.005, output: 0.4 },
+  'gpt-5': { input: 1.25, cached_input: 0.125, output: 10, flex: { input: 0.625, cached_input: 0.0625, output: 5 } },
+  'gpt-5-mini': { input: 0.25, cached_input: 0.025, output: 2, flex: { input: 0.125, cached_input: 0.0125, output: 1 } },
+  'gpt-5-nano': { input: 0.05, cached_input: 0.005, output: 0.4, flex: { input: 0.025, cached_input: 0.0025, output: 0.2 } },
   'gpt-4.1': { input: 2, cached_input: 0.5, output: 8 },
   'gpt-4.1-mini': { input: 0.4, cached_input: 0.1, output: 1.6 },
   'gpt-4.1-nano': { input: 0.1, cached_input: 0.025, output: 0.4 },
@@ -40,9 +43,9 @@ export const DEFAULT_PRICES: PriceTable = Object.freeze({
   'gpt-4o-mini-audio-preview': { input: 0.15, output: 0.6, audio_input: 10, audio_output: 20 },
   o1: { input: 15, cached_input: 7.5, output: 60 },
   'o1-mini': { input: 1.1, cached_input: 0.55, output: 4.4 },
-  o3: { input: 2, cached_input: 0.5, output: 8 },
+  o3: { input: 2, cached_input: 0.5, output: 8, flex: { input: 1, cached_input: 0.25, output: 4 } },
   'o3-mini': { input: 1.1, cached_input: 0.55, output: 4.4 },
-  'o4-mini': { input: 1.1, cached_input: 0.275, output: 4.4 },
+  'o4-mini': { input: 1.1, cached_input: 0.275, output: 4.4, flex: { input: 0.55, cached_input: 0.1375, output: 2.2 } },
   'gpt-3.5-turbo': { input: 0.5, output: 1.5 },
   // The 1106 snapshot kept its launch price (0125 halved the input price).
   'gpt-3.5-turbo-1106': { input: 1, output: 2 },
@@ -62,8 +65,11 @@ export interface PriceBook {
   readonly models: readonly string[];
   /** The price of a model, or null when unknown. */
   price(model: string | undefined): ModelPrice | null;
-  /** Request cost in USD, or null when the model (or its audio price) is unknown (never 0 for unknown). */
-  cost(usage: Usage, model: string | undefined): number | null;
+  /**
+   * Request cost in USD, or null when the model (or its audio price, or its price in the
+   * answer's service tier) is unknown (never 0 for unknown).
+   */
+  cost(usage: Usage, model: string | undefined, serviceTier?: string): number | null;
 }
 
 export interface PriceBookOptions {
@@ -109,11 +115,23 @@ export function createPriceBook(base: PriceTable | PriceBook = DEFAULT_PRICES, o
     table,
     models: Object.freeze([...byName.keys()]),
     price,
-    cost(usage: Usage, model: string | undefined): number | null {
-      const p = price(model);
+    cost(usage: Usage, model: string | undefined, serviceTier?: string): number | null {
+      const p = tierPrice(price(model), serviceTier);
       return p === null ? null : costOf(usage, p);
     },
   });
+}
+
+/**
+ * The prices of the service tier an answer names (`service_tier`): flex and priority are
+ * billed at their own prices (null when the entry has none: unknown, not the standard
+ * price); `default`, `auto`, `scale` or none at the standard ones.
+ */
+export function tierPrice(price: ModelPrice | null, serviceTier: string | undefined): ModelPrice | null {
+  if (price === null) return null;
+  if (serviceTier === 'flex') return price.flex ?? null;
+  if (serviceTier === 'priority') return price.priority ?? null;
+  return price;
 }
 
 /**

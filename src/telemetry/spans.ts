@@ -322,6 +322,8 @@ function clientEndAttributes(r: RequestRecord, errorType: string | undefined, op
   if (r.responseModel) a['gen_ai.response.model'] = r.responseModel;
   if (r.responseId) a['gen_ai.response.id'] = r.responseId;
   if (r.finishReasons?.length) a['gen_ai.response.finish_reasons'] = r.finishReasons;
+  // GenAI semconv (OpenAI): the tier that served the request, which sets its prices.
+  if (r.serviceTier) a['openai.response.service_tier'] = r.serviceTier;
   const usage = r.usage;
   if (usage) {
     // OTel GenAI semconv: gen_ai.usage.input_tokens includes cached tokens.

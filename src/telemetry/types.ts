@@ -71,6 +71,8 @@ export interface RequestRecord {
   contextTokens?: number;
   /** Builders that contributed nothing (skipped or failed). */
   contextSkipped?: string[];
+  /** `service_tier` of the answer (`default`, `flex`, `priority`...): flex and priority have their own prices. */
+  serviceTier?: string;
   /** Tokens of the final prompt sent upstream (gateway tokenizer), when context was built and the span records (only the span reads it). */
   promptTokens?: number;
   /** Trace id of the request's server span, for log correlation (when tracing is on). */
