@@ -7,7 +7,7 @@
 import { Hono } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { AppEnv, GatewayDeps } from './app-types.js';
-import { errorBody, GatewayError } from './errors.js';
+import { errorBody, GatewayError, unknownRouteError } from './errors.js';
 import type { RuntimeHolder } from './runtime.js';
 import { createFeedbackRoutes } from './admin/feedback.js';
 import { createAdminRoutes } from './admin/routes.js';
@@ -58,9 +58,7 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
 
   app.notFound((c) => {
     // A path can be as long as the header limit (16 KB): the message quotes its start.
-    const path = new URL(c.req.url).pathname;
-    const shown = path.length > 100 ? `${path.slice(0, 100)}...` : path;
-    const { status, body } = errorBody(new GatewayError('not_found', `Unknown route: ${c.req.method} ${shown}`));
+    const { status, body } = errorBody(unknownRouteError(c.req.method, c.req.url));
     return c.json(body, status as 404);
   });
 

@@ -89,6 +89,26 @@ export function shuttingDownError(): GatewayError {
   return new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
 }
 
+/**
+ * Client input as an error message quotes it: at most `max` characters, since a path or a
+ * query value can be as long as the header limit (16 KB).
+ *
+ * @example
+ * throw new GatewayError('not_found', `Unknown template "${shown(id)}".`);
+ */
+export function shown(input: string, max = 100): string {
+  return input.length > max ? `${input.slice(0, max)}...` : input;
+}
+
+/**
+ * 404 `not_found` for a route the gateway does not serve: the path as the client sent it
+ * (not percent-decoded), shortened by `shown`. The one message for every unknown route, so
+ * a route that is switched off (the admin API without a token) reads like one that never was.
+ */
+export function unknownRouteError(method: string, url: string): GatewayError {
+  return new GatewayError('not_found', `Unknown route: ${method} ${shown(new URL(url).pathname)}`);
+}
+
 /** The OpenAI error envelope. */
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };

@@ -4,7 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import { GatewayError } from '../errors.js';
+import { GatewayError, unknownRouteError } from '../errors.js';
 
 /** Whether `authorization` is `Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1). */
 export function bearerMatches(authorization: string | undefined, token: string): boolean {
@@ -24,7 +24,7 @@ export function bearerAuth(getToken: () => string, opts: { realm?: string } = {}
   const challenge = `Bearer realm="${opts.realm ?? 'promptgate-admin'}"`;
   return async function adminAuth(c, next) {
     const token = getToken().trim();
-    if (token === '') throw new GatewayError('not_found', `Unknown route: ${c.req.method} ${c.req.path}`);
+    if (token === '') throw unknownRouteError(c.req.method, c.req.url);
     if (!bearerMatches(c.req.header('authorization'), token)) {
       throw new GatewayError('unauthorized', 'Missing or invalid admin bearer token.', { headers: { 'www-authenticate': challenge } });
     }

@@ -15,7 +15,7 @@ import { Hono } from 'hono';
 import { assign } from '../experiments/assignment.js';
 import type { CompiledExperiment } from '../experiments/compile.js';
 import type { AssignmentCounters } from '../experiments/counters.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, shown } from '../errors.js';
 import { normalizeUserId } from '../prompts/identity.js';
 import type { TemplateRegistry } from '../prompts/registry.js';
 import { bearerAuth } from './bearer-auth.js';
@@ -48,7 +48,7 @@ export function createAdminRoutes(getState: () => AdminState): Hono {
   admin.get('/admin/templates/:id', (c) => {
     const id = c.req.param('id');
     const template = getState().registry.get(id);
-    if (!template) throw new GatewayError('not_found', `Unknown template "${id}".`, { param: 'id' });
+    if (!template) throw new GatewayError('not_found', `Unknown template "${shown(id)}".`, { param: 'id' });
     return c.json(templateDetail(template), 200, noStore);
   });
 
@@ -62,7 +62,7 @@ export function createAdminRoutes(getState: () => AdminState): Hono {
     const s = getState();
     const id = c.req.param('id');
     const exp = s.experiments.get(id);
-    if (!exp) throw new GatewayError('not_found', `Unknown experiment "${id}".`, { param: 'id' });
+    if (!exp) throw new GatewayError('not_found', `Unknown experiment "${shown(id)}".`, { param: 'id' });
     return c.json(experimentDetail(exp, s.counters, clock(s)), 200, noStore);
   });
 
@@ -73,7 +73,7 @@ export function createAdminRoutes(getState: () => AdminState): Hono {
     if (!experimentId) throw new GatewayError('invalid_request', 'Query parameter "experiment" is required.', { param: 'experiment' });
     if (user === undefined) throw new GatewayError('invalid_request', 'Query parameter "user" is required.', { param: 'user' });
     const exp = s.experiments.get(experimentId);
-    if (!exp) throw new GatewayError('not_found', `Unknown experiment "${experimentId}".`, { param: 'experiment' });
+    if (!exp) throw new GatewayError('not_found', `Unknown experiment "${shown(experimentId)}".`, { param: 'experiment' });
     // The id as the gateway hashes it (trimmed); an empty one is a request without a user id.
     const a = assign(exp, normalizeUserId(user), clock(s));
     return c.json(

@@ -94,9 +94,17 @@ function makeLogger(initial: LogLevel | LevelHolder, write: (line: string) => vo
   };
 }
 
+/**
+ * Field names whose value `redact` masks (the key=value pattern below). `redact` masks a
+ * string value inside its quotes; any other value (a number, `true`, `null`, an object) is
+ * masked here, before serializing, so the line stays JSON (`"password":***` is not).
+ */
+const SECRET_FIELD = /(?:api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)$/i;
+
 function serialize(line: LogFields): string {
   try {
-    return JSON.stringify(line, (_key, value: unknown) => {
+    return JSON.stringify(line, (key, value: unknown) => {
+      if (value !== undefined && typeof value !== 'string' && SECRET_FIELD.test(key)) return '***';
       if (value instanceof Error) return { name: value.name, message: value.message, ...('code' in value ? { code: value.code } : {}) };
       if (typeof value === 'bigint') return value.toString();
       return value;
@@ -159,9 +167,11 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
   // key=value / "key": "value" for key-like names. Lines are redacted as serialized JSON: a
   // backslash takes the character after it (a JSON escape such as `\"`) into the masked value,
-  // so a mask never ends between the two and turns an escaped quote into a closing one.
+  // so a mask never ends between the two and turns an escaped quote into a closing one. The
+  // quotes around the name and the value may be escaped too: JSON text inside a string value
+  // (`"body":"{\"password\":\"...\"}"`); an escaped quote before a delimiter closes the value.
   [
-    /((?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)["']?\s*[:=]\s*["']?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)(?:\\.|[^\s"',;&}\\])+/gi,
+    /((?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)(?:\\"(?![\s"',;&}\]\\]|$)|\\[^"]|[^\s"',;&}\\])+/gi,
     '$1***',
   ],
 ];
