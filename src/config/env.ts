@@ -18,11 +18,15 @@ export interface SubstitutionIssue {
   line: number;
 }
 
-/** Substitutes variables in `text`; returns the result and the variables that were missing, held a line break, or were referenced in a form it does not have. */
+/**
+ * Substitutes variables in `text`; returns the result and the variables that were missing,
+ * held a line break, were referenced in a form it does not have, or (`comments`, only when
+ * there are any) held a `#` that starts a YAML comment where they were inserted.
+ */
 export function substituteEnv(
   text: string,
   env: Record<string, string | undefined> = process.env,
-): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[]; unsupported: SubstitutionIssue[] } {
+): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[]; unsupported: SubstitutionIssue[]; comments?: SubstitutionIssue[] } {
   const missing: SubstitutionIssue[] = [];
   // `${NAME` not followed by `}`, `:-` or `:+` (a shell form such as `${KEY:?required}` or
   // `${KEY-x}`, or no closing `}`): an error. Left as text, it would reach the config as a
@@ -31,15 +35,25 @@ export function substituteEnv(
   // A used value with a line break inside it: an error. Substitution is line by line, so
   // the break would cut the YAML around it.
   const lineBreaks: SubstitutionIssue[] = [];
+  // A used value holding a `#` that YAML reads as the start of a comment (` #` in an
+  // unquoted scalar): an error. The rest of the value would be dropped without a word, an
+  // `admin.token` of "abc #def" read as "abc".
+  const comments: SubstitutionIssue[] = [];
   const lines = text.split('\n');
   const out = lines.map((line, i) => {
     const cut = commentStart(line);
     return substituteLine(line.slice(0, cut), i + 1) + line.slice(cut);
   });
-  return { text: out.join('\n'), missing, lineBreaks, unsupported };
+  return { text: out.join('\n'), missing, lineBreaks, unsupported, ...(comments.length > 0 ? { comments } : {}) };
 
   function substituteLine(line: string, lineNo: number): string {
-    return expand(line, 0, false, true).out;
+    const hashes: string[] = []; // used variables whose value holds a `#`
+    const out = expand(line, 0, false, true).out;
+    // The line had no comment before substitution (it was cut at its comment): one now came from a value.
+    if (hashes.length > 0 && commentStart(out) < out.length) {
+      for (const variable of new Set(hashes)) comments.push({ variable, line: lineNo });
+    }
+    return out;
 
     /**
      * Expands from `from` to the end of the line or, `nested`, to the `}` that closes the
@@ -108,6 +122,7 @@ export function substituteEnv(
      * checked: the config is rejected.
      */
     function inserted(name: string, value: string, used: boolean): string {
+      if (used && value.includes('#')) hashes.push(name);
       if (!/[\r\n]/.test(value)) return value;
       const trimmed = value.replace(/[\r\n]+$/, '');
       if (!/[\r\n]/.test(trimmed)) return trimmed;

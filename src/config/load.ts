@@ -53,7 +53,7 @@ export interface ParseOptions extends LoadOptions {
 export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
   const name = path.basename(options.file);
   const env = options.env ?? process.env;
-  const { text: substituted, missing, lineBreaks, unsupported } = substituteEnv(text, env);
+  const { text: substituted, missing, lineBreaks, unsupported, comments } = substituteEnv(text, env);
   // YAML's messages quote the source, which now holds these values (API keys among them).
   const values = referencedValues(text, env);
   const issues: ConfigIssue[] = missing.map((m) => ({
@@ -70,6 +70,12 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
     issues.push({
       path: `${name} (line ${b.line})`,
       message: `environment variable ${b.variable} contains a line break (the value is not shown; remove it where the variable is set)`,
+    });
+  }
+  for (const c of comments ?? []) {
+    issues.push({
+      path: `${name} (line ${c.line})`,
+      message: `environment variable ${c.variable} contains a "#" that YAML reads as the start of a comment, which would cut the value (the value is not shown; quote the substitution: "\${${c.variable}}")`,
     });
   }
 
@@ -92,7 +98,10 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   }
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) issues.push(schemaIssue(name, doc, lineCounter, issue));
+    for (const issue of parsed.error.issues) {
+      const found = schemaIssue(name, doc, lineCounter, issue);
+      issues.push({ ...found, message: maskSubstituted(found.message, values) });
+    }
   }
   if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
 
@@ -100,9 +109,11 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   if (compiled.issues.length > 0) {
     throw new ConfigError(
       compiled.issues.map((i) => {
-        if (i.path.startsWith('@')) return { ...i, path: i.path.slice(1) }; // another file: its own path and line
+        // Messages may quote a value (a context builder's URL with a `${KEY}` in its query).
+        const message = maskSubstituted(i.message, values);
+        if (i.path.startsWith('@')) return { path: i.path.slice(1), message }; // another file: its own path and line
         const line = lineOf(doc, lineCounter, segmentsOf(i.path));
-        return { ...i, path: `${name}: ${i.path}${line ? ` (line ${line})` : ''}` };
+        return { path: `${name}: ${i.path}${line ? ` (line ${line})` : ''}`, message };
       }),
     );
   }

@@ -22,8 +22,12 @@ export interface ConfigWatcherOptions {
 }
 
 export class ConfigWatcher {
-  /** Per directory: its watcher and the identity of the directory it watches (see `identityOf`). */
-  #watchers = new Map<string, { watcher: FSWatcher; identity: string }>();
+  /**
+   * Per directory: its watcher, the identity of the directory it watches (see `identityOf`)
+   * and, when it is watched as the nearest existing parent of missing directories, the
+   * names in it that lead to them (events for other names are not ours).
+   */
+  #watchers = new Map<string, { watcher: FSWatcher; identity: string; only: Set<string> | undefined }>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -60,7 +64,16 @@ export class ConfigWatcher {
   /** Keeps one watcher per directory of interest (the set may change with the config). */
   #sync(): void {
     if (this.#closed) return;
-    const dirs = new Set([path.dirname(path.resolve(this.options.file)), ...(this.options.extraDirs?.() ?? []).map((d) => path.resolve(d))]);
+    // A directory that does not exist (deleted, or not created yet) is watched through its
+    // nearest existing parent, for the one name that leads to it: when it is created the
+    // reload that follows watches it. Else nothing would ever trigger a reload again.
+    const dirs = new Map<string, Set<string> | undefined>();
+    for (const wanted of [path.dirname(path.resolve(this.options.file)), ...(this.options.extraDirs?.() ?? []).map((d) => path.resolve(d))]) {
+      const { dir, entry } = nearestExisting(wanted);
+      if (dir === undefined) continue;
+      if (entry === undefined) dirs.set(dir, undefined);
+      else if (!dirs.has(dir) || dirs.get(dir) !== undefined) dirs.set(dir, new Set([...(dirs.get(dir) ?? []), entry]));
+    }
     for (const [dir, { watcher, identity }] of this.#watchers) {
       // A directory deleted (or replaced) leaves a watcher on the old inode that never fires again.
       if (!dirs.has(dir) || identityOf(dir) !== identity) {
@@ -68,21 +81,41 @@ export class ConfigWatcher {
         this.#watchers.delete(dir);
       }
     }
-    for (const dir of dirs) {
-      if (this.#watchers.has(dir)) continue;
+    for (const [dir, only] of dirs) {
+      const current = this.#watchers.get(dir);
+      if (current) {
+        current.only = only;
+        continue;
+      }
       const identity = identityOf(dir);
-      if (identity === undefined) continue; // A directory that does not exist (yet) is not watched; the next reload retries.
+      if (identity === undefined) continue; // Gone since `nearestExisting`: the next reload retries.
       try {
-        const watcher = watch(dir, { persistent: false }, this.#schedule);
+        const watcher = watch(dir, { persistent: false }, (_event, name) => {
+          const filter = this.#watchers.get(dir)?.only;
+          if (filter && name !== null && !filter.has(String(name))) return;
+          this.#schedule();
+        });
         watcher.on('error', () => {
           watcher.close();
           if (this.#watchers.get(dir)?.watcher === watcher) this.#watchers.delete(dir);
         });
-        this.#watchers.set(dir, { watcher, identity });
+        this.#watchers.set(dir, { watcher, identity, only });
       } catch {
         // Gone between the stat and the watch: as above.
       }
     }
+  }
+}
+
+/** `dir` when it exists, else its nearest existing parent and the name in it on the way to `dir`. */
+function nearestExisting(dir: string): { dir: string | undefined; entry: string | undefined } {
+  let entry: string | undefined;
+  for (let at = dir; ; ) {
+    if (identityOf(at) !== undefined) return { dir: at, entry };
+    const up = path.dirname(at);
+    if (up === at) return { dir: undefined, entry: undefined };
+    entry = path.basename(at);
+    at = up;
   }
 }
 
