@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/telemetry/logger.js';
+import { ConfigError, parseConfig } from '../src/config/load.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789';
@@ -124,5 +125,29 @@ describe('log lines', () => {
     expect(lines[0]).not.toMatch(/hunter2|k-abc123|hunter3/);
     expect(JSON.parse(parsed.body)).toEqual({ password: '***', api_key: '***', note: 'ok' });
     expect(parsed.config).toBe(`{'client_secret': '***'}`);
+  });
+});
+
+describe('admin.token at load', () => {
+  const load = (token: string) => () =>
+    parseConfig(`admin: {token: ${JSON.stringify(token)}}\nupstreams: [{name: sim, simulate: {latency_ms: 0}}]\nrouting: {default: [sim]}\n`, { file: '/tmp/promptgate-admin-token/gateway.config.yaml', env: {} });
+
+  it('takes a token a bearer header can carry, surrounding whitespace ignored', () => {
+    for (const token of ['', 's3cr3t-Tok_en.~+/=', '  padded\n', 'caf\u00e9']) expect(load(token)).not.toThrow();
+  });
+
+  it('rejects one no authorization header could carry (it switched the API on with no way in), never quoting it', () => {
+    for (const token of ['two words', 'tab\tinside', 'ctl\u0001x', 'euro\u20acsign']) {
+      let error: unknown;
+      try {
+        load(token)();
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const text = (error as ConfigError).message;
+      expect(text).toContain('admin.token');
+      expect(text).not.toContain(token);
+    }
   });
 });

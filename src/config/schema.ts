@@ -43,8 +43,15 @@ export const serverSchema = z.strictObject({
 });
 
 export const adminSchema = z.strictObject({
-  /** Bearer token for `/admin/*`; the admin API is off when empty. */
-  token: z.string().default(''),
+  /**
+   * Bearer token for `/admin/*`; the admin API is off when empty. Surrounding whitespace is
+   * ignored; inside, only what an `authorization` header can carry as one word (visible
+   * ASCII or Latin-1): any other token would switch the API on with no way in.
+   */
+  token: z
+    .string()
+    .default('')
+    .refine((t) => /^[\x21-\x7e\xa1-\xff]*$/.test(t.trim()), 'expected one word of visible characters (no spaces or control characters inside, nothing beyond Latin-1): an authorization header could never carry this token'),
 });
 
 export const timeoutSchema = z.strictObject({
