@@ -53,10 +53,11 @@ routing: {default: [sim]}
   });
 
   it('keeps a quoted value with " #", and a "#" YAML does not read as a comment', () => {
-    const quoted = load(`${MINIMAL}admin:\n  token: "\${ADMIN_TOKEN}"\n`, { ADMIN_TOKEN: 'abc #def' });
-    expect(quoted.admin.token).toBe('abc #def');
-    const single = load(`${MINIMAL}admin:\n  token: '\${ADMIN_TOKEN}' # \${NOT_READ}\n`, { ADMIN_TOKEN: 'abc #def' });
-    expect(single.admin.token).toBe('abc #def');
+    // (admin.token takes no spaces: a service name does)
+    const quoted = load(`${MINIMAL}telemetry:\n  service_name: "\${NAME}"\n`, { NAME: 'abc #def' });
+    expect(quoted.telemetry.service_name).toBe('abc #def');
+    const single = load(`${MINIMAL}telemetry:\n  service_name: '\${NAME}' # \${NOT_READ}\n`, { NAME: 'abc #def' });
+    expect(single.telemetry.service_name).toBe('abc #def');
     const inside = load(`${MINIMAL}admin:\n  token: \${ADMIN_TOKEN} # a comment\n`, { ADMIN_TOKEN: 'abc#def' });
     expect(inside.admin.token).toBe('abc#def');
   });
