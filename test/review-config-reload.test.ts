@@ -147,3 +147,32 @@ describe('hot reload after a watched directory is deleted and recreated later', 
     await waitFor(() => reloaded.length > after);
   });
 });
+
+describe('a broken config reloaded again and again', () => {
+  it('is reported once, not once per reload; a new error or the same one after a good reload is reported again', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pg-review-reject-'));
+    const file = path.join(dir, 'gateway.config.yaml');
+    writeFileSync(file, MINIMAL);
+    const reloaded: RuntimeConfig[] = [];
+    const rejected: string[][] = [];
+    const w = new ConfigWatcher({ file, debounceMs: 10_000, onReload: (c) => reloaded.push(c), onRejected: (issues) => rejected.push(issues.map((i) => i.message)) });
+    try {
+      writeFileSync(file, `${MINIMAL}server: {port: -1}\n`);
+      w.reload();
+      w.reload(); // an editor's swap file, a backup: the same file, the same errors
+      w.reload();
+      expect(rejected).toHaveLength(1);
+      writeFileSync(file, `${MINIMAL}server: {max_body_bytes: -5}\n`);
+      w.reload();
+      expect(rejected).toHaveLength(2);
+      writeFileSync(file, MINIMAL);
+      w.reload();
+      expect(reloaded).toHaveLength(1);
+      writeFileSync(file, `${MINIMAL}server: {max_body_bytes: -5}\n`);
+      w.reload();
+      expect(rejected).toHaveLength(3);
+    } finally {
+      w.close();
+    }
+  });
+});

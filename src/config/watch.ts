@@ -30,6 +30,8 @@ export class ConfigWatcher {
   #watchers = new Map<string, { watcher: FSWatcher; identity: string; only: Set<string> | undefined }>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The errors of the last rejected reload, until a reload succeeds. */
+  #lastRejection: string | undefined;
 
   constructor(private readonly options: ConfigWatcherOptions) {
     this.#sync();
@@ -41,9 +43,14 @@ export class ConfigWatcher {
     try {
       const config = loadConfigFile(this.options.file, { env: this.options.env });
       this.options.onReload(config);
+      this.#lastRejection = undefined;
     } catch (err) {
-      if (err instanceof ConfigError) this.options.onRejected(err.issues);
-      else this.options.onRejected([{ path: this.options.file, message: 'reload failed' }]);
+      const issues = err instanceof ConfigError ? err.issues : [{ path: this.options.file, message: 'reload failed' }];
+      // Any event in the directory reloads (an editor's swap file, a backup): the same broken
+      // file is reported once, not once per event.
+      const text = issues.map((i) => `${i.path}: ${i.message}`).join('\n');
+      if (text !== this.#lastRejection) this.options.onRejected(issues);
+      this.#lastRejection = text;
     }
     this.#sync();
   }
