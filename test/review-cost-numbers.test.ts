@@ -97,4 +97,16 @@ describe('the model that answered is billed', () => {
     expect(m.sum('promptgate_cost_usd_total')).toBeCloseTo(0.000435, 15);
     expect(m.sum('promptgate_cost_unknown_total')).toBeUndefined();
   });
+
+  it('says when the cost header rests on the gateway\'s own count (the upstream reported no usage)', async () => {
+    gw = await startTestGateway(mockConfig(upstreamUrl, '', '    breaker: {failures: 0}'));
+    answer = completion('gpt-4o-mini');
+    const exact = await postChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(exact.headers['x-promptgate-usage-estimated']).toBeUndefined();
+    const { usage: _none, ...withoutUsage } = completion('gpt-4o-mini');
+    answer = withoutUsage;
+    const estimated = await postChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(estimated.headers['x-promptgate-cost-usd']).toEqual(expect.any(String));
+    expect(estimated.headers['x-promptgate-usage-estimated']).toBe('true');
+  });
 });

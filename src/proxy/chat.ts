@@ -164,6 +164,8 @@ export function chatCompletions(deps: GatewayDeps) {
         else readCompletion(exchange, bytes, body.messages as unknown[]);
         const cost = priceUsage(exchange, upstream);
         if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
+        // The upstream reported no usage: the tokens (and the cost) are the gateway's count.
+        if (exchange.record.usage?.estimated) headers['x-promptgate-usage-estimated'] = 'true';
       } else {
         exchange.record.outcome = 'error';
         exchange.record.errorType = `upstream_${response.status}`;
