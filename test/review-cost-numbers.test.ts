@@ -3,10 +3,9 @@
  * reports (the `x-promptgate-cost-usd` header, `/metrics`) against what OpenAI bills.
  * Expected costs are computed by hand from the list prices, USD per 1M tokens.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { json, startCannedUpstream, type CannedUpstream } from './helpers/canned-upstream.js';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { PromText } from './telemetry-e2e/prom-text.js';
 import { createPriceBook } from '../src/telemetry/pricing.js';
@@ -14,26 +13,15 @@ import { encodingFor, estimateUsage, usageFromOpenAI } from '../src/telemetry/us
 
 for (const name of Object.keys(process.env)) if (name.startsWith('OTEL_')) delete process.env[name];
 
-/** What the upstream answers next (a chat completion body). */
-let answer: unknown = {};
-let server: http.Server;
+let upstream: CannedUpstream;
 let upstreamUrl: string;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(answer));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstream = await startCannedUpstream();
+  upstreamUrl = upstream.url;
 });
-afterAll(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-});
+afterAll(() => upstream.close());
 afterEach(async () => {
   await gw?.close();
   gw = undefined;
@@ -88,7 +76,7 @@ describe('the model that answered is billed', () => {
     // A stream's empty model (Azure's prompt-filter chunk) was skipped, a body's was not:
     // "" was priced, found no price, and the cost became unknown.
     gw = await startTestGateway(mockConfig(upstreamUrl, '', '    breaker: {failures: 0}'));
-    answer = completion('');
+    upstream.answer = json(completion(''));
     const res = await postChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     expect(res.status).toBe(200);
     // gpt-4o-mini: 800 * 0.15 + 200 * 0.075 + 500 * 0.6 = 435 per 1M.
@@ -100,11 +88,11 @@ describe('the model that answered is billed', () => {
 
   it('says when the cost header rests on the gateway\'s own count (the upstream reported no usage)', async () => {
     gw = await startTestGateway(mockConfig(upstreamUrl, '', '    breaker: {failures: 0}'));
-    answer = completion('gpt-4o-mini');
+    upstream.answer = json(completion('gpt-4o-mini'));
     const exact = await postChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     expect(exact.headers['x-promptgate-usage-estimated']).toBeUndefined();
     const { usage: _none, ...withoutUsage } = completion('gpt-4o-mini');
-    answer = withoutUsage;
+    upstream.answer = json(withoutUsage);
     const estimated = await postChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     expect(estimated.headers['x-promptgate-cost-usd']).toEqual(expect.any(String));
     expect(estimated.headers['x-promptgate-usage-estimated']).toBe('true');

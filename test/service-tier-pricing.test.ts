@@ -5,10 +5,9 @@
  * unknown cost rather than the standard one. Expected costs are computed by hand, USD per
  * 1M tokens.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { json, startCannedUpstream, type CannedUpstream } from './helpers/canned-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { PromText } from './telemetry-e2e/prom-text.js';
 import { createPriceBook } from '../src/telemetry/pricing.js';
@@ -48,26 +47,15 @@ describe('price book', () => {
 });
 
 describe('through the gateway', () => {
-  /** What the upstream answers next. */
-  let answer: { body: string; contentType: string } = { body: '{}', contentType: 'application/json' };
-  let server: http.Server;
+  let upstream: CannedUpstream;
   let upstreamUrl: string;
   let gw: TestGateway | undefined;
 
   beforeAll(async () => {
-    server = http.createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': answer.contentType });
-        res.end(answer.body);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    upstream = await startCannedUpstream();
+    upstreamUrl = upstream.url;
   });
-  afterAll(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
+  afterAll(() => upstream.close());
   afterEach(async () => {
     await gw?.close();
     gw = undefined;
@@ -90,10 +78,7 @@ routing: {default: [up]}
 
   it('a non-stream chat answer served at flex is billed at flex prices (header and metric)', async () => {
     gw = await startTestGateway(config());
-    answer = {
-      contentType: 'application/json',
-      body: JSON.stringify({ id: 'c1', object: 'chat.completion', model: 'o4-mini-2025-04-16', service_tier: 'flex', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: USAGE }),
-    };
+    upstream.answer = json({ id: 'c1', object: 'chat.completion', model: 'o4-mini-2025-04-16', service_tier: 'flex', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: USAGE });
     const got = await costOf('/v1/chat/completions', { model: 'o4-mini', service_tier: 'flex', messages: [{ role: 'user', content: 'hi' }] });
     const flex = (800 * 0.55 + 200 * 0.1375 + 500 * 2.2) / 1e6; // 0.0015675
     expect(got.header).toBe('0.0015675');
@@ -103,7 +88,7 @@ routing: {default: [up]}
   it('a streamed chat answer served at priority without priority prices has unknown cost, not the standard one', async () => {
     gw = await startTestGateway(config());
     const chunk = (o: object) => `data: ${JSON.stringify({ id: 'c2', object: 'chat.completion.chunk', model: 'o3', service_tier: 'priority', ...o })}\n\n`;
-    answer = {
+    upstream.answer = {
       contentType: 'text/event-stream',
       body:
         chunk({ choices: [{ index: 0, delta: { role: 'assistant', content: 'ok' }, finish_reason: null }] }) +
@@ -119,10 +104,7 @@ routing: {default: [up]}
 
   it('a Responses answer served at flex is billed at flex prices', async () => {
     gw = await startTestGateway(config());
-    answer = {
-      contentType: 'application/json',
-      body: JSON.stringify({ id: 'resp_1', object: 'response', model: 'gpt-5', service_tier: 'flex', output: [], usage: { input_tokens: 1000, input_tokens_details: { cached_tokens: 200 }, output_tokens: 500, output_tokens_details: { reasoning_tokens: 100 }, total_tokens: 1500 } }),
-    };
+    upstream.answer = json({ id: 'resp_1', object: 'response', model: 'gpt-5', service_tier: 'flex', output: [], usage: { input_tokens: 1000, input_tokens_details: { cached_tokens: 200 }, output_tokens: 500, output_tokens_details: { reasoning_tokens: 100 }, total_tokens: 1500 } });
     const got = await costOf('/v1/responses', { model: 'gpt-5', service_tier: 'flex', input: 'hi' });
     expect(got.header).toBe(String((800 * 0.625 + 200 * 0.0625 + 500 * 5) / 1e6)); // 0.0030125
   });

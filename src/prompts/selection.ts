@@ -13,7 +13,7 @@
  * A body `prompt_version` alone pins the version of the template chosen by 2 or 3.
  */
 import { assign, type AssignmentReason } from '../experiments/assignment.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, shown } from '../errors.js';
 import type { CompiledBinding, SwapMode } from './bindings.js';
 import { headerText } from './identity.js';
 import { parseTemplateRef, type TemplateRegistry, type TemplateVersion } from './registry.js';
@@ -87,7 +87,7 @@ export function selectTemplate(input: SelectionInput): Selection | null {
   if (id !== undefined) {
     // Both in the body: two answers to one question. (A body prompt_version over a header's is the selection order.)
     if (promptId !== undefined && selector !== undefined && promptVersion !== undefined && selector !== promptVersion) {
-      throw new GatewayError('invalid_request', `prompt_id names "${clip(selector)}" and prompt_version "${clip(promptVersion)}": give one.`, { param: 'prompt_version' });
+      throw new GatewayError('invalid_request', `prompt_id names "${shown(selector)}" and prompt_version "${shown(promptVersion)}": give one.`, { param: 'prompt_version' });
     }
     const version = resolveExplicit(registry, id, promptVersion ?? selector, promptVersion !== undefined);
     return {
@@ -129,24 +129,19 @@ export function selectTemplate(input: SelectionInput): Selection | null {
 
 function resolveExplicit(registry: TemplateRegistry, id: string, selector: string | undefined, fromBodyVersion: boolean): TemplateVersion {
   const template = registry.get(id);
-  if (!template) throw new GatewayError('unknown_template', `Unknown prompt template "${clip(id)}".`, { param: 'prompt_id' });
+  if (!template) throw new GatewayError('unknown_template', `Unknown prompt template "${shown(id)}".`, { param: 'prompt_id' });
   if (selector === undefined) return template.defaultVersion;
   if (selector === '') {
     // `id@` is a reference cut short, not a request for the default version.
-    throw new GatewayError('invalid_request', `The prompt template reference "${clip(id)}@" names no version or label.`, { param: fromBodyVersion ? 'prompt_version' : 'prompt_id' });
+    throw new GatewayError('invalid_request', `The prompt template reference "${shown(id)}@" names no version or label.`, { param: fromBodyVersion ? 'prompt_version' : 'prompt_id' });
   }
   const version = registry.resolve(`${id}@${selector}`);
   if (!version) {
-    throw new GatewayError('unknown_template', `Prompt template "${clip(id)}" has no version or label "${clip(selector)}".`, {
+    throw new GatewayError('unknown_template', `Prompt template "${shown(id)}" has no version or label "${shown(selector)}".`, {
       param: fromBodyVersion ? 'prompt_version' : 'prompt_id',
     });
   }
   return version;
-}
-
-/** A client-given reference as messages quote it: a body field may be megabytes long. */
-function clip(text: string): string {
-  return text.length > 100 ? `${text.slice(0, 100)}...` : text;
 }
 
 function optionalString(body: Readonly<Record<string, unknown>>, field: string): string | undefined {

@@ -94,12 +94,15 @@ function makeLogger(initial: LogLevel | LevelHolder, write: (line: string) => vo
   };
 }
 
+/** Names of secrets in log text and field names (`x-api-key` is matched as `api-key`). */
+const SECRET_NAME = String.raw`api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization`;
+
 /**
  * Field names whose value `redact` masks (the key=value pattern below). `redact` masks a
  * string value inside its quotes; any other value (a number, `true`, `null`, an object) is
  * masked here, before serializing, so the line stays JSON (`"password":***` is not).
  */
-const SECRET_FIELD = /(?:api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)$/i;
+const SECRET_FIELD = new RegExp(`(?:${SECRET_NAME})$`, 'i');
 
 function serialize(line: LogFields): string {
   try {
@@ -171,7 +174,7 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   // quotes around the name and the value may be escaped too: JSON text inside a string value
   // (`"body":"{\"password\":\"...\"}"`); an escaped quote before a delimiter closes the value.
   [
-    /((?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization)(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)(?:\\"(?![\s"',;&}\]\\]|$)|\\[^"]|[^\s"',;&}\\])+/gi,
+    new RegExp(String.raw`((?:${SECRET_NAME})(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)(?:\\"(?![\s"',;&}\]\\]|$)|\\[^"]|[^\s"',;&}\\])+`, 'gi'),
     '$1***',
   ],
 ];
