@@ -25,6 +25,7 @@ import type { Lifecycle } from './app-types.js';
 import type { Exchange } from './proxy/exchange.js';
 import { loadConfigFile } from './config/load.js';
 import { portFromEnv } from './config/port.js';
+import { restartOnlyChanges } from './config/restart-only.js';
 import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
 import type { RuntimeConfig } from './config/compile.js';
@@ -109,6 +110,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       metrics.allowConfigured(configuredLabels(next));
       logger.info('config reloaded', { generation: runtime.generation });
       for (const note of next.notes) logger.info(note);
+      const pending = restartOnlyChanges(config, next, { portOverridden: options.port !== undefined || envPort !== undefined });
+      if (pending.length > 0) logger.warn('config reloaded, but these settings only change on a restart; the old values stay in use', { settings: pending });
     },
     onRejected: (issues) => {
       logger.error('config reload rejected; the previous config keeps serving', { errors: issues.map((i) => `${i.path}: ${i.message}`) });

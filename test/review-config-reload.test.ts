@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RuntimeConfig } from '../src/config/compile.js';
 import { ConfigError, parseConfig } from '../src/config/load.js';
+import { restartOnlyChanges } from '../src/config/restart-only.js';
 import { ConfigWatcher } from '../src/config/watch.js';
 
 const MINIMAL = `
@@ -174,5 +175,26 @@ describe('a broken config reloaded again and again', () => {
     } finally {
       w.close();
     }
+  });
+});
+
+describe('a reload that changes a setting read only at start', () => {
+  const started = load(`${MINIMAL}server: {host: 127.0.0.1, port: 8080}\n`, {});
+
+  it('names each such change, from the value in use to the new one (was: applied silently to nothing)', () => {
+    const next = load(`${MINIMAL}server: {host: 0.0.0.0, port: 9090}\ntelemetry: {service_name: checkout, max_label_values: 80}\n`, {});
+    expect(restartOnlyChanges(started, next, { portOverridden: false })).toEqual([
+      'server.host: "127.0.0.1" -> "0.0.0.0"',
+      'server.port: 8080 -> 9090',
+      'telemetry.service_name: "promptgate" -> "checkout"',
+      'telemetry.max_label_values: 50 -> 80',
+    ]);
+  });
+
+  it('says nothing for settings a reload applies, for an edit undone, or for server.port when --port or PORT chose the port', () => {
+    const applied = load(`${MINIMAL}server: {host: 127.0.0.1, port: 8080, max_body_bytes: 1024}\nlogging: {level: debug}\n`, {});
+    expect(restartOnlyChanges(started, applied, { portOverridden: false })).toEqual([]);
+    const otherPort = load(`${MINIMAL}server: {host: 127.0.0.1, port: 9090}\n`, {});
+    expect(restartOnlyChanges(started, otherPort, { portOverridden: true })).toEqual([]);
   });
 });
