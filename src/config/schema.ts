@@ -121,6 +121,13 @@ export const upstreamSchema = z
     pricing: pricingSchema.optional(),
     /** Max sockets kept to this upstream. */
     connections: z.number().int().positive().default(128),
+    /**
+     * A chat stream whose client did not ask for usage is sent with
+     * `stream_options.include_usage: true` (its usage chunk is removed before the client sees
+     * it). `false` for an upstream that rejects `stream_options`: the stream goes as the
+     * client sent it, and its usage is the gateway's count.
+     */
+    ask_stream_usage: z.boolean().default(true),
   })
   .superRefine((u, ctx) => {
     if ((u.base_url === undefined) === (u.simulate === undefined)) {

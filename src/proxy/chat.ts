@@ -8,6 +8,7 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import type { RuntimeConfig } from '../config/compile.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
@@ -83,17 +84,6 @@ export function chatCompletions(deps: GatewayDeps) {
       if (guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
 
       // 6. forward
-      const stripUsageChunk = stream && body.stream_options?.include_usage !== true;
-      let outBody: Uint8Array | undefined;
-      if (stripUsageChunk) {
-        // Ask for the usage chunk for exact accounting; the relay removes it again. The
-        // client's own body gets the field spliced in, not re-serialised: JSON.stringify
-        // would round integers past 2^53 (a 64-bit `seed`).
-        if (body === received && !Object.hasOwn(received, 'stream_options')) outBody = withIncludeUsage(raw);
-        body = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
-      }
-      outBody ??= body === received ? raw : serializeJson(body);
-
       const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
       const route = config.routing.models.get(body.model as string) ?? config.routing.default;
       // The exchange started with the default route's total_ms; a model route has its own.
@@ -101,6 +91,7 @@ export function chatCompletions(deps: GatewayDeps) {
         const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
         if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
       }
+      const outgoingBodies = bodiesFor(received, raw, body, stream, route, config);
       const forwarding = forward({
         runtime,
         route,
@@ -108,7 +99,8 @@ export function chatCompletions(deps: GatewayDeps) {
         // A non-stream answer is read inside the attempt: one the upstream cuts off is retried.
         readWhole: stream ? undefined : MAX_COMPLETION_BYTES,
         build: (upstream) => {
-          const request = buildRequest(upstream, clientHeaders, outBody, body, exchange.signal);
+          const out = outgoingBodies.for(upstream);
+          const request = buildRequest(upstream, clientHeaders, out.bytes, out.json, exchange.signal);
           // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.
           const span = exchange.spans.startUpstream({
             provider: upstream.spec.provider,
@@ -147,7 +139,8 @@ export function chatCompletions(deps: GatewayDeps) {
 
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && isEventStream(response.headers['content-type'])) {
-        const relay = relayOptions(exchange, upstream, stripUsageChunk, outBody);
+        const sent = outgoingBodies.for(upstream);
+        const relay = relayOptions(exchange, upstream, sent.asksUsage, sent.bytes);
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -267,6 +260,38 @@ export function buildRequest(upstream: Upstream, clientHeaders: Record<string, s
   headers['content-type'] = 'application/json';
   headers['content-length'] = String(body.byteLength);
   return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
+}
+
+/** A request body as sent upstream: its JSON and bytes, and whether the gateway added `include_usage` to it. */
+interface OutgoingBody {
+  json: ChatBody;
+  bytes: Uint8Array;
+  asksUsage: boolean;
+}
+
+/**
+ * The body each upstream of the route gets. A stream whose client did not ask for usage is
+ * sent with `stream_options.include_usage: true`, for exact accounting (the relay removes
+ * the usage chunk again), except to an upstream with `ask_stream_usage: false`: that one
+ * gets the body as the client sent it (rendered). Each form is serialised once, before the
+ * first attempt; the client's own body, when unchanged, is sent as its bytes: JSON.stringify
+ * would round integers past 2^53 (a 64-bit `seed`).
+ */
+function bodiesFor(received: ChatBody, raw: Uint8Array, body: ChatBody, stream: boolean, route: readonly string[], config: RuntimeConfig): { for(upstream: Upstream): OutgoingBody } {
+  const plainBytes = () => (body === received ? raw : serializeJson(body));
+  const addUsage = stream && body.stream_options?.include_usage !== true;
+  if (!addUsage) {
+    const plain: OutgoingBody = { json: body, bytes: plainBytes(), asksUsage: false };
+    return { for: () => plain };
+  }
+  const json: ChatBody = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
+  const bytes = body === received && !Object.hasOwn(received, 'stream_options') ? withIncludeUsage(raw) : serializeJson(json);
+  const asking: OutgoingBody = { json, bytes, asksUsage: true };
+  const upstreams = config.upstreams;
+  const plain: OutgoingBody | undefined = route.some((name) => upstreams.get(name)?.config.ask_stream_usage === false)
+    ? { json: body, bytes: plainBytes(), asksUsage: false }
+    : undefined;
+  return { for: (upstream) => (plain && !upstream.spec.config.ask_stream_usage ? plain : asking) };
 }
 
 const INCLUDE_USAGE_MEMBER = Buffer.from('"stream_options":{"include_usage":true},');
