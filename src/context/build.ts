@@ -17,7 +17,7 @@ import { GatewayError } from '../errors.js';
 import type { InjectionScanner } from '../guard/scanner.js';
 import { fitBudget } from './budget.js';
 import type { ContextPlan } from './compile.js';
-import { ContextSourceError } from './fetch-json.js';
+import { ContextSourceError, PartialAnswer } from './fetch-json.js';
 import { textOf } from './builders/history.js';
 import { selectRecipe } from './recipes.js';
 import type { ContextCache } from './cache.js';
@@ -175,6 +175,8 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
         return done(screen(b, report, output));
       } catch (err) {
         if (cache) report.cache = 'miss';
+        // A source failed but the builder has an answer from the others: it serves this request.
+        if (err instanceof PartialAnswer) return done(screen(b, report, err.partial as BuilderOutput));
         return done(failure(report, err));
       }
     })();

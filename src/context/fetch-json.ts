@@ -17,6 +17,23 @@ export class ContextSourceError extends Error {
   }
 }
 
+/**
+ * A source failed, but the builder still has an answer from its other sources (a knowledge
+ * builder whose search endpoint failed serves its local index). Thrown rather than returned
+ * so that a cache treats it as the failure it is: not stored (the next request asks again),
+ * counted in `promptgate_context_source_errors_total`, and covered by a `stale_if_error`
+ * entry; without such an entry the request gets `partial`.
+ */
+export class PartialAnswer<T> extends ContextSourceError {
+  readonly partial: T;
+  constructor(partial: T, cause: unknown) {
+    const reason = cause instanceof ContextSourceError ? cause.reason : 'error';
+    super(reason, 'a source failed; the answer is partial', { cause });
+    this.name = 'PartialAnswer';
+    this.partial = partial;
+  }
+}
+
 export interface FetchJsonOptions {
   url: string;
   method: 'GET' | 'POST';

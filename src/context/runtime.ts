@@ -54,7 +54,11 @@ export class ContextRuntime {
   readonly #banditMetric = new Map<string, string>();
   // maxSize with each entry counting 1, not `max`: no arrays preallocated for 50,000 entries.
   readonly #pending = new LRUCache<string, PendingFeedback>({ maxSize: 50_000, sizeCalculation: () => 1, ttl: 24 * 3600_000 });
-  readonly #scans = new LRUCache<string, InjectionScan>({ max: 5_000 });
+  /**
+   * Bounded by characters, not entries: a key holds the whole text, and an http answer's
+   * string may be up to `max_bytes` (1 MiB). A text over `maxEntrySize` is scanned every time.
+   */
+  readonly #scans = new LRUCache<string, InjectionScan>({ maxSize: 8_000_000, maxEntrySize: 65_536, sizeCalculation: (_s, key) => key.length + 64 });
   /** Scan results are remembered per scanner: two with one threshold may read different lengths (`max_scan_chars`) or models. */
   readonly #scannerIds = new WeakMap<InjectionScanner, number>();
   #nextScannerId = 0;

@@ -19,7 +19,7 @@
  * source it has failed). Passages are untrusted text: they are scanned for injection.
  */
 import type { KnowledgeBuilderConfig, KnowledgeHttpConfig } from '../config-schema.js';
-import { ContextSourceError, fetchJson } from '../fetch-json.js';
+import { ContextSourceError, PartialAnswer, fetchJson } from '../fetch-json.js';
 import type { KnowledgeBase } from '../knowledge-base.js';
 import {
   bodyTemplateRoots,
@@ -120,15 +120,23 @@ export class KnowledgeBuilder implements Builder {
       relative: 0,
     }));
     let remote: Passage[] = [];
+    let searchError: unknown;
     if (this.#remote) {
       try {
         remote = await searchRemote(this.#remote, query, topK, signal, input);
       } catch (err) {
         if (!this.kb) throw err;
-        // The local index still answers; the span shows the builder as ok with its local items.
+        searchError = err;
       }
     }
-    const passages = merge(local, remote, topK);
+    const output = this.#output(merge(local, remote, topK));
+    // The local index still answers (the span shows the builder as ok with its local items),
+    // but not as a full answer: a cache must neither keep it nor hide the endpoint's failure.
+    if (searchError !== undefined) throw new PartialAnswer(output, searchError);
+    return output;
+  }
+
+  #output(passages: readonly Passage[]): BuilderOutput {
     // Every string a template can render is scanned: a search endpoint's `source` is its text too.
     const items: ContextItem[] = passages.map((p) =>
       deepFreeze({ value: { title: p.title, text: p.text, score: round(p.score), source: p.source }, tokens: p.tokens, score: p.relative, text: `${p.title}\n${p.text}\n${p.source}` }),
