@@ -8,8 +8,8 @@ import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
-import { GatewayError } from '../errors.js';
-import { forward, ClientGoneError } from './forward.js';
+import { GatewayError, unknownRouteError } from '../errors.js';
+import { bodyReadError, forward, ClientGoneError } from './forward.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
 import { meterUsage, meteredRoute, noteMeteredRequest } from './passthrough-usage.js';
@@ -28,6 +28,9 @@ export function passThrough(deps: GatewayDeps) {
     const method = c.req.method;
     const header = headerGetter(c);
     const path = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '') || '/';
+    // `/v1/chat/completions/` or `/v1//chat/completions`: an upstream that merges slashes
+    // (nginx does) would serve chat completions past templates, guard and accounting.
+    if (path.split('?', 1)[0].split('/').filter(Boolean).join('/') === 'chat/completions') throw unknownRouteError(method, c.req.url);
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
     refuseWebSocket(header);
 
@@ -44,6 +47,11 @@ export function passThrough(deps: GatewayDeps) {
       // Embeddings and Responses: usage and cost read like chat's (passthrough-usage.ts).
       const metered = meteredRoute(method, path);
       if (metered) noteMeteredRequest(exchange, metered, read?.bytes);
+      // The model list gets the binding aliases, an alias the upstream does not know its
+      // entry: a HEAD of either asks the upstream with GET, to answer as the GET would (RFC 9110 §9.3.2).
+      const bindings = [...config.prompts.bindings.keys()];
+      const listing = (method === 'GET' || method === 'HEAD') && path.split('?', 1)[0] === '/models' && bindings.length > 0;
+      const headAsGet = method === 'HEAD' && (listing || boundAliasOf(path, config.prompts.bindings) !== undefined);
 
       const forwarded = await forward({
         runtime,
@@ -61,17 +69,22 @@ export function passThrough(deps: GatewayDeps) {
             stream: exchange.record.stream,
           });
           Object.assign(headers, span.headers());
-          return { method, path, headers, body, signal: exchange.signal };
+          return { method: headAsGet ? 'GET' : method, path, headers, body, signal: exchange.signal };
         },
       });
       const { response } = forwarded;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
-      const alias = method === 'GET' && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
-      if (alias !== undefined) return retrieveAlias(response, alias, exchange);
+      const alias = (method === 'GET' || method === 'HEAD') && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
+      if (alias !== undefined) return await retrieveAlias(response, alias, exchange, method === 'HEAD');
       exchange.record.status = response.status;
       if (response.status >= 400) {
         exchange.record.outcome = 'error';
         exchange.record.errorType = `upstream_${response.status}`;
+      }
+      if (listing && response.status === 200) {
+        // The list is rewritten, so a compressed one is decoded first (and sent without content-encoding).
+        const { response: decoded, opaque } = decodeContent(response);
+        if (!opaque) return await listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange, method === 'HEAD');
       }
       const headers = responseHeaders(response, exchange);
       if (method === 'HEAD' || response.status === 204 || response.status === 304) {
@@ -81,14 +94,6 @@ export function passThrough(deps: GatewayDeps) {
         if (method === 'HEAD' && typeof length === 'string') headers['content-length'] = length;
         exchange.finish();
         return new Response(null, { status: response.status, headers: headers as HeadersInit });
-      }
-      if (method === 'GET' && path === '/models' && response.status === 200) {
-        const bindings = [...config.prompts.bindings.keys()];
-        if (bindings.length > 0) {
-          // The list is rewritten, so a compressed one is decoded first (and sent without content-encoding).
-          const { response: decoded, opaque } = decodeContent(response);
-          if (!opaque) return listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange);
-        }
       }
       // Relayed as it came: a compressed body keeps its content-encoding, and its length
       // (RFC 9110 §8.6: a download's size, which clients show as progress).
@@ -178,11 +183,16 @@ function operationOf(path: string): string {
 
 /**
  * `GET /v1/models` with the binding aliases added (`support-bot`), so clients that check
- * the model list accept them. An unexpected body passes through unchanged.
+ * the model list accept them. An unexpected body passes through unchanged. A `HEAD` gets
+ * the headers and length of that answer, without the body.
  */
-async function listWithAliases(response: UpstreamResponse, headers: Record<string, string | string[]>, aliases: string[], exchange: Exchange): Promise<Response> {
+async function listWithAliases(response: UpstreamResponse, headers: Record<string, string | string[]>, aliases: string[], exchange: Exchange, head: boolean): Promise<Response> {
   const chunks: Uint8Array[] = [];
-  for await (const chunk of response.body) chunks.push(chunk);
+  try {
+    for await (const chunk of response.body) chunks.push(chunk);
+  } catch {
+    throw bodyReadError(exchange); // nothing went to the client yet: 502/504, as on the chat route
+  }
   let bytes: Uint8Array = Buffer.concat(chunks);
   try {
     const list = JSON.parse(Buffer.from(bytes).toString('utf8')) as { data?: Array<{ id?: string }> };
@@ -195,6 +205,7 @@ async function listWithAliases(response: UpstreamResponse, headers: Record<strin
     // not JSON: pass it on as it came
   }
   exchange.finish();
+  if (head) return new Response(null, { status: 200, headers: { ...headers, 'content-length': String(bytes.byteLength) } as HeadersInit });
   return new Response(bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: headers as HeadersInit });
 }
 
@@ -217,18 +228,20 @@ function boundAliasOf(path: string, bindings: ReadonlyMap<string, unknown>): str
 }
 
 /**
- * `GET /v1/models/{alias}` for a binding alias the upstream does not know (it answered 404):
+ * `GET /v1/models/{alias}` (or `HEAD`) for a binding alias the upstream does not know (it answered 404):
  * the entry the model list shows for it, so a client that checks its model by id (as
  * `models.list` lets it) accepts the alias too. An upstream model of the same name wins, as
  * in the list.
  */
-async function retrieveAlias(response: UpstreamResponse, id: string, exchange: Exchange): Promise<Response> {
+async function retrieveAlias(response: UpstreamResponse, id: string, exchange: Exchange, head: boolean): Promise<Response> {
   await response.dump();
   const headers = responseHeaders(response, exchange);
   delete headers['content-encoding']; // the body is the gateway's, not the upstream's
   headers['content-type'] = 'application/json';
   exchange.finish({ status: 200 });
-  return new Response(JSON.stringify(aliasModel(id)), { status: 200, headers: headers as HeadersInit });
+  const body = JSON.stringify(aliasModel(id));
+  if (head) return new Response(null, { status: 200, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } as HeadersInit });
+  return new Response(body, { status: 200, headers: headers as HeadersInit });
 }
 
 /**
