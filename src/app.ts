@@ -50,11 +50,15 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
   // A draining server answers requests on kept-alive connections with a clean 503
   // (checked in each /v1 handler: a middleware would cost every request a dispatch).
   app.post('/v1/chat/completions', chatCompletions(all));
+  // GET lists the stored completions (`store: true`; openai-node's `chat.completions.list()`):
+  // the upstream's answer, passed through as on the other /v1 routes.
+  const relay = passThrough(all);
+  app.on(['GET', 'HEAD'], '/v1/chat/completions', relay);
   app.all('/v1/chat/completions', () => {
-    throw new GatewayError('method_not_allowed', 'Use POST for /v1/chat/completions.', { headers: { allow: 'POST' } }); // RFC 9110 §15.5.6
+    throw new GatewayError('method_not_allowed', 'Use POST (or GET, to list stored completions) for /v1/chat/completions.', { headers: { allow: 'GET, HEAD, POST' } }); // RFC 9110 §15.5.6
   });
-  app.all('/v1/*', passThrough(all));
-  app.all('/v1', passThrough(all));
+  app.all('/v1/*', relay);
+  app.all('/v1', relay);
 
   app.notFound((c) => {
     // A path can be as long as the header limit (16 KB): the message quotes its start.

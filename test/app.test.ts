@@ -88,9 +88,9 @@ describe('app', () => {
     expect(records[0].requestId).toBe('client-id-1');
   });
 
-  it('answers 405 for GET on chat completions and 404 elsewhere', async () => {
+  it('answers 405 for DELETE on chat completions and 404 elsewhere', async () => {
     const { app } = makeApp();
-    expect((await app.request('/v1/chat/completions')).status).toBe(405);
+    expect((await app.request('/v1/chat/completions', { method: 'DELETE' })).status).toBe(405);
     const res = await app.request('/v2/x');
     expect(res.status).toBe(404);
     expect(((await res.json()) as any).error.type).toBe('not_found_error');
@@ -100,7 +100,7 @@ describe('app', () => {
     const { app } = makeApp();
     const res = await app.request('/v1/chat/completions', { method: 'PUT' });
     expect(res.status).toBe(405);
-    expect(res.headers.get('allow')).toBe('POST');
+    expect(res.headers.get('allow')).toBe('GET, HEAD, POST');
     expect(((await res.json()) as any).error.code).toBe('method_not_allowed');
   });
 

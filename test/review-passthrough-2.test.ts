@@ -170,4 +170,19 @@ describe('routes', () => {
     await client.chat.completions.retrieve('chatcmpl-1');
     expect(received.at(-1)!.url).toBe('/v1/chat/completions/chatcmpl-1');
   });
+
+  it('GET /v1/chat/completions (openai-node chat.completions.list(), stored completions) passes through (it was a 405)', async () => {
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
+    const { response } = await client.chat.completions.list({ limit: 2, order: 'desc' }).withResponse();
+    expect(response.status).toBe(200);
+    const last = received.at(-1)!;
+    expect(last.method).toBe('GET');
+    expect(last.url).toBe('/v1/chat/completions?limit=2&order=desc');
+    expect(last.headers.authorization).toBe(`Bearer ${API_KEY}`);
+    // Other methods on the chat path are still the gateway's 405, naming the allowed ones.
+    const put = await request(`${gw.url}/v1/chat/completions`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(put.statusCode).toBe(405);
+    expect(put.headers.allow).toBe('GET, HEAD, POST');
+    expect(((await put.body.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+  });
 });

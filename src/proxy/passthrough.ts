@@ -30,7 +30,8 @@ export function passThrough(deps: GatewayDeps) {
     const path = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '') || '/';
     // `/v1/chat/completions/` or `/v1//chat/completions`: an upstream that merges slashes
     // (nginx does) would serve chat completions past templates, guard and accounting.
-    if (path.split('?', 1)[0].split('/').filter(Boolean).join('/') === 'chat/completions') throw unknownRouteError(method, c.req.url);
+    const pathname = path.split('?', 1)[0];
+    if (pathname !== '/chat/completions' && pathname.split('/').filter(Boolean).join('/') === 'chat/completions') throw unknownRouteError(method, c.req.url);
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
     refuseWebSocket(header);
 
