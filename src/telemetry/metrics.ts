@@ -11,6 +11,7 @@
  * `_sum` suffix for histograms and summaries, and counters must end in `_total`.
  */
 import { Registry, collectDefaultMetrics, type Counter } from 'prom-client';
+import { ERROR_CODES } from '../errors.js';
 import { LabelValues } from './label-values.js';
 import { defineMetricFamilies } from './metric-families.js';
 import { CounterSeries, HistogramSeries, type LabelSet } from './prom-series.js';
@@ -33,6 +34,24 @@ const OPERATIONS: Readonly<Record<string, string>> = {
   '/v1/completions': 'text_completion',
   '/v1/embeddings': 'embeddings',
 };
+
+/**
+ * `error_type` values the gateway itself defines: its error codes and the ways a request or
+ * stream ends (proxy/). They always pass and take no slot: otherwise upstream statuses
+ * (`upstream_<status>`, a client can provoke many on pass-through routes) or a small
+ * `max_label_values` could turn `client_abort` into `other`, which the deploy rules then
+ * count as a failure.
+ */
+export const GATEWAY_ERROR_TYPES = [
+  ...Object.keys(ERROR_CODES),
+  'client_abort',
+  'shutdown',
+  'idle_timeout',
+  'upstream_stream_error',
+  'upstream_event_too_large',
+  'upstream_body_error',
+  '_OTHER',
+];
 
 /** prom-client default metrics that break the `_total` naming rule (gauges): not exported. */
 const NONCONFORMING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
@@ -101,10 +120,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const cap = options.maxLabelValues ?? 50;
   const models = new LabelValues(cap, options.knownModels);
   const bounded = {
-    route: new LabelValues(cap),
+    // the GenAI routes never read `other`: dashboards and rules select route="/v1/chat/completions"
+    route: new LabelValues(cap, Object.keys(OPERATIONS)),
     upstream: new LabelValues(cap),
     provider: new LabelValues(cap),
-    errorType: new LabelValues(cap),
+    errorType: new LabelValues(cap, GATEWAY_ERROR_TYPES),
     template: new LabelValues(cap),
     templateVersion: new LabelValues(cap),
     experiment: new LabelValues(cap),
@@ -236,7 +256,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }
     if (attemptsHere > 0) (combo.attempts ??= new CounterSeries(attempts, { upstream, gen_ai_provider_name: provider })).inc(attemptsHere);
 
-    const operation = OPERATIONS[r.route];
+    // POST only: GET/DELETE /v1/responses/{id} (polling a background response) is no GenAI operation.
+    const operation = r.method === 'POST' ? OPERATIONS[r.route] : undefined;
     if (operation !== undefined && r.attempts > 0) {
       const op = combo.operation(operation);
       const byStream = level(op.duration, errorType);
@@ -250,7 +271,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       if (r.stream && r.ttfbMs !== undefined && r.status >= 200 && r.status < 300) (op.firstChunk ??= new HistogramSeries(firstChunk, op.labels)).observe(r.ttfbMs / 1000);
       if (usage) {
         (op.inputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'input' })).observe(usage.inputTokens);
-        (op.outputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'output' })).observe(usage.outputTokens);
+        // embeddings have no output tokens: a 0 per call would drag down every output quantile and mean
+        if (operation !== 'embeddings') (op.outputTokens ??= new HistogramSeries(tokenUsage, { ...op.labels, gen_ai_token_type: 'output' })).observe(usage.outputTokens);
       }
     }
 

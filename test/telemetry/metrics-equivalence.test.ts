@@ -8,7 +8,7 @@
 import { Counter, Histogram } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { LabelValues } from '../../src/telemetry/label-values.js';
-import { createMetrics, EXPERIMENT_METRICS, experimentValues, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
+import { createMetrics, EXPERIMENT_METRICS, experimentValues, GATEWAY_ERROR_TYPES, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { seededRandom } from '../../scripts/seeded-random.js';
 
@@ -33,6 +33,8 @@ function referenceRecorder(m: Metrics, cap: number, knownModels: string[]) {
   const models = new LabelValues(cap, knownModels);
   const b = Object.fromEntries(['route', 'upstream', 'provider', 'errorType', 'template', 'templateVersion', 'experiment', 'variant', 'metric'].map((k) => [k, new LabelValues(cap)]));
   b.metric = new LabelValues(cap, [...EXPERIMENT_METRICS, 'context_tokens']); // built-in metrics take no slot
+  b.route = new LabelValues(cap, Object.keys(OPERATIONS)); // GenAI routes and the gateway's error types take no slot
+  b.errorType = new LabelValues(cap, GATEWAY_ERROR_TYPES);
 
   function observeExperiment(o: ExperimentObservation): void {
     if (!(o.value >= 0 && o.value * o.value < Infinity)) return; // negative, NaN, or a square that overflows
@@ -56,14 +58,14 @@ function referenceRecorder(m: Metrics, cap: number, knownModels: string[]) {
     const statusClass = r.status >= 100 && r.status < 600 ? `${Math.floor(r.status / 100)}xx` : '';
     requests.inc({ route: b.route.value(r.route), status_class: statusClass, error_type: errorType, upstream, gen_ai_request_model: model, gen_ai_provider_name: provider, template, template_version: templateVersion, experiment, variant, stream, estimated });
     if (r.attempts > 0) attempts.inc({ upstream, gen_ai_provider_name: provider }, r.attempts);
-    const operation = OPERATIONS[r.route];
+    const operation = r.method === 'POST' ? OPERATIONS[r.route] : undefined;
     if (operation !== undefined && r.attempts > 0) {
       const genAi = { gen_ai_operation_name: operation, gen_ai_provider_name: provider, gen_ai_request_model: model, upstream, template, template_version: templateVersion, experiment, variant };
       duration.observe({ ...genAi, error_type: errorType, stream }, r.latencyMs / 1000);
       if (r.stream && r.ttfbMs !== undefined && r.status >= 200 && r.status < 300) firstChunk.observe(genAi, r.ttfbMs / 1000);
       if (r.usage) {
         tokenUsage.observe({ ...genAi, gen_ai_token_type: 'input' }, r.usage.inputTokens);
-        tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, r.usage.outputTokens);
+        if (operation !== 'embeddings') tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, r.usage.outputTokens);
       }
     }
     if (r.usage) {
