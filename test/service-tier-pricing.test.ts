@@ -30,8 +30,17 @@ describe('price book', () => {
     expect(book.cost(usage, 'gpt-5-mini-2025-08-07', 'flex')).toBeCloseTo((800 * 0.125 + 200 * 0.0125 + 500 * 1) / 1e6, 15);
   });
 
-  it('has unknown cost for a tier without prices: priority by default, flex on a model without flex', () => {
-    expect(book.cost(usage, 'o3', 'priority')).toBeNull();
+  it('prices priority at OpenAI\'s priority prices, per model (https://openai.com/api-priority-processing)', () => {
+    expect(book.cost(usage, 'o3', 'priority')).toBeCloseTo((800 * 3.5 + 200 * 0.875 + 500 * 14) / 1e6, 15);
+    expect(book.cost(usage, 'gpt-4o-2024-08-06', 'priority')).toBeCloseTo((800 * 4.25 + 200 * 2.125 + 500 * 17) / 1e6, 15);
+    expect(book.cost(usage, 'gpt-4o-mini-2024-07-18', 'priority')).toBeCloseTo((800 * 0.25 + 200 * 0.125 + 500 * 1) / 1e6, 15);
+    expect(book.cost(usage, 'gpt-5-mini', 'priority')).toBeCloseTo((800 * 0.45 + 200 * 0.045 + 500 * 3.6) / 1e6, 15);
+    // The first gpt-4o snapshot has no cached price at any tier: cached tokens at the input price.
+    expect(book.cost(usage, 'gpt-4o-2024-05-13', 'priority')).toBeCloseTo((1000 * 8.75 + 500 * 26.25) / 1e6, 15);
+  });
+
+  it('has unknown cost for a tier without prices: priority on a model OpenAI does not serve at it, flex on a model without flex', () => {
+    expect(book.cost(usage, 'gpt-5-nano', 'priority')).toBeNull();
     expect(book.cost(usage, 'gpt-4o-mini', 'flex')).toBeNull();
   });
 
@@ -87,7 +96,7 @@ routing: {default: [up]}
 
   it('a streamed chat answer served at priority without priority prices has unknown cost, not the standard one', async () => {
     gw = await startTestGateway(config());
-    const chunk = (o: object) => `data: ${JSON.stringify({ id: 'c2', object: 'chat.completion.chunk', model: 'o3', service_tier: 'priority', ...o })}\n\n`;
+    const chunk = (o: object) => `data: ${JSON.stringify({ id: 'c2', object: 'chat.completion.chunk', model: 'gpt-5-nano', service_tier: 'priority', ...o })}\n\n`;
     upstream.answer = {
       contentType: 'text/event-stream',
       body:
@@ -96,7 +105,7 @@ routing: {default: [up]}
         chunk({ choices: [], usage: USAGE }) +
         'data: [DONE]\n\n',
     };
-    const got = await costOf('/v1/chat/completions', { model: 'o3', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const got = await costOf('/v1/chat/completions', { model: 'gpt-5-nano', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
     expect(got.header).toBeUndefined();
     expect(got.metric ?? 0).toBe(0);
     expect(got.unknown).toBe(1);

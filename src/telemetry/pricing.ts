@@ -22,30 +22,32 @@ export type PriceTable = Readonly<Record<string, ModelPrice>>;
  * tokens are billed as output tokens by OpenAI, so no entry sets `reasoning`. Audio tokens
  * have their own prices (`audio_input`, `audio_output`); a model without them that answers
  * with audio tokens has unknown cost. Flex processing (`service_tier: "flex"`, o3, o4-mini
- * and the gpt-5 family) is billed at half the standard prices (its Batch rates); priority
- * processing has prices of its own per model, not shipped here: configure `priority:` to
- * price it (else its cost is unknown). Prices change: override them in `pricing:`.
+ * and the gpt-5 family) is billed at half the standard prices (its Batch rates). Priority
+ * processing (`service_tier: "priority"`) has prices of its own, from
+ * https://openai.com/api-priority-processing (models without them there, such as
+ * gpt-5-nano, are not served at that tier: an answer that says so has unknown cost).
+ * Prices change: override them in `pricing:`.
  */
 export const DEFAULT_PRICES: PriceTable = Object.freeze({
-  'gpt-5': { input: 1.25, cached_input: 0.125, output: 10, flex: { input: 0.625, cached_input: 0.0625, output: 5 } },
-  'gpt-5-mini': { input: 0.25, cached_input: 0.025, output: 2, flex: { input: 0.125, cached_input: 0.0125, output: 1 } },
+  'gpt-5': { input: 1.25, cached_input: 0.125, output: 10, flex: { input: 0.625, cached_input: 0.0625, output: 5 }, priority: { input: 2.5, cached_input: 0.25, output: 20 } },
+  'gpt-5-mini': { input: 0.25, cached_input: 0.025, output: 2, flex: { input: 0.125, cached_input: 0.0125, output: 1 }, priority: { input: 0.45, cached_input: 0.045, output: 3.6 } },
   'gpt-5-nano': { input: 0.05, cached_input: 0.005, output: 0.4, flex: { input: 0.025, cached_input: 0.0025, output: 0.2 } },
-  'gpt-4.1': { input: 2, cached_input: 0.5, output: 8 },
-  'gpt-4.1-mini': { input: 0.4, cached_input: 0.1, output: 1.6 },
-  'gpt-4.1-nano': { input: 0.1, cached_input: 0.025, output: 0.4 },
-  'gpt-4o': { input: 2.5, cached_input: 1.25, output: 10 },
+  'gpt-4.1': { input: 2, cached_input: 0.5, output: 8, priority: { input: 3.5, cached_input: 0.875, output: 14 } },
+  'gpt-4.1-mini': { input: 0.4, cached_input: 0.1, output: 1.6, priority: { input: 0.7, cached_input: 0.175, output: 2.8 } },
+  'gpt-4.1-nano': { input: 0.1, cached_input: 0.025, output: 0.4, priority: { input: 0.2, cached_input: 0.05, output: 0.8 } },
+  'gpt-4o': { input: 2.5, cached_input: 1.25, output: 10, priority: { input: 4.25, cached_input: 2.125, output: 17 } },
   // The first gpt-4o snapshot kept its launch price.
-  'gpt-4o-2024-05-13': { input: 5, output: 15 },
-  'gpt-4o-mini': { input: 0.15, cached_input: 0.075, output: 0.6 },
+  'gpt-4o-2024-05-13': { input: 5, output: 15, priority: { input: 8.75, output: 26.25 } },
+  'gpt-4o-mini': { input: 0.15, cached_input: 0.075, output: 0.6, priority: { input: 0.25, cached_input: 0.125, output: 1 } },
   'gpt-4o-audio-preview': { input: 2.5, output: 10, audio_input: 40, audio_output: 80 },
   // The first audio snapshot kept its launch audio price.
   'gpt-4o-audio-preview-2024-10-01': { input: 2.5, output: 10, audio_input: 100, audio_output: 200 },
   'gpt-4o-mini-audio-preview': { input: 0.15, output: 0.6, audio_input: 10, audio_output: 20 },
   o1: { input: 15, cached_input: 7.5, output: 60 },
   'o1-mini': { input: 1.1, cached_input: 0.55, output: 4.4 },
-  o3: { input: 2, cached_input: 0.5, output: 8, flex: { input: 1, cached_input: 0.25, output: 4 } },
+  o3: { input: 2, cached_input: 0.5, output: 8, flex: { input: 1, cached_input: 0.25, output: 4 }, priority: { input: 3.5, cached_input: 0.875, output: 14 } },
   'o3-mini': { input: 1.1, cached_input: 0.55, output: 4.4 },
-  'o4-mini': { input: 1.1, cached_input: 0.275, output: 4.4, flex: { input: 0.55, cached_input: 0.1375, output: 2.2 } },
+  'o4-mini': { input: 1.1, cached_input: 0.275, output: 4.4, flex: { input: 0.55, cached_input: 0.1375, output: 2.2 }, priority: { input: 2, cached_input: 0.5, output: 8 } },
   'gpt-3.5-turbo': { input: 0.5, output: 1.5 },
   // The 1106 snapshot kept its launch price (0125 halved the input price).
   'gpt-3.5-turbo-1106': { input: 1, output: 2 },

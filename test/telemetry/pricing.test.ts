@@ -32,7 +32,7 @@ describe('price lookup', () => {
   });
 
   it('prefers an exact snapshot entry over its family', () => {
-    expect(book.price('gpt-4o-2024-05-13')).toEqual({ input: 5, output: 15 });
+    expect(book.price('gpt-4o-2024-05-13')).toEqual({ input: 5, output: 15, priority: { input: 8.75, output: 26.25 } });
   });
 
   it('returns null for unknown models and look-alikes that are not snapshots', () => {
