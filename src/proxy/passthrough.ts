@@ -164,9 +164,25 @@ function tokens(value: string | undefined): string[] {
 // OpenAI API families: used as the route label (bounded); anything else is `/v1/*`.
 const KNOWN_SEGMENTS = new Set(['models', 'embeddings', 'completions', 'responses', 'files', 'batches', 'images', 'audio', 'moderations', 'assistants', 'threads', 'vector_stores', 'fine_tuning', 'uploads', 'realtime', 'conversations']);
 
+/** Resources whose collection path is a GenAI operation (`POST /v1/responses`). */
+const GENAI_SEGMENTS = new Set(['embeddings', 'completions', 'responses']);
+
+/**
+ * The `route` label: `/v1/<resource>` for a known resource, `/v1/*` for any other path. A
+ * path under a GenAI resource (`/v1/responses/{id}`, `/v1/responses/{id}/cancel`,
+ * `/v1/responses/input_tokens`) is `/v1/<resource>/*`: not the operation itself, so it
+ * never lands in the operation's latency and token histograms.
+ */
 function routeOf(path: string): string {
-  const segment = path.split(/[/?]/)[1] ?? '';
-  return KNOWN_SEGMENTS.has(segment) ? `/v1/${segment}` : '/v1/*';
+  const { segment, sub } = resourceOf(path);
+  if (!KNOWN_SEGMENTS.has(segment)) return '/v1/*';
+  return sub && GENAI_SEGMENTS.has(segment) ? `/v1/${segment}/*` : `/v1/${segment}`;
+}
+
+/** The first path segment (`responses`), and whether the path goes below it. */
+function resourceOf(path: string): { segment: string; sub: boolean } {
+  const parts = path.split('?', 1)[0].split('/');
+  return { segment: parts[1] ?? '', sub: parts.length > 2 && parts.slice(2).some(Boolean) };
 }
 
 /**
@@ -175,7 +191,8 @@ function routeOf(path: string): string {
  * a client cannot name spans (or fill Jaeger's operation list) by the paths it requests.
  */
 function operationOf(path: string): string {
-  const segment = path.split(/[/?]/)[1] ?? '';
+  const { segment, sub } = resourceOf(path);
+  if (sub && GENAI_SEGMENTS.has(segment)) return segment; // retrieving or cancelling a response is no `chat`
   if (segment === 'embeddings') return 'embeddings';
   if (segment === 'completions') return 'text_completion';
   if (segment === 'responses') return 'chat';

@@ -95,8 +95,11 @@ describe('gen_ai_* histograms hold GenAI operations only', () => {
     expect(await send(gw, 'POST', '/v1/chat/completions', CHAT)).toBe(200);
     for (let i = 0; i < 5; i++) await send(gw, 'GET', `/v1/responses/resp_${i}`);
     await send(gw, 'DELETE', '/v1/responses/resp_0');
+    // POSTs below the collection are no operation either: cancelling, counting input tokens.
+    await send(gw, 'POST', '/v1/responses/resp_1/cancel', {});
+    await send(gw, 'POST', '/v1/responses/input_tokens', { model: 'gpt-4o-mini', input: 'hi' });
     const m = await scrape(gw);
-    expect(m.select('promptgate_requests_total', { route: '/v1/responses' }).reduce((n, s) => n + s.value, 0)).toBe(6);
+    expect(m.select('promptgate_requests_total', { route: '/v1/responses/*' }).reduce((n, s) => n + s.value, 0)).toBe(8);
     const ops = m.select('gen_ai_client_operation_duration_seconds_count');
     expect(ops.map((s) => [s.labels.gen_ai_operation_name, s.labels.gen_ai_request_model, s.value])).toEqual([['chat', 'gpt-4o-mini', 1]]);
   });
