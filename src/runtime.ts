@@ -19,8 +19,12 @@ export interface Runtime {
 
 export class RuntimeHolder {
   #current: Runtime;
-  /** Breakers outlive reloads: an upstream that was failing keeps its state. */
-  readonly #breakers = new Map<string, CircuitBreaker>();
+  /**
+   * Breakers outlive reloads, by upstream name, while the upstream's address stays the same:
+   * an upstream that was failing keeps its state. A new address (an operator fixing a wrong
+   * `base_url`) is another server and starts closed; a removed upstream's breaker is dropped.
+   */
+  #breakers = new Map<string, { breaker: CircuitBreaker; address: string }>();
   readonly #retiring = new Set<Upstream>();
 
   constructor(config: RuntimeConfig) {
@@ -62,14 +66,23 @@ export class RuntimeHolder {
 
   #build(config: RuntimeConfig, reusable: ReadonlyMap<string, Upstream>, generation: number): Runtime {
     const upstreams = new Map<string, Upstream>();
+    const kept = new Map<string, { breaker: CircuitBreaker; address: string }>();
     for (const [name, spec] of config.upstreams) {
       const old = reusable.get(name);
       upstreams.set(name, old && old.spec.fingerprint === spec.fingerprint ? old : createUpstream(spec));
-      const breakerCfg = spec.config.breaker;
-      const breaker = this.#breakers.get(name);
-      if (breaker) breaker.configure(breakerCfg.failures, breakerCfg.cooldown_ms);
-      else this.#breakers.set(name, new CircuitBreaker(breakerCfg.failures, breakerCfg.cooldown_ms));
+      const { failures, cooldown_ms: cooldownMs } = spec.config.breaker;
+      const address = spec.kind === 'simulate' ? 'simulate:' : `${spec.origin}${spec.basePath}`;
+      const known = this.#breakers.get(name);
+      if (known && known.address === address) {
+        known.breaker.configure(failures, cooldownMs);
+        kept.set(name, known);
+      } else {
+        kept.set(name, { breaker: new CircuitBreaker(failures, cooldownMs), address });
+      }
     }
-    return Object.freeze({ config, upstreams, breakers: this.#breakers, generation });
+    this.#breakers = kept;
+    // Each runtime has its own map: requests of the old config keep the breakers they started with.
+    const breakers = new Map([...kept].map(([name, { breaker }]) => [name, breaker]));
+    return Object.freeze({ config, upstreams, breakers, generation });
   }
 }
