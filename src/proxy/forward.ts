@@ -112,7 +112,9 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           // upstream had the whole deadline and hung, a failure like a first-byte timeout
           // (else one with total_ms < first_byte_ms never opens its breaker). A later attempt
           // cut short by time spent elsewhere, or a body still arriving, says nothing of it.
-          const hung = u === 0 && attempt === 0 && headersAt === 0;
+          // First attempt, not first upstream: a fallback tried because the first upstream's
+          // breaker is open (skipped at once) had the whole deadline too.
+          const hung = attempts === 1 && headersAt === 0;
           if (hung && error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure();
           else if (probe) breaker.release();
           throw error;

@@ -25,6 +25,8 @@ const DELAY = /^\s*\d+(\.\d+)?\s*$/;
  * 2001: a wait of 0, a retry at once.
  */
 const HTTP_DATE = /^\s*(mon|tue|wed|thu|fri|sat|sun)[a-z]*,? .*\b\d\d:\d\d:\d\d\b/i;
+/** The asctime form names no zone (it is GMT, as every HTTP-date): `Date.parse` would read it as local time. */
+const ASCTIME = /^\s*[a-z]{3} [a-z]{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\s*$/i;
 
 /**
  * The delay the upstream asked for, in ms, or undefined when it did not ask (or sent a
@@ -36,7 +38,7 @@ export function retryAfterMs(headers: Record<string, string | string[] | undefin
   const after = first(headers['retry-after']);
   if (after === undefined) return undefined;
   if (DELAY.test(after)) return Number(after) * 1000;
-  const date = HTTP_DATE.test(after) ? Date.parse(after) : NaN;
+  const date = HTTP_DATE.test(after) ? Date.parse(ASCTIME.test(after) ? `${after.trim()} GMT` : after) : NaN;
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
