@@ -275,6 +275,10 @@ function makePlans(seed: number, n: number): Plan[] {
       delete ans.stallAfter;
       ans.pauseAfter = 2; // the role event and the first word
       plan.attempts.primary[0] = { kind: 'ok', answer: ans };
+    } else if (!plan.invalid && a > 0.97) {
+      // No upstream can be reached at all: the gateway's own 503 (an answer passed over on
+      // the way would have gone to the client instead).
+      for (const name of ROUTE) plan.attempts[name] = plan.attempts[name].map(() => ({ kind: 'reset' }) as const);
     }
     if (plan.invalid) plan.client = 'undici';
     plans.push(plan);
@@ -481,13 +485,15 @@ function expectedOf(plan: Plan): Expected {
   const attemptsBy: Partial<Record<UpstreamName, number>> = {};
   let lastFailure: 'connect' | 'timeout' | undefined;
   let upstream: UpstreamName = 'primary';
-  const failed = (status: number, errorType: string, outcome: Expected['outcome'] = 'error', code?: string): Expected => ({
+  // The last retryable answer given up on for the next upstream: the client's if no later upstream answers.
+  let passedOver: { status: number; upstream: UpstreamName } | undefined;
+  const failed = (status: number, errorType: string, outcome: Expected['outcome'] = 'error', code?: string, by: UpstreamName = upstream): Expected => ({
     ...base,
     status,
     outcome,
     errorType,
-    upstream,
-    provider: PROVIDER[upstream],
+    upstream: by,
+    provider: PROVIDER[by],
     attempts,
     attemptsBy: { ...attemptsBy },
     code,
@@ -513,7 +519,10 @@ function expectedOf(plan: Plan): Expected {
           const asked = retryAfterMs(b.headers);
           const canRetry = attempt < RETRIES[upstream] && b.headers['x-should-retry'] !== 'false' && (asked === undefined || asked <= MAX_RETRY_AFTER_MS);
           if (!canRetry && isLast) return failed(b.status, `upstream_${b.status}`);
-          if (!canRetry) break tries;
+          if (!canRetry) {
+            passedOver = { status: b.status, upstream };
+            break tries;
+          }
           continue;
         }
         case 'ok':
@@ -521,6 +530,7 @@ function expectedOf(plan: Plan): Expected {
       }
     }
   }
+  if (passedOver) return failed(passedOver.status, `upstream_${passedOver.status}`, 'error', undefined, passedOver.upstream);
   return lastFailure === 'timeout' ? failed(504, 'upstream_timeout', 'error', 'upstream_timeout') : failed(503, 'upstream_unavailable', 'error', 'upstream_unavailable');
 }
 
@@ -804,12 +814,13 @@ describe(`accounting fuzz (seed ${SEED.toString(16)}, ${N} requests)`, () => {
       if (e.cost === null) kinds.add('unknown cost');
       if (e.answeredBy === 'backup') kinds.add('fallback');
       if (e.attempts > 1) kinds.add('retried');
+      if (e.upstream === 'primary' && (e.attemptsBy?.backup ?? 0) > 0 && e.errorType.startsWith('upstream_')) kinds.add('passed-over answer');
       if (p.abort) kinds.add(p.abort);
       if (e.usage && (e.usage.cached > 0 || e.usage.reasoning > 0)) kinds.add('details');
     }
     expect([...kinds].some((k) => /^upstream_(429|5\d\d)$/.test(k)), 'an upstream 429/5xx answer reaches the client').toBe(true);
     console.info(`accounting fuzz: kinds ${[...kinds].sort().join(', ')}`);
-    for (const k of ['ok/json', 'ok/stream', 'estimated', 'unknown cost', 'fallback', 'retried', 'before_headers', 'mid_stream', 'details', 'upstream_stream_error/stream', 'idle_timeout/stream', 'upstream_timeout', 'upstream_unavailable', 'client_abort/stream', 'invalid_request/json']) {
+    for (const k of ['ok/json', 'ok/stream', 'estimated', 'unknown cost', 'fallback', 'retried', 'before_headers', 'mid_stream', 'details', 'upstream_stream_error/stream', 'idle_timeout/stream', 'upstream_timeout', 'upstream_unavailable', 'client_abort/stream', 'invalid_request/json', 'passed-over answer']) {
       expect(kinds, k).toContain(k);
     }
   });

@@ -120,3 +120,38 @@ describe('retry-after', () => {
     }
   });
 });
+
+describe('fallback that cannot answer', () => {
+  it("gives the client the upstream's own answer that was passed over, not a gateway 503 (was: 503 upstream_unavailable, retry-after: 1)", async () => {
+    const body = JSON.stringify({ error: { message: 'Rate limit reached for gpt-4o-mini.', type: 'requests', param: null, code: 'rate_limit_exceeded' } });
+    const a = await upstream((_req, res) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '3600', 'x-request-id': 'req_a_1' });
+      res.end(body);
+    });
+    gw = await startTestGateway(
+      config(
+        [
+          { name: 'a', url: a.url, settings: 'retry: {attempts: 1}\nbreaker: {failures: 0}' },
+          { name: 'b', url: await deadUrl(), settings: 'retry: {attempts: 1, backoff_ms: 1}\nbreaker: {failures: 0}' },
+        ],
+        '{default: [a, b]}',
+      ),
+    );
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    // 3600 s is over max_retry_after_ms: no retry on a, b refuses both attempts.
+    expect(res.statusCode).toBe(429);
+    expect(res.headers['retry-after']).toBe('3600');
+    expect(res.headers['x-request-id']).toBe('req_a_1');
+    expect(await res.body.text()).toBe(body);
+    expect(a.seen).toHaveLength(1);
+    // Accounted to the upstream that answered; b's attempts still count as b's.
+    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    expect(metrics).toMatch(/promptgate_requests_total\{[^}]*error_type="upstream_429"[^}]*upstream="a"[^}]*\} 1/);
+    expect(metrics).toMatch(/promptgate_upstream_attempts_total\{upstream="a"[^}]*\} 1/);
+    expect(metrics).toMatch(/promptgate_upstream_attempts_total\{upstream="b"[^}]*\} 2/);
+  });
+});

@@ -8,7 +8,8 @@
  *      backoff + jitter or the server's `retry-after(-ms)`, up to `retry.attempts` times;
  *   4. fallback: a first-byte timeout, exhausted retries, a retry-after too long, or a wait
  *      (retry-after or backoff) that would end after the total deadline move on to the next
- *      upstream.
+ *      upstream. An answer given up on that way is kept (its body read): when no later
+ *      upstream answers, it goes to the client rather than a gateway error.
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
  * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
  * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
@@ -46,7 +47,11 @@ export interface ForwardOptions {
    * than answered 502. Past the limit: 502 `upstream_error`, no retry.
    */
   readWhole?: number;
-  /** Called before each attempt, so accounting knows attempts even when forwarding fails. */
+  /**
+   * Called before each attempt, so accounting knows attempts even when forwarding fails; and
+   * once more with the upstream whose answer is returned when that is not the last one tried
+   * (an answer passed over for a fallback that then failed), so accounting names it.
+   */
   onAttempt?: (upstream: Upstream, attempts: number) => void;
   random?: () => number;
 }
@@ -74,6 +79,8 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
   let lastFailure: 'connect' | 'timeout' | 'protocol' | 'cut' | undefined;
   let anyTried = false;
   let openRetryAfterMs = Infinity;
+  /** The last retryable answer given up on for the next upstream: the client's after all if no later upstream answers. */
+  let passedOver: Forwarded | undefined;
 
   for (let u = 0; u < route.length; u++) {
     if (options.once && attempts > 0) break;
@@ -154,12 +161,21 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
       if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
         return { response, upstream, attempts, headersAt }; // the client sees the upstream's own answer
       }
+      if (!canRetryHere) {
+        passedOver = (await held(response, upstream, headersAt)) ?? passedOver;
+        break;
+      }
       await response.dump();
-      if (!canRetryHere) break;
       await pause(delay, options);
     }
   }
 
+  if (passedOver) {
+    // A later upstream could not be reached (or its breaker was open): the upstream's own
+    // answer (a 429 asking for an hour, say) tells the client more than a gateway 503 would.
+    options.onAttempt?.(passedOver.upstream, attempts);
+    return { ...passedOver, attempts };
+  }
   if (!anyTried) {
     const seconds = Math.max(1, Math.ceil(openRetryAfterMs / 1000));
     throw new GatewayError('circuit_open', 'No upstream is available: every circuit breaker on the route is open.', {
@@ -170,6 +186,21 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
   if (lastFailure === 'protocol') throw new GatewayError('upstream_error', 'The upstream sent an invalid response.');
   if (lastFailure === 'cut') throw new GatewayError('upstream_error', 'The upstream response was cut off.');
   throw new GatewayError('upstream_unavailable', 'No upstream could be reached.', { headers: { 'retry-after': '1' } });
+}
+
+/** The most of a passed-over answer kept for the client (error answers are small). */
+const MAX_HELD_BYTES = 64 * 1024;
+
+/**
+ * A retryable answer read whole to be sent later, or undefined (it was dumped) when its body
+ * is larger than `MAX_HELD_BYTES` or fails: then the fallback's outcome stands alone.
+ */
+async function held(response: UpstreamResponse, upstream: Upstream, headersAt: number): Promise<Forwarded | undefined> {
+  try {
+    return { response: await readWhole(response, MAX_HELD_BYTES), upstream, attempts: 0, headersAt };
+  } catch {
+    return undefined; // past the cap the read stopped, which closed the body
+  }
 }
 
 /** The answer with its body read whole (see `readWholeBody`), to be read again. */
