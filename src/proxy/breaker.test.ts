@@ -60,3 +60,19 @@ describe('retry timing', () => {
     expect(retryAfterMs({ 'retry-after': 'soon' })).toBeUndefined();
   });
 });
+
+describe('CircuitBreaker: requests from before it opened', () => {
+  it('a failure of a request let through while closed, ending during the probe, neither reopens it nor frees the probe slot', () => {
+    let now = 0;
+    const b = new CircuitBreaker(1, 100, () => now);
+    expect(b.tryAcquire()).toBe(true); // a slow request, let through while closed
+    b.onFailure(); // another request fails: open
+    now = 100;
+    expect(b.tryAcquire()).toBe(true); // the probe
+    b.onFailure(false); // the slow one fails now
+    expect(b.state).toBe('half_open');
+    expect(b.tryAcquire()).toBe(false); // still one probe at a time
+    b.onSuccess(); // the probe succeeds
+    expect(b.state).toBe('closed');
+  });
+});

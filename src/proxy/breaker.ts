@@ -63,7 +63,14 @@ export class CircuitBreaker {
     this.#state = 'closed';
   }
 
-  onFailure(): void {
+  /**
+   * A failed request. `probe`: whether it was the half-open probe (default: any request,
+   * for callers that do not track it). A request let through before the breaker opened that
+   * fails while another request probes is old news: it neither reopens the breaker nor frees
+   * the probe slot (which would let a second probe out next to the first).
+   */
+  onFailure(probe = true): void {
+    if (this.#state === 'half_open' && !probe) return;
     this.#probing = false;
     this.#failures++;
     if (this.threshold === 0) return;

@@ -122,11 +122,11 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
           // First attempt, not first upstream: a fallback tried because the first upstream's
           // breaker is open (skipped at once) had the whole deadline too.
           const hung = attempts === 1 && headersAt === 0;
-          if (hung && error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure();
+          if (hung && error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure(probe);
           else if (probe) breaker.release();
           throw error;
         }
-        breaker.onFailure();
+        breaker.onFailure(probe);
         if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {
           lastFailure = 'timeout';
           break; // waiting again for a slow model doubles the wait: try the next upstream
@@ -141,12 +141,12 @@ export async function forward(options: ForwardOptions): Promise<Forwarded> {
 
       const status = response.status;
       if (!retry.on_status.includes(status)) {
-        if (status >= 500) breaker.onFailure();
+        if (status >= 500) breaker.onFailure(probe);
         else breaker.onSuccess();
         return { response, upstream, attempts, headersAt };
       }
       // Retryable status (429, 5xx by default). 429 says nothing about health.
-      if (status >= 500) breaker.onFailure();
+      if (status >= 500) breaker.onFailure(probe);
       else if (probe) breaker.release();
       const asked = retryAfterMs(response.headers);
       const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
