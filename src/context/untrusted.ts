@@ -67,7 +67,8 @@ export function screenOutput(output: BuilderOutput, scan: (text: string) => Inje
       }
       const r = walk(v);
       changed ||= r.changed;
-      if (r.keep) out[k] = r.value;
+      // Defined, not assigned: a "__proto__" key in the service's JSON would set the prototype.
+      if (r.keep) Object.defineProperty(out, k, { value: r.value, enumerable: true, writable: true, configurable: true });
     }
     return { keep: true, value: changed ? out : value, changed };
   };

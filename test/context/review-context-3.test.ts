@@ -79,3 +79,16 @@ describe('the memo of injection scans', () => {
     expect(rt.scan(text, scanner)).toBe(rt.scan(text, scanner));
   });
 });
+
+describe('an http answer rebuilt after a blocked field', () => {
+  it('keeps a "__proto__" key of the JSON as a plain field, not as the object\'s prototype', async () => {
+    const { screenOutput } = await import('../../src/context/untrusted.js');
+    const value = JSON.parse('{"__proto__": {"tier": "platinum"}, "note": "BLOCK ME", "name": "Ada"}') as Record<string, unknown>;
+    const { output, blocked } = screenOutput({ shape: 'object', value, tokens: 10 }, (text) => ({ score: text === 'BLOCK ME' ? 1 : 0, flagged: text === 'BLOCK ME' }) as never, true);
+    expect(blocked).toBe(1);
+    const rebuilt = (output as { value: Record<string, unknown> }).value;
+    expect(Object.getPrototypeOf(rebuilt)).toBe(Object.prototype);
+    expect((rebuilt as { tier?: unknown }).tier).toBeUndefined();
+    expect(Object.keys(rebuilt)).toEqual(['__proto__', 'name']);
+  });
+});
