@@ -86,7 +86,7 @@ export function selectTemplate(input: SelectionInput): Selection | null {
 
   if (id !== undefined) {
     // Both in the body: two answers to one question. (A body prompt_version over a header's is the selection order.)
-    if (promptId !== undefined && selector !== undefined && promptVersion !== undefined && selector !== promptVersion) {
+    if (promptId !== undefined && selector !== undefined && promptVersion !== undefined && !sameVersion(registry, id, selector, promptVersion)) {
       throw new GatewayError('invalid_request', `prompt_id names "${shown(selector)}" and prompt_version "${shown(promptVersion)}": give one.`, { param: 'prompt_version' });
     }
     const version = resolveExplicit(registry, id, promptVersion ?? selector, promptVersion !== undefined);
@@ -127,7 +127,16 @@ export function selectTemplate(input: SelectionInput): Selection | null {
   return { templateId: version.templateId, version: version.version, templateVersion: version, assignmentReason: 'binding', ...common };
 }
 
+/** Whether two selectors name one version: `t@production` and `"prompt_version": "1.0.0"` agree when production is 1.0.0. */
+function sameVersion(registry: TemplateRegistry, id: string, a: string, b: string): boolean {
+  if (a === b) return true;
+  const version = registry.resolve(`${id}@${a}`);
+  return version !== undefined && version === registry.resolve(`${id}@${b}`);
+}
+
 function resolveExplicit(registry: TemplateRegistry, id: string, selector: string | undefined, fromBodyVersion: boolean): TemplateVersion {
+  // `@1.0.0` is a reference missing its template, malformed like `id@` (400), not an unknown template "" (404).
+  if (id === '') throw new GatewayError('invalid_request', 'The prompt template reference names no template before "@".', { param: 'prompt_id' });
   const template = registry.get(id);
   if (!template) throw new GatewayError('unknown_template', `Unknown prompt template "${shown(id)}".`, { param: 'prompt_id' });
   if (selector === undefined) return template.defaultVersion;
