@@ -76,3 +76,17 @@ describe('a reference without a template id', () => {
     expect(upstream.requests).toHaveLength(0);
   });
 });
+
+describe('names that are built-in object properties', () => {
+  it('a label named "constructor" resolves, and a removed variant named "toString" keeps its counts', async () => {
+    const { makeTemplate } = await import('../src/prompts/registry.js');
+    const { AssignmentCounters } = await import('../src/experiments/counters.js');
+    const version = (v: string, labels: string[]) => ({ version: v, labels }) as never;
+    const t = makeTemplate({ id: 't', versions: [version('1.0.0', ['constructor']), version('1.1.0', ['toString'])] });
+    expect(t.labels.constructor).toBe('1.0.0');
+    expect(t.labels.toString).toBe('1.1.0');
+    const counters = new AssignmentCounters();
+    counters.record('exp', 'toString', 'assigned');
+    expect(counters.snapshot('exp', ['control']).toString).toMatchObject({ assigned: 1 });
+  });
+});

@@ -35,7 +35,8 @@ export class AssignmentCounters {
    */
   snapshot(experimentId: string, variants: readonly string[] = []): Record<string, ReasonCounts> {
     const known = this.#byExperiment.get(experimentId);
-    const out: Record<string, ReasonCounts> = {};
+    // No prototype: a variant named `constructor` is counted like any other.
+    const out: Record<string, ReasonCounts> = Object.create(null);
     for (const name of variants) out[name] = { ...(known?.get(name) ?? emptyCounts()) };
     for (const [name, counts] of known ?? []) out[name] ??= { ...counts };
     return out;

@@ -134,7 +134,8 @@ export interface TemplateInit {
 /** Builds a `Template` from compiled versions (any order). */
 export function makeTemplate(init: TemplateInit): Template {
   const versions = [...init.versions].sort((a, b) => semver.rcompare(a.version, b.version));
-  const labels: Record<string, string> = {};
+  // No prototype: a label named `constructor` or `toString` is a label like any other.
+  const labels: Record<string, string> = Object.create(null);
   for (const v of versions) for (const l of v.labels) labels[l] ??= v.version;
   return Object.freeze({
     id: init.id,
