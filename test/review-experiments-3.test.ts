@@ -90,3 +90,25 @@ describe('names that are built-in object properties', () => {
     expect(counters.snapshot('exp', ['control']).toString).toMatchObject({ assigned: 1 });
   });
 });
+
+describe('prompt_* fields on a request that selects no template', () => {
+  it('are removed before forwarding, as null too (was: sent upstream, which rejects unknown fields)', async () => {
+    const gw = await gateway();
+    const res = await chat(gw, { prompt_id: null, prompt_version: null, prompt_variables: null, seed: 12345678901234567 });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect(res.headers['x-promptgate-template']).toBeUndefined();
+    const sent = upstream.requests.at(-1)!;
+    expect(Object.keys(sent.body).filter((k) => k.startsWith('prompt_'))).toEqual([]);
+    expect(sent.body).toMatchObject({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+  });
+
+  it('a body without them goes upstream byte for byte', async () => {
+    const gw = await gateway();
+    const raw = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"seed":12345678901234567}';
+    const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect(upstream.requests.at(-1)!.raw).toBe(raw);
+  });
+});

@@ -37,6 +37,11 @@ export interface ContextGuardPolicy {
 export interface BuildContextOptions {
   /** The request's `messages` as the client sent them. */
   messages: readonly unknown[];
+  /**
+   * The client's messages the final prompt keeps, for `max_input_tokens`: with `mode:
+   * replace` not the system and developer messages the template replaces. Default: `messages`.
+   */
+  keptMessages?: readonly unknown[];
   userId: string | undefined;
   /** The client's template variables (builders read them; their outputs do not override them here). */
   variables: Readonly<Record<string, unknown>>;
@@ -247,7 +252,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   // Budget over the recipe's outputs; dependencies not in `use` are inputs only.
   const inUse = recipe.use.map((name) => outcomes.get(name)!).filter((x) => x !== undefined);
   let budget = recipe.budgetTokens;
-  if (plan.maxInputTokens !== undefined) budget = Math.max(0, Math.min(budget, plan.maxInputTokens - plan.templateTokens - messagesTokens(o.messages)));
+  if (plan.maxInputTokens !== undefined) budget = Math.max(0, Math.min(budget, plan.maxInputTokens - plan.templateTokens - messagesTokens(o.keptMessages ?? o.messages)));
   const fitted = fitBudget(
     inUse.filter((x) => x.output).map((x) => {
       const builder = byName.get(x.report.name)!;

@@ -225,6 +225,27 @@ const OUTPUT_TOKEN_FIELDS = ['max_completion_tokens', 'max_tokens'] as const;
 const OUTPUT_TOKEN_FIELD_SET: ReadonlySet<string> = new Set(OUTPUT_TOKEN_FIELDS);
 
 /**
+ * The client's messages the final prompt keeps after the template's: all of them
+ * (`prepend`), or all but the system and developer messages the template replaces (`replace`).
+ */
+export function keptClientMessages(messages: readonly unknown[], mode: Selection['mode']): readonly unknown[] {
+  if (mode === 'prepend') return messages;
+  return messages.filter((m) => !(m !== null && typeof m === 'object' && SWAPPED_ROLES.has((m as { role?: unknown }).role as string)));
+}
+
+/**
+ * The body without its `prompt_*` fields, for a request that selected no template but sent
+ * them anyway (`"prompt_id": null`): they are the gateway's, never the upstream's (which
+ * would reject unknown fields). The same object when it has none.
+ */
+export function withoutPromptFields<T extends Record<string, unknown>>(body: T): T {
+  if (!PROMPT_FIELDS.some((f) => Object.hasOwn(body, f))) return body;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(body)) if (!PROMPT_FIELD_SET.has(key)) out[key] = body[key];
+  return out as T;
+}
+
+/**
  * A new request body for the selected version (the input is not modified):
  * - `prompt_*` fields removed;
  * - rendered template messages first; the client's system/developer messages dropped
@@ -254,11 +275,7 @@ export function applySelection(
   if (clientMessages !== undefined && !Array.isArray(clientMessages)) {
     throw new GatewayError('invalid_request', 'messages must be an array.', { param: 'messages' });
   }
-  const kept =
-    selection.mode === 'prepend'
-      ? (clientMessages ?? [])
-      : (clientMessages ?? []).filter((m) => !(m !== null && typeof m === 'object' && SWAPPED_ROLES.has((m as { role?: unknown }).role as string)));
-  out.messages = [...rendered, ...kept];
+  out.messages = [...rendered, ...keptClientMessages(clientMessages ?? [], selection.mode)];
 
   const model = selection.upstreamModel ?? version.model;
   if (model !== undefined) out.model = model;

@@ -21,7 +21,7 @@ import { relaySse, writeSse, type RelayOptions, type StreamEnd, type StreamSumma
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
 import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson } from './request-shape.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
-import { applySelection, collectVariables, selectTemplate, type Selection } from '../prompts/selection.js';
+import { applySelection, collectVariables, keptClientMessages, selectTemplate, withoutPromptFields, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
 import { injectContext } from './context-step.js';
 import { guardRequest } from './guard-step.js';
@@ -69,11 +69,14 @@ export function chatCompletions(deps: GatewayDeps) {
         // 4. context: the version's builders (cached, within the deadline and token budget)
         const plan = config.context.plans.get(selection.templateVersion.ref);
         if (plan) {
-          vars = await injectContext(deps, exchange, { plan, messages: received.messages as unknown[], userId, variables: vars, config });
+          const messages = received.messages as unknown[];
+          vars = await injectContext(deps, exchange, { plan, messages, keptMessages: keptClientMessages(messages, selection.mode), userId, variables: vars, config });
           clientVariables = renderedOf(clientVariables, vars);
         }
         body = applySelection(received, selection, vars) as ChatBody;
         hasContext = plan !== undefined;
+      } else {
+        body = withoutPromptFields(received);
       }
       exchange.record.requestModel = body.model as string;
 

@@ -18,6 +18,8 @@ import { noteInjection } from './guard-step.js';
 export interface ContextStepInput {
   plan: ContextPlan;
   messages: readonly unknown[];
+  /** The client's messages the final prompt keeps (not those the template replaces): the token budget counts these. */
+  keptMessages: readonly unknown[];
   userId: string | undefined;
   variables: Readonly<Record<string, unknown>>;
   config: RuntimeConfig;
@@ -29,6 +31,7 @@ export async function injectContext(deps: GatewayDeps, exchange: Exchange, input
   const runtime = (deps.context ??= createContextRuntime());
   const { variables, report } = await buildContext(runtime, input.plan, {
     messages: input.messages,
+    keptMessages: input.keptMessages,
     userId: input.userId,
     variables: input.variables,
     signal: exchange.signal,

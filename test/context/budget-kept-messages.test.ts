@@ -1,0 +1,75 @@
+/**
+ * `constraints.max_input_tokens` and the template's swap: with `mode: replace` the client's
+ * system message is not in the final prompt, so it takes nothing from the context budget
+ * (it took it all: a client with a long system prompt got no context). With `prepend` it
+ * stays, and counts.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { ROOT } from './helpers.js';
+
+const TEMPLATE = `id: kb-answer
+versions:
+  - version: "1.0.0"
+    constraints: {max_input_tokens: 500}
+    context: {use: [knowledge]}
+    messages:
+      - role: system
+        content: "Answer from these articles:{{#knowledge}} [{{title}}] {{text}}{{/knowledge}}"
+`;
+
+let upstream: MockUpstream;
+let gw: TestGateway | undefined;
+const dir = mkdtempSync(path.join(tmpdir(), 'pg-budget-'));
+const templateFile = path.join(dir, 'kb-answer.yaml');
+
+beforeAll(async () => {
+  writeFileSync(templateFile, TEMPLATE);
+  upstream = await startMockUpstream();
+});
+afterAll(() => upstream.close());
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+  upstream.requests.length = 0;
+});
+
+const config = (mode: string) => `
+bindings: [{model: kb-bot, template: kb-answer, mode: ${mode}}]
+context:
+  builders:
+    - {name: knowledge, kind: knowledge, dir: ${ROOT}/config/knowledge, top_k: 2}
+`;
+
+// About 450 tokens: with the template and the question, past the 500 the version allows.
+const LONG_SYSTEM = Array.from({ length: 90 }, (_, i) => `Rule ${i}: be kind.`).join(' ');
+
+async function systemPromptSent(): Promise<string> {
+  const res = await request(`${gw!.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'kb-bot', messages: [{ role: 'system', content: LONG_SYSTEM }, { role: 'user', content: 'How long does a refund take?' }] }),
+  });
+  expect(res.statusCode).toBe(200);
+  await res.body.text();
+  const sent = upstream.requests.at(-1)!.body as { messages: { role: string; content: string }[] };
+  return sent.messages[0].content;
+}
+
+describe('the context budget under max_input_tokens', () => {
+  it('mode replace: the client system message the template replaces takes no budget (was: no context at all)', async () => {
+    gw = await startTestGateway(mockConfig(upstream.url, config('replace')), { templates: [templateFile] });
+    const system = await systemPromptSent();
+    expect(system).toMatch(/^Answer from these articles: \[.+\] /);
+  });
+
+  it('mode prepend: the client system message stays in the prompt, so it counts', async () => {
+    gw = await startTestGateway(mockConfig(upstream.url, config('prepend')), { templates: [templateFile] });
+    expect(await systemPromptSent()).toBe('Answer from these articles:');
+  });
+});
