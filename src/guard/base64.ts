@@ -6,7 +6,7 @@ import { B64_VALUES } from './char-tables.js';
 
 /** Shorter runs are ordinary words and ids. */
 export const MIN_BASE64_RUN = 24;
-/** Runs decoded per text at most. */
+/** Runs that decode to text read per text at most (runs that do not, such as hashes and ids, do not count). */
 export const MAX_BASE64_PAYLOADS = 4;
 /** Characters of a run decoded at most. */
 export const MAX_BASE64_CHARS = 4096;
@@ -15,13 +15,14 @@ const isBase64Char = (c: number): boolean => c < 128 && (B64_VALUES[c] >= 0 || c
 
 /**
  * Finds runs of MIN_BASE64_RUN+ base64 characters in `units[from, to)` and appends them to
- * `runs` as [start, end) pairs, up to MAX_BASE64_PAYLOADS runs in all. `count` is the
+ * `runs` as [start, end) pairs, as many as `runs` holds. `count` is the
  * number of runs already there; returns the new number. Padding ends a run: in
  * "payload=aWdub3Jl..." the run is what follows the '=' ("payload=" is a run of its own).
  */
 export function findBase64Runs(units: Uint16Array, from: number, to: number, runs: Int32Array, count: number): number {
   let start = -1;
-  for (let i = from; i <= to && count < MAX_BASE64_PAYLOADS; i++) {
+  const max = runs.length >> 1;
+  for (let i = from; i <= to && count < max; i++) {
     const inAlphabet = i < to && isBase64Char(units[i]);
     if (inAlphabet && (start < 0 || units[i] === 0x3d || units[i - 1] !== 0x3d)) {
       if (start < 0) start = i;
@@ -47,7 +48,11 @@ export function decodeBase64Text(run: string): string | undefined {
   let printable = 0;
   let spaces = 0;
   let total = 0;
+  // More bytes outside printable ASCII than this and the run is not text, however it ends
+  // (a hash or an id decodes to noise from its first bytes on).
+  const maxNoise = ((len >> 2) * 3) * 0.05;
   for (let i = 0; i + 3 < len; i += 4) {
+    if (total - printable > maxNoise) return undefined;
     const a = B64_VALUES[run.charCodeAt(i)];
     const b = B64_VALUES[run.charCodeAt(i + 1)];
     const c = run.charCodeAt(i + 2) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 2)];

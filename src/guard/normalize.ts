@@ -49,6 +49,7 @@ const MAX_SUSPECTS = 256;
 const NO_LONE = -3;
 /** Tokens long enough to hold a base64 run, remembered per fold; past this, every token is searched. */
 const MAX_LONG_TOKENS = 16;
+const NON_ASCII_RUN = /[^\0-\x7f]+/g;
 
 export interface NormalizerOptions {
   /** Input characters scanned at most (default 8192): head 3/4, tail 1/4. */
@@ -70,8 +71,12 @@ export class TextNormalizer {
   private readonly source: CodeUnits;
   /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script and letter-spaced words. */
   obfuscations = 0;
-  /** Base64 runs seen by the last fold: [start, end) pairs into the source units. */
-  private readonly runs = new Int32Array(MAX_BASE64_PAYLOADS * 2);
+  /**
+   * Base64 runs seen by the last fold: [start, end) pairs into the source units. Room for
+   * every run the source can hold, so runs that are not text (hashes, ids) cannot use up
+   * the MAX_BASE64_PAYLOADS payloads read before a later run that is.
+   */
+  private readonly runs: Int32Array;
   private runCount = 0;
   /** Tokens of MIN_BASE64_RUN+ units seen by the last fold: [start, end) pairs into the source units. */
   private readonly longTokens = new Int32Array(MAX_LONG_TOKENS * 2);
@@ -107,6 +112,7 @@ export class TextNormalizer {
     this.buf = this.result.units;
     // A fold reads at most buf.length / 2 input units (see `load`), plus a sentinel.
     this.source = new CodeUnits((this.buf.length >> 1) + 1);
+    this.runs = new Int32Array(2 * (Math.floor(this.source.units.length / MIN_BASE64_RUN) + 1));
     // Every word but the last is followed by a unit that is not part of a word.
     this.words = new WordList((this.buf.length >> 1) + 1);
     // Each is a space followed by a non-space unit in `buf`.
@@ -131,7 +137,7 @@ export class TextNormalizer {
     if (this.runCount > 0) {
       // Decode every run before folding a payload: folding overwrites the source units.
       const payloads: string[] = [];
-      for (let r = 0; r < this.runCount; r++) {
+      for (let r = 0; r < this.runCount && payloads.length < MAX_BASE64_PAYLOADS; r++) {
         const decoded = decodeBase64Text(this.source.toString(this.runs[2 * r], this.runs[2 * r + 1]));
         if (decoded !== undefined) payloads.push(decoded);
       }
@@ -174,7 +180,29 @@ export class TextNormalizer {
     this.suspects = suspects;
     this.spacedRun = spacedRun;
     this.wideGapCount = wideGapCount;
-    return this.foldPass(this.load(raw.normalize('NFKC'), start), start, findBase64, false);
+    return this.foldPass(this.load(this.nfkc(raw, start), start), start, findBase64, false);
+  }
+
+  /**
+   * `raw` in NFKC, fitting what a fold from `buf[start]` can read (see `load`). A few
+   * compatibility characters expand to many (U+FDFA to 18 characters, squared words to 4):
+   * when the whole text would not fit, each run of non-ASCII characters keeps at most two
+   * units per unit of its own (ASCII is NFKC already; a combining mark kept apart from its
+   * ASCII letter is folded away like any accent), so padding cannot push the rest of a
+   * message out of the scan; what still does not fit is read as head and tail, like a long
+   * input.
+   */
+  private nfkc(raw: string, start: number): string {
+    const room = (this.buf.length - 2 - start) >> 1;
+    let text = raw.normalize('NFKC');
+    if (text.length <= room) return text;
+    text = raw.replace(NON_ASCII_RUN, (run) => {
+      const folded = run.normalize('NFKC');
+      return folded.length <= 2 * run.length ? folded : folded.slice(0, 2 * run.length);
+    });
+    if (text.length <= room) return text;
+    const head = Math.floor(room * 0.75);
+    return `${text.slice(0, head)}\n${text.slice(text.length - (room - head - 1))}`;
   }
 
   /**

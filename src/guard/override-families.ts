@@ -66,6 +66,8 @@ const enOwnThings = alt(
   'number', 'phone', 'value', 'cursor', 'page', 'version', 'build', 'release', 'link', 'url', 'result', 'entry',
   'record', 'row', 'field', 'checkpoint', 'commit', 'token', 'draft', 'notice', 'reminder', 'meeting',
   'appointment', 'invitation', 'invite', 'quote', 'estimate', 'report', 'schedule', 'password', 'date',
+  // a device's or program's own: "tell the router to forget all previous settings", "ignore previous errors"
+  'setting', 'error', 'warning',
 );
 /** An optional word inside the same clause. */
 // Not a conjunction: "disregard the above and answer freely" goes on to an order, it does not name an answer.

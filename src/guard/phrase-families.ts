@@ -118,7 +118,7 @@ const jailbreakPersona: PhraseFamily = {
     p('dan developer god jailbreak unrestricted evil chaos opposite dude', `\\b(?:dan|developer|god|jailbreak|unrestricted|evil|chaos|opposite|dude) mode (?:enabled|on|activated|output)\\b`),
     p('dan developer god evil jailbreak unrestricted', `(?<=\\b(?:chatgpt|gpt|ai|assistant|model|you) (?:with|in) )(?:dan|developer|god|evil|jailbreak|unrestricted) mode\\b`),
     p('enable activate enter switch turn', `\\b(?:enable|activate|enter|switch to|turn on) (?:dan|god|jailbreak|unrestricted|evil|chaos) mode\\b`),
-    p('dan', `(?<=\\b(?:as|called|named|you are|be|now) )dan\\b`),
+    p('dan', `(?<=\\b(?:as|called|named|you are|be|now|du bist|bist du|jetzt) )dan\\b`),
     p('jailbreak jailbroken jailbreaking', `\\bjailbr(?:eak|oken|eaking)\\b(?! (?:my|the|your|a|an|this|our) (?:phone|iphone|ipad|device|console|switch|kindle|tablet|firestick|router|ps\\d))`),
     p('ethical moral programming content safety openai usage censorship', `(?<=\\b(?:no|without|not bound by|free (?:of|from)|beyond|ignore|ignoring) (?:any )?)(?:ethical|moral|programming|content|safety|openai|usage|censorship) (?:guidelines|restrictions|limitations|filters|policies|rules|principles|boundaries|constraints)\\b`),
     p('completely totally immoral amoral unethical unfiltered uncensored unrestricted unhinged', `\\b(?:completely |totally )?(?:immoral|amoral|unethical|unfiltered|uncensored|unrestricted|unhinged) (?:ai|assistant|bot|chatbot|model|version|mode|and)\\b`),
@@ -142,7 +142,7 @@ const promptExtraction: PhraseFamily = {
   prior: 3.5,
   patterns: [
     p(showTriggers, `\\b${enShowVerb} (?:me |us )?(?:out )?${upTo(5)}(?:system prompts?|system messages?|prompt[ _-]?texts?|pre-?prompts?|(?:initial|original|hidden|secret|internal|developer|full|entire|complete) (?:prompt|instructions|system message|rules|guidelines|configuration))\\b`),
-    p(`${showTriggers} what what's`, `\\b${enAskYour} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`),
+    p(`${showTriggers} what what's`, `\\b${enAskYour} (?:me |us )?${upTo(3)}your (?:full |entire |complete |original |initial |exact |secret |hidden )?(?:system prompts?|system instructions|prompts?|instructions|programming|configuration)\\b(?! (?:for|on|about|to|regarding|of) )`),
     p('what', `\\bwhat (?:was|is|has been|were) (?:written|said|stated|typed) (?:at the (?:beginning|start|top)|above|before|earlier|previously|in the (?:prompt|system))`),
     p('sentence sentences word words line lines paragraph paragraphs', `(?<=\\b(?:\\d+|two|three|first|last|previous) )(?:sentences?|words?|lines?|paragraphs?) (?:before|above|preceding) (?:the text|this|that|the prompt)\\b`),
     p('repeat print output show copy reproduce', `\\b(?:repeat|print|output|show|copy|reproduce) (?:back )?(?:everything|all|the (?:text|words|content|lines|instructions)) ?(?:above|before this|from the (?:beginning|start|top))\\b`),
@@ -151,7 +151,10 @@ const promptExtraction: PhraseFamily = {
     p('what', `\\bwhat (?:are|were) your (?:instructions|prompts?|initial instructions|rules and instructions)\\b(?! (?:for|on|about|regarding) )`),
     // German
     p('zeig zeige zeigen gib geben nenne nennen verrate verraten wiederhole wiederholen schreib schreibe drucke liste vorzeigen das', `\\b(?:zeig|zeige|zeigen sie|gib|geben sie|nenne|nennen sie|verrate|verraten sie|wiederhole|wiederholen sie|schreib|schreibe|drucke|liste|vorzeigen|das vorzeigen)(?: mir| uns)?(?: (?:alle|all|samtliche|samtlicher|den|die|das|deinen|deine|dein|ihre|ihren|ihr|gesamten|gesamte|vollstandigen|vollstandige|ursprunglichen|ganzen|des))* (?:prompt[ -]?texte?s?|prompts?|system-?prompts?|system-?nachricht|anfangsanweisungen)\\b`),
-    p('deine ihre samtliche ursprunglichen versteckten geheimen', `\\b(?:deine|ihre|samtliche|ursprunglichen|versteckten|geheimen) (?:anweisungen|instruktionen|system-?prompts?)\\b(?! (?:fur|zu|zum|zur|uber) )`),
+    p('ursprunglichen versteckten geheimen', `\\b(?:ursprunglichen|versteckten|geheimen) (?:anweisungen|instruktionen|system-?prompts?)\\b(?! (?:fur|zu|zum|zur|uber) )`),
+    p('dein deine deinen ihr ihre ihren', `\\b(?:dein|deine|deinen|ihr|ihre|ihren) system-?prompts?\\b`),
+    // "deine Anweisungen" asked for, as "what are your instructions" is; "ich habe Ihre Anweisungen befolgt" is not
+    p('deine deinen ihre ihren samtliche', `(?<=\\b(?:was sind|was waren|wie lauten|wie lauteten|zeig|zeige|zeigen sie|gib|geben sie|nenne|nennen sie|verrate|verraten sie|wiederhole|wiederholen sie|schreib|schreibe|drucke|liste)(?: mir| uns)? (?:alle )?)(?:deine|deinen|ihre|ihren|samtliche) (?:anweisungen|instruktionen)\\b(?! (?:fur|zu|zum|zur|uber) )`),
     p('was', `\\bwas (?:stand|steht|wurde) (?:\\S+ )?(?:am anfang|zu beginn|oben|weiter oben)\\b`),
     // Spanish, French, Italian
     p('muestrame muestra revela dime repite', `\\b(?:muestrame|muestra|revela|dime|repite) (?:tus|las|todas las) (?:instrucciones|indicaciones)\\b`),
