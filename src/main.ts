@@ -44,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = positionals[0] ?? 'serve';
   if (positionals.length > 1) return usageError(`unexpected argument "${positionals[1]}" (the config file goes after --config)`);
+  // `--config "$UNSET"`: a usage error, not a read of "" that prints a file name of nothing.
+  if (values.config === '') return usageError('option --config needs a file name (the value is empty)');
   const file = values.config ?? (process.env.PROMPTGATE_CONFIG || 'gateway.config.yaml');
 
   switch (command) {

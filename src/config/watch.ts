@@ -75,11 +75,24 @@ export class ConfigWatcher {
     // nearest existing parent, for the one name that leads to it: when it is created the
     // reload that follows watches it. Else nothing would ever trigger a reload again.
     const dirs = new Map<string, Set<string> | undefined>();
-    for (const wanted of [path.dirname(path.resolve(this.options.file)), ...(this.options.extraDirs?.() ?? []).map((d) => path.resolve(d))]) {
+    const include = (dir: string, names: Set<string> | undefined) => {
+      if (names === undefined) dirs.set(dir, undefined);
+      else if (!dirs.has(dir) || dirs.get(dir) !== undefined) dirs.set(dir, new Set([...(dirs.get(dir) ?? []), ...names]));
+    };
+    const extra = (this.options.extraDirs?.() ?? []).map((d) => path.resolve(d));
+    for (const wanted of extra) {
       const { dir, entry } = nearestExisting(wanted);
-      if (dir === undefined) continue;
-      if (entry === undefined) dirs.set(dir, undefined);
-      else if (!dirs.has(dir) || dirs.get(dir) !== undefined) dirs.set(dir, new Set([...(dirs.get(dir) ?? []), entry]));
+      if (dir !== undefined) include(dir, entry === undefined ? undefined : new Set([entry]));
+    }
+    // The config file's directory may hold anything (the gateway's own log file, written on
+    // every reload): only the config file, a watched directory inside it, and Kubernetes'
+    // `..data` swap count there; any other file changing there reloaded in a loop.
+    const file = path.resolve(this.options.file);
+    const { dir, entry } = nearestExisting(path.dirname(file));
+    if (dir !== undefined) {
+      const names = new Set(entry === undefined ? [path.basename(file)] : [entry]);
+      if (entry === undefined) for (const d of extra) if (path.dirname(d) === dir) names.add(path.basename(d));
+      include(dir, names);
     }
     for (const [dir, { watcher, identity }] of this.#watchers) {
       // A directory deleted (or replaced) leaves a watcher on the old inode that never fires again.
@@ -99,7 +112,7 @@ export class ConfigWatcher {
       try {
         const watcher = watch(dir, { persistent: false }, (_event, name) => {
           const filter = this.#watchers.get(dir)?.only;
-          if (filter && name !== null && !filter.has(String(name))) return;
+          if (filter && name !== null && !filter.has(String(name)) && !String(name).startsWith('..')) return;
           this.#schedule();
         });
         watcher.on('error', () => {
