@@ -41,6 +41,10 @@ COPY assets ./assets
 # config file, so /app/config/templates. Override with a mount and PROMPTGATE_CONFIG.
 COPY config ./config
 COPY gateway.config.yaml ./
+# Files from the build context keep the checkout's modes: one made with a strict umask
+# (077) would leave them unreadable for the runtime user (EACCES at start). Made readable
+# here (only these: a chmod copies what it touches into a new layer).
+RUN chmod -R a+rX package.json package-lock.json assets config gateway.config.yaml
 # Files stay root-owned and read-only for the runtime user. Numeric uid:gid (the image's
 # `node` user) so Kubernetes can verify runAsNonRoot without resolving names.
 USER 1000:1000

@@ -92,6 +92,18 @@ describe('Dockerfile (static)', () => {
     expect(installs[0]).toMatch(/--omit=dev\b/);
   });
 
+  it('makes every file copied from the build context readable for the runtime user, whatever the checkout\'s umask', () => {
+    const chmods = of(final, 'RUN').map((i) => parseRun(i.args).command).filter((c) => /^chmod -R a\+rX /.test(c));
+    expect(chmods).toHaveLength(1);
+    const made = new Set(chmods[0].split(/\s+/).slice(3));
+    const fromContext = of(final, 'COPY')
+      .map((i) => parseCopy(i.args))
+      .filter((c) => c.flags.from === undefined)
+      .flatMap((c) => c.sources);
+    expect(fromContext.length).toBeGreaterThan(0);
+    for (const src of fromContext) expect(made, src).toContain(src.replace(/\/$/, ''));
+  });
+
   it('runs as a numeric non-root user', () => {
     const users = of(final, 'USER');
     expect(users.length).toBeGreaterThan(0);

@@ -114,6 +114,9 @@ function replay(stage: Stage): Replayed {
           if (words[0] === 'npm' && words[1] === 'ci') {
             if (words.includes('--omit=dev')) npmCi(words.slice(1), r.dir);
             else symlinkSync(join(ROOT, 'node_modules'), join(r.dir, 'node_modules'), 'dir'); // dev install = the repo's own
+          } else if (words[0] === 'chmod') {
+            const res = spawnSync('chmod', words.slice(1).map((w) => (w.startsWith('-') || /^[ugoa]*[+-=]/.test(w) ? w : hostPath(r, w))));
+            if (res.status !== 0) throw new Error(`${part} failed in the ${stage.name} stage: ${String(res.stderr)}`);
           } else if (words[0] === 'npm' && words[1] === 'run') {
             const res = run('npm', words.slice(1), r.dir);
             if (!res.ok) throw new Error(`${part} failed in the ${stage.name} stage:\n${res.out}`);
