@@ -32,7 +32,11 @@ export interface StreamSummary {
   /** The chunks' text, kept only to estimate tokens when usage is missing (and for content capture). */
   text: StreamText;
   sawDone: boolean;
-  /** ms (performance.now()) when the first event went to the client. */
+  /**
+   * ms (performance.now()) when the first chunk (an event with data) went to the client: the
+   * time to first chunk. Not a comment or field-only event: an upstream may send those at
+   * once while the model thinks (`: keep-alive`, OpenRouter's `: OPENROUTER PROCESSING`).
+   */
   firstEventAt?: number;
   /** An error event the upstream itself sent mid-stream. */
   upstreamError?: unknown;
@@ -83,6 +87,8 @@ export class SseScanner {
   #endedWithCR = false;
   /** The last event was the dropped usage chunk. */
   #droppedLast = false;
+  /** An event with data (a chunk, an error) was among those returned so far. */
+  #returnedData = false;
 
   /** @param keepText keep the stream's whole text (content capture), not a sample of a long one (stream-text.ts). */
   constructor(
@@ -101,6 +107,11 @@ export class SseScanner {
   push(chunk: Uint8Array): Uint8Array {
     const complete = this.#framer.push(chunk);
     return complete ? this.#inspect(complete) : EMPTY;
+  }
+
+  /** Notes the time to first chunk when bytes just returned by `push` hold the first chunk. */
+  sent(): void {
+    if (this.#returnedData) this.summary.firstEventAt ??= performance.now();
   }
 
   /** Whatever is left when the upstream ends (an unterminated last event is passed on). */
@@ -134,6 +145,7 @@ export class SseScanner {
         continue;
       }
       const read = this.#readEvent(data);
+      if (read !== 'drop') this.#returnedData = true;
       if (read === 'drop') {
         parts[i] = '';
         parts[i + 1] = '';
@@ -231,6 +243,17 @@ export function errorEvent(message: string, code: string, type = 'server_error')
   return encoder.encode(`data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`);
 }
 
+/**
+ * How a stream that is over ended: with the upstream's own error event, or ok. Also for an
+ * upstream read that fails after `[DONE]` (an upstream that resets or stalls instead of
+ * ending its body): the answer, usage included, is whole, and an error event after `[DONE]`
+ * would make a whole answer an error for clients that read on (the AI SDK: finish reason
+ * `error`), so the client's stream ends as a complete one.
+ */
+function completed(summary: StreamSummary): StreamEnd {
+  return summary.upstreamError ? { outcome: 'error', errorType: 'upstream_stream_error' } : { outcome: 'ok' };
+}
+
 /** The error event and error type for an upstream read that failed with the client still there. */
 function streamFailure(err: unknown, options: RelayOptions): { event: Uint8Array; errorType: string } {
   if (options.shuttingDown?.()) {
@@ -274,14 +297,15 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
             if (done) {
               const rest = scanner.flush();
               if (rest.length) controller.enqueue(rest);
+              scanner.sent();
               controller.close();
-              end(scanner.summary.upstreamError ? { outcome: 'error', errorType: 'upstream_stream_error' } : { outcome: 'ok' });
+              end(completed(scanner.summary));
               return;
             }
             const out = scanner.push(value);
             if (out.length === 0) continue; // a partial event: read more before yielding
-            scanner.summary.firstEventAt ??= performance.now();
             controller.enqueue(out);
+            scanner.sent();
             return;
           }
         } catch (err) {
@@ -290,6 +314,13 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
             // The client left and the upstream read failed because we aborted it.
             end({ outcome: 'client_abort' });
             controller.error(err);
+            return;
+          }
+          if (scanner.summary.sawDone) {
+            // Failed after its `[DONE]` (see `completed`): the client's stream just ends.
+            controller.close();
+            end(completed(scanner.summary));
+            void iterator.return?.().catch(() => undefined);
             return;
           }
           const failure = streamFailure(err, options);
@@ -324,14 +355,17 @@ export function writeSse(
 ): void {
   const scanner = new SseScanner(options.stripUsageChunk, MAX_EVENT_BYTES, options.keepText);
   out.writeHead(head.status, head.headers);
-  sendHeadersIfNoEvent(out, scanner.summary);
+  let wrote = false;
+  sendHeadersIfNoEvent(out, () => wrote);
   void (async () => {
     try {
       for await (const chunk of source) {
         const bytes = scanner.push(chunk);
         if (bytes.length === 0) continue;
-        scanner.summary.firstEventAt ??= performance.now();
-        if (!out.write(bytes)) await drained(out, options.signal);
+        wrote = true;
+        const more = out.write(bytes);
+        scanner.sent();
+        if (!more) await drained(out, options.signal);
         if (out.destroyed) break;
       }
       if (options.clientGone() || out.destroyed) {
@@ -340,10 +374,17 @@ export function writeSse(
       }
       const rest = scanner.flush();
       out.end(rest.length ? rest : undefined);
-      options.onEnd(scanner.summary, scanner.summary.upstreamError ? { outcome: 'error', errorType: 'upstream_stream_error' } : { outcome: 'ok' });
+      scanner.sent();
+      options.onEnd(scanner.summary, completed(scanner.summary));
     } catch (err) {
       if (options.clientGone() || out.destroyed) {
         options.onEnd(scanner.summary, { outcome: 'client_abort' });
+        return;
+      }
+      if (scanner.summary.sawDone) {
+        // Failed after its `[DONE]` (see `completed`): the client's stream just ends.
+        out.end();
+        options.onEnd(scanner.summary, completed(scanner.summary));
         return;
       }
       const failure = streamFailure(err, options);
@@ -362,10 +403,10 @@ export function writeSse(
  * directly. An event read in time leaves with the head in one write (@hono/node-server
  * treats a streamed `Response` the same way).
  */
-function sendHeadersIfNoEvent(out: ServerResponse, summary: StreamSummary): void {
+function sendHeadersIfNoEvent(out: ServerResponse, wrote: () => boolean): void {
   setImmediate(() => {
     // Not `headersSent`: it is true from `writeHead` on, while the head waits for a write.
-    if (summary.firstEventAt === undefined && !out.writableEnded && !out.destroyed) out.flushHeaders();
+    if (!wrote() && !out.writableEnded && !out.destroyed) out.flushHeaders();
   });
 }
 

@@ -103,13 +103,18 @@ export class StreamText {
 
 /**
  * The text of a reply message (or stream delta) that output tokens pay for: content, refusal,
- * and each tool call's name and arguments.
+ * each tool call's name and arguments, and the reasoning text OpenAI-compatible reasoning
+ * upstreams send: `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter, Groq;
+ * newer vLLM sends both, the same text, so only one counts). A reasoning stream cut while
+ * the model thinks (a client that gives up) has no other text to estimate from.
  */
 export function replyText(message: unknown): string {
   if (typeof message !== 'object' || message === null) return '';
-  const m = message as { content?: unknown; refusal?: unknown; tool_calls?: unknown };
+  const m = message as { content?: unknown; refusal?: unknown; reasoning_content?: unknown; reasoning?: unknown; tool_calls?: unknown };
   let text = typeof m.content === 'string' ? m.content : '';
   if (typeof m.refusal === 'string') text += m.refusal;
+  if (typeof m.reasoning_content === 'string') text += m.reasoning_content;
+  else if (typeof m.reasoning === 'string') text += m.reasoning;
   if (Array.isArray(m.tool_calls)) {
     for (const call of m.tool_calls as Array<{ function?: { name?: unknown; arguments?: unknown } } | null>) {
       if (typeof call?.function?.name === 'string') text += call.function.name;
