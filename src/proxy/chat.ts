@@ -141,7 +141,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const { response, opaque } = decodeContent(forwarded.response);
 
       const headers = responseHeaders(response, exchange);
-      if (stream && response.status === 200 && !opaque && isEventStream(response.headers['content-type'])) {
+      if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
         const sent = outgoingBodies.for(upstream);
         const relay = relayOptions(exchange, upstream, sent.asksUsage, sent.bytes);
         exchange.record.status = 200;
@@ -305,9 +305,15 @@ function withIncludeUsage(raw: Uint8Array): Buffer {
   return Buffer.concat([raw.subarray(0, open), INCLUDE_USAGE_MEMBER, raw.subarray(open)]);
 }
 
-function isEventStream(contentType: string | string[] | undefined): boolean {
-  const v = Array.isArray(contentType) ? contentType[0] : contentType;
-  return v !== undefined && v.toLowerCase().startsWith('text/event-stream');
+/**
+ * Whether a 200 answer to a stream request is relayed as a stream: unless it is JSON (an
+ * upstream that ignored `stream` answers one completion). Not only `text/event-stream`:
+ * some OpenAI-compatible servers label their event stream `text/plain` or not at all, and
+ * the clients read it anyway; held back whole, it would reach them all at the end.
+ */
+function relayedAsStream(contentType: string | string[] | undefined): boolean {
+  const v = (Array.isArray(contentType) ? contentType[0] : contentType)?.split(';')[0].trim().toLowerCase();
+  return v === undefined || !(v === 'application/json' || (v.startsWith('application/') && v.endsWith('+json')));
 }
 
 /**

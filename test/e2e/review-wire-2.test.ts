@@ -413,3 +413,33 @@ describe('relaySse (the Web stream relay) after [DONE]', () => {
     expect(ends).toEqual([{ outcome: 'ok' }]);
   });
 });
+
+describe('a stream the upstream labels text/plain (or not at all)', () => {
+  it('is relayed as it arrives, the usage chunk the client did not ask for removed (was: held back whole, usage shown)', async () => {
+    for (const contentType of ['text/plain; charset=utf-8', '']) {
+      script = (body) => ({
+        headers: { 'content-type': contentType },
+        delayMs: 300,
+        chunks: [
+          `data: ${chunk(asks(body), [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }])}\n\n`,
+          `data: ${chunk(asks(body), [{ index: 0, delta: {}, finish_reason: 'stop' }])}\n\n`,
+          ...(asks(body) ? [`data: ${JSON.stringify({ ...BASE, choices: [], usage })}\n\n`] : []),
+          'data: [DONE]\n\n',
+        ],
+      });
+      const started = performance.now();
+      const res = await request(`${GATEWAY()}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...chat, stream: true }) });
+      let firstAt = 0;
+      let text = '';
+      for await (const piece of res.body) {
+        firstAt ||= performance.now() - started;
+        text += Buffer.from(piece).toString('utf8');
+      }
+      expect(res.statusCode, contentType).toBe(200);
+      expect(firstAt, contentType).toBeLessThan(250); // the first event, not the whole stream 600+ ms later
+      expect(text).toContain('"content":"Hi"');
+      expect(text).not.toContain('"usage"');
+      expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    }
+  });
+});
