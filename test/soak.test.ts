@@ -562,7 +562,8 @@ async function one(i: number, random: () => number): Promise<void> {
   }
   // Not counted: no /v1 handler opens an exchange for these.
   counted--;
-  if (r < 99.75) return send('get-chat', '/v1/chat/completions', { method: 'GET', headers: base });
+  // (GET lists stored completions and passes through; PUT is the gateway's 405.)
+  if (r < 99.75) return send('put-chat', '/v1/chat/completions', { method: 'PUT', headers: base });
   return raw('garbage', id);
 }
 
