@@ -102,15 +102,18 @@ export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
     })(c, next);
   };
   app.post('/v1/feedback', limitBody, async (c) => {
-    let body: { request_id?: unknown; metric?: unknown; value?: unknown };
+    let parsed: unknown;
     try {
-      body = await c.req.json();
+      parsed = await c.req.json();
     } catch {
-      throw new GatewayError('invalid_json', 'The feedback body must be a JSON object.');
+      parsed = undefined;
     }
-    const requestId = body?.request_id;
-    const metric = body?.metric ?? 'thumbs_up';
-    const value = typeof body?.value === 'boolean' ? Number(body.value) : body?.value;
+    // `null`, `[]` or `5` parse, but are no object: the same 400 as a body that does not parse.
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new GatewayError('invalid_json', 'The feedback body must be a JSON object.');
+    const body = parsed as { request_id?: unknown; metric?: unknown; value?: unknown };
+    const requestId = body.request_id;
+    const metric = body.metric ?? 'thumbs_up';
+    const value = typeof body.value === 'boolean' ? Number(body.value) : body.value;
     if (typeof requestId !== 'string' || requestId === '') throw new GatewayError('invalid_request', "'request_id' is required.", { param: 'request_id' });
     if (typeof metric !== 'string' || !METRIC.test(metric)) throw new GatewayError('invalid_request', "'metric' must be a lower-case name like thumbs_up.", { param: 'metric' });
     // The statistics keep n, the sum and the sum of squares: a value whose square overflows cannot be counted.
@@ -124,6 +127,11 @@ export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
     if (served.experiment) deps.observeExperiment?.({ experiment: served.experiment, variant: served.variant!, metric: name, value });
     deps.observeContextFeedback?.(requestId, name, value);
     return c.json({ status: 'recorded', request_id: requestId, metric: name, experiment: served.experiment ?? null, variant: served.variant ?? null });
+  });
+  // The gateway's own route: another method must not fall through to the /v1/* pass-through
+  // (it went to the upstream, with the upstream's key).
+  app.all('/v1/feedback', () => {
+    throw new GatewayError('method_not_allowed', 'Use POST for /v1/feedback.', { headers: { allow: 'POST' } }); // RFC 9110 §15.5.6
   });
   return app;
 }

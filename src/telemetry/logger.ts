@@ -95,19 +95,21 @@ function makeLogger(initial: LogLevel | LevelHolder, write: (line: string) => vo
 }
 
 /** Names of secrets in log text and field names (`x-api-key` is matched as `api-key`). */
-const SECRET_NAME = String.raw`api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization`;
+const SECRET_NAME = String.raw`api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization|cookie`;
 
 /**
- * Field names whose value `redact` masks (the key=value pattern below). `redact` masks a
- * string value inside its quotes; any other value (a number, `true`, `null`, an object) is
- * masked here, before serializing, so the line stays JSON (`"password":***` is not).
+ * Field names whose value is masked whole here, before serializing: a number, `true`,
+ * `null` or an object would not stay JSON if `redact` masked it (`"password":***`), and a
+ * string with a space (`"authorization": "Token abc"`, a passphrase) would keep all but its
+ * first word. `redact` still masks such names in text (messages, JSON held by a string).
+ * A field named `token` (`admin_token`, `id_token`) too; in text that word is too common.
  */
-const SECRET_FIELD = new RegExp(`(?:${SECRET_NAME})$`, 'i');
+const SECRET_FIELD = new RegExp(`(?:${SECRET_NAME}|token)$`, 'i');
 
 function serialize(line: LogFields): string {
   try {
     return JSON.stringify(line, (key, value: unknown) => {
-      if (value !== undefined && typeof value !== 'string' && SECRET_FIELD.test(key)) return '***';
+      if (value !== undefined && value !== '' && SECRET_FIELD.test(key)) return '***';
       if (value instanceof Error) return { name: value.name, message: value.message, ...('code' in value ? { code: value.code } : {}) };
       if (typeof value === 'bigint') return value.toString();
       return value;
@@ -168,6 +170,9 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\b([a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/@:"]+:[^\s/@"]+@/gi, '$1***@'],
   // Google API keys
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
+  // Credentials in a URL's query under short names (`?key=` of Gemini and others, `&token=`,
+  // `&sig=` of an Azure SAS URL): too common as words to mask outside a query.
+  [/([?&](?:key|token|auth|sig|signature)=)[^&#\s"'\\]+/gi, '$1***'],
   // key=value / "key": "value" for key-like names. Lines are redacted as serialized JSON: a
   // backslash takes the character after it (a JSON escape such as `\"`) into the masked value,
   // so a mask never ends between the two and turns an escaped quote into a closing one. The
