@@ -3,9 +3,11 @@
 # promptgate container image (see README.md, "Deploying").
 #
 #   docker build -t promptgate .
-#   docker run --rm --stop-timeout 30 -p 8080:8080 -e OPENAI_API_KEY promptgate
+#   docker run --rm --stop-timeout 35 -p 8080:8080 -e OPENAI_API_KEY promptgate
 #
 # --stop-timeout: docker stop sends SIGKILL after 10 s by default, before the 25 s drain ends.
+# A shutdown takes up to 25 s of drain + 0.2 s for the last writes + 5 s to flush spans
+# (30.2 s): 35 s leaves a margin, 30 s would cut the flush of the drain's last spans.
 #
 # Signals: CMD runs node directly (exec form, no shell, no npm), so node is PID 1 and
 # receives SIGTERM itself; the gateway installs SIGTERM/SIGINT handlers (fail /readyz,

@@ -34,8 +34,13 @@ import { createMetrics, type ConfiguredLabelValues } from './telemetry/metrics.j
 import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
 
-/** How long the last writes of the exchanges ended at the drain deadline get before their sockets are destroyed. */
-const FINAL_WRITES_MS = 200;
+/**
+ * How long the last writes of the exchanges ended at the drain deadline get before their
+ * sockets are destroyed. A shutdown takes at most `drain_timeout_ms` + this +
+ * `SHUTDOWN_FLUSH_MS` (tracing.ts): what a stop timeout or grace period must cover
+ * (test/deploy checks deploy/ and the docs against it).
+ */
+export const FINAL_WRITES_MS = 200;
 
 export interface StartOptions {
   file: string;

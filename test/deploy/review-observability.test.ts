@@ -139,8 +139,8 @@ describe('dashboard: variant summary standard deviation', () => {
   });
 });
 
-describe('dashboard: 5xx ratio stat', () => {
-  const RATIO = 'panel "5xx ratio" A';
+describe('dashboard: error ratio stat (was "5xx ratio"; review-deploy-3.test.ts checks the streams that fail after their 200)', () => {
+  const RATIO = 'panel "Error ratio" A';
   const app = 'job="promptgate", app="shop", route="/v1/chat/completions"';
 
   it.skipIf(!HAS_PROMTOOL)('shows 0 for a healthy fleet that never answered a 5xx (there is no 5xx series), not "No data"', () => {
