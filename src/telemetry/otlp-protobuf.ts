@@ -179,17 +179,85 @@ function flags(traceFlags: number, isRemote: boolean | undefined): number {
 type Resource = ReadableSpan['resource'];
 type Scope = ReadableSpan['instrumentationScope'];
 
-/** Spans grouped by resource, then by instrumentation scope (by identity, in first-seen order). */
-function group(spans: readonly ReadableSpan[]): Map<Resource, Map<Scope, ReadableSpan[]>> {
-  const byResource = new Map<Resource, Map<Scope, ReadableSpan[]>>();
-  for (const span of spans) {
-    let byScope = byResource.get(span.resource);
-    if (!byScope) byResource.set(span.resource, (byScope = new Map()));
-    let list = byScope.get(span.instrumentationScope);
-    if (!list) byScope.set(span.instrumentationScope, (list = []));
-    list.push(span);
+/**
+ * Spans encoded one at a time, as they end, into the `ScopeSpans.spans` bytes of their
+ * resource and scope (by identity, in first-seen order); `finish` wraps them into one
+ * `ExportTraceServiceRequest`. A batch processor keeps these bytes instead of the span
+ * objects, so a finished span is garbage at once rather than living on until its batch is
+ * sent (long enough to be promoted to the old generation under load).
+ *
+ * @example
+ * const batch = new SpanBatchEncoder();
+ * batch.add(span); // ... more spans
+ * const body = batch.finish(); // POST to /v1/traces as application/x-protobuf
+ */
+export class SpanBatchEncoder {
+  /** Spans added. */
+  count = 0;
+  readonly #groups = new Map<Resource, Map<Scope, Writer>>();
+
+  add(span: ReadableSpan): void {
+    let byScope = this.#groups.get(span.resource);
+    if (byScope === undefined) this.#groups.set(span.resource, (byScope = new Map()));
+    let w = byScope.get(span.instrumentationScope);
+    if (w === undefined) byScope.set(span.instrumentationScope, (w = new Writer(16 * 1024)));
+    w.uint32(tag(2, LEN));
+    const at = w.open(2);
+    writeSpan(w, span);
+    w.close(at, 2);
+    this.count++;
   }
-  return byResource;
+
+  /** The `ExportTraceServiceRequest` bytes of every span added. */
+  finish(): Uint8Array {
+    const w = scratch;
+    w.pos = 0;
+    for (const [resource, byScope] of this.#groups) {
+      w.uint32(tag(1, LEN));
+      const rs = w.open(3);
+      w.uint32(tag(1, LEN));
+      const res = w.open(2);
+      writeAttributes(w, 1, resource.attributes as Attributes);
+      w.uint32(tag(2, VARINT));
+      w.uint32(0);
+      w.close(res, 2);
+      for (const [scope, spans] of byScope) {
+        w.uint32(tag(2, LEN));
+        const ss = w.open(3);
+        w.uint32(tag(1, LEN));
+        const sc = w.open(1);
+        w.uint32(tag(1, LEN));
+        w.string(scope.name);
+        if (scope.version) {
+          w.uint32(tag(2, LEN));
+          w.string(scope.version);
+        }
+        const extra = scope as { attributes?: Attributes; droppedAttributesCount?: number };
+        writeAttributes(w, 3, extra.attributes);
+        if (extra.droppedAttributesCount) {
+          w.uint32(tag(4, VARINT));
+          w.uint32(extra.droppedAttributesCount);
+        }
+        w.close(sc, 1);
+        w.raw(spans.buf.subarray(0, spans.pos));
+        if (scope.schemaUrl) {
+          w.uint32(tag(3, LEN));
+          w.string(scope.schemaUrl);
+        }
+        w.close(ss, 3);
+      }
+      const schemaUrl = (resource as { schemaUrl?: string }).schemaUrl;
+      if (schemaUrl) {
+        w.uint32(tag(3, LEN));
+        w.string(schemaUrl);
+      }
+      w.close(rs, 3);
+    }
+    const out = new Uint8Array(w.pos);
+    out.set(w.buf.subarray(0, w.pos));
+    if (w.buf.length > 4 * 1024 * 1024) scratch = new Writer(64 * 1024); // do not keep a rare huge batch's buffer
+    return out;
+  }
 }
 
 /** Reused between exports (the exporter sends a copy): batches are similar in size. */
@@ -202,56 +270,7 @@ let scratch = new Writer(64 * 1024);
  * const body = encodeTraceExportRequest(spans); // POST to /v1/traces as application/x-protobuf
  */
 export function encodeTraceExportRequest(spans: readonly ReadableSpan[]): Uint8Array {
-  const w = scratch;
-  w.pos = 0;
-  for (const [resource, byScope] of group(spans)) {
-    w.uint32(tag(1, LEN));
-    const rs = w.open(3);
-    w.uint32(tag(1, LEN));
-    const res = w.open(2);
-    writeAttributes(w, 1, resource.attributes as Attributes);
-    w.uint32(tag(2, VARINT));
-    w.uint32(0);
-    w.close(res, 2);
-    for (const [scope, list] of byScope) {
-      w.uint32(tag(2, LEN));
-      const ss = w.open(3);
-      w.uint32(tag(1, LEN));
-      const sc = w.open(1);
-      w.uint32(tag(1, LEN));
-      w.string(scope.name);
-      if (scope.version) {
-        w.uint32(tag(2, LEN));
-        w.string(scope.version);
-      }
-      const extra = scope as { attributes?: Attributes; droppedAttributesCount?: number };
-      writeAttributes(w, 3, extra.attributes);
-      if (extra.droppedAttributesCount) {
-        w.uint32(tag(4, VARINT));
-        w.uint32(extra.droppedAttributesCount);
-      }
-      w.close(sc, 1);
-      for (const span of list) {
-        w.uint32(tag(2, LEN));
-        const at = w.open(2);
-        writeSpan(w, span);
-        w.close(at, 2);
-      }
-      if (scope.schemaUrl) {
-        w.uint32(tag(3, LEN));
-        w.string(scope.schemaUrl);
-      }
-      w.close(ss, 3);
-    }
-    const schemaUrl = (resource as { schemaUrl?: string }).schemaUrl;
-    if (schemaUrl) {
-      w.uint32(tag(3, LEN));
-      w.string(schemaUrl);
-    }
-    w.close(rs, 3);
-  }
-  const out = new Uint8Array(w.pos);
-  out.set(w.buf.subarray(0, w.pos));
-  if (w.buf.length > 4 * 1024 * 1024) scratch = new Writer(64 * 1024); // do not keep a rare huge batch's buffer
-  return out;
+  const batch = new SpanBatchEncoder();
+  for (const span of spans) batch.add(span);
+  return batch.finish();
 }

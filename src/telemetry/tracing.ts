@@ -19,28 +19,36 @@
  * same module instances an `import` would get), so `startTelemetry` stays synchronous and
  * spans are exported from the first request on.
  *
- * What runs is the trace SDK alone, not the NodeSDK: a BasicTracerProvider with a
- * BatchSpanProcessor per exporter and the W3C propagators; OTLP/HTTP protobuf is the SDK's
- * exporter with promptgate's encoder (otlp-protobuf.ts). Only traces are exported (metrics
- * are Prometheus, see metrics.ts, logs go to stdout); no auto-instrumentation and no async
- * context manager are registered: the proxy makes its spans by hand (spans.ts) and passes
- * their context explicitly.
+ * What runs is the trace SDK alone, not the NodeSDK: a BasicTracerProvider with a batch
+ * processor per exporter and the W3C propagators; OTLP/HTTP protobuf is the SDK's exporter
+ * sending batches that promptgate encodes as spans end (span-export.ts, otlp-protobuf.ts).
+ * Only traces are exported (metrics are Prometheus, see metrics.ts, logs go to stdout); no
+ * auto-instrumentation and no async context manager are registered: the proxy makes its
+ * spans by hand (spans.ts) and passes their context explicitly.
  *
- * Lost spans are visible without OTEL_LOG_LEVEL: each batch processor is wrapped so that
- * spans exported, failed (the exporter gave up after its retries) and dropped (queue full)
- * are counted (`traceExportCounts`, the `promptgate_trace_spans_*_total` metrics), and
- * losses are logged as one warning a minute at most. Shutdown waits at most
+ * Lost spans are visible without OTEL_LOG_LEVEL: each batch processor counts the spans
+ * exported, failed (the exporter gave up after its retries) and dropped (queue full)
+ * (`traceExportCounts`, the `promptgate_trace_spans_*_total` metrics), and losses are
+ * logged as one warning a minute at most. Shutdown waits at most
  * `SHUTDOWN_FLUSH_MS` for the last spans, whatever the exporter's timeout.
  */
 import { createRequire } from 'node:module';
-import { diag, DiagConsoleLogger, propagation, trace, TraceFlags, type Context, type TextMapPropagator } from '@opentelemetry/api';
+import { diag, DiagConsoleLogger, propagation, trace, type TextMapPropagator } from '@opentelemetry/api';
 import type * as OtelCore from '@opentelemetry/core';
 import type * as OtelResources from '@opentelemetry/resources';
 import type * as OtlpExporterBase from '@opentelemetry/otlp-exporter-base';
 import type * as OtlpExporterHttp from '@opentelemetry/otlp-exporter-base/node-http';
 import type * as OtlpTransformer from '@opentelemetry/otlp-transformer';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
-import { encodeTraceExportRequest } from './otlp-protobuf.js';
+import type { SpanBatchEncoder } from './otlp-protobuf.js';
+import {
+  batchSettingsFromEnv,
+  CountedBatchProcessor,
+  EncodingBatchProcessor,
+  LossReporter,
+  offTheRequestPath,
+  type EncodedBatchExporter,
+} from './span-export.js';
 
 export interface TelemetryOptions {
   /** `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one. */
@@ -65,25 +73,8 @@ export interface TelemetryHandle {
   shutdown(): Promise<void>;
 }
 
-/** Spans of every batch processor since the process started: the `promptgate_trace_spans_*_total` counters. */
-export interface TraceExportCounts {
-  /** Spans the collector accepted. */
-  readonly exported: number;
-  /** Spans of batches the exporter gave up on, after its retries (collector down, hanging, 4xx/5xx). */
-  readonly failed: number;
-  /** Spans dropped because the batch queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048). */
-  readonly dropped: number;
-}
-
-const counts = { exported: 0, failed: 0, dropped: 0 };
-/** Live totals (read at scrape time by metric-families.ts); they never go down. */
-export const traceExportCounts: TraceExportCounts = counts;
-
 /** The longest `shutdown()` waits for the last batches to be exported. */
 export const SHUTDOWN_FLUSH_MS = 5_000;
-/** At most one warning about lost spans per interval (the first one at once). */
-export const LOSS_WARNING_INTERVAL_MS = 60_000;
-
 const NOOP_HANDLE: TelemetryHandle = Object.freeze({ tracing: false, shutdown: async () => {} });
 let current: TelemetryHandle | undefined;
 
@@ -109,7 +100,7 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   if (logLevel) diag.setLogger(new DiagConsoleLogger(), { logLevel: core.diagLogLevelFromString(logLevel) });
 
   const losses = new LossReporter(options.logger);
-  const spanProcessors = spanProcessorsFromEnv(sdk, core, env, losses);
+  const spanProcessors = spanProcessorsFromEnv(sdk, core, env, losses, options.logger);
   if (spanProcessors.length === 0) return NOOP_HANDLE;
   const provider = new sdk.BasicTracerProvider({
     resource: resourceFromEnv(env, options.serviceName),
@@ -141,7 +132,7 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
       })
         .finally(() => {
           let unsent = 0;
-          for (const p of spanProcessors) if (p instanceof CountedBatchProcessor) unsent += p.queued + p.exporting;
+          for (const p of spanProcessors) if (p instanceof CountedBatchProcessor || p instanceof EncodingBatchProcessor) unsent += p.queued + p.exporting;
           losses.report(true, unsent);
           losses.closed = true;
           // Unregister the globals so the API is a no-op again (and a later start works).
@@ -180,7 +171,7 @@ type SpanExporter = SdkTraceBase.SpanExporter;
 type ExporterModule = { OTLPTraceExporter?: new () => SpanExporter; ZipkinExporter?: new () => SpanExporter };
 
 /** One processor per exporter named in OTEL_TRACES_EXPORTER (NodeSDK rules): batched, the console one simple. */
-function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter): SdkTraceBase.SpanProcessor[] {
+function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter, logger: TelemetryOptions['logger']): SdkTraceBase.SpanProcessor[] {
   let names = [...new Set(list(env.OTEL_TRACES_EXPORTER))].filter((s) => s !== 'null');
   if (names.length === 0) names = ['otlp'];
   else if (names.length > 1 && names.includes('none')) {
@@ -190,7 +181,7 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, 
   const processors: SdkTraceBase.SpanProcessor[] = [];
   for (const name of names) {
     if (name === 'console') processors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
-    else if (name === 'otlp') processors.push(new CountedBatchProcessor(sdk, core, offTheRequestPath(otlpExporter(env)), losses));
+    else if (name === 'otlp') processors.push(otlpProcessor(sdk, core, env, losses, logger));
     else if (name === 'zipkin') {
       const zipkin = optional('@opentelemetry/exporter-zipkin')?.ZipkinExporter;
       if (zipkin) processors.push(new CountedBatchProcessor(sdk, core, new zipkin(), losses));
@@ -201,152 +192,12 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, 
   return processors;
 }
 
-/** `ExportResultCode.FAILED` of @opentelemetry/core (loaded on demand, so not imported here). */
-const EXPORT_FAILED = 1 as OtelCore.ExportResultCode;
-const EXPORT_SUCCESS = 0 as OtelCore.ExportResultCode;
-
-/**
- * The SDK's BatchSpanProcessor (OTEL_BSP_* from the environment), with its spans counted:
- * exported or failed when the exporter reports a batch, dropped when the queue is full.
- * The SDK only reports drops and failures to its diag logger, which is off by default.
- *
- * The queue bound is applied here, with the processor's own limit: `queued` counts spans
- * handed to the processor and not yet to the exporter, which is never less than the
- * processor's queue, so the processor itself never drops a span uncounted. On the request
- * path that costs two flag tests, a comparison and an increment per ended span. Each batch
- * is counted once: an exporter that throws fails its batch, a second callback is ignored.
- */
-export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor {
-  /** Spans in the processor's queue (an upper bound). */
-  queued = 0;
-  /** Spans handed to the exporter and not yet reported. */
-  exporting = 0;
-  private stopped = false;
-  private readonly maxQueueSize: number;
-  private readonly batch: SdkTraceBase.SpanProcessor;
-
-  constructor(sdk: typeof SdkTraceBase, core: typeof OtelCore, exporter: SpanExporter, losses: LossReporter) {
-    this.maxQueueSize = core.getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048;
-    const counted: SpanExporter = {
-      export: (spans, done) => {
-        const n = spans.length;
-        this.queued -= n;
-        this.exporting += n;
-        let reported = false;
-        const onResult = (result: OtelCore.ExportResult) => {
-          if (reported) return; // an exporter calling back twice counts its batch once
-          reported = true;
-          this.exporting -= n;
-          // A batch that ends after shutdown gave up on it was already reported as `unsent`.
-          if (!losses.closed) {
-            if (result.code === EXPORT_SUCCESS) counts.exported += n;
-            else losses.failed(n, result.error);
-            losses.report(false, 0);
-          }
-          done(result);
-        };
-        try {
-          exporter.export(spans, onResult);
-        } catch (error) {
-          onResult({ code: EXPORT_FAILED, error: error as Error }); // the processor would lose the batch uncounted
-        }
-      },
-      shutdown: () => exporter.shutdown(),
-      forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
-    };
-    this.batch = new sdk.BatchSpanProcessor(counted, { maxQueueSize: this.maxQueueSize });
-  }
-
-  onStart(span: SdkTraceBase.Span, parentContext: Context): void {
-    this.batch.onStart(span, parentContext);
-  }
-
-  onEnd(span: SdkTraceBase.ReadableSpan): void {
-    // The processor ignores these too: unsampled spans, and every span once shutdown began.
-    if (this.stopped || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
-    if (this.queued >= this.maxQueueSize) {
-      counts.dropped++;
-      return;
-    }
-    this.queued++;
-    this.batch.onEnd(span);
-  }
-
-  forceFlush(): Promise<void> {
-    return this.batch.forceFlush();
-  }
-
-  shutdown(): Promise<void> {
-    this.stopped = true;
-    return this.batch.shutdown();
-  }
-}
-
-/**
- * Logs lost spans (failed or dropped) as one warning line: at once the first time, then at
- * most once per LOSS_WARNING_INTERVAL_MS with the counts since the previous line, checked
- * after every export, and a last line at shutdown.
- */
-export class LossReporter {
-  private warnedAt = -Infinity;
-  private failedBefore = counts.failed;
-  private droppedBefore = counts.dropped;
-  private lastError: string | undefined;
-  /** Set when shutdown is over: later export results are not counted. */
-  closed = false;
-
-  constructor(private readonly logger: TelemetryOptions['logger']) {}
-
-  failed(n: number, error: Error | undefined): void {
-    counts.failed += n;
-    const code = (error as { code?: unknown } | undefined)?.code;
-    this.lastError = `${error?.message || 'export failed'}${code === undefined ? '' : ` (${String(code)})`}`;
-  }
-
-  /** `unsent`: spans still queued or being exported when shutdown stopped waiting. */
-  report(final: boolean, unsent: number): void {
-    const failed = counts.failed - this.failedBefore;
-    const dropped = counts.dropped - this.droppedBefore;
-    if (failed + dropped + unsent === 0 || !this.logger) return;
-    const now = Date.now();
-    if (!final && now - this.warnedAt < LOSS_WARNING_INTERVAL_MS) return;
-    this.warnedAt = now;
-    this.failedBefore = counts.failed;
-    this.droppedBefore = counts.dropped;
-    const fields: Record<string, unknown> = { failed, dropped };
-    if (final) fields.unsent = unsent;
-    if (this.lastError !== undefined) fields.error = this.lastError;
-    this.logger.warn(final ? 'trace spans lost (at shutdown)' : 'trace spans lost', fields);
-  }
-}
-
-/**
- * The batch processor exports synchronously inside the `span.end()` that fills a batch, so
- * one request in ~85 would wait for a whole batch to be encoded. This hands the batch over
- * on a later turn of the event loop instead; the processor still waits for `done`. An
- * exporter that throws fails its batch (the processor's own call would have caught it).
- */
-export function offTheRequestPath(exporter: SpanExporter): SpanExporter {
-  return {
-    export: (spans, done) =>
-      void setImmediate(() => {
-        try {
-          exporter.export(spans, done);
-        } catch (error) {
-          done({ code: EXPORT_FAILED, error: error as Error });
-        }
-      }),
-    shutdown: () => exporter.shutdown(),
-    forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
-  };
-}
-
-/** The OTLP trace exporter of OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; it reads its endpoint and headers from process.env. */
-function otlpExporter(env: NodeJS.ProcessEnv): SpanExporter {
+/** The OTLP trace exporter's processor: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL decides; the exporter reads its endpoint and headers from process.env. */
+function otlpProcessor(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter, logger: TelemetryOptions['logger']): SdkTraceBase.SpanProcessor {
   let protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL)?.trim() || 'http/protobuf';
   if (protocol === 'grpc') {
     const grpc = optional('@opentelemetry/exporter-trace-otlp-grpc')?.OTLPTraceExporter;
-    if (grpc) return new grpc();
+    if (grpc) return new CountedBatchProcessor(sdk, core, offTheRequestPath(new grpc()), losses);
     diag.warn('OTLP traces protocol grpc: @opentelemetry/exporter-trace-otlp-grpc is not installed. Using http/protobuf.');
     protocol = 'http/protobuf';
   }
@@ -354,26 +205,48 @@ function otlpExporter(env: NodeJS.ProcessEnv): SpanExporter {
     diag.warn(`Unsupported OTLP traces protocol: ${protocol}. Using http/protobuf.`);
     protocol = 'http/protobuf';
   }
-  if (protocol === 'http/protobuf') return protobufExporter();
+  const endpoint = unusableHttpEndpoint(env);
+  if (endpoint !== undefined) logger?.warn('OTLP traces endpoint is not an http(s) URL: no span will reach the collector', endpoint);
+  if (protocol === 'http/protobuf') return new EncodingBatchProcessor(protobufExporter(), losses, batchSettingsFromEnv(core));
   const json = (load('@opentelemetry/exporter-trace-otlp-http') as ExporterModule).OTLPTraceExporter!;
-  return new json();
+  return new CountedBatchProcessor(sdk, core, offTheRequestPath(new json()), losses);
+}
+
+/**
+ * The endpoint variable the OTLP/HTTP exporter will use, when it is no http(s) URL. A common
+ * slip is `collector:4318` without `http://`: it parses as a URL of scheme `collector:`,
+ * the exporter starts, and every batch fails. Said at start, not a minute later.
+ */
+function unusableHttpEndpoint(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
+  const name = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+  const value = env[name]?.trim();
+  if (!value) return undefined; // the exporter's default, http://localhost:4318
+  try {
+    const { protocol } = new URL(value);
+    if (protocol === 'http:' || protocol === 'https:') return undefined;
+  } catch {
+    // not a URL at all
+  }
+  return { variable: name, endpoint: value };
 }
 
 /**
  * OTLP/HTTP protobuf: the SDK's exporter (endpoint, headers, timeout, retries, compression
- * from OTEL_EXPORTER_OTLP_*) with promptgate's encoder (otlp-protobuf.ts), which writes the
- * same bytes as the SDK's serializer at a fraction of its CPU.
+ * from OTEL_EXPORTER_OTLP_*) sending batches promptgate encoded (otlp-protobuf.ts: the same
+ * bytes as the SDK's serializer at a fraction of its CPU; span-export.ts batches them).
  */
-function protobufExporter(): SpanExporter {
+function protobufExporter(): EncodedBatchExporter {
   const base = load('@opentelemetry/otlp-exporter-base') as typeof OtlpExporterBase;
   const http = load('@opentelemetry/otlp-exporter-base/node-http') as typeof OtlpExporterHttp;
   const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
-  const serializer: OtlpTransformer.ISerializer<SdkTraceBase.ReadableSpan[], OtlpTransformer.IExportTraceServiceResponse> = {
-    serializeRequest: encodeTraceExportRequest,
+  // The processor hands over one encoded batch at a time.
+  const serializer: OtlpTransformer.ISerializer<SpanBatchEncoder[], OtlpTransformer.IExportTraceServiceResponse> = {
+    serializeRequest: (batches) => batches[0]!.finish(),
     deserializeResponse: (data) => transformer.ProtobufTraceSerializer.deserializeResponse(data),
   };
+  const metrics = { name: transformer.TraceExporterMetricsHelper.name, countItems: (batches: SpanBatchEncoder[]) => batches[0]?.count ?? 0 };
   const options = http.convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
-  const delegate = http.createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', transformer.TraceExporterMetricsHelper, undefined);
+  const delegate = http.createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', metrics, undefined);
   return new base.OTLPExporterBase(delegate);
 }
 

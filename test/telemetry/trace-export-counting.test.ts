@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import type * as OtelCore from '@opentelemetry/core';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
-import { CountedBatchProcessor, LossReporter, traceExportCounts } from '../../src/telemetry/tracing.js';
+import { CountedBatchProcessor, LossReporter, traceExportCounts } from '../../src/telemetry/span-export.js';
 
 const load = createRequire(import.meta.url);
 const core = load('@opentelemetry/core') as typeof OtelCore;

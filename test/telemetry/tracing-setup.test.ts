@@ -9,7 +9,8 @@ import { context, createContextKey } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
-import { offTheRequestPath, startTelemetry, type TelemetryHandle } from '../../src/telemetry/tracing.js';
+import { offTheRequestPath } from '../../src/telemetry/span-export.js';
+import { startTelemetry, type TelemetryHandle } from '../../src/telemetry/tracing.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../telemetry-e2e/otlp-receiver.js';
 
@@ -146,6 +147,25 @@ describe('startTelemetry set-up', () => {
     // The CLIENT span is still the SERVER span's child, and the upstream traceparent the CLIENT span's.
     expect(request(SAMPLED_PARENT).traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
     await telemetry.shutdown();
+  });
+
+  it.each([
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'otel-collector:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', 'otel-collector:4318'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://ok:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'not a url' }, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'not a url'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://collector:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, 'OTEL_EXPORTER_OTLP_ENDPOINT', 'ftp://collector:4318'],
+  ])('an OTLP/HTTP endpoint that is no http(s) URL is said at start (%j)', async (env, variable, endpoint) => {
+    const warnings: Array<[string, unknown]> = [];
+    handle = startTelemetry({ serviceName: 's', env, logger: { warn: (msg, fields) => warnings.push([msg, fields]) } });
+    expect(warnings).toEqual([['OTLP traces endpoint is not an http(s) URL: no span will reach the collector', { variable, endpoint }]]);
+  });
+
+  it('a good endpoint, or none (the default), is not warned about', async () => {
+    for (const env of [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example.com:4318' }, { OTEL_TRACES_EXPORTER: 'otlp' }]) {
+      const warnings: unknown[] = [];
+      handle = startTelemetry({ serviceName: 's', env, logger: { warn: (msg) => warnings.push(msg) } });
+      expect(warnings).toEqual([]);
+      await handle.shutdown();
+    }
   });
 
   it('an unknown OTEL_TRACES_EXPORTER alone starts nothing', () => {
