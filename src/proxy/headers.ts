@@ -65,12 +65,17 @@ export function upstreamHeaders(upstream: Upstream, clientHeaders: Readonly<Reco
   return headers;
 }
 
-/** Headers to return to the client from an upstream response. */
+/**
+ * Headers to return to the client from an upstream response. `x-promptgate-*` is this
+ * gateway's namespace (README "Response headers"): an upstream's own (another promptgate in
+ * front of the provider) would read as this gateway's cost, template or score, so it is
+ * dropped, as the client's `x-promptgate-*` request headers are not sent upstream.
+ */
 export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const listed = connectionListed(upstream.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in upstream) {
-    if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || listed?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || listed?.has(name) || name.startsWith('x-promptgate-')) continue;
     const value = upstream[name];
     if (value !== undefined) out[name] = value;
   }

@@ -4,7 +4,7 @@
  * `gen_ai_*` families). `metrics.ts` records into them.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { traceExportCounts } from './tracing.js';
+import { traceExportCounts } from './span-export.js';
 
 /** OTel GenAI semconv advice for `gen_ai.client.operation.duration` (seconds). */
 export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
@@ -100,7 +100,7 @@ export function defineMetricFamilies(registry: Registry) {
   });
   const excluded = new Counter({
     name: 'promptgate_experiment_excluded_requests_total',
-    help: 'Experiment requests left out of the statistics, by assignment (default: no user id, outside the schedule or held back by a rollout stage; forced: variant named by the client).',
+    help: 'Experiment requests left out of the statistics, by assignment (default: no user id, outside the schedule or held back by a rollout stage).',
     labelNames: ['experiment', 'variant', 'assignment'],
     registers,
   });
