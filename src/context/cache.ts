@@ -64,7 +64,10 @@ export class ContextCache<V extends {}> {
 
   constructor(settings: Readonly<CacheConfig>, options: CacheOptions = {}) {
     this.settings = settings;
-    this.#lru = new LRUCache({ max: settings.max_entries });
+    // `maxSize` with each entry counting 1, not `max`: `max` preallocates arrays of that many
+    // slots when the cache is made (on a builder's first request), 600 MB for 50,000,000,
+    // and throws beyond 2^32 (so every request of that builder failed).
+    this.#lru = new LRUCache({ maxSize: settings.max_entries, sizeCalculation: () => 1 });
     this.#now = options.now ?? (() => performance.now());
     this.#onResult = options.onResult;
     this.#onError = options.onError;

@@ -25,7 +25,8 @@ export const cacheSchema = z.strictObject({
 });
 
 const common = {
-  name: builderName,
+  /** Not `user_id`: placeholders and rules read the request's user id under that name. */
+  name: builderName.refine((n) => n !== 'user_id', '"user_id" is the request\'s user id in placeholders and rules: name the builder otherwise'),
   /** A required builder that fails fails the request (424 context_unavailable); others are skipped. */
   required: z.boolean().default(false),
   /** Per-builder time limit; defaults to the context `deadline_ms`. */
@@ -53,7 +54,8 @@ const conditionValue = z.union([
     lt: z.number().optional(),
     lte: z.number().optional(),
     exists: z.boolean().optional(),
-  }),
+    // `{}` tests nothing, so it would match every request: a condition left unfinished.
+  }).refine((o) => Object.keys(o).length > 0, 'expected at least one operator (eq, ne, in, not_in, gt, gte, lt, lte, exists)'),
 ]);
 const dottedPath = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$/, 'expected a dotted path such as customer.tier');
 
@@ -94,6 +96,40 @@ const headersSchema = z
   )
   .default({});
 
+/** Header names are case-insensitive: two spellings of one name would send only one of them. */
+function checkHeaderNames(headers: Readonly<Record<string, string>>, ctx: z.RefinementCtx): void {
+  const seen = new Map<string, string>();
+  for (const name of Object.keys(headers)) {
+    const known = seen.get(name.toLowerCase());
+    if (known !== undefined) ctx.addIssue({ code: 'custom', message: `header "${name}" is also set as "${known}" (header names are case-insensitive)`, path: ['headers', name] });
+    seen.set(name.toLowerCase(), name);
+  }
+}
+
+/** A body is only sent with POST: with GET it would be left out without a word (and out of the cache key). */
+function checkBodyMethod(cfg: { method: string; body?: unknown }, ctx: z.RefinementCtx): void {
+  if (cfg.body !== undefined && cfg.method !== 'POST') ctx.addIssue({ code: 'custom', message: 'a body is only sent with method: POST', path: ['body'] });
+}
+
+/** A pick path names fields at every step (`a..b` or `a.` reads nothing); list entries must name distinct fields. */
+const PICK_PATH = /^[^.]+(\.[^.]+)*$/;
+function checkPick(pick: Readonly<Record<string, string>> | readonly string[] | undefined, ctx: z.RefinementCtx): void {
+  if (pick === undefined) return;
+  const entries: [string | number, string][] = Array.isArray(pick) ? pick.map((p, i) => [i, p]) : Object.entries(pick);
+  const fields = new Map<string, string>();
+  for (const [at, p] of entries) {
+    if (!PICK_PATH.test(p)) {
+      ctx.addIssue({ code: 'custom', message: `expected a dotted path such as profile.first_name, not "${p}"`, path: ['pick', at] });
+      continue;
+    }
+    if (!Array.isArray(pick)) continue;
+    const field = p.split('.').at(-1)!;
+    const known = fields.get(field);
+    if (known !== undefined) ctx.addIssue({ code: 'custom', message: `"${p}" and "${known}" both become field "${field}" (use pick: {field: path} to name them)`, path: ['pick', at] });
+    fields.set(field, p);
+  }
+}
+
 export const httpBuilderSchema = z.strictObject({
   ...common,
   ...cached,
@@ -108,6 +144,10 @@ export const httpBuilderSchema = z.strictObject({
   pick: z.union([z.record(z.string(), z.string()), z.array(z.string())]).optional(),
   /** Responses larger than this are a failure. */
   max_bytes: z.number().int().positive().default(1024 * 1024),
+}).superRefine((cfg, ctx) => {
+  checkHeaderNames(cfg.headers, ctx);
+  checkBodyMethod(cfg, ctx);
+  checkPick(cfg.pick, ctx);
 });
 
 export const knowledgeHttpSchema = z.strictObject({
@@ -130,6 +170,9 @@ export const knowledgeHttpSchema = z.strictObject({
     .prefault({}),
   timeout_ms: positiveMs().optional(),
   max_bytes: z.number().int().positive().default(1024 * 1024),
+}).superRefine((cfg, ctx) => {
+  checkHeaderNames(cfg.headers, ctx);
+  checkBodyMethod(cfg, ctx);
 });
 
 export const knowledgeBuilderSchema = z.strictObject({

@@ -84,7 +84,7 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
     }
     try {
       // RFC 8259 §8.1: a parser may ignore a byte order mark; some services send one.
-      const text = Buffer.concat(chunks).toString('utf8');
+      const text = decodeText(Buffer.concat(chunks), res.headers['content-type']);
       return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
     } catch (err) {
       throw new ContextSourceError('invalid_response', 'the answer is not JSON', { cause: err });
@@ -102,4 +102,15 @@ export async function fetchJson(o: FetchJsonOptions): Promise<unknown> {
     }
     throw new ContextSourceError('unreachable', 'the answer was cut off', { cause: err });
   }
+}
+
+/**
+ * The answer as text. RFC 8259 §8.1 asks for UTF-8, but older services label JSON with
+ * another charset (`application/json; charset=iso-8859-1`): read as UTF-8, every "ë" in a
+ * customer's name became U+FFFD. A charset the runtime does not know is `invalid_response`.
+ */
+function decodeText(bytes: Buffer, contentType: string | string[] | undefined): string {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(String(contentType ?? ''))?.[1].toLowerCase();
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return bytes.toString('utf8');
+  return new TextDecoder(charset, { ignoreBOM: true }).decode(bytes);
 }

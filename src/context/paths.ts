@@ -55,7 +55,7 @@ export function templateRoots(t: StringTemplate): string[] {
  * Fills the placeholders from `scope` (body strings; URLs use `fillUrlTemplate`, headers
  * `fillHeaderTemplate`).
  * Returns `{ missing }` naming the first placeholder with no value (undefined, null or "");
- * objects are not valid values.
+ * objects are not valid values, nor integers beyond 2^53 (JSON rounds them: another id).
  */
 export function fillTemplate(t: StringTemplate, scope: unknown): { text: string } | { missing: string } {
   return fill(t, scope, asIs);
@@ -66,7 +66,7 @@ function fill<T extends StringTemplate>(t: T, scope: unknown, encode: (value: st
   let text = t.parts[0];
   for (let i = 0; i < t.paths.length; i++) {
     const v = getPath(scope, t.paths[i]);
-    const s = v === undefined || v === null || v === '' || typeof v === 'object' ? undefined : encode(String(v), i, t);
+    const s = v === undefined || v === null || v === '' || typeof v === 'object' || inexact(v) ? undefined : encode(String(v), i, t);
     if (s === undefined) return { missing: t.paths[i].join('.') };
     text += s + t.parts[i + 1];
   }
@@ -74,6 +74,15 @@ function fill<T extends StringTemplate>(t: T, scope: unknown, encode: (value: st
 }
 
 const asIs = (value: string): string => value;
+
+/**
+ * A number that does not stand for the value it was written as: an integer beyond 2^53
+ * (JSON.parse rounds `12345678901234567891` to `12345678901234567000`, another record's id)
+ * or not finite. Refused like a missing value rather than sent.
+ */
+function inexact(v: unknown): boolean {
+  return typeof v === 'number' && (!Number.isFinite(v) || (Number.isInteger(v) && !Number.isSafeInteger(v)));
+}
 
 /** RFC 9110 §5.5: a field value is visible ASCII, obs-text (0x80-0xFF), spaces and tabs; never CR, LF or NUL. */
 export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -178,7 +187,7 @@ export function fillBody(t: BodyTemplate, scope: unknown): { value: unknown } | 
     case 'string': {
       if (t.whole) {
         const v = getPath(scope, t.template.paths[0]);
-        return v === undefined || v === null || v === '' ? { missing: t.template.paths[0].join('.') } : { value: v };
+        return v === undefined || v === null || v === '' || inexact(v) ? { missing: t.template.paths[0].join('.') } : { value: v };
       }
       const r = fillTemplate(t.template, scope);
       return 'missing' in r ? r : { value: r.text };

@@ -156,7 +156,7 @@ describe('token budget', () => {
     const full = await buildContext(rt, setup(100_000).plan, { messages, userId: 'u', variables: {} });
     const kn = full.variables.knowledge as Array<{ title: string; text: string; source: string }>;
     expect(kn.map((k) => k.source)).toEqual(['a.md', 'b.md', 'c.md']);
-    const passageTokens = kn.map((k) => countTokens(k.title) + countTokens(k.text) + 4);
+    const passageTokens = kn.map((k) => countTokens(k.title) + countTokens(k.text) + countTokens(k.source) + 4);
     const turnTokens = ['oldest turn', 'second turn', 'third turn', 'fourth turn'].map((t) => countTokens(t) + 3);
     const rulesTokens = countTokens(JSON.stringify({ policy: 'refunds within 30 days' }));
     const total = passageTokens.reduce((a, b) => a + b) + turnTokens.reduce((a, b) => a + b) + rulesTokens;
@@ -182,10 +182,11 @@ describe('token budget', () => {
       ['history', 4],
     ]);
 
-    // Below the rules alone: everything else is gone, then the rules object is dropped whole.
+    // Below the rules alone: everything else is gone, then the rules object is dropped whole;
+    // the room that leaves goes back to what fits (no passage; the newest turn).
     const c = await buildContext(rt, setup(rulesTokens - 1).plan, { messages, userId: 'u', variables: {} });
-    expect(c.variables).toEqual({ knowledge: [], history: [] });
-    expect(c.report.tokens).toBe(0);
+    expect(c.variables).toEqual({ knowledge: [], history: [{ role: 'assistant', content: 'fourth turn' }] });
+    expect(c.report.tokens).toBe(turnTokens[3]);
   });
 
   it('counts the final prompt like the usage estimator (o200k_base), remembering repeated texts', () => {

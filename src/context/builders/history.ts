@@ -1,9 +1,10 @@
 /**
  * `history`: the last turns of the request's own conversation as `[{role, content}]`,
- * oldest first. By default the current question (the last user message) is left out: it is
- * already in the request. At most `max_turns` messages of the listed `roles`; then, newest
- * first, as many as fit `max_tokens` (o200k_base tokens), so the oldest go first. Text parts of
- * array contents are joined; messages without text are skipped.
+ * oldest first. By default the current question (the last user message) is left out, with
+ * the tool calls and results that follow it: they are already in the request. At most
+ * `max_turns` messages of the listed `roles`; then, newest first, as many as fit
+ * `max_tokens` (o200k_base tokens), so the oldest go first. Text parts of array contents are
+ * joined; messages without text are skipped.
  *
  * The messages are the client's own, already covered by the guard's `user` scan: not
  * scanned again as context, and never cached.
@@ -51,12 +52,14 @@ export class HistoryBuilder implements Builder {
   /** The kept turns, oldest first. */
   select(messages: readonly unknown[], maxTurns: number): ContextItem[] {
     // The question being answered is the last user message, also while tool calls and
-    // their results follow it (a tool-calling round): it is already in the request.
+    // their results follow it (a tool-calling round). It is already in the request, and so
+    // is that round: the history ends before the question (else the round's tool results
+    // came twice, after a history missing its question, and took the turns of older ones).
     const current = this.#includeCurrent ? -1 : lastUserIndex(messages);
+    const end = current === -1 ? messages.length : current;
     const picked: ContextItem[] = [];
     let tokens = 0;
-    for (let i = messages.length - 1; i >= 0 && picked.length < maxTurns; i--) {
-      if (i === current) continue;
+    for (let i = end - 1; i >= 0 && picked.length < maxTurns; i--) {
       const m = messages[i] as { role?: unknown; content?: unknown } | null;
       if (m === null || typeof m !== 'object' || typeof m.role !== 'string' || !this.#roles.has(m.role)) continue;
       const content = textOf(m.content);

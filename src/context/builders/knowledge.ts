@@ -35,11 +35,11 @@ import {
   type StringTemplate,
   type UrlTemplate,
 } from '../paths.js';
-import { countTokens } from '../tokens.js';
+import { countTokens, countTokensRemembered } from '../tokens.js';
 import type { Builder, BuilderOutput, BuildInput, BuildPlan, ContextItem } from '../types.js';
 import { commonSettings, deepFreeze, type BuilderContext } from './common.js';
 
-/** Per-turn framing tokens besides the passage text (title, separators). */
+/** Per-passage framing tokens besides its title, text and source (separators). */
 const TOKENS_PER_PASSAGE = 4;
 
 /**
@@ -116,7 +116,7 @@ export class KnowledgeBuilder implements Builder {
       text: h.chunk.text,
       score: h.score,
       source: h.chunk.source,
-      tokens: h.tokens + TOKENS_PER_PASSAGE,
+      tokens: h.tokens + countTokensRemembered(h.chunk.source) + TOKENS_PER_PASSAGE,
       relative: 0,
     }));
     let remote: Passage[] = [];
@@ -164,6 +164,11 @@ function merge(local: Passage[], remote: Passage[], topK: number): Passage[] {
   if (remote.length === 0) return local;
   if (local.length === 0) return remote.slice(0, topK);
   return [...local, ...remote].sort((a, b) => b.relative - a.relative).slice(0, topK);
+}
+
+/** A string or number field as text; an object (`{"en": "..."}`) or null is not one (`[object Object]`). */
+function scalarText(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined;
 }
 
 function round(score: number): number {
@@ -218,14 +223,16 @@ async function searchRemote(r: RemoteSearch, query: string, topK: number, signal
     if (out.length >= topK) break;
     const text = getPath(hit, r.fields.text);
     if (typeof text !== 'string' || text === '') continue;
-    const title = String(getPath(hit, r.fields.title) ?? '');
+    const title = scalarText(getPath(hit, r.fields.title)) ?? '';
     const score = getPath(hit, r.fields.score);
+    const source = scalarText(getPath(hit, r.fields.source)) ?? 'search';
     out.push({
       title,
       text,
       score: typeof score === 'number' && Number.isFinite(score) ? score : list.length - i,
-      source: String(getPath(hit, r.fields.source) ?? 'search'),
-      tokens: countTokens(title) + countTokens(text) + TOKENS_PER_PASSAGE,
+      source,
+      // The source is rendered too (`[{{source}}] {{title}}`): a URL is tens of tokens.
+      tokens: countTokens(title) + countTokens(text) + countTokensRemembered(source) + TOKENS_PER_PASSAGE,
       relative: 0,
     });
   }

@@ -14,9 +14,11 @@
  * ```
  *
  * A condition value is a scalar (equals), a list (one of) or operators (`eq`, `ne`, `in`,
- * `not_in`, `gt`, `gte`, `lt`, `lte`, `exists`). A builder named in a path (`customer`) is
- * a dependency: the rules wait for it, and see nothing there when it was skipped. Outputs
- * are config data, so they are trusted (not scanned).
+ * `not_in`, `gt`, `gte`, `lt`, `lte`, `exists`). Equality is strict (`"3"` is not `3`, `Gold`
+ * is not `gold`); the comparisons also read numbers sent as JSON number text (`"5200.00"`).
+ * A builder named in a path (`customer`) is a dependency: the rules wait for it, and see
+ * nothing there when it was skipped. Outputs are config data, so they are trusted (not
+ * scanned).
  */
 import type { RuleCondition, RulesBuilderConfig } from '../config-schema.js';
 import { getPath, splitPath } from '../paths.js';
@@ -101,7 +103,10 @@ function compileCondition(cond: RuleCondition): Predicate {
   }
   if (typeof cond !== 'object') return (v) => v === cond;
   const tests: Predicate[] = [];
-  const num = (f: (n: number) => boolean): Predicate => (v) => typeof v === 'number' && f(v);
+  const num = (f: (n: number) => boolean): Predicate => (v) => {
+    const n = numberOf(v);
+    return n !== undefined && f(n);
+  };
   if (cond.eq !== undefined) tests.push(cond.eq === null ? (v) => v === undefined || v === null : (v) => v === cond.eq);
   if (cond.ne !== undefined) tests.push(cond.ne === null ? (v) => v !== undefined && v !== null : (v) => v !== cond.ne);
   if (cond.in !== undefined) {
@@ -121,4 +126,15 @@ function compileCondition(cond: RuleCondition): Predicate {
     tests.push((v) => (v !== undefined && v !== null) === want);
   }
   return (v) => tests.every((t) => t(v));
+}
+
+/** JSON number text: services often send amounts as strings ("5200.00") to keep decimals exact. */
+const NUMERIC = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+/** A number, or a string holding one in JSON's syntax, as a number; anything else undefined. */
+function numberOf(v: unknown): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string' || !NUMERIC.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : undefined;
 }
