@@ -80,16 +80,31 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     upstreams.set(u.name, compileUpstream(u, u.pricing ? createPriceBook(priceBook, u.pricing) : priceBook));
   });
 
-  // keyless: an upstream without a key may hand its traffic to another upstream.
+  // keyless: an upstream without a key may hand its traffic to another upstream. The target
+  // may itself be keyless and redirected: followed to the end, so traffic never reaches an
+  // upstream that was told not to pass the client's Authorization on. A loop is an error.
+  const redirectsTo = (u: UpstreamConfig): string | undefined => (u.keyless === 'pass_through' || u.api_key !== '' ? undefined : u.keyless);
+  const byName = new Map(file.upstreams.map((u) => [u.name, u]));
   const redirect = new Map<string, string>();
   file.upstreams.forEach((u, i) => {
-    if (u.keyless === 'pass_through' || u.api_key !== '') return;
-    if (!upstreams.has(u.keyless)) {
-      issues.push({ path: `upstreams[${i}].keyless`, message: `unknown upstream "${u.keyless}" (expected pass_through or an upstream name)` });
-      return;
+    if (redirectsTo(u) === undefined) return;
+    const chain = [u.name];
+    let target: UpstreamConfig | undefined = u;
+    for (let next = redirectsTo(target); next !== undefined; next = redirectsTo(target)) {
+      target = byName.get(next);
+      // Reported once, by the upstream whose own keyless is unknown or that is in the loop.
+      if (target === undefined) {
+        if (chain.length === 1) issues.push({ path: `upstreams[${i}].keyless`, message: `unknown upstream "${next}" (expected pass_through or an upstream name)` });
+        return;
+      }
+      if (chain.includes(next)) {
+        if (next === u.name) issues.push({ path: `upstreams[${i}].keyless`, message: `keyless redirections go round in a loop (${[...chain, next].join(' -> ')}): one of them needs an api_key or keyless: pass_through` });
+        return;
+      }
+      chain.push(next);
     }
-    redirect.set(u.name, u.keyless);
-    notes.push(`upstream "${u.name}" has no API key: its traffic goes to "${u.keyless}"`);
+    redirect.set(u.name, target.name);
+    notes.push(`upstream "${u.name}" has no API key: its traffic goes to "${target.name}"${chain.length > 2 ? ` (via ${chain.slice(1, -1).join(', ')})` : ''}`);
   });
 
   const resolveRoute = (names: string[], at: string): string[] => {

@@ -80,12 +80,19 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   }
 
   const lineCounter = new YAML.LineCounter();
-  const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
   for (const e of doc.errors) {
     const pos = lineCounter.linePos(e.pos[0]);
-    issues.push({ path: `${name} (line ${pos.line})`, message: maskSubstituted(e.message.split('\n')[0], values) });
+    issues.push({ path: `${name} (line ${pos.line})`, message: maskSubstituted(yamlMessage(e), values) });
   }
-  if (doc.errors.length > 0) throw new ConfigError(issues);
+  // YAML's warnings are errors here: an unknown tag (`api_key: !ENV OPENAI_API_KEY`, as other
+  // tools read it) would otherwise leave the tagged text as the value, a key of "OPENAI_API_KEY".
+  for (const w of doc.warnings) {
+    const pos = lineCounter.linePos(w.pos[0]);
+    const message = w.code === 'TAG_RESOLVE_FAILED' ? `${w.message.split('\n')[0]} (promptgate knows no custom YAML tags; for the environment use \${VAR})` : yamlMessage(w);
+    issues.push({ path: `${name} (line ${pos.line})`, message: maskSubstituted(message, values) });
+  }
+  if (doc.errors.length > 0 || doc.warnings.length > 0) throw new ConfigError(issues);
   // Nothing but blanks and comments: what a file caught mid-write (truncated) reads as.
   if (doc.contents === null) throw new ConfigError([...issues, { path: name, message: 'the file is empty' }]);
 
@@ -97,9 +104,10 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
     throw new ConfigError([...issues, { path: name, message: maskSubstituted((err as Error).message, values) }]);
   }
   const parsed = configSchema.safeParse(data);
+  const sourceLines = text.split('\n');
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      const found = schemaIssue(name, doc, lineCounter, issue);
+      const found = schemaIssue(name, doc, lineCounter, issue, (line) => emptyVariables(sourceLines[line - 1] ?? '', env));
       issues.push({ ...found, message: maskSubstituted(found.message, values) });
     }
   }
@@ -120,6 +128,12 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   return compiled.config;
 }
 
+/** The first line of a YAML parser message, put in an operator's terms where it names the library's API. */
+function yamlMessage(e: YAML.YAMLError): string {
+  if (e.code === 'MULTIPLE_DOCS') return 'the file holds more than one YAML document (text after a "---" or "..." that ends the first); a config is one document';
+  return e.message.split('\n')[0];
+}
+
 /** `upstreams[0].timeout.connect_ms` */
 export function formatPath(segments: readonly PropertyKey[]): string {
   let out = '';
@@ -130,7 +144,7 @@ export function formatPath(segments: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
-function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue): ConfigIssue {
+function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue, emptyOn: (line: number) => string[]): ConfigIssue {
   let segments = issue.path as PropertyKey[];
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
@@ -146,7 +160,22 @@ function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCou
     message = message.replace(/^Invalid input: /, '');
   }
   const line = lineOf(doc, lineCounter, segments);
+  if (issue.code === 'invalid_type' && line !== undefined && message.endsWith('received null')) {
+    // An unquoted `${VAR}` that is empty (`api_key: ${OPENAI_API_KEY}`, the variable set to
+    // "") leaves nothing, which YAML reads as null.
+    const empty = emptyOn(line);
+    if (empty.length > 0) {
+      const quote = message.startsWith('expected string') ? `; quote it, "\${${empty[0]}}", for an empty string` : '';
+      message += ` (${empty.map((v) => `\${${v}}`).join(', ')} ${empty.length === 1 ? 'is' : 'are'} empty here, and an unquoted empty value is null${quote})`;
+    }
+  }
   return { path: `${name}: ${formatPath(segments)}${line ? ` (line ${line})` : ''}`, message };
+}
+
+/** The variables a source line refers to (`${NAME...`) that are unset or empty. */
+function emptyVariables(sourceLine: string, env: Record<string, string | undefined>): string[] {
+  const names = [...sourceLine.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]);
+  return [...new Set(names)].filter((n) => (env[n] ?? '') === '');
 }
 
 /** `upstreams[0].timeout` -> ['upstreams', 0, 'timeout'] (a key holding `.` reads as two; `lineOf` then finds its parent). */

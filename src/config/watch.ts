@@ -6,7 +6,7 @@
  * replaces the old one, and an invalid config is rejected with one log line while the old
  * one keeps serving.
  */
-import { statSync, watch, type FSWatcher } from 'node:fs';
+import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './load.js';
 import type { RuntimeConfig } from './compile.js';
@@ -94,6 +94,11 @@ export class ConfigWatcher {
       if (entry === undefined) for (const d of extra) if (path.dirname(d) === dir) names.add(path.basename(d));
       include(dir, names);
     }
+    // A config file that is a symlink into another directory (`gateway.config.yaml ->
+    // /srv/configs/promptgate.yaml`) is edited there: that directory is watched too, for the
+    // target's name. (A ConfigMap's `..data/...` target is inside the watched directory's tree.)
+    const target = realPathOf(file);
+    if (target !== undefined && target !== file && path.dirname(target) !== dir) include(path.dirname(target), new Set([path.basename(target)]));
     for (const [dir, { watcher, identity }] of this.#watchers) {
       // A directory deleted (or replaced) leaves a watcher on the old inode that never fires again.
       if (!dirs.has(dir) || identityOf(dir) !== identity) {
@@ -136,6 +141,15 @@ function nearestExisting(dir: string): { dir: string | undefined; entry: string 
     if (up === at) return { dir: undefined, entry: undefined };
     entry = path.basename(at);
     at = up;
+  }
+}
+
+/** The file `file` names once every symlink is followed; undefined when it is missing. */
+function realPathOf(file: string): string | undefined {
+  try {
+    return realpathSync(file);
+  } catch {
+    return undefined;
   }
 }
 
