@@ -51,6 +51,29 @@ const NO_LONE = -3;
 const MAX_LONG_TOKENS = 16;
 const NON_ASCII_RUN = /[^\0-\x7f]+/g;
 
+/** Whether cutting `text` before unit `i` would split a surrogate pair. */
+function splitsPair(text: string, i: number): boolean {
+  const hi = text.charCodeAt(i - 1);
+  const lo = text.charCodeAt(i);
+  return hi >= 0xd800 && hi <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff;
+}
+
+/**
+ * `text` as its head and tail joined by a newline, `room` units at most, the head about
+ * `head` of them. No cut splits a surrogate pair: the tail starts with a whole pair (the
+ * head gives up the unit), the head ends before one.
+ */
+function headAndTail(text: string, head: number, room: number): string {
+  let h = head;
+  let t = text.length - (room - head - 1);
+  if (splitsPair(text, t)) {
+    t--;
+    h--;
+  }
+  if (splitsPair(text, h)) h--;
+  return `${text.slice(0, h)}\n${text.slice(t)}`;
+}
+
 export interface NormalizerOptions {
   /** Input characters scanned at most (default 8192): head 3/4, tail 1/4. */
   maxChars?: number;
@@ -125,8 +148,7 @@ export class TextNormalizer {
   normalizeToBuffer(text: string): number {
     let input = text;
     if (input.length > this.maxChars) {
-      const head = Math.floor(this.maxChars * 0.75);
-      input = `${input.slice(0, head)}\n${input.slice(input.length - (this.maxChars - head))}`;
+      input = headAndTail(input, Math.floor(this.maxChars * 0.75), this.maxChars + 1);
     }
     this.obfuscations = 0;
     this.suspects = 0;
@@ -198,11 +220,12 @@ export class TextNormalizer {
     if (text.length <= room) return text;
     text = raw.replace(NON_ASCII_RUN, (run) => {
       const folded = run.normalize('NFKC');
-      return folded.length <= 2 * run.length ? folded : folded.slice(0, 2 * run.length);
+      if (folded.length <= 2 * run.length) return folded;
+      const end = 2 * run.length;
+      return folded.slice(0, splitsPair(folded, end) ? end - 1 : end);
     });
     if (text.length <= room) return text;
-    const head = Math.floor(room * 0.75);
-    return `${text.slice(0, head)}\n${text.slice(text.length - (room - head - 1))}`;
+    return headAndTail(text, Math.floor(room * 0.75), room);
   }
 
   /**
