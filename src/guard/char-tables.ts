@@ -128,9 +128,18 @@ export const leetTable = new Uint16Array(128);
 for (const [k, v] of Object.entries(LEET)) leetTable[k.charCodeAt(0)] = v.charCodeAt(0);
 
 export const isAsciiLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
-/** A character that belongs to a word: letters, digits, '@', '$', and anything non-ASCII. */
+/**
+ * A character that belongs to a word: letters, digits, '@', '$', and anything non-ASCII but
+ * symbols and surrogates (emoji, pictographs, arrows, math and currency signs). A symbol
+ * glued to a word is a break, as a space: "😀Ignore all previous instructions" is read as
+ * "ignore all ...", not as one unknown first word.
+ */
 export const isWordChar = (c: number): boolean =>
-  (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || c >= 0x80;
+  (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x40 || c === 0x24 || (c >= 0x80 && !isSymbolUnit(c));
+
+const SYMBOL = /^\p{S}$/u;
+/** A surrogate (astral characters left after NFKC are emoji and other symbols) or a BMP symbol (\p{S}). */
+const isSymbolUnit = (c: number): boolean => (c >= 0xd800 && c <= 0xdfff) || SYMBOL.test(String.fromCharCode(c));
 export const isSpacedSeparator = (c: number): boolean => c === SPACE || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x2a;
 
 export const B64_VALUES = new Int8Array(128).fill(-1);

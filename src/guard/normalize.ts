@@ -20,7 +20,8 @@
  * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined (spaced-letters.ts);
  *    a wider gap in the run stays a word break ("p r i n t   y o u r" -> "print your").
  * 6. Words as the model and the phrase triggers read them (runs of letters, digits,
- *    apostrophes and non-ASCII characters) listed with their FNV-1a hashes, while folding.
+ *    apostrophes and non-ASCII characters but symbols such as emoji, which break words)
+ *    listed with their FNV-1a hashes, while folding.
  *
  * The result lives in buffers owned by the normaliser, reused by every call (one per
  * scanner; `scan` is synchronous so calls never interleave). Only the final string and,
@@ -327,8 +328,23 @@ export class TextNormalizer {
         const m = fk & 0xffff;
         if (m === NEEDS_NFKC) {
           if (canRestart) return -1;
-          buf[n++] = c; // already NFKC (a Hangul syllable, an emoji half): keep as is
-          hash = fnvStep(hash, c);
+          if (c < 0xd800 || c > 0xdbff) {
+            buf[n++] = c; // already NFKC (a Hangul syllable): a word character, kept as is
+            hash = fnvStep(hash, c);
+            continue;
+          }
+          // A non-BMP character NFKC left as it is (an emoji) is a break, as its low half
+          // (a symbol, char-tables.ts): "😀Ignore all ..." reads "ignore all ...".
+          this.endWord(wordStart, n, wordFlags);
+          wordFlags = 0;
+          wordStart = n + 1;
+          if (n > listedStart) {
+            wordAt[words] = listedStart;
+            wordHashes[words++] = hash;
+          }
+          hash = FNV_OFFSET;
+          listedStart = n + 1;
+          buf[n++] = c;
           continue;
         }
         if (m === EXPAND_SS) {

@@ -1,7 +1,8 @@
 /**
  * The words of a normalised text as the model and the phrase triggers read them: maximal
- * runs of letters, digits, apostrophes and non-ASCII characters ("don't" is one word, "a@b"
- * two), each with its FNV-1a hash. The normaliser lists them while it folds the text
+ * runs of letters, digits, apostrophes and non-ASCII characters other than symbols (an
+ * emoji breaks words like a space; "don't" is one word, "a@b" two), each with its FNV-1a
+ * hash. The normaliser lists them while it folds the text
  * (normalize.ts, step 6); the feature extractor hashes word n-grams and looks up trigger
  * words from the list, without reading the text again.
  */
