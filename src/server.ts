@@ -12,11 +12,11 @@
  *   5. telemetry is flushed and the process exits 0.
  * A second SIGTERM/SIGINT during the drain is logged and otherwise ignored.
  */
-import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorBody, GatewayError } from './errors.js';
-import { serve } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import { FeedbackLedger } from './admin/feedback.js';
 import { createApp } from './app.js';
 import { createContextRuntime } from './context/runtime.js';
@@ -92,8 +92,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const inflight = new Set<ServerResponse>();
 
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port, hostname: config.server.host }, () => resolve(s as Server)) as Server;
+    // What `serve()` does, plus the envelope for requests the adapter cannot route. Node's
+    // own 400 for an HTTP/1.1 request without `Host` (RFC 9112 §3.2) has no body: ours instead.
+    const listener = getRequestListener(app.fetch, { hostname: config.server.host, errorHandler: answerUnroutable });
+    const s = createServer({ requireHostHeader: false }, (req, res) => {
+      if (req.headers.host === undefined && req.httpVersion === '1.1') return answerNoHost(res);
+      void listener(req, res);
+    });
     s.once('error', reject);
+    s.listen(port, config.server.host, () => resolve(s));
   });
   server.on('request', (_req, res: ServerResponse) => {
     inflight.add(res);
@@ -218,6 +225,25 @@ function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
       `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`,
   );
+}
+
+/**
+ * A request Node parsed but @hono/node-server cannot turn into a URL (`OPTIONS *`, a
+ * backslash in the path, a `Host` that names no host) never reaches the app either: the
+ * OpenAI envelope too, instead of a bare 400 with an empty body. Anything else thrown
+ * before the app answers is a 500.
+ */
+function answerUnroutable(err: unknown): Response {
+  const error = err instanceof RequestError ? new GatewayError('invalid_request', 'The request target or Host header is not valid.') : err;
+  const { status, body } = errorBody(error);
+  return Response.json(body, { status });
+}
+
+/** 400 in the envelope for an HTTP/1.1 request without `Host`, closing the connection as Node does. */
+function answerNoHost(res: ServerResponse): void {
+  const json = JSON.stringify(errorBody(new GatewayError('invalid_request', 'The request has no Host header.')).body);
+  res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), connection: 'close' });
+  res.end(json);
 }
 
 /** The error a request Node's HTTP server rejected gets, by Node's error code. */

@@ -14,6 +14,7 @@ import { ClientGoneError } from './forward.js';
  * `ClientGoneError` when the client disconnects before the body is complete.
  */
 export async function readBody(incoming: IncomingMessage | undefined, webRequest: Request, limit: number): Promise<Buffer> {
+  if (incoming) refuseTransferCodings(incoming);
   const declared = Number(incoming ? incoming.headers['content-length'] : webRequest.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
   if (!incoming) {
@@ -38,20 +39,41 @@ export async function readBody(incoming: IncomingMessage | undefined, webRequest
  */
 export async function readPassThroughBody(incoming: IncomingMessage | undefined, webRequest: Request, limit: number): Promise<PassThroughBody> {
   if (!incoming) return { bytes: await readBody(incoming, webRequest, limit) };
+  refuseTransferCodings(incoming);
   const declared = Number(incoming.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) return { stream: incoming };
+  if (Number.isFinite(declared) && declared > limit) return { stream: rest([], incoming) };
   const read = await readUpTo(incoming, limit);
   if (!read.overflow) return { bytes: read.body };
-  const head = read.chunks;
-  return {
-    stream: Readable.from(
-      (async function* rest() {
-        yield* head;
-        yield* incoming;
-      })(),
-      { objectMode: false },
-    ),
-  };
+  return { stream: rest(read.chunks, incoming) };
+}
+
+/**
+ * What was read, then the rest of `incoming`, as one stream for the upstream call. The
+ * upstream client destroys it when it stops sending (the upstream answered before the
+ * upload was complete, a timeout): that must not destroy `incoming` too, which leaves the
+ * kept-alive connection stalled (its next request never read). Left alone, the unread rest
+ * is discarded after the answer (@hono/node-server drains it, or closes the connection).
+ */
+function rest(head: Buffer[], incoming: IncomingMessage): Readable {
+  return Readable.from(
+    (async function* () {
+      yield* head;
+      yield* incoming.iterator({ destroyOnReturn: false });
+    })(),
+    { objectMode: false },
+  );
+}
+
+/**
+ * RFC 9112 §6.1: 501 for a request body in a transfer coding other than `chunked` (Node
+ * takes `gzip, chunked` and removes only the chunking): its bytes would go on, and be read,
+ * as the body itself.
+ */
+function refuseTransferCodings(incoming: IncomingMessage): void {
+  const codings = incoming.headers['transfer-encoding'];
+  if (codings === undefined) return;
+  if (codings.split(',').every((t) => t.trim().toLowerCase() === 'chunked')) return;
+  throw new GatewayError('not_implemented', 'Transfer codings other than chunked are not supported in requests.');
 }
 
 /** A pass-through body: read whole (`bytes`), or to be streamed once (`stream`). */

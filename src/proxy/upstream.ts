@@ -54,6 +54,11 @@ export function classifyTransportError(err: unknown): TransportFailure {
   if (name === 'AbortError' || name === 'TimeoutError') return 'aborted';
   const code = (err as { code?: string } | null)?.code;
   if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return 'aborted';
+  // undici refuses a `100 Continue` (which it never asks for: `expect` is not sent) and an
+  // unasked-for upgrade as a `bad response`, and a body its content-length does not match
+  // (content-length next to transfer-encoding): the upstream answered, invalidly.
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return 'protocol';
+  if (code === 'UND_ERR_SOCKET' && /^bad (response|upgrade)$/.test((err as Error).message)) return 'protocol';
   if (code === 'UND_ERR_INFO' || code === 'HPE_INVALID_CONSTANT' || code?.startsWith('HPE_')) return 'protocol';
   return 'connect'; // ECONNREFUSED, ECONNRESET, ENOTFOUND, UND_ERR_SOCKET, UND_ERR_CLOSED...
 }
