@@ -19,7 +19,7 @@ export function priceUsage(exchange: Exchange, upstream: Upstream): number | nul
   return r.costUsd;
 }
 
-/** Reads a non-stream chat completion body. */
+/** Reads a non-stream chat completion body (a body with only an `error` is accounted as one). */
 export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
   let obj: Record<string, unknown> | undefined;
   try {
@@ -34,7 +34,14 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   // An empty model names nothing to price (as a stream's empty model, skipped by the relay).
   if (typeof obj.model === 'string' && obj.model !== '') r.responseModel = obj.model;
   const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
-  r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string');
+  // An error sent with a 200 (OpenRouter, some local servers; vLLM's bare `"object":"error"`):
+  // a failure, as with an error status; no answer, so no tokens estimated for it.
+  if (choices.length === 0 && ((obj.error !== undefined && obj.error !== null) || obj.object === 'error')) {
+    r.outcome = 'error';
+    r.errorType = 'upstream_error_body';
+    return;
+  }
+  r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string' && f !== '');
   const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');
   const reply = () => choices.map((c) => replyText(c.message)).join('');
   r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, reply(), r.responseModel ?? r.requestModel ?? '');
@@ -74,6 +81,9 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   if (exchange.content.captureContent) exchange.content.completion = text.content;
   priceUsage(exchange, upstream);
   if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
+  // openai-node throws on the upstream's error event and closes the connection at once: a
+  // client gone after that event left because the request failed upstream.
+  else if (end.outcome === 'client_abort' && summary.upstreamError !== undefined) exchange.finish({ outcome: 'error', errorType: 'upstream_stream_error' });
   else if (end.outcome === 'client_abort') exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
   else exchange.finish({ outcome: 'error', errorType: end.errorType });
 }

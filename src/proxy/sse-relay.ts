@@ -89,6 +89,10 @@ export class SseScanner {
   #droppedLast = false;
   /** An event with data (a chunk, an error) was among those returned so far. */
   #returnedData = false;
+  /** Each choice's finish reason, by choice index. */
+  readonly #finishByChoice = new Map<number, string>();
+  /** The stream sent a top-level `usage` (preferred over Groq's `x_groq.usage`). */
+  #topLevelUsage = false;
 
   /** @param keepText keep the stream's whole text (content capture), not a sample of a long one (stream-text.ts). */
   constructor(
@@ -139,7 +143,10 @@ export class SseScanner {
       const event = parts[i];
       if (event === '') continue;
       const data = dataOf(event);
-      if (data === undefined) continue;
+      if (data === undefined) {
+        this.#noteErrorField(event);
+        continue;
+      }
       if (data === '[DONE]') {
         this.summary.sawDone = true;
         continue;
@@ -167,6 +174,26 @@ export class SseScanner {
     return changed ? Buffer.from(head + parts.join(''), 'utf8') : bytes;
   }
 
+  /**
+   * llama.cpp's server reports a failure mid-stream as an `error:` field, not as `data:`:
+   * SSE clients (openai-node) ignore the field, as they do through the gateway, but the
+   * request failed and is accounted so.
+   */
+  #noteErrorField(event: string): void {
+    if (!event.includes('error:')) return;
+    for (const line of event.split(/\r\n|\n|\r/)) {
+      if (!line.startsWith('error:')) continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line.slice(6));
+      } catch {
+        value = line.slice(6).trim();
+      }
+      const error = typeof value === 'object' && value !== null && 'error' in value ? (value as { error: unknown }).error : value;
+      this.summary.upstreamError ??= error === '' || error === null ? 'error' : error;
+    }
+  }
+
   /** `drop` the event, `keep` it, or send `data` in its place. */
   #readEvent(data: string): 'keep' | 'drop' | { data: string } {
     const s = this.summary;
@@ -188,12 +215,27 @@ export class SseScanner {
     if (first && typeof obj.id === 'string' && obj.id !== '') s.id = obj.id;
     if (s.model === undefined && typeof obj.model === 'string' && obj.model !== '') s.model = obj.model;
     if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
+    // vLLM (before 0.10) streams a failure as a bare error object: `{"object":"error","message":...}`.
+    else if (obj.object === 'error') s.upstreamError = obj;
     if (typeof obj.service_tier === 'string') s.serviceTier = obj.service_tier;
     const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
-    for (const c of choices) if (typeof c.finish_reason === 'string') s.finishReasons.push(c.finish_reason);
+    // One reason per choice: some upstreams repeat it on a later chunk (the usage chunk), or
+    // send `"finish_reason": ""` on every chunk before it (not a reason).
+    let finished = false;
+    for (const c of choices) {
+      if (typeof c.finish_reason !== 'string' || c.finish_reason === '') continue;
+      this.#finishByChoice.set(typeof c.index === 'number' ? c.index : 0, c.finish_reason);
+      finished = true;
+    }
+    if (finished) s.finishReasons = [...this.#finishByChoice].sort((a, b) => a[0] - b[0]).map(([, reason]) => reason);
     this.summary.text.add(data);
+    // Groq reports usage in `x_groq.usage` on its last chunk (the client gets it as sent); a
+    // top-level usage, on this chunk or an earlier one, is the one that counts.
+    const groqUsage = (obj.x_groq as { usage?: unknown } | null | undefined)?.usage;
+    if (!this.#topLevelUsage && !(obj.usage && typeof obj.usage === 'object') && groqUsage && typeof groqUsage === 'object') s.usage = groqUsage;
     if (obj.usage && typeof obj.usage === 'object') {
       s.usage = obj.usage;
+      this.#topLevelUsage = true;
       if (this.stripUsageChunk) {
         if (choices.length === 0) return 'drop';
         // An upstream that puts the usage on its last content chunk: the chunk stays, the

@@ -50,6 +50,7 @@ export const GATEWAY_ERROR_TYPES = [
   'upstream_stream_error',
   'upstream_event_too_large',
   'upstream_body_error',
+  'upstream_error_body',
   '_OTHER',
 ];
 

@@ -20,7 +20,9 @@ const REPLY_PRIMING_TOKENS = 3;
 /**
  * Reads OpenAI's usage object (chat completions `prompt_tokens`/`completion_tokens`, or the
  * Responses API `input_tokens`/`output_tokens`) with the cached, reasoning and audio details
- * when present. Missing or null details count 0 (audio counts are set only when above 0). Returns undefined when no token count is there.
+ * when present (DeepSeek's `prompt_cache_hit_tokens` when the details give no cached count).
+ * Missing or null details count 0 (audio counts are set only when above 0). Returns
+ * undefined when no token count is there.
  *
  * @example
  * usageFromOpenAI({ prompt_tokens: 12, completion_tokens: 5, prompt_tokens_details: null })
@@ -38,7 +40,9 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
   const usage: Usage = {
     inputTokens,
     outputTokens,
-    cachedInputTokens: Math.min(isObject(inputDetails) ? (count(inputDetails.cached_tokens) ?? 0) : 0, inputTokens),
+    // DeepSeek (and servers copying it) report cache hits as `prompt_cache_hit_tokens`,
+    // older versions without `prompt_tokens_details`.
+    cachedInputTokens: Math.min((isObject(inputDetails) ? count(inputDetails.cached_tokens) : undefined) ?? count(u.prompt_cache_hit_tokens) ?? 0, inputTokens),
     reasoningTokens: Math.min(isObject(outputDetails) ? (count(outputDetails.reasoning_tokens) ?? 0) : 0, outputTokens),
     estimated: false,
   };
