@@ -89,7 +89,7 @@ export interface ExperimentObservation {
   variant: string;
   /** `latency_ms`, `cost_usd`, `input_tokens`, `output_tokens`, `success`, `feedback.<name>`... */
   metric: string;
-  /** Must be >= 0 (the sums are counters) with a finite square (below ~1e154); other values are ignored. */
+  /** Must be from 0 (the sums are counters) to MAX_OBSERVATION (1e150, so the sum of squares stays finite); other values are ignored. */
   value: number;
 }
 
@@ -346,12 +346,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 }
 
 /**
+ * The largest experiment value counted: 1e150, as `POST /v1/feedback` takes. A finite square
+ * alone (up to ~1.34e154) was not enough: two squares near 1e308 added up to +Inf in the
+ * sum-of-squares counter, and that series' variance stayed NaN for good. At 1e150 a square is
+ * 1e300, so the counter stays finite for about 1.8e8 such observations.
+ */
+export const MAX_OBSERVATION = 1e150;
+
+/**
  * Whether an experiment value can go into the three counters: not negative (a counter
- * never decreases) and its square finite (prom-client throws on a non-finite increment,
- * which would leave n and the sum counted without the sum of squares). False for NaN.
+ * never decreases) and at most MAX_OBSERVATION (prom-client throws on a non-finite
+ * increment, which would leave n and the sum counted without the sum of squares; see
+ * MAX_OBSERVATION for the running total). False for NaN.
  */
 function countable(value: number): boolean {
-  return value >= 0 && value * value < Infinity;
+  return value >= 0 && value <= MAX_OBSERVATION;
 }
 
 /** Cached label-bound series per metrics instance before the cache starts over (a safety net). */
