@@ -158,7 +158,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       server.closeAllConnections();
       await closed;
       await holder.close();
-      await context.close();
+      // A context call still running serves no request now (a late builder filling its
+      // cache, or one whose client left): it is cut, not waited for up to its `timeout_ms`.
+      await context.dispatcher.destroy().catch(() => undefined);
+      await context.close().catch(() => undefined);
       await telemetry.shutdown(); // flushes spans
       logger.info('stopped');
     })();

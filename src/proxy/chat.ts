@@ -71,6 +71,9 @@ export function chatCompletions(deps: GatewayDeps) {
         if (plan) {
           const messages = received.messages as unknown[];
           vars = await injectContext(deps, exchange, { plan, messages, keptMessages: keptClientMessages(messages, selection.mode), userId, variables: vars, config });
+          // Building stops waiting when the client leaves: nothing more is done for it (a
+          // blocking guard would answer, and account, a 400 to no one).
+          if (exchange.clientGone) throw new ClientGoneError();
           clientVariables = renderedOf(clientVariables, vars);
         }
         body = applySelection(received, selection, vars) as ChatBody;
