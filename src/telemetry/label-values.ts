@@ -28,11 +28,15 @@ export class LabelValues {
     for (const v of values) this.#known.add(v);
   }
 
-  /** The value to put in the label: itself, `''` when absent, or `other` past the cap (or when too long or not well-formed UTF-16). */
+  /**
+   * The value to put in the label: itself, `''` when absent, or `other` past the cap (or when
+   * too long or not well-formed UTF-16). A value that is `other` itself takes no slot: it
+   * reads as the overflow series anyway, and a client sending it must not use up a slot.
+   */
   value(v: string | undefined): string {
     if (!v) return '';
     if (this.#known.has(v) || this.#seen.has(v)) return v;
-    if (v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v)) return OTHER;
+    if (v === OTHER || v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v)) return OTHER;
     this.#seen.add(v);
     return v;
   }

@@ -123,8 +123,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const bounded = {
     // the GenAI routes never read `other`: dashboards and rules select route="/v1/chat/completions"
     route: new LabelValues(cap, Object.keys(OPERATIONS)),
-    upstream: new LabelValues(cap),
-    provider: new LabelValues(cap),
+    // Upstream and provider names come from the config only (exchange.ts: the upstream
+    // tried), never from a request: like the config's template names they never collapse,
+    // so a small max_label_values (set to bound client models) cannot merge two upstreams.
+    upstream: new LabelValues(Number.POSITIVE_INFINITY),
+    provider: new LabelValues(Number.POSITIVE_INFINITY),
     errorType: new LabelValues(cap, GATEWAY_ERROR_TYPES),
     template: new LabelValues(cap),
     templateVersion: new LabelValues(cap),
