@@ -4,6 +4,7 @@
  *
  *   promptgate [serve] [--config FILE] [--port N]   run the gateway (default)
  *   promptgate check [--config FILE]                 validate a config, print every error
+ *                                                    (`--port` there is a usage error)
  *
  * The config file is `--config`, else `$PROMPTGATE_CONFIG` (when not empty), else
  * `./gateway.config.yaml`. Exit codes: 0 ok, 1 invalid config or startup failure, 2 usage
@@ -33,9 +34,7 @@ async function main(argv: string[]): Promise<number> {
       },
     });
   } catch (err) {
-    // node:util parseArgs throws ERR_PARSE_ARGS_* for unknown options and missing values;
-    // its message for `--port -1` runs over three lines: made one, like every other error.
-    return usageError((err as Error).message.split('\n').map((line) => line.trim()).join(' '));
+    return usageError(parseArgsMessage(err as Error & { code?: string }));
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -50,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'check':
+      // `check -p my.yaml` (p for c) would otherwise check ./gateway.config.yaml and say OK.
+      if (values.port !== undefined) return usageError('option --port does not apply to check (the config file goes after --config)');
       return check(file);
     case 'serve': {
       const port = values.port !== undefined ? parsePort(values.port) : undefined;
@@ -60,6 +61,20 @@ async function main(argv: string[]): Promise<number> {
     default:
       return usageError(`unknown command "${command}"`);
   }
+}
+
+/**
+ * node:util parseArgs throws ERR_PARSE_ARGS_* for unknown options and missing values. Its
+ * unknown-option message goes on to advise passing the word as a positional after `--`,
+ * which this CLI rejects: cut to its first clause. The others, such as `--port -1`'s that
+ * runs over three lines, are made one line, like every other error.
+ */
+function parseArgsMessage(err: Error & { code?: string }): string {
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const option = /'([^']+)'/.exec(err.message)?.[1];
+    if (option !== undefined) return `unknown option '${option}'`;
+  }
+  return err.message.split('\n').map((line) => line.trim()).join(' ');
 }
 
 /** Prints `message` and the usage; exit code 2. */
