@@ -4,7 +4,7 @@
  * share it.
  */
 import semver from 'semver';
-import { compileText, renderText, type CompiledText } from './renderer.js';
+import { compileText, MAX_RENDERED_CHARS, renderText, type CompiledText } from './renderer.js';
 import type { ChatMessage } from './types.js';
 import { resolveVariables, type VariableSpec } from './variables.js';
 import type { TemplateConstraints, TemplateContext, TemplateParams, TemplateRole, TemplateVersionConfig } from './template-schema.js';
@@ -62,7 +62,9 @@ export class TemplateVersion {
 
   /**
    * Renders the messages. Applies defaults, then throws `missing_variable` /
-   * `invalid_variable` (400, `param: prompt_variables.<name>`) before any output.
+   * `invalid_variable` (400, `param: prompt_variables.<name>`) before any output, and
+   * `invalid_variable` (`param: prompt_variables`) when the messages together would be over
+   * `MAX_RENDERED_CHARS`.
    * Variables not declared by this version are ignored, except context builder outputs
    * (`context.use` names), which pass as they are.
    *
@@ -75,7 +77,8 @@ export class TemplateVersion {
     for (const name of this.contextNames) {
       if (!Object.hasOwn(view, name) && Object.hasOwn(vars, name) && vars[name] !== undefined) view[name] = vars[name];
     }
-    return this.#compiled.map((m) => ({ role: m.role, content: renderText(m.text, view) }));
+    const budget = { left: MAX_RENDERED_CHARS };
+    return this.#compiled.map((m) => ({ role: m.role, content: renderText(m.text, view, budget) }));
   }
 }
 

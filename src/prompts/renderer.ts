@@ -8,7 +8,8 @@
  * - no HTML escaping: `{{x}}` and `{{{x}}}` both insert the value as is (prompts are not HTML);
  * - objects and arrays interpolated directly render as JSON, not `[object Object]`;
  * - only own properties are looked up (`{{constructor}}` renders nothing);
- * - partials (`{{> name}}`) and lambdas are not supported.
+ * - partials (`{{> name}}`) and lambdas are not supported;
+ * - a render's output is capped (`MAX_RENDERED_CHARS`; over it: 400 `invalid_variable`).
  */
 import Mustache from 'mustache';
 import { GatewayError } from '../errors.js';
@@ -107,41 +108,71 @@ function splitName(name: string): readonly string[] {
 }
 
 /**
- * Renders a compiled template against `view` (variables already validated and defaulted).
- * One walk over the tree; no parsing. Throws `invalid_variable` for an object or list
- * value nested too deeply to render as JSON.
+ * Most characters one render may produce (all messages of a version together), each section
+ * repetition counting one more: far beyond any model's context window, far short of what
+ * V8 cannot build. A section repeats its text per list item, and sections nested over two
+ * lists multiply them, so an 80 KB request could otherwise ask for gigabytes of prompt.
  */
-export function renderText(compiled: CompiledText, view: Readonly<Record<string, unknown>>): string {
-  // Adjacent text nodes are merged at compile time, so static text is one node (or none).
-  if (compiled.isStatic) return compiled.nodes.length === 0 ? '' : (compiled.nodes[0] as { text: string }).text;
-  return renderNodes(compiled.nodes, [view]);
+export const MAX_RENDERED_CHARS = 16 * 1024 * 1024;
+
+/** What is left of `MAX_RENDERED_CHARS`; share one between the texts of one render. */
+export interface RenderBudget {
+  left: number;
 }
 
-function renderNodes(nodes: readonly TemplateNode[], stack: unknown[]): string {
+/**
+ * Renders a compiled template against `view` (variables already validated and defaulted).
+ * One walk over the tree; no parsing. Throws `invalid_variable` for an object or list
+ * value nested too deeply to render as JSON, and when the output would exceed the budget
+ * (`MAX_RENDERED_CHARS` unless one is passed).
+ */
+export function renderText(compiled: CompiledText, view: Readonly<Record<string, unknown>>, budget: RenderBudget = { left: MAX_RENDERED_CHARS }): string {
+  // Adjacent text nodes are merged at compile time, so static text is one node (or none).
+  if (compiled.isStatic) {
+    const text = compiled.nodes.length === 0 ? '' : (compiled.nodes[0] as { text: string }).text;
+    spend(budget, text.length);
+    return text;
+  }
+  return renderNodes(compiled.nodes, [view], budget);
+}
+
+function renderNodes(nodes: readonly TemplateNode[], stack: unknown[], budget: RenderBudget): string {
   let out = '';
   for (const node of nodes) {
     if (node.kind === 'text') {
+      spend(budget, node.text.length);
       out += node.text;
     } else if (node.kind === 'var') {
-      out += stringify(lookup(stack, node.path), node.name);
+      const text = stringify(lookup(stack, node.path), node.name);
+      spend(budget, text.length);
+      out += text;
     } else {
       const value = lookup(stack, node.path);
       if (node.inverted) {
-        if (isFalsy(value)) out += renderNodes(node.children, stack);
+        if (isFalsy(value)) out += renderNodes(node.children, stack, budget);
       } else if (Array.isArray(value)) {
         for (const item of value) {
+          spend(budget, 1);
           stack.push(item);
-          out += renderNodes(node.children, stack);
+          out += renderNodes(node.children, stack, budget);
           stack.pop();
         }
       } else if (!isFalsy(value)) {
         stack.push(value);
-        out += renderNodes(node.children, stack);
+        out += renderNodes(node.children, stack, budget);
         stack.pop();
       }
     }
   }
   return out;
+}
+
+function spend(budget: RenderBudget, n: number): void {
+  budget.left -= n;
+  if (budget.left >= 0) return;
+  throw new GatewayError('invalid_variable', `The rendered prompt would be over ${MAX_RENDERED_CHARS} characters: a prompt variable is too large for this template.`, {
+    param: 'prompt_variables',
+  });
 }
 
 /** Mustache falsiness: false, null, undefined, "", 0, NaN and the empty list. */

@@ -67,8 +67,11 @@ export function resolveVariables(
   return view;
 }
 
+/** `42`, `-1.5`, `+3`, `.5`, `1e3`: decimal numbers, not hex, binary or octal literals. */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
 /**
- * Converts a string (from a header) to the declared type: `"42"` -> 42, `"true"` -> true,
+ * Converts a string (from a header) to the declared type: `"42"` -> 42 (decimal only), `"true"` -> true,
  * JSON text for arrays and objects. Throws `invalid_variable` when it does not convert.
  */
 export function coerceFromString(name: string, spec: VariableSpec, raw: string): unknown {
@@ -81,9 +84,11 @@ export function coerceFromString(name: string, spec: VariableSpec, raw: string):
     case 'string':
       return raw;
     case 'number': {
+      // Decimal notation only (sign, digits, point, exponent): `Number()` would also read
+      // "0x10" as 16 and "0b11" as 3, so the prompt would show a number the client never wrote.
       const text = raw.trim();
-      const n = Number(text);
-      return text === '' || !Number.isFinite(n) ? fail() : n;
+      const n = DECIMAL.test(text) ? Number(text) : NaN;
+      return Number.isFinite(n) ? n : fail();
     }
     case 'boolean': {
       const text = raw.trim().toLowerCase();
