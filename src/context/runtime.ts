@@ -63,7 +63,10 @@ export class ContextRuntime {
   readonly #scannerIds = new WeakMap<InjectionScanner, number>();
   #nextScannerId = 0;
   readonly #scanners = new Map<string, InjectionScanner>();
-  readonly #screened = new WeakMap<BuilderOutput, { scanner: InjectionScanner; block: boolean; outcome: ScanOutcome }>();
+  /** The scanner key of the config `prepare` last saw (undefined: it scans no context). */
+  #preparedScanner: string | undefined;
+  /** By scanner id, not the scanner: a cached output must not keep an old config's scanner alive. */
+  readonly #screened = new WeakMap<BuilderOutput, { scanner: number; block: boolean; outcome: ScanOutcome }>();
   readonly #rng: () => number;
   readonly #now: (() => number) | undefined;
   readonly #observe: ((o: RecipeObservation) => void) | undefined;
@@ -153,30 +156,45 @@ export class ContextRuntime {
    * after request, so its outcome is remembered by object; other outputs by text.
    */
   screen(output: BuilderOutput, scanner: InjectionScanner, block: boolean): ScanOutcome {
+    const id = this.#scannerId(scanner);
     const known = this.#screened.get(output);
-    if (known && known.scanner === scanner && known.block === block) return known.outcome;
+    if (known && known.scanner === id && known.block === block) return known.outcome;
     const outcome = screenOutput(output, (text) => this.scan(text, scanner), block);
-    this.#screened.set(output, { scanner, block, outcome });
+    this.#screened.set(output, { scanner: id, block, outcome });
     return outcome;
   }
 
   /** Scans untrusted text, remembering results by text (cached passages are scanned once). */
   scan(text: string, scanner: InjectionScanner): InjectionScan {
-    let id = this.#scannerIds.get(scanner);
-    if (id === undefined) this.#scannerIds.set(scanner, (id = this.#nextScannerId++));
-    const key = `${id}\u0000${text}`;
+    const key = `${this.#scannerId(scanner)}\u0000${text}`;
     let s = this.#scans.get(key);
     if (!s) this.#scans.set(key, (s = scanner.scan(text)));
     return s;
   }
 
+  #scannerId(scanner: InjectionScanner): number {
+    let id = this.#scannerIds.get(scanner);
+    if (id === undefined) this.#scannerIds.set(scanner, (id = this.#nextScannerId++));
+    return id;
+  }
+
   /**
    * Start-up work for a (re)loaded config, so that no request pays for it: builds the
-   * injection scanner context scanning will use.
+   * injection scanner context scanning will use. Also forgets what only older configs used,
+   * which nothing else would ever drop: scanners of other settings (about 0.5 MB each, one
+   * per threshold ever configured; the previous config's is kept for its requests still
+   * running) and the caches of builders removed or changed (up to `max_entries` answers each).
    */
   prepare(config: Pick<RuntimeConfig, 'context' | 'guard'>): void {
     const g = config.guard.injection;
-    if (config.context.plans.size > 0 && g.action !== 'off' && g.scan.includes('context')) this.scannerFor(g.threshold, g.max_scan_chars);
+    const wanted = config.context.plans.size > 0 && g.action !== 'off' && g.scan.includes('context');
+    const key = wanted ? scannerKey(g.threshold, g.max_scan_chars) : undefined;
+    for (const k of this.#scanners.keys()) if (k !== key && k !== this.#preparedScanner) this.#scanners.delete(k);
+    this.#preparedScanner = key;
+    for (const [name, { fingerprint }] of this.#caches) {
+      if (config.context.builders.get(name)?.fingerprint !== fingerprint) this.#caches.delete(name);
+    }
+    if (wanted) this.scannerFor(g.threshold, g.max_scan_chars);
   }
 
   /**
@@ -184,7 +202,7 @@ export class ContextRuntime {
    * so no request pays for building it).
    */
   scannerFor(threshold: number, maxChars?: number): InjectionScanner {
-    const key = `${threshold}/${maxChars ?? ''}`;
+    const key = scannerKey(threshold, maxChars);
     let s = this.#scanners.get(key);
     if (!s) this.#scanners.set(key, (s = createInjectionScanner({ threshold, maxChars })));
     return s;
@@ -210,6 +228,10 @@ export class ContextRuntime {
  */
 export function createContextRuntime(options: ContextRuntimeOptions = {}): ContextRuntime {
   return new ContextRuntime(options);
+}
+
+function scannerKey(threshold: number, maxChars: number | undefined): string {
+  return `${threshold}/${maxChars ?? ''}`;
 }
 
 /** The reason label of a failed source call: the source's own (`http_5xx`, `timeout`, ...), else `error`. */
