@@ -20,6 +20,7 @@ import { readBody } from './read-body.js';
 import { relaySse, writeSse, type RelayOptions, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
 import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson } from './request-shape.js';
+import { keepExactNumbers } from './exact-json.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, keptClientMessages, selectTemplate, withoutPromptFields, type Selection } from '../prompts/selection.js';
 import { countPromptTokens } from '../context/tokens.js';
@@ -76,10 +77,11 @@ export function chatCompletions(deps: GatewayDeps) {
           if (exchange.clientGone) throw new ClientGoneError();
           clientVariables = renderedOf(clientVariables, vars);
         }
-        body = applySelection(received, selection, vars) as ChatBody;
+        // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
+        body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
         hasContext = plan !== undefined;
       } else {
-        body = withoutPromptFields(received);
+        body = keepExactNumbers(withoutPromptFields(received), received);
       }
       exchange.record.requestModel = body.model as string;
 
@@ -280,8 +282,9 @@ interface OutgoingBody {
  * sent with `stream_options.include_usage: true`, for exact accounting (the relay removes
  * the usage chunk again), except to an upstream with `ask_stream_usage: false`: that one
  * gets the body as the client sent it (rendered). Each form is serialised once, before the
- * first attempt; the client's own body, when unchanged, is sent as its bytes: JSON.stringify
- * would round integers past 2^53 (a 64-bit `seed`).
+ * first attempt; the client's own body, when unchanged, is sent as its bytes. A rewritten body
+ * keeps the client's numbers as sent (`serializeJson`: JSON.stringify alone would round
+ * integers past 2^53, a 64-bit `seed`), so its copies here are declared `keepExactNumbers`.
  */
 function bodiesFor(received: ChatBody, raw: Uint8Array, body: ChatBody, stream: boolean, route: readonly string[], config: RuntimeConfig): { for(upstream: Upstream): OutgoingBody } {
   const plainBytes = () => (body === received ? raw : serializeJson(body));
@@ -290,7 +293,7 @@ function bodiesFor(received: ChatBody, raw: Uint8Array, body: ChatBody, stream: 
     const plain: OutgoingBody = { json: body, bytes: plainBytes(), asksUsage: false };
     return { for: () => plain };
   }
-  const json: ChatBody = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } };
+  const json: ChatBody = keepExactNumbers({ ...body, stream_options: keepExactNumbers({ ...(body.stream_options ?? {}), include_usage: true }, body.stream_options) }, body);
   const bytes = body === received && !Object.hasOwn(received, 'stream_options') ? withIncludeUsage(raw) : serializeJson(json);
   const asking: OutgoingBody = { json, bytes, asksUsage: true };
   const upstreams = config.upstreams;

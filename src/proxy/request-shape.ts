@@ -6,6 +6,7 @@ import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { Exchange } from './exchange.js';
 import { GatewayError, shuttingDownError } from '../errors.js';
+import { parseExact, stringifyExact } from './exact-json.js';
 
 /** 415 unless the content type is JSON (`application/json`, `application/*+json`). */
 export function requireJson(contentType: string | undefined): void {
@@ -14,11 +15,15 @@ export function requireJson(contentType: string | undefined): void {
   throw new GatewayError('unsupported_media_type', `Expected Content-Type application/json, got ${type ? JSON.stringify(type.slice(0, 100)) : 'none'}.`);
 }
 
-/** Parses a JSON object body; 400 `invalid_json` for anything else. */
+/**
+ * Parses a JSON object body; 400 `invalid_json` for anything else. Numbers a double cannot
+ * carry (integers past 2^53) read as the nearest double and are written back as sent by
+ * `serializeJson` (see exact-json.ts).
+ */
 export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8'));
+    value = parseExact(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8'));
   } catch {
     throw new GatewayError('invalid_json', 'We could not parse the JSON body of your request. Send a valid JSON object.');
   }
@@ -32,10 +37,12 @@ export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
  * The rewritten body as JSON bytes; 400 `invalid_request` for one nested too deeply to
  * serialise. `JSON.parse` takes any depth, `JSON.stringify` recurses and runs out of stack
  * (a `RangeError`) somewhere past a few thousand levels: the client's nesting, not a gateway fault.
+ * The client's numbers are written as sent (`parseJsonObject`; a shallow copy of a parsed
+ * object keeps them when declared with `keepExactNumbers`).
  */
 export function serializeJson(body: unknown): Buffer {
   try {
-    return Buffer.from(JSON.stringify(body));
+    return Buffer.from(stringifyExact(body));
   } catch (err) {
     if (err instanceof RangeError) throw new GatewayError('invalid_request', 'The request body is nested too deeply.');
     throw err;
