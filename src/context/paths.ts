@@ -130,16 +130,27 @@ const LONE_SURROGATE = /\p{Cs}/u;
 /**
  * Fills a URL template, each value URL-encoded (`/`, `?`, `#` and `%` stay inside it).
  * `{ missing }` as for `fillTemplate`, and also for a value that would change the URL's
- * shape: `.` or `..` in the path (WHATWG URL parsing resolves them, `/customers/..` is `/`)
- * or a string with lone surrogates.
+ * shape: a `.` or `..` segment in the path (WHATWG URL parsing resolves them, `/customers/..`
+ * is `/`; `../x` is one once a server decodes `%2F`, see `dotSegment`) or a string with lone
+ * surrogates.
  */
 export function fillUrlTemplate(t: UrlTemplate, scope: unknown): { text: string } | { missing: string } {
   return fill(t, scope, urlValue);
 }
 
 function urlValue(value: string, i: number, t: UrlTemplate): string | undefined {
-  if (LONE_SURROGATE.test(value) || (t.inPath[i] && (value === '.' || value === '..'))) return undefined;
+  if (LONE_SURROGATE.test(value) || (t.inPath[i] && dotSegment(value))) return undefined;
   return encodeURIComponent(value);
+}
+
+/**
+ * Whether a path value is, or holds, a `.` or `..` segment once a server decodes it: `..`,
+ * and also `../admin` or `..\admin`, sent as `..%2Fadmin`, which servers that decode `%2F`
+ * before resolving dot segments (nginx, IIS with `\`) read as `/customers/../admin`: another
+ * path of the service, called with the builder's credentials. `..;x` is Tomcat's `..`.
+ */
+function dotSegment(value: string): boolean {
+  return value.split(/[/\\]/).some((segment) => /^\.\.?(?:;.*)?$/.test(segment));
 }
 
 /**

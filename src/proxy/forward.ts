@@ -18,6 +18,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import { maskSecrets, upstreamSecrets } from './headers.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
 import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
@@ -74,6 +75,12 @@ export class ClientGoneError extends Error {
 }
 
 export async function forward(options: ForwardOptions): Promise<Forwarded> {
+  const forwarded = await forwardAnswer(options);
+  // Whatever route relays it, the answer never carries the upstream's own key back (headers.ts).
+  return { ...forwarded, response: maskSecrets(forwarded.response, upstreamSecrets(forwarded.upstream)) };
+}
+
+async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
   const { runtime, route, signal } = options;
   let attempts = 0;
   let lastFailure: 'connect' | 'timeout' | 'protocol' | 'cut' | undefined;

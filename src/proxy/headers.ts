@@ -95,3 +95,76 @@ export function responseHeaders(response: UpstreamResponse, exchange: Exchange):
   Object.assign(headers, exchange.gatewayHeaders);
   return headers;
 }
+
+/** Configured upstream header names whose values are credentials (`api-key`, `x-api-key`, `authorization`). */
+const SECRET_HEADER = /authorization|api[-_]?key|token|secret|password/i;
+/** Shorter values are not looked for: masking them would garble ordinary text. */
+const MIN_SECRET_CHARS = 8;
+const secretsBySpec = new WeakMap<object, readonly Buffer[]>();
+
+/** The credentials the gateway sends one upstream: its `api_key` and secret-named configured headers. */
+export function upstreamSecrets(upstream: Upstream): readonly Buffer[] {
+  const spec = upstream.spec;
+  let secrets = secretsBySpec.get(spec);
+  if (!secrets) {
+    const cfg = spec.config;
+    const values = [cfg.api_key, ...Object.entries(cfg.headers ?? {}).filter(([name]) => SECRET_HEADER.test(name)).map(([, v]) => v.replace(/^(?:Bearer|Basic)\s+/i, ''))];
+    secrets = [...new Set(values.map((v) => v.trim()).filter((v) => v.length >= MIN_SECRET_CHARS))].map((v) => Buffer.from(v, 'latin1'));
+    secretsBySpec.set(spec, secrets);
+  }
+  return secrets;
+}
+
+/**
+ * The answer with every credential of its upstream replaced by as many `*`: an upstream (or
+ * a proxy in front of it) that echoes the request's `authorization` in an error message or
+ * a header (`www-authenticate`, `x-request-id`) would hand the gateway's key to the client.
+ * Same length, so `content-length` stays right. A body in a content coding is not looked into.
+ */
+export function maskSecrets(response: UpstreamResponse, secrets: readonly Buffer[]): UpstreamResponse {
+  if (secrets.length === 0) return response;
+  const texts = secrets.map((s) => s.toString('latin1'));
+  const maskText = (v: string): string => texts.reduce((out, s) => (out.includes(s) ? out.split(s).join('*'.repeat(s.length)) : out), v);
+  const headers: Record<string, string | string[] | undefined> = {};
+  for (const name in response.headers) {
+    const v = response.headers[name];
+    headers[name] = v === undefined ? v : Array.isArray(v) ? v.map(maskText) : maskText(v);
+  }
+  const coding = response.headers['content-encoding'];
+  const plain = coding === undefined || (typeof coding === 'string' && /^\s*identity\s*$/i.test(coding));
+  return { ...response, headers, body: plain ? maskedBody(response.body, secrets) : response.body };
+}
+
+/** The body with each secret masked, also one split across chunks: only a tail that could start one is held back. */
+async function* maskedBody(body: AsyncIterable<Uint8Array>, secrets: readonly Buffer[]): AsyncGenerator<Uint8Array> {
+  let held: Buffer | undefined;
+  for await (const chunk of body) {
+    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (held) buf = Buffer.concat([held, buf]);
+    let copied = held !== undefined;
+    for (const s of secrets) {
+      for (let at = buf.indexOf(s); at >= 0; at = buf.indexOf(s, at + s.length)) {
+        if (!copied) (buf = Buffer.from(buf)), (copied = true); // never write into the upstream's buffer
+        buf.fill(0x2a, at, at + s.length);
+      }
+    }
+    const keep = secretPrefixAtEnd(buf, secrets);
+    held = keep > 0 ? Buffer.from(buf.subarray(buf.length - keep)) : undefined;
+    if (buf.length > keep) yield buf.subarray(0, buf.length - keep);
+  }
+  if (held) yield held;
+}
+
+/** The length of the longest end of `buf` that is the start of a secret (0: none). */
+function secretPrefixAtEnd(buf: Buffer, secrets: readonly Buffer[]): number {
+  let longest = 0;
+  for (const s of secrets) {
+    for (let k = Math.min(s.length - 1, buf.length); k > longest; k--) {
+      if (buf[buf.length - k] === s[0] && buf.subarray(buf.length - k).equals(s.subarray(0, k))) {
+        longest = k;
+        break;
+      }
+    }
+  }
+  return longest;
+}

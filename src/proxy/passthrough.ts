@@ -121,14 +121,32 @@ export function passThrough(deps: GatewayDeps) {
  * `base_url` path; the query is the client's bytes.
  */
 function originForm(c: Context<AppEnv>): string {
-  const routed = c.req.url;
+  // A `#` is no part of a request target (RFC 9112 §3.2): what follows it is dropped, as a
+  // URL parser drops a fragment. Sent on, `/v1/models#/../../admin` reached an upstream that
+  // takes `#` for a path character and resolves the dot segments after it outside `base_url`.
+  const routed = withoutFragment(c.req.url);
   const start = routed.indexOf('/', routed.indexOf('//') + 2);
   const end = routed.indexOf('?');
   const pathname = start < 0 ? '/' : routed.slice(start, end < 0 ? undefined : end);
+  // `/v1/..%2Fadmin`: a server that decodes `%2F` (or `%5C`, `\`) before resolving dot
+  // segments (nginx does) reads it as `/admin`, outside the base path. No API path has one.
+  if (encodedDotSegment(pathname)) throw new GatewayError('invalid_request', 'The request path has an encoded dot segment (such as ..%2F).');
   // The query as the client wrote it (WHATWG URL re-encodes some bytes, `'` among them).
-  const target = c.env?.incoming?.url ?? routed;
+  const target = withoutFragment(c.env?.incoming?.url ?? routed);
   const at = target.indexOf('?');
   return at < 0 ? pathname : pathname + target.slice(at);
+}
+
+function withoutFragment(target: string): string {
+  const hash = target.indexOf('#');
+  return hash < 0 ? target : target.slice(0, hash);
+}
+
+/** Whether the path has a `.` or `..` segment once `%2F`, `%5C`, `\` and `%2E` are read as `/`, `/`, `/` and `.`. */
+function encodedDotSegment(pathname: string): boolean {
+  if (!/%2f|%5c|\\|%2e/i.test(pathname)) return false;
+  const decoded = pathname.replace(/%2f|%5c|\\/gi, '/').replace(/%2e/gi, '.');
+  return decoded.split('/').some((segment) => segment === '.' || segment === '..');
 }
 
 /**

@@ -88,9 +88,12 @@ describe('http builder', () => {
     }
     expect(svc.requests).toHaveLength(0);
     // Separators stay inside the segment; dots in the query are harmless.
-    await build('../admin?x=1#f', '..');
+    await build('a/admin?x=1#f', '..');
     await build('%2e%2e');
-    expect(svc.requests.map((r) => r.url)).toEqual(['/customers/..%2Fadmin%3Fx%3D1%23f/profile?q=..', '/customers/%252e%252e/profile?q=x']);
+    expect(svc.requests.map((r) => r.url)).toEqual(['/customers/a%2Fadmin%3Fx%3D1%23f/profile?q=..', '/customers/%252e%252e/profile?q=x']);
+    // A dot segment behind a slash is skipped too: a server that decodes %2F reads `..%2Fadmin` as `../admin`.
+    expect((await build('../admin')).report.builders[0]).toMatchObject({ status: 'skipped', reason: 'missing_input' });
+    expect(svc.requests).toHaveLength(2);
   });
 
   it.each([

@@ -171,7 +171,7 @@ describe('user ids in URL templates and headers', () => {
     const expected: Array<[string, string]> = [
       ['a/b', '/ids/a%2Fb?u=a%2Fb'],
       ['a%2Fb', '/ids/a%252Fb?u=a%252Fb'],
-      ['../admin', '/ids/..%2Fadmin?u=..%2Fadmin'],
+      ['../admin', 'missing_input'], // `..%2Fadmin` is `../admin` to a server that decodes %2F
       ['?x=1', '/ids/%3Fx%3D1?u=%3Fx%3D1'],
       ['#top', '/ids/%23top?u=%23top'],
       ['%', '/ids/%25?u=%25'],
@@ -185,7 +185,7 @@ describe('user ids in URL templates and headers', () => {
     for (const [id, want] of expected) expect([id, await url(id)]).toEqual([id, want]);
     // Again, from the cache: each id still gets its own answer.
     for (const [id, want] of expected) expect([id, await url(id)]).toEqual([id, want]);
-    expect(svc.requests).toHaveLength(9);
+    expect(svc.requests).toHaveLength(8);
   });
 
   // Regression: a user id that cannot be a header value (CR/LF, characters beyond Latin-1)
