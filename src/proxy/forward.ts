@@ -55,6 +55,12 @@ export interface ForwardOptions {
    */
   onAttempt?: (upstream: Upstream, attempts: number) => void;
   random?: () => number;
+  /**
+   * Look for the upstream's key in a successful answer's body too (pass-through routes:
+   * any API, an echo service among them). A chat completion's body is the model's output,
+   * which never saw the key: only its headers, and the body of an error, are looked into.
+   */
+  maskSuccessBody?: boolean;
 }
 
 export interface Forwarded {
@@ -77,7 +83,8 @@ export class ClientGoneError extends Error {
 export async function forward(options: ForwardOptions): Promise<Forwarded> {
   const forwarded = await forwardAnswer(options);
   // Whatever route relays it, the answer never carries the upstream's own key back (headers.ts).
-  return { ...forwarded, response: maskSecrets(forwarded.response, upstreamSecrets(forwarded.upstream)) };
+  const response = maskSecrets(forwarded.response, upstreamSecrets(forwarded.upstream), options.maskSuccessBody === true);
+  return response === forwarded.response ? forwarded : { ...forwarded, response };
 }
 
 async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {

@@ -100,16 +100,23 @@ export function responseHeaders(response: UpstreamResponse, exchange: Exchange):
 const SECRET_HEADER = /authorization|api[-_]?key|token|secret|password/i;
 /** Shorter values are not looked for: masking them would garble ordinary text. */
 const MIN_SECRET_CHARS = 8;
-const secretsBySpec = new WeakMap<object, readonly Buffer[]>();
+
+/** One upstream's credentials, as bytes (bodies) and as text (headers). */
+export interface UpstreamSecrets {
+  readonly bytes: readonly Buffer[];
+  readonly texts: readonly string[];
+}
+const secretsBySpec = new WeakMap<object, UpstreamSecrets>();
 
 /** The credentials the gateway sends one upstream: its `api_key` and secret-named configured headers. */
-export function upstreamSecrets(upstream: Upstream): readonly Buffer[] {
+export function upstreamSecrets(upstream: Upstream): UpstreamSecrets {
   const spec = upstream.spec;
   let secrets = secretsBySpec.get(spec);
   if (!secrets) {
     const cfg = spec.config;
     const values = [cfg.api_key, ...Object.entries(cfg.headers ?? {}).filter(([name]) => SECRET_HEADER.test(name)).map(([, v]) => v.replace(/^(?:Bearer|Basic)\s+/i, ''))];
-    secrets = [...new Set(values.map((v) => v.trim()).filter((v) => v.length >= MIN_SECRET_CHARS))].map((v) => Buffer.from(v, 'latin1'));
+    const texts = [...new Set(values.map((v) => v.trim()).filter((v) => v.length >= MIN_SECRET_CHARS))];
+    secrets = { texts, bytes: texts.map((v) => Buffer.from(v, 'latin1')) };
     secretsBySpec.set(spec, secrets);
   }
   return secrets;
@@ -119,20 +126,33 @@ export function upstreamSecrets(upstream: Upstream): readonly Buffer[] {
  * The answer with every credential of its upstream replaced by as many `*`: an upstream (or
  * a proxy in front of it) that echoes the request's `authorization` in an error message or
  * a header (`www-authenticate`, `x-request-id`) would hand the gateway's key to the client.
- * Same length, so `content-length` stays right. A body in a content coding is not looked into.
+ * Same length, so `content-length` stays right. Headers are always checked; the body of an
+ * answer that is not a 2xx (where such echoes are: a 401 quoting the request), and of a
+ * successful one with `successBody` (pass-through routes). A chat completion is the model's
+ * output, which never saw the key, and looking through every streamed chunk would cost
+ * every request. A body in a content coding is not looked into. The same object when there
+ * is nothing to mask.
  */
-export function maskSecrets(response: UpstreamResponse, secrets: readonly Buffer[]): UpstreamResponse {
-  if (secrets.length === 0) return response;
-  const texts = secrets.map((s) => s.toString('latin1'));
-  const maskText = (v: string): string => texts.reduce((out, s) => (out.includes(s) ? out.split(s).join('*'.repeat(s.length)) : out), v);
-  const headers: Record<string, string | string[] | undefined> = {};
-  for (const name in response.headers) {
-    const v = response.headers[name];
-    headers[name] = v === undefined ? v : Array.isArray(v) ? v.map(maskText) : maskText(v);
+export function maskSecrets(response: UpstreamResponse, secrets: UpstreamSecrets, successBody = false): UpstreamResponse {
+  const texts = secrets.texts;
+  if (texts.length === 0) return response;
+  const holds = (v: string | string[] | undefined): boolean => v !== undefined && texts.some((s) => (Array.isArray(v) ? v.some((x) => x.includes(s)) : v.includes(s)));
+  let headers = response.headers;
+  for (const name in headers) {
+    if (!holds(headers[name])) continue;
+    const maskText = (v: string): string => texts.reduce((out, s) => (out.includes(s) ? out.split(s).join('*'.repeat(s.length)) : out), v);
+    headers = {};
+    for (const n in response.headers) {
+      const v = response.headers[n];
+      headers[n] = v === undefined ? v : Array.isArray(v) ? v.map(maskText) : maskText(v);
+    }
+    break;
   }
   const coding = response.headers['content-encoding'];
   const plain = coding === undefined || (typeof coding === 'string' && /^\s*identity\s*$/i.test(coding));
-  return { ...response, headers, body: plain ? maskedBody(response.body, secrets) : response.body };
+  const maskBody = plain && (successBody || response.status < 200 || response.status >= 300);
+  if (headers === response.headers && !maskBody) return response;
+  return { ...response, headers, body: maskBody ? maskedBody(response.body, secrets.bytes) : response.body };
 }
 
 /** The body with each secret masked, also one split across chunks: only a tail that could start one is held back. */

@@ -58,6 +58,7 @@ export function passThrough(deps: GatewayDeps) {
         runtime,
         route: config.routing.default,
         once: read?.stream !== undefined, // a streamed body cannot be sent again
+        maskSuccessBody: true, // any API: an echo of the request would carry the key
         ...exchange.forwarding(),
         build: (upstream) => {
           const headers = upstreamHeaders(upstream, clientHeaders);
