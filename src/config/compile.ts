@@ -38,6 +38,26 @@ export interface CompiledUpstream {
   readonly priceBook: PriceBook;
   /** Equal fingerprints mean a client built for the old config can be reused after a reload. */
   readonly fingerprint: string;
+  /** The credentials sent to this upstream, masked in its answers (proxy/headers.ts `maskSecrets`). */
+  readonly secrets: UpstreamSecrets;
+}
+
+/** One upstream's credentials, as text (headers) and bytes (bodies). */
+export interface UpstreamSecrets {
+  readonly texts: readonly string[];
+  readonly bytes: readonly Buffer[];
+}
+
+/** Configured upstream header names whose values are credentials (`api-key`, `x-api-key`, `authorization`). */
+const SECRET_HEADER = /authorization|api[-_]?key|token|secret|password/i;
+/** Shorter values are not looked for: masking them would garble ordinary text. */
+const MIN_SECRET_CHARS = 8;
+
+/** The `api_key` and the values of secret-named configured headers (without a `Bearer`/`Basic` scheme). */
+function secretsOf(u: UpstreamConfig): UpstreamSecrets {
+  const values = [u.api_key, ...Object.entries(u.headers ?? {}).filter(([name]) => SECRET_HEADER.test(name)).map(([, v]) => v.replace(/^(?:Bearer|Basic)\s+/i, ''))];
+  const texts = [...new Set(values.map((v) => v.trim()).filter((v) => v.length >= MIN_SECRET_CHARS))];
+  return { texts, bytes: texts.map((v) => Buffer.from(v, 'latin1')) };
 }
 
 export interface RuntimeConfig {
@@ -155,7 +175,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
 function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstream {
   const fingerprint = JSON.stringify(u);
   if (u.simulate) {
-    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint };
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u) };
   }
   const url = new URL(u.base_url!);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
@@ -173,6 +193,7 @@ function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstr
     serverPort: port,
     priceBook,
     fingerprint,
+    secrets: secretsOf(u),
   };
 }
 

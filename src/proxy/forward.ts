@@ -18,7 +18,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { maskSecrets, upstreamSecrets } from './headers.js';
+import { maskSecrets } from './headers.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
 import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
@@ -83,7 +83,7 @@ export class ClientGoneError extends Error {
 export async function forward(options: ForwardOptions): Promise<Forwarded> {
   const forwarded = await forwardAnswer(options);
   // Whatever route relays it, the answer never carries the upstream's own key back (headers.ts).
-  const response = maskSecrets(forwarded.response, upstreamSecrets(forwarded.upstream), options.maskSuccessBody === true);
+  const response = maskSecrets(forwarded.response, forwarded.upstream.spec.secrets, options.maskSuccessBody === true);
   return response === forwarded.response ? forwarded : { ...forwarded, response };
 }
 

@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Exchange } from './exchange.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
+import type { UpstreamSecrets } from '../config/compile.js';
 
 // RFC 9110 §7.6.1: hop-by-hop fields apply to one connection and are never forwarded;
 // `Connection` may name more of them.
@@ -96,32 +97,6 @@ export function responseHeaders(response: UpstreamResponse, exchange: Exchange):
   return headers;
 }
 
-/** Configured upstream header names whose values are credentials (`api-key`, `x-api-key`, `authorization`). */
-const SECRET_HEADER = /authorization|api[-_]?key|token|secret|password/i;
-/** Shorter values are not looked for: masking them would garble ordinary text. */
-const MIN_SECRET_CHARS = 8;
-
-/** One upstream's credentials, as bytes (bodies) and as text (headers). */
-export interface UpstreamSecrets {
-  readonly bytes: readonly Buffer[];
-  readonly texts: readonly string[];
-}
-const secretsBySpec = new WeakMap<object, UpstreamSecrets>();
-
-/** The credentials the gateway sends one upstream: its `api_key` and secret-named configured headers. */
-export function upstreamSecrets(upstream: Upstream): UpstreamSecrets {
-  const spec = upstream.spec;
-  let secrets = secretsBySpec.get(spec);
-  if (!secrets) {
-    const cfg = spec.config;
-    const values = [cfg.api_key, ...Object.entries(cfg.headers ?? {}).filter(([name]) => SECRET_HEADER.test(name)).map(([, v]) => v.replace(/^(?:Bearer|Basic)\s+/i, ''))];
-    const texts = [...new Set(values.map((v) => v.trim()).filter((v) => v.length >= MIN_SECRET_CHARS))];
-    secrets = { texts, bytes: texts.map((v) => Buffer.from(v, 'latin1')) };
-    secretsBySpec.set(spec, secrets);
-  }
-  return secrets;
-}
-
 /**
  * The answer with every credential of its upstream replaced by as many `*`: an upstream (or
  * a proxy in front of it) that echoes the request's `authorization` in an error message or
@@ -137,22 +112,23 @@ export function maskSecrets(response: UpstreamResponse, secrets: UpstreamSecrets
   const texts = secrets.texts;
   if (texts.length === 0) return response;
   const holds = (v: string | string[] | undefined): boolean => v !== undefined && texts.some((s) => (Array.isArray(v) ? v.some((x) => x.includes(s)) : v.includes(s)));
-  let headers = response.headers;
-  for (const name in headers) {
-    if (!holds(headers[name])) continue;
-    const maskText = (v: string): string => texts.reduce((out, s) => (out.includes(s) ? out.split(s).join('*'.repeat(s.length)) : out), v);
-    headers = {};
-    for (const n in response.headers) {
-      const v = response.headers[n];
-      headers[n] = v === undefined ? v : Array.isArray(v) ? v.map(maskText) : maskText(v);
-    }
-    break;
-  }
+  const headers = Object.values(response.headers).some(holds) ? maskedHeaders(response.headers, texts) : response.headers;
   const coding = response.headers['content-encoding'];
   const plain = coding === undefined || (typeof coding === 'string' && /^\s*identity\s*$/i.test(coding));
   const maskBody = plain && (successBody || response.status < 200 || response.status >= 300);
   if (headers === response.headers && !maskBody) return response;
   return { ...response, headers, body: maskBody ? maskedBody(response.body, secrets.bytes) : response.body };
+}
+
+/** Every header value with each secret replaced by as many `*`. */
+function maskedHeaders(headers: UpstreamResponse['headers'], secrets: readonly string[]): UpstreamResponse['headers'] {
+  const mask = (v: string): string => secrets.reduce((out, s) => (out.includes(s) ? out.split(s).join('*'.repeat(s.length)) : out), v);
+  const out: UpstreamResponse['headers'] = {};
+  for (const name in headers) {
+    const v = headers[name];
+    out[name] = v === undefined ? v : Array.isArray(v) ? v.map(mask) : mask(v);
+  }
+  return out;
 }
 
 /** The body with each secret masked, also one split across chunks: only a tail that could start one is held back. */

@@ -83,12 +83,7 @@ export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor, Pendin
           if (reported) return; // an exporter calling back twice counts its batch once
           reported = true;
           this.exporting -= n;
-          // A batch that ends after shutdown gave up on it was already reported as `unsent`.
-          if (!losses.closed) {
-            if (result.code === EXPORT_SUCCESS) counts.exported += n;
-            else losses.failed(n, result.error);
-            losses.report(false, 0);
-          }
+          losses.settle(n, result);
           done(result);
         };
         try {
@@ -142,6 +137,17 @@ export class LossReporter {
   closed = false;
 
   constructor(private readonly logger: LossLogger | undefined) {}
+
+  /**
+   * Counts a batch of `n` spans the exporter reported, exported or failed, and reports
+   * losses. A batch that ends after shutdown gave up on it was already reported as `unsent`.
+   */
+  settle(n: number, result: ExportResult): void {
+    if (this.closed) return;
+    if (result.code === EXPORT_SUCCESS) counts.exported += n;
+    else this.failed(n, result.error);
+    this.report(false, 0);
+  }
 
   failed(n: number, error: Error | undefined): void {
     counts.failed += n;
@@ -332,12 +338,7 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
       reported = true;
       clearTimeout(timeout);
       this.exporting -= n;
-      // A batch that ends after shutdown gave up on it was already reported as `unsent`.
-      if (!this.losses.closed) {
-        if (result.code === EXPORT_SUCCESS) counts.exported += n;
-        else this.losses.failed(n, result.error);
-        this.losses.report(false, 0);
-      }
+      this.losses.settle(n, result);
       this.#busy = false;
       this.#exportNext();
     };
