@@ -48,7 +48,13 @@ async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse
 async function flood(res: ServerResponse, u: FloodUpstream, piece: string, limit: number): Promise<void> {
   while (u.written < limit && !res.destroyed) {
     u.written += piece.length;
-    if (!res.write(piece)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+    if (!res.write(piece)) {
+      await new Promise<void>((resolve) => {
+        const done = () => (res.off('drain', done), res.off('close', done), resolve());
+        res.once('drain', done);
+        res.once('close', done);
+      });
+    }
   }
 }
 
