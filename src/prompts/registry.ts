@@ -64,7 +64,7 @@ export class TemplateVersion {
    * Renders the messages. Applies defaults, then throws `missing_variable` /
    * `invalid_variable` (400, `param: prompt_variables.<name>`) before any output, and
    * `invalid_variable` (`param: prompt_variables`) when the messages together would be over
-   * `MAX_RENDERED_CHARS`.
+   * `MAX_RENDERED_CHARS`. A message that renders empty (or to whitespace only) is left out.
    * Variables not declared by this version are ignored, except context builder outputs
    * (`context.use` names), which pass as they are.
    *
@@ -78,7 +78,14 @@ export class TemplateVersion {
       if (!Object.hasOwn(view, name) && Object.hasOwn(vars, name) && vars[name] !== undefined) view[name] = vars[name];
     }
     const budget = { left: MAX_RENDERED_CHARS };
-    return this.#compiled.map((m) => ({ role: m.role, content: renderText(m.text, view, budget) }));
+    const out: ChatMessage[] = [];
+    for (const m of this.#compiled) {
+      const content = renderText(m.text, view, budget);
+      // A message that renders to nothing (a section over no passages) is left out: several
+      // providers reject an empty message (Anthropic's and Bedrock's OpenAI-compatible APIs).
+      if (content.trim() !== '') out.push({ role: m.role, content });
+    }
+    return out;
   }
 }
 

@@ -141,6 +141,11 @@ describe('TemplateVersion.render (typed variables)', () => {
     expect(catchError(() => version.render({ name: 'Ada', count: Number.NaN }))).toMatchObject({ code: 'invalid_variable' });
   });
 
+  it('leaves out a message that renders empty or blank', () => {
+    expect(version.render({ name: 'Ada' })).toEqual([{ role: 'system', content: 'Hello Ada, 3 items.' }]);
+    expect(version.render({ name: 'Ada', items: [] })).toHaveLength(1);
+  });
+
   it('treats null as missing (default or required error)', () => {
     expect(version.render({ name: 'Ada', count: null })[0].content).toBe('Hello Ada, 3 items.');
     expect(catchError(() => version.render({ name: null }))).toMatchObject({ code: 'missing_variable' });

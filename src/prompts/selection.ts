@@ -248,7 +248,7 @@ export function withoutPromptFields<T extends Record<string, unknown>>(body: T):
 /**
  * A new request body for the selected version (the input is not modified):
  * - `prompt_*` fields removed;
- * - rendered template messages first; the client's system/developer messages dropped
+ * - rendered template messages first (one that renders empty or blank is left out); the client's system/developer messages dropped
  *   (`replace`) or kept in place after them (`prepend`); other turns kept in order;
  * - `model` = binding `upstream_model` ?? version `model` ?? the request's model;
  * - version `params` (and `params.extra_body`) fill only fields the client did not set
