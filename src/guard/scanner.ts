@@ -63,12 +63,36 @@ const WARM_UP_TEXTS = [
 /** V8 allocates a function's feedback only once it has run a while (about 8x its bytecode in V8 11): one round is not enough. */
 const WARM_UP_ROUNDS = 4;
 
+/**
+ * The shipped model, loaded once, and its extractors by window (`maxChars`): the guard, the
+ * context scanner and the template check each have a scanner, and those with the same
+ * window share one extractor and its buffers (`scan` is synchronous and reads the
+ * extractor's results before it returns). Windows come from config; a few are kept.
+ */
+let shipped: InjectionModel | undefined;
+const shippedExtractors = new Map<number | undefined, FeatureExtractor>();
+const MAX_SHARED_EXTRACTORS = 4;
+
+function extractorFor(opts: InjectionScannerOptions): { model: InjectionModel; fx: FeatureExtractor } {
+  if (opts.model) {
+    const model = loadModel(opts.model);
+    return { model, fx: new FeatureExtractor({ spec: model.spec, maxChars: opts.maxChars, weights: model.weights }) };
+  }
+  const model = (shipped ??= loadModel(shippedModel as unknown as InjectionModelFile));
+  let fx = shippedExtractors.get(opts.maxChars);
+  if (!fx) {
+    fx = new FeatureExtractor({ spec: model.spec, maxChars: opts.maxChars, weights: model.weights });
+    if (shippedExtractors.size >= MAX_SHARED_EXTRACTORS) shippedExtractors.delete(shippedExtractors.keys().next().value);
+    shippedExtractors.set(opts.maxChars, fx);
+  }
+  return { model, fx };
+}
+
 /** Creates a scanner. One per process (or per config load) is enough; `scan` is synchronous. */
 export function createInjectionScanner(opts: InjectionScannerOptions = {}): InjectionScanner {
   const threshold = opts.threshold ?? 0.5;
   if (!(threshold >= 0 && threshold <= 1)) throw new RangeError('threshold must be in [0, 1]');
-  const model: InjectionModel = loadModel(opts.model ?? (shippedModel as unknown as InjectionModelFile));
-  const fx = new FeatureExtractor({ spec: model.spec, maxChars: opts.maxChars, weights: model.weights });
+  const { model, fx } = extractorFor(opts);
   const { familyWeights, bias } = model;
   const names = FAMILY_NAMES;
 
