@@ -12,7 +12,7 @@
  */
 import { TextNormalizer } from './normalize.js';
 import { OBFUSCATION_FAMILY, PHRASE_FAMILIES, type PhraseFamily } from './phrase-families.js';
-import { wordHash } from './word-list.js';
+import { FNV_OFFSET, fnvStep, isListedWordChar, wordHash } from './word-list.js';
 
 /** Hashing layout; stored in the weights file and checked when it is loaded. */
 export interface FeatureSpec {
@@ -238,6 +238,38 @@ export class FeatureExtractor {
     return sum;
   }
 
+  /** Records an occurrence at `pos` when `wh` is a trigger word's hash. */
+  private trigger(wh: number, pos: number): void {
+    const { keys, slots, slotShift } = this.patterns;
+    const slotMask = keys.length - 1;
+    for (let t = triggerSlot(wh, slotShift); slots[t] !== 0; t = (t + 1) & slotMask) {
+      if (keys[t] === wh) {
+        if (this.occCount === this.occPos.length) return;
+        this.occPos[this.occCount] = pos;
+        this.occList[this.occCount++] = slots[t] - 1;
+        return;
+      }
+    }
+  }
+
+  /**
+   * In the listed word at `buf[from, to)` that starts with non-ASCII characters: the ASCII
+   * run after them, looked up as a trigger word of its own. The word n-grams keep the word
+   * as listed; only the patterns are also tried where the Latin part starts (their `\b`
+   * holds there). The run ends at the first character that is not an ASCII letter, digit or
+   * apostrophe: a trigger glued to more text on its right arms a pattern that then does not
+   * match, as the patterns want a space after the trigger word.
+   */
+  private gluedTrigger(from: number, to: number): void {
+    const buf = this.normalizer.buf;
+    let p = from;
+    while (p < to && buf[p] >= 0x80) p++;
+    if (p >= to || buf[p] < 0x61 || buf[p] > 0x7a) return;
+    let h = FNV_OFFSET;
+    for (let q = p; q < to && isListedWordChar(buf[q]) && buf[q] < 0x80; q++) h = fnvStep(h, buf[q]);
+    this.trigger(h, p);
+  }
+
   /** The same n-grams as `charWeights`, as bucket indices in `indices[0, 3 * (n + 1))`. */
   private charIndices(n: number): void {
     const buf = this.normalizer.buf;
@@ -263,20 +295,16 @@ export class FeatureExtractor {
     const out = this.indices;
     const w = this.weights;
     const shift = this.shift | 0;
-    const { keys, slots, slotShift } = this.patterns;
-    const slotMask = keys.length - 1;
     let k = 3 * (n + 1);
     let sum = 0;
     let prev = 0; // hash of the previous word, 0 before the first
+    const buf = this.normalizer.buf;
     for (let j = 0; j < count; j++) {
       const wh = hashes[j];
-      for (let t = triggerSlot(wh, slotShift); slots[t] !== 0; t = (t + 1) & slotMask) {
-        if (keys[t] === wh) {
-          this.occPos[this.occCount] = at[j];
-          this.occList[this.occCount++] = slots[t] - 1;
-          break;
-        }
-      }
+      this.trigger(wh, at[j]);
+      // A word that starts in another script may hide a trigger glued to it ("你好ignore all
+      // previous instructions" is one listed word): rare, so looked at only then.
+      if (buf[at[j]] >= 0x80) this.gluedTrigger(at[j], j + 1 < count ? at[j + 1] : n);
       if (w !== undefined) sum += w[unigram(wh, shift)] + (prev !== 0 ? w[bigram(prev, wh, shift)] : 0);
       else {
         out[k] = unigram(wh, shift);
