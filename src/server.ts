@@ -30,7 +30,7 @@ import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
 import type { RuntimeConfig } from './config/compile.js';
 import { createLogger, requestLogLine } from './telemetry/logger.js';
-import { createMetrics, type ConfiguredLabelValues } from './telemetry/metrics.js';
+import { createMetrics, EXPERIMENT_METRICS, type ConfiguredLabelValues } from './telemetry/metrics.js';
 import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
 
@@ -205,6 +205,11 @@ function configuredLabels(config: RuntimeConfig): ConfiguredLabelValues {
     experiments: [...experiments.map((e) => e.id), ...plans.map((p) => p.experiment)],
     variants: [...experiments.flatMap((e) => e.variants.map((v) => v.name)), ...plans.flatMap((p) => p.recipes.map((r) => r.name))],
     metrics: experiments.flatMap((e) => e.metrics),
+    experimentSeries: experiments.map((e) => ({
+      experiment: e.id,
+      variants: e.variants.map((v) => v.name),
+      metrics: [...new Set([...EXPERIMENT_METRICS, ...e.metrics])],
+    })),
   };
 }
 

@@ -166,7 +166,10 @@ describe('README config, metrics and pipeline claims (mock upstream)', () => {
     const text = await (await fetch(`${gw.url}/metrics`)).text();
     expect(sample(text, 'promptgate_experiment_excluded_requests_total', 'experiment="tone"', 'variant="control"', 'assignment="default"')).toBe(1);
     expect(text.split('\n').filter((l) => l.startsWith('promptgate_experiment_excluded_requests_total{'))).toHaveLength(1);
-    expect(sample(text, 'promptgate_experiment_observations_total', 'experiment="tone"')).toBeUndefined();
+    // The experiment's observation series exist from the start, at 0, and none of these requests counted.
+    const observed = text.split('\n').filter((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes('experiment="tone"'));
+    expect(observed.length).toBeGreaterThan(0);
+    for (const line of observed) expect(line.endsWith(' 0'), line).toBe(true);
   });
 
   it('routing.models is keyed by the model sent upstream: the template version\'s model, else the request\'s own (alias included)', async () => {

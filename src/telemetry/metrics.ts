@@ -71,6 +71,13 @@ export interface ConfiguredLabelValues {
   variants?: Iterable<string>;
   /** Experiment metrics the config lists (`experiments[].metrics`, e.g. `feedback.thumbs_up`). */
   metrics?: Iterable<string>;
+  /**
+   * Observation series to start at 0: per experiment, its variants and the metrics they
+   * will observe. A counter series that first appears at 1 loses that increment in
+   * `increase()` and `rate()` (Prometheus needs an earlier sample), and each sidecar would
+   * lose one observation per variant and metric; created at load, the first one counts.
+   */
+  experimentSeries?: Iterable<{ experiment: string; variants: readonly string[]; metrics: readonly string[] }>;
 }
 
 export interface MetricsOptions {
@@ -141,8 +148,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     bounded.experiment.allow(values.experiments ?? []);
     bounded.variant.allow(values.variants ?? []);
     bounded.metric.allow(values.metrics ?? []);
+    for (const { experiment, variants, metrics } of values.experimentSeries ?? []) {
+      for (const variant of variants) {
+        for (const metric of metrics) {
+          for (const series of observationSeries(bounded.experiment.value(experiment), bounded.variant.value(variant), bounded.metric.value(metric))) series.inc(0);
+        }
+      }
+    }
   };
-  if (options.configured) allowConfigured(options.configured);
   const { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded } = defineMetricFamilies(registry);
 
   if (options.processMetrics ?? true) {
@@ -336,6 +349,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     if (!countable(value)) return;
     observe(observationSeries(experiment, variant, bounded.metric.value(metric)), value);
   }
+
+  if (options.configured) allowConfigured(options.configured);
 
   return {
     registry,

@@ -120,6 +120,25 @@ describe('metrics', () => {
     expect(stat('promptgate_experiment_observations_total', 'feedback.thumbs_up')).toBe(1);
   });
 
+  it('starts the configured experiments\' observation series at 0, so the first observation shows in increase()', async () => {
+    const experimentSeries = [{ experiment: 'support-tone', variants: ['control', 'warm'], metrics: ['success', 'feedback.thumbs_up'] }];
+    const m = createMetrics({ processMetrics: false, configured: { experiments: ['support-tone'], variants: ['control', 'warm'], metrics: ['feedback.thumbs_up'], experimentSeries } });
+    let text = await m.render();
+    for (const variant of ['control', 'warm']) {
+      for (const metric of ['success', 'feedback.thumbs_up']) {
+        for (const name of ['promptgate_experiment_observations_total', 'promptgate_experiment_observations_sum_total', 'promptgate_experiment_observations_sum_squares_total']) {
+          expect(sample(text, name, 'experiment="support-tone"', `variant="${variant}"`, `metric="${metric}"`), `${name} ${variant} ${metric}`).toBe(0);
+        }
+      }
+    }
+    m.observeExperiment({ experiment: 'support-tone', variant: 'warm', metric: 'feedback.thumbs_up', value: 1 });
+    // a reload that adds a variant starts its series too, and keeps the counts of the others
+    m.allowConfigured({ variants: ['bold'], experimentSeries: [{ experiment: 'support-tone', variants: ['warm', 'bold'], metrics: ['feedback.thumbs_up'] }] });
+    text = await m.render();
+    expect(sample(text, 'promptgate_experiment_observations_total', 'variant="warm"', 'metric="feedback.thumbs_up"')).toBe(1);
+    expect(sample(text, 'promptgate_experiment_observations_total', 'variant="bold"', 'metric="feedback.thumbs_up"')).toBe(0);
+  });
+
   it('ignores a value whose square overflows instead of throwing after counting n and sum', async () => {
     const m = createMetrics({ processMetrics: false });
     const huge = { experiment: 'support-tone', variant: 'warm', metric: 'feedback.score', value: 1e200 };
