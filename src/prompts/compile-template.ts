@@ -1,8 +1,9 @@
 /**
  * Turns one parsed template file into a `Template`, or into problems located by YAML path:
  * schema errors, non-semver or duplicate versions, a label on two versions, variables used
- * but not declared (or declared required but unused), defaults of the wrong type, invalid
- * Mustache, and injection-like text. Load-time only.
+ * but not declared (or declared required but unused), defaults of the wrong type, params
+ * setting both `max_tokens` and `max_completion_tokens`, invalid Mustache, and injection-like
+ * text. Load-time only.
  */
 import semver from 'semver';
 import type { z } from 'zod';
@@ -111,6 +112,18 @@ function compileVersion(id: string, v: TemplateFile['versions'][number], i: numb
     }
   }
 
+  // Both filled into one request when the client sets neither: OpenAI rejects that request.
+  const limits = OUTPUT_LIMITS.flatMap((f): PropertyKey[][] => [
+    ...(v.params[f] !== undefined ? [['params', f]] : []),
+    ...(v.params.extra_body !== undefined && Object.hasOwn(v.params.extra_body, f) ? [['params', 'extra_body', f]] : []),
+  ]);
+  if (new Set(limits.map((at) => at[at.length - 1])).size > 1) {
+    problems.push({
+      segments: ['versions', i, ...limits[limits.length - 1]],
+      message: `set max_tokens or max_completion_tokens, not both (also ${formatYamlPath(limits[0])}): they are one limit, and OpenAI rejects a request with both`,
+    });
+  }
+
   const used = new Set<string>();
   const compiled: CompiledText[] = [];
   v.messages.forEach((m, j) => {
@@ -145,6 +158,9 @@ function compileVersion(id: string, v: TemplateFile['versions'][number], i: numb
   if (problems.length > before) return undefined;
   return new TemplateVersion(id, v, compiled);
 }
+
+/** The output-token limit, under its old and its new name. */
+const OUTPUT_LIMITS = ['max_tokens', 'max_completion_tokens'] as const;
 
 function typeName(value: unknown): string {
   if (value === null) return 'null';

@@ -225,6 +225,28 @@ const OUTPUT_TOKEN_FIELDS = ['max_completion_tokens', 'max_tokens'] as const;
 const OUTPUT_TOKEN_FIELD_SET: ReadonlySet<string> = new Set(OUTPUT_TOKEN_FIELDS);
 
 /**
+ * Version params that are only valid next to another field of the request (OpenAI answers
+ * 400 "'tool_choice' is only allowed when 'tools' are specified", likewise
+ * `parallel_tool_calls`; `top_logprobs` needs `logprobs: true`). A version param fills the
+ * field for clients that send the field it depends on; a client that does not would get a 400
+ * for a field it never sent, so the version's value is left out. A client's own value is
+ * never removed.
+ */
+const DEPENDENT_PARAMS: ReadonlySet<string> = new Set(['tool_choice', 'parallel_tool_calls', 'top_logprobs']);
+
+function dependencyHolds(key: string, body: Readonly<Record<string, unknown>>): boolean {
+  if (key === 'top_logprobs') return body.logprobs === true;
+  const tools = body.tools;
+  if (!Array.isArray(tools) || tools.length === 0) return false;
+  if (key !== 'tool_choice') return true;
+  // A named function (`{type: function, function: {name}}`) must be one of the request's
+  // tools: the client's own tools win over the version's, and may not include it.
+  const named = (body.tool_choice as { function?: { name?: unknown } } | null)?.function?.name;
+  if (typeof named !== 'string') return true;
+  return tools.some((t) => (t as { function?: { name?: unknown } } | null)?.function?.name === named);
+}
+
+/**
  * The client's messages the final prompt keeps after the template's: all of them
  * (`prepend`), or all but the system and developer messages the template replaces (`replace`).
  */
@@ -253,7 +275,9 @@ export function withoutPromptFields<T extends Record<string, unknown>>(body: T):
  * - `model` = binding `upstream_model` ?? version `model` ?? the request's model;
  * - version `params` (and `params.extra_body`) fill only fields the client did not set
  *   (absent or null, as OpenAI reads null; `max_tokens` and `max_completion_tokens` count
- *   as one field);
+ *   as one field); `tool_choice` and `parallel_tool_calls` only when the request has tools
+ *   (a named `tool_choice` only when one of them has that name), `top_logprobs` only with
+ *   `logprobs: true`;
  * - `constraints.max_output_tokens` caps the output-token field (setting
  *   `max_completion_tokens` when none is present); `constraints.response_format` is forced.
  *
@@ -282,8 +306,21 @@ export function applySelection(
 
   // max_tokens and max_completion_tokens are one setting: OpenAI rejects a request with both.
   const clientLimitsOutput = OUTPUT_TOKEN_FIELDS.some((field) => out[field] !== undefined && out[field] !== null);
+  let filled: string[] | undefined;
   for (const [key, value] of planOf(version).params) {
-    if ((out[key] === undefined || out[key] === null) && !(clientLimitsOutput && OUTPUT_TOKEN_FIELD_SET.has(key))) out[key] = value;
+    if ((out[key] === undefined || out[key] === null) && !(clientLimitsOutput && OUTPUT_TOKEN_FIELD_SET.has(key))) {
+      out[key] = value;
+      if (DEPENDENT_PARAMS.has(key)) (filled ??= []).push(key);
+    }
+  }
+  // Checked once every param is in: the field a filled one depends on may come from the client
+  // or the version. Left out means as the client sent it (absent, or its null).
+  if (filled) {
+    for (const key of filled) {
+      if (dependencyHolds(key, out)) continue;
+      if (Object.hasOwn(body, key)) out[key] = body[key];
+      else delete out[key];
+    }
   }
 
   const { max_output_tokens: cap, response_format: format } = version.constraints;
