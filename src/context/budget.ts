@@ -3,7 +3,9 @@
  * down to nothing, before the next one is touched: list outputs lose one item at a time
  * (knowledge from the end — lowest relevance first; history from the start — oldest
  * first), object outputs (http, rules) are dropped whole. When dropping a big section left
- * room, the sections shrunk before it get back what fits, highest priority first. Equal
+ * room, the sections shrunk before it get back what fits, highest priority first (a
+ * passage too big for the room is passed over, so one over the whole budget does not take
+ * the smaller ones with it). Equal
  * priorities: the section listed later in the template's `use` shrinks first. A required
  * builder's section is never trimmed (the request could not go without it): the others make
  * room, and when they cannot, the total stays over the budget.
@@ -81,8 +83,9 @@ export function fitBudget(sections: readonly BudgetSection[], budget: number): {
  * Gives back what fits in `room`, highest priority first, once the budget is met: sections
  * shrunk before a bigger one was dropped whole (a 2,000-token profile over a 1,500-token
  * budget) would otherwise have been emptied for nothing. A list gets its items back in the
- * reverse order they went (newest history turn, best passage first) until one does not
- * fit. Returns the number of items given back.
+ * reverse order they went (newest history turn, best passage first): history until a turn
+ * does not fit (it stays contiguous), knowledge every passage that fits (one too big is
+ * passed over). Returns the number of items given back.
  */
 function refill(sections: readonly BudgetSection[], state: FittedSection[], order: readonly { i: number }[], room: number): number {
   let restored = 0;
@@ -100,22 +103,37 @@ function refill(sections: readonly BudgetSection[], state: FittedSection[], orde
       continue;
     }
     const kept = (s.output as Extract<BuilderOutput, { shape: 'items' }>).items;
-    const fromStart = full.trimFrom === 'start';
-    // Kept items are a contiguous run of the full list: history keeps its end, knowledge its start.
-    let lo = fromStart ? full.items.length - kept.length : 0;
-    let hi = fromStart ? full.items.length : kept.length;
     let tokens = s.tokens;
-    while (lo > 0 || hi < full.items.length) {
-      const next = fromStart ? full.items[lo - 1] : full.items[hi];
+    if (full.trimFrom === 'end') {
+      // Passages stand alone: one too big for the room (a whole article over the budget) is
+      // passed over, and the lower-scored ones after it that fit come back, in score order.
+      // Trimming kept a prefix of the list; the rest is read in order.
+      const items = [...kept];
+      for (let j = kept.length; j < full.items.length; j++) {
+        const next = full.items[j];
+        if (next.tokens > room) continue;
+        room -= next.tokens;
+        tokens += next.tokens;
+        items.push(next);
+      }
+      const back = items.length - kept.length;
+      restored += back;
+      if (back > 0) state[i] = { ...s, output: { ...full, items }, tokens, trimmed: s.trimmed - back };
+      continue;
+    }
+    // History turns keep a contiguous run ending at the newest: a conversation with a gap
+    // (an older turn back, the one after it not) would misread what was said.
+    let lo = full.items.length - kept.length;
+    while (lo > 0) {
+      const next = full.items[lo - 1];
       if (next.tokens > room) break;
       room -= next.tokens;
       tokens += next.tokens;
-      if (fromStart) lo--;
-      else hi++;
+      lo--;
       restored++;
     }
-    const back = hi - lo - kept.length;
-    if (back > 0) state[i] = { ...s, output: { ...full, items: full.items.slice(lo, hi) }, tokens, trimmed: s.trimmed - back };
+    const back = full.items.length - lo - kept.length;
+    if (back > 0) state[i] = { ...s, output: { ...full, items: full.items.slice(lo) }, tokens, trimmed: s.trimmed - back };
   }
   return restored;
 }

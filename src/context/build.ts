@@ -55,6 +55,12 @@ export interface BuildContextOptions {
   parent?: Context;
   /** For bandits that learn from `feedback.<name>`. */
   requestId?: string;
+  /**
+   * Receives the report before `buildContext` returns or throws (`unavailable`: it throws
+   * 424 `context_unavailable`): a request a required builder failed was still served by its
+   * recipe, and counts as that recipe's error.
+   */
+  onReport?: (report: ContextReport, unavailable: boolean) => void;
 }
 
 export interface ContextResult {
@@ -292,6 +298,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   if (assignment === 'bandit' && plan.metric !== 'success' && o.requestId) rt.awaitFeedback(o.requestId, plan.experiment, recipe.name, plan.metric);
 
   const missing = requiredFailure ?? [...outcomes.values()].find((x) => !x.output && byName.get(x.report.name)!.required);
+  o.onReport?.(report, missing !== undefined && why !== ABORTED);
   if (missing && why !== ABORTED) {
     const r = missing.report;
     throw new GatewayError('context_unavailable', `Required context "${r.name}" is unavailable (${r.reason ?? r.status}).`);

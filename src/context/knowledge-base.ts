@@ -125,12 +125,31 @@ export function loadKnowledgeBase(dir: string, options: KnowledgeBaseOptions): K
   if (known && known.stamp === stamp) return known.kb;
   const chunks: Chunk[] = [];
   for (const f of files) {
-    const text = readFileSync(path.join(dir, f.rel), 'utf8');
+    const text = decodeFile(readFileSync(path.join(dir, f.rel)));
     for (const c of chunkDocument(f.rel, text, options.chunkTokens)) chunks.push(Object.freeze({ id: chunks.length, ...c }));
   }
   const kb = new KnowledgeBase(key, Object.freeze(chunks), files.length, createHash('sha256').update(stamp).digest('hex').slice(0, 16));
   loaded.set(key, { stamp, kb });
   return kb;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A knowledge file's text. UTF-8 as a rule, but files saved on Windows are often UTF-16
+ * ("Unicode" in Notepad, with a byte order mark) or Windows-1252/Latin-1: read as UTF-8,
+ * the first became text with a NUL between every letter and the second lost every "é" to
+ * U+FFFD, so their words never matched a question. A UTF-16 BOM selects UTF-16; bytes that
+ * are not valid UTF-8 are read as Windows-1252 (a superset of Latin-1's printable range).
+ */
+export function decodeFile(bytes: Buffer): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return new TextDecoder('utf-16le').decode(bytes);
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return new TextDecoder('utf-16be').decode(bytes);
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    return new TextDecoder('windows-1252').decode(bytes);
+  }
 }
 
 interface FileStat {
