@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   invalid_request: { status: 400, type: 'invalid_request_error' },
   missing_variable: { status: 400, type: 'invalid_request_error' },
   invalid_variable: { status: 400, type: 'invalid_request_error' },
+  context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   unknown_template: { status: 404, type: 'invalid_request_error' },
   prompt_injection_detected: { status: 400, type: 'invalid_request_error' },
   unauthorized: { status: 401, type: 'authentication_error' },

@@ -18,11 +18,10 @@ import type { InjectionScanner } from '../guard/scanner.js';
 import { fitBudget } from './budget.js';
 import type { ContextPlan } from './compile.js';
 import { ContextSourceError, PartialAnswer } from './fetch-json.js';
-import { textOf } from './builders/history.js';
 import { selectRecipe } from './recipes.js';
 import type { ContextCache } from './cache.js';
 import type { ContextRuntime } from './runtime.js';
-import { countTokensRemembered } from './tokens.js';
+import { messagesTokens, textOf } from './tokens.js';
 import type { Builder, BuilderOutput, BuilderReport, BuildPlan, ContextReport } from './types.js';
 
 /** `guard.injection` as far as context cares. */
@@ -333,13 +332,6 @@ function lastUserText(messages: readonly unknown[]): string {
 }
 
 /** Tokens of the client's messages (3 a message besides the text, as OpenAI counts). */
-function messagesTokens(messages: readonly unknown[]): number {
-  let n = 0;
-  for (const m of messages) {
-    if (m !== null && typeof m === 'object') n += 3 + countTokensRemembered(textOf((m as { content?: unknown }).content));
-  }
-  return n;
-}
 
 const TIMED_OUT = Symbol('timed out');
 const ABORTED = Symbol('aborted');

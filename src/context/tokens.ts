@@ -98,3 +98,27 @@ export function countValueTokens(value: unknown): number {
 export function preloadContextTokenizer(): void {
   tokenCounter('o200k_base');
 }
+
+/**
+ * Tokens of chat messages as the budget and `constraints.max_input_tokens` count them: 3 per
+ * message plus the o200k_base tokens of its text (text parts of an array content; other
+ * parts and fields such as tool calls are not counted).
+ */
+export function messagesTokens(messages: readonly unknown[]): number {
+  let n = 0;
+  for (const m of messages) {
+    if (m !== null && typeof m === 'object') n += 3 + countTokensRemembered(textOf((m as { content?: unknown }).content));
+  }
+  return n;
+}
+
+/** A message's text: the string, or its text parts joined by newlines. */
+export function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  const texts: string[] = [];
+  for (const part of content) {
+    if (part !== null && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') texts.push((part as { text: string }).text);
+  }
+  return texts.join('\n');
+}

@@ -23,7 +23,7 @@ import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDr
 import { keepExactNumbers } from './exact-json.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, keptClientMessages, selectTemplate, withoutPromptFields, type Selection } from '../prompts/selection.js';
-import { countPromptTokens } from '../context/tokens.js';
+import { countPromptTokens, messagesTokens } from '../context/tokens.js';
 import { injectContext } from './context-step.js';
 import { guardRequest } from './guard-step.js';
 
@@ -80,6 +80,8 @@ export function chatCompletions(deps: GatewayDeps) {
         // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
         body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
         hasContext = plan !== undefined;
+        const maxInput = selection.templateVersion.constraints.max_input_tokens;
+        if (maxInput !== undefined) checkInputTokens(body.messages, maxInput);
       } else {
         body = keepExactNumbers(withoutPromptFields(received), received);
       }
@@ -247,6 +249,19 @@ function noteSelection(exchange: Exchange, selection: Selection): void {
     r.experimentAssignment = selection.assignmentReason === 'assigned' ? 'hash' : 'default';
     h['x-promptgate-experiment'] = selection.experimentId;
     h['x-promptgate-variant'] = selection.variant!;
+  }
+}
+
+/**
+ * `constraints.max_input_tokens`: the prompt as it would go upstream (rendered template,
+ * context, the client's turns), counted as the context budget counts it, is refused over
+ * the cap with OpenAI's code for a prompt over a model's context window. The context budget
+ * already trims context to fit: what is left over is the template and the client's own turns.
+ */
+function checkInputTokens(messages: unknown, max: number): void {
+  const tokens = Array.isArray(messages) ? messagesTokens(messages) : 0;
+  if (tokens > max) {
+    throw new GatewayError('context_length_exceeded', `This prompt is ${tokens} tokens, over the template version's max_input_tokens of ${max}. Shorten the messages.`, { param: 'messages' });
   }
 }
 

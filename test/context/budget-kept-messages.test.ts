@@ -46,15 +46,19 @@ context:
     - {name: knowledge, kind: knowledge, dir: ${ROOT}/config/knowledge, top_k: 2}
 `;
 
-// About 450 tokens: with the template and the question, past the 500 the version allows.
-const LONG_SYSTEM = Array.from({ length: 90 }, (_, i) => `Rule ${i}: be kind.`).join(' ');
+/** `rules` rules of about 7 tokens: 90 are 633 tokens, past the 500 the version allows; 66 are 465, leaving the context 2. */
+const longSystem = (rules: number) => Array.from({ length: rules }, (_, i) => `Rule ${i}: be kind.`).join(' ');
 
-async function systemPromptSent(): Promise<string> {
-  const res = await request(`${gw!.url}/v1/chat/completions`, {
+async function send(rules: number) {
+  return request(`${gw!.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'kb-bot', messages: [{ role: 'system', content: LONG_SYSTEM }, { role: 'user', content: 'How long does a refund take?' }] }),
+    body: JSON.stringify({ model: 'kb-bot', messages: [{ role: 'system', content: longSystem(rules) }, { role: 'user', content: 'How long does a refund take?' }] }),
   });
+}
+
+async function systemPromptSent(rules = 90): Promise<string> {
+  const res = await send(rules);
   expect(res.statusCode).toBe(200);
   await res.body.text();
   const sent = upstream.requests.at(-1)!.body as { messages: { role: string; content: string }[] };
@@ -68,8 +72,11 @@ describe('the context budget under max_input_tokens', () => {
     expect(system).toMatch(/^Answer from these articles: \[.+\] /);
   });
 
-  it('mode prepend: the client system message stays in the prompt, so it counts', async () => {
+  it('mode prepend: the client system message stays in the prompt, so it counts (no room for passages; past the cap, refused)', async () => {
     gw = await startTestGateway(mockConfig(upstream.url, config('prepend')), { templates: [templateFile] });
-    expect(await systemPromptSent()).toBe('Answer from these articles:');
+    expect(await systemPromptSent(66)).toBe('Answer from these articles:');
+    const over = await send(90);
+    expect(over.statusCode).toBe(400);
+    expect(((await over.body.json()) as { error: { code: string } }).error.code).toBe('context_length_exceeded');
   });
 });

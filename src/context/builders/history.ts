@@ -10,7 +10,7 @@
  * scanned again as context, and never cached.
  */
 import type { HistoryBuilderConfig } from '../config-schema.js';
-import { countTokensRemembered } from '../tokens.js';
+import { countTokensRemembered, textOf } from '../tokens.js';
 import type { Builder, BuildInput, BuildPlan, ContextItem } from '../types.js';
 import { commonSettings, type BuilderContext } from './common.js';
 
@@ -82,13 +82,3 @@ function lastUserIndex(messages: readonly unknown[]): number {
   return -1;
 }
 
-/** A message's text: the string, or its text parts joined by newlines. */
-export function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  const texts: string[] = [];
-  for (const part of content) {
-    if (part !== null && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') texts.push((part as { text: string }).text);
-  }
-  return texts.join('\n');
-}
