@@ -55,3 +55,61 @@ function parseArguments(args: unknown): unknown {
     return args;
   }
 }
+
+/** What a text cut short by `messagesJson` ends with. */
+export const CUT_MARK = '…';
+
+/**
+ * `messages` as JSON of at most `limit` characters when it can be: the longest texts
+ * (text parts, tool results) are cut first, each to the same length, ending in CUT_MARK.
+ * The SDK cuts an attribute value longer than OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT at that
+ * length, which made `gen_ai.input.messages` of a long prompt invalid JSON; cut here, it
+ * stays a valid message list. Without a limit (or within it) this is `JSON.stringify`.
+ */
+export function messagesJson(messages: ReadonlyArray<{ parts: Part[] }>, limit: number | undefined): string {
+  const whole = JSON.stringify(messages);
+  if (limit === undefined || whole.length <= limit) return whole;
+  const texts: Array<{ part: Part; key: 'content' | 'response'; text: string }> = [];
+  for (const m of messages) {
+    for (const part of m.parts) {
+      for (const key of ['content', 'response'] as const) {
+        const text = part[key];
+        if (typeof text === 'string' && text.length > 0) texts.push({ part, key, text });
+      }
+    }
+  }
+  let over = whole.length - limit;
+  let json = whole;
+  // Escaping makes a text's JSON longer than the text: a few rounds settle it.
+  for (let round = 0; round < 4 && over > 0 && texts.length > 0; round++) {
+    const lengths = texts.map((t) => (t.part[t.key] as string).length);
+    const cap = capFor(lengths, Math.max(0, lengths.reduce((a, b) => a + b, 0) - over));
+    for (const t of texts) {
+      const now = t.part[t.key] as string;
+      if (now.length > cap) t.part[t.key] = cut(t.text, Math.max(0, cap - CUT_MARK.length)) + CUT_MARK;
+    }
+    json = JSON.stringify(messages);
+    over = json.length - limit;
+  }
+  for (const t of texts) t.part[t.key] = t.text; // the caller's objects are left as they were
+  return json;
+}
+
+/** The largest `cap` with sum(min(length, cap)) <= total (water filling). */
+function capFor(lengths: number[], total: number): number {
+  const sorted = [...lengths].sort((a, b) => a - b);
+  let left = total;
+  for (let i = 0; i < sorted.length; i++) {
+    const share = Math.floor(left / (sorted.length - i));
+    if (sorted[i]! > share) return share;
+    left -= sorted[i]!;
+  }
+  return sorted[sorted.length - 1] ?? 0;
+}
+
+/** The first `n` UTF-16 units of `s`, not splitting a surrogate pair. */
+function cut(s: string, n: number): string {
+  if (n <= 0) return '';
+  const c = s.charCodeAt(n - 1);
+  return s.slice(0, c >= 0xd800 && c <= 0xdbff ? n - 1 : n);
+}

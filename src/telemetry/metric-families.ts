@@ -119,10 +119,10 @@ export function defineMetricFamilies(registry: Registry) {
   traceSpans('promptgate_trace_spans_exported_total', 'Spans the OTLP collector accepted.', () => traceExportCounts.exported);
   traceSpans(
     'promptgate_trace_spans_failed_total',
-    'Spans lost because their batch could not be exported after the exporter\'s retries (collector down, hanging or answering errors).',
+    'Spans lost because their batch could not be exported after the exporter\'s retries (collector down, hanging or answering errors), or rejected by the collector in a partial success.',
     () => traceExportCounts.failed,
   );
-  traceSpans('promptgate_trace_spans_dropped_total', 'Spans dropped because the trace export queue was full (OTEL_BSP_MAX_QUEUE_SIZE).', () => traceExportCounts.dropped);
+  traceSpans('promptgate_trace_spans_dropped_total', 'Spans dropped because the trace export queue was full (OTEL_BSP_MAX_QUEUE_SIZE spans, or 64 MiB of encoded spans).', () => traceExportCounts.dropped);
 
   return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded };
 }

@@ -3,7 +3,7 @@
  * (`ExportTraceServiceRequest`, opentelemetry-proto `trace/v1`).
  *
  * It writes the same bytes as `ProtobufTraceSerializer` from @opentelemetry/otlp-transformer
- * (a test holds them equal), and the OTLP/HTTP exporter around it is the SDK's own
+ * (a test holds them equal), except that the attributes of DOUBLE_KEYS are always doubles, and the OTLP/HTTP exporter around it is the SDK's own
  * (endpoint, headers, timeout, retries, compression from `OTEL_EXPORTER_OTLP_*`). It exists
  * because encoding is the largest cost of tracing on the proxy's hot path: with every
  * request traced, the SDK serializer took ~100 µs of CPU per request in the bench's
@@ -37,6 +37,23 @@ function encodedKey(key: string): Buffer {
   return bytes;
 }
 
+/**
+ * Attributes whose type is double (GenAI semconv request parameters; promptgate's score and
+ * cost). JavaScript has one number type, and an integral value would go as an int: a score
+ * of 0 (most requests) an int, 0.73 a double, one attribute of two types, which backends
+ * that fix a field's type from its first value (Elasticsearch mappings, columnar stores)
+ * then store wrong or refuse. These always go as doubles.
+ */
+const DOUBLE_KEYS = new Set([
+  'gen_ai.request.temperature',
+  'gen_ai.request.top_p',
+  'gen_ai.request.top_k',
+  'gen_ai.request.frequency_penalty',
+  'gen_ai.request.presence_penalty',
+  'promptgate.injection.score',
+  'promptgate.cost.usd',
+]);
+
 function writeAttributes(w: Writer, field: number, attributes: Attributes | undefined): void {
   if (!attributes) return;
   for (const key of Object.keys(attributes)) {
@@ -45,7 +62,11 @@ function writeAttributes(w: Writer, field: number, attributes: Attributes | unde
     w.raw(encodedKey(key));
     w.uint32(tag(2, LEN));
     const value = w.open(1);
-    writeAnyValue(w, attributes[key]);
+    const v = attributes[key];
+    if (typeof v === 'number' && DOUBLE_KEYS.has(key)) {
+      w.uint32(tag(4, FIXED64));
+      w.double(v);
+    } else writeAnyValue(w, v);
     w.close(value, 1);
     w.close(kv, 1);
   }
@@ -194,18 +215,65 @@ type Scope = ReadableSpan['instrumentationScope'];
 export class SpanBatchEncoder {
   /** Spans added. */
   count = 0;
+  /** Bytes of the spans added (the request adds a little: resource and scope). */
+  bytes = 0;
   readonly #groups = new Map<Resource, Map<Scope, Writer>>();
+  /** The span added last, for `undo` (fields, not an object: no allocation per span). */
+  #lastWriter: Writer | undefined;
+  #lastStart = 0;
+  #lastResource: Resource | undefined;
+  #lastScope: Scope | undefined;
 
-  add(span: ReadableSpan): void {
+  /** Encodes `span` into the batch; returns its size in bytes. */
+  add(span: ReadableSpan): number {
     let byScope = this.#groups.get(span.resource);
     if (byScope === undefined) this.#groups.set(span.resource, (byScope = new Map()));
     let w = byScope.get(span.instrumentationScope);
     if (w === undefined) byScope.set(span.instrumentationScope, (w = new Writer(16 * 1024)));
+    const start = w.pos;
     w.uint32(tag(2, LEN));
     const at = w.open(2);
     writeSpan(w, span);
     w.close(at, 2);
     this.count++;
+    const size = w.pos - start;
+    this.bytes += size;
+    this.#lastWriter = w;
+    this.#lastStart = start;
+    this.#lastResource = span.resource; // not the span: it is garbage once encoded
+    this.#lastScope = span.instrumentationScope;
+    return size;
+  }
+
+  /** Takes the span added last out of the batch again (once). */
+  undo(): void {
+    const w = this.#lastWriter;
+    const resource = this.#lastResource;
+    if (w === undefined || resource === undefined) return;
+    this.#lastWriter = this.#lastResource = undefined;
+    this.bytes -= w.pos - this.#lastStart;
+    this.count--;
+    w.pos = this.#lastStart;
+    if (w.pos === 0) {
+      // Its resource and scope had no other span: no empty ScopeSpans in the request.
+      const byScope = this.#groups.get(resource)!;
+      byScope.delete(this.#lastScope!);
+      if (byScope.size === 0) this.#groups.delete(resource);
+    }
+  }
+
+  /**
+   * Settles when every resource of the batch has its asynchronous attributes (`host.id` of
+   * the host detector is read from a file): `finish` reads `resource.attributes`, which
+   * leaves out an attribute still pending, and does so until something waited for it.
+   * Undefined when none is pending.
+   */
+  resourcesSettled(): Promise<unknown> | undefined {
+    let pending: Array<Promise<void>> | undefined;
+    for (const resource of this.#groups.keys()) {
+      if (resource.asyncAttributesPending) (pending ??= []).push(resource.waitForAsyncAttributes?.() ?? Promise.resolve());
+    }
+    return pending && Promise.allSettled(pending);
   }
 
   /** The `ExportTraceServiceRequest` bytes of every span added. */

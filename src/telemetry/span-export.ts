@@ -19,6 +19,12 @@ import { SpanBatchEncoder } from './otlp-protobuf.js';
 type SpanExporter = SdkTraceBase.SpanExporter;
 type ExportResult = OtelCore.ExportResult;
 
+/**
+ * An exporter's result for a batch. `rejected`: with a success, the spans the collector
+ * refused (OTLP partial success `rejected_spans`), and `error` its `error_message`.
+ */
+export type BatchResult = ExportResult & { rejected?: number };
+
 /** Where lost spans are reported. */
 export interface LossLogger {
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -34,9 +40,9 @@ export interface PendingSpans {
 export interface TraceExportCounts {
   /** Spans the collector accepted. */
   readonly exported: number;
-  /** Spans of batches the exporter gave up on, after its retries (collector down, hanging, 4xx/5xx). */
+  /** Spans of batches the exporter gave up on, after its retries (collector down, hanging, 4xx/5xx), and spans the collector rejected in a partial success. */
   readonly failed: number;
-  /** Spans dropped because the batch queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048). */
+  /** Spans dropped because the batch queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048, or MAX_QUEUE_BYTES for OTLP/HTTP protobuf). */
   readonly dropped: number;
 }
 
@@ -79,7 +85,7 @@ export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor, Pendin
         this.queued -= n;
         this.exporting += n;
         let reported = false;
-        const onResult = (result: OtelCore.ExportResult) => {
+        const onResult = (result: BatchResult) => {
           if (reported) return; // an exporter calling back twice counts its batch once
           reported = true;
           this.exporting -= n;
@@ -141,11 +147,15 @@ export class LossReporter {
   /**
    * Counts a batch of `n` spans the exporter reported, exported or failed, and reports
    * losses. A batch that ends after shutdown gave up on it was already reported as `unsent`.
+   * Spans the collector rejected in a partial success (`result.rejected`) are lost: failed.
    */
-  settle(n: number, result: ExportResult): void {
+  settle(n: number, result: BatchResult): void {
     if (this.closed) return;
-    if (result.code === EXPORT_SUCCESS) counts.exported += n;
-    else this.failed(n, result.error);
+    if (result.code === EXPORT_SUCCESS) {
+      const rejected = Math.min(n, Math.max(0, Math.floor(result.rejected ?? 0)));
+      counts.exported += n - rejected;
+      if (rejected > 0) this.failed(rejected, result.error);
+    } else this.failed(n, result.error);
     this.report(false, 0);
   }
 
@@ -194,12 +204,31 @@ export function offTheRequestPath(exporter: SpanExporter): SpanExporter {
 }
 
 
-/** The OTEL_BSP_* settings (spec defaults), as the SDK's BatchSpanProcessor reads them. */
+/**
+ * The most bytes of spans in one export request. The OpenTelemetry Collector's OTLP/HTTP
+ * receiver refuses a body over 20 MiB (`max_request_body_size`) with 400, losing the whole
+ * batch: with `capture_content`, a few long prompts took a batch of 512 spans past that. A
+ * batch is sent once it holds this much; a span larger than this goes alone.
+ */
+export const MAX_EXPORT_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * The most bytes of encoded spans held waiting or being sent. The queue's span count
+ * bounds memory only while spans are small; with `capture_content` each may hold a whole
+ * prompt (megabytes), and a collector that is down would otherwise let 2,048 of them pile
+ * up. A span that does not fit is dropped, as when the queue is full.
+ */
+export const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
+
+/** The OTEL_BSP_* settings (spec defaults), as the SDK's BatchSpanProcessor reads them, and the byte bounds. */
 export interface BatchSettings {
   maxQueueSize: number;
   maxExportBatchSize: number;
   scheduledDelayMillis: number;
   exportTimeoutMillis: number;
+  /** Default MAX_EXPORT_BATCH_BYTES. */
+  maxExportBatchBytes?: number;
+  /** Default MAX_QUEUE_BYTES. */
+  maxQueueBytes?: number;
 }
 
 export function batchSettingsFromEnv(core: typeof OtelCore): BatchSettings {
@@ -215,7 +244,7 @@ export function batchSettingsFromEnv(core: typeof OtelCore): BatchSettings {
 
 /** Exports one encoded batch (the OTLP/HTTP exporter with a serializer that calls `finish`). */
 export interface EncodedBatchExporter {
-  export(batches: SpanBatchEncoder[], done: (result: ExportResult) => void): void;
+  export(batches: SpanBatchEncoder[], done: (result: BatchResult) => void): void;
   forceFlush?(): Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -223,8 +252,9 @@ export interface EncodedBatchExporter {
 /**
  * A batch span processor for OTLP/HTTP protobuf that keeps bytes, not spans. Semantics as
  * the SDK's BatchSpanProcessor (and README "When the collector is down"): spans wait in a
- * queue of at most `maxQueueSize` (a span ending while it is full is dropped), are sent in
- * batches of `maxExportBatchSize` when a batch fills or `scheduledDelayMillis` after its
+ * queue of at most `maxQueueSize` spans and `maxQueueBytes` (a span ending while it is full
+ * is dropped), are sent in batches of `maxExportBatchSize` spans or `maxExportBatchBytes`
+ * (whichever is reached first) when a batch fills or `scheduledDelayMillis` after its
  * first span, one batch at a time; a batch the exporter has not answered within
  * `exportTimeoutMillis` is counted failed and the next one goes.
  *
@@ -237,6 +267,8 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
   queued = 0;
   /** Spans of the batch the exporter has. */
   exporting = 0;
+  /** Bytes of the encoded spans held: in the open batch, the full ones, the one being sent. */
+  #bytes = 0;
   #stopped = false;
   #shutdown: Promise<void> | undefined;
   /** Ended spans waiting for the next `encode` (at most one event-loop turn). */
@@ -297,11 +329,28 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
     if (ended.length === 0) return;
     this.#ended = [];
     const { maxExportBatchSize, scheduledDelayMillis } = this.settings;
+    const maxBatchBytes = this.settings.maxExportBatchBytes ?? MAX_EXPORT_BATCH_BYTES;
+    const maxQueueBytes = this.settings.maxQueueBytes ?? MAX_QUEUE_BYTES;
     for (const span of ended) {
-      const batch = (this.#open ??= new SpanBatchEncoder());
-      batch.add(span);
+      let batch = (this.#open ??= new SpanBatchEncoder());
+      let size = batch.add(span);
+      if (batch.count > 1 && batch.bytes > maxBatchBytes) {
+        // Over the request size: the batch goes without it, the span starts the next one.
+        batch.undo();
+        this.#seal();
+        batch = this.#open = new SpanBatchEncoder();
+        size = batch.add(span);
+      }
+      if (this.#bytes + size > maxQueueBytes) {
+        batch.undo();
+        this.queued--;
+        counts.dropped++;
+        continue;
+      }
+      this.#bytes += size;
       if (batch.count >= maxExportBatchSize) this.#seal();
     }
+    if (this.#open?.count === 0) this.#open = undefined;
     if (this.#open !== undefined && this.#timer === undefined) {
       this.#timer = setTimeout(() => this.#seal(), scheduledDelayMillis);
       this.#timer.unref(); // as the SDK's: pending spans never keep the process alive
@@ -312,7 +361,7 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
   #seal(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#open !== undefined) {
+    if (this.#open !== undefined && this.#open.count > 0) {
       this.#ready.push(this.#open);
       this.#open = undefined;
     }
@@ -333,21 +382,29 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
     this.queued -= n;
     this.exporting += n;
     let reported = false;
-    const onResult = (result: ExportResult) => {
+    const onResult = (result: BatchResult) => {
       if (reported) return; // an exporter calling back twice (or after the timeout) counts its batch once
       reported = true;
       clearTimeout(timeout);
       this.exporting -= n;
+      this.#bytes -= batch.bytes;
       this.losses.settle(n, result);
       this.#busy = false;
       this.#exportNext();
     };
     const timeout = setTimeout(() => onResult({ code: EXPORT_FAILED, error: new Error('Timeout') }), this.settings.exportTimeoutMillis);
     timeout.unref();
-    try {
-      this.exporter.export([batch], onResult);
-    } catch (error) {
-      onResult({ code: EXPORT_FAILED, error: error as Error });
-    }
+    const send = () => {
+      if (reported) return;
+      try {
+        this.exporter.export([batch], onResult);
+      } catch (error) {
+        onResult({ code: EXPORT_FAILED, error: error as Error });
+      }
+    };
+    // As the SDK's processor: resource attributes still being detected (host.id) are waited for.
+    const settled = batch.resourcesSettled();
+    if (settled === undefined) send();
+    else void settled.then(send, send);
   }
 }

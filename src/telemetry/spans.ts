@@ -33,13 +33,17 @@ import {
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
-import { inputMessages, outputMessages } from './genai-messages.js';
+import { inputMessages, messagesJson, outputMessages } from './genai-messages.js';
 import type { RequestRecord } from './types.js';
 
 const TRACER_NAME = 'promptgate';
 /** The API's no-op provider: what a ProxyTracerProvider delegates to until an SDK registers. */
 const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
-const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+/**
+ * A W3C `traceparent` (Trace Context §3.2): version `ff` is invalid; version `00` has exactly
+ * four fields; a later version may add fields after a `-`, read by its first four.
+ */
+const TRACEPARENT = /^(?!ff)([0-9a-f]{2})-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$/;
 /** HTTP semconv: the methods `http.request.method` names; any other is `_OTHER` (span name `HTTP {route}`). */
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'QUERY', 'TRACE']);
 /** Upstream trace headers when there are none to send (shared, never written). */
@@ -263,7 +267,8 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
   constructor(header: (name: string) => string | undefined) {
     const traceparent = header('traceparent')?.trim();
     const baggage = header('baggage');
-    if (traceparent === undefined || !TRACEPARENT.test(traceparent)) {
+    const match = traceparent === undefined ? null : TRACEPARENT.exec(traceparent);
+    if (traceparent === undefined || match === null || (match[1] === '00' && match[2] !== undefined)) {
       // W3C Baggage stands on its own; tracestate only means something with its traceparent.
       this.#headers = baggage ? { baggage } : NO_HEADERS;
       return;
@@ -336,12 +341,29 @@ function clientEndAttributes(r: RequestRecord, errorType: string | undefined, op
   if (typeof r.costUsd === 'number') a['promptgate.cost.usd'] = r.costUsd;
   if (errorType !== undefined) a['error.type'] = errorType;
   if (options?.captureContent) {
-    if (options.prompt !== undefined) a['gen_ai.input.messages'] = JSON.stringify(inputMessages(options.prompt));
+    // Cut to the SDK's attribute length limit here, where the JSON can stay valid.
+    const limit = attributeValueLengthLimit();
+    if (options.prompt !== undefined) a['gen_ai.input.messages'] = messagesJson(inputMessages(options.prompt), limit);
     // A generation that ended without a finish reason and failed (cut, cancelled) did not `stop`.
     const finishReason = r.finishReasons?.[0] ?? (errorType === undefined ? undefined : 'error');
-    if (options.completion !== undefined) a['gen_ai.output.messages'] = JSON.stringify(outputMessages(options.completion, finishReason));
+    if (options.completion !== undefined) a['gen_ai.output.messages'] = messagesJson(outputMessages(options.completion, finishReason) as Array<{ parts: Array<Record<string, unknown>> }>, limit);
   }
   return a;
+}
+
+/**
+ * The span attribute value length limit the SDK applies (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+ * else OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, read as the SDK reads them); undefined: none.
+ */
+function attributeValueLengthLimit(): number | undefined {
+  for (const name of ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT', 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT']) {
+    const raw = process.env[name]?.trim();
+    if (!raw) continue;
+    const value = Number(raw);
+    // As the SDK: a limit of 0 or less cuts nothing.
+    if (!Number.isNaN(value)) return value > 0 && Number.isFinite(value) ? Math.floor(value) : undefined;
+  }
+  return undefined;
 }
 
 /** Everything the SERVER span gets at its end, in one object. */

@@ -47,8 +47,12 @@ import {
   EncodingBatchProcessor,
   LossReporter,
   offTheRequestPath,
+  type BatchResult,
   type EncodedBatchExporter,
 } from './span-export.js';
+
+/** `ExportResultCode.SUCCESS` of @opentelemetry/core (loaded on demand). */
+const EXPORT_SUCCESS = 0;
 
 export interface TelemetryOptions {
   /** `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one. */
@@ -208,8 +212,7 @@ function otlpProcessor(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: Nod
   const endpoint = unusableHttpEndpoint(env);
   if (endpoint !== undefined) logger?.warn('OTLP traces endpoint is not an http(s) URL: no span will reach the collector', endpoint);
   if (protocol === 'http/protobuf') return new EncodingBatchProcessor(protobufExporter(), losses, batchSettingsFromEnv(core));
-  const json = (load('@opentelemetry/exporter-trace-otlp-http') as ExporterModule).OTLPTraceExporter!;
-  return new CountedBatchProcessor(sdk, core, offTheRequestPath(new json()), losses);
+  return new CountedBatchProcessor(sdk, core, offTheRequestPath(jsonExporter()), losses);
 }
 
 /**
@@ -236,8 +239,6 @@ function unusableHttpEndpoint(env: NodeJS.ProcessEnv): Record<string, string> | 
  * bytes as the SDK's serializer at a fraction of its CPU; span-export.ts batches them).
  */
 function protobufExporter(): EncodedBatchExporter {
-  const base = load('@opentelemetry/otlp-exporter-base') as typeof OtlpExporterBase;
-  const http = load('@opentelemetry/otlp-exporter-base/node-http') as typeof OtlpExporterHttp;
   const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
   // The processor hands over one encoded batch at a time.
   const serializer: OtlpTransformer.ISerializer<SpanBatchEncoder[], OtlpTransformer.IExportTraceServiceResponse> = {
@@ -245,9 +246,59 @@ function protobufExporter(): EncodedBatchExporter {
     deserializeResponse: (data) => transformer.ProtobufTraceSerializer.deserializeResponse(data),
   };
   const metrics = { name: transformer.TraceExporterMetricsHelper.name, countItems: (batches: SpanBatchEncoder[]) => batches[0]?.count ?? 0 };
-  const options = http.convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
-  const delegate = http.createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', metrics, undefined);
-  return new base.OTLPExporterBase(delegate);
+  return otlpHttpExporter(serializer, 'application/x-protobuf', metrics);
+}
+
+/** OTLP/HTTP JSON: the SDK's exporter, as `OTLPTraceExporter` of exporter-trace-otlp-http builds it. */
+function jsonExporter(): SpanExporter {
+  const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
+  return otlpHttpExporter(transformer.JsonTraceSerializer, 'application/json', transformer.TraceExporterMetricsHelper);
+}
+
+type TraceSerializer<T> = OtlpTransformer.ISerializer<T, OtlpTransformer.IExportTraceServiceResponse>;
+
+/**
+ * The SDK's OTLP/HTTP exporter (endpoint, headers, timeout, retries, compression from
+ * OTEL_EXPORTER_OTLP_*), whose results name the spans a collector rejected in a partial
+ * success (200 with `rejected_spans`): the SDK reports such a batch exported, and the
+ * rejection only to its diag logger (off by default), so those spans were lost unseen.
+ */
+function otlpHttpExporter<T>(
+  serializer: TraceSerializer<T>,
+  contentType: string,
+  metrics: OtlpTransformer.IExporterMetricsHelper<T>,
+): { export(items: T, done: (result: BatchResult) => void): void; forceFlush(): Promise<void>; shutdown(): Promise<void> } {
+  const base = load('@opentelemetry/otlp-exporter-base') as typeof OtlpExporterBase;
+  const http = load('@opentelemetry/otlp-exporter-base/node-http') as typeof OtlpExporterHttp;
+  // The delegate reads the answer and calls back in the same turn: no other export's answer
+  // can come in between.
+  let rejected: { spans: number; message: string | undefined } | undefined;
+  const reading: TraceSerializer<T> = {
+    serializeRequest: (items) => serializer.serializeRequest(items),
+    deserializeResponse: (data) => {
+      const response = serializer.deserializeResponse(data);
+      const partial = response?.partialSuccess;
+      const spans = Number(partial?.rejectedSpans ?? 0);
+      rejected = spans > 0 ? { spans, message: partial?.errorMessage || undefined } : undefined;
+      return response;
+    },
+  };
+  const options = http.convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType });
+  const delegate = http.createOtlpHttpExportDelegate(options, reading, 'otlp_http_span_exporter', metrics, undefined);
+  const exporter = new base.OTLPExporterBase<T>(delegate);
+  return {
+    export(items, done) {
+      exporter.export(items, (result) => {
+        const partial = rejected;
+        rejected = undefined;
+        if (partial === undefined || result.code !== EXPORT_SUCCESS) return done(result);
+        const error = new Error(`collector rejected ${partial.spans} span${partial.spans === 1 ? '' : 's'}${partial.message ? `: ${partial.message}` : ''}`);
+        done({ ...result, rejected: partial.spans, error });
+      });
+    },
+    forceFlush: () => exporter.forceFlush(),
+    shutdown: () => exporter.shutdown(),
+  };
 }
 
 /** A package that may not be installed (not a dependency of promptgate itself). */
