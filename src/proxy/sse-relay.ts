@@ -180,7 +180,7 @@ export class SseScanner {
    * request failed and is accounted so.
    */
   #noteErrorField(event: string): void {
-    if (!event.includes('error:')) return;
+    if (this.summary.sawDone || !event.includes('error:')) return;
     for (const line of event.split(/\r\n|\n|\r/)) {
       if (!line.startsWith('error:')) continue;
       let value: unknown;
@@ -214,9 +214,13 @@ export class SseScanner {
     // Azure OpenAI opens with a prompt filter chunk whose id and model are "": skip those.
     if (first && typeof obj.id === 'string' && obj.id !== '') s.id = obj.id;
     if (s.model === undefined && typeof obj.model === 'string' && obj.model !== '') s.model = obj.model;
-    if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
-    // vLLM (before 0.10) streams a failure as a bare error object: `{"object":"error","message":...}`.
-    else if (obj.object === 'error') s.upstreamError = obj;
+    // An error after `[DONE]` failed nothing: clients stop reading there (openai-node skips
+    // what follows, openai-python closes the response), with the whole answer.
+    if (!s.sawDone) {
+      if (obj.error !== undefined && obj.error !== null) s.upstreamError = obj.error;
+      // vLLM (before 0.10) streams a failure as a bare error object: `{"object":"error","message":...}`.
+      else if (obj.object === 'error') s.upstreamError = obj;
+    }
     if (typeof obj.service_tier === 'string') s.serviceTier = obj.service_tier;
     const choices = Array.isArray(obj.choices) ? (obj.choices as Array<Record<string, unknown>>) : [];
     // One reason per choice: some upstreams repeat it on a later chunk (the usage chunk), or
@@ -296,6 +300,16 @@ function completed(summary: StreamSummary): StreamEnd {
   return summary.upstreamError ? { outcome: 'error', errorType: 'upstream_stream_error' } : { outcome: 'ok' };
 }
 
+/**
+ * How a stream ends whose client left: a client abort, unless the client had the whole
+ * answer (its `[DONE]`). openai-python stops reading at `[DONE]` and closes the response,
+ * the connection with it when the upstream has not ended its body yet (a proxy, a CDN, a
+ * server slow to close): that client got everything, and the request is not an abort.
+ */
+function clientLeft(summary: StreamSummary): StreamEnd {
+  return summary.sawDone ? completed(summary) : { outcome: 'client_abort' };
+}
+
 /** The error event and error type for an upstream read that failed with the client still there. */
 function streamFailure(err: unknown, options: RelayOptions): { event: Uint8Array; errorType: string } {
   if (options.shuttingDown?.()) {
@@ -354,7 +368,7 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
           if (ended) return;
           if (options.clientGone()) {
             // The client left and the upstream read failed because we aborted it.
-            end({ outcome: 'client_abort' });
+            end(clientLeft(scanner.summary));
             controller.error(err);
             return;
           }
@@ -374,7 +388,7 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
         }
       },
       cancel() {
-        end({ outcome: 'client_abort' });
+        end(clientLeft(scanner.summary));
         options.abortUpstream();
         void iterator.return?.().catch(() => undefined);
       },
@@ -411,7 +425,7 @@ export function writeSse(
         if (out.destroyed) break;
       }
       if (options.clientGone() || out.destroyed) {
-        options.onEnd(scanner.summary, { outcome: 'client_abort' });
+        options.onEnd(scanner.summary, clientLeft(scanner.summary));
         return;
       }
       const rest = scanner.flush();
@@ -420,7 +434,7 @@ export function writeSse(
       options.onEnd(scanner.summary, completed(scanner.summary));
     } catch (err) {
       if (options.clientGone() || out.destroyed) {
-        options.onEnd(scanner.summary, { outcome: 'client_abort' });
+        options.onEnd(scanner.summary, clientLeft(scanner.summary));
         return;
       }
       if (scanner.summary.sawDone) {

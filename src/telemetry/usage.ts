@@ -21,8 +21,10 @@ const REPLY_PRIMING_TOKENS = 3;
  * Reads OpenAI's usage object (chat completions `prompt_tokens`/`completion_tokens`, or the
  * Responses API `input_tokens`/`output_tokens`) with the cached, reasoning and audio details
  * when present (DeepSeek's `prompt_cache_hit_tokens` when the details give no cached count).
- * Missing or null details count 0 (audio counts are set only when above 0). Returns
- * undefined when no token count is there.
+ * Missing or null details count 0 (audio counts are set only when above 0). Output tokens
+ * include the reasoning tokens, also from an upstream that leaves them out of its
+ * `completion_tokens` (xAI, Gemini: `total_tokens` counts them). Returns undefined when no
+ * token count is there.
  *
  * @example
  * usageFromOpenAI({ prompt_tokens: 12, completion_tokens: 5, prompt_tokens_details: null })
@@ -36,14 +38,24 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
   const inputDetails = u.prompt_tokens_details ?? u.input_tokens_details;
   const outputDetails = u.completion_tokens_details ?? u.output_tokens_details;
   const inputTokens = input ?? 0;
-  const outputTokens = output ?? 0;
+  const completion = output ?? 0;
+  const total = count(u.total_tokens);
+  let reasoning = isObject(outputDetails) ? (count(outputDetails.reasoning_tokens) ?? 0) : 0;
+  // OpenAI counts reasoning inside `completion_tokens` (total = prompt + completion). Some
+  // upstreams leave it out and bill it as output all the same: xAI reports it beside them
+  // (`reasoning_tokens`, total = prompt + completion + reasoning), Gemini's OpenAI endpoint
+  // only in `total_tokens` (its thinking). Such tokens are output, and reasoning.
+  // Without a total there is no telling: a reasoning count above the completion's is clamped.
+  const hidden = input !== undefined && total !== undefined && total > input + completion ? total - input - completion : 0;
+  if (hidden > reasoning) reasoning = hidden;
+  const outputTokens = completion + hidden;
   const usage: Usage = {
     inputTokens,
     outputTokens,
     // DeepSeek (and servers copying it) report cache hits as `prompt_cache_hit_tokens`,
     // older versions without `prompt_tokens_details`.
     cachedInputTokens: Math.min((isObject(inputDetails) ? count(inputDetails.cached_tokens) : undefined) ?? count(u.prompt_cache_hit_tokens) ?? 0, inputTokens),
-    reasoningTokens: Math.min(isObject(outputDetails) ? (count(outputDetails.reasoning_tokens) ?? 0) : 0, outputTokens),
+    reasoningTokens: Math.min(reasoning, outputTokens),
     estimated: false,
   };
   // Audio (gpt-4o-audio-preview): priced apart, or the cost is unknown (`costOf`).
