@@ -118,6 +118,7 @@ export function chatCompletions(deps: GatewayDeps) {
             serverAddress: upstream.spec.serverAddress,
             serverPort: upstream.spec.serverPort,
             stream,
+            body,
           });
           Object.assign(request.headers, span.headers());
           return request;

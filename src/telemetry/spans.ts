@@ -14,7 +14,8 @@
  *
  * Attributes (OTel GenAI semconv, DESIGN.md "Telemetry names"): on the CLIENT span
  * `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
- * `gen_ai.request.stream`, `server.address`, `server.port` at start (samplers see them);
+ * `gen_ai.request.stream`, `server.address`, `server.port` and the request's sampling
+ * parameters (`gen_ai.request.temperature`, `.max_tokens`, `.seed`, ...) at start (samplers see them);
  * `gen_ai.response.model`, `.id`, `.finish_reasons`, `gen_ai.usage.*`, `error.type` and
  * `promptgate.*` at the end. Content (`gen_ai.input.messages`/`gen_ai.output.messages`)
  * only with `captureContent`.
@@ -70,6 +71,8 @@ export interface UpstreamSpanOptions {
   serverAddress?: string;
   serverPort?: number;
   stream: boolean;
+  /** The request body sent (chat): its sampling parameters become `gen_ai.request.*` attributes. */
+  body?: Readonly<Record<string, unknown>>;
 }
 
 export interface EndSpanOptions {
@@ -316,7 +319,35 @@ function upstreamAttributes(o: UpstreamSpanOptions): Attributes {
   if (o.requestModel) a['gen_ai.request.model'] = o.requestModel;
   if (o.serverAddress) a['server.address'] = o.serverAddress;
   if (o.serverPort !== undefined) a['server.port'] = o.serverPort;
+  if (o.body) putRequestParams(a, o.body);
   return a;
+}
+
+/** GenAI semconv request attributes of a chat body's sampling parameters (numbers typed as the conventions say). */
+const DOUBLE_PARAMS: ReadonlyArray<readonly [string, string]> = [
+  ['temperature', 'gen_ai.request.temperature'],
+  ['top_p', 'gen_ai.request.top_p'],
+  ['top_k', 'gen_ai.request.top_k'],
+  ['frequency_penalty', 'gen_ai.request.frequency_penalty'],
+  ['presence_penalty', 'gen_ai.request.presence_penalty'],
+];
+
+function putRequestParams(a: Attributes, body: Readonly<Record<string, unknown>>): void {
+  for (const [field, key] of DOUBLE_PARAMS) {
+    const v = body[field];
+    if (typeof v === 'number' && Number.isFinite(v)) a[key] = v;
+  }
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  if (Number.isSafeInteger(maxTokens)) a['gen_ai.request.max_tokens'] = maxTokens as number;
+  if (Number.isSafeInteger(body.seed)) a['gen_ai.request.seed'] = body.seed as number;
+  // Recorded when not 1, as the conventions ask.
+  if (Number.isSafeInteger(body.n) && body.n !== 1) a['gen_ai.request.choice.count'] = body.n as number;
+  const stop = body.stop;
+  if (typeof stop === 'string') a['gen_ai.request.stop_sequences'] = [stop];
+  else if (Array.isArray(stop) && stop.length > 0 && stop.every((x) => typeof x === 'string')) a['gen_ai.request.stop_sequences'] = stop as string[];
+  const format = (body.response_format as { type?: unknown } | null | undefined)?.type;
+  if (format === 'json_object' || format === 'json_schema') a['gen_ai.output.type'] = 'json';
+  else if (format === 'text') a['gen_ai.output.type'] = 'text';
 }
 
 /** Everything the CLIENT span gets at its end, in one object (one setAttributes call). */

@@ -410,4 +410,29 @@ describe('tracing through the gateway (capture_content: true)', () => {
     expect(client!.attributes['gen_ai.request.stream']).toBe(true);
     expect(client!.attributes['promptgate.usage.estimated']).toBe(false);
   });
+
+  it('records the request\'s sampling parameters as gen_ai.request.* (GenAI semconv), only those sent', async () => {
+    const id = newId('params');
+    const body = chat({ temperature: 0, top_p: 0.9, max_completion_tokens: 64, seed: 7, n: 2, stop: 'END', frequency_penalty: 0.5, response_format: { type: 'json_object' } });
+    expect((await post(gw, body, { 'x-request-id': id })).status).toBe(200);
+    const { client } = await receiver.waitForRequest(id);
+    expect(client!.attributes).toMatchObject({
+      'gen_ai.request.temperature': 0,
+      'gen_ai.request.top_p': 0.9,
+      'gen_ai.request.max_tokens': 64,
+      'gen_ai.request.seed': 7,
+      'gen_ai.request.choice.count': 2,
+      'gen_ai.request.stop_sequences': ['END'],
+      'gen_ai.request.frequency_penalty': 0.5,
+      'gen_ai.output.type': 'json',
+    });
+    expect(client!.attributes['gen_ai.request.presence_penalty']).toBeUndefined();
+
+    const plain = newId('params-none');
+    expect((await post(gw, chat({ n: 1, max_tokens: 10 }), { 'x-request-id': plain })).status).toBe(200);
+    const spans = await receiver.waitForRequest(plain);
+    const a = spans.client!.attributes;
+    expect(a['gen_ai.request.max_tokens']).toBe(10);
+    for (const key of ['gen_ai.request.temperature', 'gen_ai.request.seed', 'gen_ai.request.choice.count', 'gen_ai.request.stop_sequences', 'gen_ai.output.type']) expect(a[key], key).toBeUndefined();
+  });
 });
