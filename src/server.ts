@@ -19,7 +19,7 @@ import { errorBody, GatewayError } from './errors.js';
 import { getRequestListener, RequestError } from '@hono/node-server';
 import { FeedbackLedger } from './admin/feedback.js';
 import { createApp } from './app.js';
-import { createContextRuntime } from './context/runtime.js';
+import { createContextRuntime, RECIPE_METRICS } from './context/runtime.js';
 import { AssignmentCounters } from './experiments/counters.js';
 import type { Lifecycle } from './app-types.js';
 import type { Exchange } from './proxy/exchange.js';
@@ -205,11 +205,11 @@ function configuredLabels(config: RuntimeConfig): ConfiguredLabelValues {
     experiments: [...experiments.map((e) => e.id), ...plans.map((p) => p.experiment)],
     variants: [...experiments.flatMap((e) => e.variants.map((v) => v.name)), ...plans.flatMap((p) => p.recipes.map((r) => r.name))],
     metrics: experiments.flatMap((e) => e.metrics),
-    experimentSeries: experiments.map((e) => ({
-      experiment: e.id,
-      variants: e.variants.map((v) => v.name),
-      metrics: [...new Set([...EXPERIMENT_METRICS, ...e.metrics])],
-    })),
+    experimentSeries: [
+      ...experiments.map((e) => ({ experiment: e.id, variants: e.variants.map((v) => v.name), metrics: [...new Set([...EXPERIMENT_METRICS, ...e.metrics])] })),
+      // Context recipes chosen per request (a plan with one recipe records no statistics).
+      ...plans.filter((p) => p.recipes.length > 1).map((p) => ({ experiment: p.experiment, variants: p.recipes.map((r) => r.name), metrics: [...new Set([...RECIPE_METRICS, p.metric])] })),
+    ],
   };
 }
 

@@ -17,6 +17,9 @@ import { createContextMetrics, type ContextMetrics } from './metrics.js';
 import type { Builder, BuilderOutput } from './types.js';
 import { screenOutput, type ScanOutcome } from './untrusted.js';
 
+/** The statistics every request served by a recipe adds to (besides a bandit's feedback metric): see `finish`. */
+export const RECIPE_METRICS = ['success', 'latency_ms', 'input_tokens', 'context_tokens'] as const;
+
 /** An experiment statistics observation (the gateway's `Metrics.observeExperiment`). */
 export interface RecipeObservation {
   experiment: string;
@@ -128,7 +131,8 @@ export class ContextRuntime {
   }
 
   /**
-   * Accounting of a finished request (the server's `onRequestDone`): recipe statistics, by
+   * Accounting of a finished request (the server's `onRequestDone`): recipe statistics (the
+   * RECIPE_METRICS), by
    * the variants' rules (telemetry/metrics.ts `experimentValues`: `success` for every
    * request, a client abort counting 0; `latency_ms` of successful requests only), and the
    * `success` reward of a bandit (ok = 1, error = 0; a client abort says nothing about the

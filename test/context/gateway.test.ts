@@ -80,6 +80,13 @@ const conversation = [
 describe('context through the gateway', () => {
   it('the upstream receives the rendered context: profile, tier rules, passages and history', async () => {
     gw = await start(contextConfig());
+    // Both recipes' statistics exist from the start, at 0 (a series appearing at 1 loses that observation in increase()).
+    const atStart = await (await request(`${gw.url}/metrics`)).body.text();
+    for (const recipe of ['focused', 'broad']) {
+      for (const metric of ['success', 'latency_ms', 'input_tokens', 'context_tokens']) {
+        expect(atStart).toContain(`promptgate_experiment_observations_total{experiment="support-context@1.0.0:context",variant="${recipe}",metric="${metric}"} 0`);
+      }
+    }
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const completion = await client.chat.completions.create({ model: 'support-bot', user: 'user-alice', messages: conversation as never });
     expect(completion.choices[0].message.content).toBe('Hello from the mock upstream!');
