@@ -6,6 +6,7 @@
  */
 import { estimateUsage, usageFromOpenAI } from '../telemetry/usage.js';
 import type { Usage } from '../telemetry/types.js';
+import type { CompletionChoice } from '../telemetry/genai-messages.js';
 import type { Exchange } from './exchange.js';
 import { replyText } from './stream-text.js';
 import type { StreamEnd, StreamSummary } from './sse-relay.js';
@@ -42,10 +43,28 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
     return;
   }
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string' && f !== '');
-  const completion = () => choices.map((c) => (c.message as { content?: string } | undefined)?.content ?? '').join('');
   const reply = () => choices.map((c) => replyText(c.message)).join('');
   r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, reply(), r.responseModel ?? r.requestModel ?? '');
-  if (exchange.content.captureContent) exchange.content.completion = completion();
+  if (exchange.content.captureContent) exchange.content.completion = completionChoices(choices);
+}
+
+/** A non-stream answer's choices as content capture keeps them, in index order. */
+function completionChoices(choices: ReadonlyArray<Record<string, unknown>>): CompletionChoice[] {
+  const indexed = choices.map((c, i) => ({ c, index: typeof c.index === 'number' ? c.index : i }));
+  indexed.sort((a, b) => a.index - b.index);
+  return indexed.map(({ c }) => {
+    const message = (c.message ?? {}) as { content?: unknown; tool_calls?: unknown };
+    const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as Array<{ id?: unknown; function?: { name?: unknown; arguments?: unknown } } | null>) : [];
+    return {
+      content: typeof message.content === 'string' ? message.content : '',
+      toolCalls: calls.map((call) => ({
+        id: typeof call?.id === 'string' ? call.id : undefined,
+        name: typeof call?.function?.name === 'string' ? call.function.name : undefined,
+        arguments: typeof call?.function?.arguments === 'string' ? call.function.arguments : '',
+      })),
+      finishReason: typeof c.finish_reason === 'string' && c.finish_reason !== '' ? c.finish_reason : undefined,
+    };
+  });
 }
 
 /**
@@ -70,7 +89,7 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   if (summary.serviceTier !== undefined) r.serviceTier = summary.serviceTier;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage || exchange.content.captureContent ? summary.text.text() : { content: '', reply: '', scale: 1 };
+  const text = !usage ? summary.text.text() : { content: '', reply: '', scale: 1 };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say
   // so. A long stream kept a sample of its text: its output tokens scale with its length.
   if (!usage) {
@@ -78,7 +97,7 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
     if (text.scale !== 1) usage.outputTokens = Math.round(usage.outputTokens * text.scale);
   }
   r.usage = usage;
-  if (exchange.content.captureContent) exchange.content.completion = text.content;
+  if (exchange.content.captureContent) exchange.content.completion = summary.text.choices();
   priceUsage(exchange, upstream);
   if (end.outcome === 'ok') exchange.finish({ outcome: 'ok' });
   // openai-node throws on the upstream's error event and closes the connection at once: a

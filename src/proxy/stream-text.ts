@@ -14,6 +14,8 @@
  * stream), up to `MAX_TEXT` characters.
  */
 
+import type { CompletionChoice } from '../telemetry/genai-messages.js';
+
 /** Unparsed chunk data held: the sample of a long stream, or (keepAll) before it is reduced to text. */
 export const KEPT_CHARS = 16 * 1024;
 /** Text kept per stream with content capture (characters): ~250k tokens, far past any real completion. */
@@ -40,6 +42,9 @@ export class StreamText {
   #skippedChars = 0;
   /** Each choice's content by choice index: with n > 1 the choices' chunks interleave. */
   readonly #content = new Map<number, string>();
+  /** keepAll: each choice's tool calls by their index (id and name from the first delta, arguments in pieces), and finish reason. */
+  readonly #toolCalls = new Map<number, Map<number, { id?: string; name?: string; arguments: string[] }>>();
+  readonly #finishReasons = new Map<number, string>();
   #reply = '';
 
   /** @param keepAll keep the whole text (content capture), not a sample of a long stream. */
@@ -67,6 +72,24 @@ export class StreamText {
     return { content: content.join(''), reply: this.#reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
   }
 
+  /**
+   * The answer's choices in index order: text, tool calls (arguments joined) and finish
+   * reason. Complete only with `keepAll` (content capture); up to MAX_TEXT of text.
+   */
+  choices(): CompletionChoice[] {
+    this.#compact();
+    const indexes = new Set([...this.#content.keys(), ...this.#toolCalls.keys(), ...this.#finishReasons.keys()]);
+    return [...indexes]
+      .sort((a, b) => a - b)
+      .map((index) => ({
+        content: this.#content.get(index) ?? '',
+        toolCalls: [...(this.#toolCalls.get(index) ?? new Map()).entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([, call]) => ({ id: call.id, name: call.name, arguments: call.arguments.join('') })),
+        finishReason: this.#finishReasons.get(index),
+      }));
+  }
+
   #compact(): void {
     // Joined, not appended piece by piece: one flat string per compaction rather than a
     // rope of a node per token (~32 bytes each, more than the text itself).
@@ -82,7 +105,8 @@ export class StreamText {
         continue; // not JSON: nothing to count
       }
       if (!Array.isArray(obj?.choices)) continue;
-      for (const c of obj.choices as Array<{ index?: unknown; delta?: { content?: unknown } } | null>) {
+      for (const c of obj.choices as Array<{ index?: unknown; delta?: { content?: unknown; tool_calls?: unknown }; finish_reason?: unknown } | null>) {
+        if (this.keepAll && c) this.#noteCallsAndFinish(c);
         if (typeof c?.delta?.content === 'string') {
           const index = typeof c.index === 'number' ? c.index : 0;
           const pieces = content.get(index);
@@ -98,6 +122,24 @@ export class StreamText {
     this.#reply += reply.join('');
     this.#pending = [];
     this.#pendingChars = 0;
+  }
+
+  /** A choice delta's tool-call pieces and finish reason (content capture only). */
+  #noteCallsAndFinish(c: { index?: unknown; delta?: { tool_calls?: unknown }; finish_reason?: unknown }): void {
+    const index = typeof c.index === 'number' ? c.index : 0;
+    if (typeof c.finish_reason === 'string' && c.finish_reason !== '') this.#finishReasons.set(index, c.finish_reason);
+    const deltas = c.delta?.tool_calls;
+    if (!Array.isArray(deltas)) return;
+    let calls = this.#toolCalls.get(index);
+    if (!calls) this.#toolCalls.set(index, (calls = new Map()));
+    for (const d of deltas as Array<{ index?: unknown; id?: unknown; function?: { name?: unknown; arguments?: unknown } } | null>) {
+      const at = typeof d?.index === 'number' ? d.index : calls.size;
+      let call = calls.get(at);
+      if (!call) calls.set(at, (call = { arguments: [] }));
+      if (typeof d?.id === 'string' && call.id === undefined) call.id = d.id;
+      if (typeof d?.function?.name === 'string' && call.name === undefined) call.name = d.function.name;
+      if (typeof d?.function?.arguments === 'string') call.arguments.push(d.function.arguments);
+    }
   }
 }
 

@@ -33,9 +33,28 @@ export function inputMessages(messages: unknown): Array<{ role: string; parts: P
   return out;
 }
 
-/** The assistant text -> OTel GenAI output messages. */
-export function outputMessages(completion: string, finishReason: string | undefined): Array<Record<string, unknown>> {
-  return [{ role: 'assistant', parts: [{ type: 'text', content: completion }], finish_reason: finishReason ?? 'stop' }];
+/** One choice of an answer, as content capture keeps it. */
+export interface CompletionChoice {
+  /** The text (`message.content`, or a stream's `delta.content` joined). */
+  content: string;
+  /** Tool calls, a stream's argument pieces joined. */
+  toolCalls?: ReadonlyArray<{ id?: string; name?: string; arguments: string }>;
+  finishReason?: string;
+}
+
+/**
+ * The answer -> OTel GenAI output messages: one assistant message per choice (with `n > 1`
+ * several), with its text and tool-call parts and its finish reason (`finishReason` for a
+ * choice that has none: a cut or failed answer). A string is one choice of text.
+ */
+export function outputMessages(completion: string | readonly CompletionChoice[], finishReason: string | undefined): Array<Record<string, unknown>> {
+  const choices = typeof completion === 'string' || completion.length === 0 ? [{ content: typeof completion === 'string' ? completion : '' }] : completion;
+  return choices.map((c: CompletionChoice) => {
+    const parts: Part[] = [];
+    if (c.content !== '' || !c.toolCalls?.length) parts.push({ type: 'text', content: c.content });
+    for (const call of c.toolCalls ?? []) parts.push({ type: 'tool_call', id: call.id, name: call.name, arguments: parseArguments(call.arguments) });
+    return { role: 'assistant', parts, finish_reason: c.finishReason ?? finishReason ?? 'stop' };
+  });
 }
 
 function textOf(content: unknown): string {

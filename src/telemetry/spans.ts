@@ -34,7 +34,7 @@ import {
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
-import { inputMessages, messagesJson, outputMessages } from './genai-messages.js';
+import { inputMessages, messagesJson, outputMessages, type CompletionChoice } from './genai-messages.js';
 import type { RequestRecord } from './types.js';
 
 const TRACER_NAME = 'promptgate';
@@ -80,8 +80,8 @@ export interface EndSpanOptions {
   captureContent?: boolean;
   /** The `messages` sent upstream (OpenAI chat format). */
   prompt?: unknown;
-  /** The assistant text received. */
-  completion?: string;
+  /** The answer received: its choices (text, tool calls, finish reason), or its text. */
+  completion?: string | readonly CompletionChoice[];
 }
 
 /** The upstream side: what to send as trace context. */

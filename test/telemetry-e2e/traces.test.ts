@@ -411,6 +411,35 @@ describe('tracing through the gateway (capture_content: true)', () => {
     expect(client!.attributes['promptgate.usage.estimated']).toBe(false);
   });
 
+  it('records tool calls the model returns, and one message per choice with n > 1 (stream and non-stream)', async () => {
+    for (const stream of [false, true]) {
+      const id = newId(`content-tools-${stream}`);
+      expect((await post(gw, chat({ stream }), { 'x-request-id': id, 'x-mock-tool-calls': '2' })).status).toBe(200);
+      const { client } = await receiver.waitForRequest(id);
+      const output = JSON.parse(client!.attributes['gen_ai.output.messages'] as string) as Array<{ role: string; parts: Array<Record<string, unknown>>; finish_reason: string }>;
+      expect(output, `stream ${stream}`).toHaveLength(1);
+      expect(output[0].finish_reason).toBe('tool_calls');
+      const calls = output[0].parts.filter((p) => p.type === 'tool_call');
+      expect(calls, `stream ${stream}`).toHaveLength(2);
+      for (const call of calls) {
+        expect(call.id).toEqual(expect.any(String));
+        expect(call.name).toEqual(expect.any(String));
+        expect(typeof call.arguments).toBe('object'); // the argument pieces joined and parsed
+      }
+      expect(output[0].parts.some((p) => p.type === 'text')).toBe(false);
+
+      const many = newId(`content-n-${stream}`);
+      expect((await post(gw, chat({ stream, n: 2 }), { 'x-request-id': many })).status).toBe(200);
+      const spans = await receiver.waitForRequest(many);
+      const choices = JSON.parse(spans.client!.attributes['gen_ai.output.messages'] as string) as Array<{ parts: Array<{ content?: string }>; finish_reason: string }>;
+      expect(choices, `stream ${stream}`).toHaveLength(2);
+      for (const c of choices) {
+        expect(c.parts[0].content).toBe(COMPLETION);
+        expect(c.finish_reason).toBe('stop');
+      }
+    }
+  });
+
   it('records the request\'s sampling parameters as gen_ai.request.* (GenAI semconv), only those sent', async () => {
     const id = newId('params');
     const body = chat({ temperature: 0, top_p: 0.9, max_completion_tokens: 64, seed: 7, n: 2, stop: 'END', frequency_penalty: 0.5, response_format: { type: 'json_object' } });
