@@ -9,6 +9,9 @@
  *                            output_tokens, output_tokens_details.reasoning_tokens}
  *                      SSE   the same, in `response` of the last event
  *                            (response.completed, response.incomplete or response.failed)
+ * GET /v1/responses/{id}     a background response this gateway saw created, the first
+ * (JSON or SSE resume),      answer that shows it ended (see BackgroundResponses)
+ * POST .../{id}/cancel
  * ```
  *
  * The client gets the upstream's bytes unchanged; usage is read on the side, in bounded
@@ -27,7 +30,8 @@ import { TopLevelFields } from './json-fields.js';
 import { dataOf, EventFramer, splitEvents } from './sse-framing.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 
-export type MeteredRoute = 'embeddings' | 'responses';
+/** `retrieve`: polling, resuming or cancelling a background response (BackgroundResponses). */
+export type MeteredRoute = 'embeddings' | 'responses' | 'retrieve';
 
 /**
  * A non-stream answer up to this size is read whole before it goes, as on the chat route,
@@ -38,19 +42,61 @@ const HEADER_WAIT_BYTES = 4 * 1024 * 1024;
 /** A stream event held longer than this (the last one repeats the whole output) is not read. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
-/** Cheap test before parsing an event: its text names a terminal event type. */
-const TERMINAL_TEXT = /"response\.(?:completed|incomplete|failed)"/;
+/** Cheap test before parsing an event: its text names an event type that is read. */
+const READ_TEXT = /"response\.(?:completed|incomplete|failed|created)"|"type"\s*:\s*"error"|^event:\s*error\s*$/m;
+/** A response's `status` once it ended: a background response's usage is final then. */
+const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
+/** `/responses/{id}` and `/responses/{id}/cancel`: the id. */
+const RESPONSE_PATH = /^\/responses\/([^/]+)(\/cancel)?$/;
+/** The `error_type` of a Responses stream in which the upstream sent an `error` event, as on the chat route. */
+export const UPSTREAM_STREAM_ERROR = 'upstream_stream_error';
 
 /**
- * The metered route of a pass-through request, or undefined. Only the create calls are:
- * `GET /v1/responses/{id}` returns a stored answer's usage, which was accounted when it was made.
+ * Background responses (`background: true`) this gateway saw created and not yet accounted:
+ * their create call answers `queued` without usage (or its stream stops before the end), and
+ * the usage comes with the first poll (`GET /v1/responses/{id}`), resumed stream
+ * (`?stream=true&starting_after=n`) or cancel that shows the response ended. That request
+ * accounts it and takes the id out, so each is accounted once, however often it is polled.
+ * Ids past MAX_PENDING (oldest first) are forgotten, unaccounted. One per app, shared by its requests.
  */
-export function meteredRoute(method: string, path: string): MeteredRoute | undefined {
-  if (method !== 'POST') return undefined;
+export class BackgroundResponses {
+  static readonly MAX_PENDING = 10_000;
+  readonly #pending = new Set<string>();
+
+  add(id: string): void {
+    if (this.#pending.has(id)) return;
+    this.#pending.add(id);
+    if (this.#pending.size > BackgroundResponses.MAX_PENDING) this.#pending.delete(this.#pending.values().next().value as string);
+  }
+
+  has(id: string): boolean {
+    return this.#pending.has(id);
+  }
+
+  /** True (once) when `id` was pending: the caller accounts it. */
+  take(id: string): boolean {
+    return this.#pending.delete(id);
+  }
+}
+
+/**
+ * The metered route of a pass-through request, or undefined. The create calls are; a stored
+ * answer (`GET /v1/responses/{id}`) was accounted when it was made, unless it is a
+ * background response still pending here.
+ */
+export function meteredRoute(method: string, path: string, background: BackgroundResponses): MeteredRoute | undefined {
   const pathname = path.split('?', 1)[0];
-  if (pathname === '/embeddings') return 'embeddings';
-  if (pathname === '/responses') return 'responses';
-  return undefined;
+  if (method === 'POST' && pathname === '/embeddings') return 'embeddings';
+  if (method === 'POST' && pathname === '/responses') return 'responses';
+  const match = RESPONSE_PATH.exec(pathname);
+  if (!match || method !== (match[2] ? 'POST' : 'GET')) return undefined;
+  let id: string;
+  try {
+    id = decodeURIComponent(match[1]);
+  } catch {
+    return undefined;
+  }
+  return background.has(id) ? 'retrieve' : undefined;
 }
 
 /**
@@ -76,32 +122,61 @@ export interface MeterOptions {
   upstream: Upstream;
   /** The client's response headers: `x-promptgate-cost-usd` is added when the cost is known in time. */
   headers: Record<string, string | string[]>;
+  /** The app's pending background responses. */
+  background: BackgroundResponses;
+}
+
+/** The answer `meterUsage` relays: the upstream's, read on the way. */
+export interface MeteredResponse extends UpstreamResponse {
+  /**
+   * True once a Responses stream's terminal event went by: the answer is whole, so a client
+   * that closes then (an app that stops at `response.completed`) is no client abort.
+   */
+  complete?: () => boolean;
 }
 
 /**
  * The answer to relay in place of `response`: the same bytes, read on the way. Usage, model
- * and cost go on the exchange's record when the body ends complete, before whoever relays
- * it finishes the exchange. A non-stream answer up to HEADER_WAIT_BYTES is read first, so
- * its cost header goes with it.
+ * and cost go on the exchange's record when the body ends complete (a stream: at its
+ * terminal event), before whoever relays it finishes the exchange. A non-stream answer up
+ * to HEADER_WAIT_BYTES is read first, so its cost header goes with it.
  */
-export async function meterUsage(o: MeterOptions): Promise<UpstreamResponse> {
+export async function meterUsage(o: MeterOptions): Promise<MeteredResponse> {
   const { response, exchange } = o;
   if (response.status < 200 || response.status >= 300 || contentCodings(response.headers['content-encoding']).length > 0) return response;
   const type = mediaType(response.headers['content-type']);
-  if (type === 'text/event-stream' && o.route === 'responses') {
+  if (type === 'text/event-stream' && o.route !== 'embeddings') {
     const iterator = response.body[Symbol.asyncIterator]();
     exchange.record.stream = true;
-    const events = new ResponseEvents();
+    let terminal = false;
+    const events = new ResponseEvents({
+      // The usage is final at the terminal event, whether or not the client stays for the end of the body.
+      onTerminal: (last) => {
+        terminal = true;
+        account(o, last);
+      },
+      // A background stream that stops before its end is accounted when a poll sees it end.
+      onCreated: (created) => {
+        if (o.route === 'responses' && created.background === true && typeof created.id === 'string') o.background.add(created.id);
+      },
+      // The upstream failed the stream (an `error` event), as on the chat route; a client
+      // that leaves after it (openai-node throws on it) does not make it a client abort.
+      onError: () => {
+        exchange.record.outcome = 'error';
+        exchange.record.errorType = UPSTREAM_STREAM_ERROR;
+      },
+    });
     const onChunk = (chunk: Uint8Array) => {
       // Time to the first chunk, as on the chat route's streams.
       if (events.bytes === 0) exchange.record.ttfbMs = performance.now() - exchange.startedAt;
       events.push(chunk);
     };
-    return { ...response, body: relayed(NOTHING_READ, iterator, onChunk, () => account(o, events.end())) };
+    // The end reads an unterminated last event too (onTerminal accounts it).
+    return { ...response, body: relayed(NOTHING_READ, iterator, onChunk, () => events.end()), complete: () => terminal };
   }
   if (type !== 'application/json') return response;
   const iterator = response.body[Symbol.asyncIterator]();
-  const fields = new TopLevelFields(o.route === 'responses' ? ['id', 'model', 'usage', 'service_tier'] : ['model', 'usage']);
+  const fields = new TopLevelFields(o.route === 'embeddings' ? ['model', 'usage'] : ['id', 'model', 'usage', 'service_tier', 'status', 'background']);
   const head = await readHead(iterator, fields, exchange);
   const end = () => account(o, fields.end());
   if (head.done) {
@@ -121,10 +196,29 @@ function account(o: MeterOptions, read: Record<string, unknown> | undefined): nu
   }
   if (typeof read.id === 'string' && read.id !== '') r.responseId = read.id;
   if (typeof read.service_tier === 'string') r.serviceTier = read.service_tier;
+  if (!accountable(o, read)) return undefined;
   const usage = usageFromOpenAI(read.usage);
   if (!usage) return undefined;
   r.usage = usage;
   return priceUsage(o.exchange, o.upstream);
+}
+
+/**
+ * Whether this answer's usage is accounted here. A background response still running (its
+ * create call answers `queued`) is noted pending; a poll, resume or cancel accounts it only
+ * once it ended, and only the first that sees that (`take`).
+ */
+function accountable(o: MeterOptions, read: Record<string, unknown>): boolean {
+  if (o.route === 'embeddings') return true;
+  const id = typeof read.id === 'string' ? read.id : undefined;
+  const ended = typeof read.status !== 'string' || ENDED.has(read.status);
+  if (o.route === 'responses') {
+    if (read.background === true && !ended && id !== undefined) o.background.add(id);
+    // The create call's own stream reached the end: accounted here, not by a later poll.
+    else if (id !== undefined) o.background.take(id);
+    return true;
+  }
+  return ended && id !== undefined && o.background.take(id);
 }
 
 /** The first chunks of a body: all of it (`done`) or up to HEADER_WAIT_BYTES. */
@@ -183,20 +277,34 @@ async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, onChunk
   }
 }
 
+/** What a Responses stream reader reports, event by event. */
+interface ResponseEventHooks {
+  /** `response` of a terminal event (`response.completed`, `.incomplete`, `.failed`). */
+  onTerminal(response: Record<string, unknown>): void;
+  /** `response` of `response.created`. */
+  onCreated(response: Record<string, unknown>): void;
+  /** The first `error` event (`{"type": "error", "code", "message", ...}`). */
+  onError(): void;
+}
+
 /**
  * Reads the Responses API stream on the side: events are framed as the chat relay frames
- * them (`EventFramer`), only an event naming a terminal type is parsed, and only the
- * current event's bytes are held (up to MAX_EVENT_BYTES; past that, reading stops and the
- * stream has no usage). One per stream.
+ * them (`EventFramer`), only an event naming a type that is read (terminal, created, error)
+ * is parsed, and only the current event's bytes are held (up to MAX_EVENT_BYTES; past that,
+ * reading stops and the stream has no usage). One per stream.
  */
 class ResponseEvents {
   /** Bytes seen. */
   bytes = 0;
-  /** `response` of the last terminal event. */
-  #last: Record<string, unknown> | undefined;
   readonly #framer = new EventFramer(MAX_EVENT_BYTES);
   /** An event outgrew MAX_EVENT_BYTES: nothing more is read (the bytes still go to the client). */
   #gaveUp = false;
+  #failed = false;
+  readonly #hooks: ResponseEventHooks;
+
+  constructor(hooks: ResponseEventHooks) {
+    this.#hooks = hooks;
+  }
 
   push(chunk: Uint8Array): void {
     this.bytes += chunk.byteLength;
@@ -210,28 +318,36 @@ class ResponseEvents {
   }
 
   /** The stream ended complete: an unterminated last event is read too (as the relay sends it). */
-  end(): Record<string, unknown> | undefined {
+  end(): void {
     const rest = this.#gaveUp ? undefined : this.#framer.flush();
     if (rest) this.#read(rest);
-    return this.#last;
   }
 
   #read(bytes: Uint8Array): void {
     const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-    if (!TERMINAL_TEXT.test(text)) return;
+    if (!READ_TEXT.test(text)) return;
     const parts = splitEvents(text); // events at even indexes
     for (let i = 0; i < parts.length; i += 2) {
       const event = parts[i];
-      if (!TERMINAL_TEXT.test(event)) continue;
+      if (!READ_TEXT.test(event)) continue;
       const data = dataOf(event);
-      if (data === undefined) continue;
+      let obj: { type?: unknown; response?: unknown } | undefined;
       try {
-        const obj = JSON.parse(data) as { type?: unknown; response?: unknown };
-        if (typeof obj.type === 'string' && TERMINAL_EVENTS.has(obj.type) && isObject(obj.response)) this.#last = obj.response;
+        obj = data === undefined ? undefined : (JSON.parse(data) as { type?: unknown; response?: unknown });
       } catch {
-        // not JSON: not an event we read
+        // not JSON: only its `event:` line can say what it is
       }
+      const type = isObject(obj) ? obj.type : undefined;
+      if (type === 'error' || (type === undefined && /^event:\s*error\s*$/m.test(event))) this.#fail();
+      else if (typeof type === 'string' && TERMINAL_EVENTS.has(type) && isObject(obj!.response)) this.#hooks.onTerminal(obj!.response);
+      else if (type === 'response.created' && isObject(obj!.response)) this.#hooks.onCreated(obj!.response);
     }
+  }
+
+  #fail(): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#hooks.onError();
   }
 }
 

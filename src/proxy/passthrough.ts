@@ -12,7 +12,7 @@ import { GatewayError, unknownRouteError } from '../errors.js';
 import { bodyReadError, forward, ClientGoneError } from './forward.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
-import { meterUsage, meteredRoute, noteMeteredRequest } from './passthrough-usage.js';
+import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteMeteredRequest, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
 import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -21,6 +21,8 @@ import type { UpstreamResponse } from './upstream.js';
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
 export function passThrough(deps: GatewayDeps) {
+  // Background responses created through this app and not yet accounted (across reloads).
+  const background = new BackgroundResponses();
   return async function passThroughHandler(c: Context<AppEnv>): Promise<Response> {
     refuseWhileDraining(deps);
     const runtime = deps.holder.current;
@@ -46,8 +48,8 @@ export function passThrough(deps: GatewayDeps) {
       }
       const body = read?.bytes ?? read?.stream ?? null;
       // Embeddings and Responses: usage and cost read like chat's (passthrough-usage.ts).
-      const metered = meteredRoute(method, path);
-      if (metered) noteMeteredRequest(exchange, metered, read?.bytes);
+      const metered = meteredRoute(method, path, background);
+      if (metered === 'embeddings' || metered === 'responses') noteMeteredRequest(exchange, metered, read?.bytes);
       // The model list gets the binding aliases, an alias the upstream does not know its
       // entry: a HEAD of either asks the upstream with GET, to answer as the GET would (RFC 9110 §9.3.2).
       const bindings = [...config.prompts.bindings.keys()];
@@ -101,7 +103,7 @@ export function passThrough(deps: GatewayDeps) {
       // (RFC 9110 §8.6: a download's size, which clients show as progress).
       const length = response.headers['content-length'];
       if (typeof length === 'string') headers['content-length'] = length;
-      const relayed = metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers }) : response;
+      const relayed: MeteredResponse = metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background }) : response;
       return new Response(streamBody(relayed, exchange, c.env?.outgoing), { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
       if (err instanceof ClientGoneError) {
@@ -287,7 +289,7 @@ async function retrieveAlias(response: UpstreamResponse, id: string, exchange: E
  * timeout, the shutdown) cuts the client's connection: the client sees it incomplete.
  * `finish` accounts it (as a shutdown when the shutdown aborted it).
  */
-function streamBody(response: UpstreamResponse, exchange: Exchange, outgoing: ServerResponse | undefined): ReadableStream<Uint8Array> {
+function streamBody(response: MeteredResponse, exchange: Exchange, outgoing: ServerResponse | undefined): ReadableStream<Uint8Array> {
   const iterator = response.body[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
     {
@@ -302,7 +304,7 @@ function streamBody(response: UpstreamResponse, exchange: Exchange, outgoing: Se
           }
         } catch (err) {
           exchange.finish(
-            exchange.clientGone ? { outcome: 'client_abort', errorType: 'client_abort' } : { outcome: 'error', errorType: 'upstream_body_error' },
+            exchange.clientGone ? clientLeft(exchange, response) : { outcome: 'error', errorType: 'upstream_body_error' },
           );
           // Erroring the stream cuts it too, but @hono/node-server then prints the upstream's
           // error (stack, socket addresses) to stderr: cut the connection here instead.
@@ -311,11 +313,21 @@ function streamBody(response: UpstreamResponse, exchange: Exchange, outgoing: Se
         }
       },
       cancel() {
-        exchange.finish({ outcome: 'client_abort', errorType: 'client_abort' });
+        exchange.finish(clientLeft(exchange, response));
         exchange.abort();
         void iterator.return?.().catch(() => undefined);
       },
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * How a body the client stopped reading ends: a client abort, unless the upstream had failed
+ * the stream (its `error` event: openai-node throws on it and closes the connection at once)
+ * or the answer was whole (a Responses stream's terminal event went by): the record stays as it is.
+ */
+function clientLeft(exchange: Exchange, response: MeteredResponse): Partial<Exchange['record']> {
+  if (exchange.record.errorType === UPSTREAM_STREAM_ERROR || response.complete?.() === true) return {};
+  return { outcome: 'client_abort', errorType: 'client_abort' };
 }
