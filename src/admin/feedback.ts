@@ -6,7 +6,8 @@
  *   POST /v1/feedback {"request_id": "<x-promptgate-request-id>", "metric": "thumbs_up", "value": 1}
  *
  * The gateway remembers the assignment of recent requests (bounded: `max_entries`, `ttl`),
- * so feedback must arrive within that window; each (request, metric) counts once.
+ * so feedback must arrive within that window; each (request, metric) counts once. A request
+ * in no experiment takes feedback only on the metric its recipe's bandit learns from.
  */
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -74,6 +75,13 @@ export class FeedbackLedger {
     (served.seen ??= []).push(metric);
     return served;
   }
+
+  /** Undoes `take(requestId, metric)` when nothing counted the feedback after all. */
+  release(requestId: string, metric: string): void {
+    const seen = this.#served.peek(requestId)?.seen;
+    const at = seen?.lastIndexOf(metric) ?? -1;
+    if (at >= 0) seen!.splice(at, 1);
+  }
 }
 
 export interface FeedbackDeps {
@@ -124,8 +132,18 @@ export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
     if (served === undefined) throw new GatewayError('not_found', `No recent request ${JSON.stringify(requestId.slice(0, 100))} served by an experiment or context recipe.`, { param: 'request_id' });
     if (served === 'duplicate') return c.json({ status: 'duplicate', request_id: requestId, metric: name }, 409);
     if (served === 'too_many') throw new GatewayError('invalid_request', `A request takes feedback on at most ${MAX_FEEDBACK_METRICS} metrics.`, { param: 'metric' });
+    // A request in no experiment counts feedback only through a recipe bandit learning from
+    // this metric: otherwise the value would go nowhere, and "recorded" would be untrue.
+    const byRecipe = deps.observeContextFeedback?.(requestId, name, value) ?? false;
+    if (!served.experiment && !byRecipe) {
+      deps.ledger.release(requestId, name);
+      throw new GatewayError(
+        'not_found',
+        `Request ${JSON.stringify(requestId.slice(0, 100))} is in no experiment, and no context recipe bandit learns from ${name}: the feedback would count nowhere.`,
+        { param: 'request_id' },
+      );
+    }
     if (served.experiment) deps.observeExperiment?.({ experiment: served.experiment, variant: served.variant!, metric: name, value });
-    deps.observeContextFeedback?.(requestId, name, value);
     return c.json({ status: 'recorded', request_id: requestId, metric: name, experiment: served.experiment ?? null, variant: served.variant ?? null });
   });
   // The gateway's own route: another method must not fall through to the /v1/* pass-through

@@ -16,7 +16,7 @@ import { assign } from '../experiments/assignment.js';
 import type { CompiledExperiment } from '../experiments/compile.js';
 import type { AssignmentCounters } from '../experiments/counters.js';
 import { GatewayError, shown } from '../errors.js';
-import { normalizeUserId } from '../prompts/identity.js';
+import { headerText, normalizeUserId } from '../prompts/identity.js';
 import type { TemplateRegistry } from '../prompts/registry.js';
 import { bearerAuth } from './bearer-auth.js';
 import { experimentDetail, experimentSummary, templateDetail, templateSummary } from './views.js';
@@ -30,6 +30,29 @@ export interface AdminState {
   counters: AssignmentCounters;
   /** Clock (tests); defaults to the wall clock. */
   now?: () => Date;
+}
+
+/**
+ * `user` of `/admin/assign` as the gateway would read the same bytes. Hono keeps escapes
+ * that are no UTF-8 (`Zo%EB`, Latin-1 "Zoë") as their literal text, a user the gateway
+ * never sees: they are read as the same bytes in `x-user-id` are (UTF-8 when valid, else
+ * Latin-1), so the answer is the variant that header would be served.
+ */
+function userParam(url: string, decoded: string | undefined): string | undefined {
+  if (decoded === undefined) return undefined;
+  const query = url.indexOf('?');
+  const raw = url
+    .slice(query + 1)
+    .split('&')
+    .find((part) => part === 'user' || part.startsWith('user='));
+  if (query < 0 || raw === undefined) return decoded;
+  const value = raw.slice('user='.length).replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    // Outside the escapes the URL is ASCII; a `%` that starts no escape stays as it is.
+    return headerText(value.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))));
+  }
 }
 
 export function createAdminRoutes(getState: () => AdminState): Hono {
@@ -69,7 +92,7 @@ export function createAdminRoutes(getState: () => AdminState): Hono {
   admin.get('/admin/assign', (c) => {
     const s = getState();
     const experimentId = c.req.query('experiment');
-    const user = c.req.query('user');
+    const user = userParam(c.req.url, c.req.query('user'));
     if (!experimentId) throw new GatewayError('invalid_request', 'Query parameter "experiment" is required.', { param: 'experiment' });
     if (user === undefined) throw new GatewayError('invalid_request', 'Query parameter "user" is required.', { param: 'user' });
     const exp = s.experiments.get(experimentId);

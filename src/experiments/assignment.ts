@@ -32,7 +32,7 @@ export interface RolloutStage {
   readonly index: number;
   readonly percent: number;
   readonly startedAt: Date;
-  /** When the next stage begins; null at the last stage. */
+  /** When the next stage begins; null at the last stage, or when `end` comes first. */
   readonly nextAt: Date | null;
 }
 
@@ -44,20 +44,22 @@ export function isActive(exp: CompiledExperiment, now: Date): boolean {
 
 /**
  * The rollout stage in effect at `now`: stage k runs from `start + k * every`; the last
- * stage stays. Null when the experiment has no rollout or has not started.
+ * stage stays. Null when the experiment has no rollout or is outside `start`..`end` (no
+ * stage is in effect: everyone gets the baseline). `nextAt` is null when no later stage
+ * begins before `end`.
  */
 export function currentStage(exp: CompiledExperiment, now: Date): RolloutStage | null {
-  const { rollout, startMs } = exp;
-  if (!rollout || startMs === undefined) return null;
+  const { rollout, startMs, endMs } = exp;
+  if (!rollout || startMs === undefined || !isActive(exp, now)) return null;
   const elapsed = now.getTime() - startMs;
-  if (elapsed < 0) return null;
   const index = Math.min(Math.floor(elapsed / rollout.everyMs), rollout.stages.length - 1);
-  const isLast = index === rollout.stages.length - 1;
+  const nextMs = startMs + (index + 1) * rollout.everyMs;
+  const isLast = index === rollout.stages.length - 1 || (endMs !== undefined && nextMs >= endMs);
   return {
     index,
     percent: rollout.stages[index],
     startedAt: new Date(startMs + index * rollout.everyMs),
-    nextAt: isLast ? null : new Date(startMs + (index + 1) * rollout.everyMs),
+    nextAt: isLast ? null : new Date(nextMs),
   };
 }
 
