@@ -4,6 +4,7 @@ import { compileExperiments, variantWidths } from './compile.js';
 import { bucketOf, rolloutBucketOf } from './hash.js';
 import { experimentSchema } from '../prompts/config-schema.js';
 import { compileIdentity } from '../prompts/identity.js';
+import { parseExact } from '../proxy/exact-json.js';
 import { testExperiment, testRegistry } from './test-helpers.js';
 
 const DAY = 86_400_000;
@@ -125,6 +126,18 @@ describe('assign: schedule and identity', () => {
     expect(userIdOf({}, () => ids[3])).toBe(ids[3]);
     const buckets = new Set(ids.map((id) => assign(exp, userIdOf({ user: id }, () => undefined), at(DAY)).bucket));
     expect(buckets.size).toBeGreaterThan(1);
+  });
+
+  // Regression: a numeric id past 2^53 was read as a double: 12345678901234567890 and
+  // 12345678901234567891 were one user ("12345678901234567000"), in a bucket no other system computes.
+  it('takes a numeric user id past 2^53 as the client wrote it (body parsed exactly)', () => {
+    const userIdOf = compileIdentity(['body.user', 'body.metadata.user_id']);
+    const a = parseExact('{"user": 12345678901234567890}') as Record<string, unknown>;
+    const b = parseExact('{"user": 12345678901234567891}') as Record<string, unknown>;
+    expect(userIdOf(a, () => undefined)).toBe('12345678901234567890');
+    expect(userIdOf(b, () => undefined)).toBe('12345678901234567891');
+    expect(userIdOf(parseExact('{"metadata": {"user_id": 98765432109876543210}}') as Record<string, unknown>, () => undefined)).toBe('98765432109876543210');
+    expect(userIdOf({ user: 42 }, () => undefined)).toBe('42');
   });
 
   // Regression: Node reads header bytes as Latin-1, so a UTF-8 id in x-user-id hashed other

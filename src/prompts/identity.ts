@@ -5,6 +5,7 @@
  * assignment rule (DESIGN.md) hashes all of it, so a cut id would land in another bucket
  * than the one any other implementation (or /admin/assign) computes.
  */
+import { exactLiteral } from '../proxy/exact-json.js';
 
 export type UserIdOf = (body: Readonly<Record<string, unknown>>, header: (name: string) => string | undefined) => string | undefined;
 
@@ -43,12 +44,18 @@ export function compileIdentity(sources: readonly string[]): UserIdOf {
     }
     const path = rest;
     return (body) => {
+      let holder: unknown;
       let v: unknown = body;
       for (const key of path) {
         if (v === null || typeof v !== 'object') return undefined;
+        holder = v;
         v = (v as Record<string, unknown>)[key];
       }
-      return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+      if (typeof v === 'string') return v;
+      if (typeof v !== 'number') return undefined;
+      // A numeric id past 2^53 as the client wrote it: as a double, ids that round alike
+      // would be one user, and other systems hashing the digits would disagree.
+      return exactLiteral(holder as object, path[path.length - 1]) ?? String(v);
     };
   });
   return (body, header) => {

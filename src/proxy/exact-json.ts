@@ -142,6 +142,14 @@ export function parseExact(text: string): unknown {
 }
 
 /**
+ * The number literal the client sent at `holder[key]`, when `parseExact` set it aside (an
+ * integer past 2^53, `1e400`): the text a double could not carry. Undefined otherwise.
+ */
+export function exactLiteral(holder: object, key: string): string | undefined {
+  return LITERALS.get(ORIGINALS.get(holder) ?? holder)?.get(key);
+}
+
+/**
  * Declares `copy` a shallow copy of `original` (an object from `parseExact`, or a copy of
  * one): its members that still hold the original's numbers are written as sent. Returns `copy`.
  */
