@@ -9,7 +9,10 @@
  *   4. fallback: a first-byte timeout, exhausted retries, a retry-after too long, or a wait
  *      (retry-after or backoff) that would end after the total deadline move on to the next
  *      upstream. An answer given up on that way is kept (its body read): when no later
- *      upstream answers, it goes to the client rather than a gateway error.
+ *      upstream answers, it goes to the client rather than a gateway error. So is an answer
+ *      whose retry the breaker refused (another request opened it during the wait).
+ * A call that failed on a keep-alive socket the upstream had closed while idle is sent again
+ * at once on a new connection, outside `retry.attempts` and the breaker (once per request).
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
  * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
  * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
@@ -20,7 +23,7 @@ import { GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { maskSecrets } from './headers.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
-import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import { classifyTransportError, isStaleConnection, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ForwardOptions {
   runtime: Runtime;
@@ -95,6 +98,10 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
   let openRetryAfterMs = Infinity;
   /** The last retryable answer given up on for the next upstream: the client's after all if no later upstream answers. */
   let passedOver: Forwarded | undefined;
+  /** The answer whose retry is waited for, kept for the client should that retry not go out. */
+  let awaitingRetry: Forwarded | undefined;
+  /** A call on a stale keep-alive socket was sent again (once per request). */
+  let staleRetried = false;
 
   for (let u = 0; u < route.length; u++) {
     if (options.once && attempts > 0) break;
@@ -105,11 +112,21 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
     const isLast = u === route.length - 1 || options.once;
 
     for (let attempt = 0; attempt <= retries; attempt++) {
-      if (signal.aborted) throw abortedError(options); // e.g. the client left during a dump: no attempt, no probe taken
+      if (signal.aborted) {
+        // e.g. the client left during a dump: no attempt, no probe taken
+        const error = abortedError(options);
+        if (passedOver && error instanceof GatewayError && error.code === 'upstream_timeout') return answerPassedOver(passedOver, attempts, options);
+        throw error;
+      }
       if (!breaker.tryAcquire()) {
         openRetryAfterMs = Math.min(openRetryAfterMs, breaker.retryAfterMs());
+        // The retry of an answer is refused (another request opened the breaker during the
+        // wait): that answer is the client's, unless a later upstream answers.
+        passedOver = awaitingRetry ?? passedOver;
+        awaitingRetry = undefined;
         break;
       }
+      awaitingRetry = undefined;
       // Half-open lets one request through, the probe: only its end may free the probe slot.
       const probe = breaker.state === 'half_open';
       anyTried = true;
@@ -135,10 +152,22 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
           // cut short by time spent elsewhere, or a body still arriving, says nothing of it.
           // First attempt, not first upstream: a fallback tried because the first upstream's
           // breaker is open (skipped at once) had the whole deadline too.
-          const hung = attempts === 1 && headersAt === 0;
-          if (hung && error instanceof GatewayError && error.code === 'upstream_timeout') breaker.onFailure(probe);
+          const hung = attempts === (staleRetried ? 2 : 1) && headersAt === 0; // a stale socket's attempt took no time
+          const timedOut = error instanceof GatewayError && error.code === 'upstream_timeout';
+          if (hung && timedOut) breaker.onFailure(probe);
           else if (probe) breaker.release();
+          // The total timeout ran out on a fallback: an answer passed over for it (a 429 whose
+          // retry-after would end past the deadline) is the client's, not a 504.
+          if (timedOut && passedOver) return answerPassedOver(passedOver, attempts, options);
           throw error;
+        }
+        if (isStaleConnection(err) && !staleRetried && !options.once) {
+          // A keep-alive socket the upstream closed while idle: says nothing of its health,
+          // and is sent again at once on a new connection, outside `retry.attempts` (once).
+          staleRetried = true;
+          if (probe) breaker.release();
+          attempt--;
+          continue;
         }
         breaker.onFailure(probe);
         if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {
@@ -179,17 +208,15 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
         passedOver = (await held(response, upstream, headersAt)) ?? passedOver;
         break;
       }
-      await response.dump();
+      // Kept (read whole, when small) rather than discarded, for a retry the breaker refuses.
+      awaitingRetry = await held(response, upstream, headersAt);
       await pause(delay, options);
     }
   }
 
-  if (passedOver) {
-    // A later upstream could not be reached (or its breaker was open): the upstream's own
-    // answer (a 429 asking for an hour, say) tells the client more than a gateway 503 would.
-    options.onAttempt?.(passedOver.upstream, attempts);
-    return { ...passedOver, attempts };
-  }
+  // A later upstream could not be reached (or its breaker was open): the upstream's own
+  // answer (a 429 asking for an hour, say) tells the client more than a gateway 503 would.
+  if (passedOver) return answerPassedOver(passedOver, attempts, options);
   if (!anyTried) {
     const seconds = Math.max(1, Math.ceil(openRetryAfterMs / 1000));
     throw new GatewayError('circuit_open', 'No upstream is available: every circuit breaker on the route is open.', {
@@ -200,6 +227,12 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
   if (lastFailure === 'protocol') throw new GatewayError('upstream_error', 'The upstream sent an invalid response.');
   if (lastFailure === 'cut') throw new GatewayError('upstream_error', 'The upstream response was cut off.');
   throw new GatewayError('upstream_unavailable', 'No upstream could be reached.', { headers: { 'retry-after': '1' } });
+}
+
+/** A passed-over answer as the one forwarded, accounted to its upstream. */
+function answerPassedOver(passedOver: Forwarded, attempts: number, options: ForwardOptions): Forwarded {
+  options.onAttempt?.(passedOver.upstream, attempts);
+  return { ...passedOver, attempts };
 }
 
 /** The most of a passed-over answer kept for the client (error answers are small). */
