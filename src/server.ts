@@ -96,6 +96,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // own 400 for an HTTP/1.1 request without `Host` (RFC 9112 §3.2) has no body: ours instead.
     const listener = getRequestListener(app.fetch, { hostname: config.server.host, errorHandler: answerUnroutable });
     const s = createServer({ requireHostHeader: false }, (req, res) => {
+      // A request that came in over a kept-alive connection during the drain: its answer
+      // closes the connection, so the client opens its next one elsewhere.
+      if (lifecycle.draining) closeAfter(res);
       if (req.headers.host === undefined && req.httpVersion === '1.1') return answerNoHost(res);
       void listener(req, res);
     });
@@ -143,6 +146,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const shutdown = (reason = 'shutdown'): Promise<void> => {
     shuttingDown ??= (async () => {
       lifecycle.draining = true;
+      // The answers still to come say `connection: close`: a client told `keep-alive` would
+      // send its next request on a connection the drain closes as soon as it goes idle, and
+      // get a reset (or a 503) instead of a connection to a gateway that is not stopping.
+      for (const res of inflight) closeAfter(res);
       watcher.close();
       const drainMs = holder.current.config.server.drain_timeout_ms;
       logger.info('draining', { reason, inflight: inflight.size, drain_timeout_ms: drainMs });
@@ -187,6 +194,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   }
 
   return { server, port: bound, holder, exchanges, inflight, shutdown };
+}
+
+/** Makes `res` end its connection (RFC 9112 §9.6: `connection: close`) when its headers are not sent yet. */
+function closeAfter(res: ServerResponse): void {
+  if (!res.headersSent) res.setHeader('connection', 'close');
 }
 
 /** Model names that are always kept as metric label values: priced models and configured aliases. */

@@ -5,10 +5,12 @@
  * literal `$`. A plain `${VAR}` that is unset is an error, so a forgotten secret fails loudly.
  * The word after `:-` / `:+` may itself hold substitutions (`${A:-${B:-x}}`); only the
  * word that is used is expanded. YAML comments are left alone, so a comment may mention
- * `${VAR}`. Values are inserted as text before the YAML is parsed: quote a substitution
- * that may hold YAML syntax. Line breaks at the end of a value are dropped (a secret file's
- * final newline, which YAML would drop from a plain scalar anyway); one inside a value is
- * reported by variable and line, never the value.
+ * `${VAR}` (a `#` in a block scalar's text, `key: |`, starts no comment). Values are
+ * inserted as text before the YAML is parsed: quote a substitution that may hold YAML
+ * syntax (inside quotes a value is escaped for them, so it stays the text it is). Line
+ * breaks at the end of a value are dropped (a secret file's final newline, which YAML would
+ * drop from a plain scalar anyway); one inside a value is reported by variable and line,
+ * never the value.
  */
 
 const NAME = /[A-Za-z_][A-Za-z0-9_]*/y;
@@ -26,8 +28,11 @@ export interface SubstitutionIssue {
 export function substituteEnv(
   text: string,
   env: Record<string, string | undefined> = process.env,
-): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[]; unsupported: SubstitutionIssue[]; comments?: SubstitutionIssue[] } {
+): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[]; unsupported: SubstitutionIssue[]; comments?: SubstitutionIssue[]; missingColumns?: number[] } {
   const missing: SubstitutionIssue[] = [];
+  // Per missing variable: where the outermost `${...}` holding it starts in its line after
+  // substitution (0-based), which finds the YAML node, so the error can name its path.
+  const missingColumns: number[] = [];
   // `${NAME` not followed by `}`, `:-` or `:+` (a shell form such as `${KEY:?required}` or
   // `${KEY-x}`, or no closing `}`): an error. Left as text, it would reach the config as a
   // literal value, an API key of "${KEY:?required}".
@@ -38,20 +43,42 @@ export function substituteEnv(
   // A used value holding a `#` that YAML reads as the start of a comment (` #` in an
   // unquoted scalar): an error. The rest of the value would be dropped without a word, an
   // `admin.token` of "abc #def" read as "abc".
-  const comments: SubstitutionIssue[] = [];
+  const commentIssues: SubstitutionIssue[] = [];
   const lines = text.split('\n');
+  // Inside a block scalar (`text: |`), a `#` is text, not a comment: its lines are
+  // substituted whole (a `${VAR}` after "#support" was left as literal text). Set to the
+  // indentation its lines must be deeper than.
+  let block: number | undefined;
   const out = lines.map((line, i) => {
+    if (block !== undefined) {
+      if (/^\s*$/.test(line) || /^ */.exec(line)![0].length > block) return substituteLine(line, i + 1, false);
+      block = undefined;
+    }
     const cut = commentStart(line);
-    return substituteLine(line.slice(0, cut), i + 1) + line.slice(cut);
+    block = blockScalarParent(line.slice(0, cut));
+    return substituteLine(line.slice(0, cut), i + 1, true) + line.slice(cut);
   });
-  return { text: out.join('\n'), missing, lineBreaks, unsupported, ...(comments.length > 0 ? { comments } : {}) };
+  return {
+    text: out.join('\n'),
+    missing,
+    lineBreaks,
+    unsupported,
+    ...(commentIssues.length > 0 ? { comments: commentIssues } : {}),
+    ...(missing.length > 0 ? { missingColumns } : {}),
+  };
 
-  function substituteLine(line: string, lineNo: number): string {
+  /** `comments`: the line may end in a YAML comment (it is not a block scalar's text). */
+  function substituteLine(line: string, lineNo: number, comments: boolean): string {
     const hashes: string[] = []; // used variables whose value holds a `#`
+    let column = 0; // where the outermost `${...}` being expanded starts in the output
+    // The quoted scalar the line is in at the outermost `${...}` being expanded (read as
+    // `commentStart` reads quotes): a value inserted there is escaped for it, so it stays
+    // the text it is (`\\` or `\/` in a token was read as an escape, a `"` ended the scalar).
+    let quote: '"' | "'" | undefined;
     const out = expand(line, 0, false, true).out;
     // The line had no comment before substitution (it was cut at its comment): one now came from a value.
-    if (hashes.length > 0 && commentStart(out) < out.length) {
-      for (const variable of new Set(hashes)) comments.push({ variable, line: lineNo });
+    if (comments && hashes.length > 0 && commentStart(out) < out.length) {
+      for (const variable of new Set(hashes)) commentIssues.push({ variable, line: lineNo });
     }
     return out;
 
@@ -66,11 +93,21 @@ export function substituteEnv(
       while (i < text.length) {
         if (nested && text[i] === '}') return { out, end: i };
         if (text[i] !== '$') {
+          if (!nested && comments) {
+            // An escape in "..." (`\"`) or a doubled quote in '...' ends nothing: taken whole.
+            if ((quote === '"' && text[i] === '\\' && i + 1 < text.length && text[i + 1] !== '$') || (quote === "'" && text[i] === "'" && text[i + 1] === "'")) {
+              out += text[i] + text[i + 1];
+              i += 2;
+              continue;
+            }
+            quote = quoteAfter(text, i, quote);
+          }
           out += text[i++];
         } else if (text[i + 1] === '$') {
           out += '$';
           i += 2;
         } else {
+          if (!nested) column = out.length;
           const ref = text[i + 1] === '{' ? reference(text, i + 2, used) : undefined;
           if (ref) {
             out += ref.out;
@@ -91,7 +128,10 @@ export function substituteEnv(
       const i = at + name.length;
       const value = env[name];
       if (text[i] === '}') {
-        if (value === undefined && used) missing.push({ variable: name, line: lineNo });
+        if (value === undefined && used) {
+          missing.push({ variable: name, line: lineNo });
+          missingColumns.push(column);
+        }
         return { out: inserted(name, value ?? '', used), end: i };
       }
       const op = text.slice(i, i + 2);
@@ -107,6 +147,7 @@ export function substituteEnv(
       const word = expand(text, i + 2, true, used && useWord);
       if (word.end < 0) {
         missing.length = reported; // unterminated: reported as itself, not by what it holds
+        missingColumns.length = reported;
         lineBreaks.length = reportedBreaks;
         unsupported.length = reportedUnsupported;
         if (used) unsupported.push({ variable: name, line: lineNo });
@@ -123,13 +164,40 @@ export function substituteEnv(
      */
     function inserted(name: string, value: string, used: boolean): string {
       if (used && value.includes('#')) hashes.push(name);
-      if (!/[\r\n]/.test(value)) return value;
+      if (!/[\r\n]/.test(value)) return escaped(value);
       const trimmed = value.replace(/[\r\n]+$/, '');
-      if (!/[\r\n]/.test(trimmed)) return trimmed;
+      if (!/[\r\n]/.test(trimmed)) return escaped(trimmed);
       if (used) lineBreaks.push({ variable: name, line: lineNo });
-      return trimmed.replace(/[\r\n]+/g, '');
+      return escaped(trimmed.replace(/[\r\n]+/g, ''));
+    }
+
+    /** `value` as the text of the quoted scalar it goes into (YAML 1.2 §7.3.1, §7.3.2). */
+    function escaped(value: string): string {
+      if (quote === '"') return value.replace(/[\\"]/g, (ch) => `\\${ch}`);
+      if (quote === "'") return value.replace(/'/g, "''");
+      return value;
     }
   }
+}
+
+/**
+ * For a line (its comment cut off) whose value is a block scalar header (`key: |`,
+ * `- >-`, `key: |2`), the column of its key or `-`: the block's lines are those indented
+ * deeper (YAML 1.2 §8.1). Undefined for any other line.
+ */
+function blockScalarParent(code: string): number | undefined {
+  const m = /^( *)((?:- +)*)((?:[^\s'"#|>][^]*?|"(?:[^"\\]|\\.)*"|'(?:[^']|'')*') *: +)?[|>](?:[1-9][+-]?|[+-][1-9]?)?\s*$/.exec(code);
+  if (!m) return undefined;
+  // The key's column; for `- |`, the last `-`'s (-1 for a document that is a block scalar).
+  return m[3] !== undefined ? m[1].length + m[2].length : m[1].length + m[2].lastIndexOf('-');
+}
+
+/** The quote state after `line[i]`, given the state before it (escapes and doubled quotes are taken whole by the caller). */
+function quoteAfter(line: string, i: number, quote: '"' | "'" | undefined): '"' | "'" | undefined {
+  const ch = line[i];
+  if (quote !== undefined) return ch === quote ? undefined : quote;
+  // A quote opens a quoted scalar only where a scalar starts; in `O'Brien` it is text.
+  return (ch === '"' || ch === "'") && (i === 0 || ' \t[{,'.includes(line[i - 1])) ? ch : undefined;
 }
 
 /** Index where a YAML comment starts on this line (`#` after whitespace, outside quotes), or the line length. */

@@ -4,6 +4,7 @@
  * so `promptgate check` can print them all.
  */
 import { readFileSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
@@ -34,14 +35,35 @@ export interface LoadOptions {
 
 /** Reads, validates and compiles a config file. Throws `ConfigError`. */
 export function loadConfigFile(file: string, options: LoadOptions = {}): RuntimeConfig {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'read error';
     throw new ConfigError([{ path: file, message: `cannot read the config file (${code})` }]);
   }
-  return parseConfig(text, { file, env: options.env });
+  return parseConfig(decodeUtf8(bytes, path.basename(file)), { file, env: options.env });
+}
+
+/**
+ * The file's text, read as strict UTF-8 (YAML 1.2 §5.2; a UTF-8 byte order mark is
+ * dropped). `readFileSync(file, 'utf8')` turns each invalid byte into U+FFFD without a word:
+ * a Latin-1 `é` in a system prompt or model name reached the upstream as `�`, and a UTF-16
+ * file (PowerShell's `>`) read as one unknown key.
+ */
+function decodeUtf8(bytes: Buffer, name: string): string {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw new ConfigError([{ path: name, message: 'the file is UTF-16; save it as UTF-8' }]);
+  }
+  if (isUtf8(bytes)) return new TextDecoder('utf-8').decode(bytes); // drops a BOM, as YAML does
+  // The first line holding an invalid byte (0x0a is never part of a multi-byte sequence).
+  let line = 1;
+  for (let from = 0; ; line++) {
+    const nl = bytes.indexOf(0x0a, from);
+    if (!isUtf8(bytes.subarray(from, nl < 0 ? bytes.length : nl)) || nl < 0) break;
+    from = nl + 1;
+  }
+  throw new ConfigError([{ path: `${name} (line ${line})`, message: 'the file is not UTF-8 (a Latin-1 or Windows-1252 character?); save it as UTF-8' }]);
 }
 
 export interface ParseOptions extends LoadOptions {
@@ -53,11 +75,18 @@ export interface ParseOptions extends LoadOptions {
 export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
   const name = path.basename(options.file);
   const env = options.env ?? process.env;
-  const { text: substituted, missing, lineBreaks, unsupported, comments } = substituteEnv(text, env);
+  const { text: substituted, missing, lineBreaks, unsupported, comments, missingColumns } = substituteEnv(text, env);
   // YAML's messages quote the source, which now holds these values (API keys among them).
   const values = referencedValues(text, env);
-  const issues: ConfigIssue[] = missing.map((m) => ({
-    path: `${name} (line ${m.line})`,
+  const lineCounter = new YAML.LineCounter();
+  const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
+  // An unset variable is named with the setting it is in (`upstreams[0].api_key`), not only its line.
+  const missingPaths = missing.map((m, i) => {
+    const at = doc.errors.length === 0 ? pathAt(doc.contents, (lineCounter.lineStarts[m.line - 1] ?? 0) + (missingColumns?.[i] ?? 0), []) : undefined;
+    return at !== undefined && at.length > 0 ? `${name}: ${formatPath(at)} (line ${m.line})` : `${name} (line ${m.line})`;
+  });
+  const issues: ConfigIssue[] = missing.map((m, i) => ({
+    path: missingPaths[i],
     message: `environment variable ${m.variable} is not set (use \${${m.variable}:-default} for an optional value)`,
   }));
   for (const u of unsupported) {
@@ -79,8 +108,6 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
     });
   }
 
-  const lineCounter = new YAML.LineCounter();
-  const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
   for (const e of doc.errors) {
     const pos = lineCounter.linePos(e.pos[0]);
     issues.push({ path: `${name} (line ${pos.line})`, message: maskSubstituted(yamlMessage(e), values) });
@@ -108,6 +135,8 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const found = schemaIssue(name, doc, lineCounter, issue, (line) => emptyVariables(sourceLines[line - 1] ?? '', env));
+      // What an unset variable left at its setting (a null, an empty string) is that same error, already reported.
+      if (issue.code !== 'unrecognized_keys' && missingPaths.includes(found.path)) continue;
       issues.push({ ...found, message: maskSubstituted(found.message, values) });
     }
   }
@@ -170,6 +199,30 @@ function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCou
     }
   }
   return { path: `${name}: ${formatPath(segments)}${line ? ` (line ${line})` : ''}`, message };
+}
+
+/**
+ * The path of the node at `offset` in the substituted text: the deepest map value or list
+ * item whose range holds it (a key holding it names its map). Undefined when none does.
+ */
+function pathAt(node: unknown, offset: number, segments: PropertyKey[]): PropertyKey[] | undefined {
+  const holds = (n: unknown) => {
+    const range = (n as { range?: [number, number, number] } | null)?.range;
+    return range !== undefined && range[0] <= offset && offset <= range[1];
+  };
+  if (YAML.isMap(node)) {
+    for (const pair of node.items) {
+      const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
+      if (holds(pair.value) && (typeof key === 'string' || typeof key === 'number')) return pathAt(pair.value, offset, [...segments, String(key)]) ?? [...segments, String(key)];
+      if (holds(pair.key)) return segments;
+    }
+    return undefined;
+  }
+  if (YAML.isSeq(node)) {
+    for (const [i, item] of node.items.entries()) if (holds(item)) return pathAt(item, offset, [...segments, i]) ?? [...segments, i];
+    return undefined;
+  }
+  return holds(node) ? segments : undefined;
 }
 
 /** The variables a source line refers to (`${NAME...`) that are unset or empty. */
