@@ -11,8 +11,6 @@
  *      upstream. An answer given up on that way is kept (its body read): when no later
  *      upstream answers, it goes to the client rather than a gateway error. So is an answer
  *      whose retry the breaker refused (another request opened it during the wait).
- * A call that failed on a keep-alive socket the upstream had closed while idle is sent again
- * at once on a new connection, outside `retry.attempts` and the breaker (once per request).
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
  * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
  * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
@@ -23,7 +21,7 @@ import { GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { maskSecrets } from './headers.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
-import { classifyTransportError, isStaleConnection, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ForwardOptions {
   runtime: Runtime;
@@ -100,8 +98,6 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
   let passedOver: Forwarded | undefined;
   /** The answer whose retry is waited for, kept for the client should that retry not go out. */
   let awaitingRetry: Forwarded | undefined;
-  /** A call on a stale keep-alive socket was sent again (once per request). */
-  let staleRetried = false;
 
   for (let u = 0; u < route.length; u++) {
     if (options.once && attempts > 0) break;
@@ -152,7 +148,7 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
           // cut short by time spent elsewhere, or a body still arriving, says nothing of it.
           // First attempt, not first upstream: a fallback tried because the first upstream's
           // breaker is open (skipped at once) had the whole deadline too.
-          const hung = attempts === (staleRetried ? 2 : 1) && headersAt === 0; // a stale socket's attempt took no time
+          const hung = attempts === 1 && headersAt === 0;
           const timedOut = error instanceof GatewayError && error.code === 'upstream_timeout';
           if (hung && timedOut) breaker.onFailure(probe);
           else if (probe) breaker.release();
@@ -160,14 +156,6 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
           // retry-after would end past the deadline) is the client's, not a 504.
           if (timedOut && passedOver) return answerPassedOver(passedOver, attempts, options);
           throw error;
-        }
-        if (isStaleConnection(err) && !staleRetried && !options.once) {
-          // A keep-alive socket the upstream closed while idle: says nothing of its health,
-          // and is sent again at once on a new connection, outside `retry.attempts` (once).
-          staleRetried = true;
-          if (probe) breaker.release();
-          attempt--;
-          continue;
         }
         breaker.onFailure(probe);
         if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {

@@ -8,7 +8,7 @@
  * - `SimulatedUpstream`: the in-process simulator (the embedded default).
  */
 import type { Readable } from 'node:stream';
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import { Pool, errors as undiciErrors } from 'undici';
 import type { CompiledUpstream } from '../config/compile.js';
 import { simulate } from '../simulator/simulator.js';
 
@@ -64,37 +64,6 @@ export function classifyTransportError(err: unknown): TransportFailure {
   return 'connect'; // ECONNREFUSED, ECONNRESET, ENOTFOUND, UND_ERR_SOCKET, UND_ERR_CLOSED...
 }
 
-const STALE = Symbol('promptgate.staleConnection');
-/**
- * An idle close that crossed the request fails it within a round trip. A connection cut after
- * the upstream worked on the request for longer (a load balancer's idle timeout during a long
- * completion) is not stale: sending it again would double the wait, and maybe the bill.
- */
-const STALE_WINDOW_MS = 1000;
-
-/**
- * Whether a call failed because it went out on a keep-alive socket the upstream had already
- * closed while it was idle (its close crossed the request: undici's "other side closed", or a
- * reset), before any answer. Such a call is sent again at once on a new connection, whatever
- * `retry.attempts` (see `forward.ts`): a browser does the same, and the client would otherwise
- * get a spurious 503 from an upstream that closes idle connections before the pool does
- * (uvicorn after 5 s, gunicorn after 2 s, both without a `keep-alive: timeout` hint).
- */
-export function isStaleConnection(err: unknown): boolean {
-  return err !== null && typeof err === 'object' && (err as { [STALE]?: true })[STALE] === true;
-}
-
-/**
- * A socket closed by the other side before the answer's headers, on a socket that had carried
- * an earlier exchange: undici's `SocketError` tells what the socket read before (an earlier
- * answer); a bare reset does not, and counts as stale when the pool had an idle socket to give.
- */
-function closedBeforeAnswer(err: object, idleSocket: boolean): boolean {
-  const { code, message, socket } = err as { code?: string; message?: string; socket?: { bytesRead?: number } };
-  if (code === 'UND_ERR_SOCKET') return (message === 'other side closed' || message === 'closed') && (socket?.bytesRead ?? 0) > 0;
-  return (code === 'ECONNRESET' || code === 'EPIPE') && idleSocket;
-}
-
 /**
  * The request target at the upstream: the base URL's path, the request's path, and the query
  * of both. The base URL's parameters (Azure's `api-version`) replace a client parameter of
@@ -139,24 +108,13 @@ export class HttpUpstream implements Upstream {
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    // An idle keep-alive socket is what the pool takes first (see `isStaleConnection`).
-    const idleSocket = this.#pool.stats.free > 0;
-    const sentAt = performance.now();
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.#pool.request({
-        method: req.method as 'POST',
-        path: upstreamPath(this.spec, req.path),
-        headers: req.headers,
-        body: req.body ?? undefined,
-        signal: req.signal,
-      });
-    } catch (err) {
-      if (err !== null && typeof err === 'object' && performance.now() - sentAt < STALE_WINDOW_MS && closedBeforeAnswer(err, idleSocket)) {
-        (err as { [STALE]?: true })[STALE] = true;
-      }
-      throw err;
-    }
+    const res = await this.#pool.request({
+      method: req.method as 'POST',
+      path: upstreamPath(this.spec, req.path),
+      headers: req.headers,
+      body: req.body ?? undefined,
+      signal: req.signal,
+    });
     const body = res.body;
     return {
       status: res.statusCode,
