@@ -1,5 +1,5 @@
 /**
- * Regression tests from review round 6 of upstream resilience (retries, keep-alive pool,
+ * Regression tests from review round 6 of upstream resilience (retries, fallback,
  * breaker, timeouts): the gateway on a real socket in front of upstreams on 127.0.0.1:0,
  * closed by each test. Timeouts are hang guards only.
  */
@@ -34,10 +34,8 @@ const COMPLETION = JSON.stringify({
  */
 async function rawUpstream(onRequest: (n: number, socket: Socket) => boolean) {
   const bodies: string[] = [];
-  let connections = 0;
   const server = createNetServer((socket) => {
     sockets.push(socket);
-    connections++;
     let n = 0;
     let buf = '';
     socket.on('error', () => undefined);
@@ -57,7 +55,7 @@ async function rawUpstream(onRequest: (n: number, socket: Socket) => boolean) {
   });
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, bodies, connections: () => connections };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, bodies };
 }
 
 function gatewayConfig(url: string, settings: string, fallback?: { url: string; settings: string }): string {

@@ -3,7 +3,7 @@
  * (`ExportTraceServiceRequest`, opentelemetry-proto `trace/v1`).
  *
  * It writes the same bytes as `ProtobufTraceSerializer` from @opentelemetry/otlp-transformer
- * (a test holds them equal), except that the attributes of DOUBLE_KEYS are always doubles, and the OTLP/HTTP exporter around it is the SDK's own
+ * (a test holds them equal), except that the attributes of spans.ts's DOUBLE_ATTRIBUTES are always doubles, and the OTLP/HTTP exporter around it is the SDK's own
  * (endpoint, headers, timeout, retries, compression from `OTEL_EXPORTER_OTLP_*`). It exists
  * because encoding is the largest cost of tracing on the proxy's hot path: with every
  * request traced, the SDK serializer took ~100 µs of CPU per request in the bench's
@@ -14,6 +14,7 @@
  */
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { FIXED32, FIXED64, LEN, tag, VARINT, Writer } from './protobuf-writer.js';
+import { DOUBLE_ATTRIBUTES } from './spans.js';
 
 type Attributes = Readonly<Record<string, unknown>>;
 
@@ -37,23 +38,6 @@ function encodedKey(key: string): Buffer {
   return bytes;
 }
 
-/**
- * Attributes whose type is double (GenAI semconv request parameters; promptgate's score and
- * cost). JavaScript has one number type, and an integral value would go as an int: a score
- * of 0 (most requests) an int, 0.73 a double, one attribute of two types, which backends
- * that fix a field's type from its first value (Elasticsearch mappings, columnar stores)
- * then store wrong or refuse. These always go as doubles.
- */
-const DOUBLE_KEYS = new Set([
-  'gen_ai.request.temperature',
-  'gen_ai.request.top_p',
-  'gen_ai.request.top_k',
-  'gen_ai.request.frequency_penalty',
-  'gen_ai.request.presence_penalty',
-  'promptgate.injection.score',
-  'promptgate.cost.usd',
-]);
-
 function writeAttributes(w: Writer, field: number, attributes: Attributes | undefined): void {
   if (!attributes) return;
   for (const key of Object.keys(attributes)) {
@@ -63,7 +47,7 @@ function writeAttributes(w: Writer, field: number, attributes: Attributes | unde
     w.uint32(tag(2, LEN));
     const value = w.open(1);
     const v = attributes[key];
-    if (typeof v === 'number' && DOUBLE_KEYS.has(key)) {
+    if (typeof v === 'number' && DOUBLE_ATTRIBUTES.has(key)) {
       w.uint32(tag(4, FIXED64));
       w.double(v);
     } else writeAnyValue(w, v);

@@ -323,7 +323,7 @@ function upstreamAttributes(o: UpstreamSpanOptions): Attributes {
   return a;
 }
 
-/** GenAI semconv request attributes of a chat body's sampling parameters (numbers typed as the conventions say). */
+/** GenAI semconv request attributes of a chat body's sampling parameters, doubles in the conventions. */
 const DOUBLE_PARAMS: ReadonlyArray<readonly [string, string]> = [
   ['temperature', 'gen_ai.request.temperature'],
   ['top_p', 'gen_ai.request.top_p'],
@@ -331,6 +331,15 @@ const DOUBLE_PARAMS: ReadonlyArray<readonly [string, string]> = [
   ['frequency_penalty', 'gen_ai.request.frequency_penalty'],
   ['presence_penalty', 'gen_ai.request.presence_penalty'],
 ];
+
+/**
+ * Attributes whose type is double (the sampling parameters above; promptgate's score and
+ * cost). JavaScript has one number type, and an integral value would go as an int: a score
+ * of 0 (most requests) an int, 0.73 a double, one attribute of two types, which backends
+ * that fix a field's type from its first value (Elasticsearch mappings, columnar stores)
+ * then store wrong or refuse. The OTLP encoder (otlp-protobuf.ts) always writes these as doubles.
+ */
+export const DOUBLE_ATTRIBUTES: ReadonlySet<string> = new Set([...DOUBLE_PARAMS.map(([, key]) => key), 'promptgate.injection.score', 'promptgate.cost.usd']);
 
 function putRequestParams(a: Attributes, body: Readonly<Record<string, unknown>>): void {
   for (const [field, key] of DOUBLE_PARAMS) {
