@@ -66,9 +66,9 @@ export const ROLE_TOKENS: ReadonlyMap<string, number> = new Map(['system', 'deve
 
 /**
  * Tokens of a chat prompt the way OpenAI bills it (cookbook "How to count tokens"): 3 per
- * message plus its role, text and name (+1), plus 3 priming the reply. Text parts only
- * (images and tool definitions are not counted), like `telemetry/usage.ts`, but with
- * repeated texts remembered: this runs for every request that has context.
+ * message plus its role, text, name (+1) and tool calls, plus 3 priming the reply. Text
+ * parts only (images and tool definitions are not counted), like `telemetry/usage.ts`, but
+ * with repeated texts remembered: this runs for every request that has context.
  */
 export function countPromptTokens(messages: readonly unknown[]): number {
   let n = 3;
@@ -84,6 +84,7 @@ export function countPromptTokens(messages: readonly unknown[]): number {
       }
     }
     if (typeof name === 'string') n += 1 + countTokensRemembered(name);
+    n += toolCallTokens(m);
   }
   return n;
 }
@@ -101,14 +102,42 @@ export function preloadContextTokenizer(): void {
 
 /**
  * Tokens of chat messages as the budget and `constraints.max_input_tokens` count them: 3 per
- * message plus the o200k_base tokens of its text (text parts of an array content; other
- * parts and fields such as tool calls are not counted).
+ * message plus the o200k_base tokens of its text (text parts of an array content) and of
+ * an assistant's tool calls (names and arguments: an agent's `write_file` call carries a
+ * whole file). Other parts (images, audio) are not counted.
  */
 export function messagesTokens(messages: readonly unknown[]): number {
   let n = 0;
   for (const m of messages) {
-    if (m !== null && typeof m === 'object') n += 3 + countTokensRemembered(textOf((m as { content?: unknown }).content));
+    if (m !== null && typeof m === 'object') n += 3 + countTokensRemembered(textOf((m as { content?: unknown }).content)) + toolCallTokens(m);
   }
+  return n;
+}
+
+/**
+ * Tokens of an assistant message's calls: each function's name and arguments, from
+ * `tool_calls` (`custom` tools: their `input`) and the legacy `function_call`. The model
+ * wrote them, and reads them back as prompt (`telemetry/usage.ts` estimates them likewise).
+ */
+function toolCallTokens(message: object): number {
+  const { tool_calls: calls, function_call: legacy } = message as { tool_calls?: unknown; function_call?: unknown };
+  let n = callTokens(legacy);
+  if (Array.isArray(calls)) {
+    for (const call of calls) {
+      if (call === null || typeof call !== 'object') continue;
+      const { function: fn, custom } = call as { function?: unknown; custom?: unknown };
+      n += callTokens(fn) + callTokens(custom);
+    }
+  }
+  return n;
+}
+
+/** `{name, arguments}` (a function call) or `{name, input}` (a custom tool call). */
+function callTokens(call: unknown): number {
+  if (call === null || typeof call !== 'object') return 0;
+  const { name, arguments: args, input } = call as { name?: unknown; arguments?: unknown; input?: unknown };
+  let n = 0;
+  for (const text of [name, args, input]) if (typeof text === 'string') n += countTokensRemembered(text);
   return n;
 }
 
