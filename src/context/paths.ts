@@ -84,6 +84,15 @@ function inexact(v: unknown): boolean {
   return typeof v === 'number' && (!Number.isFinite(v) || (Number.isInteger(v) && !Number.isSafeInteger(v)));
 }
 
+/**
+ * Whether a value kept whole in a body is, or holds, an `inexact` number: an object or list
+ * (`"{{customer.ids}}"`) goes out as JSON with its ids rounded, which are other records' ids.
+ */
+function holdsInexact(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return inexact(v);
+  return Object.values(v).some(holdsInexact);
+}
+
 /** RFC 9110 §5.5: a field value is visible ASCII, obs-text (0x80-0xFF), spaces and tabs; never CR, LF or NUL. */
 export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
@@ -198,7 +207,7 @@ export function fillBody(t: BodyTemplate, scope: unknown): { value: unknown } | 
     case 'string': {
       if (t.whole) {
         const v = getPath(scope, t.template.paths[0]);
-        return v === undefined || v === null || v === '' || inexact(v) ? { missing: t.template.paths[0].join('.') } : { value: v };
+        return v === undefined || v === null || v === '' || holdsInexact(v) ? { missing: t.template.paths[0].join('.') } : { value: v };
       }
       const r = fillTemplate(t.template, scope);
       return 'missing' in r ? r : { value: r.text };
