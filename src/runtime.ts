@@ -26,6 +26,11 @@ export class RuntimeHolder {
    */
   #breakers = new Map<string, { breaker: CircuitBreaker; address: string }>();
   readonly #retiring = new Set<Upstream>();
+  /**
+   * Per upstream client, until when (`Date.now()`) a request of a config that is no longer
+   * current, and that had this client, may still start a call on it: its deadline.
+   */
+  readonly #inUseUntil = new WeakMap<Upstream, number>();
 
   constructor(config: RuntimeConfig) {
     this.#current = this.#build(config, new Map(), 1);
@@ -37,19 +42,27 @@ export class RuntimeHolder {
 
   /**
    * Swaps in a new config. Upstream clients whose settings did not change are reused;
-   * replaced ones are closed after `graceMs`, and not before the old config's longest
-   * `total_ms`: a request in flight may still start a retry or fallback on them until its
-   * deadline (a closed pool would refuse it). Closing waits for requests still running.
+   * replaced ones are closed after `graceMs`, and not before the deadline of every request
+   * that may use them (the longest `total_ms` of each config that had them, from when it
+   * stopped being current): a request in flight may still start a retry or fallback on them
+   * until its deadline (a closed pool would refuse it). Closing waits for requests still running.
    */
   apply(config: RuntimeConfig, graceMs = 30_000): Runtime {
     const previous = this.#current;
     const next = this.#build(config, previous.upstreams, previous.generation + 1);
     this.#current = next;
-    // Capped at setTimeout's limit (a larger delay would fire at once).
-    const retireMs = Math.min(MAX_TIMER_MS, Math.max(graceMs, ...[...previous.config.upstreams.values()].map((u) => u.config.timeout.total_ms)));
+    const now = Date.now();
+    const longest = Math.max(0, ...[...previous.config.upstreams.values()].map((u) => u.config.timeout.total_ms));
     for (const [name, up] of previous.upstreams) {
-      if (next.upstreams.get(name) === up) continue;
+      // A client kept through earlier reloads also serves the requests of the configs before.
+      const until = Math.max(this.#inUseUntil.get(up) ?? 0, now + longest);
+      if (next.upstreams.get(name) === up) {
+        this.#inUseUntil.set(up, until);
+        continue;
+      }
       this.#retiring.add(up);
+      // Capped at setTimeout's limit (a larger delay would fire at once).
+      const retireMs = Math.min(MAX_TIMER_MS, Math.max(graceMs, until - now));
       setTimeout(() => {
         this.#retiring.delete(up);
         void up.close().catch(() => undefined);

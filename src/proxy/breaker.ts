@@ -10,6 +10,7 @@ export class CircuitBreaker {
   #openedAt = 0;
   #state: BreakerState = 'closed';
   #probing = false;
+  #openings = 0;
 
   constructor(
     private threshold: number,
@@ -51,6 +52,14 @@ export class CircuitBreaker {
     return !this.#probing;
   }
 
+  /**
+   * How many times the breaker has opened. A request notes it when let through: if the
+   * breaker opens before it fails, its failure is old news (see `onFailure`).
+   */
+  get openings(): number {
+    return this.#openings;
+  }
+
   /** Milliseconds until a probe may go out (0 when closed). */
   retryAfterMs(): number {
     if (this.#state !== 'open') return this.#state === 'half_open' ? 1000 : 0;
@@ -65,18 +74,23 @@ export class CircuitBreaker {
 
   /**
    * A failed request. `probe`: whether it was the half-open probe (default: any request,
-   * for callers that do not track it). A request let through before the breaker opened that
-   * fails while another request probes is old news: it neither reopens the breaker nor frees
-   * the probe slot (which would let a second probe out next to the first).
+   * for callers that do not track it); `openings`: the breaker's `openings` when the request
+   * was let through. A request let through before the breaker opened that fails after it
+   * opened is old news: it neither restarts the cool-down, nor reopens a half-open breaker or
+   * frees its probe slot (which would let a second probe out next to the first), nor counts
+   * towards opening it again once the probe closed it. (The requests in flight when an
+   * upstream hangs time out one by one for up to `first_byte_ms`: counted, they kept it
+   * refused, or refused it again, long after it was back.)
    */
-  onFailure(probe = true): void {
-    if (this.#state === 'half_open' && !probe) return;
+  onFailure(probe = true, openings = this.#openings): void {
+    if (!probe && (this.#state !== 'closed' || openings !== this.#openings)) return;
     this.#probing = false;
     this.#failures++;
     if (this.threshold === 0) return;
     if (this.#state === 'half_open' || this.#failures >= this.threshold) {
       this.#state = 'open';
       this.#openedAt = this.now();
+      this.#openings++;
     }
   }
 

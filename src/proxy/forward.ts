@@ -125,6 +125,7 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
       awaitingRetry = undefined;
       // Half-open lets one request through, the probe: only its end may free the probe slot.
       const probe = breaker.state === 'half_open';
+      const openings = breaker.openings;
       anyTried = true;
       attempts++;
       options.onAttempt?.(upstream, attempts);
@@ -150,14 +151,14 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
           // breaker is open (skipped at once) had the whole deadline too.
           const hung = attempts === 1 && headersAt === 0;
           const timedOut = error instanceof GatewayError && error.code === 'upstream_timeout';
-          if (hung && timedOut) breaker.onFailure(probe);
+          if (hung && timedOut) breaker.onFailure(probe, openings);
           else if (probe) breaker.release();
           // The total timeout ran out on a fallback: an answer passed over for it (a 429 whose
           // retry-after would end past the deadline) is the client's, not a 504.
           if (timedOut && passedOver) return answerPassedOver(passedOver, attempts, options);
           throw error;
         }
-        breaker.onFailure(probe);
+        breaker.onFailure(probe, openings);
         if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {
           lastFailure = 'timeout';
           break; // waiting again for a slow model doubles the wait: try the next upstream
@@ -172,12 +173,12 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
 
       const status = response.status;
       if (!retry.on_status.includes(status)) {
-        if (status >= 500) breaker.onFailure(probe);
+        if (status >= 500) breaker.onFailure(probe, openings);
         else breaker.onSuccess();
         return { response, upstream, attempts, headersAt };
       }
       // Retryable status (429, 5xx by default). 429 says nothing about health.
-      if (status >= 500) breaker.onFailure(probe);
+      if (status >= 500) breaker.onFailure(probe, openings);
       else if (probe) breaker.release();
       const asked = retryAfterMs(response.headers);
       const delay = asked ?? backoffDelay(attempt + 1, retry, options.random);
