@@ -1,6 +1,7 @@
 /**
- * The cache in front of one context builder: an LRU of `max_entries` (lru-cache) with
- * freshness windows measured from when an entry was stored:
+ * The cache in front of one context builder: an LRU (lru-cache) of at most `max_entries`
+ * entries and `max_bytes` of estimated memory (`estimateBytes`, reckoned once when an entry is
+ * stored), with freshness windows measured from when an entry was stored:
  *
  * ```
  * age < ttl                              hit     served, no call
@@ -10,12 +11,13 @@
  * ```
  *
  * Single-flight: concurrent lookups of one key share one in-flight call (misses and
- * background refreshes alike). Failures are not cached. One per builder, kept across config
+ * background refreshes alike). Failures are not cached, nor is a value larger than
+ * `max_bytes` on its own (its request still gets it). One per builder, kept across config
  * reloads by the `ContextRuntime`.
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { CacheConfig } from './config-schema.js';
+import { DEFAULT_CACHE_MAX_BYTES, type CacheConfig } from './config-schema.js';
 import type { CacheResult } from './types.js';
 
 export interface CacheCounts {
@@ -37,6 +39,9 @@ export interface CacheOptions {
   onError?: (err: unknown) => void;
 }
 
+/** The settings a cache reads; `max_bytes` defaults as in the config. */
+export type CacheSettings = Omit<CacheConfig, 'max_bytes'> & { max_bytes?: number };
+
 interface Entry<V> {
   value: V;
   storedAt: number;
@@ -44,14 +49,46 @@ interface Entry<V> {
 
 /**
  * Keys longer than this are held as their SHA-256: a key carries the rendered request (a
- * POST body with the client's variables can make it megabytes), and `max_entries` counts
- * entries, not bytes.
+ * POST body with the client's variables can make it megabytes), and one lookup would hash
+ * or compare all of it.
  */
 export const LONG_KEY_CHARS = 256;
 
+/** What an entry costs besides its key and value: the entry object, its LRU slots, its timestamp. */
+const ENTRY_BYTES = 96;
+
+/**
+ * Estimated bytes a JSON-like value holds in memory: strings at 2 bytes a character (UTF-16;
+ * V8 keeps ASCII in one, so text counts about twice), plus a few words per string, number,
+ * object property and array element. Linear in the value's size, so a cache runs it once
+ * per stored entry, never per lookup. Iterative: an answer may nest as deep as `JSON.parse`
+ * goes.
+ *
+ * @example
+ * estimateBytes({ name: 'Ada' }); // 24 + (8 + 2 * 4) + (16 + 2 * 3) = 62
+ */
+export function estimateBytes(value: unknown): number {
+  let bytes = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === 'string') bytes += 16 + 2 * v.length;
+    else if (Array.isArray(v)) {
+      bytes += 16 + 8 * v.length;
+      for (const item of v) pending.push(item);
+    } else if (v !== null && typeof v === 'object') {
+      bytes += 24;
+      for (const [k, item] of Object.entries(v)) {
+        bytes += 8 + 2 * k.length;
+        pending.push(item);
+      }
+    } else bytes += 8;
+  }
+  return bytes;
+}
 
 export class ContextCache<V extends {}> {
-  readonly settings: Readonly<CacheConfig>;
+  readonly settings: Readonly<CacheSettings>;
   readonly counts: CacheCounts = { hit: 0, miss: 0, stale: 0, calls: 0, errors: 0 };
   readonly #lru: LRUCache<string, Entry<V>>;
   readonly #inflight = new Map<string, Promise<V>>();
@@ -62,12 +99,16 @@ export class ContextCache<V extends {}> {
   #hashedKey = '';
   #hash = '';
 
-  constructor(settings: Readonly<CacheConfig>, options: CacheOptions = {}) {
+  constructor(settings: Readonly<CacheSettings>, options: CacheOptions = {}) {
     this.settings = settings;
-    // `maxSize` with each entry counting 1, not `max`: `max` preallocates arrays of that many
-    // slots when the cache is made (on a builder's first request), 600 MB for 50,000,000,
-    // and throws beyond 2^32 (so every request of that builder failed).
-    this.#lru = new LRUCache({ maxSize: settings.max_entries, sizeCalculation: () => 1 });
+    // Bounded by bytes in lru-cache (an entry over `max_bytes` is not stored) and by count in
+    // `#call`. Not `max` for the count: `max` preallocates arrays of that many slots when the
+    // cache is made (on a builder's first request), 600 MB for 50,000,000, and throws beyond
+    // 2^32 (so every request of that builder failed). Sizes are reckoned on `set` only.
+    this.#lru = new LRUCache({
+      maxSize: settings.max_bytes ?? DEFAULT_CACHE_MAX_BYTES,
+      sizeCalculation: (entry, key) => ENTRY_BYTES + 2 * key.length + estimateBytes(entry.value),
+    });
     this.#now = options.now ?? (() => performance.now());
     this.#onResult = options.onResult;
     this.#onError = options.onError;
@@ -76,6 +117,11 @@ export class ContextCache<V extends {}> {
   /** Entries held (fresh or not). */
   get size(): number {
     return this.#lru.size;
+  }
+
+  /** Estimated bytes the entries hold (at most `max_bytes`). */
+  get bytes(): number {
+    return this.#lru.calculatedSize;
   }
 
   /**
@@ -161,6 +207,7 @@ export class ContextCache<V extends {}> {
       try {
         const value = await produce();
         this.#lru.set(key, { value, storedAt: this.#now() });
+        if (this.#lru.size > this.settings.max_entries) this.#lru.pop();
         return value;
       } catch (err) {
         this.counts.errors++;

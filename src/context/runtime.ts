@@ -187,7 +187,7 @@ export class ContextRuntime {
    * injection scanner context scanning will use. Also forgets what only older configs used,
    * which nothing else would ever drop: scanners of other settings (about 0.5 MB each, one
    * per threshold ever configured; the previous config's is kept for its requests still
-   * running) and the caches of builders removed or changed (up to `max_entries` answers each).
+   * running) and the caches of builders removed or changed (up to `max_bytes` each).
    */
   prepare(config: Pick<RuntimeConfig, 'context' | 'guard'>): void {
     const g = config.guard.injection;
