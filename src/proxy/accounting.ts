@@ -20,11 +20,14 @@ export function priceUsage(exchange: Exchange, upstream: Upstream): number | nul
   return r.costUsd;
 }
 
+/** UTF-8, a leading byte order mark dropped: the body as the clients read it (fetch's `json()`, Python's `json.loads`). */
+const utf8 = new TextDecoder();
+
 /** Reads a non-stream chat completion body (a body with only an `error` is accounted as one). */
 export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
   let obj: Record<string, unknown> | undefined;
   try {
-    obj = JSON.parse(bytes.toString('utf8'));
+    obj = JSON.parse(utf8.decode(bytes));
   } catch {
     obj = undefined;
   }

@@ -19,7 +19,7 @@ import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './head
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type RelayOptions, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
-import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson } from './request-shape.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson, withoutBom } from './request-shape.js';
 import { keepExactNumbers } from './exact-json.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, keptClientMessages, selectTemplate, withoutPromptFields, type Selection } from '../prompts/selection.js';
@@ -48,7 +48,7 @@ export function chatCompletions(deps: GatewayDeps) {
     try {
       // 1. receive
       requireJson(header('content-type'));
-      const raw = await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+      const raw = withoutBom(await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes));
       const received = parseJsonObject(raw) as ChatBody;
       checkChatShape(received);
       const stream = received.stream === true;

@@ -21,6 +21,8 @@ const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
 const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
+/** A UTF-8 byte order mark: skipped before the object, as clients decoding the body drop it. */
+const BOM = [0xef, 0xbb, 0xbf];
 /** Longer keys are not among the wanted ones: their bytes are not kept. */
 const MAX_KEY_BYTES = 64;
 const DEFAULT_MAX_FIELD_BYTES = 64 * 1024;
@@ -37,6 +39,8 @@ export class TopLevelFields {
   readonly #values = new Map<string, string>();
   #state: 'before' | 'open' | 'closed' | 'invalid' = 'before';
   #depth = 0;
+  /** Bytes of a leading byte order mark seen so far (3 once past where one may be). */
+  #bomBytes = 0;
   #inString = false;
   #escape = false;
   /** At depth 1: the next string is a key. */
@@ -87,6 +91,13 @@ export class TopLevelFields {
         continue;
       }
       if (this.#state !== 'open') {
+        if (this.#bomBytes < BOM.length) {
+          if (b === BOM[this.#bomBytes]) {
+            this.#bomBytes++;
+            continue;
+          }
+          this.#bomBytes = BOM.length;
+        }
         if (isSpace(b)) continue;
         if (this.#state === 'before' && b === OPEN_OBJECT) {
           this.#state = 'open';

@@ -1,6 +1,7 @@
 /**
  * The minimal checks every JSON request gets before the pipeline reads it.
  */
+import { isUtf8 } from 'node:buffer';
 import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { RuntimeConfig } from '../config/compile.js';
@@ -15,12 +16,26 @@ export function requireJson(contentType: string | undefined): void {
   throw new GatewayError('unsupported_media_type', `Expected Content-Type application/json, got ${type ? JSON.stringify(type.slice(0, 100)) : 'none'}.`);
 }
 
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 /**
- * Parses a JSON object body; 400 `invalid_json` for anything else. Numbers a double cannot
- * carry (integers past 2^53) read as the nearest double and are written back as sent by
- * `serializeJson` (see exact-json.ts).
+ * The JSON bytes of a request body: a UTF-8 byte order mark before them dropped. RFC 8259
+ * §8.1 lets a parser ignore it, and Python's `json.loads`, which OpenAI-compatible servers
+ * parse request bytes with, does; it is not forwarded (Go's encoding/json refuses it).
+ */
+export function withoutBom(raw: Buffer): Buffer {
+  return raw.subarray(0, 3).equals(BOM) ? raw.subarray(3) : raw;
+}
+
+/**
+ * Parses a JSON object body; 400 `invalid_json` for anything else, bytes that are not UTF-8
+ * included: decoded, they would turn into U+FFFD in a body the gateway rewrites and go on as
+ * they came in one it forwards as its bytes (Python servers refuse them as well). Numbers a
+ * double cannot carry (integers past 2^53) read as the nearest double and are written back
+ * as sent by `serializeJson` (see exact-json.ts).
  */
 export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
+  if (!isUtf8(raw)) throw new GatewayError('invalid_json', 'The request body is not valid UTF-8. Send the JSON encoded as UTF-8.');
   let value: unknown;
   try {
     value = parseExact(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8'));
