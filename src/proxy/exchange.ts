@@ -140,7 +140,12 @@ export class Exchange {
       deadline: this.#deadline,
       clientGone: () => this.#clientGone,
       shuttingDown: () => this.#shuttingDown,
-      onAttempt: (upstream, attempts) => this.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts),
+      onAttempt: (upstream, attempts) => {
+        // Another upstream than the last one tried: a fallback (its request then updates the
+        // CLIENT span too) or the answer passed over before it, which the client gets.
+        if (this.record.upstream !== undefined && this.record.upstream !== upstream.spec.name) this.spans.answeredBy(upstream.spec);
+        this.noteAttempt(upstream.spec.name, upstream.spec.provider, attempts);
+      },
     };
   }
 

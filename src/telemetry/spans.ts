@@ -105,6 +105,12 @@ export interface ServerSpan {
    * server attributes of the same span and returns it).
    */
   startUpstream(options: UpstreamSpanOptions): UpstreamSpan;
+  /**
+   * Points the CLIENT span (once started) at the upstream whose answer the client gets: an
+   * answer passed over for a fallback that then failed is sent after the fallback was tried,
+   * and the span must not name the upstream that never answered.
+   */
+  answeredBy(upstream: Pick<UpstreamSpanOptions, 'provider' | 'serverAddress' | 'serverPort'>): void;
   /** Sets the final attributes and status from the record and ends both spans. Idempotent. */
   end(record: RequestRecord, options?: EndSpanOptions): void;
 }
@@ -194,6 +200,14 @@ class RequestSpans implements ServerSpan {
     this.#client = this.#tracer.startSpan(options.requestModel ? `${operation} ${options.requestModel}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
     this.#upstream = new UpstreamHeaders(parent, this.#client);
     return this.#upstream;
+  }
+
+  answeredBy(upstream: Pick<UpstreamSpanOptions, 'provider' | 'serverAddress' | 'serverPort'>): void {
+    if (!this.#client?.isRecording()) return;
+    const a: Attributes = { 'gen_ai.provider.name': upstream.provider };
+    if (upstream.serverAddress) a['server.address'] = upstream.serverAddress;
+    if (upstream.serverPort !== undefined) a['server.port'] = upstream.serverPort;
+    this.#client.setAttributes(a);
   }
 
   end(record: RequestRecord, options?: EndSpanOptions): void {
@@ -298,6 +312,8 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
   startUpstream(): UpstreamSpan {
     return this;
   }
+
+  answeredBy(): void {}
 
   traceparent(): string | undefined {
     return this.#headers.traceparent;

@@ -29,10 +29,10 @@ export interface RequestRecord {
   method: string;
   status: number;
   outcome: RequestOutcome;
-  /** Low-cardinality error class (`timeout`, `upstream_5xx`, `client_abort`, an error code...). */
+  /** Low-cardinality error class (`upstream_503`, `upstream_timeout`, `idle_timeout`, `client_abort`, an error code...). */
   errorType?: string;
   stream: boolean;
-  /** Upstream that answered (the last one tried). */
+  /** Upstream that answered (the last one tried, or the one whose answer was passed over for a fallback that failed). */
   upstream?: string;
   provider?: string;
   requestModel?: string;
