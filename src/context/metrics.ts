@@ -3,12 +3,19 @@
  * prom-client's global one). Label values are builder names from the config (bounded),
  * kinds, and the fixed outcome/result/reason sets below. Names pass `promtool check metrics`.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { CounterSeries, HistogramSeries } from '../telemetry/prom-series.js';
 import type { BuilderKind, BuilderStatus, CacheResult } from './types.js';
 
 /** Build time buckets (seconds): context has a deadline of ~0.15 s by default. */
 export const CONTEXT_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5];
+
+/** How full one builder's cache is (`ContextCache.size` and `.bytes`). */
+export interface CacheSize {
+  builder: string;
+  entries: number;
+  bytes: number;
+}
 
 export interface ContextMetrics {
   /** One builder run in one request, by its final status (`ok|cached|stale|skipped|failed`). */
@@ -26,13 +33,16 @@ export interface ContextMetrics {
 /**
  * Creates `promptgate_context_build_duration_seconds{builder,kind,outcome}`,
  * `promptgate_context_cache_total{builder,result}`,
- * `promptgate_context_failures_total{builder,reason}` and
- * `promptgate_context_source_errors_total{builder,reason}` on `registry`.
+ * `promptgate_context_failures_total{builder,reason}`,
+ * `promptgate_context_source_errors_total{builder,reason}` and the gauges
+ * `promptgate_context_cache_entries{builder}` and `promptgate_context_cache_bytes{builder}`
+ * on `registry`. The gauges read `cacheSizes` when the registry is scraped, never on the
+ * request path: one series per cache it lists, so a builder it no longer lists has none.
  *
  * @example
- * const metrics = createContextMetrics(gatewayMetrics.registry);
+ * const metrics = createContextMetrics(gatewayMetrics.registry, () => runtime.cacheSizes());
  */
-export function createContextMetrics(registry: Registry): ContextMetrics {
+export function createContextMetrics(registry: Registry, cacheSizes: () => Iterable<CacheSize> = () => []): ContextMetrics {
   const registers = [registry];
   const duration = new Histogram({
     name: 'promptgate_context_build_duration_seconds',
@@ -59,6 +69,23 @@ export function createContextMetrics(registry: Registry): ContextMetrics {
     labelNames: ['builder', 'reason'],
     registers,
   });
+  const cacheGauge = (name: string, help: string, read: (s: CacheSize) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['builder'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of cacheSizes()) this.set({ builder: s.builder }, read(s));
+      },
+    });
+  cacheGauge('promptgate_context_cache_entries', 'Entries held in each context builder\'s cache (fresh or not).', (s) => s.entries);
+  cacheGauge(
+    'promptgate_context_cache_bytes',
+    'Estimated bytes held in each context builder\'s cache, as its max_bytes bound counts them.',
+    (s) => s.bytes,
+  );
   // Every request records each of its builders: keep one series per label set (prom-series.ts).
   // Label values are bounded (builder names from the config, fixed sets), so the maps are.
   const builds = new Map<string, HistogramSeries>();

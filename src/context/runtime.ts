@@ -13,7 +13,7 @@ import type { RequestRecord } from '../telemetry/types.js';
 import { BetaBandit } from './bandit.js';
 import { ContextCache } from './cache.js';
 import { ContextSourceError } from './fetch-json.js';
-import { createContextMetrics, type ContextMetrics } from './metrics.js';
+import { createContextMetrics, type CacheSize, type ContextMetrics } from './metrics.js';
 import type { Builder, BuilderOutput } from './types.js';
 import { screenOutput, type ScanOutcome } from './untrusted.js';
 
@@ -52,6 +52,8 @@ export class ContextRuntime {
   readonly metrics: ContextMetrics | undefined;
   readonly dispatcher: Dispatcher;
   readonly #caches = new Map<string, { fingerprint: string; cache: ContextCache<BuilderOutput> }>();
+  /** Fingerprint by name of the builders with a cache in the config `prepare` last saw (undefined before). */
+  #cachedBuilders: Map<string, string> | undefined;
   readonly #bandits = new Map<string, BetaBandit>();
   /** Bandit metric by experiment, as of the last request served (rewards from `finish`). */
   readonly #banditMetric = new Map<string, string>();
@@ -76,18 +78,24 @@ export class ContextRuntime {
   #closing: Promise<void> | undefined;
 
   constructor(options: ContextRuntimeOptions = {}) {
-    this.metrics = options.registry ? createContextMetrics(options.registry) : undefined;
+    this.metrics = options.registry ? createContextMetrics(options.registry, () => this.cacheSizes()) : undefined;
     this.dispatcher = new Agent({ connections: options.connections ?? 64, keepAliveTimeout: 10_000 });
     this.#rng = options.rng ?? Math.random;
     this.#now = options.now;
     this.#observe = options.observeExperiment;
   }
 
-  /** The builder's cache (undefined when it has no `cache:`); a changed config starts a new one. */
+  /**
+   * The builder's cache (undefined when it has no `cache:`); a changed config starts a new one.
+   * Undefined too for a builder the config `prepare` last saw does not have as it is: a request
+   * of an older config, still running after the reload, calls its source uncached rather than
+   * replace the current builder's cache (losing its entries) or keep a removed one's.
+   */
   cacheFor(builder: Builder): ContextCache<BuilderOutput> | undefined {
     if (!builder.cache) return undefined;
     const known = this.#caches.get(builder.name);
     if (known && known.fingerprint === builder.fingerprint) return known.cache;
+    if (this.#cachedBuilders && this.#cachedBuilders.get(builder.name) !== builder.fingerprint) return undefined;
     const metrics = this.metrics;
     const cache = new ContextCache<BuilderOutput>(builder.cache, {
       now: this.#now,
@@ -198,6 +206,7 @@ export class ContextRuntime {
     for (const [name, { fingerprint }] of this.#caches) {
       if (config.context.builders.get(name)?.fingerprint !== fingerprint) this.#caches.delete(name);
     }
+    this.#cachedBuilders = new Map([...config.context.builders.values()].filter((b) => b.cache).map((b) => [b.name, b.fingerprint]));
     if (wanted) this.scannerFor(g.threshold, g.max_scan_chars);
   }
 
@@ -210,6 +219,20 @@ export class ContextRuntime {
     let s = this.#scanners.get(key);
     if (!s) this.#scanners.set(key, (s = createInjectionScanner({ threshold, maxChars })));
     return s;
+  }
+
+  /**
+   * How full each cache of the current config's builders is (the cache gauges, read at
+   * scrape time): 0 for one no request has used yet; a cache that only an older config's
+   * builder uses is not listed. Before `prepare`, every cache made so far.
+   */
+  cacheSizes(): CacheSize[] {
+    const builders = this.#cachedBuilders ?? new Map([...this.#caches].map(([name, c]) => [name, c.fingerprint]));
+    return [...builders].map(([builder, fingerprint]) => {
+      const known = this.#caches.get(builder);
+      const cache = known?.fingerprint === fingerprint ? known.cache : undefined;
+      return { builder, entries: cache?.size ?? 0, bytes: cache?.bytes ?? 0 };
+    });
   }
 
   /** Bandit states by experiment (admin views, tests). */
