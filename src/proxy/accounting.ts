@@ -10,7 +10,7 @@ import type { CompletionChoice } from '../telemetry/genai-messages.js';
 import type { Exchange } from './exchange.js';
 import { replyText } from './stream-text.js';
 import type { StreamEnd, StreamSummary } from './sse-relay.js';
-import type { Upstream } from './upstream.js';
+import type { Upstream, UpstreamResponse } from './upstream.js';
 
 /** Cost of the request's usage at the answering upstream's prices; null for an unknown model. */
 export function priceUsage(exchange: Exchange, upstream: Upstream): number | null | undefined {
@@ -22,6 +22,60 @@ export function priceUsage(exchange: Exchange, upstream: Upstream): number | nul
 
 /** UTF-8, a leading byte order mark dropped: the body as the clients read it (fetch's `json()`, Python's `json.loads`). */
 const utf8 = new TextDecoder();
+
+/** The most of an upstream's request id kept (OpenAI's are 36 characters: `req_` and 32 hex digits). */
+const MAX_REQUEST_ID = 128;
+/** What an upstream request id keeps; anything else (control characters, quotes, spaces, non-ASCII) becomes `_`. */
+const REQUEST_ID_UNSAFE = /[^A-Za-z0-9._:/+=-]/g;
+/**
+ * An error code as recorded: a short token (`insufficient_quota`, `rate_limit_exceeded`,
+ * vLLM's numeric `400`). Anything longer or with other characters may be a sentence that
+ * echoes the request (or a key), and is not recorded.
+ */
+const ERROR_CODE = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** An error envelope is a few hundred bytes: a larger error body is not parsed for its code. */
+const MAX_ERROR_BYTES = 64 * 1024;
+
+/**
+ * Notes the upstream's request id (`x-request-id`, what OpenAI SDKs expose as `_request_id`)
+ * of the answer the client gets, for the log line and the CLIENT span. The header is the
+ * upstream's (or a proxy's before it): cut and reduced to safe characters.
+ */
+export function noteUpstreamAnswer(exchange: Exchange, headers: UpstreamResponse['headers']): void {
+  const value = headers['x-request-id'];
+  const id = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (id) exchange.record.upstreamRequestId = id.slice(0, MAX_REQUEST_ID).replace(REQUEST_ID_UNSAFE, '_');
+}
+
+/**
+ * Notes the error code of an upstream error answer (status >= 400) read whole: the OpenAI
+ * envelope's `error.code`, or `error.type` when there is no code. A body that is not that
+ * envelope (an HTML 502 page) has none. Never the message. Only error answers are parsed
+ * here: a success is read by `readCompletion`.
+ */
+export function noteUpstreamError(exchange: Exchange, bytes: Buffer): void {
+  if (bytes.byteLength > MAX_ERROR_BYTES) return;
+  let obj: { error?: unknown; object?: unknown } | null;
+  try {
+    obj = JSON.parse(utf8.decode(bytes));
+  } catch {
+    return;
+  }
+  // vLLM (before 0.10) answers a bare error object: `{"object":"error","message","type","code":400}`.
+  const code = errorCodeOf(obj?.object === 'error' ? obj : obj?.error);
+  if (code !== undefined) exchange.record.upstreamErrorCode = code;
+}
+
+/** `code`, else `type`, of an OpenAI error object (or vLLM's bare error), when it is a short safe token. */
+function errorCodeOf(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, type } = error as { code?: unknown; type?: unknown };
+  for (const value of [code, type]) {
+    const text = typeof value === 'string' ? value : Number.isSafeInteger(value) ? String(value) : undefined;
+    if (text !== undefined && ERROR_CODE.test(text)) return text;
+  }
+  return undefined;
+}
 
 /** Reads a non-stream chat completion body (a body with only an `error` is accounted as one). */
 export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
@@ -43,6 +97,7 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   if (choices.length === 0 && ((obj.error !== undefined && obj.error !== null) || obj.object === 'error')) {
     r.outcome = 'error';
     r.errorType = 'upstream_error_body';
+    r.upstreamErrorCode = errorCodeOf(obj.error ?? obj);
     return;
   }
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string' && f !== '');
@@ -91,6 +146,8 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   r.finishReasons = summary.finishReasons;
   if (summary.serviceTier !== undefined) r.serviceTier = summary.serviceTier;
   if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
+  // The stream's error event, already parsed by the relay.
+  if (summary.upstreamError !== undefined) r.upstreamErrorCode = errorCodeOf(summary.upstreamError);
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
   const text = !usage ? summary.text.text() : { content: '', reply: '', scale: 1 };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say

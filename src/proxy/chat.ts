@@ -13,7 +13,7 @@ import { formatUsd } from '../telemetry/pricing.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
-import { estimateUnread, finishStream, priceUsage, readCompletion } from './accounting.js';
+import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
 import { decodeContent } from './content-coding.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
@@ -141,6 +141,7 @@ export function chatCompletions(deps: GatewayDeps) {
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { upstream } = forwarded;
       exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
+      noteUpstreamAnswer(exchange, forwarded.response.headers);
       // A compressed answer (asked for identity, got gzip anyway) is decoded rather than
       // relayed as it came: the client gets the same content, and usage stays exact, which
       // it could not if the gateway only passed the coded bytes on. A coding Node cannot
@@ -173,6 +174,7 @@ export function chatCompletions(deps: GatewayDeps) {
       } else {
         exchange.record.outcome = 'error';
         exchange.record.errorType = `upstream_${response.status}`;
+        if (response.status >= 400 && !opaque) noteUpstreamError(exchange, bytes);
       }
       if (outgoing) {
         // Straight to the Node response, then the accounting: the client does not wait for

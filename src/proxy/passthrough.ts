@@ -14,6 +14,7 @@ import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
 import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteMeteredRequest, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
 import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
+import { noteUpstreamAnswer } from './accounting.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
 
@@ -78,6 +79,8 @@ export function passThrough(deps: GatewayDeps) {
       });
       const { response } = forwarded;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+      // The body is relayed as it streams, unread: only the request id is noted, not an error code.
+      noteUpstreamAnswer(exchange, response.headers);
       const alias = (method === 'GET' || method === 'HEAD') && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
       if (alias !== undefined) return await retrieveAlias(response, alias, exchange, method === 'HEAD');
       exchange.record.status = response.status;

@@ -120,8 +120,9 @@ function serialize(line: LogFields): string {
 }
 
 /**
- * The one-line-per-request record: ids, route, status, upstream, model, timings, tokens,
- * cost, template/experiment and injection score. No bodies, no keys, no user id.
+ * The one-line-per-request record: ids (the upstream's request id too), route, status,
+ * error (with the upstream's error code), upstream, model, timings, tokens, cost,
+ * template/experiment and injection score. No bodies, no keys, no user id.
  */
 export function requestLogLine(r: RequestRecord): LogFields {
   const fields: LogFields = {
@@ -132,9 +133,11 @@ export function requestLogLine(r: RequestRecord): LogFields {
     status: r.status,
     outcome: r.outcome,
     error_type: r.errorType,
+    upstream_error_code: r.upstreamErrorCode,
     stream: r.stream,
     upstream: r.upstream,
     provider: r.provider,
+    upstream_request_id: r.upstreamRequestId,
     model: r.requestModel,
     response_model: r.responseModel,
     attempts: r.attempts,

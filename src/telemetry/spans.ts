@@ -16,9 +16,9 @@
  * `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
  * `gen_ai.request.stream`, `server.address`, `server.port` and the request's sampling
  * parameters (`gen_ai.request.temperature`, `.max_tokens`, `.seed`, ...) at start (samplers see them);
- * `gen_ai.response.model`, `.id`, `.finish_reasons`, `gen_ai.usage.*`, `error.type` and
- * `promptgate.*` at the end. Content (`gen_ai.input.messages`/`gen_ai.output.messages`)
- * only with `captureContent`.
+ * `gen_ai.response.model`, `.id`, `.finish_reasons`, `gen_ai.usage.*`, `error.type`, the
+ * upstream's request id (`http.response.header.x-request-id`) and `promptgate.*` at the
+ * end. Content (`gen_ai.input.messages`/`gen_ai.output.messages`) only with `captureContent`.
  */
 import {
   ProxyTracerProvider,
@@ -396,6 +396,10 @@ function clientEndAttributes(r: RequestRecord, errorType: string | undefined, op
   }
   if (typeof r.costUsd === 'number') a['promptgate.cost.usd'] = r.costUsd;
   if (errorType !== undefined) a['error.type'] = errorType;
+  // HTTP semconv: a captured response header is `http.response.header.<name>`, its values as
+  // a string array. No convention names a provider's error code: the gateway's own name.
+  if (r.upstreamRequestId) a['http.response.header.x-request-id'] = [r.upstreamRequestId];
+  if (r.upstreamErrorCode) a['promptgate.upstream.error_code'] = r.upstreamErrorCode;
   if (options?.captureContent) {
     // Cut to the SDK's attribute length limit here, where the JSON can stay valid.
     const limit = attributeValueLengthLimit();

@@ -47,6 +47,18 @@ export interface RequestRecord {
   /** USD; null when the model has no known price, undefined when not applicable. */
   costUsd?: number | null;
   latencyMs: number;
+  /**
+   * The upstream's own request id (its `x-request-id` on the answer the client got), what
+   * its provider's support asks for; cut to 128 characters, anything outside
+   * `[A-Za-z0-9._:/+=-]` replaced by `_` (an untrusted header).
+   */
+  upstreamRequestId?: string;
+  /**
+   * `error.code` (`error.type` when the code is null) of an upstream error answer or stream
+   * error event: `insufficient_quota` or `rate_limit_exceeded` under the same `upstream_429`.
+   * Only a short token of safe characters, never the error's message.
+   */
+  upstreamErrorCode?: string;
   /** Time to the first byte (non-stream) or first chunk (stream) from the upstream. */
   ttfbMs?: number;
   template?: string;
