@@ -54,11 +54,20 @@ export const adminSchema = z.strictObject({
     .refine((t) => /^[\x21-\x7e\xa1-\xff]*$/.test(t.trim()), 'expected one word of visible characters (no spaces or control characters inside, nothing beyond Latin-1): an authorization header could never carry this token'),
 });
 
+/**
+ * No default is tighter than what the client itself would wait: openai-node waits 10 minutes
+ * for an answer's headers, the Python SDK 5 s to connect and 10 minutes for each read, and
+ * neither limits a whole stream. A reasoning model (o3, gpt-5 with high effort,
+ * `service_tier: flex`) can think for minutes before its first byte (non-stream) or first
+ * chunk (stream): a shorter limit answered 504 where the provider would have answered, and a
+ * retry paid for the same thinking again. Lower them per upstream that serves only fast
+ * models, for quicker failover.
+ */
 export const timeoutSchema = z.strictObject({
   connect_ms: positiveMs().default(5_000),
-  first_byte_ms: positiveMs().default(60_000),
-  idle_ms: positiveMs().default(30_000),
-  total_ms: positiveMs().default(600_000),
+  first_byte_ms: positiveMs().default(600_000),
+  idle_ms: positiveMs().default(600_000),
+  total_ms: positiveMs().default(3_600_000),
 });
 
 export const retrySchema = z.strictObject({
