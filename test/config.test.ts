@@ -81,7 +81,7 @@ describe('config validation', () => {
 
   it('names the YAML path and line of an unknown key', () => {
     const issues = issuesOf(`${MINIMAL}server:\n  prot: 1\n`);
-    expect(issues).toEqual(['gateway.config.yaml: server.prot (line 6): unknown key']);
+    expect(issues).toEqual(['gateway.config.yaml: server.prot (line 6): unknown key; did you mean port?']);
   });
 
   it('names the path of a wrong type, a missing field and a bad reference — all at once', () => {

@@ -10,6 +10,7 @@ import YAML from 'yaml';
 import type { z } from 'zod';
 import { maskSubstituted, referencedValues, substituteEnv } from './env.js';
 import { configSchema } from './schema.js';
+import { suggestKey } from './suggest.js';
 import { compileConfig, type RuntimeConfig } from './compile.js';
 
 /** One problem in a config file (or a file it refers to, such as a template). */
@@ -134,10 +135,11 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   const sourceLines = text.split('\n');
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      const found = schemaIssue(name, doc, lineCounter, issue, (line) => emptyVariables(sourceLines[line - 1] ?? '', env));
-      // What an unset variable left at its setting (a null, an empty string) is that same error, already reported.
-      if (issue.code !== 'unrecognized_keys' && missingPaths.includes(found.path)) continue;
-      issues.push({ ...found, message: maskSubstituted(found.message, values) });
+      for (const found of schemaIssues(name, doc, lineCounter, issue, { data, emptyOn: (line) => emptyVariables(sourceLines[line - 1] ?? '', env) })) {
+        // What an unset variable left at its setting (a null, an empty string) is that same error, already reported.
+        if (issue.code !== 'unrecognized_keys' && missingPaths.includes(found.path)) continue;
+        issues.push({ ...found, message: maskSubstituted(found.message, values) });
+      }
     }
   }
   if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
@@ -173,15 +175,30 @@ export function formatPath(segments: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
-function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue, emptyOn: (line: number) => string[]): ConfigIssue {
-  let segments = issue.path as PropertyKey[];
-  let message = issue.message;
+interface SchemaIssueContext {
+  /** The document as JS, as the schema read it (to find the keys allowed where one is unknown). */
+  data: unknown;
+  /** The variables on a source line that are unset or empty. */
+  emptyOn: (line: number) => string[];
+}
+
+/** One zod issue as config issues: one for each unknown key, at the key itself (`server.prot`, not `server`). */
+function schemaIssues(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue, context: SchemaIssueContext): ConfigIssue[] {
   if (issue.code === 'unrecognized_keys') {
-    // Point at the unknown key itself: `server.prot`, not `server`.
-    const keys = issue.keys;
-    segments = [...segments, keys[0]];
-    message = keys.length === 1 ? 'unknown key' : `unknown keys: ${keys.join(', ')}`;
-  } else if (issue.code === 'invalid_key' && issue.issues[0]) {
+    const at = issue.path as PropertyKey[];
+    return issue.keys.map((key) => {
+      const line = lineOf(doc, lineCounter, [...at, key]);
+      const meant = suggestKey(configSchema, context.data, at, key);
+      return { path: `${name}: ${formatPath([...at, key])}${line ? ` (line ${line})` : ''}`, message: meant === undefined ? 'unknown key' : `unknown key; did you mean ${meant}?` };
+    });
+  }
+  return [schemaIssue(name, doc, lineCounter, issue, context.emptyOn)];
+}
+
+function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue, emptyOn: (line: number) => string[]): ConfigIssue {
+  const segments = issue.path as PropertyKey[];
+  let message = issue.message;
+  if (issue.code === 'invalid_key' && issue.issues[0]) {
     message = issue.issues[0].message; // what is wrong with the key, not just "Invalid key in record"
   } else if (issue.code === 'invalid_type' && message.includes('received undefined')) {
     message = `required (${message.replace(/^Invalid input: /, '')})`;

@@ -7,6 +7,7 @@
  */
 import semver from 'semver';
 import type { z } from 'zod';
+import { suggestKey } from '../config/suggest.js';
 import { looksLikeInjection } from './injection-check.js';
 import { makeTemplate, TemplateVersion, type Template } from './registry.js';
 import { collectReferences, compileText, TemplateSyntaxError, type CompiledText } from './renderer.js';
@@ -35,7 +36,7 @@ export interface CompileTemplateOptions {
  */
 export function compileTemplate(data: unknown, options: CompileTemplateOptions = {}): { template?: Template; problems: TemplateProblem[] } {
   const parsed = templateFileSchema.safeParse(data);
-  if (!parsed.success) return { problems: parsed.error.issues.flatMap(schemaProblems) };
+  if (!parsed.success) return { problems: parsed.error.issues.flatMap((issue) => schemaProblems(issue, data)) };
   const file = parsed.data;
   const problems: TemplateProblem[] = [];
 
@@ -168,11 +169,14 @@ function typeName(value: unknown): string {
   return typeof value;
 }
 
-/** zod issues -> problems; an unknown key points at the key itself. */
-function schemaProblems(issue: z.core.$ZodIssue): TemplateProblem[] {
+/** zod issues -> problems; an unknown key points at the key itself, with the key it is close to. */
+function schemaProblems(issue: z.core.$ZodIssue, data: unknown): TemplateProblem[] {
   const segments = issue.path as PropertyKey[];
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => ({ segments: [...segments, key], message: `unknown key "${key}"` }));
+    return issue.keys.map((key) => {
+      const meant = suggestKey(templateFileSchema, data, segments, key);
+      return { segments: [...segments, key], message: `unknown key "${key}"${meant === undefined ? '' : `; did you mean ${meant}?`}` };
+    });
   }
   let message = issue.message.replace(/^Invalid input: /, '');
   if (issue.code === 'invalid_type' && message.includes('received undefined')) message = `required (${message})`;

@@ -37,7 +37,7 @@ versions:
 describe('context config', () => {
   it('rejects unknown keys and kinds with their YAML path', () => {
     expect(issuesOf('context: {builders: [{name: c, kind: http, url: "http://x/{{user_id}}", tiemout_ms: 5}]}\n')).toEqual([
-      'gateway.config.yaml: context.builders[0].tiemout_ms (line 4): unknown key',
+      'gateway.config.yaml: context.builders[0].tiemout_ms (line 4): unknown key; did you mean timeout_ms?',
     ]);
     expect(issuesOf('context: {builders: [{name: c, kind: sql}]}\n')[0]).toMatch(/^gateway\.config\.yaml: context\.builders\[0\]\.kind \(line 4\)/);
     expect(issuesOf('context: {builders: [{name: "bad-name", kind: history}]}\n')[0]).toMatch(/context\.builders\[0\]\.name .*letters, digits and "_"/);
