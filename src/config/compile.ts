@@ -164,7 +164,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     logging: file.logging,
     upstreams,
     routing,
-    totalTimeoutMs: upstreams.get(routing.default[0])?.config.timeout.total_ms ?? 600_000,
+    totalTimeoutMs: upstreams.get(routing.default[0])?.config.timeout.total_ms ?? 3_600_000,
     prompts: prompts.compiled,
     context: context.compiled,
     notes,

@@ -3,6 +3,7 @@
  * with src/tokenizer. The vocabulary is read on first use (~20 ms, once per process, shared
  * with `telemetry/usage.ts`); `preloadContextTokenizer` moves that out of the first request.
  */
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { countTokens, tokenCounter } from '../tokenizer/index.js';
 
@@ -14,21 +15,35 @@ export { countTokens };
  * conversation, so history and prompt budgets count each turn once. Process-wide, bounded.
  */
 const recent = new LRUCache<string, number>({ maxSize: 4_000_000, sizeCalculation: (_n, text) => text.length + 32 });
-/** Longer texts are counted every time (keeping them would crowd out everything else). */
+/** Longer texts are remembered by their SHA-256 in `recentLong` (kept whole, they would crowd out everything else). */
 const MAX_REMEMBERED_CHARS = 32_768;
+/**
+ * Counts of longer texts by the SHA-256 of their UTF-16 code units: an agent's `write_file`
+ * call (JSON arguments, one line with no cut for `countByLines`) comes back in every later
+ * request of its conversation; hashing 200 KB takes ~0.2 ms, counting it ~10 ms. Apart
+ * from `recent`, so that no text sent as a key can stand for another.
+ */
+const recentLong = new LRUCache<string, number>({ max: 1024 });
 
 /**
- * `countTokens`, remembered for texts seen recently (conversation turns, rendered prompts).
- * A text not seen before is counted line by line (`countByLines`), each line remembered: a
- * prompt rendered for another customer shares most of its lines with the ones before it.
+ * `countTokens`, remembered for texts seen recently (conversation turns, rendered prompts,
+ * tool-call arguments). A text not seen before is counted line by line (`countByLines`),
+ * each line remembered: a prompt rendered for another customer shares most of its lines
+ * with the ones before it.
  */
 export function countTokensRemembered(text: string): number {
   if (text === '') return 0;
+  if (text.length > MAX_REMEMBERED_CHARS) return countLong(text);
   let n = recent.get(text);
-  if (n === undefined) {
-    n = countByLines(text);
-    if (text.length <= MAX_REMEMBERED_CHARS) recent.set(text, n);
-  }
+  if (n === undefined) recent.set(text, (n = countByLines(text)));
+  return n;
+}
+
+/** `countTokensRemembered` of a text longer than `MAX_REMEMBERED_CHARS`. */
+function countLong(text: string): number {
+  const digest = createHash('sha256').update(text, 'utf16le').digest('base64');
+  let n = recentLong.get(digest);
+  if (n === undefined) recentLong.set(digest, (n = countByLines(text)));
   return n;
 }
 
