@@ -135,6 +135,78 @@ versions:
   });
 });
 
+describe('a key written one level too high names where it belongs', () => {
+  it('an upstream\'s retry and timeout keys directly under the upstream', () => {
+    const issues = issuesOf(`upstreams:
+  - name: sim
+    simulate: {latency_ms: 0}
+    attempts: 1
+    Connect_MS: 500
+routing: {default: [sim]}
+`);
+    expect(issues).toEqual([
+      'gateway.config.yaml: upstreams[0].attempts (line 4): unknown key; did you mean retry.attempts?',
+      'gateway.config.yaml: upstreams[0].Connect_MS (line 5): unknown key; did you mean timeout.connect_ms?',
+    ]);
+  });
+
+  it('a context builder\'s cache keys directly under the builder (http and knowledge)', () => {
+    const issues = issuesOf(`${MINIMAL}context:
+  builders:
+    - {name: w, kind: http, url: "http://127.0.0.1:9/{{user_id}}", ttl_ms: 1000}
+    - {name: k, kind: knowledge, http: {url: "http://127.0.0.1:9/?q={{query}}"}, max_entries: 5}
+`);
+    expect(issues).toEqual([
+      'gateway.config.yaml: context.builders[0].ttl_ms (line 7): unknown key; did you mean cache.ttl_ms?',
+      'gateway.config.yaml: context.builders[1].max_entries (line 8): unknown key; did you mean cache.max_entries?',
+    ]);
+  });
+
+  it('a top-level key of a section (port belongs in server)', () => {
+    expect(issuesOf(`${MINIMAL}port: 8080
+`)).toEqual(['gateway.config.yaml: port (line 5): unknown key; did you mean server.port?']);
+  });
+
+  it('a template version\'s params directly under the version, with params set or not', () => {
+    const issues = issuesOf(MINIMAL, {
+      'support.yaml': `id: support
+versions:
+  - version: "1.0.0"
+    temperature: 0.2
+    messages: [{role: system, content: "a"}]
+  - version: "1.1.0"
+    params: {max_tokens: 5}
+    Top_P: 0.5
+    messages: [{role: system, content: "a"}]
+`,
+    });
+    expect(issues).toEqual([
+      'templates/support.yaml: versions[0].temperature (line 4): unknown key "temperature"; did you mean params.temperature?',
+      'templates/support.yaml: versions[1].Top_P (line 8): unknown key "Top_P"; did you mean params.top_p?',
+    ]);
+  });
+
+  it('a typo at this place wins over a key one level down; a nested key already set, a typo of one, or one of two places is not suggested', () => {
+    // `retry.attempts` is set: moving `attempts` there would set it twice.
+    const set = issuesOf(`upstreams:
+  - {name: sim, simulate: {latency_ms: 0}, retry: {attempts: 1}, attempts: 2}
+routing: {default: [sim]}
+`);
+    expect(set).toEqual(['gateway.config.yaml: upstreams[0].attempts (line 2): unknown key']);
+    // Only exact (case, _ and - aside) names one level down: a typo of one is too far a guess.
+    expect(issuesOf(`${MINIMAL}prot: 8080
+`)).toEqual(['gateway.config.yaml: prot (line 5): unknown key']);
+    // A knowledge builder allows `max_bytes` in `cache` and in `http`: naming one could be wrong.
+    expect(issuesOf(`${MINIMAL}context:\n  builders:\n    - {name: k, kind: knowledge, http: {url: "http://127.0.0.1:9/?q={{query}}"}, max_bytes: 5}\n`)).toEqual([
+      'gateway.config.yaml: context.builders[0].max_bytes (line 7): unknown key',
+    ]);
+    // `api_kye` is a typo of the upstream's own `api_key`, not looked for below.
+    expect(issuesOf(`upstreams:\n  - {name: sim, simulate: {latency_ms: 0}, api_kye: x}\nrouting: {default: [sim]}\n`)).toEqual([
+      'gateway.config.yaml: upstreams[0].api_kye (line 2): unknown key; did you mean api_key?',
+    ]);
+  });
+});
+
 describe('closestKey', () => {
   it('allows max(1, floor(length / 4)) edits, a transposition counting as one', () => {
     expect(closestKey('prot', ['port', 'host'])).toBe('port');

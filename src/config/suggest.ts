@@ -18,13 +18,30 @@ const WRAPPERS = new Set(['optional', 'default', 'prefault', 'nullable', 'nonopt
  * max(1, floor(length / 4)) edits (Damerau-Levenshtein). Keys the object already has are
  * never suggested.
  *
+ * When none is close, a key written one level too high: the same key (case, `_` and `-`
+ * aside) allowed in exactly one of this object's own object fields and not set there yet
+ * (`temperature` on a template version -> `params.temperature`).
+ *
  * @example
  * suggestKey(configSchema, { routng: {} }, [], 'routng') // 'routing'
+ * suggestKey(configSchema, { upstreams: [{ attempts: 1 }] }, ['upstreams', 0], 'attempts') // 'retry.attempts'
  */
 export function suggestKey(schema: Schema, data: unknown, path: readonly PropertyKey[], key: string): string | undefined {
   const object = valueAt(data, path);
   const present = new Set(isRecord(object) ? Object.keys(object) : []);
-  return closestKey(key, allowedKeys(schema, data, path).filter((k) => !present.has(k)));
+  const allowed = allowedKeys(schema, data, path);
+  return closestKey(key, allowed.filter((k) => !present.has(k))) ?? keyOneLevelDown(schema, data, path, key, allowed);
+}
+
+/** `field.key` when exactly one of the `fields` at `path` is an object that allows `key` (loosely) and lacks it. */
+function keyOneLevelDown(schema: Schema, data: unknown, path: readonly PropertyKey[], key: string, fields: readonly string[]): string | undefined {
+  const found: string[] = [];
+  for (const field of fields) {
+    const inner = allowedKeys(schema, data, [...path, field]).find((k) => loose(k) === loose(key));
+    const value = valueAt(data, [...path, field]);
+    if (inner !== undefined && !(isRecord(value) && Object.hasOwn(value, inner))) found.push(`${field}.${inner}`);
+  }
+  return found.length === 1 ? found[0] : undefined;
 }
 
 /** The keys allowed in the object at `path`: of every object schema it may be checked against. */
@@ -41,7 +58,6 @@ export function allowedKeys(schema: Schema, data: unknown, path: readonly Proper
 
 /** See `suggestKey`. */
 export function closestKey(key: string, allowed: readonly string[]): string | undefined {
-  const loose = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
   const same = allowed.find((a) => loose(a) === loose(key));
   if (same !== undefined) return same;
   const limit = Math.max(1, Math.floor(key.length / 4));
@@ -53,6 +69,11 @@ export function closestKey(key: string, allowed: readonly string[]): string | un
   }
   // Replacing every character is no typo (`n` for `x`).
   return bestDistance < key.length ? best : undefined;
+}
+
+/** A key with case, `_` and `-` ignored: `maxEntries`, `max-entries` and `max_entries` are one. */
+function loose(key: string): string {
+  return key.toLowerCase().replace(/[-_]/g, '');
 }
 
 /** Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions. */

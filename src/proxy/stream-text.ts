@@ -24,7 +24,7 @@ export const MAX_TEXT = 1 << 20;
 export interface StreamedText {
   /** The choices' `delta.content`, joined (what a span captures as the completion). */
   content: string;
-  /** Everything output tokens pay for: content, refusal, tool call names and arguments. */
+  /** Everything output tokens pay for: content, refusal, reasoning, call names and arguments (`replyText`). */
   reply: string;
   /**
    * The stream's chunk characters over those `reply` was read from (1 when it covers the
@@ -145,23 +145,29 @@ export class StreamText {
 
 /**
  * The text of a reply message (or stream delta) that output tokens pay for: content, refusal,
- * each tool call's name and arguments, and the reasoning text OpenAI-compatible reasoning
- * upstreams send: `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter, Groq;
- * newer vLLM sends both, the same text, so only one counts). A reasoning stream cut while
- * the model thinks (a client that gives up) has no other text to estimate from.
+ * each call's name and arguments (a `custom` tool call's input, the legacy `function_call`),
+ * and the reasoning text OpenAI-compatible reasoning upstreams send: `reasoning_content`
+ * (DeepSeek, vLLM) or `reasoning` (OpenRouter, Groq; newer vLLM sends both, the same text,
+ * so only one counts). A reasoning stream cut while the model thinks (a client that gives
+ * up) has no other text to estimate from.
  */
 export function replyText(message: unknown): string {
   if (typeof message !== 'object' || message === null) return '';
-  const m = message as { content?: unknown; refusal?: unknown; reasoning_content?: unknown; reasoning?: unknown; tool_calls?: unknown };
+  const m = message as { content?: unknown; refusal?: unknown; reasoning_content?: unknown; reasoning?: unknown; tool_calls?: unknown; function_call?: unknown };
   let text = typeof m.content === 'string' ? m.content : '';
   if (typeof m.refusal === 'string') text += m.refusal;
   if (typeof m.reasoning_content === 'string') text += m.reasoning_content;
   else if (typeof m.reasoning === 'string') text += m.reasoning;
+  text += callText(m.function_call);
   if (Array.isArray(m.tool_calls)) {
-    for (const call of m.tool_calls as Array<{ function?: { name?: unknown; arguments?: unknown } } | null>) {
-      if (typeof call?.function?.name === 'string') text += call.function.name;
-      if (typeof call?.function?.arguments === 'string') text += call.function.arguments;
-    }
+    for (const call of m.tool_calls as Array<{ function?: unknown; custom?: unknown } | null>) text += callText(call?.function) + callText(call?.custom);
   }
   return text;
+}
+
+/** A function call's name and arguments (`tool_calls` or the legacy `function_call`), a `custom` tool call's name and input. */
+function callText(call: unknown): string {
+  if (typeof call !== 'object' || call === null) return '';
+  const { name, arguments: args, input } = call as { name?: unknown; arguments?: unknown; input?: unknown };
+  return (typeof name === 'string' ? name : '') + (typeof args === 'string' ? args : '') + (typeof input === 'string' ? input : '');
 }

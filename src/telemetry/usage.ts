@@ -69,9 +69,10 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
 /**
  * Counts tokens the way OpenAI bills a chat completion, approximately: per message 3 tokens
  * plus its role, content and name (`name` costs 1 more), plus 3 for the reply priming; the
- * completion text as is. Text parts and tool calls (name and arguments) are counted; images,
- * audio and the request's `tools` definitions are not, so input is a lower bound. A text
- * over MAX_EXACT_CHARS is counted on a sample (`sampledCount`).
+ * completion text as is. Text parts and calls (a function's name and arguments, in
+ * `tool_calls` or the legacy `function_call`; a `custom` tool's name and input) are counted;
+ * images, audio and the request's `tools` definitions are not, so input is a lower bound. A
+ * text over MAX_EXACT_CHARS is counted on a sample (`sampledCount`).
  *
  * @param requestMessages the `messages` array as sent upstream (anything else counts 0)
  * @param model picks the encoding: o200k_base for gpt-4o, gpt-4.1, gpt-4.5, gpt-5 and the
@@ -87,11 +88,9 @@ export function estimateUsage(requestMessages: unknown, completionText: string, 
       if (!isObject(message)) continue;
       input += TOKENS_PER_MESSAGE + tokens(stringOf(message.role)) + contentTokens(message.content, tokens);
       if (typeof message.name === 'string') input += TOKENS_PER_NAME + tokens(message.name);
+      input += callTokens(message.function_call, tokens);
       if (Array.isArray(message.tool_calls)) {
-        for (const call of message.tool_calls) {
-          const fn = isObject(call) && isObject(call.function) ? call.function : undefined;
-          if (fn) input += tokens(stringOf(fn.name)) + tokens(stringOf(fn.arguments));
-        }
+        for (const call of message.tool_calls) if (isObject(call)) input += callTokens(call.function, tokens) + callTokens(call.custom, tokens);
       }
     }
     input += REPLY_PRIMING_TOKENS;
@@ -132,6 +131,16 @@ function contentTokens(content: unknown, tokens: (text: string) => number): numb
     if (isObject(part) && typeof part.text === 'string') n += tokens(part.text);
   }
   return n;
+}
+
+/**
+ * Tokens of a call the model wrote: a function call's name and arguments (in `tool_calls`,
+ * or the legacy `function_call`) or a `custom` tool call's name and input, as
+ * `context/tokens.ts` counts them for the budget.
+ */
+function callTokens(call: unknown, tokens: (text: string) => number): number {
+  if (!isObject(call)) return 0;
+  return tokens(stringOf(call.name)) + tokens(stringOf(call.arguments)) + tokens(stringOf(call.input));
 }
 
 function count(v: unknown): number | undefined {
