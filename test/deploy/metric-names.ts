@@ -1,9 +1,12 @@
 /**
  * The metric families the gateway exposes on /metrics: the one list the deploy checks
  * (Grafana dashboard, Prometheus rules) compare their queries against. It is read from
- * the gateway's real registry (`createMetrics`, what `GET /metrics` renders), so renaming
- * a metric in src/telemetry breaks the dashboard/rules check instead of the dashboard.
+ * the gateway's real registry, built as `startGateway` builds it (`createMetrics`, and the
+ * context runtime's families on the same registry: what `GET /metrics` renders), so
+ * renaming a metric in src/telemetry or src/context breaks the dashboard/rules check
+ * instead of the dashboard.
  */
+import { createContextRuntime } from '../../src/context/runtime.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
@@ -17,7 +20,9 @@ export interface MetricFamily {
 
 export async function metricFamilies(): Promise<MetricFamily[]> {
   const metrics = createMetrics();
+  const context = createContextRuntime({ registry: metrics.registry });
   const families = parseExposition(await metrics.render());
+  await context.close();
   for (const f of families) {
     const m = metrics.registry.getSingleMetric(f.name) as unknown as { labelNames?: readonly string[] } | undefined;
     if (m?.labelNames) f.labels = [...m.labelNames];

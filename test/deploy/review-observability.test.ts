@@ -3,27 +3,19 @@
  * `promtool test rules` against series shaped like the gateway's (several sidecars), so a
  * query is checked by its numbers, not only by the metric names it uses.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { familyOfSeries, metricFamilies } from './metric-names.js';
 import { grafanaQueries } from './promql.js';
+import { evaluate, HAS_PROMTOOL, withVariables } from './promql-eval.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DASHBOARD = join(ROOT, 'deploy', 'observability', 'grafana', 'dashboards', 'promptgate.json');
 
-const promtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
-const HAS_PROMTOOL = !promtool.error && promtool.status === 0;
 if (!HAS_PROMTOOL) console.warn('[deploy] promtool not found: skipping promtool checks (CI installs Debian package "prometheus")');
-
-const tmp: string[] = [];
-afterAll(() => {
-  for (const d of tmp) rmSync(d, { recursive: true, force: true });
-});
 
 const queries = grafanaQueries(JSON.parse(readFileSync(DASHBOARD, 'utf8')));
 
@@ -32,51 +24,6 @@ function dashboardExpr(where: string): string {
   const q = queries.find((x) => x.where === where);
   expect(q, where).toBeDefined();
   return q!.expr;
-}
-
-/** Grafana's variables as a dashboard user would set them: every job and app, one experiment, a 1 h range. */
-function withVariables(expr: string, experiment: string): string {
-  return expr
-    .replaceAll('$__range', '1h')
-    .replaceAll('$__rate_interval', '1m')
-    .replaceAll('$experiment', experiment)
-    .replaceAll('$job', '.*')
-    .replaceAll('$app', '.*');
-}
-
-/**
- * Evaluates `expr` at `evalTime` over `series` (promtool input-series notation, one sample a
- * minute from 0) with `promtool test rules`, and returns the result as label text -> value.
- * promtool has no offline query command, so the test expects no samples and its failure
- * report ("got: {labels} value, ...") is the result.
- */
-function evaluate(expr: string, series: Record<string, string>, evalTime = '60m'): Map<string, number> {
-  const dir = mkdtempSync(join(tmpdir(), 'promptgate-promql-'));
-  tmp.push(dir);
-  writeFileSync(join(dir, 'rules.yaml'), 'groups: []\n');
-  const test = {
-    rule_files: ['rules.yaml'],
-    evaluation_interval: '1m',
-    tests: [{
-      interval: '1m',
-      input_series: Object.entries(series).map(([s, values]) => ({ series: s, values })),
-      promql_expr_test: [{ expr, eval_time: evalTime, exp_samples: [] }],
-    }],
-  };
-  writeFileSync(join(dir, 'test.yaml'), stringifyYaml(test));
-  const r = spawnSync('promtool', ['test', 'rules', 'test.yaml'], { cwd: dir, encoding: 'utf8' });
-  const out = `${r.stdout}${r.stderr}`;
-  const result = new Map<string, number>();
-  if (r.status === 0) return result; // no samples
-  const got = /^\s*got: (.*)$/m.exec(out);
-  expect(got, out).not.toBeNull();
-  if (got![1].trim() === 'nil') return result;
-  for (const m of got![1].matchAll(/(\{[^}]*\}) (\S+?)(?:,|$)/g)) {
-    const v = m[2];
-    result.set(m[1], v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : Number(v));
-  }
-  expect(result.size, out).toBeGreaterThan(0);
-  return result;
 }
 
 /** A counter that is 0 for the first half hour and `value` after (increase over the last hour = value, no extrapolation). */
