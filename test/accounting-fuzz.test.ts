@@ -487,6 +487,8 @@ function expectedOf(plan: Plan): Expected {
   let upstream: UpstreamName = 'primary';
   // The last retryable answer given up on for the next upstream: the client's if no later upstream answers.
   let passedOver: { status: number; upstream: UpstreamName } | undefined;
+  // This upstream's last retryable answer, being retried: passed over should its retries fail.
+  let retried: { status: number; upstream: UpstreamName } | undefined;
   const failed = (status: number, errorType: string, outcome: Expected['outcome'] = 'error', code?: string, by: UpstreamName = upstream): Expected => ({
     ...base,
     status,
@@ -519,16 +521,16 @@ function expectedOf(plan: Plan): Expected {
           const asked = retryAfterMs(b.headers);
           const canRetry = attempt < RETRIES[upstream] && b.headers['x-should-retry'] !== 'false' && (asked === undefined || asked <= MAX_RETRY_AFTER_MS);
           if (!canRetry && isLast) return failed(b.status, `upstream_${b.status}`);
-          if (!canRetry) {
-            passedOver = { status: b.status, upstream };
-            break tries;
-          }
+          retried = { status: b.status, upstream };
+          if (!canRetry) break tries;
           continue;
         }
         case 'ok':
           return { ...answered(plan, upstream, attempts, b.answer), attemptsBy: { ...attemptsBy } };
       }
     }
+    passedOver = retried ?? passedOver;
+    retried = undefined;
   }
   if (passedOver) return failed(passedOver.status, `upstream_${passedOver.status}`, 'error', undefined, passedOver.upstream);
   return lastFailure === 'timeout' ? failed(504, 'upstream_timeout', 'error', 'upstream_timeout') : failed(503, 'upstream_unavailable', 'error', 'upstream_unavailable');

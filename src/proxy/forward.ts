@@ -10,7 +10,8 @@
  *      (retry-after or backoff) that would end after the total deadline move on to the next
  *      upstream. An answer given up on that way is kept (its body read): when no later
  *      upstream answers, it goes to the client rather than a gateway error. So is an answer
- *      whose retry the breaker refused (another request opened it during the wait).
+ *      whose retries failed (a hang until the total deadline, no first byte in time, a
+ *      connection error) or did not go out (the breaker refused them).
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
  * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
  * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
@@ -96,8 +97,8 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
   let openRetryAfterMs = Infinity;
   /** The last retryable answer given up on for the next upstream: the client's after all if no later upstream answers. */
   let passedOver: Forwarded | undefined;
-  /** The answer whose retry is waited for, kept for the client should that retry not go out. */
-  let awaitingRetry: Forwarded | undefined;
+  /** This upstream's last retryable answer, being retried: passed over should its retries fail or not go out. */
+  let retried: Forwarded | undefined;
 
   for (let u = 0; u < route.length; u++) {
     if (options.once && attempts > 0) break;
@@ -109,20 +110,18 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
 
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (signal.aborted) {
-        // e.g. the client left during a dump: no attempt, no probe taken
+        // e.g. the client left during a dump or a wait: no attempt, no probe taken
         const error = abortedError(options);
-        if (passedOver && error instanceof GatewayError && error.code === 'upstream_timeout') return answerPassedOver(passedOver, attempts, options);
+        const kept = retried ?? passedOver;
+        if (kept && error instanceof GatewayError && error.code === 'upstream_timeout') return answerPassedOver(kept, attempts, options);
         throw error;
       }
       if (!breaker.tryAcquire()) {
+        // A retry refused (another request opened the breaker during the wait) leaves the
+        // answer retried to the client, unless a later upstream answers.
         openRetryAfterMs = Math.min(openRetryAfterMs, breaker.retryAfterMs());
-        // The retry of an answer is refused (another request opened the breaker during the
-        // wait): that answer is the client's, unless a later upstream answers.
-        passedOver = awaitingRetry ?? passedOver;
-        awaitingRetry = undefined;
         break;
       }
-      awaitingRetry = undefined;
       // Half-open lets one request through, the probe: only its end may free the probe slot.
       const probe = breaker.state === 'half_open';
       const openings = breaker.openings;
@@ -153,9 +152,11 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
           const timedOut = error instanceof GatewayError && error.code === 'upstream_timeout';
           if (hung && timedOut) breaker.onFailure(probe, openings);
           else if (probe) breaker.release();
-          // The total timeout ran out on a fallback: an answer passed over for it (a 429 whose
-          // retry-after would end past the deadline) is the client's, not a 504.
-          if (timedOut && passedOver) return answerPassedOver(passedOver, attempts, options);
+          // The total timeout ran out on a retry or a fallback: the answer retried, or one passed
+          // over for the fallback (a 429 whose retry-after would end past the deadline), is the
+          // client's, not a 504.
+          const kept = retried ?? passedOver;
+          if (timedOut && kept) return answerPassedOver(kept, attempts, options);
           throw error;
         }
         breaker.onFailure(probe, openings);
@@ -193,14 +194,13 @@ async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
       if (!canRetryHere && (isLast || !hasUsableUpstream(runtime, route, u + 1))) {
         return { response, upstream, attempts, headersAt }; // the client sees the upstream's own answer
       }
-      if (!canRetryHere) {
-        passedOver = (await held(response, upstream, headersAt)) ?? passedOver;
-        break;
-      }
-      // Kept (read whole, when small) rather than discarded, for a retry the breaker refuses.
-      awaitingRetry = await held(response, upstream, headersAt);
+      // Kept (read whole, when small) rather than discarded: passed over for the next upstream.
+      retried = (await held(response, upstream, headersAt)) ?? retried;
+      if (!canRetryHere) break;
       await pause(delay, options);
     }
+    passedOver = retried ?? passedOver;
+    retried = undefined;
   }
 
   // A later upstream could not be reached (or its breaker was open): the upstream's own
@@ -285,12 +285,9 @@ function pastDeadline(ms: number, options: ForwardOptions): boolean {
   return options.deadline !== undefined && performance.now() + ms >= options.deadline;
 }
 
+/** Waits `ms`, or less when `signal` aborts: the attempt loop then sees why. */
 async function pause(ms: number, options: ForwardOptions): Promise<void> {
-  try {
-    await sleep(ms, undefined, { signal: options.signal });
-  } catch {
-    throw abortedError(options);
-  }
+  await sleep(ms, undefined, { signal: options.signal }).catch(() => undefined);
 }
 
 /** Why `signal` aborted, as the error the caller throws: the client left, the gateway shuts down, or the total timeout. */
