@@ -21,6 +21,9 @@ export const KEPT_CHARS = 16 * 1024;
 /** Text kept per stream with content capture (characters): ~250k tokens, far past any real completion. */
 export const MAX_TEXT = 1 << 20;
 
+/** Where a choice's legacy `function_call` is kept among its tool calls (sorted first). */
+const LEGACY_CALL = -1;
+
 export interface StreamedText {
   /** The choices' `delta.content`, joined (what a span captures as the completion). */
   content: string;
@@ -125,21 +128,31 @@ export class StreamText {
   }
 
   /** A choice delta's tool-call pieces and finish reason (content capture only). */
-  #noteCallsAndFinish(c: { index?: unknown; delta?: { tool_calls?: unknown }; finish_reason?: unknown }): void {
+  #noteCallsAndFinish(c: { index?: unknown; delta?: { tool_calls?: unknown; function_call?: unknown }; finish_reason?: unknown }): void {
     const index = typeof c.index === 'number' ? c.index : 0;
     if (typeof c.finish_reason === 'string' && c.finish_reason !== '') this.#finishReasons.set(index, c.finish_reason);
     const deltas = c.delta?.tool_calls;
-    if (!Array.isArray(deltas)) return;
+    const legacy = c.delta?.function_call;
+    if (!Array.isArray(deltas) && !legacy) return;
     let calls = this.#toolCalls.get(index);
     if (!calls) this.#toolCalls.set(index, (calls = new Map()));
-    for (const d of deltas as Array<{ index?: unknown; id?: unknown; function?: { name?: unknown; arguments?: unknown } } | null>) {
-      const at = typeof d?.index === 'number' ? d.index : calls.size;
-      let call = calls.get(at);
-      if (!call) calls.set(at, (call = { arguments: [] }));
-      if (typeof d?.id === 'string' && call.id === undefined) call.id = d.id;
-      if (typeof d?.function?.name === 'string' && call.name === undefined) call.name = d.function.name;
-      if (typeof d?.function?.arguments === 'string') call.arguments.push(d.function.arguments);
+    // The legacy `function_call` (one per choice) goes before the tool calls.
+    if (legacy) this.#notePiece(calls, LEGACY_CALL, undefined, legacy);
+    if (!Array.isArray(deltas)) return;
+    for (const d of deltas as Array<{ index?: unknown; id?: unknown; function?: unknown; custom?: unknown } | null>) {
+      this.#notePiece(calls, typeof d?.index === 'number' ? d.index : calls.size, d?.id, d?.function ?? d?.custom);
     }
+  }
+
+  /** One delta of a call: its id and name once, a piece of its arguments (a `custom` call's input). */
+  #notePiece(calls: Map<number, { id?: string; name?: string; arguments: string[] }>, at: number, id: unknown, piece: unknown): void {
+    let call = calls.get(at);
+    if (!call) calls.set(at, (call = { arguments: [] }));
+    const { name, arguments: args, input } = (typeof piece === 'object' && piece !== null ? piece : {}) as { name?: unknown; arguments?: unknown; input?: unknown };
+    if (typeof id === 'string' && call.id === undefined) call.id = id;
+    if (typeof name === 'string' && call.name === undefined) call.name = name;
+    if (typeof args === 'string') call.arguments.push(args);
+    else if (typeof input === 'string') call.arguments.push(input);
   }
 }
 

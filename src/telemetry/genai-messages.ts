@@ -21,10 +21,15 @@ export function inputMessages(messages: unknown): Array<{ role: string; parts: P
     } else {
       const text = textOf(msg.content);
       if (text) parts.push({ type: 'text', content: text });
+      // The legacy `function_call`, then `tool_calls` (a `custom` tool's input as its arguments).
+      if (typeof msg.function_call === 'object' && msg.function_call !== null) {
+        const fn = msg.function_call as Record<string, unknown>;
+        parts.push({ type: 'tool_call', name: fn.name, arguments: parseArguments(fn.arguments) });
+      }
       if (Array.isArray(msg.tool_calls)) {
         for (const call of msg.tool_calls as Array<Record<string, unknown>>) {
-          const fn = (call?.function ?? {}) as Record<string, unknown>;
-          parts.push({ type: 'tool_call', id: call?.id, name: fn.name, arguments: parseArguments(fn.arguments) });
+          const fn = (call?.function ?? call?.custom ?? {}) as Record<string, unknown>;
+          parts.push({ type: 'tool_call', id: call?.id, name: fn.name, arguments: parseArguments(fn.arguments ?? fn.input) });
         }
       }
     }
