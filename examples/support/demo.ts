@@ -82,7 +82,7 @@ With the openai package (Node):
   const r = await client.chat.completions.create({ model: 'support-bot', user: 'user-bob', messages: [{ role: 'user', content: 'How do I reset my password?' }] });
   console.log(r.choices[0].message.content);
 
-Watch the cache work:  curl -s ${url}/metrics | grep promptgate_context_cache_total
+Watch the cache work:  curl -s ${url}/metrics | grep promptgate_context_cache   (hits and misses, entries, bytes)
 To see the rendered prompt, run with OTEL_EXPORTER_OTLP_ENDPOINT set and telemetry.capture_content: true.
 Ctrl-C stops both.
 `;
