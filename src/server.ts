@@ -76,7 +76,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const exchanges = new Set<Exchange>();
   const lifecycle: Lifecycle = { draining: false, exchanges };
   // Context caches and recipe bandits outlive reloads; recipe statistics go to the experiment metrics.
-  const feedback = new FeedbackLedger();
+  const feedback = new FeedbackLedger({ inflight: exchanges });
   const context = createContextRuntime({ registry: metrics.registry, observeExperiment: (o) => metrics.observeExperiment(o) });
   context.prepare(config);
   const onRequestDone = (record: RequestRecord) => {

@@ -35,17 +35,28 @@ interface Served {
  */
 export const MAX_FEEDBACK_METRICS = 16;
 
-/** Recent requests' assignments, filled as requests finish. One per process. */
+/**
+ * Recent requests' assignments, filled as requests finish; a request still in flight is
+ * found among `inflight`. One per process.
+ */
 export class FeedbackLedger {
   readonly #served: LRUCache<string, Served>;
+  readonly #inflight: Iterable<{ readonly record: RequestRecord }> | undefined;
 
-  constructor(options: { maxEntries?: number; ttlMs?: number } = {}) {
+  /**
+   * `inflight`: the requests in flight (the server's exchanges). A client has the whole
+   * answer before its request finishes: a stream's `[DONE]` is read while the gateway still
+   * waits for the upstream to end its body, or notices later that the client closed it.
+   * Feedback posted at once must find that request: it is looked up there on a miss.
+   */
+  constructor(options: { maxEntries?: number; ttlMs?: number; inflight?: Iterable<{ readonly record: RequestRecord }> } = {}) {
     // Bounded by maxSize (each entry counts 1) rather than `max`: lru-cache preallocates
     // arrays for `max` entries (~4 MB for 100,000), which a sidecar would pay at start-up.
     this.#served = new LRUCache({ maxSize: options.maxEntries ?? 100_000, sizeCalculation: () => 1, ttl: options.ttlMs ?? 24 * 3600_000 });
+    this.#inflight = options.inflight;
   }
 
-  /** Remembers a finished request that feedback may refer to. */
+  /** Remembers a request that feedback may refer to: when it finishes, or on feedback while it is in flight. */
   remember(record: RequestRecord): void {
     const inExperiment = record.experiment !== undefined && record.experimentAssignment === 'hash';
     const inRecipe = record.contextRecipe !== undefined;
@@ -68,12 +79,25 @@ export class FeedbackLedger {
    * when already counted, `too_many` past MAX_FEEDBACK_METRICS metrics of the request.
    */
   take(requestId: string, metric: string): Served | 'duplicate' | 'too_many' | undefined {
-    const served = this.#served.get(requestId);
+    let served = this.#served.get(requestId);
+    if (!served) {
+      // Remembered now, so the feedback taken stays counted when the request finishes.
+      const open = this.#inFlight(requestId);
+      if (open) this.remember(open);
+      served = this.#served.get(requestId);
+    }
     if (!served || served.excluded) return undefined;
     if (served.seen?.includes(metric)) return 'duplicate';
     if ((served.seen?.length ?? 0) >= MAX_FEEDBACK_METRICS) return 'too_many';
     (served.seen ??= []).push(metric);
     return served;
+  }
+
+  /** The latest request in flight with this id (its variant and recipe are chosen before it is forwarded). */
+  #inFlight(requestId: string): RequestRecord | undefined {
+    let found: RequestRecord | undefined;
+    for (const { record } of this.#inflight ?? []) if (record.requestId === requestId) found = record;
+    return found;
   }
 
   /** Undoes `take(requestId, metric)` when nothing counted the feedback after all. */
