@@ -10,6 +10,8 @@
  * const d = guard.scanMessages(body.messages, 'user');
  * if (d?.blocked) throw new GatewayError('prompt_injection_detected', 'The request was blocked by the prompt-injection guard.');
  */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { GuardConfig } from './config-schema.js';
 import { createInjectionScanner, type InjectionScan, type InjectionScanner } from './scanner.js';
 
@@ -46,7 +48,10 @@ export interface InjectionGuard {
 export type InjectionGuardConfig = Omit<GuardConfig['injection'], 'max_scan_chars'> & { max_scan_chars?: number };
 
 export interface InjectionGuardOptions {
-  /** A scanner to use instead of one built from the config (tests). */
+  /**
+   * A scanner to use instead of one built from the config (tests). Like those, it must read
+   * at most `max_scan_chars` units from each end of a text: results are remembered by that much.
+   */
   scanner?: InjectionScanner;
 }
 
@@ -88,6 +93,7 @@ export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionG
   const threshold = cfg.threshold;
   const block = cfg.action === 'block';
   const sources = new Set(cfg.scan);
+  const scan = rememberScans(scanner, cfg.max_scan_chars ?? 8192);
 
   return {
     blocks: block,
@@ -99,12 +105,60 @@ export function createInjectionGuard(cfg: InjectionGuardConfig, opts: InjectionG
         if (source !== 'context' && !readsRole(source, roleOf(message))) continue;
         const text = messageText(message);
         if (text === undefined || text.length === 0) continue;
-        const scan = scanner.scan(text);
-        if (best === undefined || scan.score > best.score) best = scan;
+        const result = scan(text);
+        if (best === undefined || result.score > best.score) best = result;
       }
       if (best === undefined) return { score: 0, flagged: false, blocked: false, signals: [] };
       const flagged = best.score >= threshold;
-      return { score: best.score, flagged, blocked: flagged && block, signals: best.signals };
+      return { score: best.score, flagged, blocked: flagged && block, signals: [...best.signals] };
     },
   };
+}
+
+/**
+ * Texts shorter than this are scanned every time: such a scan takes 2-3 µs, a lookup about
+ * 0.5 µs, and an entry each would crowd the cache with greetings.
+ */
+const MIN_REMEMBERED_CHARS = 256;
+/**
+ * Longer texts are remembered by a SHA-256 (V8 hashes a string of more than 16383 units by
+ * its length alone, so such keys would share a bucket).
+ */
+const MAX_KEYED_CHARS = 16_383;
+
+/**
+ * `scanner.scan`, remembered by text for one guard (so for one threshold, window and model:
+ * a config reload builds a new guard and starts afresh). A chat client sends the whole
+ * conversation every turn, so without this turn k scans the k-1 user messages before it
+ * again. Results are frozen: every caller shares them.
+ *
+ * A text over `MAX_KEYED_CHARS` is remembered by the SHA-256 of its length and of its first
+ * and last `maxChars` units, all the scanner reads of it (its first 3/4 and last 1/4 of
+ * `maxChars`, see scanner.ts): hashing that takes ~1 µs per KB, scanning it ~10 µs. Digests
+ * live apart from texts, so that no text a client sends can stand for another's digest.
+ */
+function rememberScans(scanner: InjectionScanner, maxChars: number): (text: string) => InjectionScan {
+  const byText = new LRUCache<string, InjectionScan>({ maxSize: 4_000_000, sizeCalculation: (_s, text) => text.length + 64 });
+  const byDigest = new LRUCache<string, InjectionScan>({ max: 1024 });
+  return (text) => {
+    if (text.length < MIN_REMEMBERED_CHARS) return scanner.scan(text);
+    const cache = text.length > MAX_KEYED_CHARS ? byDigest : byText;
+    const key = cache === byText ? text : windowDigest(text, maxChars);
+    let result = cache.get(key);
+    if (result === undefined) cache.set(key, (result = frozen(scanner.scan(text))));
+    return result;
+  };
+}
+
+/** SHA-256 of `text`'s length and its first and last `maxChars` units (the whole text when that is shorter). */
+function windowDigest(text: string, maxChars: number): string {
+  const hash = createHash('sha256').update(`${text.length}:`);
+  if (text.length <= 2 * maxChars) hash.update(text, 'utf16le');
+  else hash.update(text.slice(0, maxChars), 'utf16le').update(text.slice(-maxChars), 'utf16le');
+  return hash.digest('base64');
+}
+
+function frozen(scan: InjectionScan): InjectionScan {
+  Object.freeze(scan.signals);
+  return Object.freeze(scan);
 }
