@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { messageCalls } from '../telemetry/calls.js';
 import { countTokens, tokenCounter } from '../tokenizer/index.js';
 
 /** Tokens of `text` in o200k_base, the tokenizer's default (0 for ""; `<|endoftext|>` and the like count as text). */
@@ -135,24 +136,8 @@ export function messagesTokens(messages: readonly unknown[]): number {
  * wrote them, and reads them back as prompt (`telemetry/usage.ts` estimates them likewise).
  */
 function toolCallTokens(message: object): number {
-  const { tool_calls: calls, function_call: legacy } = message as { tool_calls?: unknown; function_call?: unknown };
-  let n = callTokens(legacy);
-  if (Array.isArray(calls)) {
-    for (const call of calls) {
-      if (call === null || typeof call !== 'object') continue;
-      const { function: fn, custom } = call as { function?: unknown; custom?: unknown };
-      n += callTokens(fn) + callTokens(custom);
-    }
-  }
-  return n;
-}
-
-/** `{name, arguments}` (a function call) or `{name, input}` (a custom tool call). */
-function callTokens(call: unknown): number {
-  if (call === null || typeof call !== 'object') return 0;
-  const { name, arguments: args, input } = call as { name?: unknown; arguments?: unknown; input?: unknown };
   let n = 0;
-  for (const text of [name, args, input]) if (typeof text === 'string') n += countTokensRemembered(text);
+  for (const call of messageCalls(message)) n += countTokensRemembered(call.name ?? '') + countTokensRemembered(call.arguments);
   return n;
 }
 

@@ -6,6 +6,7 @@
  */
 import { estimateUsage, usageFromOpenAI } from '../telemetry/usage.js';
 import type { Usage } from '../telemetry/types.js';
+import { messageCalls } from '../telemetry/calls.js';
 import type { CompletionChoice } from '../telemetry/genai-messages.js';
 import type { Exchange } from './exchange.js';
 import { replyText } from './stream-text.js';
@@ -111,25 +112,13 @@ function completionChoices(choices: ReadonlyArray<Record<string, unknown>>): Com
   const indexed = choices.map((c, i) => ({ c, index: typeof c.index === 'number' ? c.index : i }));
   indexed.sort((a, b) => a.index - b.index);
   return indexed.map(({ c }) => {
-    const message = (c.message ?? {}) as { content?: unknown; tool_calls?: unknown; function_call?: unknown };
-    const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as Array<{ id?: unknown; function?: unknown; custom?: unknown } | null>) : [];
-    const legacy = message.function_call ? [capturedCall(undefined, message.function_call)] : [];
+    const message = (c.message ?? {}) as { content?: unknown };
     return {
       content: typeof message.content === 'string' ? message.content : '',
-      toolCalls: [...legacy, ...calls.map((call) => capturedCall(call?.id, call?.function ?? call?.custom))],
+      toolCalls: [...messageCalls(message)],
       finishReason: typeof c.finish_reason === 'string' && c.finish_reason !== '' ? c.finish_reason : undefined,
     };
   });
-}
-
-/** A call as content capture keeps it: a function's name and arguments, or a `custom` tool call's name and input. */
-function capturedCall(id: unknown, call: unknown): { id?: string; name?: string; arguments: string } {
-  const { name, arguments: args, input } = (typeof call === 'object' && call !== null ? call : {}) as { name?: unknown; arguments?: unknown; input?: unknown };
-  return {
-    id: typeof id === 'string' ? id : undefined,
-    name: typeof name === 'string' ? name : undefined,
-    arguments: typeof args === 'string' ? args : typeof input === 'string' ? input : '',
-  };
 }
 
 /**

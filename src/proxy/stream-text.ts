@@ -14,6 +14,7 @@
  * stream), up to `MAX_TEXT` characters.
  */
 
+import { callOf, messageCalls, type MessageCall } from '../telemetry/calls.js';
 import type { CompletionChoice } from '../telemetry/genai-messages.js';
 
 /** Unparsed chunk data held: the sample of a long stream, or (keepAll) before it is reduced to text. */
@@ -137,22 +138,11 @@ export class StreamText {
     let calls = this.#toolCalls.get(index);
     if (!calls) this.#toolCalls.set(index, (calls = new Map()));
     // The legacy `function_call` (one per choice) goes before the tool calls.
-    if (legacy) this.#notePiece(calls, LEGACY_CALL, undefined, legacy);
+    if (legacy) notePiece(calls, LEGACY_CALL, callOf(undefined, legacy));
     if (!Array.isArray(deltas)) return;
     for (const d of deltas as Array<{ index?: unknown; id?: unknown; function?: unknown; custom?: unknown } | null>) {
-      this.#notePiece(calls, typeof d?.index === 'number' ? d.index : calls.size, d?.id, d?.function ?? d?.custom);
+      notePiece(calls, typeof d?.index === 'number' ? d.index : calls.size, callOf(d?.id, d?.function ?? d?.custom));
     }
-  }
-
-  /** One delta of a call: its id and name once, a piece of its arguments (a `custom` call's input). */
-  #notePiece(calls: Map<number, { id?: string; name?: string; arguments: string[] }>, at: number, id: unknown, piece: unknown): void {
-    let call = calls.get(at);
-    if (!call) calls.set(at, (call = { arguments: [] }));
-    const { name, arguments: args, input } = (typeof piece === 'object' && piece !== null ? piece : {}) as { name?: unknown; arguments?: unknown; input?: unknown };
-    if (typeof id === 'string' && call.id === undefined) call.id = id;
-    if (typeof name === 'string' && call.name === undefined) call.name = name;
-    if (typeof args === 'string') call.arguments.push(args);
-    else if (typeof input === 'string') call.arguments.push(input);
   }
 }
 
@@ -171,16 +161,15 @@ export function replyText(message: unknown): string {
   if (typeof m.refusal === 'string') text += m.refusal;
   if (typeof m.reasoning_content === 'string') text += m.reasoning_content;
   else if (typeof m.reasoning === 'string') text += m.reasoning;
-  text += callText(m.function_call);
-  if (Array.isArray(m.tool_calls)) {
-    for (const call of m.tool_calls as Array<{ function?: unknown; custom?: unknown } | null>) text += callText(call?.function) + callText(call?.custom);
-  }
+  for (const call of messageCalls(m)) text += (call.name ?? '') + call.arguments;
   return text;
 }
 
-/** A function call's name and arguments (`tool_calls` or the legacy `function_call`), a `custom` tool call's name and input. */
-function callText(call: unknown): string {
-  if (typeof call !== 'object' || call === null) return '';
-  const { name, arguments: args, input } = call as { name?: unknown; arguments?: unknown; input?: unknown };
-  return (typeof name === 'string' ? name : '') + (typeof args === 'string' ? args : '') + (typeof input === 'string' ? input : '');
+/** One delta of a call: its id and name once, a piece of its arguments (a `custom` call's input). */
+function notePiece(calls: Map<number, { id?: string; name?: string; arguments: string[] }>, at: number, piece: MessageCall): void {
+  let call = calls.get(at);
+  if (!call) calls.set(at, (call = { arguments: [] }));
+  call.id ??= piece.id;
+  call.name ??= piece.name;
+  if (piece.arguments !== '') call.arguments.push(piece.arguments);
 }

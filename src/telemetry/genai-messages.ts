@@ -5,6 +5,8 @@
  * text, tool-call and tool-response parts.
  */
 
+import { messageCalls, type MessageCall } from './calls.js';
+
 type Part = Record<string, unknown>;
 
 /** OpenAI chat messages -> OTel GenAI input messages (`{role, parts}`); non-text parts are left out. */
@@ -21,17 +23,7 @@ export function inputMessages(messages: unknown): Array<{ role: string; parts: P
     } else {
       const text = textOf(msg.content);
       if (text) parts.push({ type: 'text', content: text });
-      // The legacy `function_call`, then `tool_calls` (a `custom` tool's input as its arguments).
-      if (typeof msg.function_call === 'object' && msg.function_call !== null) {
-        const fn = msg.function_call as Record<string, unknown>;
-        parts.push({ type: 'tool_call', name: fn.name, arguments: parseArguments(fn.arguments) });
-      }
-      if (Array.isArray(msg.tool_calls)) {
-        for (const call of msg.tool_calls as Array<Record<string, unknown>>) {
-          const fn = (call?.function ?? call?.custom ?? {}) as Record<string, unknown>;
-          parts.push({ type: 'tool_call', id: call?.id, name: fn.name, arguments: parseArguments(fn.arguments ?? fn.input) });
-        }
-      }
+      for (const call of messageCalls(msg)) parts.push(toolCallPart(call));
     }
     out.push(typeof msg.name === 'string' ? { role, parts, name: msg.name } : { role, parts });
   }
@@ -43,7 +35,7 @@ export interface CompletionChoice {
   /** The text (`message.content`, or a stream's `delta.content` joined). */
   content: string;
   /** Tool calls, a stream's argument pieces joined. */
-  toolCalls?: ReadonlyArray<{ id?: string; name?: string; arguments: string }>;
+  toolCalls?: readonly MessageCall[];
   finishReason?: string;
 }
 
@@ -57,7 +49,7 @@ export function outputMessages(completion: string | readonly CompletionChoice[],
   return choices.map((c: CompletionChoice) => {
     const parts: Part[] = [];
     if (c.content !== '' || !c.toolCalls?.length) parts.push({ type: 'text', content: c.content });
-    for (const call of c.toolCalls ?? []) parts.push({ type: 'tool_call', id: call.id, name: call.name, arguments: parseArguments(call.arguments) });
+    for (const call of c.toolCalls ?? []) parts.push(toolCallPart(call));
     return { role: 'assistant', parts, finish_reason: c.finishReason ?? finishReason ?? 'stop' };
   });
 }
@@ -69,6 +61,11 @@ function textOf(content: unknown): string {
     .map((p) => (typeof p === 'object' && p !== null && typeof (p as Part).text === 'string' ? ((p as Part).text as string) : ''))
     .filter(Boolean)
     .join('\n');
+}
+
+/** A call as a GenAI `tool_call` part, its arguments parsed when they are JSON. */
+function toolCallPart(call: MessageCall): Part {
+  return { type: 'tool_call', id: call.id, name: call.name, arguments: parseArguments(call.arguments) };
 }
 
 function parseArguments(args: unknown): unknown {

@@ -7,6 +7,7 @@
  * call `preloadTokenizer` at start-up to keep that out of a request.
  */
 import { tokenCounter, type EncodingName } from '../tokenizer/index.js';
+import { messageCalls } from './calls.js';
 import type { Usage } from './types.js';
 
 export type { EncodingName };
@@ -88,10 +89,7 @@ export function estimateUsage(requestMessages: unknown, completionText: string, 
       if (!isObject(message)) continue;
       input += TOKENS_PER_MESSAGE + tokens(stringOf(message.role)) + contentTokens(message.content, tokens);
       if (typeof message.name === 'string') input += TOKENS_PER_NAME + tokens(message.name);
-      input += callTokens(message.function_call, tokens);
-      if (Array.isArray(message.tool_calls)) {
-        for (const call of message.tool_calls) if (isObject(call)) input += callTokens(call.function, tokens) + callTokens(call.custom, tokens);
-      }
+      for (const call of messageCalls(message)) input += tokens(call.name ?? '') + tokens(call.arguments);
     }
     input += REPLY_PRIMING_TOKENS;
   }
@@ -131,16 +129,6 @@ function contentTokens(content: unknown, tokens: (text: string) => number): numb
     if (isObject(part) && typeof part.text === 'string') n += tokens(part.text);
   }
   return n;
-}
-
-/**
- * Tokens of a call the model wrote: a function call's name and arguments (in `tool_calls`,
- * or the legacy `function_call`) or a `custom` tool call's name and input, as
- * `context/tokens.ts` counts them for the budget.
- */
-function callTokens(call: unknown, tokens: (text: string) => number): number {
-  if (!isObject(call)) return 0;
-  return tokens(stringOf(call.name)) + tokens(stringOf(call.arguments)) + tokens(stringOf(call.input));
 }
 
 function count(v: unknown): number | undefined {
