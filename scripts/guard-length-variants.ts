@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_FEATURE_SPEC, FAMILY_NAMES, FAMILY_PRIORS, FeatureExtractor } from '../src/guard/features.js';
-import { quantizeWeights, loadModel, sigmoid } from '../src/guard/model.js';
+import { INJECTION_MODEL_FORMAT, quantizeWeights, loadModel, sigmoid } from '../src/guard/model.js';
 import { deepsetTrainPath, readJsonlRows, DEFAULT_TRAIN_OPTIONS, type TrainingRow } from '../src/guard/train.js';
 import { createInjectionScanner } from '../src/guard/scanner.js';
 import { seededRandom } from './seeded-random.js';
@@ -108,7 +108,7 @@ function train(rows: TrainingRow[]) {
   }
   const families: Record<string, number> = {};
   FAMILY_NAMES.forEach((n, f) => (families[n] = theta[size + f]));
-  const file = { format: 'promptgate-injection-lr/2' as const, data: '', spec, training: {}, bias: theta[NP - 1], families, ...quantizeWeights(theta.subarray(0, size)) };
+  const file = { format: INJECTION_MODEL_FORMAT, data: '', spec, training: {}, bias: theta[NP - 1], families, ...quantizeWeights(theta.subarray(0, size)) };
   return file;
 }
 type Scorer = (text: string) => { score: number; flagged: boolean; familyHit: boolean; modelOnly: number };

@@ -61,8 +61,9 @@ describe('everyday customer wording is not an injection (review: "Olvida todo, y
  * scripts/gen-tool-result-fixtures.ts (JSON answers with "role": "system" / "instructions" /
  * "prompt" fields, search snippets, help-centre text, e-mails, calendar entries, code, logs,
  * config files with `system:` keys, CSV, markdown, other languages), and injections hidden in
- * such results. Measured with the shipped weights: 11 of 525 flagged (2.1%: 10 by a weak family
- * with the model's n-grams, 1 by the model alone); 94 (17.9%) with
+ * such results. Measured with the shipped weights: 11 of 525 flagged (2.1%, each by a weak
+ * family with the model's n-grams, none by the model alone since format /3; 10 and 1 with
+ * format /2); 94 (17.9%) with
  * the sqrt(n) length factor of model format /1, 146 (27.8%) before the phrase fixes for config
  * keys, log lines, JSON keys and changelog headings. No phrase family flags one on its own.
  * The bound, 4%, leaves room for about ten more items, not for a strong family firing (tested
@@ -147,8 +148,9 @@ describe('long user messages (review: long benign messages were flagged far more
   });
 
   it('lets the score of a repeated sentence grow only slowly with its length', () => {
-    // A help-centre sentence whose n-grams lean slightly towards "injection". Measured: 0.43,
-    // 0.52, 0.61, 0.68 for 1, 2, 4, 8 copies (0.46, 0.76, 0.95, 1.00 with the sqrt(n) factor).
+    // A help-centre sentence whose n-grams lean slightly towards "injection". Measured: 0.37
+    // for 1, 2, 4 and 8 copies (format /3 counts each bucket once; 0.43, 0.52, 0.61, 0.68 with
+    // format /2; 0.46, 0.76, 0.95, 1.00 with the sqrt(n) factor). See repetition.test.ts.
     const sentence = 'Follow the instructions below to connect your printer.';
     const [one, , four, eight] = [1, 2, 4, 8].map((k) => scanner.scan(Array(k).fill(sentence).join(' ')).score);
     expect(one).toBeLessThan(0.5);

@@ -41,6 +41,13 @@ const gram4 = (r: number, shift: number): number => Math.imul(r ^ 0x4a3b2c1d, 0x
 const gram5 = (top: number, r: number, shift: number): number => Math.imul(Math.imul(top + 1, 0x27d4eb2d) ^ r, 0xc2b2ae35) >>> shift;
 const unigram = (wh: number, shift: number): number => Math.imul(wh ^ 0x5bd1e995, 0x9e3779b1) >>> shift;
 const bigram = (prev: number, wh: number, shift: number): number => Math.imul(Math.imul(prev, 31) ^ wh ^ 0x1b873593, 0x9e3779b1) >>> shift;
+/**
+ * 1 when a bucket's stamp is not the current generation (its first occurrence in this
+ * text), else 0. Arithmetic, not a branch: whether an n-gram occurred before is data the
+ * branch predictor cannot learn (measured: p50 of 2 KB scans 30 µs with a branch, 20 µs
+ * without). Stamps and generations are bytes, so (stamp ^ gen) is 0..255.
+ */
+const fresh = (stamp: number, gen: number): number => ((stamp ^ gen) + 0xff) >>> 8;
 /** Slot of a word hash in the trigger table. */
 const triggerSlot = (wh: number, slotShift: number): number => Math.imul(wh, 0x9e3779b1) >>> slotShift;
 
@@ -48,7 +55,10 @@ export interface ExtractorOptions {
   spec?: FeatureSpec;
   /** Input characters scanned at most; see normalize.ts. */
   maxChars?: number;
-  /** Bucket weights: `extract` then sums them into `weightSum` instead of filling `indices`. */
+  /**
+   * Bucket weights: `extract` then sums the weights of the distinct buckets its n-grams
+   * hash to into `weightSum` (and counts them in `distinct`) instead of filling `indices`.
+   */
   weights?: Float32Array;
 }
 
@@ -156,9 +166,23 @@ export class FeatureExtractor {
   count = 0;
   /** 1 where family i fired in the last `extract` (FAMILY_NAMES order). */
   readonly families: Uint8Array;
-  /** With `weights`: the sum of the weights of all n-gram occurrences (indices are not kept). */
+  /**
+   * With `weights`: the sum of the weights of the distinct buckets the n-grams of the last
+   * `extract` hash to, each counted once however often it occurs (indices are not kept):
+   * repeating a text adds no evidence (model format /3).
+   */
   weightSum = 0;
+  /** With `weights`: the number of distinct buckets summed into `weightSum`. */
+  distinct = 0;
   private readonly weights: Float32Array | undefined;
+  /**
+   * With `weights`: the generation (1..255) in which each bucket was last counted. A new
+   * generation per `extract` forgets the previous text's buckets; the table (16 KB at 2^14
+   * buckets, allocated once per extractor) is cleared only every 255th extract. Bytes keep
+   * it small next to the weights in the CPU cache.
+   */
+  private readonly seen: Uint8Array;
+  private generation = 0;
 
   constructor(opts: ExtractorOptions = {}) {
     this.spec = opts.spec ?? DEFAULT_FEATURE_SPEC;
@@ -177,6 +201,7 @@ export class FeatureExtractor {
     this.families = new Uint8Array(FAMILY_NAMES.length);
     this.weights = opts.weights;
     if (this.weights && this.weights.length !== 1 << bits) throw new Error('weights do not match the feature spec');
+    this.seen = new Uint8Array(opts.weights ? 1 << bits : 0);
   }
 
   /** Normalises `text`, sets `families`, fills `indices`/`count`. */
@@ -206,8 +231,9 @@ export class FeatureExtractor {
   }
 
   /**
-   * Hashes character 3-5-grams and word 1-2-grams into `indices` (or sums their weights
-   * into `weightSum`), and records trigger-word positions. Returns the n-gram count.
+   * Hashes character 3-5-grams and word 1-2-grams into `indices` (or sums the weights of
+   * their distinct buckets into `weightSum`), and records trigger-word positions. Returns
+   * the n-gram count.
    *
    * Character n-grams in one tight loop over `buf` (no branch on the text), then word
    * n-grams from the words the normaliser listed. `buf[n]` is set to a space, the end of
@@ -215,27 +241,57 @@ export class FeatureExtractor {
    */
   private hash(n: number): number {
     this.normalizer.buf[n] = SPACE;
-    if (this.weights !== undefined) this.weightSum = this.charWeights(n);
-    else this.charIndices(n);
+    if (this.weights !== undefined) {
+      this.nextGeneration();
+      this.charWeights(n);
+    } else this.charIndices(n);
     return 3 * (n + 1) + this.words(n);
   }
 
-  /** Sum of the bucket weights of the character 3-5-grams of " " + buf[0, n] (buf[n] is a space). */
-  private charWeights(n: number): number {
+  /** Starts a generation of `seen`: no bucket counted yet. */
+  private nextGeneration(): void {
+    this.weightSum = 0;
+    this.distinct = 0;
+    if (this.generation === 0xff) {
+      this.seen.fill(0);
+      this.generation = 0;
+    }
+    this.generation++;
+  }
+
+  /**
+   * Adds the weights of the buckets of the character 3-5-grams of " " + buf[0, n] (buf[n]
+   * is a space) not counted yet in this generation to `weightSum`, and counts them.
+   */
+  private charWeights(n: number): void {
     // The arrays are read from fields (whose types V8 tracks) and checked once before the
     // loop: measured about 12% faster than the same loop over arrays passed as arguments.
     const buf = this.normalizer.buf;
     const w = this.weights;
+    const seen = this.seen;
+    const gen = this.generation;
     const shift = this.shift | 0;
-    if (w === undefined || n >= buf.length) return 0;
+    if (w === undefined || n >= buf.length) return;
     let r = SPACE; // the last four characters as bytes, newest in the low byte
     let sum = 0;
+    let distinct = 0;
     for (let i = 0; i <= n; i++) {
       const top = r >>> 24;
       r = (r << 8) | ngramByte(buf[i]);
-      sum += w[gram3(r, shift)] + w[gram4(r, shift)] + w[gram5(top, r, shift)];
+      const b3 = gram3(r, shift);
+      const b4 = gram4(r, shift);
+      const b5 = gram5(top, r, shift);
+      const f3 = fresh(seen[b3], gen);
+      seen[b3] = gen;
+      const f4 = fresh(seen[b4], gen);
+      seen[b4] = gen;
+      const f5 = fresh(seen[b5], gen);
+      seen[b5] = gen;
+      sum += w[b3] * f3 + w[b4] * f4 + w[b5] * f5;
+      distinct += f3 + f4 + f5;
     }
-    return sum;
+    this.weightSum = sum;
+    this.distinct = distinct;
   }
 
   /** Records an occurrence at `pos` when `wh` is a trigger word's hash. */
@@ -286,17 +342,20 @@ export class FeatureExtractor {
   }
 
   /**
-   * Word 1-2-grams of the words the normaliser listed: adds their weights to `weightSum`
-   * (or appends their indices after the character n-grams) and records where trigger
-   * words start. Returns the number of word n-grams.
+   * Word 1-2-grams of the words the normaliser listed: adds the weights of their buckets
+   * not counted yet to `weightSum` (or appends their indices after the character n-grams)
+   * and records where trigger words start. Returns the number of word n-grams.
    */
   private words(n: number): number {
     const { count, at, hashes } = this.normalizer.words;
     const out = this.indices;
     const w = this.weights;
     const shift = this.shift | 0;
+    const seen = this.seen;
+    const gen = this.generation;
     let k = 3 * (n + 1);
     let sum = 0;
+    let distinct = 0;
     let prev = 0; // hash of the previous word, 0 before the first
     const buf = this.normalizer.buf;
     for (let j = 0; j < count; j++) {
@@ -305,8 +364,20 @@ export class FeatureExtractor {
       // A word that starts in another script may hide a trigger glued to it ("你好ignore all
       // previous instructions" is one listed word): rare, so looked at only then.
       if (buf[at[j]] >= 0x80) this.gluedTrigger(at[j], j + 1 < count ? at[j + 1] : n);
-      if (w !== undefined) sum += w[unigram(wh, shift)] + (prev !== 0 ? w[bigram(prev, wh, shift)] : 0);
-      else {
+      if (w !== undefined) {
+        const b1 = unigram(wh, shift);
+        const f1 = fresh(seen[b1], gen);
+        seen[b1] = gen;
+        sum += w[b1] * f1;
+        distinct += f1;
+        if (prev !== 0) {
+          const b2 = bigram(prev, wh, shift);
+          const f2 = fresh(seen[b2], gen);
+          seen[b2] = gen;
+          sum += w[b2] * f2;
+          distinct += f2;
+        }
+      } else {
         out[k] = unigram(wh, shift);
         if (prev !== 0) out[k + 1] = bigram(prev, wh, shift);
       }
@@ -314,6 +385,7 @@ export class FeatureExtractor {
       prev = wh | 1;
     }
     this.weightSum += sum;
+    this.distinct += distinct;
     return k - 3 * (n + 1);
   }
 }

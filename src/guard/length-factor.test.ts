@@ -1,4 +1,4 @@
-/** Format /2 length factor: edge values, old weights files, and training = scoring. */
+/** Length factor of the model term: edge values, old weights files, and training = scoring. */
 import { describe, expect, it } from 'vitest';
 import shipped from './injection-model.json' with { type: 'json' };
 import { loadModel, ngramScale, sigmoid, type InjectionModelFile } from './model.js';
@@ -8,7 +8,7 @@ import { FAMILY_NAMES } from './features.js';
 
 const file = shipped as unknown as InjectionModelFile;
 
-describe('ngramScale (format /2)', () => {
+describe('ngramScale (formats /2 and /3)', () => {
   it('is finite and positive from n = 1 to huge n, about 1/sqrt(n) for small n', () => {
     for (const n of [1, 2, 63, 64, 65, 6000, 1e6, 1e12, Number.MAX_SAFE_INTEGER]) {
       const s = ngramScale(n);
@@ -18,8 +18,10 @@ describe('ngramScale (format /2)', () => {
     expect(ngramScale(6000) * 6000).toBeCloseTo(17.07, 1);
   });
 
-  it('rejects a format /1 weights file with a clear message', () => {
-    expect(() => loadModel({ ...file, format: 'promptgate-injection-lr/1' as never })).toThrow(/promptgate-injection-lr\/1.*expected promptgate-injection-lr\/2/);
+  it('rejects format /1 and /2 weights files with a clear message', () => {
+    for (const old of ['promptgate-injection-lr/1', 'promptgate-injection-lr/2']) {
+      expect(() => loadModel({ ...file, format: old as never })).toThrow(new RegExp(`${old}.*expected promptgate-injection-lr/3`));
+    }
   });
 
   it('scores exactly what training optimises (same n, same factor)', () => {

@@ -5,17 +5,24 @@
  * arrays.
  *
  * logit = bias + sum(family weight for each family that fired)
- *              + sum(bucket weight for each n-gram occurrence) * ngramScale(occurrences)
+ *              + sum(weight of each distinct bucket the n-grams hash to) * ngramScale(distinct buckets)
  *
- * ngramScale(n) = sqrt(64 * ln(1 + n/64)) / n: the mean n-gram weight times a length factor
- * that grows like sqrt(n) for short texts and only logarithmically beyond (format /2; format
- * /1 divided by sqrt(n), so a long text's score kept growing with its length).
+ * ngramScale(d) = sqrt(64 * ln(1 + d/64)) / d: the mean weight of the distinct buckets times
+ * a length factor that grows like sqrt(d) for short texts and only logarithmically beyond.
+ * A bucket counts once however often its n-grams occur (presence, not counts), so repeating
+ * a text adds no evidence: 'Thanks! ' 1000 times scores what 'Thanks! ' twice does.
+ * Format /3; format /2 summed every occurrence and took the factor of the occurrence count,
+ * so a repeated benign sentence crossed 0.5; format /1 divided by sqrt(n), so a long text's
+ * score kept growing with its length.
  */
 import { FAMILY_NAMES, type FeatureSpec } from './features.js';
 
+/** Format string of the weights file; bumped whenever the features or the scoring change. */
+export const INJECTION_MODEL_FORMAT = 'promptgate-injection-lr/3' as const;
+
 /** The JSON weights file. */
 export interface InjectionModelFile {
-  format: 'promptgate-injection-lr/2';
+  format: typeof INJECTION_MODEL_FORMAT;
   /** Where the training data came from, with its licence. */
   data: string;
   spec: FeatureSpec;
@@ -39,8 +46,8 @@ export interface InjectionModel {
 
 /** Decodes a weights file. Throws when the file does not match the feature layout. */
 export function loadModel(file: InjectionModelFile): InjectionModel {
-  if (file.format !== 'promptgate-injection-lr/2') {
-    throw new Error(`unknown injection model format ${String(file.format)} (expected promptgate-injection-lr/2; retrain with npm run train:guard)`);
+  if (file.format !== INJECTION_MODEL_FORMAT) {
+    throw new Error(`unknown injection model format ${String(file.format)} (expected ${INJECTION_MODEL_FORMAT}; retrain with npm run train:guard)`);
   }
   const bytes = Buffer.from(file.weights, 'base64');
   const size = 1 << file.spec.bits;
@@ -65,18 +72,19 @@ export function quantizeWeights(w: ArrayLike<number>): { scale: number; weights:
 }
 
 /**
- * N-gram count at which the length factor of the model term bends from sqrt(n) to
+ * Distinct-bucket count at which the length factor of the model term bends from sqrt(d) to
  * logarithmic growth. Chosen with scripts/eval-guard.ts and the long-message and tool-result
  * fixtures (README "Injection guard"); changing it requires retraining.
  */
 export const NGRAM_LENGTH_KNEE = 64;
 
 /**
- * Factor applied to the sum of the n-gram weights of a text with `n` n-gram occurrences
- * (n > 0): sqrt(K * ln(1 + n/K)) / n with K = NGRAM_LENGTH_KNEE. For n << K it is about
- * 1/sqrt(n); a 2 KB message (about 6,000 n-grams) gets a length factor of 17 instead of 77.
+ * Factor applied to the sum of the weights of the `d` distinct buckets a text's n-grams hash
+ * to (d > 0): sqrt(K * ln(1 + d/K)) / d with K = NGRAM_LENGTH_KNEE. For d << K it is about
+ * 1/sqrt(d); a 2 KB message of prose (about 4,000 distinct buckets) gets a length factor of
+ * 16 instead of 64.
  * Shared by the scanner and the trainer, so training optimises what is scored.
  */
-export const ngramScale = (n: number): number => Math.sqrt(NGRAM_LENGTH_KNEE * Math.log1p(n / NGRAM_LENGTH_KNEE)) / n;
+export const ngramScale = (d: number): number => Math.sqrt(NGRAM_LENGTH_KNEE * Math.log1p(d / NGRAM_LENGTH_KNEE)) / d;
 
 export const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));

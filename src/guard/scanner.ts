@@ -101,8 +101,8 @@ export function createInjectionScanner(opts: InjectionScannerOptions = {}): Inje
     scan(text: string): InjectionScan {
       if (text.length === 0) return { score: 0, flagged: false, signals: [] };
       fx.extract(text);
-      const n = fx.count;
-      const modelLogit = bias + (n > 0 ? fx.weightSum * ngramScale(n) : 0);
+      const d = fx.distinct;
+      const modelLogit = bias + (d > 0 ? fx.weightSum * ngramScale(d) : 0);
       let logit = modelLogit;
       const signals: string[] = [];
       const fam = fx.families;

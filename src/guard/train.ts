@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_FEATURE_SPEC, FAMILY_NAMES, FAMILY_PRIORS, FeatureExtractor, type FeatureSpec } from './features.js';
-import { NGRAM_LENGTH_KNEE, ngramScale, quantizeWeights, sigmoid, type InjectionModelFile } from './model.js';
+import { INJECTION_MODEL_FORMAT, NGRAM_LENGTH_KNEE, ngramScale, quantizeWeights, sigmoid, type InjectionModelFile } from './model.js';
 
 export interface TrainingRow {
   text: string;
@@ -53,25 +53,20 @@ interface SparseRow {
   weight: number;
 }
 
-/** Feature rows of `rows` (normalised, hashed, counts scaled by ngramScale(total), as the scanner scores them). */
+/**
+ * Feature rows of `rows` as the scanner scores them: normalised, hashed, each distinct
+ * bucket once (presence, however often it occurs) with the value ngramScale(distinct buckets).
+ */
 export function featurize(rows: readonly TrainingRow[], spec: FeatureSpec, benignWeight = 1): SparseRow[] {
   const fx = new FeatureExtractor({ spec });
   return rows.map((row) => {
     fx.extract(row.text);
     const sorted = fx.indices.slice(0, fx.count).sort();
-    const idx: number[] = [];
-    const cnt: number[] = [];
-    for (let i = 0; i < sorted.length; i++) {
-      if (i > 0 && sorted[i] === sorted[i - 1]) cnt[cnt.length - 1]++;
-      else {
-        idx.push(sorted[i]);
-        cnt.push(1);
-      }
-    }
-    const norm = sorted.length > 0 ? ngramScale(sorted.length) : 0;
+    const idx = sorted.filter((b, i) => i === 0 || b !== sorted[i - 1]);
+    const value = idx.length > 0 ? ngramScale(idx.length) : 0;
     return {
-      idx: Int32Array.from(idx),
-      val: Float64Array.from(cnt, (c) => c * norm),
+      idx,
+      val: new Float64Array(idx.length).fill(value),
       fam: fx.families.slice(),
       y: row.label === 1 ? 1 : 0,
       weight: row.label === 1 ? 1 : benignWeight,
@@ -126,7 +121,7 @@ export function trainInjectionModel(rows: readonly TrainingRow[], opts: TrainOpt
     families[name] = theta[size + f];
   });
   return {
-    format: 'promptgate-injection-lr/2',
+    format: INJECTION_MODEL_FORMAT,
     data: opts.data ?? `${rows.length} rows`,
     spec,
     training: {
@@ -136,7 +131,8 @@ export function trainInjectionModel(rows: readonly TrainingRow[], opts: TrainOpt
       l2: o.l2,
       family_l2: o.familyL2,
       benign_weight: o.benignWeight,
-      length_factor: `sqrt(${NGRAM_LENGTH_KNEE} * ln(1 + n/${NGRAM_LENGTH_KNEE}))`,
+      features: 'distinct hashed buckets (presence), not occurrence counts',
+      length_factor: `sqrt(${NGRAM_LENGTH_KNEE} * ln(1 + d/${NGRAM_LENGTH_KNEE})), d = distinct buckets`,
       optimizer: 'full-batch Adam from zero weights (deterministic, no random state)',
     },
     bias: theta[P - 1],
