@@ -41,6 +41,11 @@ export interface BuildContextOptions {
    * replace` not the system and developer messages the template replaces. Default: `messages`.
    */
   keptMessages?: readonly unknown[];
+  /**
+   * Tokens of the request's tool definitions, for `max_input_tokens`: the model reads them
+   * as prompt, so they take room the context cannot have. Default 0 (no tools).
+   */
+  toolTokens?: number;
   userId: string | undefined;
   /** The client's template variables (builders read them; their outputs do not override them here). */
   variables: Readonly<Record<string, unknown>>;
@@ -257,7 +262,10 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   // Budget over the recipe's outputs; dependencies not in `use` are inputs only.
   const inUse = recipe.use.map((name) => outcomes.get(name)!).filter((x) => x !== undefined);
   let budget = recipe.budgetTokens;
-  if (plan.maxInputTokens !== undefined) budget = Math.max(0, Math.min(budget, plan.maxInputTokens - plan.templateTokens - messagesTokens(o.keptMessages ?? o.messages)));
+  if (plan.maxInputTokens !== undefined) {
+    const taken = plan.templateTokens + messagesTokens(o.keptMessages ?? o.messages) + (o.toolTokens ?? 0);
+    budget = Math.max(0, Math.min(budget, plan.maxInputTokens - taken));
+  }
   const fitted = fitBudget(
     inUse.filter((x) => x.output).map((x) => {
       const builder = byName.get(x.report.name)!;

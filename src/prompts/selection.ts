@@ -256,6 +256,18 @@ export function keptClientMessages(messages: readonly unknown[], mode: Selection
 }
 
 /**
+ * The tool definitions and model `applySelection` will send (the client's `tools` and
+ * `functions`, else the version's params; the binding's or the version's model, else the
+ * client's), known before the template renders: the context budget counts the tools
+ * before the body is built.
+ */
+export function toolRequestOf(body: Readonly<Record<string, unknown>>, selection: Selection): { tools: unknown; functions: unknown; model: unknown } {
+  const params = planOf(selection.templateVersion).params;
+  const filled = (key: string) => body[key] ?? params.find(([name]) => name === key)?.[1];
+  return { tools: filled('tools'), functions: filled('functions'), model: selection.upstreamModel ?? selection.templateVersion.model ?? body.model };
+}
+
+/**
  * The body without its `prompt_*` fields, for a request that selected no template but sent
  * them anyway (`"prompt_id": null`): they are the gateway's, never the upstream's (which
  * would reject unknown fields). The same object when it has none.

@@ -4,7 +4,7 @@
  * tokenizer and marked `estimated` when the upstream gave none), and cost at the answering
  * upstream's prices. Writes onto the exchange's record; `finish` hands it to telemetry.
  */
-import { estimateUsage, usageFromOpenAI } from '../telemetry/usage.js';
+import { estimateUsage, NO_TOOL_TOKENS, usageFromOpenAI } from '../telemetry/usage.js';
 import type { Usage } from '../telemetry/types.js';
 import { messageCalls } from '../telemetry/calls.js';
 import type { CompletionChoice } from '../telemetry/genai-messages.js';
@@ -78,8 +78,11 @@ function errorCodeOf(error: unknown): string | undefined {
   return undefined;
 }
 
-/** Reads a non-stream chat completion body (a body with only an `error` is accounted as one). */
-export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[]): void {
+/**
+ * Reads a non-stream chat completion body (a body with only an `error` is accounted as one).
+ * `toolTokens` (the request's `toolTokensOnce`) is called only when the body has no usage.
+ */
+export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[], toolTokens: () => number = NO_TOOL_TOKENS): void {
   let obj: Record<string, unknown> | undefined;
   try {
     obj = JSON.parse(utf8.decode(bytes));
@@ -103,7 +106,7 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   }
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string' && f !== '');
   const reply = () => choices.map((c) => replyText(c.message)).join('');
-  r.usage = usageFromOpenAI(obj.usage) ?? estimateUsage(requestMessages, reply(), r.responseModel ?? r.requestModel ?? '');
+  r.usage = usageFromOpenAI(obj.usage) ?? withToolTokens(estimateUsage(requestMessages, reply(), r.responseModel ?? r.requestModel ?? ''), toolTokens());
   if (exchange.content.captureContent) exchange.content.completion = completionChoices(choices);
 }
 
@@ -123,19 +126,31 @@ function completionChoices(choices: ReadonlyArray<Record<string, unknown>>): Com
 
 /**
  * Usage of a successful answer whose body the gateway cannot read (a content coding it
- * cannot decode): the request's tokens are counted, the output's are unknown (0), and the
- * usage is marked `estimated`.
+ * cannot decode): the request's tokens (messages and tool definitions) are counted, the
+ * output's are unknown (0), and the usage is marked `estimated`.
  */
-export function estimateUnread(exchange: Exchange, requestMessages: unknown[]): void {
+export function estimateUnread(exchange: Exchange, requestMessages: unknown[], toolTokens: () => number = NO_TOOL_TOKENS): void {
   const r = exchange.record;
-  r.usage = estimateUsage(requestMessages, '', r.requestModel ?? '');
+  r.usage = withToolTokens(estimateUsage(requestMessages, '', r.requestModel ?? ''), toolTokens());
+}
+
+/** The request as an estimate counts it: the messages sent upstream and its tool definitions' tokens. */
+export interface EstimatedPrompt {
+  messages: unknown[];
+  toolTokens: number;
+}
+
+/** An estimate with the request's tool definitions added to its input: OpenAI bills them as prompt. */
+function withToolTokens(usage: Usage, toolTokens: number): Usage {
+  usage.inputTokens += toolTokens;
+  return usage;
 }
 
 /**
  * Accounts a relayed stream when it ends, for any reason, and finishes the exchange.
- * `requestMessages` is called only when the stream brought no usage (to estimate it).
+ * `requestPrompt` is called only when the stream brought no usage (to estimate it).
  */
-export function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestMessages: () => unknown[]): void {
+export function finishStream(exchange: Exchange, upstream: Upstream, summary: StreamSummary, end: StreamEnd, requestPrompt: () => EstimatedPrompt): void {
   const r = exchange.record;
   r.responseId = summary.id;
   r.responseModel = summary.model;
@@ -149,7 +164,8 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say
   // so. A long stream kept a sample of its text: its output tokens scale with its length.
   if (!usage) {
-    usage = estimateUsage(requestMessages(), text.reply, r.responseModel ?? r.requestModel ?? '');
+    const prompt = requestPrompt();
+    usage = withToolTokens(estimateUsage(prompt.messages, text.reply, r.responseModel ?? r.requestModel ?? ''), prompt.toolTokens);
     if (text.scale !== 1) usage.outputTokens = Math.round(usage.outputTokens * text.scale);
   }
   r.usage = usage;

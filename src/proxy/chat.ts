@@ -10,6 +10,7 @@ import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { formatUsd } from '../telemetry/pricing.js';
+import { NO_TOOL_TOKENS, toolTokensOnce } from '../telemetry/usage.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
@@ -22,7 +23,7 @@ import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js'
 import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson, withoutBom } from './request-shape.js';
 import { keepExactNumbers } from './exact-json.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
-import { applySelection, collectVariables, keptClientMessages, selectTemplate, withoutPromptFields, type Selection } from '../prompts/selection.js';
+import { applySelection, collectVariables, keptClientMessages, selectTemplate, toolRequestOf, withoutPromptFields, type Selection } from '../prompts/selection.js';
 import { countPromptTokens, messagesTokens } from '../context/tokens.js';
 import { injectContext } from './context-step.js';
 import { guardRequest } from './guard-step.js';
@@ -61,17 +62,23 @@ export function chatCompletions(deps: GatewayDeps) {
       let body = received;
       let clientVariables: Record<string, unknown> | undefined;
       let hasContext = false;
+      // Tools are prompt too: counted once, when a check first needs them (see toolTokensOnce).
+      let toolTokens = NO_TOOL_TOKENS;
       const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
       if (selection) {
         noteSelection(exchange, selection);
         if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
         let vars = collectVariables(received, header, selection);
         clientVariables = vars;
+        const maxInput = selection.templateVersion.constraints.max_input_tokens;
+        // Under a cap the context budget counts the tools, before the body is built.
+        if (maxInput !== undefined) toolTokens = toolTokensOnce(toolRequestOf(received, selection));
         // 4. context: the version's builders (cached, within the deadline and token budget)
         const plan = config.context.plans.get(selection.templateVersion.ref);
         if (plan) {
           const messages = received.messages as unknown[];
-          vars = await injectContext(deps, exchange, { plan, messages, keptMessages: keptClientMessages(messages, selection.mode), userId, variables: vars, config });
+          const keptMessages = keptClientMessages(messages, selection.mode);
+          vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: maxInput === undefined ? 0 : toolTokens(), userId, variables: vars, config });
           // Building stops waiting when the client leaves: nothing more is done for it (a
           // blocking guard would answer, and account, a 400 to no one).
           if (exchange.clientGone) throw new ClientGoneError();
@@ -80,10 +87,11 @@ export function chatCompletions(deps: GatewayDeps) {
         // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
         body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
         hasContext = plan !== undefined;
-        const maxInput = selection.templateVersion.constraints.max_input_tokens;
-        if (maxInput !== undefined) checkInputTokens(body.messages, maxInput);
+        if (maxInput !== undefined) checkInputTokens(body.messages, toolTokens(), maxInput);
+        else toolTokens = toolTokensOnce(body);
       } else {
         body = keepExactNumbers(withoutPromptFields(received), received);
+        toolTokens = toolTokensOnce(body);
       }
       exchange.record.requestModel = body.model as string;
 
@@ -152,7 +160,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
         const sent = outgoingBodies.for(upstream);
-        const relay = relayOptions(exchange, upstream, sent.asksUsage, sent.bytes);
+        const relay = relayOptions(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens });
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -165,8 +173,8 @@ export function chatCompletions(deps: GatewayDeps) {
       const bytes = await readAll(response, exchange);
       exchange.record.status = response.status;
       if (response.status >= 200 && response.status < 300) {
-        if (opaque) estimateUnread(exchange, body.messages as unknown[]);
-        else readCompletion(exchange, bytes, body.messages as unknown[]);
+        if (opaque) estimateUnread(exchange, body.messages as unknown[], toolTokens);
+        else readCompletion(exchange, bytes, body.messages as unknown[], toolTokens);
         const cost = priceUsage(exchange, upstream);
         if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
         // The upstream reported no usage: the tokens (and the cost) are the gateway's count.
@@ -202,9 +210,11 @@ export function chatCompletions(deps: GatewayDeps) {
  * The stream relay's callbacks, made outside the handler so that they hold only what they
  * use: a closure in the handler would keep its whole scope (the parsed request, the
  * rendered template) alive for as long as the stream is open. For an estimate when the
- * stream brings no usage, the messages are read again from the body undici keeps anyway.
+ * stream brings no usage, the messages are read again from the body undici keeps anyway;
+ * the tool definitions' count is the request's (`toolTokensOnce`: held only when it has tools).
  */
-function relayOptions(exchange: Exchange, upstream: Upstream, stripUsageChunk: boolean, outBody: Uint8Array): RelayOptions {
+function relayOptions(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number }): RelayOptions {
+  const { stripUsageChunk, outBody, toolTokens } = sent;
   return {
     stripUsageChunk,
     keepText: exchange.content.captureContent,
@@ -213,7 +223,7 @@ function relayOptions(exchange: Exchange, upstream: Upstream, stripUsageChunk: b
     timedOut: () => exchange.signal.aborted,
     shuttingDown: () => exchange.shuttingDown,
     signal: exchange.signal,
-    onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, () => messagesOf(outBody)),
+    onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, () => ({ messages: messagesOf(outBody), toolTokens: toolTokens() })),
   };
 }
 
@@ -257,15 +267,17 @@ function noteSelection(exchange: Exchange, selection: Selection): void {
 
 /**
  * `constraints.max_input_tokens`: the prompt as it would go upstream (rendered template,
- * context, the client's turns), counted as the context budget counts it, is refused over
- * the cap with OpenAI's code for a prompt over a model's context window. The context budget
- * already trims context to fit: what is left over is the template and the client's own turns.
+ * context, the client's turns, and the tool definitions OpenAI bills as prompt), counted as
+ * the context budget counts it, is refused over the cap with OpenAI's code for a prompt over
+ * a model's context window. The context budget already trims context to fit: what is left
+ * over is the template, the client's own turns and its tools.
  */
-function checkInputTokens(messages: unknown, max: number): void {
-  const tokens = Array.isArray(messages) ? messagesTokens(messages) : 0;
-  if (tokens > max) {
-    throw new GatewayError('context_length_exceeded', `This prompt is ${tokens} tokens, over the template version's max_input_tokens of ${max}. Shorten the messages.`, { param: 'messages' });
-  }
+function checkInputTokens(messages: unknown, toolTokens: number, max: number): void {
+  const tokens = (Array.isArray(messages) ? messagesTokens(messages) : 0) + toolTokens;
+  if (tokens <= max) return;
+  const detail = toolTokens > 0 ? ` (${toolTokens} of them tool definitions)` : '';
+  const remedy = toolTokens > 0 ? 'Shorten the messages or send fewer or smaller tools.' : 'Shorten the messages.';
+  throw new GatewayError('context_length_exceeded', `This prompt is ${tokens} tokens${detail}, over the template version's max_input_tokens of ${max}. ${remedy}`, { param: 'messages' });
 }
 
 function checkChatShape(body: ChatBody): void {

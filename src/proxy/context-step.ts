@@ -21,6 +21,8 @@ export interface ContextStepInput {
   messages: readonly unknown[];
   /** The client's messages the final prompt keeps (not those the template replaces): the token budget counts these. */
   keptMessages: readonly unknown[];
+  /** Tokens of the request's tool definitions, when the version caps `max_input_tokens` (the budget counts them). */
+  toolTokens: number;
   userId: string | undefined;
   variables: Readonly<Record<string, unknown>>;
   config: RuntimeConfig;
@@ -36,6 +38,7 @@ export async function injectContext(deps: GatewayDeps, exchange: Exchange, input
   const { variables } = await buildContext(runtime, input.plan, {
     messages: input.messages,
     keptMessages: input.keptMessages,
+    toolTokens: input.toolTokens,
     userId: input.userId,
     variables: input.variables,
     signal: exchange.signal,

@@ -7,6 +7,7 @@
  * call `preloadTokenizer` at start-up to keep that out of a request.
  */
 import { tokenCounter, type EncodingName } from '../tokenizer/index.js';
+import { hasToolDefinitions, toolDefinitionTokens, type ToolDefinitions } from '../tokenizer/tool-definitions.js';
 import { messageCalls } from './calls.js';
 import type { Usage } from './types.js';
 
@@ -72,8 +73,9 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
  * plus its role, content and name (`name` costs 1 more), plus 3 for the reply priming; the
  * completion text as is. Text parts and calls (a function's name and arguments, in
  * `tool_calls` or the legacy `function_call`; a `custom` tool's name and input) are counted;
- * images, audio and the request's `tools` definitions are not, so input is a lower bound. A
- * text over MAX_EXACT_CHARS is counted on a sample (`sampledCount`).
+ * images and audio are not. The request's `tools` definitions are not counted here: the
+ * caller adds `toolTokensOnce` of the request, counted once for all its checks. A text over
+ * MAX_EXACT_CHARS is counted on a sample (`sampledCount`).
  *
  * @param requestMessages the `messages` array as sent upstream (anything else counts 0)
  * @param model picks the encoding: o200k_base for gpt-4o, gpt-4.1, gpt-4.5, gpt-5 and the
@@ -114,6 +116,33 @@ export function encodingFor(model: string | undefined): EncodingName {
   if (/^(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)/.test(name)) return 'o200k_base';
   if (/^(?:gpt-4|gpt-3\.5|gpt-35|text-embedding-)/.test(name)) return 'cl100k_base';
   return 'o200k_base';
+}
+
+/** The tool-definition counter of a request without tools: nothing to count or to hold. */
+export const NO_TOOL_TOKENS = (): number => 0;
+
+/**
+ * The tokens of a request's tool definitions (`toolDefinitionTokens`, in its model's
+ * encoding), counted on the first call and remembered: one count per request, however many
+ * checks read it (the context budget, `max_input_tokens`, the usage estimate), and none for
+ * a request whose checks never ask (its upstream reports usage). A request without tools
+ * gets `NO_TOOL_TOKENS`. One per request, not shared; it lets go of the tools once counted.
+ *
+ * @example
+ * const toolTokens = toolTokensOnce(body);
+ * if (maxInput !== undefined) total += toolTokens();
+ */
+export function toolTokensOnce(request: ToolDefinitions & { model?: unknown }): () => number {
+  if (!hasToolDefinitions(request)) return NO_TOOL_TOKENS;
+  let definitions: (ToolDefinitions & { model?: unknown }) | undefined = { tools: request.tools, functions: request.functions, model: request.model };
+  let tokens = 0;
+  return () => {
+    if (definitions) {
+      tokens = toolDefinitionTokens(definitions, encodingFor(typeof definitions.model === 'string' ? definitions.model : undefined));
+      definitions = undefined;
+    }
+    return tokens;
+  };
 }
 
 /** Loads the encoding `estimateUsage` will need for this model now rather than in a request. */
