@@ -17,6 +17,7 @@ import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { STREAM_WORDS, TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
 import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { estimateUsage } from '../../src/telemetry/usage.js';
+import { toolDefinitionTokens } from '../../src/tokenizer/tool-definitions.js';
 import { PromText } from '../telemetry-e2e/prom-text.js';
 import { BINDINGS, collect, messages, mockUpstreamAndGateway, rejection, tools } from './client-helpers.js';
 
@@ -140,6 +141,7 @@ describe('accounting of what openai-node gets', () => {
     expect(calls).toHaveLength(2);
     expect(calls[0].arguments).toBe(TOOL_CALL.arguments);
     const expected = estimateUsage(messages, calls.map((c) => c.name + c.arguments).join(''), 'gpt-4o-mini');
+    expected.inputTokens += toolDefinitionTokens({ tools }); // the definitions are prompt too
     expect(a.exact).toEqual(NO_TOKENS);
     expect(a.estimated).toMatchObject({ input: expected.inputTokens, output: expected.outputTokens });
     expect(a.estimated.cost).toBeCloseTo(gpt4oMiniCost(expected.inputTokens, expected.outputTokens), 15);
