@@ -33,6 +33,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateUsage } from '../src/telemetry/usage.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
 import { PromText, type PromSample } from './telemetry-e2e/prom-text.js';
 import { seededRandom } from '../scripts/seeded-random.js';
 
@@ -744,25 +745,11 @@ const ledger = new Map(plans.map((p) => [p.id, expectedOf(p)]));
 let primary: FuzzUpstream;
 let backup: FuzzUpstream;
 let gw: TestGateway;
-const logLines: Array<Record<string, any>> = [];
-const otherLines: string[] = [];
-const realWrite = process.stdout.write;
+let gatewayLog: GatewayLogCapture;
 
 beforeAll(async () => {
-  // The request log goes to stdout: keep its request lines (the gateway's logger writes
-  // through `process.stdout.write` at each line).
-  process.stdout.write = function (this: NodeJS.WriteStream, chunk: any, ...rest: any[]) {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    if (text.includes('"msg":"request"')) {
-      for (const line of text.split('\n')) if (line) logLines.push(JSON.parse(line));
-      return true;
-    }
-    if (text.startsWith('{"time":')) {
-      otherLines.push(text); // the gateway's other log lines
-      return true;
-    }
-    return (realWrite as any).call(this, chunk, ...rest);
-  } as typeof process.stdout.write;
+  // The request log goes to stdout: keep its request lines.
+  gatewayLog = captureGatewayLog();
   primary = await startFuzzUpstream('primary', byId);
   backup = await startFuzzUpstream('backup', byId);
   const timeout = `{connect_ms: 2000, first_byte_ms: ${FIRST_BYTE_MS}, idle_ms: ${IDLE_MS}, total_ms: 15000}`;
@@ -797,7 +784,7 @@ afterAll(async () => {
   await gw?.close();
   await primary?.close();
   await backup?.close();
-  process.stdout.write = realWrite;
+  gatewayLog.restore();
 });
 
 async function metrics(): Promise<PromText> {
@@ -973,7 +960,7 @@ describe(`accounting fuzz (seed ${SEED.toString(16)}, ${N} requests)`, () => {
     }
 
     // The request log: one line per request, fields as in the ledger.
-    const lines = logLines.filter((l) => l.route === CHAT);
+    const lines = gatewayLog.requests.filter((l) => l.route === CHAT);
     expect(lines).toHaveLength(N);
     const logProblems: string[] = [];
     for (const line of lines) {
@@ -1005,7 +992,7 @@ describe(`accounting fuzz (seed ${SEED.toString(16)}, ${N} requests)`, () => {
     }
     expect(new Set(lines.map((l) => l.request_id)).size).toBe(N);
     expect(logProblems).toEqual([]);
-    expect(otherLines.filter((l) => l.includes('"level":"error"'))).toEqual([]);
+    expect(gatewayLog.others.filter((l) => l.includes('"level":"error"'))).toEqual([]);
   });
 });
 

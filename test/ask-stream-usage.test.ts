@@ -8,10 +8,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { PromText } from './telemetry-e2e/prom-text.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 
 for (const name of Object.keys(process.env)) if (name.startsWith('OTEL_')) delete process.env[name];
 
@@ -82,7 +81,7 @@ describe('upstreams[].ask_stream_usage', () => {
   };
 
   const client = () => new OpenAI({ baseURL: `${gw!.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
-  const metrics = async () => new PromText(await (await request(`${gw!.url}/metrics`)).body.text());
+  const metrics = async () => await scrapeMetrics(gw!.url);
 
   async function streamText(options: { includeUsage?: boolean } = {}): Promise<{ text: string; usage: unknown }> {
     const stream = await client().chat.completions.create({

@@ -9,6 +9,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { rawPost, received, until } from './helpers/raw-socket.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MB = 1 << 20;
@@ -34,8 +35,7 @@ async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse
     req.resume();
     req.on('end', () => handler(req, res, u));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  u.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  u.url = `${await listenOnLoopback(server)}/v1`;
   u.close = () =>
     new Promise<void>((r) => {
       server.closeAllConnections();

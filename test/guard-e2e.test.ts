@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 let upstream: MockUpstream;
 let gw: TestGateway | undefined;
@@ -46,7 +47,7 @@ describe('injection guard', () => {
     const { response } = await client().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: ATTACK }] }).withResponse();
     expect(Number(response.headers.get('x-promptgate-injection'))).toBeGreaterThanOrEqual(0.5);
     expect(upstream.requests).toHaveLength(1);
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     expect(metrics).toMatch(/^promptgate_injection_flags_total\{[^}]*\} 1$/m);
   });
 

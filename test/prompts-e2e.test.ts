@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { bucketOf } from '../src/experiments/hash.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 let upstream: MockUpstream;
 const gateways: TestGateway[] = [];
@@ -270,7 +271,7 @@ describe('POST /v1/feedback', () => {
     expect(huge.statusCode).toBe(400);
     expect(((await huge.body.json()) as any).error).toMatchObject({ code: 'invalid_request', param: 'value' });
 
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     const line = metrics.split('\n').find((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes('metric="feedback.thumbs_up"'));
     expect(line).toContain(`variant="${variant}"`);
     expect(line?.trim().endsWith(' 1')).toBe(true);

@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { startMockUpstream, STREAM_WORDS, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 let upstream: MockUpstream;
 let gw: TestGateway | undefined;
@@ -606,7 +607,7 @@ describe('client gone while sending the body', () => {
   async function requestsSample(route: string): Promise<string> {
     const until = Date.now() + 3000;
     for (;;) {
-      const text = await (await request(`${gw!.url}/metrics`)).body.text();
+      const text = await scrapeMetricsText(gw!.url);
       const line = text.split('\n').find((l) => l.startsWith('promptgate_requests_total{') && l.includes(`route="${route}"`));
       if (line || Date.now() > until) return line ?? '';
       await new Promise((r) => setTimeout(r, 20));

@@ -15,7 +15,9 @@ import path from 'node:path';
 import { request } from 'undici';
 import { rawPost, received, until } from './helpers/raw-socket.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { PromText } from './telemetry-e2e/prom-text.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
+import { closeServers, listenOnLoopback } from './helpers/http-server.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 
 interface Held {
   req: IncomingMessage;
@@ -33,37 +35,21 @@ interface Controlled {
 const servers: Server[] = [];
 const sockets: Socket[] = [];
 let gw: TestGateway | undefined;
-const logLines: Array<Record<string, any>> = [];
-const realWrite = process.stdout.write;
+let gatewayLog: GatewayLogCapture;
 
 beforeAll(() => {
-  process.stdout.write = function (this: NodeJS.WriteStream, chunk: any, ...rest: any[]) {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    if (text.startsWith('{"time":')) {
-      for (const line of text.split('\n')) if (line.includes('"msg":"request"')) logLines.push(JSON.parse(line));
-      return true;
-    }
-    return (realWrite as any).call(this, chunk, ...rest);
-  } as typeof process.stdout.write;
+  gatewayLog = captureGatewayLog();
 });
 afterAll(() => {
-  process.stdout.write = realWrite;
+  gatewayLog.restore();
 });
 
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
   await gw?.close();
   gw = undefined;
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          s.closeAllConnections();
-          s.close(() => resolve());
-        }),
-    ),
-  );
-  logLines.length = 0;
+  await closeServers(servers);
+  gatewayLog.requests.length = 0;
 });
 
 /** A server on 127.0.0.1:0 that hands each request (body read) to `handler` and notes when its connection closes. */
@@ -78,8 +64,7 @@ async function controlled(handler: (h: Held) => void, prefix = '/v1'): Promise<C
   });
   c.server = server;
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  c.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${prefix}`;
+  c.url = `${await listenOnLoopback(server)}${prefix}`;
   return c;
 }
 
@@ -122,17 +107,14 @@ const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === 'Tim
 /** The gateway is idle again: no exchange or response in flight, and the request was logged once. */
 async function settled(requestId: string): Promise<Record<string, any>> {
   await until(() => gw!.exchanges.size === 0 && gw!.inflight.size === 0);
-  await until(() => logLines.some((l) => l.request_id === requestId));
+  await until(() => gatewayLog.requests.some((l) => l.request_id === requestId));
   await new Promise((r) => setTimeout(r, 50));
-  const lines = logLines.filter((l) => l.request_id === requestId);
+  const lines = gatewayLog.requests.filter((l) => l.request_id === requestId);
   expect(lines).toHaveLength(1);
   return lines[0];
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw!.url}/metrics`);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw!.url);
 
 /** A graceful shutdown right after: nothing in flight keeps it waiting for its drain time. */
 async function shutsDownAtOnce(): Promise<void> {

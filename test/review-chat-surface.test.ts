@@ -5,12 +5,13 @@
  * checking the bytes the client gets and the usage and cost the gateway records.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { PromText } from './telemetry-e2e/prom-text.js';
+import { listenOnLoopback } from './helpers/http-server.js';
+import { sseStream } from './helpers/sse.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 import { costOf } from '../src/telemetry/pricing.js';
 import { usageFromOpenAI } from '../src/telemetry/usage.js';
 
@@ -42,8 +43,7 @@ beforeAll(async () => {
       res.end('data: [DONE]\n\n');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
 });
 afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -59,10 +59,7 @@ async function start(extra = ''): Promise<{ client: OpenAI; url: string }> {
   return { client: new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-client', maxRetries: 0 }), url: gw.url };
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw!.url}/metrics`);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw!.url);
 
 async function postRaw(body: string): Promise<{ headers: Record<string, unknown>; text: string }> {
   const res = await request(`${gw!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -87,7 +84,6 @@ function openaiStream(choices: unknown[][], includeUsage: boolean, usage: unknow
   return chunks;
 }
 const wantsUsage = (body: Record<string, unknown>) => (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-const sseText = (events: unknown[]) => events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('') + 'data: [DONE]\n\n';
 
 const N2 = [
   [{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }],
@@ -121,7 +117,7 @@ describe('streams through the openai client', () => {
     answer = (body) => ({ events: openaiStream(choices, wantsUsage(body)) });
     // Without include_usage: the gateway asks for usage, then removes the usage chunk and every "usage":null.
     const plain = await postRaw(JSON.stringify({ model: 'gpt-4o-mini', n: 2, logprobs: true, stream: true, messages: [{ role: 'user', content: 'hi' }] }));
-    expect(plain.text).toBe(sseText(openaiStream(choices, false)));
+    expect(plain.text).toBe(sseStream(openaiStream(choices, false)));
     // With include_usage (openai-node): the usage chunk and the nulls stay.
     const chunks: unknown[] = [];
     for await (const chunk of await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] })) chunks.push(chunk);
@@ -142,9 +138,9 @@ describe('streams through the openai client', () => {
     ];
     answer = (body) => ({ events: events(wantsUsage(body)) });
     const plain = await postRaw(JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
-    expect(plain.text).toBe(sseText(events(false)));
+    expect(plain.text).toBe(sseStream(events(false)));
     const asked = await postRaw(JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] }));
-    expect(asked.text).toBe(sseText(events(true)));
+    expect(asked.text).toBe(sseStream(events(true)));
     const m = await metrics();
     expect(m.sum('promptgate_tokens_total', { gen_ai_token_type: 'output', estimated: 'false' })).toBe(1000);
     expect(m.sum('promptgate_cost_usd_total')).toBeCloseTo(2 * USAGE_COST, 15);

@@ -7,7 +7,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { json, startCannedUpstream, type CannedUpstream } from './helpers/canned-upstream.js';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { PromText } from './telemetry-e2e/prom-text.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 import { createPriceBook } from '../src/telemetry/pricing.js';
 import { encodingFor, estimateUsage, usageFromOpenAI } from '../src/telemetry/usage.js';
 
@@ -33,10 +33,7 @@ async function postChat(body: object): Promise<{ status: number; headers: Record
   return { status: res.statusCode, headers: res.headers };
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw!.url}/metrics`);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw!.url);
 
 describe('price table', () => {
   const book = createPriceBook();

@@ -4,11 +4,11 @@
  * is told why not); streams reach the client byte for byte. Each test is named after what broke.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 /** An upstream that records each request body's bytes and answers with the bytes the test set. */
 interface ByteUpstream {
@@ -35,8 +35,7 @@ async function startByteUpstream(): Promise<ByteUpstream> {
       res.end();
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  up.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  up.url = `${await listenOnLoopback(server)}/v1`;
   up.close = () => {
     server.closeAllConnections();
     return new Promise<void>((r) => server.close(() => r()));

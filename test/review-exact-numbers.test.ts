@@ -8,10 +8,11 @@
  * raw bytes it receives.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
+import { sseStream } from './helpers/sse.js';
 import { keepExactNumbers, mayLoseNumbers, needsVerbatim, parseExact, setAsideNumbers, stringifyExact } from '../src/proxy/exact-json.js';
 import { parseJsonObject, serializeJson } from '../src/proxy/request-shape.js';
 
@@ -135,10 +136,10 @@ const COMPLETION = JSON.stringify({
   usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
 });
 const CHUNK = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini' };
-const STREAM = [
+const STREAM = sseStream([
   { ...CHUNK, choices: [{ index: 0, delta: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }] },
   { ...CHUNK, choices: [], usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 } },
-].map((e) => `data: ${JSON.stringify(e)}\n\n`).join('') + 'data: [DONE]\n\n';
+]);
 
 beforeAll(async () => {
   server = http.createServer((req, res) => {
@@ -156,8 +157,7 @@ beforeAll(async () => {
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  const url = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(
     mockConfig(url, 'bindings:\n  - {model: support-fixed, template: support-reply@1.0.0, mode: prepend}', '    breaker: {failures: 0}'),
     { templates: ['config/templates/support-reply.yaml'] },

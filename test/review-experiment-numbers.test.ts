@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bucketOf } from '../src/experiments/hash.js';
 import { startTestGateway, mockConfig, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 let upstream: MockUpstream;
 const gateways: TestGateway[] = [];
@@ -54,7 +55,7 @@ async function feedback(gw: TestGateway, body: string | object): Promise<{ statu
 
 /** n, Σx, Σx² of one experiment, variant and metric, as exposed (undefined when absent). */
 async function stats(gw: TestGateway, variant: string, metric: string): Promise<{ n: number; sum: number; sumSquares: number } | undefined> {
-  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw.url);
   const labels = `{experiment="support-tone",variant="${variant}",metric="${metric}"}`;
   const value = (name: string) => {
     const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));

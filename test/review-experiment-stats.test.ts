@@ -15,6 +15,7 @@ import type { RequestRecord } from '../src/telemetry/types.js';
 import { seededRandom } from '../scripts/seeded-random.js';
 import { startTestGateway, mockConfig, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 let upstream: MockUpstream;
 const gateways: TestGateway[] = [];
@@ -68,7 +69,7 @@ function stats(text: string, experiment: string, variant: string, metric: string
   return { n, sum: value('promptgate_experiment_observations_sum_total')!, sumSquares: value('promptgate_experiment_observations_sum_squares_total')! };
 }
 
-const metricsText = async (gw: TestGateway) => (await request(`${gw.url}/metrics`)).body.text();
+const metricsText = async (gw: TestGateway) => scrapeMetricsText(gw.url);
 
 /** A user id whose bucket falls in `variant`'s half (50/50: control [0, 5000), warm [5000, 10000)). */
 function userIn(variant: 'control' | 'warm', from = 0): string {

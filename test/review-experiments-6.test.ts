@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { bucketOf } from '../src/experiments/hash.js';
 import { startTestGateway, mockConfig, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 const TOKEN = 'admin-token-6';
 let upstream: MockUpstream;
@@ -190,7 +191,7 @@ context:
 
   /** Feedback observation counts above zero (a bandit's reward metric is listed at 0 from the start). */
   async function feedbackSeries(gw: TestGateway): Promise<string[]> {
-    const text = await (await request(`${gw.url}/metrics`)).body.text();
+    const text = await scrapeMetricsText(gw.url);
     return text.split('\n').filter((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes('metric="feedback.') && !l.endsWith(' 0'));
   }
 

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { until } from './helpers/raw-socket.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 let upstream: MockUpstream;
 beforeAll(async () => {
@@ -71,7 +72,7 @@ async function postFeedback(via: Client | undefined, url: string, requestId: str
 
 /** Sum of the feedback.thumbs_up observations in /metrics. */
 async function feedbackCount(gw: TestGateway): Promise<number> {
-  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw.url);
   return text
     .split('\n')
     .filter((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes('metric="feedback.thumbs_up"'))

@@ -5,10 +5,10 @@
  * what is tested, not what an HTTP library makes of it. Regressions are named after what broke.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, mockConfig, type TestGateway } from './helpers/gateway.js';
 import { until } from './helpers/raw-socket.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 const CHAT = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
 const COMPLETION = JSON.stringify({
@@ -115,8 +115,7 @@ beforeAll(async () => {
       }
     });
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(upstream)}/v1`;
 });
 
 afterAll(async () => {

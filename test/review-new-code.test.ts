@@ -7,6 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { rawPost, received, until } from './helpers/raw-socket.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 import { ConfigError, parseConfig } from '../src/config/load.js';
 import { maskSubstituted } from '../src/config/env.js';
 
@@ -30,8 +31,7 @@ async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse
     req.resume();
     req.on('end', () => handler(req, res));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  u.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  u.url = `${await listenOnLoopback(server)}/v1`;
   u.close = () =>
     new Promise<void>((r) => {
       server.closeAllConnections();

@@ -4,11 +4,11 @@
  * receives. Named after what broke; HEAD is checked against GET on the same routes.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 const API_KEY = 'sk-config-key-review-2';
 const MODELS = { object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1, owned_by: 'openai' }] };
@@ -65,8 +65,7 @@ beforeAll(async () => {
       res.end(JSON.stringify({ method: req.method, url: req.url }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(
     `
 server: {host: 127.0.0.1, drain_timeout_ms: 500}

@@ -5,11 +5,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 import { PromText } from './telemetry-e2e/prom-text.js';
 
 type Handler = (req: IncomingMessage, body: Buffer, res: ServerResponse) => void | Promise<void>;
@@ -33,8 +34,7 @@ beforeAll(async () => {
       void Promise.resolve(handler(req, Buffer.concat(chunks), res)).catch(() => res.destroy());
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(mockConfig(upstreamUrl, '', '    breaker: {failures: 0}'));
 });
 
@@ -53,10 +53,7 @@ function upstreamCase(handler: Handler): string {
   return name;
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw.url}/metrics`);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw.url);
 
 /** Waits until `n` requests of `model` are counted; returns the metrics then. */
 async function settled(model: string, n: number): Promise<PromText> {

@@ -8,11 +8,11 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { request, WebSocket } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 import { PromText } from './telemetry-e2e/prom-text.js';
 
 const API_KEY = 'sk-config-key-review';
@@ -112,8 +112,7 @@ beforeAll(async () => {
       answer(req, res, r);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${BASE_PATH}`;
+  upstreamUrl = `${await listenOnLoopback(server)}${BASE_PATH}`;
   gw = await startTestGateway(`
 server: {host: 127.0.0.1, drain_timeout_ms: 500}
 logging: {level: silent}

@@ -7,10 +7,12 @@
  * cached_input 0.075, output 0.6; deepseek-chat as configured below: 0.27 / 0.07 / 1.1).
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
+import { listenOnLoopback } from './helpers/http-server.js';
+import { sseEvents } from './helpers/sse.js';
 import { SseScanner } from '../src/proxy/sse-relay.js';
 import { usageFromOpenAI } from '../src/telemetry/usage.js';
 
@@ -29,19 +31,10 @@ let answer: Answer = { body: '{}' };
 let server: http.Server;
 let upstreamUrl: string;
 let gw: TestGateway;
-const logLines: Array<Record<string, any>> = [];
-const realWrite = process.stdout.write;
+let gatewayLog: GatewayLogCapture;
 
 beforeAll(async () => {
-  process.stdout.write = function (this: NodeJS.WriteStream, chunk: any, ...rest: any[]) {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    if (text.includes('"msg":"request"')) {
-      for (const line of text.split('\n')) if (line) logLines.push(JSON.parse(line));
-      return true;
-    }
-    if (text.startsWith('{"time":')) return true;
-    return (realWrite as any).call(this, chunk, ...rest);
-  } as typeof process.stdout.write;
+  gatewayLog = captureGatewayLog();
   server = http.createServer((req, res) => {
     req.resume();
     const answered = answer;
@@ -56,8 +49,7 @@ beforeAll(async () => {
       if (!res.destroyed) res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(`
 server: {host: 127.0.0.1, drain_timeout_ms: 2000}
 logging: {level: info, requests: true}
@@ -87,10 +79,9 @@ afterAll(async () => {
   await gw?.close();
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  process.stdout.write = realWrite;
+  gatewayLog.restore();
 });
 
-const sse = (...events: unknown[]) => events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`);
 const BASE = { id: 'chatcmpl-q', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini' };
 const MESSAGES = [{ role: 'user' as const, content: 'hi' }];
 
@@ -135,7 +126,7 @@ async function logLineOf(requestId: string | null): Promise<Record<string, any>>
   expect(requestId).toBeTruthy();
   const until = Date.now() + 5000;
   for (;;) {
-    const line = logLines.find((l) => l.request_id === requestId);
+    const line = gatewayLog.requests.find((l) => l.request_id === requestId);
     if (line) return line;
     if (Date.now() > until) throw new Error(`no request log line for ${requestId}`);
     await new Promise((r) => setTimeout(r, 10));
@@ -157,7 +148,7 @@ const cost = (perMillion: number) => perMillion / 1e6;
 describe('bugs found (regressions)', () => {
   it('Groq: usage only in x_groq.usage on the last chunk is read (was: estimated from the text)', async () => {
     answer = {
-      body: sse(
+      body: sseEvents(
         content('Hi', null, { x_groq: { id: 'req_1' } }),
         content('', 'stop', { x_groq: { id: 'req_1', usage: { queue_time: 0.01, prompt_tokens: 100, prompt_time: 0.001, completion_tokens: 50, completion_time: 0.1, total_tokens: 150, total_time: 0.2 } } }),
         '[DONE]',
@@ -172,7 +163,7 @@ describe('bugs found (regressions)', () => {
 
   it('Groq: a top-level usage wins over x_groq.usage, whichever chunk comes last (never added up)', async () => {
     answer = {
-      body: sse(
+      body: sseEvents(
         content('Hi'),
         content('', 'stop', { x_groq: { id: 'req_1', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } }),
         usageChunk({ prompt_tokens: 100, completion_tokens: 50, total_tokens: 150 }),
@@ -205,19 +196,19 @@ describe('bugs found (regressions)', () => {
   });
 
   it('vLLM: a bare {"object":"error"} event mid-stream is an upstream stream error (was: outcome ok)', async () => {
-    answer = { body: sse(content('Hi'), { object: 'error', message: 'boom', type: 'BadRequestError', param: null, code: 400 }, '[DONE]') };
+    answer = { body: sseEvents(content('Hi'), { object: 'error', message: 'boom', type: 'BadRequestError', param: null, code: 400 }, '[DONE]') };
     const { direct, via, log } = await both('stream');
     expect(via).toEqual(direct);
     expect(log).toMatchObject({ status: 200, outcome: 'error', error_type: 'upstream_stream_error' });
   });
 
   it('llama.cpp: an `error:` field (no data) mid-stream is an upstream stream error (was: outcome ok); the client sees what it sees directly', async () => {
-    answer = { body: [...sse(content('Hi')), `error: ${JSON.stringify({ error: { code: 500, message: 'boom', type: 'server_error' } })}\n\n`] };
+    answer = { body: [...sseEvents(content('Hi')), `error: ${JSON.stringify({ error: { code: 500, message: 'boom', type: 'server_error' } })}\n\n`] };
     const { direct, via, log } = await both('stream');
     expect(via).toEqual(direct);
     expect(log).toMatchObject({ status: 200, outcome: 'error', error_type: 'upstream_stream_error' });
     // A content delta that merely says "error:" is not one.
-    answer = { body: sse(content('error: none'), '[DONE]') };
+    answer = { body: sseEvents(content('error: none'), '[DONE]') };
     expect((await both('stream')).log.outcome).toBe('ok');
   });
 
@@ -240,7 +231,7 @@ describe('bugs found (regressions)', () => {
   it('an error event mid-stream is accounted as the upstream error when the client leaves on it (was: client_abort)', async () => {
     // openai-node throws on an error event and closes its connection at once: an upstream
     // that does not end its body right after the event saw the request counted as cancelled.
-    for (const events of [sse(content('Hi'), { error: { message: 'overloaded', type: 'server_error', code: 'overloaded' } }), sse({ object: 'error', message: 'boom', type: 'BadRequestError', param: null, code: 400 })]) {
+    for (const events of [sseEvents(content('Hi'), { error: { message: 'overloaded', type: 'server_error', code: 'overloaded' } }), sseEvents({ object: 'error', message: 'boom', type: 'BadRequestError', param: null, code: 400 })]) {
       answer = { body: events, endAfterMs: 300 };
       const { direct, via, log } = await both('stream');
       expect(via).toEqual(direct);
@@ -251,7 +242,7 @@ describe('bugs found (regressions)', () => {
   it('a finish reason repeated on a later chunk (the usage chunk) is one per choice (was: ["stop","stop"]); "" is none', async () => {
     const scan = (events: unknown[]) => {
       const scanner = new SseScanner(false);
-      scanner.push(Buffer.from(sse(...events).join('')));
+      scanner.push(Buffer.from(sseEvents(...events).join('')));
       scanner.flush();
       return scanner.summary.finishReasons;
     };
@@ -263,7 +254,7 @@ describe('bugs found (regressions)', () => {
     expect(scan([content('a', ''), content('b', ''), content('', 'stop')])).toEqual(['stop']);
     expect(scan([content('a', '')])).toEqual([]);
     // Through the gateway: the tokens of that stream once.
-    answer = { body: sse(content('Hi'), content('', 'stop'), { ...BASE, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 1 } }, '[DONE]') };
+    answer = { body: sseEvents(content('Hi'), content('', 'stop'), { ...BASE, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 1 } }, '[DONE]') };
     const { direct, via, log } = await both('stream', { stream_options: { include_usage: true } });
     expect(via).toEqual(direct);
     expect(log).toMatchObject({ input_tokens: 5, output_tokens: 1 });
@@ -273,7 +264,7 @@ describe('bugs found (regressions)', () => {
 describe('quirks that were already fine', () => {
   it('vLLM continuous_usage_stats: cumulative usage on every chunk counts the last, not the sum', async () => {
     answer = {
-      body: sse(
+      body: sseEvents(
         content('Hel', null, { usage: { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 } }),
         content('lo', 'stop', { usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 } }),
         usageChunk({ prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 }),
@@ -287,7 +278,7 @@ describe('quirks that were already fine', () => {
 
   it('Azure: prompt filter chunk (choices [], id and model ""), content_filter_results, usage null, null details', async () => {
     answer = {
-      body: sse(
+      body: sseEvents(
         { id: '', object: '', created: 0, model: '', choices: [], prompt_filter_results: [{ prompt_index: 0, content_filter_results: { hate: { filtered: false, severity: 'safe' } } }] },
         content('Hi', null, { usage: null, choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null, content_filter_results: {} }] }),
         content('', 'stop', { usage: null }),
@@ -313,7 +304,7 @@ describe('quirks that were already fine', () => {
   });
 
   it('OpenRouter: ": OPENROUTER PROCESSING" comments, provider/model names, usage.cost; with ask_stream_usage: false its usage reaches the client', async () => {
-    const events = [': OPENROUTER PROCESSING\n\n', ...sse(
+    const events = [': OPENROUTER PROCESSING\n\n', ...sseEvents(
       { ...content('Hi', 'stop'), model: 'openai/gpt-4o-mini' },
       { ...usageChunk({ prompt_tokens: 1000, completion_tokens: 100, total_tokens: 1100, cost: 0.0009, prompt_tokens_details: { cached_tokens: 500 }, completion_tokens_details: { reasoning_tokens: 0 } }), model: 'openai/gpt-4o-mini' },
       '[DONE]',
@@ -328,7 +319,7 @@ describe('quirks that were already fine', () => {
 
   it('tool call without index, arguments whole in one chunk; chunk without delta; id changing; no model', async () => {
     answer = {
-      body: sse(
+      body: sseEvents(
         { id: 'a', object: 'chat.completion.chunk', created: 1, choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"a":1}' } }] }, finish_reason: null }] },
         { id: 'b', object: 'chat.completion.chunk', created: 1, choices: [{ index: 0, finish_reason: 'tool_calls' }] },
         '[DONE]',
@@ -350,7 +341,7 @@ describe('quirks that were already fine', () => {
   });
 
   it('an error event in a 200 stream is an upstream stream error; openai-node throws it both ways', async () => {
-    answer = { body: sse({ error: { message: 'overloaded', type: 'server_error', code: 'overloaded' } }) };
+    answer = { body: sseEvents({ error: { message: 'overloaded', type: 'server_error', code: 'overloaded' } }) };
     const { direct, via, log } = await both('stream');
     expect(via).toEqual(direct);
     expect(via.error).toContain('overloaded');

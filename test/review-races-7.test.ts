@@ -4,7 +4,6 @@
  * flight). Real sockets on 127.0.0.1:0, closed by each test; timeouts are hang guards only.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { request } from 'undici';
@@ -12,7 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../src/config/load.js';
 import { CircuitBreaker } from '../src/proxy/breaker.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { PromText } from './telemetry-e2e/prom-text.js';
+import { scrapeMetrics } from './helpers/metrics.js';
+import { closeServers, listenOnLoopback } from './helpers/http-server.js';
 
 const servers: Server[] = [];
 let gw: TestGateway | undefined;
@@ -20,10 +20,7 @@ let gw: TestGateway | undefined;
 afterEach(async () => {
   await gw?.close();
   gw = undefined;
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
+  await closeServers(servers);
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -100,9 +97,9 @@ async function plannedUpstream(fixedPlan?: string) {
     });
   });
   servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const url = `${await listenOnLoopback(server)}/v1`;
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    url,
     seen,
     held,
     open: () => open,
@@ -134,10 +131,7 @@ async function chat(plan: string, signal?: AbortSignal) {
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw!.url}/metrics`);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw!.url);
 
 describe('a failure of a request let through before the breaker opened', () => {
   it('ending while the breaker is open does not restart its cool-down (unit, fake clock)', () => {

@@ -5,13 +5,13 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { BadRequestError } from 'openai';
 import { MOCK_API_KEY, mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 const USER = [{ role: 'user', content: 'Where is my order?' }];
 
@@ -91,8 +91,7 @@ describe('README "Response headers": the x-promptgate-* headers are the gateway\
         }
       });
     });
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    upstreamUrl = `${await listenOnLoopback(upstream)}/v1`;
     // Guard off, no template, an unpriced model: this gateway sets none of the headers but its request id.
     gw = await startTestGateway(mockConfig(upstreamUrl, 'guard: {injection: {action: "off"}}'));
   });

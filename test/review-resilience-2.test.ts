@@ -5,9 +5,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { closeServers, listenOnLoopback } from './helpers/http-server.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 import { retryAfterMs } from '../src/proxy/retry.js';
 
 interface Upstream {
@@ -22,15 +23,7 @@ let gw: TestGateway | undefined;
 afterEach(async () => {
   await gw?.close();
   gw = undefined;
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          s.closeAllConnections();
-          s.close(() => resolve());
-        }),
-    ),
-  );
+  await closeServers(servers);
 });
 
 async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Upstream> {
@@ -41,19 +34,16 @@ async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => 
     req.on('end', () => handler(req, res));
   });
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  up.url = `http://127.0.0.1:${port}/v1`;
+  up.url = `${await listenOnLoopback(server)}/v1`;
   return up;
 }
 
 /** A port nothing listens on (a connection there is refused). */
 async function deadUrl(): Promise<string> {
   const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = s.address() as AddressInfo;
+  const origin = await listenOnLoopback(s);
   await new Promise<void>((resolve) => s.close(() => resolve()));
-  return `http://127.0.0.1:${port}/v1`;
+  return `${origin}/v1`;
 }
 
 function config(upstreams: { name: string; url: string; settings: string }[], routing: string): string {
@@ -149,7 +139,7 @@ describe('fallback that cannot answer', () => {
     expect(await res.body.text()).toBe(body);
     expect(a.seen).toHaveLength(1);
     // Accounted to the upstream that answered; b's attempts still count as b's.
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     expect(metrics).toMatch(/promptgate_requests_total\{[^}]*error_type="upstream_429"[^}]*upstream="a"[^}]*\} 1/);
     expect(metrics).toMatch(/promptgate_upstream_attempts_total\{upstream="a"[^}]*\} 1/);
     expect(metrics).toMatch(/promptgate_upstream_attempts_total\{upstream="b"[^}]*\} 2/);

@@ -5,9 +5,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 const servers: NetServer[] = [];
 const sockets: Socket[] = [];
@@ -54,8 +54,7 @@ async function rawUpstream(onRequest: (n: number, socket: Socket) => boolean) {
     });
   });
   servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, bodies };
+  return { url: `${await listenOnLoopback(server)}/v1`, bodies };
 }
 
 function gatewayConfig(url: string, settings: string, fallback?: { url: string; settings: string }): string {
@@ -95,8 +94,7 @@ describe('a retry the breaker refuses', () => {
       });
     });
     servers.push(server as unknown as NetServer);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    const url = `${await listenOnLoopback(server)}/v1`;
     // Backoff 300-600 ms: long enough for the second request to open the breaker meanwhile.
     gw = await startTestGateway(gatewayConfig(url, 'retry: {attempts: 2, backoff_ms: 600, max_backoff_ms: 600}\nbreaker: {failures: 2, cooldown_ms: 60000}'));
     const first = chat('first');

@@ -6,10 +6,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { closeServers, listenOnLoopback } from './helpers/http-server.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 import { loadConfigFile, parseConfig } from '../src/config/load.js';
 import { createApp } from '../src/app.js';
 import { AssignmentCounters } from '../src/experiments/counters.js';
@@ -29,15 +30,7 @@ let gw: TestGateway | undefined;
 afterEach(async () => {
   await gw?.close();
   gw = undefined;
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          s.closeAllConnections();
-          s.close(() => resolve());
-        }),
-    ),
-  );
+  await closeServers(servers);
 });
 
 async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Upstream> {
@@ -48,9 +41,8 @@ async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => 
     req.on('end', () => handler(req, res));
   });
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/v1`, seen };
+  const origin = await listenOnLoopback(server);
+  return { url: `${origin}/v1`, seen };
 }
 
 function ok(res: ServerResponse): void {
@@ -312,7 +304,7 @@ describe('client gone', () => {
     left.abort();
     await pending;
     await until(() => gw!.exchanges.size === 0, 'the exchange to end');
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     const attempts = metrics.split('\n').filter((l) => l.startsWith('promptgate_upstream_attempts_total{'));
     expect(attempts.some((l) => l.includes('upstream="a"'))).toBe(true);
     expect(attempts.filter((l) => l.includes('upstream="b"'))).toEqual([]);
@@ -340,7 +332,7 @@ describe('a non-stream answer cut off mid-body', () => {
     expect(res.json().choices[0].message.content).toBe('hi');
     expect(up.seen).toHaveLength(2);
     expect(breakerOf('a').state).toBe('closed');
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     expect(metrics).toMatch(/^promptgate_upstream_attempts_total\{[^}]*upstream="a"[^}]*\} 2$/m);
   });
 

@@ -8,10 +8,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { closeServers, listenOnLoopback } from './helpers/http-server.js';
+import { scrapeMetricsText } from './helpers/metrics.js';
 
 /** What the upstream does with one request: answer, never answer, or reset the connection. */
 type Step = { status: number; headers?: Record<string, string>; body: string } | 'hang' | 'reset';
@@ -28,15 +28,7 @@ let gw: TestGateway | undefined;
 afterEach(async () => {
   await gw?.close();
   gw = undefined;
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          s.closeAllConnections();
-          s.close(() => resolve());
-        }),
-    ),
-  );
+  await closeServers(servers);
 });
 
 /** An upstream doing `steps[n]` with its n-th request (the last step repeats). */
@@ -54,18 +46,16 @@ async function scripted(steps: Step[]): Promise<ScriptedUpstream> {
     });
   });
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  up.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  up.url = `${await listenOnLoopback(server)}/v1`;
   return up;
 }
 
 /** A port nothing listens on (a connection there is refused). */
 async function deadUrl(): Promise<string> {
   const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = s.address() as AddressInfo;
+  const origin = await listenOnLoopback(s);
   await new Promise<void>((resolve) => s.close(() => resolve()));
-  return `http://127.0.0.1:${port}/v1`;
+  return `${origin}/v1`;
 }
 
 function config(upstreams: { name: string; url: string; settings: string }[]): string {
@@ -96,7 +86,7 @@ async function apiError(call: Promise<unknown>): Promise<InstanceType<typeof Ope
 }
 
 async function metrics(): Promise<string> {
-  return (await request(`${gw!.url}/metrics`)).body.text();
+  return scrapeMetricsText(gw!.url);
 }
 
 const messages = [{ role: 'user' as const, content: 'hi' }];

@@ -6,10 +6,12 @@
  * tokens as configured below (grok-3-mini: input 0.3, output 0.5; gemini-2.5-flash: 0.3 / 2.5).
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
+import { listenOnLoopback } from './helpers/http-server.js';
+import { sseEvents } from './helpers/sse.js';
 import { rawPost, received, until } from './helpers/raw-socket.js';
 import { relaySse, type StreamEnd } from '../src/proxy/sse-relay.js';
 import { usageFromOpenAI } from '../src/telemetry/usage.js';
@@ -28,19 +30,10 @@ let answer: Answer = { body: [] };
 let server: http.Server;
 let upstreamUrl: string;
 let gw: TestGateway;
-const logLines: Array<Record<string, any>> = [];
-const realWrite = process.stdout.write;
+let gatewayLog: GatewayLogCapture;
 
 beforeAll(async () => {
-  process.stdout.write = function (this: NodeJS.WriteStream, chunk: any, ...rest: any[]) {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    if (text.includes('"msg":"request"')) {
-      for (const line of text.split('\n')) if (line) logLines.push(JSON.parse(line));
-      return true;
-    }
-    if (text.startsWith('{"time":')) return true;
-    return (realWrite as any).call(this, chunk, ...rest);
-  } as typeof process.stdout.write;
+  gatewayLog = captureGatewayLog();
   server = http.createServer((req, res) => {
     req.resume();
     const answered = answer;
@@ -54,8 +47,7 @@ beforeAll(async () => {
       if (!res.destroyed) res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(`
 server: {host: 127.0.0.1, drain_timeout_ms: 2000}
 logging: {level: info, requests: true}
@@ -78,10 +70,9 @@ afterAll(async () => {
   await gw?.close();
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  process.stdout.write = realWrite;
+  gatewayLog.restore();
 });
 
-const sse = (...events: unknown[]) => events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`);
 const BASE = { id: 'chatcmpl-q', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini' };
 const MESSAGES = [{ role: 'user' as const, content: 'hi' }];
 const content = (text: string, finish: string | null = null, extra: object = {}) => ({ ...BASE, choices: [{ index: 0, delta: { content: text }, finish_reason: finish }], ...extra });
@@ -116,7 +107,7 @@ async function logLineOf(requestId: string | null): Promise<Record<string, any>>
   expect(requestId).toBeTruthy();
   const deadline = Date.now() + 5000;
   for (;;) {
-    const line = logLines.find((l) => l.request_id === requestId);
+    const line = gatewayLog.requests.find((l) => l.request_id === requestId);
     if (line) return line;
     if (Date.now() > deadline) throw new Error(`no request log line for ${requestId}`);
     await new Promise((r) => setTimeout(r, 10));
@@ -130,7 +121,7 @@ describe('a stream whose client has its [DONE]', () => {
   // `client_abort`, a cancelled request in every error-rate panel.
   it('is ok, not client_abort, when the client closes the connection right after [DONE] (openai-python) and the upstream is slow to end its body', async () => {
     answer = {
-      body: sse(content('Hi', 'stop'), usageChunk({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }), '[DONE]'),
+      body: sseEvents(content('Hi', 'stop'), usageChunk({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }), '[DONE]'),
       endAfterMs: 400,
     };
     const socket = rawPost(gw.port, '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o-mini', messages: MESSAGES, stream: true }));
@@ -147,7 +138,7 @@ describe('a stream whose client has its [DONE]', () => {
   });
 
   it('is still client_abort when the client leaves before [DONE]', async () => {
-    answer = { body: sse(content('Hi'), content(' there', 'stop')), endAfterMs: 400 };
+    answer = { body: sseEvents(content('Hi'), content(' there', 'stop')), endAfterMs: 400 };
     const socket = rawPost(gw.port, '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o-mini', messages: MESSAGES, stream: true }));
     const got = received(socket);
     await until(() => got.text().includes('"finish_reason":"stop"'));
@@ -161,7 +152,7 @@ describe('a stream whose client has its [DONE]', () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     async function* upstream() {
-      yield enc.encode(sse(content('Hi', 'stop'), '[DONE]').join(''));
+      yield enc.encode(sseEvents(content('Hi', 'stop'), '[DONE]').join(''));
       await held; // the body's end, not yet come
     }
     let ended: StreamEnd | undefined;
@@ -182,7 +173,7 @@ describe('a stream whose client has its [DONE]', () => {
   // event after it fails nothing the client sees. Was: `upstream_stream_error`.
   it('is ok when the upstream sends an error event after its [DONE]; the client gets the whole answer as direct', async () => {
     answer = {
-      body: sse(content('Hi', 'stop'), usageChunk({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }), '[DONE]', { error: { message: 'late', type: 'server_error' } }),
+      body: sseEvents(content('Hi', 'stop'), usageChunk({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }), '[DONE]', { error: { message: 'late', type: 'server_error' } }),
     };
     const direct = await streamVia(upstreamUrl, { stream_options: { include_usage: true } });
     const via = await streamVia(`${gw.url}/v1`, { stream_options: { include_usage: true } });
@@ -194,7 +185,7 @@ describe('a stream whose client has its [DONE]', () => {
   });
 
   it('an error event before [DONE] is still the upstream stream error', async () => {
-    answer = { body: sse(content('Hi'), { error: { message: 'overloaded', type: 'server_error' } }, '[DONE]') };
+    answer = { body: sseEvents(content('Hi'), { error: { message: 'overloaded', type: 'server_error' } }, '[DONE]') };
     const via = await streamVia(`${gw.url}/v1`);
     expect(via.error).toContain('overloaded');
     expect(await logLineOf(lastRequestId)).toMatchObject({ outcome: 'error', error_type: 'upstream_stream_error' });
@@ -211,7 +202,7 @@ describe('reasoning tokens left out of completion_tokens (xAI, Gemini)', () => {
   it('a stream: output tokens include the reasoning, and its cost', async () => {
     const grok = { ...BASE, model: 'grok-3-mini' };
     answer = {
-      body: sse({ ...grok, choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: 'stop' }] }, { ...grok, choices: [], usage: XAI_USAGE }, '[DONE]'),
+      body: sseEvents({ ...grok, choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: 'stop' }] }, { ...grok, choices: [], usage: XAI_USAGE }, '[DONE]'),
     };
     const via = await streamVia(`${gw.url}/v1`, { model: 'grok-3-mini' });
     expect(via.error).toBeUndefined();
@@ -243,7 +234,7 @@ describe('reasoning tokens left out of completion_tokens (xAI, Gemini)', () => {
   it('Gemini: thinking tokens only in total_tokens, usage on every content chunk; the last counts, thinking as output', async () => {
     const gemini = { id: 'Q9ug', object: 'chat.completion.chunk', created: 1772149571, model: 'gemini-2.5-flash' };
     answer = {
-      body: sse(
+      body: sseEvents(
         { ...gemini, choices: [{ delta: { content: '1', role: 'assistant' }, index: 0 }], usage: { completion_tokens: 1, prompt_tokens: 9, total_tokens: 103 } },
         { ...gemini, choices: [{ delta: { content: ', 2', role: 'assistant' }, index: 0 }], usage: { completion_tokens: 3, prompt_tokens: 9, total_tokens: 105 } },
         { ...gemini, choices: [{ delta: { role: 'assistant' }, finish_reason: 'stop', index: 0 }], usage: { completion_tokens: 3, prompt_tokens: 9, total_tokens: 105 } },

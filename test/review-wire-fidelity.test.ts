@@ -5,13 +5,13 @@
  * node:http server each test steers with its own handler.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { constants as zlib, createDeflateRaw, deflateRawSync, deflateSync } from 'node:zlib';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 import { KEPT_CHARS, StreamText } from '../src/proxy/stream-text.js';
 import { decodeContent } from '../src/proxy/content-coding.js';
 
@@ -38,8 +38,7 @@ beforeAll(async () => {
       void handler(req, body, res);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(mockConfig(upstreamUrl, '', '    breaker: {failures: 0}'));
 });
 afterAll(async () => {

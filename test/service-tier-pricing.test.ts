@@ -9,7 +9,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { json, startCannedUpstream, type CannedUpstream } from './helpers/canned-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { PromText } from './telemetry-e2e/prom-text.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 import { createPriceBook } from '../src/telemetry/pricing.js';
 import { usageFromOpenAI } from '../src/telemetry/usage.js';
 
@@ -81,7 +81,7 @@ routing: {default: [up]}
     const res = await request(`${gw!.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     await res.body.text();
     expect(res.statusCode).toBe(200);
-    const prom = new PromText(await (await request(`${gw!.url}/metrics`)).body.text());
+    const prom = await scrapeMetrics(gw!.url);
     return { header: res.headers['x-promptgate-cost-usd'], metric: prom.sum('promptgate_cost_usd_total'), unknown: prom.sum('promptgate_cost_unknown_total') };
   }
 

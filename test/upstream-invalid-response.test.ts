@@ -6,9 +6,9 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { listenOnLoopback } from './helpers/http-server.js';
 
 let garbage: Server;
 let url: string;
@@ -17,8 +17,7 @@ let gw: TestGateway | undefined;
 beforeAll(async () => {
   // Reads the request, answers with a line that is not an HTTP status line, closes.
   garbage = createServer((socket) => socket.once('data', () => socket.end('NOT HTTP AT ALL\r\n\r\n')));
-  await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(garbage.address() as AddressInfo).port}/v1`;
+  url = `${await listenOnLoopback(garbage)}/v1`;
 });
 afterAll(async () => {
   await new Promise((resolve) => garbage.close(resolve));

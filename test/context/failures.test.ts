@@ -19,6 +19,7 @@ import { buildContext } from '../../src/context/build.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { json, makeContext, sleep, startJsonService, type Handler, type JsonService } from './helpers.js';
 
 const exporter = new InMemorySpanExporter();
@@ -423,7 +424,7 @@ context:
       expect(res.statusCode).toBe(200);
       await res.body.text();
       expect(upstream.requests[0].body.messages[0].content).toBe('Tier . Refunds up to 50 USD.');
-      const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+      const metrics = await scrapeMetricsText(gw.url);
       expect(metrics).toContain('promptgate_context_failures_total{builder="customer",reason="deadline"} 1');
       expect(metrics).not.toContain('promptgate_context_failures_total{builder="tier_rules"');
       expect(metrics).toMatch(/promptgate_context_build_duration_seconds_count\{builder="tier_rules",kind="rules",outcome="ok"\} 1/);

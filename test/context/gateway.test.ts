@@ -12,6 +12,7 @@ import { startCustomerService, type CustomerService } from '../../examples/suppo
 import { startDemo } from '../../examples/support/demo.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { ROOT } from './helpers.js';
 
 let upstream: MockUpstream;
@@ -81,7 +82,7 @@ describe('context through the gateway', () => {
   it('the upstream receives the rendered context: profile, tier rules, passages and history', async () => {
     gw = await start(contextConfig());
     // Both recipes' statistics exist from the start, at 0 (a series appearing at 1 loses that observation in increase()).
-    const atStart = await (await request(`${gw.url}/metrics`)).body.text();
+    const atStart = await scrapeMetricsText(gw.url);
     for (const recipe of ['focused', 'broad']) {
       for (const metric of ['success', 'latency_ms', 'input_tokens', 'context_tokens']) {
         expect(atStart).toContain(`promptgate_experiment_observations_total{experiment="support-context@1.0.0:context",variant="${recipe}",metric="${metric}"} 0`);
@@ -108,7 +109,7 @@ describe('context through the gateway', () => {
     // A second request is served from the cache; the metrics say so.
     await client.chat.completions.create({ model: 'support-bot', user: 'user-alice', messages: conversation as never });
     expect(customers.hits.get('/customers/user-alice')).toBe(1);
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     expect(metrics).toContain('promptgate_context_cache_total{builder="customer",result="hit"} 1');
     expect(metrics).toMatch(/promptgate_experiment_observations_total\{experiment="support-context@1\.0\.0:context",variant="(focused|broad)",metric="success"\} \d/);
   });
@@ -121,7 +122,7 @@ describe('context through the gateway', () => {
     expect(system).toContain("The customer's profile is unavailable");
     expect(system).toContain('Approve refunds up to 50 USD yourself'); // default tier rules
     expect(system).toContain('[refunds.md#');
-    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    const metrics = await scrapeMetricsText(gw.url);
     expect(metrics).toContain('promptgate_context_failures_total{builder="customer",reason="unreachable"} 1');
   });
 
@@ -184,7 +185,7 @@ describe('the demo (npm run demo)', () => {
       const r = await client.chat.completions.create({ model: 'support-bot', user: 'user-bob', messages: [{ role: 'user', content: 'How do I reset my password?' }] });
       expect(r.choices[0].message.content).toBeTruthy();
       expect(demo.customers.hits.get('/customers/user-bob')).toBe(1);
-      const metrics = await (await request(`${demo.url}/metrics`)).body.text();
+      const metrics = await scrapeMetricsText(demo.url);
       expect(metrics).toMatch(/promptgate_context_build_duration_seconds_count\{builder="customer",kind="http",outcome="ok"\} 1/);
       expect(metrics).toMatch(/promptgate_context_build_duration_seconds_count\{builder="knowledge",kind="knowledge",outcome="ok"\} 1/);
     } finally {

@@ -11,6 +11,7 @@ import { buildContext } from '../../src/context/build.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { makeContext, sleep, startJsonService, type JsonService } from './helpers.js';
 
 let svc: JsonService;
@@ -95,7 +96,7 @@ context:
     expect(failed + ok).toBe(30);
     await sleep(50); // onRequestDone runs when the response is done
 
-    const text = await (await request(`${gw.url}/metrics`)).body.text();
+    const text = await scrapeMetricsText(gw.url);
     const count = (variant: string) => {
       const line = text.split('\n').find((l) => l.startsWith('promptgate_experiment_observations_total{') && l.includes(`variant="${variant}"`) && l.includes('metric="success"'));
       return line === undefined ? 0 : Number(line.split(' ').at(-1));

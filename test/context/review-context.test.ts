@@ -4,7 +4,6 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,6 +18,7 @@ import { fetchJson } from '../../src/context/fetch-json.js';
 import { createInjectionScanner } from '../../src/guard/scanner.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { listenOnLoopback } from '../helpers/http-server.js';
 import { makeContext, startJsonService, type JsonService } from './helpers.js';
 
 let svc: JsonService;
@@ -238,8 +238,7 @@ describe('compressed answers from a source', () => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': a.encoding });
       res.end(a.body);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const base = `${await listenOnLoopback(server)}`;
     const get = (name: string) => fetchJson({ url: `${base}/${name}`, method: 'GET', headers: {}, signal: AbortSignal.timeout(10_000), maxBytes: 1024 * 1024 });
     try {
       for (const name of ['gzip', 'deflate', 'br']) expect(await get(name), name).toEqual(JSON.parse(payload));

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { metricFamilies, parseExposition } from './metric-names.js';
 import { grafanaQueries, metricNamesInPromQL, type GrafanaPanel } from './promql.js';
 import { evaluate, HAS_PROMTOOL, withVariables } from './promql-eval.js';
@@ -228,7 +229,7 @@ context:
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(424);
       expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('context_unavailable');
     }
-    exposition = await (await request(`${gw.url}/metrics`)).body.text();
+    exposition = await scrapeMetricsText(gw.url);
   }, 30_000);
   afterAll(async () => {
     await gw?.close();

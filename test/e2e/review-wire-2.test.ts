@@ -6,7 +6,6 @@
  * gateway asked for itself), what the client gets must be the same.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { createOpenAI } from '@ai-sdk/openai';
 import { APICallError, streamText, generateText, jsonSchema, tool } from 'ai';
@@ -16,6 +15,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relaySse } from '../../src/proxy/sse-relay.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { listenOnLoopback } from '../helpers/http-server.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { collect, rejection } from './client-helpers.js';
 
 /** What the upstream answers: status, headers, and the body as chunks written one by one. */
@@ -54,8 +55,7 @@ beforeAll(async () => {
       else if (s.after !== 'stall') res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  upstreamUrl = `${await listenOnLoopback(server)}/v1`;
   gw = await startTestGateway(mockConfig(upstreamUrl, '', '    timeout: {idle_ms: 2000, total_ms: 10000}\n    breaker: {failures: 0}'));
 });
 afterAll(async () => {
@@ -308,7 +308,7 @@ describe('SSE variations an upstream may send', () => {
 
 /** The sum and count of a histogram on /metrics, over all its series. */
 async function histogram(name: string): Promise<{ sum: number; count: number }> {
-  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw.url);
   let sum = 0;
   let count = 0;
   for (const line of text.split('\n')) {
@@ -341,7 +341,7 @@ describe('time to first chunk', () => {
 
 /** The sum of a counter's series on /metrics whose line contains every one of `labels`. */
 async function counter(name: string, labels: string[]): Promise<number> {
-  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw.url);
   let total = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith(`${name}{`) && labels.every((l) => line.includes(l))) total += Number(line.slice(line.lastIndexOf(' ') + 1));

@@ -19,6 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startMockUpstream, STREAM_WORDS, TOOL_CALL, type MockUpstream } from '../helpers/mock-upstream.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { scrapeMetrics } from '../helpers/metrics.js';
 import { estimateUsage } from '../../src/telemetry/usage.js';
 import { PromText } from './prom-text.js';
 
@@ -73,11 +74,7 @@ async function post(body: string, headers: Record<string, string> = {}) {
   return { status: res.statusCode, headers: res.headers, text };
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw!.url}/metrics`);
-  expect(res.statusCode).toBe(200);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw!.url);
 
 /** Polls /metrics until `ready` holds (accounting of a cancelled stream finishes asynchronously). */
 async function metricsWhen(ready: (m: PromText) => boolean, timeoutMs = 5000): Promise<PromText> {

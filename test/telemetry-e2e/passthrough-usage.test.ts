@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { scrapeMetrics } from '../helpers/metrics.js';
 import { collect } from '../e2e/client-helpers.js';
 import { PromText } from './prom-text.js';
 import { startOtlpReceiver, type OtlpReceiver } from './otlp-receiver.js';
@@ -192,10 +193,7 @@ function client(headers: Record<string, string>): OpenAI {
   return new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-test', maxRetries: 0, defaultHeaders: headers });
 }
 
-async function metrics(): Promise<PromText> {
-  const res = await request(`${gw.url}/metrics`);
-  return new PromText(await res.body.text());
-}
+const metrics = () => scrapeMetrics(gw.url);
 
 /** Series labels of one model's tokens/cost (the gateway is shared by the file: each test uses its own model or compares snapshots). */
 interface Accounted {

@@ -18,6 +18,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { request } from 'undici';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { detectResources, hostDetector } from '@opentelemetry/resources';
 import { decodeTraceExportRequest } from './otlp-proto-decode.js';
 
@@ -167,7 +168,7 @@ afterEach(async () => {
 
 type Counts = { exported: number; failed: number; dropped: number };
 async function spanCounters(): Promise<Counts> {
-  const text = await (await request(`${gw!.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw!.url);
   const read = (name: string) => Number(text.match(new RegExp(`^promptgate_trace_spans_${name}_total (\\S+)$`, 'm'))?.[1] ?? NaN);
   return { exported: read('exported'), failed: read('failed'), dropped: read('dropped') };
 }

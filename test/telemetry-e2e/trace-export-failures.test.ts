@@ -11,11 +11,12 @@
  * A small batch queue (OTEL_BSP_MAX_QUEUE_SIZE=256, batches of 64) makes a burst overflow it.
  */
 import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Agent, request } from 'undici';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
 import { mockConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { listenOnLoopback } from '../helpers/http-server.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { SHUTDOWN_FLUSH_MS } from '../../src/telemetry/tracing.js';
 import { startOtlpReceiver, type OtlpReceiver } from './otlp-receiver.js';
 
@@ -98,7 +99,7 @@ async function burst(n: number): Promise<{ statuses: Map<number, number>; latenc
 type Counts = { exported: number; failed: number; dropped: number };
 /** The three span counters, from GET /metrics. */
 async function spanCounters(): Promise<Counts> {
-  const text = await (await request(`${gw!.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw!.url);
   const read = (name: string) => Number(text.match(new RegExp(`^promptgate_trace_spans_${name}_total (\\S+)$`, 'm'))?.[1] ?? NaN);
   return { exported: read('exported'), failed: read('failed'), dropped: read('dropped') };
 }
@@ -124,10 +125,9 @@ const lossWarnings = () =>
 /** A port nothing listens on (bound, then closed). */
 async function refusedUrl(): Promise<string> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const origin = await listenOnLoopback(server);
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
+  return origin;
 }
 
 const median = (sorted: number[]) => sorted[sorted.length >> 1];

@@ -15,6 +15,7 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { startTestGateway, mockConfig, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { grafanaQueries } from '../deploy/promql.js';
 import { PromText, type PromSample } from '../telemetry-e2e/prom-text.js';
 
@@ -54,7 +55,7 @@ async function send(gw: TestGateway, method: string, path: string, body?: object
 
 /** The scrape, checked by `promtool check metrics` (no error, no lint warning). */
 async function scrape(gw: TestGateway): Promise<PromText> {
-  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw.url);
   if (HAS_PROMTOOL) {
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(`${r.stdout}${r.stderr}`.trim(), 'promtool check metrics').toBe('');

@@ -10,6 +10,7 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { startTestGateway, mockConfig, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
+import { scrapeMetricsText } from '../helpers/metrics.js';
 import { PromText } from '../telemetry-e2e/prom-text.js';
 
 const HAS_PROMTOOL = spawnSync('promtool', ['--version']).status === 0;
@@ -45,7 +46,7 @@ const chatBody = (jsonModel: string) => `{"model":"${jsonModel}","messages":[{"r
 
 /** The scrape, checked by `promtool check metrics` (no error, no lint warning). */
 async function scrape(gw: TestGateway): Promise<PromText> {
-  const text = await (await request(`${gw.url}/metrics`)).body.text();
+  const text = await scrapeMetricsText(gw.url);
   if (HAS_PROMTOOL) {
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(`${r.stdout}${r.stderr}`.trim(), 'promtool check metrics').toBe('');
