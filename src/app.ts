@@ -4,15 +4,16 @@
  * The one error boundary is `onError`: handlers throw `GatewayError`s (or anything else),
  * and it renders the OpenAI error envelope, finishes the request's accounting and logs.
  */
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { AppEnv, GatewayDeps } from './app-types.js';
-import { errorBody, GatewayError, unknownRouteError } from './errors.js';
+import { errorBody, GatewayError, isUnmatchedRoute, unknownRouteError } from './errors.js';
 import type { RuntimeHolder } from './runtime.js';
 import { createFeedbackRoutes } from './admin/feedback.js';
 import { createAdminRoutes } from './admin/routes.js';
 import { chatCompletions } from './proxy/chat.js';
 import { passThrough } from './proxy/passthrough.js';
+import { unmatchedRecord } from './proxy/exchange.js';
 
 export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder'>): Hono<AppEnv> {
   const all: GatewayDeps = { ...deps, holder };
@@ -60,15 +61,28 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
   app.all('/v1/*', relay);
   app.all('/v1', relay);
 
-  app.notFound((c) => {
-    // A path can be as long as the header limit (16 KB): the message quotes its start.
-    const { status, body } = errorBody(unknownRouteError(c.req.method, c.req.url));
-    return c.json(body, status as 404);
-  });
+  /**
+   * Answers a request no route serves (an unknown path, a method the path does not take) and
+   * records it: one count under `route="unmatched"` and one log line, so a client pointed at
+   * the wrong base URL (one without `/v1`) shows in the metrics. The requests a route serves
+   * never pass here.
+   */
+  const turnAway = (c: Context<AppEnv>, err: GatewayError): Response => {
+    const { status, body, headers } = errorBody(err);
+    const record = unmatchedRecord({ method: c.req.method, path: new URL(c.req.url).pathname, incomingRequestId: c.req.header('x-request-id'), status, errorType: err.code });
+    all.onRequestDone(record);
+    // No request id header: the answer belongs to no proxied request (README "Errors").
+    return c.json(body, status as 404, headers);
+  };
+
+  // A path can be as long as the header limit (16 KB): the message quotes its start.
+  app.notFound((c) => turnAway(c, unknownRouteError(c.req.method, c.req.url)));
 
   app.onError((err, c) => {
-    const { status, body, headers } = errorBody(err);
     const exchange = c.get('exchange');
+    // Thrown before any route took the request (a 405, an admin API switched off).
+    if (!exchange && isUnmatchedRoute(err)) return turnAway(c, err);
+    const { status, body, headers } = errorBody(err);
     if (exchange) {
       exchange.finish({ status, outcome: 'error', errorType: body.error.code ?? 'internal_error' });
     }

@@ -101,13 +101,25 @@ export function shown(input: string, max = 100): string {
   return input.length > max ? `${input.slice(0, max)}...` : input;
 }
 
+/** The error of `unknownRouteError`: a `not_found` a route throws for a missing resource is not one. */
+class UnknownRouteError extends GatewayError {}
+
 /**
  * 404 `not_found` for a route the gateway does not serve: the path as the client sent it
  * (not percent-decoded), shortened by `shown`. The one message for every unknown route, so
  * a route that is switched off (the admin API without a token) reads like one that never was.
  */
 export function unknownRouteError(method: string, url: string): GatewayError {
-  return new GatewayError('not_found', `Unknown route: ${method} ${shown(new URL(url).pathname)}`);
+  return new UnknownRouteError('not_found', `Unknown route: ${method} ${shown(new URL(url).pathname)}`);
+}
+
+/**
+ * Whether `err` turns a request away because no route serves its method and path: an unknown
+ * route (`unknownRouteError`) or a method the path does not take (405 `method_not_allowed`).
+ * app.ts records such a request under `route="unmatched"`.
+ */
+export function isUnmatchedRoute(err: unknown): err is GatewayError {
+  return err instanceof UnknownRouteError || (err instanceof GatewayError && err.code === 'method_not_allowed');
 }
 
 /** The OpenAI error envelope. */

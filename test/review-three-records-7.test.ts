@@ -14,7 +14,8 @@
  *   (HTTP semconv: ERROR for 5xx and a stream that broke after its 200, not for 4xx);
  * - the CLIENT span (when an upstream was called): ERROR with the same `error.type`, the
  *   log line's attempts, tokens and cost, and the upstream that answered.
- * Requests outside the API (no route, a 405) have none of the three. The last test lets the
+ * Requests outside the API (no route, a 405) are counted and logged under `route="unmatched"`,
+ * without spans. The last test lets the
  * drain time run out on a request and a stream (the listener is closed then: no /metrics).
  */
 import { randomUUID } from 'node:crypto';
@@ -26,6 +27,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
 import { PromText, type PromSample } from './telemetry-e2e/prom-text.js';
 import { STATUS_ERROR, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './telemetry-e2e/otlp-receiver.js';
 
@@ -37,8 +39,7 @@ const DEFAULT_COST = 0.00000525;
 let receiver: OtlpReceiver;
 let upstream: MockUpstream;
 let gw: TestGateway;
-const logLines: Array<Record<string, any>> = [];
-const realWrite = process.stdout.write;
+let gatewayLog: GatewayLogCapture;
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
@@ -46,14 +47,7 @@ beforeAll(async () => {
   for (const name of Object.keys(process.env)) if (name.startsWith('OTEL_')) delete process.env[name];
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
   process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
-  process.stdout.write = function (this: NodeJS.WriteStream, chunk: any, ...rest: any[]) {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    if (text.startsWith('{"time":')) {
-      for (const line of text.split('\n')) if (line.includes('"msg":"request"')) logLines.push(JSON.parse(line));
-      return true;
-    }
-    return (realWrite as any).call(this, chunk, ...rest);
-  } as typeof process.stdout.write;
+  gatewayLog = captureGatewayLog();
   const dead = 'http://127.0.0.1:1/v1';
   const templates = mkdtempSync(path.join(tmpdir(), 'promptgate-three-'));
   writeFileSync(
@@ -113,7 +107,7 @@ afterAll(async () => {
   await gw?.close();
   await upstream?.close();
   await receiver?.close();
-  process.stdout.write = realWrite;
+  gatewayLog.restore();
 });
 
 const chat = (extra: object = {}) => JSON.stringify({ model: 'gpt-4o-mini', messages: MESSAGES, ...extra });
@@ -150,7 +144,7 @@ async function drive(id: string, act: () => Promise<{ status: number; code?: str
     await new Promise((r) => setTimeout(r, 25));
     counted = grown(before, await requestCounts());
   }
-  const log = logLines.find((l) => l.request_id === id);
+  const log = gatewayLog.requests.find((l) => l.request_id === id);
   let server: ReceivedSpan | undefined;
   let clientSpan: ReceivedSpan | undefined;
   if (opts.spans !== false) {
@@ -423,17 +417,17 @@ describe('the log line, the metrics and the spans agree with each other and with
     expect(r.log!.route).toBe('/v1/*');
   });
 
-  // Outside the API (no route, or a method the chat route does not take) the gateway keeps
-  // no record: none of the three has one (as /healthz and /metrics have none).
+  // Outside the API (no route, or a method the chat route does not take): one count and one
+  // log line under route="unmatched" (a client with the wrong base URL shows), no spans.
   it.each([
     ['unknown route 404', '/v2/chat/completions', 'POST', 404, 'not_found'],
     ['method 405', CHAT, 'PUT', 405, 'method_not_allowed'],
-  ])('%s: none of the three records it', async (_, target, method, status, code) => {
+  ])('%s: counted and logged as unmatched, no spans', async (_, target, method, status, code) => {
     const id = newId(String(status));
     const r = await drive(id, () => post(id, chat(), {}, target, method), { spans: false });
     expect(r.client).toEqual({ status, code });
-    expect(r.counted).toEqual([]);
-    expect(logLines.find((l) => l.request_id === id)).toBeUndefined();
+    expect(r.counted).toEqual([{ labels: expect.objectContaining({ route: 'unmatched', status_class: '4xx', error_type: code }), by: 1 }]);
+    expect(r.log).toMatchObject({ route: 'unmatched', path: target, status, outcome: 'error', error_type: code, attempts: 0 });
     expect(receiver.spans.find((s) => s.attributes['promptgate.request.id'] === id)).toBeUndefined();
   });
 });
@@ -455,7 +449,7 @@ describe('the drain time running out (last: it shuts the gateway down)', () => {
     expect(s.status).toBe(200);
     expect(s.text).toContain('"code":"shutting_down"');
     for (const [id, status, stream] of [[waiting, 503, false], [streaming, 200, true]] as const) {
-      const log = logLines.find((l) => l.request_id === id);
+      const log = gatewayLog.requests.find((l) => l.request_id === id);
       expect(log, id).toMatchObject({ status, outcome: 'error', error_type: 'shutdown', stream, attempts: 1 });
       const { server, client } = await receiver.waitForRequest(id, 1500);
       expect(server.attributes['http.response.status_code']).toBe(status);

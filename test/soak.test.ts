@@ -560,10 +560,11 @@ async function one(i: number, random: () => number): Promise<void> {
     ] as const);
     return send(bad[0], '/v1/chat/completions', { headers: { ...base, ...(bad[0] === 'not-json-type' ? { 'content-type': 'text/plain' } : {}) }, body: bad[1] });
   }
-  // Not counted: no /v1 handler opens an exchange for these.
-  counted--;
-  // (GET lists stored completions and passes through; PUT is the gateway's 405.)
+  // PUT is the gateway's 405 (GET lists stored completions and passes through), counted
+  // under route="unmatched".
   if (r < 99.75) return send('put-chat', '/v1/chat/completions', { method: 'PUT', headers: base });
+  // Not counted: Node's parser answers a malformed request before the app sees it.
+  counted--;
   return raw('garbage', id);
 }
 

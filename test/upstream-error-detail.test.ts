@@ -16,6 +16,7 @@ import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
 import { STATUS_ERROR, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './telemetry-e2e/otlp-receiver.js';
 
 const KEY_IN_MESSAGE = 'sk-proj-userEchoedKey1234567890';
@@ -73,9 +74,7 @@ let upstreamServer: Server;
 let receiver: OtlpReceiver;
 let gw: TestGateway;
 let client: OpenAI;
-const logLines: Array<Record<string, any>> = [];
-const rawLogLines: string[] = [];
-const realWrite = process.stdout.write;
+let gatewayLog: GatewayLogCapture;
 
 beforeAll(async () => {
   upstreamServer = createServer((req, res) => {
@@ -95,18 +94,7 @@ beforeAll(async () => {
   for (const name of Object.keys(process.env)) if (name.startsWith('OTEL_')) delete process.env[name];
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
   process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
-  process.stdout.write = function (this: NodeJS.WriteStream, chunk: any, ...rest: any[]) {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    if (text.startsWith('{"time":')) {
-      for (const line of text.split('\n')) {
-        if (!line.includes('"msg":"request"')) continue;
-        rawLogLines.push(line);
-        logLines.push(JSON.parse(line));
-      }
-      return true;
-    }
-    return (realWrite as any).call(this, chunk, ...rest);
-  } as typeof process.stdout.write;
+  gatewayLog = captureGatewayLog();
 
   gw = await startTestGateway(`
 server: {host: 127.0.0.1, drain_timeout_ms: 2000}
@@ -128,7 +116,7 @@ afterAll(async () => {
   await gw?.close();
   await receiver?.close();
   await new Promise<void>((r) => (upstreamServer ? upstreamServer.close(() => r()) : r()));
-  process.stdout.write = realWrite;
+  gatewayLog.restore();
 });
 
 interface Records {
@@ -140,12 +128,12 @@ interface Records {
 /** The log line (waited for: accounting may end after the client's answer) and the CLIENT span of request `id`. */
 async function recordsOf(id: string): Promise<Records> {
   const until = Date.now() + 5000;
-  while (!logLines.some((l) => l.request_id === id) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  const index = logLines.findIndex((l) => l.request_id === id);
+  while (!gatewayLog.requests.some((l) => l.request_id === id) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  const index = gatewayLog.requests.findIndex((l) => l.request_id === id);
   expect(index, `log line of ${id}`).toBeGreaterThanOrEqual(0);
   const { client: span } = await receiver.waitForRequest(id, 3000);
   expect(span, `CLIENT span of ${id}`).toBeDefined();
-  return { log: logLines[index], rawLog: rawLogLines[index], span: span! };
+  return { log: gatewayLog.requests[index], rawLog: gatewayLog.rawRequests[index], span: span! };
 }
 
 const newId = (label: string) => `detail-${label}-${randomUUID()}`;
@@ -269,7 +257,7 @@ describe('upstream error detail: log line and CLIENT span', () => {
     expect(span.attributes['promptgate.upstream.error_code']).toBe('server_overloaded');
   });
 
-  it('a pass-through route records the request id (its streamed body is not read for a code)', async () => {
+  it('a pass-through route records the request id and the error code (read as the body streams past)', async () => {
     const id = newId('embed');
     const err = await client.embeddings.create({ model: 'text-embedding-3-small', input: 'hi' }, options('embeddings429', id)).then(
       () => undefined,
@@ -277,9 +265,9 @@ describe('upstream error detail: log line and CLIENT span', () => {
     );
     expect(err?.status).toBe(429);
     const { log, span } = await recordsOf(id);
-    expect(log).toMatchObject({ route: '/v1/embeddings', error_type: 'upstream_429', upstream_request_id: 'req_embed_0001' });
-    expect(log).not.toHaveProperty('upstream_error_code');
+    expect(log).toMatchObject({ route: '/v1/embeddings', error_type: 'upstream_429', upstream_error_code: 'rate_limit_exceeded', upstream_request_id: 'req_embed_0001' });
     expect(span.attributes['http.response.header.x-request-id']).toEqual(['req_embed_0001']);
+    expect(span.attributes['promptgate.upstream.error_code']).toBe('rate_limit_exceeded');
   });
 
   it('neither value becomes a Prometheus label', async () => {

@@ -35,7 +35,7 @@ const REQUEST_ID_UNSAFE = /[^A-Za-z0-9._:/+=-]/g;
  */
 const ERROR_CODE = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** An error envelope is a few hundred bytes: a larger error body is not parsed for its code. */
-const MAX_ERROR_BYTES = 64 * 1024;
+export const MAX_ERROR_BYTES = 64 * 1024;
 
 /**
  * Notes the upstream's request id (`x-request-id`, what OpenAI SDKs expose as `_request_id`)

@@ -39,12 +39,12 @@ export interface ChatBody {
 
 export function chatCompletions(deps: GatewayDeps) {
   return async function chatCompletionsHandler(c: Context<AppEnv>): Promise<Response> {
-    refuseWhileDraining(deps);
     const runtime: Runtime = deps.holder.current;
     const config = runtime.config;
     const header = headerGetter(c);
     const outgoing = c.env?.outgoing;
     const exchange = openExchange(c, deps, config, { route: '/v1/chat/completions', header, captureContent: config.telemetry.capture_content });
+    refuseWhileDraining(deps); // after the exchange opened: the 503 is accounted
 
     try {
       // 1. receive

@@ -7,9 +7,38 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../telemetry/spans.js';
 import type { RequestRecord } from '../telemetry/types.js';
+import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
+import { shown } from '../errors.js';
 import type { ForwardOptions } from './forward.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** The request id: the client's `x-request-id` when it is 1 to 200 printable ASCII characters, else a new UUID. */
+export function requestIdOf(incoming: string | undefined): string {
+  return incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+}
+
+/**
+ * The record of a request no route serves (`isUnmatchedRoute`: an unknown path, a method the
+ * path does not take), finished as it is turned away: no exchange, no upstream, no span. Its
+ * `route` is `unmatched` (the path would make a label without bounds); the path, cut to 100
+ * characters, goes to the log line only, where it shows what the client asked for (a base URL
+ * without `/v1` sends `/chat/completions`).
+ */
+export function unmatchedRecord(options: { method: string; path: string; incomingRequestId: string | undefined; status: number; errorType: string }): RequestRecord {
+  return {
+    requestId: requestIdOf(options.incomingRequestId),
+    route: UNMATCHED_ROUTE,
+    path: shown(options.path),
+    method: options.method,
+    status: options.status,
+    outcome: 'error',
+    errorType: options.errorType,
+    stream: false,
+    attempts: 0,
+    latencyMs: 0,
+  };
+}
 
 export interface ExchangeOptions {
   route: string;
@@ -54,7 +83,7 @@ export class Exchange {
   readonly content: EndSpanOptions;
 
   constructor(options: ExchangeOptions) {
-    this.requestId = options.incomingRequestId && REQUEST_ID.test(options.incomingRequestId) ? options.incomingRequestId : randomUUID();
+    this.requestId = requestIdOf(options.incomingRequestId);
     this.record = {
       requestId: this.requestId,
       route: options.route,

@@ -19,10 +19,13 @@
  * JSON, a content coding, a body or stream cut short, no usage in it) is accounted as any
  * pass-through answer (status, latency). A body cut short before anything went to the
  * client (while read for the cost header) is a gateway error, as on the chat route.
+ *
+ * An error answer on any pass-through route is read the same way for its error code only
+ * (`noteErrorCode`), as the chat route records it.
  */
 import { formatUsd } from '../telemetry/pricing.js';
 import { usageFromOpenAI } from '../telemetry/usage.js';
-import { priceUsage } from './accounting.js';
+import { MAX_ERROR_BYTES, noteUpstreamError, priceUsage } from './accounting.js';
 import { contentCodings } from './content-coding.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError } from './forward.js';
@@ -184,6 +187,28 @@ export async function meterUsage(o: MeterOptions): Promise<MeteredResponse> {
     if (typeof cost === 'number') o.headers['x-promptgate-cost-usd'] = formatUsd(cost);
   }
   return { ...response, body: relayed(head, iterator, (chunk) => fields.push(chunk), end) };
+}
+
+/**
+ * The error answer (status >= 400) to relay in place of `response`: the same bytes, sent as
+ * they come, its first MAX_ERROR_BYTES kept on the side. When the body ends within them, its
+ * error code goes on the record as on the chat route (`noteUpstreamError`: `error.code`, else
+ * `error.type`; a body that is not the JSON envelope has none). A longer body (an HTML page,
+ * a dump) is let go past that size, and a compressed one is not read at all.
+ */
+export function noteErrorCode(response: UpstreamResponse, exchange: Exchange): UpstreamResponse {
+  if (contentCodings(response.headers['content-encoding']).length > 0 || Number(response.headers['content-length']) > MAX_ERROR_BYTES) return response;
+  const kept: Uint8Array[] = [];
+  let bytes = 0;
+  const keep = (chunk: Uint8Array) => {
+    bytes += chunk.byteLength;
+    if (bytes <= MAX_ERROR_BYTES) kept.push(chunk);
+    else kept.length = 0;
+  };
+  const end = () => {
+    if (bytes <= MAX_ERROR_BYTES) noteUpstreamError(exchange, Buffer.concat(kept));
+  };
+  return { ...response, body: relayed(NOTHING_READ, response.body[Symbol.asyncIterator](), keep, end) };
 }
 
 /** Writes what the answer said onto the record and prices it; the cost, or null/undefined (unknown price, no usage). */

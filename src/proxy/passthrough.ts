@@ -1,8 +1,9 @@
 /**
  * Every other `/v1/*` route (embeddings, files, models, responses, ...): method, query,
  * headers and body go to the default route's upstreams; status, headers and body (streamed
- * as it arrives) come back. Accounting is basic: status, latency, upstream, attempts;
- * `POST /v1/embeddings` and `POST /v1/responses` add usage and cost (passthrough-usage.ts).
+ * as it arrives) come back. Accounting is basic: status, latency, upstream, attempts, and
+ * the error code of an error answer; `POST /v1/embeddings` and `POST /v1/responses` add usage
+ * and cost (passthrough-usage.ts).
  */
 import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
@@ -12,7 +13,7 @@ import { GatewayError, unknownRouteError } from '../errors.js';
 import { bodyReadError, forward, ClientGoneError } from './forward.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
-import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteMeteredRequest, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
+import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteErrorCode, noteMeteredRequest, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
 import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
 import { noteUpstreamAnswer } from './accounting.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
@@ -25,7 +26,6 @@ export function passThrough(deps: GatewayDeps) {
   // Background responses created through this app and not yet accounted (across reloads).
   const background = new BackgroundResponses();
   return async function passThroughHandler(c: Context<AppEnv>): Promise<Response> {
-    refuseWhileDraining(deps);
     const runtime = deps.holder.current;
     const config = runtime.config;
     const method = c.req.method;
@@ -35,7 +35,10 @@ export function passThrough(deps: GatewayDeps) {
     // (nginx does) would serve chat completions past templates, guard and accounting.
     const pathname = path.split('?', 1)[0];
     if (pathname !== '/chat/completions' && pathname.split('/').filter(Boolean).join('/') === 'chat/completions') throw unknownRouteError(method, c.req.url);
+    // The refusals below come after the exchange opens, so they are accounted under the route.
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
+    refuseWhileDraining(deps);
+    refuseEncodedDotSegment(pathname);
     refuseWebSocket(header);
 
     try {
@@ -79,7 +82,6 @@ export function passThrough(deps: GatewayDeps) {
       });
       const { response } = forwarded;
       exchange.record.ttfbMs = performance.now() - exchange.startedAt;
-      // The body is relayed as it streams, unread: only the request id is noted, not an error code.
       noteUpstreamAnswer(exchange, response.headers);
       const alias = (method === 'GET' || method === 'HEAD') && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
       if (alias !== undefined) return await retrieveAlias(response, alias, exchange, method === 'HEAD');
@@ -106,7 +108,9 @@ export function passThrough(deps: GatewayDeps) {
       // (RFC 9110 §8.6: a download's size, which clients show as progress).
       const length = response.headers['content-length'];
       if (typeof length === 'string') headers['content-length'] = length;
-      const relayed: MeteredResponse = metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background }) : response;
+      // An error answer's code is read on the way; a success is read on metered routes only.
+      const relayed: MeteredResponse =
+        response.status >= 400 ? noteErrorCode(response, exchange) : metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background }) : response;
       return new Response(streamBody(relayed, exchange, c.env?.outgoing), { status: response.status, headers: headers as HeadersInit });
     } catch (err) {
       if (err instanceof ClientGoneError) {
@@ -134,9 +138,6 @@ function originForm(c: Context<AppEnv>): string {
   const start = routed.indexOf('/', routed.indexOf('//') + 2);
   const end = routed.indexOf('?');
   const pathname = start < 0 ? '/' : routed.slice(start, end < 0 ? undefined : end);
-  // `/v1/..%2Fadmin`: a server that decodes `%2F` (or `%5C`, `\`) before resolving dot
-  // segments (nginx does) reads it as `/admin`, outside the base path. No API path has one.
-  if (encodedDotSegment(pathname)) throw new GatewayError('invalid_request', 'The request path has an encoded dot segment (such as ..%2F).');
   // The query as the client wrote it (WHATWG URL re-encodes some bytes, `'` among them).
   const target = withoutFragment(c.env?.incoming?.url ?? routed);
   const at = target.indexOf('?');
@@ -146,6 +147,14 @@ function originForm(c: Context<AppEnv>): string {
 function withoutFragment(target: string): string {
   const hash = target.indexOf('#');
   return hash < 0 ? target : target.slice(0, hash);
+}
+
+/**
+ * `/v1/..%2Fadmin`: a server that decodes `%2F` (or `%5C`, `\`) before resolving dot
+ * segments (nginx does) reads it as `/admin`, outside the base path. No API path has one.
+ */
+function refuseEncodedDotSegment(pathname: string): void {
+  if (encodedDotSegment(pathname)) throw new GatewayError('invalid_request', 'The request path has an encoded dot segment (such as ..%2F).');
 }
 
 /** Whether the path has a `.` or `..` segment once `%2F`, `%5C`, `\` and `%2E` are read as `/`, `/`, `/` and `.`. */

@@ -120,7 +120,8 @@ function serialize(line: LogFields): string {
 }
 
 /**
- * The one-line-per-request record: ids (the upstream's request id too), route, status,
+ * The one-line-per-request record: ids (the upstream's request id too), route (and the
+ * path of a request no route serves, whose route is `unmatched`), status,
  * error (with the upstream's error code), upstream, model, timings, tokens, cost,
  * template/experiment and injection score. No bodies, no keys, no user id.
  */
@@ -130,6 +131,7 @@ export function requestLogLine(r: RequestRecord): LogFields {
     trace_id: r.traceId,
     method: r.method,
     route: r.route,
+    path: r.path,
     status: r.status,
     outcome: r.outcome,
     error_type: r.errorType,

@@ -36,6 +36,12 @@ const OPERATIONS: Readonly<Record<string, string>> = {
 };
 
 /**
+ * The `route` of a request no route serves (an unknown path, a method the path does not
+ * take): one value whatever the path, so a client cannot add series by the paths it tries.
+ */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+/**
  * `error_type` values the gateway itself defines: its error codes and the ways a request or
  * stream ends (proxy/). They always pass and take no slot: otherwise upstream statuses
  * (`upstream_<status>`, a client can provoke many on pass-through routes) or a small
@@ -128,8 +134,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const cap = options.maxLabelValues ?? 50;
   const models = new LabelValues(cap, options.knownModels);
   const bounded = {
-    // the GenAI routes never read `other`: dashboards and rules select route="/v1/chat/completions"
-    route: new LabelValues(cap, Object.keys(OPERATIONS)),
+    // the GenAI routes and `unmatched` never read `other`: dashboards and rules select them
+    route: new LabelValues(cap, [...Object.keys(OPERATIONS), UNMATCHED_ROUTE]),
     // Upstream and provider names come from the config only (exchange.ts: the upstream
     // tried), never from a request: like the config's template names they never collapse,
     // so a small max_label_values (set to bound client models) cannot merge two upstreams.

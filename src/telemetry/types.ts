@@ -26,6 +26,8 @@ export interface RequestRecord {
   requestId: string;
   /** Route pattern, e.g. `/v1/chat/completions`, `/v1/*` (bounded, used as a label). */
   route: string;
+  /** The request's path (cut to 100 characters), on requests no route serves (`route` `unmatched`) only: log line, never a label. */
+  path?: string;
   method: string;
   status: number;
   outcome: RequestOutcome;

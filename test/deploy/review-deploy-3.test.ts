@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { CacheResult } from '../../src/context/types.js';
 import { FINAL_WRITES_MS } from '../../src/server.js';
-import { EXPERIMENT_METRICS, GATEWAY_ERROR_TYPES } from '../../src/telemetry/metrics.js';
+import { EXPERIMENT_METRICS, GATEWAY_ERROR_TYPES, UNMATCHED_ROUTE } from '../../src/telemetry/metrics.js';
 import { SHUTDOWN_FLUSH_MS } from '../../src/telemetry/tracing.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.js';
@@ -240,6 +240,7 @@ pricing: {gpt-4o-mini: {input: 0.15, output: 0.6}}
     const canEmit: Record<string, readonly string[]> = {
       status_class: ['1xx', '2xx', '3xx', '4xx', '5xx'],
       error_type: GATEWAY_ERROR_TYPES,
+      route: [UNMATCHED_ROUTE],
       metric: EXPERIMENT_METRICS,
       result: ['hit', 'miss', 'stale'] satisfies CacheResult[],
     };
