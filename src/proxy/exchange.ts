@@ -21,15 +21,15 @@ export function requestIdOf(incoming: string | undefined): string {
 /**
  * The record of a request no route serves (`isUnmatchedRoute`: an unknown path, a method the
  * path does not take), finished as it is turned away: no exchange, no upstream, no span. Its
- * `route` is `unmatched` (the path would make a label without bounds); the path, cut to 100
- * characters, goes to the log line only, where it shows what the client asked for (a base URL
- * without `/v1` sends `/chat/completions`).
+ * `route` is `unmatched` (the path would make a label without bounds); the path, decoded
+ * (`decodedPath`) and cut to 100 characters, goes to the log line only, where it shows what
+ * the client asked for (a base URL without `/v1` sends `/chat/completions`).
  */
 export function unmatchedRecord(options: { method: string; path: string; incomingRequestId: string | undefined; status: number; errorType: string }): RequestRecord {
   return {
     requestId: requestIdOf(options.incomingRequestId),
     route: UNMATCHED_ROUTE,
-    path: shown(options.path),
+    path: shown(decodedPath(options.path)),
     method: options.method,
     status: options.status,
     outcome: 'error',
@@ -38,6 +38,22 @@ export function unmatchedRecord(options: { method: string; path: string; incomin
     attempts: 0,
     latencyMs: 0,
   };
+}
+
+/**
+ * The path with its runs of percent-escapes decoded as UTF-8 (a run that is no UTF-8 stays as
+ * sent): the log's key redactor matches keys as written (`key=sk-...`, `?key=AIza...`), and a
+ * client can escape them (`key%3Dsk-...`). The logger's JSON escapes what decodes to control
+ * characters or quotes, so the line stays one line.
+ */
+function decodedPath(path: string): string {
+  return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return run;
+    }
+  });
 }
 
 export interface ExchangeOptions {

@@ -1,0 +1,131 @@
+/**
+ * Review of today's request accounting (unmatched routes, refusals, pass-through error codes)
+ * and tool-definition counting, as a hostile client would try it.
+ *
+ * - The request log line of a request no route serves names its path. A key the client put
+ *   in that path percent-escaped (`key%3Dsk-...`, `%3Fkey%3DAIza...`) must be masked like one
+ *   written plainly: the path is logged with its escapes decoded, so the redactor sees it.
+ * - Tool definitions nested deeper than the tool count can serialise (found here, owned by
+ *   another engineer: marked `it.fails` / `it.skip`, see each test).
+ *
+ * Two real gateways on 127.0.0.1 port 0 (one with `logging.requests: true`, lines caught on
+ * stdout; one with a capped template) in front of the steered mock upstream; all closed here.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
+import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+
+const KEY = 'sk-proj-Review8Key0123456789abcdefghijklmnop';
+const GOOGLE_KEY = 'AIzaSyReview8Key0123456789abcdefghijk';
+
+let upstream: MockUpstream;
+let logged: TestGateway;
+let capped: TestGateway;
+let log: GatewayLogCapture;
+let dir: string;
+
+beforeAll(async () => {
+  log = captureGatewayLog();
+  upstream = await startMockUpstream();
+  dir = mkdtempSync(path.join(tmpdir(), 'promptgate-review-8-'));
+  const template = path.join(dir, 'capped.yaml');
+  writeFileSync(template, `id: capped\nversions:\n  - version: "1.0.0"\n    constraints: {max_input_tokens: 100000}\n    messages:\n      - {role: system, content: "Be brief."}\n`);
+  logged = await startTestGateway(mockConfig(upstream.url).replace('logging: {level: silent}', 'logging: {level: info, requests: true}'));
+  capped = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: capped-bot, template: capped@1.0.0}\n'), { templates: [template] });
+});
+
+afterAll(async () => {
+  await logged?.close();
+  await capped?.close();
+  await upstream?.close();
+  log?.restore();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The request log line (as written and parsed) of the request with x-request-id `id`. */
+async function logLineOf(id: string): Promise<{ line: Record<string, any>; raw: string }> {
+  const until = Date.now() + 3000;
+  while (!log.requests.some((l) => l.request_id === id) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  const index = log.requests.findIndex((l) => l.request_id === id);
+  expect(index, `log line of ${id}`).toBeGreaterThanOrEqual(0);
+  return { line: log.requests[index], raw: log.rawRequests[index] };
+}
+
+describe('the path on the log line of a request no route serves', () => {
+  it.each([
+    ['an escaped = before an OpenAI key', `/files/key%3D${KEY}`, '/files/key=sk-***', KEY.slice(3)],
+    ['a Gemini URL with its query escaped into the path', `/v1beta/models/gemini-pro%3AgenerateContent%3Fkey%3D${GOOGLE_KEY}`, '/v1beta/models/gemini-pro:generateContent?key=***', GOOGLE_KEY.slice(4)],
+    ['an escaped key after an escape that is no UTF-8', `/x%E2%80/%73k-proj-${KEY.slice(8)}`, '/x%E2%80/sk-***', KEY.slice(8)],
+  ])('masks a key written percent-escaped: %s', async (_, target, shownPath, secret) => {
+    const id = `review8-${randomUUID()}`;
+    const res = await request(`${logged.url}${target}`, { headers: { 'x-request-id': id } });
+    await res.body.dump();
+    expect(res.statusCode).toBe(404);
+    const { line, raw } = await logLineOf(id);
+    expect(raw).not.toContain(secret);
+    expect(line).toMatchObject({ route: 'unmatched', status: 404, path: shownPath });
+  });
+
+  it('decoded control characters and quotes stay inside the one JSON line', async () => {
+    const id = `review8-${randomUUID()}`;
+    const res = await request(`${logged.url}/a%0A%22b%5C%00c%E2%80%A8`, { headers: { 'x-request-id': id } });
+    await res.body.dump();
+    const { line, raw } = await logLineOf(id);
+    expect(raw).not.toMatch(/[\n\r\0]/);
+    expect(line.path).toBe('/a\n"b\\\0c\u2028');
+  });
+});
+
+/** A JSON value nested `depth` levels deep: `{"a":{"a":...{}}}`. */
+const nested = (depth: number) => '{"a":'.repeat(depth) + '{}' + '}'.repeat(depth);
+
+/** A chat body with one tool whose parameters schema is nested 20,000 levels deep (a few hundred KB). */
+const deepToolBody = (model: string, stream = false) =>
+  `{"model":"${model}","stream":${stream},"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":${nested(20_000)}}}]}`;
+
+describe('tool definitions nested too deeply to count (tool counting: not fixed here, owned elsewhere)', () => {
+  // Defect in the tool count (src/tokenizer/tool-definitions.ts, called from src/proxy/chat.ts):
+  // it serialises the tools with JSON.stringify, which throws RangeError on a schema this deep.
+  // The same nesting in `messages` is a 400 `invalid_request` ("nested too deeply").
+  // Expected: 400 invalid_request. Actual: 500 internal_error. Remove `.fails` once fixed.
+  it.fails('under max_input_tokens, a tool schema nested 20,000 deep is a 400 invalid_request, not a 500', async () => {
+    const res = await request(`${capped.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: deepToolBody('capped-bot') });
+    const body = (await res.body.json()) as { error?: { code?: string } };
+    expect([res.statusCode, body.error?.code]).toEqual([400, 'invalid_request']);
+  });
+
+  // Same defect, after the upstream answered (and billed): the answer has no usage, so the
+  // estimate counts the tools and throws. Expected: the upstream's 200 relayed, tokens
+  // estimated. Actual: 500 internal_error to the client. Remove `.fails` once fixed.
+  it.fails('a non-stream answer without usage to a request with such a tool reaches the client', async () => {
+    const res = await request(`${capped.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mock-no-usage': '1' },
+      body: deepToolBody('gpt-4o-mini'),
+    });
+    await res.body.dump();
+    expect(res.statusCode).toBe(200);
+  });
+
+  // Same defect on a stream without usage (an upstream that omits it, or a client that
+  // disconnects before the usage chunk): the RangeError is thrown in the relay's end callback,
+  // outside any handler, so it is an uncaught exception (the gateway has no handler for one:
+  // the process exits) and the exchange is never finished. Skipped, not `.fails`: running it
+  // takes the test process down with it. Expected: the stream accounted with estimated tokens.
+  it.skip('a stream without usage to a request with such a tool is accounted, and the gateway stays up', async () => {
+    const res = await request(`${capped.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mock-no-usage': '1' },
+      body: deepToolBody('gpt-4o-mini', true),
+    });
+    await res.body.dump();
+    const health = await request(`${capped.url}/healthz`);
+    expect(health.statusCode).toBe(200);
+  });
+});
