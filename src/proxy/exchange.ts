@@ -9,6 +9,7 @@ import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../teleme
 import type { RequestRecord } from '../telemetry/types.js';
 import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
 import { shown } from '../errors.js';
+import { decodedPath } from '../telemetry/logger.js';
 import type { ForwardOptions } from './forward.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
@@ -38,22 +39,6 @@ export function unmatchedRecord(options: { method: string; path: string; incomin
     attempts: 0,
     latencyMs: 0,
   };
-}
-
-/**
- * The path with its runs of percent-escapes decoded as UTF-8 (a run that is no UTF-8 stays as
- * sent): the log's key redactor matches keys as written (`key=sk-...`, `?key=AIza...`), and a
- * client can escape them (`key%3Dsk-...`). The logger's JSON escapes what decodes to control
- * characters or quotes, so the line stays one line.
- */
-function decodedPath(path: string): string {
-  return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
-    try {
-      return decodeURIComponent(run);
-    } catch {
-      return run;
-    }
-  });
 }
 
 export interface ExchangeOptions {

@@ -203,6 +203,33 @@ export function redact(s: string): string {
   return out;
 }
 
+/**
+ * The path with its runs of percent-escapes decoded as UTF-8 (a run that is no UTF-8 stays as
+ * sent): the log's key redactor matches keys as written (`key=sk-...`, `?key=AIza...`), and a
+ * client can escape them (`key%3Dsk-...`). The logger's JSON escapes what decodes to control
+ * characters or quotes, so the line stays one line.
+ */
+export function decodedPath(path: string): string {
+  return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return run;
+    }
+  });
+}
+
+/**
+ * A request path as a span may record it (`url.path`): as sent, unless it holds a credential
+ * (plain or percent-escaped: a client that put its key in the path), then decoded and masked
+ * as a log line would be.
+ */
+export function redactPath(path: string): string {
+  const decoded = decodedPath(path);
+  const masked = redact(decoded);
+  return masked === decoded ? path : masked;
+}
+
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }

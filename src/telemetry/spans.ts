@@ -34,6 +34,7 @@ import {
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
+import { redactPath } from './logger.js';
 import { inputMessages, messagesJson, outputMessages, type CompletionChoice } from './genai-messages.js';
 import type { RequestRecord } from './types.js';
 
@@ -170,10 +171,12 @@ class RequestSpans implements ServerSpan {
     this.#parent = parent;
     const known = KNOWN_METHODS.has(options.method);
     // HTTP server semconv: method, url.path and url.scheme are required (the query is not
-    // recorded: it may carry what the client did not mean for traces).
+    // recorded: it may carry what the client did not mean for traces). A path other than the
+    // route's (pass-through: /v1/files/<id>) is masked if it holds a key, as logs are.
+    const path = options.path === undefined || options.path === options.route ? options.route : redactPath(options.path);
     const attributes: Attributes = known
-      ? { 'http.request.method': options.method, 'http.route': options.route, 'url.path': options.path ?? options.route, 'url.scheme': 'http' }
-      : { 'http.request.method': '_OTHER', 'http.request.method_original': options.method, 'http.route': options.route, 'url.path': options.path ?? options.route, 'url.scheme': 'http' };
+      ? { 'http.request.method': options.method, 'http.route': options.route, 'url.path': path, 'url.scheme': 'http' }
+      : { 'http.request.method': '_OTHER', 'http.request.method_original': options.method, 'http.route': options.route, 'url.path': path, 'url.scheme': 'http' };
     this.#server = tracer.startSpan(serverSpanName(known ? options.method : 'HTTP', options.route), { kind: SpanKind.SERVER, startTime: options.startTime, attributes }, parent);
   }
 

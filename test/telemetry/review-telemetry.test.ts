@@ -18,6 +18,11 @@ import { SPAN_KIND_CLIENT, SPAN_KIND_SERVER, startOtlpReceiver, type OtlpReceive
 const GENAI_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
 const GENAI_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
+const KEYED_PATHS: ReadonlyArray<[string, string]> = [
+  ['key-plain', '/v1/files/sk-proj-abcdefghijklmnop1234'],
+  ['key-escaped', '/v1/files/key%3Dsk-proj-abcdefghijklmnop1234'],
+  ['no-key', '/v1/files/file-abc%20x'],
+];
 const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
 
 const base: RequestRecord = {
@@ -134,6 +139,9 @@ describe('spans: content capture on a cut stream, HTTP method', () => {
     run('plain', {});
     const other = startServerSpan({ method: 'PROPFIND', route: '/v1/*', path: '/v1/files/file-1', headers: () => undefined });
     other.end({ ...base, requestId: 'propfind', route: '/v1/*', method: 'PROPFIND', status: 404, outcome: 'error', attempts: 0, usage: undefined });
+    for (const [requestId, path] of KEYED_PATHS) {
+      startServerSpan({ method: 'GET', route: '/v1/files/*', path, headers: () => undefined }).end({ ...base, requestId, route: '/v1/files/*', method: 'GET', status: 404, outcome: 'error', attempts: 1, usage: undefined });
+    }
     await telemetry.shutdown();
   });
 
@@ -164,6 +172,16 @@ describe('spans: content capture on a cut stream, HTTP method', () => {
     const server = receiver.spans.find((s) => s.kind === SPAN_KIND_SERVER && s.attributes['promptgate.request.id'] === 'propfind')!;
     expect(server.name).toBe('HTTP /v1/*');
     expect(server.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'PROPFIND', 'http.route': '/v1/*' });
+  });
+
+  // Regression: a key a client put in a pass-through path (by mistake, or escaped) went to
+  // traces as written; logs masked it.
+  it('masks a key in url.path, plain or percent-escaped, and keeps other paths as sent', () => {
+    const pathOf = (id: string) => receiver.spans.find((s) => s.kind === SPAN_KIND_SERVER && s.attributes['promptgate.request.id'] === id)!.attributes['url.path'];
+    expect(pathOf('key-plain')).toBe('/v1/files/sk-***');
+    expect(pathOf('key-escaped')).toBe('/v1/files/key=sk-***');
+    expect(pathOf('no-key')).toBe('/v1/files/file-abc%20x');
+    for (const [id] of KEYED_PATHS) expect(String(pathOf(id))).not.toContain('sk-proj-');
   });
 
   // Regression: HTTP server semconv requires url.path and url.scheme; the SERVER span had neither.
