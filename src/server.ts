@@ -22,7 +22,7 @@ import { createApp } from './app.js';
 import { createContextRuntime, RECIPE_METRICS } from './context/runtime.js';
 import { AssignmentCounters } from './experiments/counters.js';
 import type { Lifecycle } from './app-types.js';
-import type { Exchange } from './proxy/exchange.js';
+import { unmatchedRecord, type Exchange } from './proxy/exchange.js';
 import { loadConfigFile } from './config/load.js';
 import { portFromEnv } from './config/port.js';
 import { restartOnlyChanges } from './config/restart-only.js';
@@ -99,7 +99,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       // A request that came in over a kept-alive connection during the drain: its answer
       // closes the connection, so the client opens its next one elsewhere.
       if (lifecycle.draining) closeAfter(res);
-      if (req.headers.host === undefined && req.httpVersion === '1.1') return answerNoHost(res);
+      if (req.headers.host === undefined && req.httpVersion === '1.1') return answerNoHost(res, onRequestDone);
       void listener(req, res);
     });
     s.once('error', reject);
@@ -109,7 +109,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     inflight.add(res);
     res.once('close', () => inflight.delete(res));
   });
-  server.on('clientError', answerUnparsable);
+  server.on('clientError', answerUnparsable(onRequestDone));
   server.keepAliveTimeout = 65_000; // longer than typical client idle timeouts, so clients close first
   const bound = (server.address() as AddressInfo).port;
   logger.info('listening', { host: config.server.host, port: bound, config: options.file, upstreams: config.routing.default });
@@ -230,21 +230,43 @@ function configuredLabels(config: RuntimeConfig): ConfiguredLabelValues {
  * request not received within `headersTimeout` / `requestTimeout`) never reaches the app,
  * or is cut before its body is read: answer it in the OpenAI envelope too, instead of
  * Node's bare 400/408/431, and close the connection (RFC 9112 §2.2: nothing after it can be framed).
+ * One the app never saw is accounted here, under `route="unmatched"` with its error code
+ * (`invalid_request`, `headers_too_large`, `request_timeout`) and a log line without method
+ * or path: nothing the client sent is read back, it may carry a key.
  */
-function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
-  // A response on this connection already under way (a stream, then a pipelined garbage
-  // request) would get the 400 spliced into its body: close instead, as Node's own handler does.
-  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
-    socket.destroy();
-    return;
-  }
-  const { status, body } = errorBody(rejection(err.code));
-  const json = JSON.stringify(body);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
-      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`,
-  );
+function answerUnparsable(onRequestDone: (record: RequestRecord) => void) {
+  return function answerUnparsableRequest(err: NodeJS.ErrnoException, socket: Duplex): void {
+    // A reset is the client leaving, not a request (Node's own handler ignores it too).
+    if (err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const error = rejection(err.code);
+    // While the app has a request on this connection (its body timed out, or garbage came
+    // pipelined behind its answer), that request's exchange accounts what happens: counting
+    // here too would count the connection twice. Only a request no handler saw counts here.
+    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (!inFlight) onRequestDone(rejectedRecord(error));
+    // A response on this connection already under way (a stream, then a pipelined garbage
+    // request) would get the error spliced into its body: close instead, as Node's own handler does.
+    if (!socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const { status, body } = errorBody(error);
+    const json = JSON.stringify(body);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`,
+    );
+  };
+}
+
+/** The record of a request Node could not parse: no method, no path, no request id were read. */
+function rejectedRecord(error: GatewayError): RequestRecord {
+  const record = unmatchedRecord({ method: '', path: '', incomingRequestId: undefined, status: error.status, errorType: error.code });
+  record.path = undefined;
+  return record;
 }
 
 /**
@@ -259,11 +281,23 @@ function answerUnroutable(err: unknown): Response {
   return Response.json(body, { status });
 }
 
-/** 400 in the envelope for an HTTP/1.1 request without `Host`, closing the connection as Node does. */
-function answerNoHost(res: ServerResponse): void {
-  const json = JSON.stringify(errorBody(new GatewayError('invalid_request', 'The request has no Host header.')).body);
+/**
+ * 400 in the envelope for an HTTP/1.1 request without `Host`, closing the connection as Node
+ * does; accounted under `route="unmatched"` like the requests Node rejects itself.
+ */
+function answerNoHost(res: ServerResponse, onRequestDone: (record: RequestRecord) => void): void {
+  const error = new GatewayError('invalid_request', 'The request has no Host header.');
+  onRequestDone(unmatchedRecord({ method: res.req.method ?? '', path: pathOf(res.req.url), incomingRequestId: undefined, status: error.status, errorType: error.code }));
+  const json = JSON.stringify(errorBody(error).body);
   res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), connection: 'close' });
   res.end(json);
+}
+
+/** The path of a request target without its query (the log line shows no query: it may carry a key). */
+function pathOf(target: string | undefined): string {
+  const path = target ?? '';
+  const query = path.indexOf('?');
+  return query === -1 ? path : path.slice(0, query);
 }
 
 /** The error a request Node's HTTP server rejected gets, by Node's error code. */

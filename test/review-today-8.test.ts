@@ -5,8 +5,9 @@
  * - The request log line of a request no route serves names its path. A key the client put
  *   in that path percent-escaped (`key%3Dsk-...`, `%3Fkey%3DAIza...`) must be masked like one
  *   written plainly: the path is logged with its escapes decoded, so the redactor sees it.
- * - Tool definitions nested deeper than the tool count can serialise (found here, owned by
- *   another engineer: marked `it.fails` / `it.skip`, see each test).
+ * - Tool definitions nested deeper than the tool count can serialise: the count threw a
+ *   RangeError (a 500, and on a stream's end an uncaught exception that ended the process);
+ *   they now count 0 and the request goes on as any other that deep.
  *
  * Two real gateways on 127.0.0.1 port 0 (one with `logging.requests: true`, lines caught on
  * stdout; one with a capped template) in front of the steered mock upstream; all closed here.
@@ -89,21 +90,19 @@ const nested = (depth: number) => '{"a":'.repeat(depth) + '{}' + '}'.repeat(dept
 const deepToolBody = (model: string, stream = false) =>
   `{"model":"${model}","stream":${stream},"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":${nested(20_000)}}}]}`;
 
-describe('tool definitions nested too deeply to count (tool counting: not fixed here, owned elsewhere)', () => {
-  // Defect in the tool count (src/tokenizer/tool-definitions.ts, called from src/proxy/chat.ts):
-  // it serialises the tools with JSON.stringify, which throws RangeError on a schema this deep.
-  // The same nesting in `messages` is a 400 `invalid_request` ("nested too deeply").
-  // Expected: 400 invalid_request. Actual: 500 internal_error. Remove `.fails` once fixed.
-  it.fails('under max_input_tokens, a tool schema nested 20,000 deep is a 400 invalid_request, not a 500', async () => {
+describe('tool definitions nested too deeply to count', () => {
+  // Regression: the tool count serialises the tools with JSON.stringify, which throws a
+  // RangeError on a schema this deep: a 500. The same nesting in `messages` is a 400
+  // `invalid_request` ("nested too deeply"), and so is this now.
+  it('under max_input_tokens, a tool schema nested 20,000 deep is a 400 invalid_request, not a 500', async () => {
     const res = await request(`${capped.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: deepToolBody('capped-bot') });
     const body = (await res.body.json()) as { error?: { code?: string } };
     expect([res.statusCode, body.error?.code]).toEqual([400, 'invalid_request']);
   });
 
-  // Same defect, after the upstream answered (and billed): the answer has no usage, so the
-  // estimate counts the tools and throws. Expected: the upstream's 200 relayed, tokens
-  // estimated. Actual: 500 internal_error to the client. Remove `.fails` once fixed.
-  it.fails('a non-stream answer without usage to a request with such a tool reaches the client', async () => {
+  // Regression, after the upstream answered (and billed): the answer has no usage, so the
+  // estimate counted the tools and threw: a 500 instead of the upstream's 200.
+  it('a non-stream answer without usage to a request with such a tool reaches the client', async () => {
     const res = await request(`${capped.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-mock-no-usage': '1' },
@@ -113,12 +112,10 @@ describe('tool definitions nested too deeply to count (tool counting: not fixed 
     expect(res.statusCode).toBe(200);
   });
 
-  // Same defect on a stream without usage (an upstream that omits it, or a client that
-  // disconnects before the usage chunk): the RangeError is thrown in the relay's end callback,
-  // outside any handler, so it is an uncaught exception (the gateway has no handler for one:
-  // the process exits) and the exchange is never finished. Skipped, not `.fails`: running it
-  // takes the test process down with it. Expected: the stream accounted with estimated tokens.
-  it.skip('a stream without usage to a request with such a tool is accounted, and the gateway stays up', async () => {
+  // Regression on a stream without usage (an upstream that omits it, or a client that
+  // disconnects before the usage chunk): the RangeError was thrown in the relay's end
+  // callback, outside any handler, an uncaught exception that ended the process.
+  it('a stream without usage to a request with such a tool is accounted, and the gateway stays up', async () => {
     const res = await request(`${capped.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-mock-no-usage': '1' },

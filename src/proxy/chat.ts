@@ -10,7 +10,7 @@ import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { formatUsd } from '../telemetry/pricing.js';
-import { NO_TOOL_TOKENS, toolTokensOnce } from '../telemetry/usage.js';
+import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
@@ -87,7 +87,7 @@ export function chatCompletions(deps: GatewayDeps) {
         // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
         body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
         hasContext = plan !== undefined;
-        if (maxInput !== undefined) checkInputTokens(body.messages, toolTokens(), maxInput);
+        if (maxInput !== undefined) checkInputTokens(body.messages, { toolTokens: toolTokens(), max: maxInput, encoding: encodingFor(body.model) });
         else toolTokens = toolTokensOnce(body);
       } else {
         body = keepExactNumbers(withoutPromptFields(received), received);
@@ -136,8 +136,8 @@ export function chatCompletions(deps: GatewayDeps) {
       // records runs while the upstream works on it.
       try {
         if (!guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
-        // The final prompt's tokens, for the span only.
-        if (hasContext && exchange.spans.recording) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[]);
+        // The final prompt's tokens, tools included, in the model's encoding: for the span only.
+        if (hasContext && exchange.spans.recording) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[], { toolTokens: toolTokens(), encoding: encodingFor(body.model) });
       } catch (err) {
         // Abandon the upstream call as for a client that left (its breaker is not blamed);
         // the error boundary answers and records the error, and the call's end is dropped.
@@ -268,12 +268,14 @@ function noteSelection(exchange: Exchange, selection: Selection): void {
 /**
  * `constraints.max_input_tokens`: the prompt as it would go upstream (rendered template,
  * context, the client's turns, and the tool definitions OpenAI bills as prompt), counted as
- * the context budget counts it, is refused over the cap with OpenAI's code for a prompt over
- * a model's context window. The context budget already trims context to fit: what is left
+ * the context budget counts it but all in the encoding of the model it goes to (the one the
+ * usage estimate counts in), is refused over the cap with OpenAI's code for a prompt over a
+ * model's context window. The context budget already trims context to fit: what is left
  * over is the template, the client's own turns and its tools.
  */
-function checkInputTokens(messages: unknown, toolTokens: number, max: number): void {
-  const tokens = (Array.isArray(messages) ? messagesTokens(messages) : 0) + toolTokens;
+function checkInputTokens(messages: unknown, cap: { toolTokens: number; max: number; encoding: EncodingName }): void {
+  const { toolTokens, max, encoding } = cap;
+  const tokens = (Array.isArray(messages) ? messagesTokens(messages, encoding) : 0) + toolTokens;
   if (tokens <= max) return;
   const detail = toolTokens > 0 ? ` (${toolTokens} of them tool definitions)` : '';
   const remedy = toolTokens > 0 ? 'Shorten the messages or send fewer or smaller tools.' : 'Shorten the messages.';

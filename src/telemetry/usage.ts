@@ -7,7 +7,7 @@
  * call `preloadTokenizer` at start-up to keep that out of a request.
  */
 import { tokenCounter, type EncodingName } from '../tokenizer/index.js';
-import { hasToolDefinitions, toolDefinitionTokens, type ToolDefinitions } from '../tokenizer/tool-definitions.js';
+import { hasToolDefinitions, toolDefinitionTokensRemembered, type ToolDefinitions } from '../tokenizer/tool-definitions.js';
 import { messageCalls } from './calls.js';
 import type { Usage } from './types.js';
 
@@ -110,9 +110,10 @@ function sampledCount(counter: { count(text: string): number }, text: string): n
 }
 
 /** The tiktoken encoding of a model family (OpenAI's `tiktoken/model.py` mapping). */
-export function encodingFor(model: string | undefined): EncodingName {
+export function encodingFor(model: unknown): EncodingName {
   // A fine-tuned model (`ft:gpt-3.5-turbo-0125:org::id`) uses its base model's encoding.
-  const name = (model ?? '').toLowerCase().replace(/^.*\//, '').replace(/^ft:/, '');
+  // A model that is not a string (a client's `"model": 5`, refused later) counts as o200k_base.
+  const name = (typeof model === 'string' ? model : '').toLowerCase().replace(/^.*\//, '').replace(/^ft:/, '');
   if (/^(?:gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o\d)/.test(name)) return 'o200k_base';
   if (/^(?:gpt-4|gpt-3\.5|gpt-35|text-embedding-)/.test(name)) return 'cl100k_base';
   return 'o200k_base';
@@ -122,11 +123,13 @@ export function encodingFor(model: string | undefined): EncodingName {
 export const NO_TOOL_TOKENS = (): number => 0;
 
 /**
- * The tokens of a request's tool definitions (`toolDefinitionTokens`, in its model's
- * encoding), counted on the first call and remembered: one count per request, however many
+ * The tokens of a request's tool definitions (`toolDefinitionTokensRemembered`, in its
+ * model's encoding), read on the first call and kept: one look-up per request, however many
  * checks read it (the context budget, `max_input_tokens`, the usage estimate), and none for
- * a request whose checks never ask (its upstream reports usage). A request without tools
- * gets `NO_TOOL_TOKENS`. One per request, not shared; it lets go of the tools once counted.
+ * a request whose checks never ask (its upstream reports usage). A tool list seen before in
+ * this process is not counted again; tools nested too deeply to serialise count 0
+ * (`uncountedIfTooDeep`). A request without tools gets `NO_TOOL_TOKENS`. One per request,
+ * not shared; it lets go of the tools once counted.
  *
  * @example
  * const toolTokens = toolTokensOnce(body);
@@ -138,11 +141,28 @@ export function toolTokensOnce(request: ToolDefinitions & { model?: unknown }): 
   let tokens = 0;
   return () => {
     if (definitions) {
-      tokens = toolDefinitionTokens(definitions, encodingFor(typeof definitions.model === 'string' ? definitions.model : undefined));
+      const request = definitions;
+      tokens = uncountedIfTooDeep(() => toolDefinitionTokensRemembered(request, encodingFor(request.model)));
       definitions = undefined;
     }
     return tokens;
   };
+}
+
+/**
+ * A count that never throws for a client's nesting: JSON.stringify runs out of stack (a
+ * RangeError) on a schema nested some thousands deep, and the count is also read where
+ * nothing may throw (a stream's end, after the answer went out). Such tools count 0: an
+ * estimate of what cannot be read; a body that deep is refused (400 `invalid_request`,
+ * nested too deeply) wherever the gateway serialises it, and no upstream takes such a schema.
+ */
+function uncountedIfTooDeep(count: () => number): number {
+  try {
+    return count();
+  } catch (err) {
+    if (err instanceof RangeError) return 0;
+    throw err;
+  }
 }
 
 /** Loads the encoding `estimateUsage` will need for this model now rather than in a request. */

@@ -9,6 +9,8 @@
  * the block. The JSON also counts the schema's quotes and braces, so for large schemas it
  * tends to be a little over OpenAI's count rather than under it.
  */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { countTokens, type EncodingName } from './index.js';
 
 /** Framing of one definition in the rendered block (cookbook: `func_init`). */
@@ -46,6 +48,28 @@ export function toolDefinitionTokens(request: ToolDefinitions, encoding: Encodin
   if (Array.isArray(request.functions)) {
     for (const definition of request.functions) n += definitionTokens(definition, encoding);
   }
+  return n;
+}
+
+/**
+ * Counts of tool lists seen recently, by encoding and the SHA-256 of the list's JSON. An
+ * agent resends the same tools on every turn: hashing 20 KB of schema takes ~0.05 ms,
+ * counting it ~1 ms. The keys are digests of a fixed length, so the entry bound is also a
+ * byte bound (~100 KB): a client that varies its tools only evicts older lists.
+ * Process-wide, shared by every request.
+ */
+const rememberedLists = new LRUCache<string, number>({ max: 1024 });
+
+/**
+ * `toolDefinitionTokens`, counted once per process for a tool list seen before (the same
+ * `tools` and `functions`, in the same encoding).
+ */
+export function toolDefinitionTokensRemembered(request: ToolDefinitions, encoding: EncodingName = 'o200k_base'): number {
+  if (!hasToolDefinitions(request)) return 0;
+  const json = JSON.stringify([request.tools ?? null, request.functions ?? null]);
+  const key = `${encoding}:${createHash('sha256').update(json).digest('base64')}`;
+  let n = rememberedLists.get(key);
+  if (n === undefined) rememberedLists.set(key, (n = toolDefinitionTokens(request, encoding)));
   return n;
 }
 
