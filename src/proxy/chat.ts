@@ -11,7 +11,7 @@ import type { Runtime } from '../runtime.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
-import type { AppEnv, GatewayDeps } from '../app-types.js';
+import type { AppEnv, GatewayDeps, Logger } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
 import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
@@ -160,7 +160,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
         const sent = outgoingBodies.for(upstream);
-        const relay = relayOptions(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens });
+        const relay = relayOptions(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens, logger: deps.logger });
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -213,8 +213,8 @@ export function chatCompletions(deps: GatewayDeps) {
  * stream brings no usage, the messages are read again from the body undici keeps anyway;
  * the tool definitions' count is the request's (`toolTokensOnce`: held only when it has tools).
  */
-function relayOptions(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number }): RelayOptions {
-  const { stripUsageChunk, outBody, toolTokens } = sent;
+function relayOptions(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number; logger: Logger }): RelayOptions {
+  const { stripUsageChunk, outBody, toolTokens, logger } = sent;
   return {
     stripUsageChunk,
     keepText: exchange.content.captureContent,
@@ -223,7 +223,17 @@ function relayOptions(exchange: Exchange, upstream: Upstream, sent: { stripUsage
     timedOut: () => exchange.signal.aborted,
     shuttingDown: () => exchange.shuttingDown,
     signal: exchange.signal,
-    onEnd: (summary: StreamSummary, end: StreamEnd) => finishStream(exchange, upstream, summary, end, () => ({ messages: messagesOf(outBody), toolTokens: toolTokens() })),
+    onEnd: (summary: StreamSummary, end: StreamEnd) => {
+      try {
+        finishStream(exchange, upstream, summary, end, () => ({ messages: messagesOf(outBody), toolTokens: toolTokens() }));
+      } catch (err) {
+        // The stream's end runs outside any handler: a fault in its accounting would be an
+        // uncaught exception, ending the process and every other stream with it. The
+        // request is still recorded, without what its accounting could not read.
+        logger.error('stream accounting failed', { request_id: exchange.requestId, error: (err as Error)?.name });
+        exchange.finish(end.outcome === 'error' ? { outcome: 'error', errorType: end.errorType } : { outcome: end.outcome });
+      }
+    },
   };
 }
 
