@@ -560,11 +560,9 @@ async function one(i: number, random: () => number): Promise<void> {
     ] as const);
     return send(bad[0], '/v1/chat/completions', { headers: { ...base, ...(bad[0] === 'not-json-type' ? { 'content-type': 'text/plain' } : {}) }, body: bad[1] });
   }
-  // PUT is the gateway's 405 (GET lists stored completions and passes through), counted
-  // under route="unmatched".
+  // Counted under route="unmatched": PUT is the gateway's 405 (GET lists stored completions
+  // and passes through), and a malformed request is answered by the server before any route.
   if (r < 99.75) return send('put-chat', '/v1/chat/completions', { method: 'PUT', headers: base });
-  // Not counted: Node's parser answers a malformed request before the app sees it.
-  counted--;
   return raw('garbage', id);
 }
 
