@@ -6,7 +6,7 @@ import { compileBindings } from './bindings.js';
 import { bindingSchema, experimentSchema } from './config-schema.js';
 import { compileTemplate } from './compile-template.js';
 import { TemplateRegistry } from './registry.js';
-import { applySelection, collectVariables, selectTemplate, type Selection, type SelectionInput } from './selection.js';
+import { applySelection, collectVariables, selectTemplate, toolRequestOf, type Selection, type SelectionInput } from './selection.js';
 
 const NOW = new Date('2026-12-01T00:00:00Z');
 
@@ -328,5 +328,34 @@ describe('applySelection: shared template data', () => {
     const out = applySelection({}, sel, {});
     expect(() => (out.tools as unknown[]).push('x')).toThrow(TypeError);
     expect(applySelection({}, sel, {}).tools).toEqual([{ type: 'function', function: { name: 'f' } }]);
+  });
+});
+
+describe('toolRequestOf', () => {
+  // The context budget counts the tools before the body is built (`toolRequestOf`), the cap
+  // check and the estimate after (`applySelection`): the two must name the same tools and model.
+  const versionTool = { type: 'function', function: { name: 'lookup_order', parameters: { type: 'object', properties: { id: { type: 'string' } } } } };
+  const clientTool = { type: 'function', function: { name: 'client_tool', parameters: { type: 'object' } } };
+  const legacy = [{ name: 'legacy_fn', parameters: { type: 'object' } }];
+  const { template: agent } = compileTemplate({
+    id: 'agent',
+    versions: [
+      { version: '1.0.0', model: 'gpt-4.1', params: { tools: [versionTool] }, messages: [{ role: 'system', content: 'You help.' }] },
+      { version: '2.0.0', messages: [{ role: 'system', content: 'You help.' }] },
+    ],
+  });
+  const agentRegistry = new TemplateRegistry([agent!]);
+  const selected = (body: Record<string, unknown>) => selectTemplate({ body, header: () => undefined, registry: agentRegistry, bindings, userId: undefined, now: NOW })!;
+
+  it.each([
+    ['the version fills tools the client did not send', { model: 'x', prompt_id: 'agent@1.0.0' }],
+    ['a null tools is filled too', { model: 'x', prompt_id: 'agent@1.0.0', tools: null }],
+    ["the client's tools win", { model: 'x', prompt_id: 'agent@1.0.0', tools: [clientTool] }],
+    ['legacy functions next to the version tools', { model: 'x', prompt_id: 'agent@1.0.0', functions: legacy }],
+    ["no version model: the client's", { model: 'gpt-4', prompt_id: 'agent@2.0.0', tools: [clientTool] }],
+  ])('%s', (_name, body) => {
+    const selection = selected(body);
+    const sent = applySelection(body, selection, {});
+    expect(toolRequestOf(body, selection)).toEqual({ tools: sent.tools, functions: sent.functions, model: sent.model });
   });
 });
