@@ -14,7 +14,7 @@
  *                                          mock upstream is also the trace sink)
  *   npm run bench -- --no-features        skip the feature-by-feature runs (gateway with each pipeline
  *                                          feature added in turn; on by default with the bench config)
- *   npm run bench -- --node-flags "--max-semi-space-size=8"
+ *   npm run bench -- --node-flags=--max-semi-space-size=8
  *                                          the gateway process started with these Node/V8 flags (the
  *                                          forwarder keeps the defaults); never writes BENCHMARKS.md
  *   npm run bench -- --config FILE         gateway with another config (e.g. scripts/bench/core.bench.yaml:

@@ -37,19 +37,24 @@ export const upTo = (n: number): string => `(?:\\S+ ){0,${n}}?`;
  */
 export const pattern = (triggers: string, source: string): PhrasePattern => ({ triggers: triggers.split(' '), source: spacesMatchLineBreaks(source) });
 
-/** `source` with every literal space outside a character class read as `[ \n]`. */
+/**
+ * `source` with every literal space outside a character class read as `[ \n]`. The parts
+ * are joined once at the end: appending them one by one would leave each source (the phrase
+ * families keep them for the life of the process) as a rope of one 32-byte heap object per
+ * character, ~29,000 objects and ~0.9 MB for all the families.
+ */
 function spacesMatchLineBreaks(source: string): string {
-  let out = '';
+  const out: string[] = [];
   let inClass = false;
   for (let i = 0; i < source.length; i++) {
     const c = source[i];
     if (c === '\\') {
-      out += c + source[++i];
+      out.push(c, source[++i]);
       continue;
     }
     if (c === '[') inClass = true;
     else if (c === ']') inClass = false;
-    out += c === ' ' && !inClass ? '[ \\n]' : c;
+    out.push(c === ' ' && !inClass ? '[ \\n]' : c);
   }
-  return out;
+  return out.join('');
 }

@@ -1,7 +1,7 @@
 /**
  * OpenAI's tiktoken encodings for counting tokens: o200k_base (gpt-4o, gpt-4.1, gpt-5, the
  * o-series) and cl100k_base (gpt-4, gpt-3.5). Each vocabulary is read from
- * `assets/bpe/<name>.bin` on first use (~10 ms, ~4 MB for o200k_base) and kept for the
+ * `assets/bpe/<name>.bin` on first use (~10 ms, ~3 MB for o200k_base) and kept for the
  * process. test/tokenizer checks every count against gpt-tokenizer.
  */
 import { readFileSync } from 'node:fs';

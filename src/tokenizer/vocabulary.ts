@@ -1,8 +1,13 @@
 /**
  * A byte-pair-encoding vocabulary held compactly: every token's bytes in one buffer, and an
- * open-addressing hash table from bytes to rank. o200k_base takes ~4 MB this way; loaded as
- * JavaScript strings in a Map (gpt-tokenizer) the same table costs ~55 MB of RSS, most of
+ * open-addressing hash table from bytes to rank. o200k_base takes ~3.1 MB this way; loaded
+ * as JavaScript strings in a Map (gpt-tokenizer) the same table costs ~55 MB of RSS, most of
  * it left behind by parsing a 2.4 MB array literal, which a sidecar pays in every pod.
+ *
+ * The table is filled to about 3/4 (1 MB for o200k_base's ~200,000 tokens) and each slot
+ * carries, next to its rank, the top bits of the token's hash: a probe past another token
+ * costs one integer compare, not a read of that token's bytes, so the longer probe runs
+ * of a fuller table cost no counting time (measured on README and config/knowledge).
  *
  * File format (`assets/bpe/<name>.bin`, written by `npm run build:bpe` from gpt-tokenizer's
  * copy of OpenAI's tiktoken tables): the magic `BPE1`, the token count (u32 little-endian),
@@ -12,33 +17,40 @@
 const MAGIC = 0x31455042; // "BPE1" read as u32 little-endian
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
+/** The table's fill at most: linear probing stays short below ~0.8. */
+const MAX_LOAD = 0.8;
 
 export class BpeVocabulary {
   readonly size: number;
   private readonly bytes: Uint8Array;
   /** offsets[rank] .. offsets[rank + 1] are the token's bytes. */
   private readonly offsets: Uint32Array;
-  /** rank + 1 per slot, 0 for an empty slot. */
-  private readonly slots: Int32Array;
+  /** Per slot: 0 when empty, else (hash tag << rankBits) | (rank + 1). */
+  private readonly slots: Uint32Array;
   private readonly mask: number;
+  /** Bits of a slot that hold rank + 1; the bits above them hold the tag. */
+  private readonly rankBits: number;
+  private readonly rankMask: number;
 
   private constructor(bytes: Uint8Array, offsets: Uint32Array) {
     this.bytes = bytes;
     this.offsets = offsets;
     this.size = offsets.length - 1;
     let capacity = 1;
-    while (capacity < this.size * 2.5) capacity <<= 1;
-    this.slots = new Int32Array(capacity);
+    while (capacity * MAX_LOAD < this.size) capacity <<= 1;
+    this.slots = new Uint32Array(capacity);
     this.mask = capacity - 1;
+    this.rankBits = 32 - Math.clz32(this.size + 1);
+    this.rankMask = 2 ** this.rankBits - 1;
     for (let rank = 0; rank < this.size; rank++) {
       const start = offsets[rank];
       const end = offsets[rank + 1];
-      let slot = hash(bytes, start, end) & this.mask;
-      while (this.slots[slot] !== 0) {
-        if (this.equals(this.slots[slot] - 1, bytes, start, end)) throw new Error(`BPE vocabulary: rank ${rank} repeats rank ${this.slots[slot] - 1}`);
-        slot = (slot + 1) & this.mask;
-      }
-      this.slots[slot] = rank + 1;
+      const h = hash(bytes, start, end);
+      const earlier = this.find(bytes, start, end, h);
+      if (earlier >= 0) throw new Error(`BPE vocabulary: rank ${rank} repeats rank ${earlier}`);
+      let slot = h & this.mask;
+      while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
+      this.slots[slot] = (this.tag(h) << this.rankBits) | (rank + 1);
     }
   }
 
@@ -59,7 +71,9 @@ export class BpeVocabulary {
     }
     offsets[count] = total;
     if (file.byteLength !== bytesAt + total) throw new Error('BPE vocabulary: file length does not match its token lengths');
-    return new BpeVocabulary(file.subarray(bytesAt), offsets);
+    // A copy of the tokens' bytes: a view (Buffer's `slice` is one) would keep the whole
+    // file, lengths included, alive.
+    return new BpeVocabulary(new Uint8Array(file.subarray(bytesAt)), offsets);
   }
 
   /** Writes the `BPE1` format; tokens in rank order, each 1–255 bytes. */
@@ -84,10 +98,17 @@ export class BpeVocabulary {
 
   /** The rank of `buf[start..end)`, or -1 when it is not a token. */
   rank(buf: Uint8Array, start: number, end: number): number {
-    let slot = hash(buf, start, end) & this.mask;
-    for (let entry = this.slots[slot]; entry !== 0; entry = this.slots[slot]) {
-      if (this.equals(entry - 1, buf, start, end)) return entry - 1;
-      slot = (slot + 1) & this.mask;
+    return this.find(buf, start, end, hash(buf, start, end));
+  }
+
+  /** `rank` given the bytes' hash `h`. */
+  private find(buf: Uint8Array, start: number, end: number, h: number): number {
+    const tag = this.tag(h);
+    const { slots, mask, rankBits, rankMask } = this;
+    let slot = h & mask;
+    for (let entry = slots[slot]; entry !== 0; entry = slots[slot]) {
+      if (entry >>> rankBits === tag && this.equals((entry & rankMask) - 1, buf, start, end)) return (entry & rankMask) - 1;
+      slot = (slot + 1) & mask;
     }
     return -1;
   }
@@ -95,6 +116,11 @@ export class BpeVocabulary {
   /** The bytes of a rank (a copy). */
   token(rank: number): Uint8Array {
     return this.bytes.slice(this.offsets[rank], this.offsets[rank + 1]);
+  }
+
+  /** The hash's top bits that fit above the rank in a slot (the table index uses the low bits). */
+  private tag(h: number): number {
+    return h >>> this.rankBits;
   }
 
   private equals(rank: number, buf: Uint8Array, start: number, end: number): boolean {
