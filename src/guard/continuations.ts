@@ -13,7 +13,7 @@
  * whatever follows.
  */
 
-import { alt } from './phrase-pattern.js';
+import { alt, lookaheadChain } from './phrase-pattern.js';
 
 /** Instruction-like continuations, one language each (imperatives to the model, "you are"). */
 export interface CommandWords {
@@ -157,15 +157,16 @@ const wordEnd = '(?![a-z0-9\\u0430-\\u044f\'])';
  * What follows is an order to the model: either at once ("forget everything and tell me",
  * "olvida todo, dime") or after a short clause ending at a comma, dash, sentence end or
  * "and" ("Vergiss alles, was wir besprochen haben, und hör zu: ..."), within 60 characters
- * of the same sentence; "and" may have one word after it ("and just output"). A lookahead
- * body (used inside `(?=...)`).
+ * of the same sentence; "and" may have one word after it ("and just output"). The end of a
+ * lookahead body (used inside `(?=...)`, last): its parts are chained as lookaheads (see
+ * `lookaheadChain`), so the list of commands compiles once, not once per optional part.
  */
 export function commandAhead(w: CommandWords): string {
   const fillers = alt(...w.fillers);
   const clause = `(?:[^.!?]{0,60}?(?:[,;:.!?-]|\\s${fillers}${wordEnd})\\s?)?`;
   // "and" with one word before the order: "ignore everything and jsut output ..." (typos, adverbs)
   const andOneWord = `(?:${w.fillers[0]} \\S+ )?`;
-  return ` ?${clause}(?:${fillers} ){0,2}${andOneWord}${alt(...w.commands)}${wordEnd}`;
+  return lookaheadChain(' ?', clause, `(?:${fillers} ){0,2}`, andOneWord, `${alt(...w.commands)}${wordEnd}`);
 }
 
 /** Lookahead: an order to the model follows (see `commandAhead`). */
@@ -221,11 +222,16 @@ const DETERMINERS = [
 /**
  * Lookahead body for what follows an instruction noun and its space: "instructions for assembly", "de montaje",
  * "zum Aufbau", "in the manual" (a leaflet or a delivery, not the model). One optional word
- * may stand between ("of the new router").
+ * may stand between ("of the new router"). The end of a lookahead body: its parts are
+ * chained as lookaheads (see `lookaheadChain`), so the long list of things compiles once.
  */
-export const aboutThings =
-  `(?:anteriores |previas |precedentes |precedenti |anteriori |vorherigen |previous |prior )?` +
-  `${alt(...PREPOSITIONS)} (?:${alt(...DETERMINERS)} )?(?:[^\\s.,;:!?]+ )?${alt(...new Set(THINGS))}${wordEnd}`;
+export const aboutThings = lookaheadChain(
+  '(?:anteriores |previas |precedentes |precedenti |anteriori |vorherigen |previous |prior )?',
+  `${alt(...PREPOSITIONS)} `,
+  `(?:${alt(...DETERMINERS)} )?`,
+  '(?:[^\\s.,;:!?]+ )?',
+  `${alt(...new Set(THINGS))}${wordEnd}`,
+);
 
 /** Negative lookahead: the instructions are not about a thing (see `aboutThings`). */
 export const notAboutThings = `(?! ${aboutThings})`;

@@ -15,7 +15,7 @@
  */
 
 import { aboutThings, commandAhead, DE, earlierOrCommand, EN, ES, esNotOwnWriting, FR, HR, IT, NL, notAboutThings, PL, PT, RU, thenCommand } from './continuations.js';
-import { alt, pattern as p, upTo, type PhraseFamily } from './phrase-pattern.js';
+import { alt, lookaheadChain, pattern as p, upTo, type PhraseFamily } from './phrase-pattern.js';
 
 /** The first word of each entry ("set aside" -> "set"). */
 const firstWords = (xs: readonly string[]): string => [...new Set(xs.map((x) => x.split(' ')[0]))].join(' ');
@@ -114,8 +114,9 @@ export const overrideInstructions: PhraseFamily = {
   prior: 4,
   patterns: [
     p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,4}${enInstructionNoun}\\b${notAboutThings}`),
-    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enAmbiguousNoun}\\b`),
-    p(enOverrideTriggers, `\\b${enOverrideVerb} (?:${enModifier} ){0,2}${enEarlier} (?:${enModifier} ){0,2}${enEverydayNoun}\\b${enThenCommand}`),
+    // The modifiers chained as lookaheads compile once each (see lookaheadChain): a pattern's end is never read.
+    p(enOverrideTriggers, lookaheadChain(`\\b${enOverrideVerb} (?:${enModifier} ){0,2}`, `${enEarlier} (?:${enModifier} ){0,2}`, `${enAmbiguousNoun}\\b`)),
+    p(enOverrideTriggers, lookaheadChain(`\\b${enOverrideVerb} (?:${enModifier} ){0,2}`, `${enEarlier} (?:${enModifier} ){0,2}`, `${enEverydayNoun}\\b${enThenCommand}`)),
     // "forget everything" points back at a prompt, ends the text or goes on with an order; "ignore all
     // previous" alone, not "ignore all previous emails from me, the issue is fixed".
     p('ignore forget disregard ignoring forgetting', `${notStatement}\\b(?:ignore|forget|disregard|ignoring|forgetting) (?:about )?(?:everything|it all)${earlierOrCommand(EN)}`),

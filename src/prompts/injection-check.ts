@@ -11,7 +11,7 @@
  * find in any template. Only the families no template needs count here, plus the chat
  * format's own turn tokens, which a template never contains as text.
  */
-import { createInjectionScanner, type InjectionScanner } from '../guard/scanner.js';
+import { createInjectionScanner, DEFAULT_SCAN_CHARS, type InjectionScanner } from '../guard/scanner.js';
 
 /** Guard phrase families that no legitimate template needs, with the label the load error shows. */
 const TEMPLATE_FAMILIES: ReadonlyMap<string, string> = new Map([
@@ -32,8 +32,13 @@ const TURN_TOKENS = /<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftex
 const DEFENSIVE =
   /\b(?:(?:asks?|asked|asking|tells?|told|telling|instructs?|instructed|requests?|requested|wants?|wanted|tries|tried|trying|attempts?|attempted|says?|said|demands?|demanded|urges?|urged)(?:\s+(?:you|the\s+(?:assistant|model|ai|bot)))?\s+to|(?:makes?|gets?|tricks?|convinces?|persuades?)\s+you(?:\s+to)?|(?:never|not|don'?t|won'?t|cannot|can'?t|refuse\s+to|must\s+not|should\s+not)(?:\s+\w+){0,2})\s+(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|bypassing)\b/gi;
 
-/** Characters per scan; longer texts are scanned in overlapping windows. */
-const WINDOW = 16_384;
+/**
+ * Characters per scan; longer texts are scanned in overlapping windows. The guard's default
+ * window, so the check shares the guard's extractor (scanners with the same window share one,
+ * see `extractorFor` in scanner.ts) instead of keeping a 16K one (~650 KB) for the life of
+ * the process although it runs only when templates load.
+ */
+const WINDOW = DEFAULT_SCAN_CHARS;
 const OVERLAP = 512;
 
 let scanner: InjectionScanner | undefined;
