@@ -242,11 +242,15 @@ function answerUnparsable(onRequestDone: (record: RequestRecord) => void) {
       return;
     }
     const error = rejection(err.code);
-    // While the app has a request on this connection (its body timed out, or garbage came
-    // pipelined behind its answer), that request's exchange accounts what happens: counting
-    // here too would count the connection twice. Only a request no handler saw counts here.
-    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (!inFlight) onRequestDone(rejectedRecord(error));
+    // Counted: a request no handler saw, which Node's parser refused or timed out. Not
+    // counted: a connection error (EPIPE writing to a client that left: no request), and an
+    // error inside a request the app received (its body cut short or timed out) or while the
+    // app still answers on this connection (garbage pipelined behind a stream): that
+    // request's exchange accounts it, even when its answer has already ended.
+    const { _httpMessage: inFlight, parser } = socket as Duplex & { _httpMessage?: ServerResponse | null; parser?: { incoming?: { complete?: boolean } | null } | null };
+    const requestRefused = err.code?.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const bodyUnfinished = parser?.incoming != null && parser.incoming.complete === false;
+    if (requestRefused && !inFlight && !bodyUnfinished) onRequestDone(rejectedRecord(error));
     // A response on this connection already under way (a stream, then a pipelined garbage
     // request) would get the error spliced into its body: close instead, as Node's own handler does.
     if (!socket.writable || inFlight?.headersSent) {

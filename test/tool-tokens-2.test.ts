@@ -282,4 +282,32 @@ describe('requests Node turns away are counted under route="unmatched"', () => {
     await until(() => socket.destroyed);
     expect((await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: 'unmatched' }) ?? 0).toBe(before);
   });
+
+  // Regression (soak: 12,001 requests accounted of 12,000): a write to a client that had left
+  // (EPIPE) reached the clientError handler and was counted as a refused request.
+  it('a connection error other than a reset (EPIPE) is not a request: nothing counted', async () => {
+    const before = (await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: 'unmatched' }) ?? 0;
+    const serverSide = new Promise<Socket>((resolve) => gw.server.once('connection', resolve));
+    const client = connect(gw.port, '127.0.0.1');
+    sockets.push(client);
+    const socket = await serverSide;
+    gw.server.emit('clientError', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }), socket);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: 'unmatched' }) ?? 0).toBe(before);
+  });
+
+  it('a body cut short is counted once, by the route that took the request, not again as unmatched', async () => {
+    const routeBefore = (await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: '/v1/embeddings' }) ?? 0;
+    const unmatchedBefore = (await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: 'unmatched' }) ?? 0;
+    const client = connect(gw.port, '127.0.0.1', () =>
+      client.write('POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{"model":"text-embedding-3-small","inp'),
+    );
+    sockets.push(client);
+    client.on('error', () => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    client.end(); // the request ends before its body: Node's parser sees an unexpected end of input
+    await until(async () => ((await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: '/v1/embeddings' }) ?? 0) === routeBefore + 1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await scrapeMetrics(gw.url)).sum('promptgate_requests_total', { route: 'unmatched' }) ?? 0).toBe(unmatchedBefore);
+  });
 });
