@@ -160,7 +160,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
         const sent = outgoingBodies.for(upstream);
-        const relay = relayOptions(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens, logger: deps.logger });
+        const relay = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens, logger: deps.logger });
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -207,34 +207,64 @@ export function chatCompletions(deps: GatewayDeps) {
 }
 
 /**
- * The stream relay's callbacks, made outside the handler so that they hold only what they
- * use: a closure in the handler would keep its whole scope (the parsed request, the
- * rendered template) alive for as long as the stream is open. For an estimate when the
- * stream brings no usage, the messages are read again from the body undici keeps anyway;
- * the tool definitions' count is the request's (`toolTokensOnce`: held only when it has tools).
+ * The stream relay's callbacks, as methods of one object made outside the handler: a
+ * closure in the handler would keep its whole scope (the parsed request, the rendered
+ * template) alive for as long as the stream is open, and one closure per callback would
+ * cost as much again per open stream. For an estimate when the stream brings no usage, the
+ * messages are read again from the body undici keeps anyway; the tool definitions' count is
+ * the request's (`toolTokensOnce`: held only when it has tools). One per stream.
  */
-function relayOptions(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number; logger: Logger }): RelayOptions {
-  const { stripUsageChunk, outBody, toolTokens, logger } = sent;
-  return {
-    stripUsageChunk,
-    keepText: exchange.content.captureContent,
-    abortUpstream: () => exchange.abort(),
-    clientGone: () => exchange.clientGone,
-    timedOut: () => exchange.signal.aborted,
-    shuttingDown: () => exchange.shuttingDown,
-    signal: exchange.signal,
-    onEnd: (summary: StreamSummary, end: StreamEnd) => {
-      try {
-        finishStream(exchange, upstream, summary, end, () => ({ messages: messagesOf(outBody), toolTokens: toolTokens() }));
-      } catch (err) {
-        // The stream's end runs outside any handler: a fault in its accounting would be an
-        // uncaught exception, ending the process and every other stream with it. The
-        // request is still recorded, without what its accounting could not read.
-        logger.error('stream accounting failed', { request_id: exchange.requestId, error: (err as Error)?.name });
-        exchange.finish(end.outcome === 'error' ? { outcome: 'error', errorType: end.errorType } : { outcome: end.outcome });
-      }
-    },
-  };
+class StreamAccounting implements RelayOptions {
+  readonly stripUsageChunk: boolean;
+  readonly keepText: boolean | undefined;
+  readonly #exchange: Exchange;
+  readonly #upstream: Upstream;
+  readonly #outBody: Uint8Array;
+  readonly #toolTokens: () => number;
+  readonly #logger: Logger;
+
+  constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number; logger: Logger }) {
+    this.stripUsageChunk = sent.stripUsageChunk;
+    this.keepText = exchange.content.captureContent;
+    this.#exchange = exchange;
+    this.#upstream = upstream;
+    this.#outBody = sent.outBody;
+    this.#toolTokens = sent.toolTokens;
+    this.#logger = sent.logger;
+  }
+
+  get signal(): AbortSignal {
+    return this.#exchange.signal;
+  }
+
+  abortUpstream(): void {
+    this.#exchange.abort();
+  }
+
+  clientGone(): boolean {
+    return this.#exchange.clientGone;
+  }
+
+  timedOut(): boolean {
+    return this.#exchange.signal.aborted;
+  }
+
+  shuttingDown(): boolean {
+    return this.#exchange.shuttingDown;
+  }
+
+  onEnd(summary: StreamSummary, end: StreamEnd): void {
+    const exchange = this.#exchange;
+    try {
+      finishStream(exchange, this.#upstream, summary, end, () => ({ messages: messagesOf(this.#outBody), toolTokens: this.#toolTokens() }));
+    } catch (err) {
+      // The stream's end runs outside any handler: a fault in its accounting would be an
+      // uncaught exception, ending the process and every other stream with it. The
+      // request is still recorded, without what its accounting could not read.
+      this.#logger.error('stream accounting failed', { request_id: exchange.requestId, error: (err as Error)?.name });
+      exchange.finish(end.outcome === 'error' ? { outcome: 'error', errorType: end.errorType } : { outcome: end.outcome });
+    }
+  }
 }
 
 /**

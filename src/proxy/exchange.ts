@@ -64,6 +64,11 @@ export interface ExchangeOptions {
   inflight?: Set<Exchange>;
 }
 
+/** The total timeout's timer callback: a module function, not a closure per exchange. */
+function abortForTotalTimeout(controller: AbortController): void {
+  controller.abort(new Error('total timeout'));
+}
+
 export class Exchange {
   readonly requestId: string;
   readonly startedAt = performance.now();
@@ -101,22 +106,25 @@ export class Exchange {
     this.spans = startServerSpan({ method: options.method, route: options.route, path: options.path, headers: options.header });
     this.record.traceId = this.spans.traceId;
     this.content = { captureContent: options.captureContent };
-    const gone = () => {
-      if (this.#finished) return;
-      this.#clientGone = true;
-      this.#controller.abort(new Error('client closed the connection'));
-    };
+    // One listener closure per exchange (it lives as long as the request, a stream's included).
     if (options.outgoing) {
       const out = options.outgoing;
       out.once('close', () => {
-        if (!out.writableFinished) gone();
+        if (!out.writableFinished) this.#clientLeft();
       });
     } else {
-      options.webSignal?.addEventListener('abort', gone, { once: true });
+      options.webSignal?.addEventListener('abort', () => this.#clientLeft(), { once: true });
     }
     this.#deadline = this.startedAt + options.totalTimeoutMs;
-    this.#timer = setTimeout(() => this.#controller.abort(new Error('total timeout')), options.totalTimeoutMs);
+    this.#timer = setTimeout(abortForTotalTimeout, options.totalTimeoutMs, this.#controller);
     this.#timer.unref();
+  }
+
+  /** The client closed its connection (or its request's signal aborted) before the exchange finished. */
+  #clientLeft(): void {
+    if (this.#finished) return;
+    this.#clientGone = true;
+    this.#controller.abort(new Error('client closed the connection'));
   }
 
   /** Aborted when the client leaves, the total timeout passes or the gateway shuts down. */
@@ -133,7 +141,7 @@ export class Exchange {
     if (this.#finished || this.#controller.signal.aborted) return;
     clearTimeout(this.#timer);
     this.#deadline = this.startedAt + ms;
-    this.#timer = setTimeout(() => this.#controller.abort(new Error('total timeout')), Math.max(0, this.#deadline - performance.now()));
+    this.#timer = setTimeout(abortForTotalTimeout, Math.max(0, this.#deadline - performance.now()), this.#controller);
     this.#timer.unref();
   }
 

@@ -89,8 +89,8 @@ export class SseScanner {
   #droppedLast = false;
   /** An event with data (a chunk, an error) was among those returned so far. */
   #returnedData = false;
-  /** Each choice's finish reason, by choice index. */
-  readonly #finishByChoice = new Map<number, string>();
+  /** Each choice's finish reason, by choice index (made at the first: an open stream has none yet). */
+  #finishByChoice: Map<number, string> | undefined;
   /** The stream sent a top-level `usage` (preferred over Groq's `x_groq.usage`). */
   #topLevelUsage = false;
 
@@ -228,10 +228,10 @@ export class SseScanner {
     let finished = false;
     for (const c of choices) {
       if (typeof c.finish_reason !== 'string' || c.finish_reason === '') continue;
-      this.#finishByChoice.set(typeof c.index === 'number' ? c.index : 0, c.finish_reason);
+      (this.#finishByChoice ??= new Map()).set(typeof c.index === 'number' ? c.index : 0, c.finish_reason);
       finished = true;
     }
-    if (finished) s.finishReasons = [...this.#finishByChoice].sort((a, b) => a[0] - b[0]).map(([, reason]) => reason);
+    if (finished) s.finishReasons = [...this.#finishByChoice!].sort((a, b) => a[0] - b[0]).map(([, reason]) => reason);
     this.summary.text.add(data);
     // Groq reports usage in `x_groq.usage` on its last chunk (the client gets it as sent); a
     // top-level usage, on this chunk or an earlier one, is the one that counts.

@@ -22,6 +22,9 @@ export const KEPT_CHARS = 16 * 1024;
 /** Text kept per stream with content capture (characters): ~250k tokens, far past any real completion. */
 export const MAX_TEXT = 1 << 20;
 
+/** The choices of a stream that kept none (shared, never written). */
+const NO_CHOICES: ReadonlyMap<number, never> = new Map<number, never>();
+
 /** Where a choice's legacy `function_call` is kept among its tool calls (sorted first). */
 const LEGACY_CALL = -1;
 
@@ -44,11 +47,13 @@ export class StreamText {
   #keptChars = 0;
   /** Chunk characters past the sample of a long stream: counted, not kept. */
   #skippedChars = 0;
+  // The maps below are made on first use: most streams are never read back (their usage
+  // came), and a thousand open streams would otherwise hold three empty maps each.
   /** Each choice's content by choice index: with n > 1 the choices' chunks interleave. */
-  readonly #content = new Map<number, string>();
+  #content: Map<number, string> | undefined;
   /** keepAll: each choice's tool calls by their index (id and name from the first delta, arguments in pieces), and finish reason. */
-  readonly #toolCalls = new Map<number, Map<number, { id?: string; name?: string; arguments: string[] }>>();
-  readonly #finishReasons = new Map<number, string>();
+  #toolCalls: Map<number, Map<number, { id?: string; name?: string; arguments: string[] }>> | undefined;
+  #finishReasons: Map<number, string> | undefined;
   #reply = '';
 
   /** @param keepAll keep the whole text (content capture), not a sample of a long stream. */
@@ -72,7 +77,8 @@ export class StreamText {
     this.#compact();
     const kept = this.#keptChars;
     // As a non-stream answer's completion reads: each choice whole, in index order.
-    const content = [...this.#content.keys()].sort((a, b) => a - b).map((index) => this.#content.get(index));
+    const byChoice = this.#content ?? NO_CHOICES;
+    const content = [...byChoice.keys()].sort((a, b) => a - b).map((index) => byChoice.get(index));
     return { content: content.join(''), reply: this.#reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
   }
 
@@ -82,15 +88,18 @@ export class StreamText {
    */
   choices(): CompletionChoice[] {
     this.#compact();
-    const indexes = new Set([...this.#content.keys(), ...this.#toolCalls.keys(), ...this.#finishReasons.keys()]);
+    const content = this.#content ?? NO_CHOICES;
+    const toolCalls = this.#toolCalls ?? NO_CHOICES;
+    const finishReasons = this.#finishReasons ?? NO_CHOICES;
+    const indexes = new Set([...content.keys(), ...toolCalls.keys(), ...finishReasons.keys()]);
     return [...indexes]
       .sort((a, b) => a - b)
       .map((index) => ({
-        content: this.#content.get(index) ?? '',
-        toolCalls: [...(this.#toolCalls.get(index) ?? new Map()).entries()]
+        content: content.get(index) ?? '',
+        toolCalls: [...(toolCalls.get(index) ?? new Map()).entries()]
           .sort(([a], [b]) => a - b)
           .map(([, call]) => ({ id: call.id, name: call.name, arguments: call.arguments.join('') })),
-        finishReason: this.#finishReasons.get(index),
+        finishReason: finishReasons.get(index),
       }));
   }
 
@@ -122,7 +131,10 @@ export class StreamText {
         replyChars += text.length;
       }
     }
-    for (const [index, pieces] of content) this.#content.set(index, (this.#content.get(index) ?? '') + pieces.join(''));
+    if (content.size > 0) {
+      const kept = (this.#content ??= new Map());
+      for (const [index, pieces] of content) kept.set(index, (kept.get(index) ?? '') + pieces.join(''));
+    }
     this.#reply += reply.join('');
     this.#pending = [];
     this.#pendingChars = 0;
@@ -131,10 +143,11 @@ export class StreamText {
   /** A choice delta's tool-call pieces and finish reason (content capture only). */
   #noteCallsAndFinish(c: { index?: unknown; delta?: { tool_calls?: unknown; function_call?: unknown }; finish_reason?: unknown }): void {
     const index = typeof c.index === 'number' ? c.index : 0;
-    if (typeof c.finish_reason === 'string' && c.finish_reason !== '') this.#finishReasons.set(index, c.finish_reason);
+    if (typeof c.finish_reason === 'string' && c.finish_reason !== '') (this.#finishReasons ??= new Map()).set(index, c.finish_reason);
     const deltas = c.delta?.tool_calls;
     const legacy = c.delta?.function_call;
     if (!Array.isArray(deltas) && !legacy) return;
+    this.#toolCalls ??= new Map();
     let calls = this.#toolCalls.get(index);
     if (!calls) this.#toolCalls.set(index, (calls = new Map()));
     // The legacy `function_call` (one per choice) goes before the tool calls.

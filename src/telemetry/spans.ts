@@ -202,6 +202,9 @@ class RequestSpans implements ServerSpan {
     const parent = this.otelContext;
     this.#client = this.#tracer.startSpan(options.requestModel ? `${operation} ${options.requestModel}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
     this.#upstream = new UpstreamHeaders(parent, this.#client);
+    // The in-gateway work that parents spans on it is done: not kept (a Map and three
+    // closures) for as long as the answer streams. `otelContext` makes it again if asked.
+    this.#context = undefined;
     return this.#upstream;
   }
 
@@ -240,26 +243,22 @@ class RequestSpans implements ServerSpan {
   }
 }
 
-/** The CLIENT span's propagation headers, injected on first use. */
+/**
+ * The CLIENT span's propagation headers, injected at once: every caller sends them with the
+ * request it is building, and the context they come from is then not held for the stream.
+ */
 class UpstreamHeaders implements UpstreamSpan {
-  readonly #parent: Context;
-  readonly #client: Span;
-  #headers: Record<string, string> | undefined;
+  readonly #headers: Record<string, string> = {};
 
   constructor(parent: Context, client: Span) {
-    this.#parent = parent;
-    this.#client = client;
+    propagation.inject(trace.setSpan(parent, client), this.#headers);
   }
 
   traceparent(): string | undefined {
-    return this.headers().traceparent;
+    return this.#headers.traceparent;
   }
 
   headers(): Readonly<Record<string, string>> {
-    if (this.#headers === undefined) {
-      this.#headers = {};
-      propagation.inject(trace.setSpan(this.#parent, this.#client), this.#headers);
-    }
     return this.#headers;
   }
 }
