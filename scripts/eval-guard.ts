@@ -34,6 +34,7 @@ import { parseArgs } from 'node:util';
 import { createInjectionScanner, type InjectionScanner } from '../src/guard/scanner.js';
 import { deepsetTrainPath, readJsonlRows, trainInjectionModel, type TrainingRow } from '../src/guard/train.js';
 import type { InjectionModelFile } from '../src/guard/model.js';
+import { GUARD_FIXTURE_FILES, readGuardFixture } from '../src/guard/test-fixtures.js';
 import { seededRandom } from './seeded-random.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -218,22 +219,6 @@ function messagesOf(parts: string[], bytes: number, count: number): string[] {
   return out;
 }
 
-/** "[lang] text" lines of a src/guard/fixtures file (as src/guard/false-positives.test.ts reads them). */
-function readFixture(name: string): string[] {
-  return readFileSync(path.join(repoRoot, 'src/guard/fixtures', name), 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('['))
-    .map((l) => l.slice(5).replace(/\\(\\|n)/g, (_, c: string) => (c === 'n' ? '\n' : '\\')));
-}
-
-const FIXTURES = [
-  'benign-multilingual.txt',
-  'attacks-multilingual.txt',
-  'benign-tool-results.txt',
-  'attacks-in-tool-results.txt',
-  'benign-long-messages.txt',
-  'attacks-in-long-messages.txt',
-];
 
 /** Repeated units for section 5: the score at k copies should stay about the score of one. */
 const REPEATED_TEXTS: readonly [string, string][] = [
@@ -278,8 +263,8 @@ console.log(`shipped weights: ${flagged.length}/${support.length} flagged = ${((
 for (const q of flagged) console.log(`  FP: ${q}  ${JSON.stringify(shipped.scan(q))}`);
 
 console.log(`\n## fixtures in src/guard/fixtures/ (shipped weights)`);
-for (const name of FIXTURES) {
-  const texts = readFixture(name);
+for (const name of GUARD_FIXTURE_FILES) {
+  const texts = readGuardFixture(name).map((f) => f.text);
   const results = texts.map((t) => shipped.scan(t));
   const flaggedCount = results.filter((r) => r.flagged).length;
   const modelAlone = results.filter((r) => r.signals.includes('model')).length;

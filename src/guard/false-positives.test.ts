@@ -1,15 +1,6 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createInjectionScanner } from './scanner.js';
-
-/** "[lang] text" lines of a fixture; `#` lines are comments; `\\n` in a text is a line break, `\\\\` a backslash. */
-function readFixture(name: string): { lang: string; text: string }[] {
-  return readFileSync(path.join(import.meta.dirname, 'fixtures', name), 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('['))
-    .map((line) => ({ lang: line.slice(1, 3), text: line.slice(5).replace(/\\(\\|n)/g, (_, c: string) => (c === 'n' ? '\n' : '\\')) }));
-}
+import { readGuardFixture as readFixture } from './test-fixtures.js';
 
 const benign = readFixture('benign-multilingual.txt');
 const attacks = readFixture('attacks-multilingual.txt');

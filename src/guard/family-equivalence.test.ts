@@ -7,22 +7,16 @@
  * and run through that copy's own feature extractor, so the comparison covers the
  * scanner's whole path (trigger words, merged alternations, sticky matching).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { FAMILY_NAMES, FeatureExtractor } from './features.js';
 import { PHRASE_FAMILIES } from './phrase-families.js';
 import { WARM_UP_TEXTS } from './scanner.js';
+import { allGuardFixtureTexts } from './test-fixtures.js';
 import { deepsetTrainPath, readJsonlRows } from './train.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
-
-/** Texts of a src/guard/fixtures file ("[lang] text" lines, as false-positives.test.ts reads them). */
-const fixture = (name: string): string[] =>
-  readFileSync(path.join(import.meta.dirname, 'fixtures', name), 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('['))
-    .map((line) => line.slice(5).replace(/\\(\\|n)/g, (_, c: string) => (c === 'n' ? '\n' : '\\')));
 
 const dataFile = deepsetTrainPath(repoRoot);
 const deepset = existsSync(dataFile) ? readJsonlRows(dataFile).map((r) => r.text) : [];
@@ -68,14 +62,7 @@ function variants(count: number): string[] {
 }
 
 const CORPUS = [
-  ...[
-    'benign-multilingual.txt',
-    'attacks-multilingual.txt',
-    'benign-tool-results.txt',
-    'attacks-in-tool-results.txt',
-    'benign-long-messages.txt',
-    'attacks-in-long-messages.txt',
-  ].flatMap(fixture),
+  ...allGuardFixtureTexts(),
   ...deepset,
   ...WARM_UP_TEXTS,
   ...variants(600),

@@ -12,26 +12,13 @@ import { FeatureExtractor } from './features.js';
 import shipped from './injection-model.json' with { type: 'json' };
 import { loadModel, ngramScale, sigmoid, type InjectionModelFile } from './model.js';
 import { createInjectionScanner } from './scanner.js';
+import { allGuardFixtureTexts } from './test-fixtures.js';
 import { deepsetTrainPath, readJsonlRows } from './train.js';
 
 const model = loadModel(shipped as unknown as InjectionModelFile);
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 
-/** Texts of a src/guard/fixtures file ("[lang] text" lines, as false-positives.test.ts reads them). */
-const fixture = (name: string): string[] =>
-  readFileSync(path.join(import.meta.dirname, 'fixtures', name), 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('['))
-    .map((line) => line.slice(5).replace(/\\(\\|n)/g, (_, c: string) => (c === 'n' ? '\n' : '\\')));
-
-const FIXTURES = [
-  'benign-multilingual.txt',
-  'attacks-multilingual.txt',
-  'benign-tool-results.txt',
-  'attacks-in-tool-results.txt',
-  'benign-long-messages.txt',
-  'attacks-in-long-messages.txt',
-].flatMap(fixture);
+const FIXTURES = allGuardFixtureTexts();
 const support = readFileSync(path.join(repoRoot, 'test/fixtures/benign-support.txt'), 'utf8').split('\n').filter(Boolean);
 // The training data sits outside the repository (../shared/data/injection/); used where present.
 const dataFile = deepsetTrainPath(repoRoot);
