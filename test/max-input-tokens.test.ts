@@ -4,9 +4,6 @@
  * A real gateway on 127.0.0.1 port 0 with a recording mock upstream and the official
  * `openai` client; servers are closed by this file.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { messagesTokens } from '../src/context/tokens.js';
@@ -23,21 +20,17 @@ versions:
 
 let upstream: MockUpstream;
 let gw: TestGateway;
-let dir: string;
 let client: OpenAI;
 
 beforeAll(async () => {
   upstream = await startMockUpstream();
-  dir = mkdtempSync(path.join(tmpdir(), 'promptgate-max-input-'));
-  writeFileSync(path.join(dir, 'capped.yaml'), CAPPED);
-  gw = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: order-bot, template: capped@1.0.0}\n'), { templates: [path.join(dir, 'capped.yaml')] });
+  gw = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: order-bot, template: capped@1.0.0}\n'), { templateFiles: { 'capped.yaml': CAPPED } });
   client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
 });
 
 afterAll(async () => {
   await gw?.close();
   await upstream?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('constraints.max_input_tokens', () => {

@@ -8,9 +8,6 @@
  * the tokenizer is wrapped to count what it is asked to count.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { countTokens as tokenize } from '../src/tokenizer/index.js';
@@ -72,21 +69,17 @@ versions:
 `;
   let upstream: MockUpstream;
   let gw: TestGateway;
-  let dir: string;
   let client: OpenAI;
 
   beforeAll(async () => {
     upstream = await startMockUpstream();
-    dir = mkdtempSync(path.join(tmpdir(), 'promptgate-today-7-'));
-    writeFileSync(path.join(dir, 'coder.yaml'), TEMPLATE);
-    gw = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: coder-bot, template: coder@1.0.0}\n'), { templates: [path.join(dir, 'coder.yaml')] });
+    gw = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: coder-bot, template: coder@1.0.0}\n'), { templateFiles: { 'coder.yaml': TEMPLATE } });
     client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
   });
 
   afterAll(async () => {
     await gw?.close();
     await upstream?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('each later request of the conversation does not tokenize the earlier write_file calls again (was: every request, ~10 ms each)', async () => {

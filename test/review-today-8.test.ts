@@ -12,9 +12,6 @@
  * Two real gateways on 127.0.0.1 port 0 (one with `logging.requests: true`, lines caught on
  * stdout; one with a capped template) in front of the steered mock upstream; all closed here.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,16 +26,13 @@ let upstream: MockUpstream;
 let logged: TestGateway;
 let capped: TestGateway;
 let log: GatewayLogCapture;
-let dir: string;
 
 beforeAll(async () => {
   log = captureGatewayLog();
   upstream = await startMockUpstream();
-  dir = mkdtempSync(path.join(tmpdir(), 'promptgate-review-8-'));
-  const template = path.join(dir, 'capped.yaml');
-  writeFileSync(template, `id: capped\nversions:\n  - version: "1.0.0"\n    constraints: {max_input_tokens: 100000}\n    messages:\n      - {role: system, content: "Be brief."}\n`);
+  const template = `id: capped\nversions:\n  - version: "1.0.0"\n    constraints: {max_input_tokens: 100000}\n    messages:\n      - {role: system, content: "Be brief."}\n`;
   logged = await startTestGateway(mockConfig(upstream.url).replace('logging: {level: silent}', 'logging: {level: info, requests: true}'));
-  capped = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: capped-bot, template: capped@1.0.0}\n'), { templates: [template] });
+  capped = await startTestGateway(mockConfig(upstream.url, 'bindings:\n  - {model: capped-bot, template: capped@1.0.0}\n'), { templateFiles: { 'capped.yaml': template } });
 });
 
 afterAll(async () => {
@@ -46,7 +40,6 @@ afterAll(async () => {
   await capped?.close();
   await upstream?.close();
   log?.restore();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The request log line (as written and parsed) of the request with x-request-id `id`. */

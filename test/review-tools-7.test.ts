@@ -6,9 +6,6 @@
  * recording mock upstream and the official `openai` client; servers are closed by this file.
  * Each test is named after what broke, or what must keep holding.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countTokens } from '../src/context/tokens.js';
@@ -48,21 +45,17 @@ guard: {injection: {action: block, threshold: 0.5, scan: [user, context, tool]}}
 
 let upstream: MockUpstream;
 let gw: TestGateway;
-let dir: string;
 let client: OpenAI;
 
 beforeAll(async () => {
   upstream = await startMockUpstream();
-  dir = mkdtempSync(path.join(tmpdir(), 'promptgate-tools-7-'));
-  writeFileSync(path.join(dir, 'agent.yaml'), AGENT);
-  gw = await startTestGateway(mockConfig(upstream.url, CONFIG_EXTRA), { templates: [path.join(dir, 'agent.yaml')] });
+  gw = await startTestGateway(mockConfig(upstream.url, CONFIG_EXTRA), { templateFiles: { 'agent.yaml': AGENT } });
   client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
 });
 
 afterAll(async () => {
   await gw?.close();
   await upstream?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** A file an agent's tool call writes: ~360 o200k tokens of arguments. */

@@ -6,9 +6,6 @@
  * runs a real gateway on 127.0.0.1 port 0 with the recording mock upstream. Servers are
  * closed by this file.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countTokens } from '../src/tokenizer/index.js';
@@ -84,23 +81,16 @@ context:
 
 let upstream: MockUpstream;
 let gw: TestGateway;
-let dir: string;
 
 beforeAll(async () => {
   upstream = await startMockUpstream();
-  dir = mkdtempSync(path.join(tmpdir(), 'promptgate-tool-tokens-'));
-  const files = Object.entries(TEMPLATES).map(([id, yaml]) => {
-    const file = path.join(dir, `${id}.yaml`);
-    writeFileSync(file, yaml);
-    return file;
-  });
-  gw = await startTestGateway(mockConfig(upstream.url, CONFIG_EXTRA), { templates: files });
+  const templateFiles = Object.fromEntries(Object.entries(TEMPLATES).map(([id, yaml]) => [`${id}.yaml`, yaml]));
+  gw = await startTestGateway(mockConfig(upstream.url, CONFIG_EXTRA), { templateFiles });
 });
 
 afterAll(async () => {
   await gw?.close();
   await upstream?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 async function chat(body: Record<string, unknown>, headers: Record<string, string> = {}) {

@@ -71,14 +71,15 @@ export function chatCompletions(deps: GatewayDeps) {
         let vars = collectVariables(received, header, selection);
         clientVariables = vars;
         const maxInput = selection.templateVersion.constraints.max_input_tokens;
-        // Under a cap the context budget counts the tools, before the body is built.
+        // Under a cap the context budget counts the tools, before the body is built (without
+        // one, toolTokens stays NO_TOOL_TOKENS until then: the budget takes 0).
         if (maxInput !== undefined) toolTokens = toolTokensOnce(toolRequestOf(received, selection));
         // 4. context: the version's builders (cached, within the deadline and token budget)
         const plan = config.context.plans.get(selection.templateVersion.ref);
         if (plan) {
           const messages = received.messages as unknown[];
           const keptMessages = keptClientMessages(messages, selection.mode);
-          vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: maxInput === undefined ? 0 : toolTokens(), userId, variables: vars, config });
+          vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: toolTokens(), userId, variables: vars, config });
           // Building stops waiting when the client leaves: nothing more is done for it (a
           // blocking guard would answer, and account, a 400 to no one).
           if (exchange.clientGone) throw new ClientGoneError();

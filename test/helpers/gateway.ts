@@ -17,6 +17,8 @@ export interface TestGateway extends RunningGateway {
 export interface TestGatewayOptions {
   /** Copy these template files into `<dir>/templates` (paths relative to the repo). */
   templates?: string[];
+  /** Write these template files into `<dir>/templates`: file name -> YAML text. */
+  templateFiles?: Record<string, string>;
 }
 
 export async function startTestGateway(yaml: string, options: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -24,6 +26,7 @@ export async function startTestGateway(yaml: string, options: TestGatewayOptions
   const configFile = path.join(dir, 'gateway.config.yaml');
   mkdirSync(path.join(dir, 'templates'), { recursive: true });
   for (const t of options.templates ?? []) cpSync(t, path.join(dir, 'templates', path.basename(t)));
+  for (const [name, yaml] of Object.entries(options.templateFiles ?? {})) writeFileSync(path.join(dir, 'templates', name), yaml);
   writeFileSync(configFile, yaml);
   const gw = await startGateway({ file: configFile, port: 0, handleSignals: false });
   return {
