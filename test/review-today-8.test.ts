@@ -56,6 +56,9 @@ describe('the path on the log line of a request no route serves', () => {
     ['an escaped = before an OpenAI key', `/files/key%3D${KEY}`, '/files/key=sk-***', KEY.slice(3)],
     ['a Gemini URL with its query escaped into the path', `/v1beta/models/gemini-pro%3AgenerateContent%3Fkey%3D${GOOGLE_KEY}`, '/v1beta/models/gemini-pro:generateContent?key=***', GOOGLE_KEY.slice(4)],
     ['an escaped key after an escape that is no UTF-8', `/x%E2%80/%73k-proj-${KEY.slice(8)}`, '/x%E2%80/sk-***', KEY.slice(8)],
+    // Regression: one run of escapes, invalid as UTF-8, was kept whole, the key in it too.
+    ['an escaped key in the same run as an escape that is no UTF-8', `/x%FF%2F%73k-proj-${KEY.slice(8)}`, '/x%FF/sk-***', KEY.slice(8)],
+    ['an escaped key after a cut-off character in the same run', `/x%E2%80%3Fkey%3D${GOOGLE_KEY}`, '/x%E2%80?key=***', GOOGLE_KEY.slice(4)],
   ])('masks a key written percent-escaped: %s', async (_, target, shownPath, secret) => {
     const id = `review8-${randomUUID()}`;
     const res = await request(`${logged.url}${target}`, { headers: { 'x-request-id': id } });

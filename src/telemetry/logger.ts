@@ -204,17 +204,19 @@ export function redact(s: string): string {
 }
 
 /**
- * The path with its runs of percent-escapes decoded as UTF-8 (a run that is no UTF-8 stays as
- * sent): the log's key redactor matches keys as written (`key=sk-...`, `?key=AIza...`), and a
- * client can escape them (`key%3Dsk-...`). The logger's JSON escapes what decodes to control
- * characters or quotes, so the line stays one line.
+ * The path with its runs of percent-escapes decoded as UTF-8: the log's key redactor matches
+ * keys as written (`key=sk-...`, `?key=AIza...`), and a client can escape them
+ * (`key%3Dsk-...`). In a run that is no UTF-8 the ASCII escapes are still decoded (they are
+ * never part of a multi-byte character) and the others stay as sent, so an invalid byte
+ * cannot hide the key escaped after it (`%FF%73k-...`). The logger's JSON escapes what decodes
+ * to control characters or quotes, so the line stays one line.
  */
 export function decodedPath(path: string): string {
   return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
     try {
       return decodeURIComponent(run);
     } catch {
-      return run;
+      return run.replace(/%[0-7][0-9A-Fa-f]/g, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)));
     }
   });
 }
