@@ -11,7 +11,7 @@ import type { Runtime } from '../runtime.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
-import type { AppEnv, GatewayDeps, Logger } from '../app-types.js';
+import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
 import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
@@ -161,7 +161,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
         const sent = outgoingBodies.for(upstream);
-        const relay = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens, logger: deps.logger });
+        const relay = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens });
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -173,17 +173,24 @@ export function chatCompletions(deps: GatewayDeps) {
       // Non-stream (or an error answer to a stream request): read it whole, then respond.
       const bytes = await readAll(response, exchange);
       exchange.record.status = response.status;
-      if (response.status >= 200 && response.status < 300) {
-        if (opaque) estimateUnread(exchange, body.messages as unknown[], toolTokens);
-        else readCompletion(exchange, bytes, body.messages as unknown[], toolTokens);
-        const cost = priceUsage(exchange, upstream);
-        if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
-        // The upstream reported no usage: the tokens (and the cost) are the gateway's count.
-        if (exchange.record.usage?.estimated) headers['x-promptgate-usage-estimated'] = 'true';
-      } else {
+      if (response.status < 200 || response.status >= 300) {
         exchange.record.outcome = 'error';
         exchange.record.errorType = `upstream_${response.status}`;
-        if (response.status >= 400 && !opaque) noteUpstreamError(exchange, bytes);
+      }
+      // The answer goes to the client as it came, even when the gateway fails to account it.
+      try {
+        if (response.status >= 200 && response.status < 300) {
+          if (opaque) estimateUnread(exchange, body.messages as unknown[], toolTokens);
+          else readCompletion(exchange, bytes, body.messages as unknown[], toolTokens);
+          const cost = priceUsage(exchange, upstream);
+          if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
+          // The upstream reported no usage: the tokens (and the cost) are the gateway's count.
+          if (exchange.record.usage?.estimated) headers['x-promptgate-usage-estimated'] = 'true';
+        } else if (response.status >= 400 && !opaque) {
+          noteUpstreamError(exchange, bytes);
+        }
+      } catch (err) {
+        exchange.accountingFailed(err);
       }
       if (outgoing) {
         // Straight to the Node response, then the accounting: the client does not wait for
@@ -222,16 +229,14 @@ class StreamAccounting implements RelayOptions {
   readonly #upstream: Upstream;
   readonly #outBody: Uint8Array;
   readonly #toolTokens: () => number;
-  readonly #logger: Logger;
 
-  constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number; logger: Logger }) {
+  constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number }) {
     this.stripUsageChunk = sent.stripUsageChunk;
     this.keepText = exchange.content.captureContent;
     this.#exchange = exchange;
     this.#upstream = upstream;
     this.#outBody = sent.outBody;
     this.#toolTokens = sent.toolTokens;
-    this.#logger = sent.logger;
   }
 
   get signal(): AbortSignal {
@@ -262,7 +267,7 @@ class StreamAccounting implements RelayOptions {
       // The stream's end runs outside any handler: a fault in its accounting would be an
       // uncaught exception, ending the process and every other stream with it. The
       // request is still recorded, without what its accounting could not read.
-      this.#logger.error('stream accounting failed', { request_id: exchange.requestId, error: (err as Error)?.name });
+      exchange.accountingFailed(err);
       exchange.finish(end.outcome === 'error' ? { outcome: 'error', errorType: end.errorType } : { outcome: end.outcome });
     }
   }

@@ -11,6 +11,7 @@ import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
 import { shown } from '../errors.js';
 import { decodedPath } from '../telemetry/logger.js';
 import type { ForwardOptions } from './forward.js';
+import type { Logger } from '../app-types.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
@@ -57,6 +58,8 @@ export interface ExchangeOptions {
   /** telemetry.capture_content */
   captureContent: boolean;
   onFinish: (record: RequestRecord) => void;
+  /** Where a fault in this request's accounting is reported (`accountingFailed`). */
+  logger?: Logger;
   /**
    * The process's exchanges in flight: this one is in it from construction to `finish`, so
    * the shutdown can end what is still open when the drain time is up.
@@ -80,6 +83,7 @@ export class Exchange {
   #finished = false;
   #shuttingDown = false;
   readonly #onFinish: (record: RequestRecord) => void;
+  readonly #logger: Logger | undefined;
   readonly #inflight: Set<Exchange> | undefined;
   /** The SERVER span (and, once forwarding starts, the CLIENT span) of this request. */
   readonly spans: ServerSpan;
@@ -101,6 +105,7 @@ export class Exchange {
       latencyMs: 0,
     };
     this.#onFinish = options.onFinish;
+    this.#logger = options.logger;
     this.#inflight = options.inflight;
     this.#inflight?.add(this);
     this.spans = startServerSpan({ method: options.method, route: options.route, path: options.path, headers: options.header });
@@ -219,7 +224,26 @@ export class Exchange {
       this.record.errorType = 'shutdown';
     }
     this.record.latencyMs = performance.now() - this.startedAt;
-    this.spans.end(this.record, this.content);
-    this.#onFinish(this.record);
+    // Each step on its own: a span that cannot end still leaves the metrics and the log line.
+    try {
+      this.spans.end(this.record, this.content);
+    } catch (err) {
+      this.accountingFailed(err);
+    }
+    try {
+      this.#onFinish(this.record);
+    } catch (err) {
+      this.accountingFailed(err);
+    }
+  }
+
+  /**
+   * Reports a fault in this request's accounting: one error line naming the request and the
+   * error's class (never its message, which may quote the request). Accounting runs beside
+   * the relay, often outside any handler (a stream's end): a fault there must neither cut
+   * what the client receives nor end the process.
+   */
+  accountingFailed(err: unknown): void {
+    this.#logger?.error('accounting failed', { request_id: this.requestId, route: this.record.route, error: err instanceof Error ? err.name : typeof err });
   }
 }

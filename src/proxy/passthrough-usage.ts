@@ -30,7 +30,7 @@ import { contentCodings } from './content-coding.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError } from './forward.js';
 import { TopLevelFields } from './json-fields.js';
-import { dataOf, EventFramer, splitEvents } from './sse-framing.js';
+import { dataOf, EventFramer, splitEvents, SseEventTooLargeError } from './sse-framing.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 
 /** `retrieve`: polling, resuming or cancelling a background response (BackgroundResponses). */
@@ -175,18 +175,18 @@ export async function meterUsage(o: MeterOptions): Promise<MeteredResponse> {
       events.push(chunk);
     };
     // The end reads an unterminated last event too (onTerminal accounts it).
-    return { ...response, body: relayed(NOTHING_READ, iterator, onChunk, () => events.end()), complete: () => terminal };
+    return { ...response, body: relayed(NOTHING_READ, iterator, new SideReader(exchange, onChunk, () => events.end())), complete: () => terminal };
   }
   if (type !== 'application/json') return response;
   const iterator = response.body[Symbol.asyncIterator]();
   const fields = new TopLevelFields(o.route === 'embeddings' ? ['model', 'usage'] : ['id', 'model', 'usage', 'service_tier', 'status', 'background']);
-  const head = await readHead(iterator, fields, exchange);
-  const end = () => account(o, fields.end());
+  const reader = new SideReader(exchange, (chunk) => fields.push(chunk), () => account(o, fields.end()));
+  const head = await readHead(iterator, reader, exchange);
   if (head.done) {
-    const cost = end();
+    const cost = reader.end();
     if (typeof cost === 'number') o.headers['x-promptgate-cost-usd'] = formatUsd(cost);
   }
-  return { ...response, body: relayed(head, iterator, (chunk) => fields.push(chunk), end) };
+  return { ...response, body: relayed(head, iterator, reader) };
 }
 
 /**
@@ -208,7 +208,7 @@ export function noteErrorCode(response: UpstreamResponse, exchange: Exchange): U
   const end = () => {
     if (bytes <= MAX_ERROR_BYTES) noteUpstreamError(exchange, Buffer.concat(kept));
   };
-  return { ...response, body: relayed(NOTHING_READ, response.body[Symbol.asyncIterator](), keep, end) };
+  return { ...response, body: relayed(NOTHING_READ, response.body[Symbol.asyncIterator](), new SideReader(exchange, keep, end)) };
 }
 
 /** Writes what the answer said onto the record and prices it; the cost, or null/undefined (unknown price, no usage). */
@@ -259,7 +259,7 @@ const NOTHING_READ: Head = Object.freeze({ chunks: [], done: false }) as Head;
  * fails is answered as on the chat route (`readAll`): 502 `upstream_error`, 504
  * `upstream_timeout`, 503 `shutting_down`, or a client abort.
  */
-async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFields, exchange: Exchange): Promise<Head> {
+async function readHead(iterator: AsyncIterator<Uint8Array>, reader: SideReader<unknown>, exchange: Exchange): Promise<Head> {
   const head: Head = { chunks: [], done: false };
   let bytes = 0;
   try {
@@ -269,7 +269,7 @@ async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFie
         head.done = true;
         break;
       }
-      fields.push(value);
+      reader.chunk(value);
       head.chunks.push(value);
       bytes += value.byteLength;
     }
@@ -280,11 +280,54 @@ async function readHead(iterator: AsyncIterator<Uint8Array>, fields: TopLevelFie
 }
 
 /**
- * The head, then the rest of the body with each chunk shown to `onChunk`; `onEnd` runs when
- * the body ended complete (not when it failed or the client cancelled). Returning early
- * (the client cancelled) ends the upstream body too.
+ * What reads a relayed body on the side (usage, an error code). Its first fault is reported
+ * on the exchange (`accountingFailed`) and reading stops there: the bytes still go to the
+ * client as they came, never cut by the gateway's own bookkeeping.
  */
-async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, onChunk: (chunk: Uint8Array) => void, onEnd: () => void): AsyncGenerator<Uint8Array> {
+class SideReader<T> {
+  #failed = false;
+  readonly #exchange: Exchange;
+  readonly #onChunk: (chunk: Uint8Array) => void;
+  readonly #onEnd: () => T;
+
+  constructor(exchange: Exchange, onChunk: (chunk: Uint8Array) => void, onEnd: () => T) {
+    this.#exchange = exchange;
+    this.#onChunk = onChunk;
+    this.#onEnd = onEnd;
+  }
+
+  chunk(chunk: Uint8Array): void {
+    if (this.#failed) return;
+    try {
+      this.#onChunk(chunk);
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** The body ended complete: what `onEnd` makes of it, or undefined after a fault. */
+  end(): T | undefined {
+    if (this.#failed) return undefined;
+    try {
+      return this.#onEnd();
+    } catch (err) {
+      this.#fail(err);
+      return undefined;
+    }
+  }
+
+  #fail(err: unknown): void {
+    this.#failed = true;
+    this.#exchange.accountingFailed(err);
+  }
+}
+
+/**
+ * The head, then the rest of the body with each chunk shown to the reader, whose `end` runs
+ * when the body ended complete (not when it failed or the client cancelled). Returning
+ * early (the client cancelled) ends the upstream body too.
+ */
+async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, reader: SideReader<unknown>): AsyncGenerator<Uint8Array> {
   let ended = head.done;
   try {
     yield* head.chunks;
@@ -292,11 +335,11 @@ async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, onChunk
     for (;;) {
       const { value, done } = await iterator.next();
       if (done) break;
-      onChunk(value);
+      reader.chunk(value);
       yield value;
     }
     ended = true;
-    onEnd();
+    reader.end();
   } finally {
     if (!ended) void iterator.return?.()?.catch(() => undefined);
   }
@@ -334,12 +377,16 @@ class ResponseEvents {
   push(chunk: Uint8Array): void {
     this.bytes += chunk.byteLength;
     if (this.#gaveUp) return;
+    let events: Uint8Array | undefined;
     try {
-      const events = this.#framer.push(chunk);
-      if (events) this.#read(events);
-    } catch {
-      this.#gaveUp = true; // SseEventTooLargeError
+      events = this.#framer.push(chunk);
+    } catch (err) {
+      if (!(err instanceof SseEventTooLargeError)) throw err;
+      this.#gaveUp = true;
+      return;
     }
+    // A fault in reading or accounting the events goes to the SideReader, which reports it.
+    if (events) this.#read(events);
   }
 
   /** The stream ended complete: an unterminated last event is read too (as the relay sends it). */

@@ -104,6 +104,7 @@ export function openExchange(
     header: options.header,
     captureContent: options.captureContent,
     onFinish: deps.onRequestDone,
+    logger: deps.logger,
     inflight: deps.lifecycle.exchanges,
   });
   c.set('exchange', exchange);
