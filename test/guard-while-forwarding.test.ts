@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Socket } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
@@ -101,6 +102,35 @@ describe('flag: the guard scans once the request is upstream', () => {
     expect(upstream.requests).toHaveLength(1);
     const server = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.SERVER)!;
     expect(server.attributes['promptgate.injection.flagged']).toBe(true);
+  });
+
+  // Regression: undici writes a request on a kept-alive connection in the next check phase
+  // (it first checks the idle socket for a close), so a scan run straight after the dispatch
+  // ran before the write, and delayed the request by its length instead of overlapping the upstream.
+  it('scans once the request is written on a kept-alive connection (a new one overlaps its connect)', async () => {
+    gw = await startTestGateway(config('flag'), { templates: [TEMPLATE] });
+    const events: string[] = [];
+    hook.onScan = () => events.push('scan');
+    const spied = (['_write', '_writev'] as const).map((name) => {
+      const original = Socket.prototype[name];
+      const spy = vi.spyOn(Socket.prototype, name).mockImplementation(function (this: Socket, ...args: any[]) {
+        if (this.remotePort === upstream.port) events.push('write');
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      });
+      return spy;
+    });
+    try {
+      await (await chat('Where is my order?')).body.dump(); // opens the connection to the upstream
+      for (let i = 1; i <= 3; i++) {
+        events.length = 0;
+        const res = await chat('Where is my order?');
+        await res.body.dump();
+        expect(events.indexOf('write'), `request ${i + 1}: ${events.join(', ')}`).toBeGreaterThanOrEqual(0);
+        expect(events.indexOf('write'), `request ${i + 1}: ${events.join(', ')}`).toBeLessThan(events.indexOf('scan'));
+      }
+    } finally {
+      for (const spy of spied) spy.mockRestore();
+    }
   });
 
   it('a scan that fails answers 500, abandons the upstream call and leaves nothing unhandled', async () => {

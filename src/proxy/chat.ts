@@ -13,7 +13,7 @@ import { formatUsd } from '../telemetry/pricing.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
-import { bodyReadError, forward, readWholeBody, ClientGoneError } from './forward.js';
+import { bodyReadError, forward, readWholeBody, ClientGoneError, type Forwarded } from './forward.js';
 import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
 import { decodeContent } from './content-coding.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
@@ -133,20 +133,21 @@ export function chatCompletions(deps: GatewayDeps) {
           return request;
         },
       });
-      // forward() has sent the request (undici writes it before its first await): what only
-      // records runs while the upstream works on it.
-      try {
+      // What only records runs once the request is on the wire, while the upstream works on it.
+      const recording = afterSend(exchange, () => {
         if (!guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
         // The final prompt's tokens, tools included, in the model's encoding: for the span only.
         if (hasContext && exchange.spans.recording) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[], { toolTokens: toolTokens(), encoding: encodingFor(body.model) });
+      });
+      let forwarded: Forwarded;
+      try {
+        forwarded = await forwarding;
       } catch (err) {
-        // Abandon the upstream call as for a client that left (its breaker is not blamed);
-        // the error boundary answers and records the error, and the call's end is dropped.
-        exchange.abort();
-        forwarding.catch(() => undefined);
-        throw err;
+        throw (await recording) ?? err; // a fault in the recording abandoned the call: it is what failed
       }
-      const forwarded = await forwarding;
+      // The error boundary answers and records a fault in the recording (the call was abandoned).
+      const fault = await recording;
+      if (fault !== undefined) throw fault;
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { upstream } = forwarded;
       exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
@@ -271,6 +272,28 @@ class StreamAccounting implements RelayOptions {
       exchange.finish(end.outcome === 'error' ? { outcome: 'error', errorType: end.errorType } : { outcome: end.outcome });
     }
   }
+}
+
+/**
+ * Runs `record` once the request just dispatched is on the wire, and resolves with what it
+ * threw (undefined when nothing; it never rejects). undici writes a request on a kept-alive
+ * connection in the next check phase, after checking the idle socket for a close
+ * (GHSA-35p6-xmwp-9g52): an Immediate set after the dispatch runs right after that write, so
+ * the recording overlaps the upstream's work instead of delaying the request by its length.
+ * A fault abandons the upstream call, as for a client that left (its breaker is not blamed).
+ */
+function afterSend(exchange: Exchange, record: () => void): Promise<unknown> {
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      try {
+        record();
+        resolve(undefined);
+      } catch (err) {
+        exchange.abort();
+        resolve(err);
+      }
+    });
+  });
 }
 
 /**
