@@ -246,7 +246,15 @@ export class SseScanner {
         // usage the client did not ask for goes (the one event rewritten, JSON semantics kept).
         const rest = { ...obj };
         delete rest.usage;
-        return { data: JSON.stringify(rest) };
+        try {
+          return { data: JSON.stringify(rest) };
+        } catch (err) {
+          // JSON.parse takes any depth; JSON.stringify runs out of stack (a RangeError) on a
+          // chunk nested some thousands deep. Dropping the usage is the gateway's own tidying:
+          // the chunk goes as sent, one field more, rather than the stream cut as if failed.
+          if (err instanceof RangeError) return 'keep';
+          throw err;
+        }
       }
     }
     return 'keep';

@@ -220,26 +220,38 @@ class RequestSpans implements ServerSpan {
     if (this.#ended) return;
     this.#ended = true;
     const errorType = failureType(record);
+    // Both spans end whatever their attributes do: a fault there (reported by the caller,
+    // Exchange.finish) costs those attributes, not the request's trace.
+    let fault: unknown;
     const client = this.#client;
     if (client !== undefined) {
-      if (client.isRecording()) {
-        client.setAttributes(clientEndAttributes(record, errorType, options));
-        // OTel "recording errors": an operation that ended with error.type has status ERROR;
-        // a stream the client cancelled did not complete either.
-        if (errorType !== undefined && (record.outcome !== 'ok' || record.status >= 400)) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+      try {
+        if (client.isRecording()) {
+          client.setAttributes(clientEndAttributes(record, errorType, options));
+          // OTel "recording errors": an operation that ended with error.type has status ERROR;
+          // a stream the client cancelled did not complete either.
+          if (errorType !== undefined && (record.outcome !== 'ok' || record.status >= 400)) client.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+        }
+      } catch (err) {
+        fault = err;
       }
       client.end();
     }
     const server = this.#server;
-    if (server.isRecording()) {
-      server.setAttributes(serverEndAttributes(record, errorType));
-      // HTTP semconv: a SERVER span is an error for 5xx, not for the client's 4xx; a
-      // failure after a 2xx was sent (broken stream) is an error too.
-      if (record.status >= 500 || (record.outcome === 'error' && record.status < 400)) {
-        server.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+    try {
+      if (server.isRecording()) {
+        server.setAttributes(serverEndAttributes(record, errorType));
+        // HTTP semconv: a SERVER span is an error for 5xx, not for the client's 4xx; a
+        // failure after a 2xx was sent (broken stream) is an error too.
+        if (record.status >= 500 || (record.outcome === 'error' && record.status < 400)) {
+          server.setStatus({ code: SpanStatusCode.ERROR, message: errorType });
+        }
       }
+    } catch (err) {
+      fault ??= err;
     }
     server.end();
+    if (fault !== undefined) throw fault;
   }
 }
 
@@ -405,12 +417,30 @@ function clientEndAttributes(r: RequestRecord, errorType: string | undefined, op
   if (options?.captureContent) {
     // Cut to the SDK's attribute length limit here, where the JSON can stay valid.
     const limit = attributeValueLengthLimit();
-    if (options.prompt !== undefined) a['gen_ai.input.messages'] = messagesJson(inputMessages(options.prompt), limit);
+    const input = options.prompt === undefined ? undefined : capturedJson(() => messagesJson(inputMessages(options.prompt), limit));
+    if (input !== undefined) a['gen_ai.input.messages'] = input;
     // A generation that ended without a finish reason and failed (cut, cancelled) did not `stop`.
     const finishReason = r.finishReasons?.[0] ?? (errorType === undefined ? undefined : 'error');
-    if (options.completion !== undefined) a['gen_ai.output.messages'] = messagesJson(outputMessages(options.completion, finishReason) as Array<{ parts: Array<Record<string, unknown>> }>, limit);
+    const completion = options.completion;
+    const output = completion === undefined ? undefined : capturedJson(() => messagesJson(outputMessages(completion, finishReason) as Array<{ parts: Array<Record<string, unknown>> }>, limit));
+    if (output !== undefined) a['gen_ai.output.messages'] = output;
   }
   return a;
+}
+
+/**
+ * Captured messages as JSON, or undefined when they cannot be written: a tool call's
+ * arguments are captured parsed, and JSON.stringify runs out of stack (a RangeError) on
+ * arguments nested some thousands deep, which JSON.parse took. The span then goes without
+ * that attribute, rather than never ending (and the request's trace with it).
+ */
+function capturedJson(json: () => string): string | undefined {
+  try {
+    return json();
+  } catch (err) {
+    if (err instanceof RangeError) return undefined;
+    throw err;
+  }
 }
 
 /**
