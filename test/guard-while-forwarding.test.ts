@@ -14,6 +14,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { captureGatewayLog } from './helpers/gateway-log.js';
 
 /** Called at each guard step with the attempts the exchange had made by then. */
 const hook = vi.hoisted(() => ({ onScan: undefined as ((attempts: number) => void) | undefined }));
@@ -133,20 +134,29 @@ describe('flag: the guard scans once the request is upstream', () => {
     }
   });
 
-  it('a scan that fails answers 500, abandons the upstream call and leaves nothing unhandled', async () => {
-    gw = await startTestGateway(config('flag'), { templates: [TEMPLATE] });
-    hook.onScan = () => {
-      throw new Error('scanner bug');
-    };
-    const closedBefore = upstream.closed;
-    const res = await chat('Where is my order?', { 'x-mock-delay-ms': '500' });
-    expect(res.statusCode).toBe(500);
-    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('internal_error');
-    // The upstream call was abandoned: whatever of it reached the upstream was closed
-    // before the delayed answer, never answered (had the call gone on, it would have been).
-    await new Promise((r) => setTimeout(r, 700));
-    expect(upstream.requests.length).toBe(upstream.closed - closedBefore);
-    expect(gw.exchanges.size).toBe(0);
+  // A guard that only flags is bookkeeping: a fault in its scan is logged as an accounting
+  // fault and the upstream's answer (already requested, and billed) still goes to the
+  // client. It was a 500 that abandoned the call.
+  it('a scan that fails is logged, and the answer still reaches the client without a score', async () => {
+    const log = captureGatewayLog();
+    try {
+      gw = await startTestGateway(config('flag').replace('logging: {level: silent}', 'logging: {level: error}'), { templates: [TEMPLATE] });
+      hook.onScan = () => {
+        throw new Error('scanner bug');
+      };
+      const res = await chat('Where is my order?', { 'x-request-id': 'scan-fault' });
+      expect(res.statusCode).toBe(200);
+      expect(((await res.body.json()) as { object: string }).object).toBe('chat.completion');
+      expect(res.headers['x-promptgate-injection']).toBeUndefined();
+      expect(upstream.requests).toHaveLength(1);
+      const faults = log.others.filter((l) => l.includes('"msg":"accounting failed"'));
+      expect(faults).toHaveLength(1);
+      expect(JSON.parse(faults[0])).toMatchObject({ request_id: 'scan-fault', error: 'Error' });
+      expect(faults[0]).not.toContain('scanner bug');
+      expect(gw.exchanges.size).toBe(0);
+    } finally {
+      log.restore();
+    }
   });
 
   it('puts the final prompt token count on the SERVER span', async () => {

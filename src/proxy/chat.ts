@@ -142,12 +142,9 @@ export function chatCompletions(deps: GatewayDeps) {
       let forwarded: Forwarded;
       try {
         forwarded = await forwarding;
-      } catch (err) {
-        throw (await recording) ?? err; // a fault in the recording abandoned the call: it is what failed
+      } finally {
+        await recording; // done before anything is answered: its header and record go with the answer
       }
-      // The error boundary answers and records a fault in the recording (the call was abandoned).
-      const fault = await recording;
-      if (fault !== undefined) throw fault;
       if (exchange.content.captureContent) exchange.content.prompt = body.messages;
       const { upstream } = forwarded;
       exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
@@ -275,23 +272,23 @@ class StreamAccounting implements RelayOptions {
 }
 
 /**
- * Runs `record` once the request just dispatched is on the wire, and resolves with what it
- * threw (undefined when nothing; it never rejects). undici writes a request on a kept-alive
- * connection in the next check phase, after checking the idle socket for a close
- * (GHSA-35p6-xmwp-9g52): an Immediate set after the dispatch runs right after that write, so
- * the recording overlaps the upstream's work instead of delaying the request by its length.
- * A fault abandons the upstream call, as for a client that left (its breaker is not blamed).
+ * Runs `record` once the request just dispatched is on the wire; resolves when it has run
+ * (never rejects). undici writes a request on a kept-alive connection in the next check
+ * phase, after checking the idle socket for a close (GHSA-35p6-xmwp-9g52): an Immediate set
+ * after the dispatch runs right after that write, so the recording overlaps the upstream's
+ * work instead of delaying the request by its length. What runs here only records (a guard
+ * that only flags, a count for the span): a fault in it is the gateway's bookkeeping
+ * (`accountingFailed`), and the answer still goes to the client.
  */
-function afterSend(exchange: Exchange, record: () => void): Promise<unknown> {
+function afterSend(exchange: Exchange, record: () => void): Promise<void> {
   return new Promise((resolve) => {
     setImmediate(() => {
       try {
         record();
-        resolve(undefined);
       } catch (err) {
-        exchange.abort();
-        resolve(err);
+        exchange.accountingFailed(err);
       }
+      resolve();
     });
   });
 }
