@@ -180,8 +180,15 @@ function contentTokens(content: unknown, tokens: (text: string) => number): numb
   return n;
 }
 
+/**
+ * Above any request's token count (context windows are a few million tokens): a larger
+ * number in a usage object is no count (a broken or hostile upstream's `1.7e308` would
+ * price as a 300-digit cost and take `promptgate_tokens_total` to +Inf for good).
+ */
+const MAX_TOKEN_COUNT = 1_000_000_000;
+
 function count(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
+  return typeof v === 'number' && v >= 0 && v <= MAX_TOKEN_COUNT ? Math.floor(v) : undefined;
 }
 
 function stringOf(v: unknown): string {

@@ -36,6 +36,14 @@ describe('usageFromOpenAI', () => {
     }
   });
 
+  // Regression: any finite number was a count. An upstream's 1.7e308 priced as a 300-digit
+  // cost header and took the token counters to +Inf; a billion tokens is no request's count.
+  it('takes a number over a billion tokens (or not finite) as no count', () => {
+    expect(usageFromOpenAI({ prompt_tokens: 1.7e308, completion_tokens: 1e10 })).toBeUndefined();
+    expect(usageFromOpenAI({ prompt_tokens: Infinity, completion_tokens: 5 })).toMatchObject({ inputTokens: 0, outputTokens: 5 });
+    expect(usageFromOpenAI({ prompt_tokens: 1_000_000_000, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 1e300 } })).toMatchObject({ inputTokens: 1_000_000_000, cachedInputTokens: 0 });
+  });
+
   it('clamps details that exceed their totals', () => {
     expect(usageFromOpenAI({ prompt_tokens: 10, completion_tokens: 2, prompt_tokens_details: { cached_tokens: 50 }, completion_tokens_details: { reasoning_tokens: 9 } })).toMatchObject({
       cachedInputTokens: 10,
