@@ -4,6 +4,8 @@
  * known (price-book and configured model names) always pass and take no slot. One per
  * label per metrics registry, for the life of the process.
  */
+import { redact } from './logger.js';
+
 export const OTHER = 'other';
 const MAX_VALUE_LENGTH = 128;
 /**
@@ -30,13 +32,15 @@ export class LabelValues {
 
   /**
    * The value to put in the label: itself, `''` when absent, or `other` past the cap (or when
-   * too long or not well-formed UTF-16). A value that is `other` itself takes no slot: it
-   * reads as the overflow series anyway, and a client sending it must not use up a slot.
+   * too long, not well-formed UTF-16, or shaped like a credential: a client that sends its
+   * key as the model must not publish it on the unauthenticated /metrics). A value that is
+   * `other` itself takes no slot: it reads as the overflow series anyway, and a client
+   * sending it must not use up a slot.
    */
   value(v: string | undefined): string {
     if (!v) return '';
     if (this.#known.has(v) || this.#seen.has(v)) return v;
-    if (v === OTHER || v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v)) return OTHER;
+    if (v === OTHER || v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v) || redact(v) !== v) return OTHER;
     this.#seen.add(v);
     return v;
   }

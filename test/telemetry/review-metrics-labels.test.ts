@@ -93,6 +93,20 @@ describe('a model a client names `other`', () => {
   });
 });
 
+describe('a model named like a credential', () => {
+  // Regression: a client that sent its key as the model (an SDK call with the arguments
+  // swapped) had it published as a label on the unauthenticated /metrics; the log line masked it.
+  it('reads as `other` on /metrics and takes no slot', async () => {
+    const gw = await gateway('telemetry: {max_label_values: 1}');
+    const key = 'sk-proj-Review9Label0123456789abcdefghij';
+    for (const model of [key, `Bearer ${key}`, 'model-a']) expect(await chat(gw, chatBody(model))).toBe(200);
+    const prom = await scrape(gw);
+    expect(prom.text).not.toContain('Review9Label');
+    expect(requestsByModel(prom, 'other')).toBe(2);
+    expect(requestsByModel(prom, 'model-a')).toBe(1);
+  });
+});
+
 describe('hostile model names through a real gateway', () => {
   it('are escaped, stay apart, and keep the exposition valid (quotes, backslashes, newlines, NUL, long, lone surrogates; invalid UTF-8 refused)', async () => {
     const gw = await gateway();
