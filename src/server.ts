@@ -79,11 +79,29 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const feedback = new FeedbackLedger({ inflight: exchanges });
   const context = createContextRuntime({ registry: metrics.registry, observeExperiment: (o) => metrics.observeExperiment(o) });
   context.prepare(config);
+  // The accounting of every finished request, also outside any handler (a request Node
+  // refused, one without Host, a stream's end). Each step on its own: a fault in one is
+  // logged (the error's class, never its message) and the others still run; none is thrown,
+  // so bookkeeping can end neither a response nor the process.
+  const accountingFailed = (record: RequestRecord, err: unknown) =>
+    logger.error('accounting failed', { request_id: record.requestId, route: record.route, error: err instanceof Error ? err.name : typeof err });
   const onRequestDone = (record: RequestRecord) => {
-    metrics.recordRequest(record);
-    context.finish(record);
-    feedback.remember(record);
-    if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
+    try {
+      metrics.recordRequest(record);
+    } catch (err) {
+      accountingFailed(record, err);
+    }
+    try {
+      context.finish(record);
+      feedback.remember(record);
+    } catch (err) {
+      accountingFailed(record, err);
+    }
+    try {
+      if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
+    } catch (err) {
+      accountingFailed(record, err);
+    }
   };
   const counters = new AssignmentCounters();
   const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters, context, feedback });

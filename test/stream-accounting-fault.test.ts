@@ -8,6 +8,7 @@
  * one per test: the client still gets the upstream's answer whole, the request is still
  * counted and logged, one `accounting failed` line names it, and the gateway keeps serving.
  */
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
@@ -31,6 +32,17 @@ vi.mock('../src/proxy/accounting.js', async (original) => {
     readCompletion: faultable('readCompletion', actual.readCompletion),
     noteUpstreamError: faultable('noteUpstreamError', actual.noteUpstreamError),
     priceUsage: faultable('priceUsage', actual.priceUsage),
+  };
+});
+
+vi.mock('../src/telemetry/logger.js', async (original) => {
+  const actual = await original<typeof import('../src/telemetry/logger.js')>();
+  return {
+    ...actual,
+    requestLogLine: (...args: Parameters<typeof actual.requestLogLine>) => {
+      if (faulty.has('requestLogLine')) throw new TypeError('log line fault injected by the test');
+      return actual.requestLogLine(...args);
+    },
   };
 });
 
@@ -146,5 +158,24 @@ describe('pass-through routes', () => {
     const { request: line, faults } = await linesOf('fault-passthrough-error');
     expect(line).toMatchObject({ route: '/v1/embeddings', status: 429, outcome: 'error', error_type: 'upstream_429' });
     expectOneFault(faults, '/v1/embeddings');
+  });
+});
+
+describe('requests no handler serves', () => {
+  // Regression: their accounting runs in Node's request listener, outside the app's error
+  // boundary: a fault there was an uncaught exception, ending the process.
+  it('a request without Host whose log line throws is still answered 400 and counted', async () => {
+    faulty.add('requestLogLine');
+    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write('GET /v1/models HTTP/1.1\r\n\r\n');
+    await closed;
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(text).toContain('"code":"invalid_request"');
+    await vi.waitFor(() => expect(log.others.some((l) => l.includes('"msg":"accounting failed"') && l.includes('"route":"unmatched"'))).toBe(true));
+    expect(await scrapeMetricsText(gw.url)).toMatch(/promptgate_requests_total\{[^}]*route="unmatched"[^}]*\} 1/);
+    expect((await request(`${gw.url}/healthz`)).statusCode).toBe(200);
   });
 });
