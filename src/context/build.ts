@@ -21,7 +21,7 @@ import { ContextSourceError, PartialAnswer } from './fetch-json.js';
 import { selectRecipe } from './recipes.js';
 import type { ContextCache } from './cache.js';
 import type { ContextRuntime } from './runtime.js';
-import { messagesTokens, textOf } from './tokens.js';
+import { countValueTokens, messagesTokens, textOf } from './tokens.js';
 import type { Builder, BuilderOutput, BuilderReport, BuildPlan, ContextReport } from './types.js';
 
 /** `guard.injection` as far as context cares. */
@@ -263,7 +263,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   const inUse = recipe.use.map((name) => outcomes.get(name)!).filter((x) => x !== undefined);
   let budget = recipe.budgetTokens;
   if (plan.maxInputTokens !== undefined) {
-    const taken = plan.templateTokens + messagesTokens(o.keptMessages ?? o.messages) + (o.toolTokens ?? 0);
+    const taken = plan.templateTokens + clientVariableTokens(o.variables, plan.names) + messagesTokens(o.keptMessages ?? o.messages) + (o.toolTokens ?? 0);
     budget = Math.max(0, Math.min(budget, plan.maxInputTokens - taken));
   }
   const fitted = fitBudget(
@@ -331,6 +331,26 @@ function variableOf(output: BuilderOutput): unknown {
   return output.shape === 'object' ? output.value : output.items.map((i) => i.value);
 }
 
+/**
+ * Tokens of the client's template variables, each value once (as text, or JSON): the
+ * template renders them into the prompt beside the context (its own text, counted at load,
+ * has only their placeholders). Builder names are the gateway's to fill, not the client's.
+ * A value nested too deeply to write as JSON (a RangeError) counts 0: rendering refuses it
+ * (400 `invalid_variable`).
+ */
+function clientVariableTokens(variables: Readonly<Record<string, unknown>>, builderNames: readonly string[]): number {
+  let n = 0;
+  for (const [name, value] of Object.entries(variables)) {
+    if (builderNames.includes(name)) continue;
+    try {
+      n += countValueTokens(value);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+    }
+  }
+  return n;
+}
+
 function lastUserText(messages: readonly unknown[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i] as { role?: unknown; content?: unknown } | null;
@@ -338,8 +358,6 @@ function lastUserText(messages: readonly unknown[]): string {
   }
   return '';
 }
-
-/** Tokens of the client's messages (3 a message besides the text, as OpenAI counts). */
 
 const TIMED_OUT = Symbol('timed out');
 const ABORTED = Symbol('aborted');

@@ -124,17 +124,8 @@ export function countPromptTokens(messages: readonly unknown[], options: PromptT
   let n = 3 + toolTokens;
   for (const m of messages) {
     if (m === null || typeof m !== 'object') continue;
-    const { role, content, name } = m as { role?: unknown; content?: unknown; name?: unknown };
-    n += 3 + (typeof role === 'string' ? roleTokens(role) : 0);
-    if (typeof content === 'string') n += countTokensRemembered(content, encoding);
-    else if (Array.isArray(content)) {
-      for (const part of content) {
-        const text = part !== null && typeof part === 'object' ? (part as { text?: unknown }).text : undefined;
-        if (typeof text === 'string') n += countTokensRemembered(text, encoding);
-      }
-    }
-    if (typeof name === 'string') n += 1 + countTokensRemembered(name, encoding);
-    n += toolCallTokens(m, encoding);
+    const { role } = m as { role?: unknown };
+    n += 3 + (typeof role === 'string' ? roleTokens(role) : 0) + messageBodyTokens(m, encoding);
   }
   return n;
 }
@@ -152,17 +143,38 @@ export function preloadContextTokenizer(): void {
 
 /**
  * Tokens of chat messages as the budget and `constraints.max_input_tokens` count them: 3 per
- * message plus the tokens of its text (text parts of an array content) and of an
- * assistant's tool calls (names and arguments: an agent's `write_file` call carries a whole
- * file), in `encoding` (the context budget: o200k_base; the cap check: the model's). Other
- * parts (images, audio) are not counted.
+ * message plus the tokens of its text (each text part of an array content), its `name` and
+ * an assistant's tool calls (names and arguments: an agent's `write_file` call carries a
+ * whole file), in `encoding` (the context budget: o200k_base; the cap check: the model's).
+ * Other parts (images, audio) are not counted. `countPromptTokens` of the same messages is
+ * this plus their roles and the reply's 3 (and the tools).
  */
 export function messagesTokens(messages: readonly unknown[], encoding: EncodingName = 'o200k_base'): number {
   let n = 0;
   for (const m of messages) {
-    if (m !== null && typeof m === 'object') n += 3 + countTokensRemembered(textOf((m as { content?: unknown }).content), encoding) + toolCallTokens(m, encoding);
+    if (m !== null && typeof m === 'object') n += 3 + messageBodyTokens(m, encoding);
   }
   return n;
+}
+
+/**
+ * Tokens of one message besides its framing and role, counted as the usage estimate counts
+ * them (`telemetry/usage.ts`): each text part on its own (joined by line breaks, parts that
+ * end in a letter would each count a token the prompt does not have), the `name` and 1 for
+ * it (OpenAI bills a multi-agent conversation's names), and the calls.
+ */
+function messageBodyTokens(message: object, encoding: EncodingName): number {
+  const { content, name } = message as { content?: unknown; name?: unknown };
+  let n = 0;
+  if (typeof content === 'string') n += countTokensRemembered(content, encoding);
+  else if (Array.isArray(content)) {
+    for (const part of content) {
+      const text = part !== null && typeof part === 'object' ? (part as { text?: unknown }).text : undefined;
+      if (typeof text === 'string') n += countTokensRemembered(text, encoding);
+    }
+  }
+  if (typeof name === 'string') n += 1 + countTokensRemembered(name, encoding);
+  return n + toolCallTokens(message, encoding);
 }
 
 /**

@@ -82,7 +82,7 @@ function errorCodeOf(error: unknown): string | undefined {
  * Reads a non-stream chat completion body (a body with only an `error` is accounted as one).
  * `toolTokens` (the request's `toolTokensOnce`) is called only when the body has no usage.
  */
-export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[], toolTokens: () => number = NO_TOOL_TOKENS): void {
+export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessages: unknown[], toolTokens: (model?: unknown) => number = NO_TOOL_TOKENS): void {
   let obj: Record<string, unknown> | undefined;
   try {
     obj = JSON.parse(utf8.decode(bytes));
@@ -106,7 +106,7 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
   }
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string' && f !== '');
   const reply = () => choices.map((c) => replyText(c.message)).join('');
-  r.usage = usageFromOpenAI(obj.usage) ?? withToolTokens(estimateUsage(requestMessages, reply(), r.responseModel ?? r.requestModel ?? ''), toolTokens());
+  r.usage = usageFromOpenAI(obj.usage) ?? estimated(requestMessages, reply(), r.responseModel ?? r.requestModel ?? '', toolTokens);
   if (exchange.content.captureContent) exchange.content.completion = completionChoices(choices);
 }
 
@@ -129,20 +129,25 @@ function completionChoices(choices: ReadonlyArray<Record<string, unknown>>): Com
  * cannot decode): the request's tokens (messages and tool definitions) are counted, the
  * output's are unknown (0), and the usage is marked `estimated`.
  */
-export function estimateUnread(exchange: Exchange, requestMessages: unknown[], toolTokens: () => number = NO_TOOL_TOKENS): void {
+export function estimateUnread(exchange: Exchange, requestMessages: unknown[], toolTokens: (model?: unknown) => number = NO_TOOL_TOKENS): void {
   const r = exchange.record;
-  r.usage = withToolTokens(estimateUsage(requestMessages, '', r.requestModel ?? ''), toolTokens());
+  r.usage = estimated(requestMessages, '', r.requestModel ?? '', toolTokens);
 }
 
-/** The request as an estimate counts it: the messages sent upstream and its tool definitions' tokens. */
+/** The request as an estimate counts it: the messages sent upstream and its tool definitions' tokens (`toolTokensOnce`). */
 export interface EstimatedPrompt {
   messages: unknown[];
-  toolTokens: number;
+  toolTokens: (model?: unknown) => number;
 }
 
-/** An estimate with the request's tool definitions added to its input: OpenAI bills them as prompt. */
-function withToolTokens(usage: Usage, toolTokens: number): Usage {
-  usage.inputTokens += toolTokens;
+/**
+ * The estimate of an answer without usage, in the encoding of `model` (the answering one
+ * when the upstream names it): the messages and the reply, and the request's tool
+ * definitions counted in the same encoding (OpenAI bills them as prompt).
+ */
+function estimated(messages: unknown, reply: string, model: string, toolTokens: (model?: unknown) => number): Usage {
+  const usage = estimateUsage(messages, reply, model);
+  usage.inputTokens += toolTokens(model);
   return usage;
 }
 
@@ -165,7 +170,7 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   // so. A long stream kept a sample of its text: its output tokens scale with its length.
   if (!usage) {
     const prompt = requestPrompt();
-    usage = withToolTokens(estimateUsage(prompt.messages, text.reply, r.responseModel ?? r.requestModel ?? ''), prompt.toolTokens);
+    usage = estimated(prompt.messages, text.reply, r.responseModel ?? r.requestModel ?? '', prompt.toolTokens);
     if (text.scale !== 1) usage.outputTokens = Math.round(usage.outputTokens * text.scale);
   }
   r.usage = usage;

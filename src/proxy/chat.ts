@@ -14,7 +14,7 @@ import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError, type Forwarded } from './forward.js';
-import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
+import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion, type EstimatedPrompt } from './accounting.js';
 import { decodeContent } from './content-coding.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
@@ -159,7 +159,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
         const sent = outgoingBodies.for(upstream);
-        const relay = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes, toolTokens });
+        const relay = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes });
         exchange.record.status = 200;
         if (outgoing) {
           writeSse(response.body, outgoing, { status: 200, headers }, relay);
@@ -217,8 +217,8 @@ export function chatCompletions(deps: GatewayDeps) {
  * closure in the handler would keep its whole scope (the parsed request, the rendered
  * template) alive for as long as the stream is open, and one closure per callback would
  * cost as much again per open stream. For an estimate when the stream brings no usage, the
- * messages are read again from the body undici keeps anyway; the tool definitions' count is
- * the request's (`toolTokensOnce`: held only when it has tools). One per stream.
+ * messages and tool definitions are read again from the body undici keeps anyway (the tools
+ * counted in the answering model's encoding, a list seen before only looked up). One per stream.
  */
 class StreamAccounting implements RelayOptions {
   readonly stripUsageChunk: boolean;
@@ -226,15 +226,13 @@ class StreamAccounting implements RelayOptions {
   readonly #exchange: Exchange;
   readonly #upstream: Upstream;
   readonly #outBody: Uint8Array;
-  readonly #toolTokens: () => number;
 
-  constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array; toolTokens: () => number }) {
+  constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array }) {
     this.stripUsageChunk = sent.stripUsageChunk;
     this.keepText = exchange.content.captureContent;
     this.#exchange = exchange;
     this.#upstream = upstream;
     this.#outBody = sent.outBody;
-    this.#toolTokens = sent.toolTokens;
   }
 
   get signal(): AbortSignal {
@@ -260,7 +258,7 @@ class StreamAccounting implements RelayOptions {
   onEnd(summary: StreamSummary, end: StreamEnd): void {
     const exchange = this.#exchange;
     try {
-      finishStream(exchange, this.#upstream, summary, end, () => ({ messages: messagesOf(this.#outBody), toolTokens: this.#toolTokens() }));
+      finishStream(exchange, this.#upstream, summary, end, () => promptOf(this.#outBody));
     } catch (err) {
       // The stream's end runs outside any handler: a fault in its accounting would be an
       // uncaught exception, ending the process and every other stream with it. The
@@ -303,13 +301,13 @@ function renderedOf(client: Record<string, unknown>, rendered: Record<string, un
   return out;
 }
 
-/** The `messages` of a request body the gateway has already parsed once (or written itself). */
-function messagesOf(body: Uint8Array): unknown[] {
+/** The `messages` and tool definitions of a request body the gateway has already parsed once (or written itself). */
+function promptOf(body: Uint8Array): EstimatedPrompt {
   try {
-    const { messages } = parseJsonObject(body) as ChatBody;
-    return Array.isArray(messages) ? messages : [];
+    const sent = parseJsonObject(body) as ChatBody;
+    return { messages: Array.isArray(sent.messages) ? sent.messages : [], toolTokens: toolTokensOnce(sent) };
   } catch {
-    return [];
+    return { messages: [], toolTokens: NO_TOOL_TOKENS };
   }
 }
 

@@ -123,27 +123,33 @@ export function encodingFor(model: unknown): EncodingName {
 export const NO_TOOL_TOKENS = (): number => 0;
 
 /**
- * The tokens of a request's tool definitions (`toolDefinitionTokensRemembered`, in its
- * model's encoding), read on the first call and kept: one look-up per request, however many
- * checks read it (the context budget, `max_input_tokens`, the usage estimate), and none for
- * a request whose checks never ask (its upstream reports usage). A tool list seen before in
- * this process is not counted again; tools nested too deeply to serialise count 0
- * (`uncountedIfTooDeep`). A request without tools gets `NO_TOOL_TOKENS`. One per request,
- * not shared; it lets go of the tools once counted.
+ * The tokens of a request's tool definitions (`toolDefinitionTokensRemembered`), counted on
+ * the first call and kept: one look-up per request, however many checks read it (the
+ * context budget, `max_input_tokens`, the usage estimate), and none for a request whose
+ * checks never ask (its upstream reports usage). They are counted in the encoding of the
+ * model the request goes to, or of `model` when given: an estimate counts the messages in
+ * the answering model's encoding (an Azure deployment's name says nothing of its model), and
+ * the tools must be counted in the same one. A tool list seen before in this process is not
+ * counted again; tools nested too deeply to serialise count 0 (`uncountedIfTooDeep`). A
+ * request without tools gets `NO_TOOL_TOKENS`. One per request, not shared; it holds the
+ * request's tool lists for as long as it is held.
  *
  * @example
  * const toolTokens = toolTokensOnce(body);
  * if (maxInput !== undefined) total += toolTokens();
+ * estimate.inputTokens += toolTokens(responseModel);
  */
-export function toolTokensOnce(request: ToolDefinitions & { model?: unknown }): () => number {
+export function toolTokensOnce(request: ToolDefinitions & { model?: unknown }): (model?: unknown) => number {
   if (!hasToolDefinitions(request)) return NO_TOOL_TOKENS;
-  let definitions: (ToolDefinitions & { model?: unknown }) | undefined = { tools: request.tools, functions: request.functions, model: request.model };
+  const definitions: ToolDefinitions = { tools: request.tools, functions: request.functions };
+  const requestModel = request.model;
+  let countedIn: EncodingName | undefined;
   let tokens = 0;
-  return () => {
-    if (definitions) {
-      const request = definitions;
-      tokens = uncountedIfTooDeep(() => toolDefinitionTokensRemembered(request, encodingFor(request.model)));
-      definitions = undefined;
+  return (model = requestModel) => {
+    const encoding = encodingFor(model);
+    if (encoding !== countedIn) {
+      tokens = uncountedIfTooDeep(() => toolDefinitionTokensRemembered(definitions, encoding));
+      countedIn = encoding;
     }
     return tokens;
   };

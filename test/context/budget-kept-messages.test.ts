@@ -23,13 +23,28 @@ versions:
         content: "Answer from these articles:{{#knowledge}} [{{title}}] {{text}}{{/knowledge}}"
 `;
 
+/** The same, with a client variable rendered beside the context. */
+const WITH_NOTES = `id: kb-notes
+versions:
+  - version: "1.0.0"
+    constraints: {max_input_tokens: 500}
+    variables:
+      notes: {type: string, default: ""}
+    context: {use: [knowledge]}
+    messages:
+      - role: system
+        content: "Customer notes: {{notes}}. Answer from these articles:{{#knowledge}} [{{title}}] {{text}}{{/knowledge}}"
+`;
+
 let upstream: MockUpstream;
 let gw: TestGateway | undefined;
 const dir = mkdtempSync(path.join(tmpdir(), 'pg-budget-'));
 const templateFile = path.join(dir, 'kb-answer.yaml');
+const notesFile = path.join(dir, 'kb-notes.yaml');
 
 beforeAll(async () => {
   writeFileSync(templateFile, TEMPLATE);
+  writeFileSync(notesFile, WITH_NOTES);
   upstream = await startMockUpstream();
 });
 afterAll(() => upstream.close());
@@ -78,5 +93,36 @@ describe('the context budget under max_input_tokens', () => {
     const over = await send(90);
     expect(over.statusCode).toBe(400);
     expect(((await over.body.json()) as { error: { code: string } }).error.code).toBe('context_length_exceeded');
+  });
+});
+
+describe("the client's template variables under max_input_tokens", () => {
+  // Regression: the budget took the template's own text off the cap, not the values the
+  // client renders into it: the context filled the room a long variable needed, and the
+  // request was refused 400 context_length_exceeded although it fit without the context.
+  it('take room from the context budget, so a request that fits without context is served', async () => {
+    gw = await startTestGateway(mockConfig(upstream.url, config('replace').replace('kb-bot, template: kb-answer', 'kb-bot, template: kb-notes')), { templates: [notesFile] });
+    const notes = longSystem(60); // about 420 tokens
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'kb-bot', prompt_variables: { notes }, messages: [{ role: 'user', content: 'How long does a refund take?' }] }),
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    const sent = upstream.requests.at(-1)!.body as { messages: { role: string; content: string }[] };
+    expect(sent.messages[0].content).toContain(notes);
+  });
+
+  it('a variable nested too deeply to count is still answered 400 invalid_variable, not a 500', async () => {
+    gw = await startTestGateway(mockConfig(upstream.url, config('replace').replace('kb-bot, template: kb-answer', 'kb-bot, template: kb-notes')), { templates: [notesFile] });
+    const deep = '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000);
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"model":"kb-bot","prompt_variables":{"notes":${deep}},"messages":[{"role":"user","content":"hi"}]}`,
+    });
+    const body = (await res.body.json()) as { error: { code: string } };
+    expect([res.statusCode, body.error.code]).toEqual([400, 'invalid_variable']);
   });
 });
