@@ -253,13 +253,14 @@ function segmentsOf(path: string): PropertyKey[] {
   return [...path.matchAll(/\[(\d+)\]|[^.[\]]+/g)].map((m) => (m[1] !== undefined ? Number(m[1]) : m[0]));
 }
 
+/**
+ * The line of the setting at `segments`: its key's line when it is a key (a block value,
+ * `routng:` with its mapping below, starts on the next line, which is not where the
+ * operator typed the name), else its node's; a missing key reports its parent's.
+ */
 function lineOf(doc: YAML.Document, lineCounter: YAML.LineCounter, segments: readonly PropertyKey[]): number | undefined {
-  // Walk up until a node exists (a missing key has no node; its parent does).
   for (let n = segments.length; n >= 0; n--) {
-    const node = doc.getIn(segments.slice(0, n) as unknown[], true) as { range?: [number, number, number] } | undefined;
-    if (node && typeof node === 'object' && node.range) return lineCounter.linePos(node.range[0]).line;
     if (n > 0 && typeof segments[n - 1] === 'string') {
-      // A key exists but its value is a scalar: try the pair's key node.
       const parent = doc.getIn(segments.slice(0, n - 1) as unknown[], true) as YAML.YAMLMap | undefined;
       if (YAML.isMap(parent)) {
         const pair = parent.items.find((p) => YAML.isScalar(p.key) && p.key.value === segments[n - 1]);
@@ -267,6 +268,8 @@ function lineOf(doc: YAML.Document, lineCounter: YAML.LineCounter, segments: rea
         if (keyNode?.range) return lineCounter.linePos(keyNode.range[0]).line;
       }
     }
+    const node = doc.getIn(segments.slice(0, n) as unknown[], true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === 'object' && node.range) return lineCounter.linePos(node.range[0]).line;
   }
   return undefined;
 }
