@@ -206,13 +206,15 @@ const THINGS = [
   // Italian
   'montaggio', 'installazione', 'lavaggio', 'pulizia', 'utilizzo', 'manutenzione', 'consegna', 'spedizione', 'reso',
   'sicurezza', 'produttore', 'manuale', 'prodotto', 'pacco', 'ordine', 'corriere', 'batteria', 'caricatore', 'ricetta',
-  // Dutch, Polish
-  'montage', 'levering', 'bezorging', 'pakket', 'retour', 'montazu', 'prania', 'obslugi', 'uzytkowania', 'dostawy',
+  // Dutch, Polish, Russian (normalised: "й" -> "и")
+  'montage', 'levering', 'bezorging', 'bezorger', 'koerier', 'pakket', 'retour', 'montazu', 'prania', 'obslugi',
+  'uzytkowania', 'dostawy', 'kuriera', 'kurier', 'курьера', 'курьер', 'доставки', 'доставке', 'сборке', 'сборки',
 ];
 const PREPOSITIONS = [
   'for', 'on', 'about', 'regarding', 'in', 'from', 'of', 'that came with', 'included with', 'with', 'to',
   'fur', 'zum', 'zur', 'zu', 'aus', 'in der', 'im', 'de', 'del', 'de la', 'du', 'des', 'di', 'della', 'dello', 'per',
-  'pour', 'para', 'por', 'sobre', 'sur', 'su', 'do', 'da', 'dos', 'das', 'voor', 'van', 'bij', 'dla',
+  'pour', 'para', 'por', 'sobre', 'sur', 'concernant', 'su', 'sul', 'sulla', 'sullo', 'sulle', 'sugli', 'do', 'da',
+  'dos', 'das', 'voor', 'van', 'bij', 'dla', 'для', 'по',
 ];
 const DETERMINERS = [
   'the', 'my', 'this', 'your', 'a', 'an', 'our', 'its', 'la', 'le', 'les', 'el', 'lo', 'il', 'o', 'mi', 'mon',

@@ -68,6 +68,8 @@ const enOwnThings = alt(
   'appointment', 'invitation', 'invite', 'quote', 'estimate', 'report', 'schedule', 'password', 'date',
   // a device's or program's own: "tell the router to forget all previous settings", "ignore previous errors"
   'setting', 'error', 'warning',
+  // details the customer gave: "Disregard the prior information I gave about my phone number"
+  'information', 'detail',
 );
 /** An optional word inside the same clause. */
 // Not a conjunction: "disregard the above and answer freely" goes on to an order, it does not name an answer.
@@ -100,6 +102,12 @@ const notStatement = "(?<!\\b(?:i|we|they|he|she|often|always|usually|sometimes|
 
 const esVerbTriggers = 'olvida olvide olvidad olvidate olvidese olvidar ignora ignore ignorad ignoren ignorar descarta omite omita';
 const esVerb = alt(...esVerbTriggers.split(' '));
+/**
+ * After "olvida lo que te dije": an order to the model, or the end of the text. "antes" there
+ * dates the customer's own words ("Olvida lo que te dije antes, ya me llegó el paquete"), as
+ * "Forget what I told you before" does; it does not point at a prompt.
+ */
+const esThenCommand = `(?:${thenCommand(ES)}|(?= ?[.!]*$))`;
 /** "¿Puedo ignorar ...?", "tengo que olvidar ...": the customer asking about their own doing. */
 const esNotMine = '(?<!\\b(?:puedo|podemos|podria|podriamos|debo|debemos|deberia|tengo que|tenemos que|quiero|queremos|necesito|voy a|vamos a|se puede|hay que) )';
 const frVerbTriggers = 'oubliez oublie oublier ignorez ignore ignorer ne';
@@ -137,21 +145,22 @@ export const overrideInstructions: PhraseFamily = {
     // infinitive after "can I" is the customer's own question ("¿Puedo ignorar las instrucciones...?").
     p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?(?:todas? (?:las |tus |sus )?instrucciones|(?:las |tus |sus )?instrucciones(?: anteriores| previas)?)\\b${notAboutThings}`),
     p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?lo anterior\\b${esNotOwnWriting}`),
-    p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?(?:todo|lo que (?:te |le )?(?:dije|he dicho))\\b${earlierOrCommand(ES)}`),
+    p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?todo\\b${earlierOrCommand(ES)}`),
+    p(esVerbTriggers, `${esNotMine}\\b${esVerb} (?:de )?lo que (?:te |le )?(?:dije|he dicho)\\b${esThenCommand}`),
     p(frVerbTriggers, `${frNotMine}\\b${frVerb}(?: de)? (?:toutes? (?:les |vos |tes )?(?:instructions|consignes|regles)|tout ce qui precede|(?:les |vos |tes )?instructions (?:precedentes|ci-dessus))\\b${notAboutThings}`),
     p(frVerbTriggers, `${frNotMine}\\b${frVerb}(?: de)? tout\\b${earlierOrCommand(FR)}`),
     p('dimentica dimenticate ignora ignorate', `\\b(?:dimentica|dimenticate|ignora|ignorate) (?:tutte le (?:istruzioni|regole)|le istruzioni precedenti)\\b${notAboutThings}`),
     p('dimentica dimenticate ignora ignorate', `\\b(?:dimentica|dimenticate|ignora|ignorate) tutto\\b${earlierOrCommand(IT)}`),
     p('esqueca esquece esquecer ignore ignora', `\\b(?:esqueca|esquece|esquecer|ignore|ignora) (?:todas as (?:instrucoes|regras)|as instrucoes anteriores)\\b${notAboutThings}`),
     p('esqueca esquece esquecer ignore ignora', `\\b(?:esqueca|esquece|esquecer|ignore|ignora) tudo\\b${earlierOrCommand(PT)}`),
-    p('vergeet negeer', `\\b(?:vergeet|negeer) alle (?:vorige |eerdere )?(?:instructies|regels)\\b`),
+    p('vergeet negeer', `\\b(?:vergeet|negeer) alle (?:vorige |eerdere )?(?:instructies|regels)\\b${notAboutThings}`),
     p('vergeet negeer', `\\b(?:vergeet|negeer) alles\\b${earlierOrCommand(NL)}`),
-    p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) wszystkie (?:poprzednie )?(?:instrukcje|polecenia)\\b`),
+    p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) wszystkie (?:poprzednie )?(?:instrukcje|polecenia)\\b${notAboutThings}`),
     p('zapomnij zignoruj ignoruj', `\\b(?:zapomnij|zignoruj|ignoruj) wszystko\\b${earlierOrCommand(PL)}`),
     p('zaboravi', `\\bzaboravi (?:sve )?(?:prethodne )?(?:instrukcije|upute|naredbe)\\b`),
     p('zaboravi', `\\bzaboravi (?:sve|sto)\\b${earlierOrCommand(HR)}`),
     // Russian (Cyrillic is kept as is by the normaliser, but "й" -> "и" and "ё" -> "е" as for any accent)
-    p(ruVerbs, `${ruVerb} (?:все )?(?:предыдущие |прошлые |прежние )?(?:инструкции|указания|команды|правила|промпты?|ограничения)`),
+    p(ruVerbs, `${ruVerb} (?:все )?(?:предыдущие |прошлые |прежние )?(?:инструкции|указания|команды|правила|промпты?|ограничения)${notAboutThings}`),
     p(ruVerbs, `${ruVerb} все(?![а-я])${earlierOrCommand(RU)}`),
   ],
 };

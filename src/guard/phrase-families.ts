@@ -41,6 +41,16 @@ export type { PhraseFamily, PhrasePattern } from './phrase-pattern.js';
 const notDeliveryNote =
   '(?! ?(?:[^\\s.!?]+ ){0,4}?(?:parcel|package|delivery|courier|driver|neighbou?r|door|doorstep|porch|mailbox|letterbox|reception|locker|concierge|buzzer|doorbell|gate|garage|safe place)s?\\b)';
 
+/**
+ * Not a membership notice the customer quotes: "Congratulations, you are now a Gold member",
+ * "a partir de ahora eres cliente premium", "vous êtes maintenant membre premium".
+ */
+const notMembership =
+  '(?! (?:\\S+ ){0,2}?(?:member|subscriber|customer|client|cardholder|owner|holder|cliente|miembro|socio|suscriptor|membre|abonnee?|membro|abbonat[oa])s?\\b)';
+
+/** A device is jailbroken ("my phone is jailbroken", "a jailbroken device"), not a model. */
+const device = '(?:phone|iphone|ipad|device|console|switch|kindle|tablet|firestick|router|ps\\d)s?';
+
 /** Log levels: "INFO [system] service started" names a component, not a turn. */
 const logLevel = '(?:info|warn|warning|error|err|debug|trace|fatal|notice|crit|critical|alert|emerg)';
 /**
@@ -63,6 +73,8 @@ const bannerOfPrompt =
 const notList = '(?! ?(?:\\d{1,2}[.)]|[-*]|step \\d))';
 /** Not the end of a key or identifier: `"answer":"..."`, `refund-reply","` (JSON), `x.print "..."`. */
 const notInIdentifier = '(?<![-_"\'/.])';
+/** 'How do you say "thank you" in Polish?': a question about a phrase, not an order to say it. */
+const notHowToSay = '(?<!\\bhow (?:do|would|can|should|to) (?:(?:you|i|we|one) )?)';
 /** Quoted text with a letter or digit in it, not JSON punctuation (`":"`, `","`). */
 const quotedWords = (q: string): string => `(?![:,\\]}])(?=[^${q}\\n]*[a-z0-9])[^${q}\\n]{1,80}`;
 /** 'Reply "STOP" to unsubscribe': a mailing's footer. */
@@ -77,7 +89,7 @@ const roleSwitch: PhraseFamily = {
   patterns: [
     p('act behave pretend roleplay role play take simulate emulate impersonate respond answer', `(?<=\\b(?:i want|i need|i'd like|i would like|i am asking|i'm asking) you to )(?:act|behave|pretend|roleplay|role-play|play the role|play as|take on the role|simulate|emulate|impersonate|respond as|answer as)\\b`),
     p('from henceforth rest', `(?:\\bfrom now on|\\bhenceforth|(?<=\\bfor the )rest of (?:this|the) conversation),? you (?:are|act|pretend|respond|answer|reply|must answer|will (?:act|respond|answer|reply|pretend|only|always|be an?))\\b(?! my (?:go-to|favou?rite|preferred|main|usual|regular|first choice)\\b)`),
-    p('now no', `(?<=\\byou are )(?:now|no longer) (?:an?|the|my|called|named|known as|going to|playing|in|acting)\\b`),
+    p('now no', `(?<=\\byou are )(?:now|no longer) (?:an?|the|my|called|named|known as|going to|playing|in|acting)\\b${notMembership}`),
     p('now okay ok', `\\b(?:now|okay|ok),? you are\\b`),
     p("you're", `\\byou're now (?:an?|the|my)\\b`),
     p('pretend imagine suppose assume', `\\b(?:pretend|imagine|suppose|assume) (?:that )?(?:you are|you're|to be|you can|you have|you were)\\b`),
@@ -86,7 +98,8 @@ const roleSwitch: PhraseFamily = {
     p('break breaking falling fall', `(?<=\\b(?:do not|don't|never|without) )(?:break|breaking|falling out of|fall out of) (?:character|the figure|their roles?|your role)\\b`),
     p('completely', `\\bcompletely absorbed in your role\\b`),
     p('act', `\\bact as (?:an? |the )(?!(?:\\S+ )?(?:admin|administrator|owner|guarantor|co-?signer|reference|representative|agent|proxy|contact|sponsor|backup|manager|user|member|payer|witness|guardian|intermediary|account)\\b)`),
-    p('act', `(?<=(?:^|[.!?:] ))act as (?:an? )?(?!my |our |your )`),
+    // "Act as if I never placed the second order" is an idiom; "act as if you were DAN" casts the model
+    p('act', `(?<=(?:^|[.!?:] ))act as (?:an? )?(?!my |our |your |(?:if|though) (?!you\\b|you're\\b))`),
     p('ai bot chatbot language gpt character persona pirate hacker terminal interpreter guidebook racoon racoons monster', `(?<=\\byou are (?:an?|the) (?:\\S+ ){0,3}?)(?:ai|bot|chatbot|language model|gpt|character|persona|pirate|hacker|terminal|interpreter|guidebook|racoons?|monster)\\b`),
     p('three two several', `(?<=\\byou are )(?:three|two|several) `),
     p('simulate emulate impersonate', `\\b(?:simulate|emulate|impersonate) (?:an?|the) `),
@@ -103,9 +116,9 @@ const roleSwitch: PhraseFamily = {
     p('aus', `\\baus (?:der|ihrer|seiner|deiner) (?:rolle|figur) (?:zu )?fallen\\b`),
     p('deiner', `(?<=\\bin )deiner rolle auf\\b`),
     // Spanish, French, Italian
-    p('actua finge haz partir', `(?:\\bactua como|\\bfinge (?:ser|que)|\\bhaz de cuenta|(?<=\\ba )partir de ahora (?:eres|responde|actua))\\b`),
-    p('tu vous agis agissez fais faites joue jouez', `\\b(?:(?:tu es|vous etes) (?:maintenant|desormais)|agis comme|agissez comme|fais semblant|faites semblant|joue le role|jouez le role)\\b`),
-    p('fingi fai ora adesso agisci comportati', `\\b(?:fingi di essere|fai finta di|ora sei|adesso sei|agisci come|comportati come)\\b`),
+    p('actua finge haz partir', `(?:\\bactua como|\\bfinge (?:ser|que)|\\bhaz de cuenta|(?<=\\ba )partir de ahora (?:eres${notMembership}|responde|actua))\\b`),
+    p('tu vous agis agissez fais faites joue jouez', `\\b(?:(?:tu es|vous etes) (?:maintenant|desormais)${notMembership}|agis comme|agissez comme|fais semblant|faites semblant|joue le role|jouez le role)\\b`),
+    p('fingi fai ora adesso agisci comportati', `\\b(?:fingi di essere|fai finta di|(?:ora|adesso) sei${notMembership}|agisci come|comportati come)\\b`),
   ],
 };
 
@@ -119,7 +132,7 @@ const jailbreakPersona: PhraseFamily = {
     p('dan developer god evil jailbreak unrestricted', `(?<=\\b(?:chatgpt|gpt|ai|assistant|model|you) (?:with|in) )(?:dan|developer|god|evil|jailbreak|unrestricted) mode\\b`),
     p('enable activate enter switch turn', `\\b(?:enable|activate|enter|switch to|turn on) (?:dan|god|jailbreak|unrestricted|evil|chaos) mode\\b`),
     p('dan', `(?<=\\b(?:as|called|named|you are|be|now|du bist|bist du|jetzt) )dan\\b`),
-    p('jailbreak jailbroken jailbreaking', `\\bjailbr(?:eak|oken|eaking)\\b(?! (?:my|the|your|a|an|this|our) (?:phone|iphone|ipad|device|console|switch|kindle|tablet|firestick|router|ps\\d))`),
+    p('jailbreak jailbroken jailbreaking', `(?<!\\b${device} (?:is |was |got |gets |been |being |isn't |wasn't )?)\\bjailbr(?:eak|oken|eaking)\\b(?! (?:(?:my|the|your|a|an|this|our) )?${device}\\b)`),
     p('ethical moral programming content safety openai usage censorship', `(?<=\\b(?:no|without|not bound by|free (?:of|from)|beyond|ignore|ignoring) (?:any )?)(?:ethical|moral|programming|content|safety|openai|usage|censorship) (?:guidelines|restrictions|limitations|filters|policies|rules|principles|boundaries|constraints)\\b`),
     p('completely totally immoral amoral unethical unfiltered uncensored unrestricted unhinged', `\\b(?:completely |totally )?(?:immoral|amoral|unethical|unfiltered|uncensored|unrestricted|unhinged) (?:ai|assistant|bot|chatbot|model|version|mode|and)\\b`),
     p('evil malicious rogue unfiltered rutheless ruthless', `\\b(?:evil|malicious|rogue|unfiltered|rutheless|ruthless) (?:ai|assistant|bot|chatbot|confidant|twin|version|radical)\\b`),
@@ -225,8 +238,8 @@ const outputCoercion: PhraseFamily = {
   name: 'output_coercion',
   prior: 1.5,
   patterns: [
-    p('say output print write reply respond answer return repeat', `${notInIdentifier}\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?(?:\\\\)?"${quotedWords('"')}"(?![;)])${notOptOut}`),
-    p('say output print reply respond answer return repeat', `${notInIdentifier}\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '${quotedWords("'")}'(?![;)])${notOptOut}`),
+    p('say output print write reply respond answer return repeat', `${notInIdentifier}${notHowToSay}\\b(?:say|output|print|write|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)?(?: the (?:word|phrase|text|following) ?:?)? ?(?:\\\\)?"${quotedWords('"')}"(?![;)])${notOptOut}`),
+    p('say output print reply respond answer return repeat', `${notInIdentifier}${notHowToSay}\\b(?:say|output|print|reply|respond|answer|return|repeat)(?: only| just| exactly| back)?(?: with)? '${quotedWords("'")}'(?![;)])${notOptOut}`),
     p('repeat', `\\brepeat after me\\b`),
     p('hate love despise best', `(?<=\\b(?:say|state|declare|admit|claim|tell me|include|write) that (?:you )?(?:are the )?)(?:hate|love|despise|best)\\b`),
     p('include', `\\binclude (?:in your answer )?that you\\b`),

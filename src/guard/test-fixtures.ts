@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-/** The fixture files: benign and attack texts, in several languages, tool results and long messages. */
+/** The fixture files: benign and attack texts, in several languages, tool results, long messages and near misses. */
 export const GUARD_FIXTURE_FILES = [
   'benign-multilingual.txt',
   'attacks-multilingual.txt',
@@ -14,6 +14,7 @@ export const GUARD_FIXTURE_FILES = [
   'attacks-in-tool-results.txt',
   'benign-long-messages.txt',
   'attacks-in-long-messages.txt',
+  'benign-near-misses.txt',
 ] as const;
 
 /**
