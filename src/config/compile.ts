@@ -53,11 +53,35 @@ const SECRET_HEADER = /authorization|api[-_]?key|token|secret|password/i;
 /** Shorter values are not looked for: masking them would garble ordinary text. */
 const MIN_SECRET_CHARS = 8;
 
-/** The `api_key` and the values of secret-named configured headers (without a `Bearer`/`Basic` scheme). */
+/**
+ * `base_url` query parameters whose values are credentials: `?key=` (Gemini and others),
+ * `&sig=` (an Azure SAS URL), and the names of secret headers. The names the log redactor
+ * masks in a query (telemetry/logger.ts).
+ */
+const SECRET_PARAM = /^(?:key|auth|sig|signature)$|authorization|api[-_]?key|token|secret|password/i;
+
+/**
+ * The `api_key`, the values of secret-named configured headers (without a `Bearer`/`Basic`
+ * scheme) and of secret-named `base_url` query parameters: an upstream that quotes the
+ * request's URL (an error naming the path, an echo) would otherwise hand back a key sent there.
+ */
 function secretsOf(u: UpstreamConfig): UpstreamSecrets {
-  const values = [u.api_key, ...Object.entries(u.headers ?? {}).filter(([name]) => SECRET_HEADER.test(name)).map(([, v]) => v.replace(/^(?:Bearer|Basic)\s+/i, ''))];
+  const headers = Object.entries(u.headers ?? {}).filter(([name]) => SECRET_HEADER.test(name)).map(([, v]) => v.replace(/^(?:Bearer|Basic)\s+/i, ''));
+  const values = [u.api_key, ...headers, ...queryCredentials(u.base_url)];
   const texts = [...new Set(values.map((v) => v.trim()).filter((v) => v.length >= MIN_SECRET_CHARS))];
   return { texts, bytes: texts.map((v) => Buffer.from(v, 'latin1')) };
+}
+
+/** The values of `baseUrl`'s secret-named query parameters, as written (an echoed URL) and decoded (a quoted value). */
+function queryCredentials(baseUrl: string | undefined): string[] {
+  if (baseUrl === undefined) return [];
+  const out: string[] = [];
+  for (const pair of new URL(baseUrl).search.slice(1).split('&')) {
+    const [name, value] = new URLSearchParams(pair).entries().next().value ?? ['', ''];
+    if (!pair.includes('=') || !SECRET_PARAM.test(name)) continue;
+    out.push(pair.slice(pair.indexOf('=') + 1), value);
+  }
+  return out;
 }
 
 export interface RuntimeConfig {

@@ -16,7 +16,7 @@ import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError, type Forwarded } from './forward.js';
 import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion, type EstimatedPrompt } from './accounting.js';
 import { decodeContent } from './content-coding.js';
-import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
+import { maskSecrets, responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
 import { relaySse, writeSse, type RelayOptions, type StreamEnd, type StreamSummary } from './sse-relay.js';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
@@ -154,7 +154,10 @@ export function chatCompletions(deps: GatewayDeps) {
       // it could not if the gateway only passed the coded bytes on. A coding Node cannot
       // decode is relayed untouched with its content-encoding (never plain-labelled coded
       // bytes), read whole even when streamed, and its usage is estimated.
-      const { response, opaque } = decodeContent(forwarded.response);
+      const { response: decoded, opaque } = decodeContent(forwarded.response);
+      // forward() masked the key in the answer as it came, which skips a coded body: decoded
+      // for the client here, an error quoting the key is looked into now (headers.ts maskSecrets).
+      const response = decoded === forwarded.response ? decoded : maskSecrets(decoded, upstream.spec.secrets);
 
       const headers = responseHeaders(response, exchange);
       if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
