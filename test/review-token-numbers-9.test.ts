@@ -108,6 +108,20 @@ describe('max_input_tokens counts the prompt as the usage estimate counts it', (
   });
 });
 
+describe('a refusal sent back as history', () => {
+  // Regression: an assistant turn that refused (`content: null`, `refusal: "..."`) counted
+  // only its framing, though the model reads the refusal as it reads any earlier answer.
+  it('counts as input in the cap check, the budget and the estimate alike', () => {
+    const refusal = "I'm sorry, but I can't help with cancelling someone else's order.";
+    const withRefusal = [{ role: 'user', content: 'Cancel order 42.' }, { role: 'assistant', content: null, refusal }];
+    const without = [{ role: 'user', content: 'Cancel order 42.' }, { role: 'assistant', content: null }];
+    const extra = countTokens(refusal);
+    expect(countPromptTokens(withRefusal) - countPromptTokens(without)).toBe(extra);
+    expect(messagesTokens(withRefusal) - messagesTokens(without)).toBe(extra);
+    expect(estimateUsage(withRefusal, '', 'gpt-4o-mini').inputTokens - estimateUsage(without, '', 'gpt-4o-mini').inputTokens).toBe(extra);
+  });
+});
+
 describe('an estimate counts the tool definitions in the encoding of its messages', () => {
   /** promptgate_tokens_total of estimated input tokens for a request model. */
   async function estimatedInput(model: string): Promise<number> {

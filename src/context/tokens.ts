@@ -143,9 +143,9 @@ export function preloadContextTokenizer(): void {
 
 /**
  * Tokens of chat messages as the budget and `constraints.max_input_tokens` count them: 3 per
- * message plus the tokens of its text (each text part of an array content), its `name` and
- * an assistant's tool calls (names and arguments: an agent's `write_file` call carries a
- * whole file), in `encoding` (the context budget: o200k_base; the cap check: the model's).
+ * message plus the tokens of its text (each text part of an array content), its `name`, a
+ * `refusal` and an assistant's tool calls (names and arguments: an agent's `write_file` call
+ * carries a whole file), in `encoding` (the context budget: o200k_base; the cap check: the model's).
  * Other parts (images, audio) are not counted. `countPromptTokens` of the same messages is
  * this plus their roles and the reply's 3 (and the tools).
  */
@@ -161,10 +161,10 @@ export function messagesTokens(messages: readonly unknown[], encoding: EncodingN
  * Tokens of one message besides its framing and role, counted as the usage estimate counts
  * them (`telemetry/usage.ts`): each text part on its own (joined by line breaks, parts that
  * end in a letter would each count a token the prompt does not have), the `name` and 1 for
- * it (OpenAI bills a multi-agent conversation's names), and the calls.
+ * it (OpenAI bills a multi-agent conversation's names), a `refusal`, and the calls.
  */
 function messageBodyTokens(message: object, encoding: EncodingName): number {
-  const { content, name } = message as { content?: unknown; name?: unknown };
+  const { content, name, refusal } = message as { content?: unknown; name?: unknown; refusal?: unknown };
   let n = 0;
   if (typeof content === 'string') n += countTokensRemembered(content, encoding);
   else if (Array.isArray(content)) {
@@ -174,6 +174,8 @@ function messageBodyTokens(message: object, encoding: EncodingName): number {
     }
   }
   if (typeof name === 'string') n += 1 + countTokensRemembered(name, encoding);
+  // An assistant turn that refused, sent back as history: the model reads it as any answer.
+  if (typeof refusal === 'string') n += countTokensRemembered(refusal, encoding);
   return n + toolCallTokens(message, encoding);
 }
 

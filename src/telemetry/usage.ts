@@ -91,6 +91,7 @@ export function estimateUsage(requestMessages: unknown, completionText: string, 
       if (!isObject(message)) continue;
       input += TOKENS_PER_MESSAGE + tokens(stringOf(message.role)) + contentTokens(message.content, tokens);
       if (typeof message.name === 'string') input += TOKENS_PER_NAME + tokens(message.name);
+      if (typeof message.refusal === 'string') input += tokens(message.refusal); // an assistant turn that refused, as history
       for (const call of messageCalls(message)) input += tokens(call.name ?? '') + tokens(call.arguments);
     }
     input += REPLY_PRIMING_TOKENS;
