@@ -47,5 +47,10 @@ describe('StreamText', () => {
     const piece = 'x'.repeat(KEPT_CHARS);
     for (let i = 0; i < MAX_TEXT / KEPT_CHARS + 5; i++) capped.add(chunk({ content: piece }));
     expect(capped.text().reply.length).toBe(MAX_TEXT);
+    // Regression: past MAX_TEXT the chunks were dropped uncounted (scale 1): an estimate
+    // without usage stopped growing with the stream. The text now stands for all of it.
+    const pieces = MAX_TEXT / KEPT_CHARS + 5;
+    const { reply, scale } = capped.text();
+    expect(reply.length * scale).toBeCloseTo(pieces * KEPT_CHARS, -2);
   });
 });

@@ -65,7 +65,12 @@ export class StreamText {
       this.#skippedChars += data.length;
       return;
     }
-    if (this.#reply.length >= MAX_TEXT) return;
+    // The text is full (content capture): the rest of the stream is counted, not kept, so
+    // an estimate from the text still scales to the whole stream.
+    if (this.#reply.length >= MAX_TEXT) {
+      this.#skippedChars += data.length;
+      return;
+    }
     this.#pending.push(data);
     this.#pendingChars += data.length;
     this.#keptChars += data.length;
@@ -109,8 +114,16 @@ export class StreamText {
     const content = new Map<number, string[]>();
     const reply: string[] = [];
     let replyChars = this.#reply.length;
-    for (const data of this.#pending) {
-      if (replyChars >= MAX_TEXT) break;
+    for (let i = 0; i < this.#pending.length; i++) {
+      const data = this.#pending[i];
+      if (replyChars >= MAX_TEXT) {
+        // Chunks held but past the text's limit are counted as the stream's rest, as above.
+        for (let j = i; j < this.#pending.length; j++) {
+          this.#keptChars -= this.#pending[j].length;
+          this.#skippedChars += this.#pending[j].length;
+        }
+        break;
+      }
       let obj: { choices?: unknown };
       try {
         obj = JSON.parse(data);
