@@ -29,7 +29,7 @@ import { restartOnlyChanges } from './config/restart-only.js';
 import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
 import type { RuntimeConfig } from './config/compile.js';
-import { createLogger, requestLogLine } from './telemetry/logger.js';
+import { createLogger, logAccountingFault, requestLogLine } from './telemetry/logger.js';
 import { createMetrics, EXPERIMENT_METRICS, type ConfiguredLabelValues } from './telemetry/metrics.js';
 import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
@@ -81,26 +81,24 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   context.prepare(config);
   // The accounting of every finished request, also outside any handler (a request Node
   // refused, one without Host, a stream's end). Each step on its own: a fault in one is
-  // logged (the error's class, never its message) and the others still run; none is thrown,
-  // so bookkeeping can end neither a response nor the process.
-  const accountingFailed = (record: RequestRecord, err: unknown) =>
-    logger.error('accounting failed', { request_id: record.requestId, route: record.route, error: err instanceof Error ? err.name : typeof err });
+  // logged (`logAccountingFault`) and the others still run; none is thrown, so bookkeeping
+  // can end neither a response nor the process.
   const onRequestDone = (record: RequestRecord) => {
     try {
       metrics.recordRequest(record);
     } catch (err) {
-      accountingFailed(record, err);
+      logAccountingFault(logger, record, err);
     }
     try {
       context.finish(record);
       feedback.remember(record);
     } catch (err) {
-      accountingFailed(record, err);
+      logAccountingFault(logger, record, err);
     }
     try {
       if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
     } catch (err) {
-      accountingFailed(record, err);
+      logAccountingFault(logger, record, err);
     }
   };
   const counters = new AssignmentCounters();

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { messageCalls } from '../telemetry/calls.js';
+import { messageTextTokens } from '../telemetry/usage.js';
 import { countTokens, tokenCounter, type EncodingName } from '../tokenizer/index.js';
 
 /** Tokens of `text` in o200k_base, the tokenizer's default (0 for ""; `<|endoftext|>` and the like count as text). */
@@ -121,11 +121,12 @@ export interface PromptTokenOptions {
 export function countPromptTokens(messages: readonly unknown[], options: PromptTokenOptions = {}): number {
   const { toolTokens = 0, encoding = 'o200k_base' } = options;
   const roleTokens = (role: string) => (encoding === 'o200k_base' ? ROLE_TOKENS.get(role) : undefined) ?? countTokensRemembered(role, encoding);
+  const count = (text: string) => countTokensRemembered(text, encoding);
   let n = 3 + toolTokens;
   for (const m of messages) {
     if (m === null || typeof m !== 'object') continue;
     const { role } = m as { role?: unknown };
-    n += 3 + (typeof role === 'string' ? roleTokens(role) : 0) + messageBodyTokens(m, encoding);
+    n += 3 + (typeof role === 'string' ? roleTokens(role) : 0) + messageTextTokens(m as Record<string, unknown>, count);
   }
   return n;
 }
@@ -143,50 +144,17 @@ export function preloadContextTokenizer(): void {
 
 /**
  * Tokens of chat messages as the budget and `constraints.max_input_tokens` count them: 3 per
- * message plus the tokens of its text (each text part of an array content), its `name`, a
- * `refusal` and an assistant's tool calls (names and arguments: an agent's `write_file` call
- * carries a whole file), in `encoding` (the context budget: o200k_base; the cap check: the model's).
- * Other parts (images, audio) are not counted. `countPromptTokens` of the same messages is
- * this plus their roles and the reply's 3 (and the tools).
+ * message plus the tokens of its text, name, refusal and calls (`messageTextTokens`, the
+ * usage estimate's rule), in `encoding` (the context budget: o200k_base; the cap check: the
+ * model's). `countPromptTokens` of the same messages is this plus their roles and the
+ * reply's 3 (and the tools).
  */
 export function messagesTokens(messages: readonly unknown[], encoding: EncodingName = 'o200k_base'): number {
+  const count = (text: string) => countTokensRemembered(text, encoding);
   let n = 0;
   for (const m of messages) {
-    if (m !== null && typeof m === 'object') n += 3 + messageBodyTokens(m, encoding);
+    if (m !== null && typeof m === 'object') n += 3 + messageTextTokens(m as Record<string, unknown>, count);
   }
-  return n;
-}
-
-/**
- * Tokens of one message besides its framing and role, counted as the usage estimate counts
- * them (`telemetry/usage.ts`): each text part on its own (joined by line breaks, parts that
- * end in a letter would each count a token the prompt does not have), the `name` and 1 for
- * it (OpenAI bills a multi-agent conversation's names), a `refusal`, and the calls.
- */
-function messageBodyTokens(message: object, encoding: EncodingName): number {
-  const { content, name, refusal } = message as { content?: unknown; name?: unknown; refusal?: unknown };
-  let n = 0;
-  if (typeof content === 'string') n += countTokensRemembered(content, encoding);
-  else if (Array.isArray(content)) {
-    for (const part of content) {
-      const text = part !== null && typeof part === 'object' ? (part as { text?: unknown }).text : undefined;
-      if (typeof text === 'string') n += countTokensRemembered(text, encoding);
-    }
-  }
-  if (typeof name === 'string') n += 1 + countTokensRemembered(name, encoding);
-  // An assistant turn that refused, sent back as history: the model reads it as any answer.
-  if (typeof refusal === 'string') n += countTokensRemembered(refusal, encoding);
-  return n + toolCallTokens(message, encoding);
-}
-
-/**
- * Tokens of an assistant message's calls: each function's name and arguments, from
- * `tool_calls` (`custom` tools: their `input`) and the legacy `function_call`. The model
- * wrote them, and reads them back as prompt (`telemetry/usage.ts` estimates them likewise).
- */
-function toolCallTokens(message: object, encoding: EncodingName): number {
-  let n = 0;
-  for (const call of messageCalls(message)) n += countTokensRemembered(call.name ?? '', encoding) + countTokensRemembered(call.arguments, encoding);
   return n;
 }
 

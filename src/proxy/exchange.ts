@@ -9,7 +9,7 @@ import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../teleme
 import type { RequestRecord } from '../telemetry/types.js';
 import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
 import { shown } from '../errors.js';
-import { decodedPath } from '../telemetry/logger.js';
+import { decodedPath, logAccountingFault } from '../telemetry/logger.js';
 import type { ForwardOptions } from './forward.js';
 import type { Logger } from '../app-types.js';
 
@@ -237,13 +237,8 @@ export class Exchange {
     }
   }
 
-  /**
-   * Reports a fault in this request's accounting: one error line naming the request and the
-   * error's class (never its message, which may quote the request). Accounting runs beside
-   * the relay, often outside any handler (a stream's end): a fault there must neither cut
-   * what the client receives nor end the process.
-   */
+  /** Reports a fault in this request's accounting (`logAccountingFault`): the answer still goes to the client. */
   accountingFailed(err: unknown): void {
-    this.#logger?.error('accounting failed', { request_id: this.requestId, route: this.record.route, error: err instanceof Error ? err.name : typeof err });
+    if (this.#logger) logAccountingFault(this.#logger, this.record, err);
   }
 }

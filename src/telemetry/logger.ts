@@ -235,3 +235,14 @@ export function redactPath(path: string): string {
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
+
+/**
+ * Reports a fault in a request's accounting (metrics, span, log line, usage reading): one
+ * error line naming the request, its route and the error's class, never its message (it may
+ * quote the request). Accounting runs beside the relay, often outside any handler (a
+ * stream's end, a request Node refused): a fault there must neither cut what the client
+ * receives nor end the process.
+ */
+export function logAccountingFault(logger: Pick<Logger, 'error'>, record: Pick<RequestRecord, 'requestId' | 'route'>, err: unknown): void {
+  logger.error('accounting failed', { request_id: record.requestId, route: record.route, error: err instanceof Error ? err.name : typeof err });
+}

@@ -89,10 +89,7 @@ export function estimateUsage(requestMessages: unknown, completionText: string, 
   if (Array.isArray(requestMessages)) {
     for (const message of requestMessages) {
       if (!isObject(message)) continue;
-      input += TOKENS_PER_MESSAGE + tokens(stringOf(message.role)) + contentTokens(message.content, tokens);
-      if (typeof message.name === 'string') input += TOKENS_PER_NAME + tokens(message.name);
-      if (typeof message.refusal === 'string') input += tokens(message.refusal); // an assistant turn that refused, as history
-      for (const call of messageCalls(message)) input += tokens(call.name ?? '') + tokens(call.arguments);
+      input += TOKENS_PER_MESSAGE + tokens(stringOf(message.role)) + messageTextTokens(message, tokens);
     }
     input += REPLY_PRIMING_TOKENS;
   }
@@ -175,6 +172,23 @@ function uncountedIfTooDeep(count: () => number): number {
 /** Loads the encoding `estimateUsage` will need for this model now rather than in a request. */
 export function preloadTokenizer(model?: string): void {
   tokenCounter(encodingFor(model));
+}
+
+/**
+ * Tokens of one chat message besides its framing and role, `count` giving a text's: each
+ * text part of its content on its own (joined by line breaks, parts that end in a letter
+ * would each count a token the prompt does not have), its `name` and 1 for it (OpenAI bills
+ * a multi-agent conversation's names), a `refusal` (an assistant turn that refused, sent back
+ * as history: the model reads it as any answer), and its calls' names and arguments (an
+ * agent's `write_file` call carries a whole file). Images and audio are not counted. The one
+ * rule of the usage estimate, the context budget and `max_input_tokens` (context/tokens.ts).
+ */
+export function messageTextTokens(message: Record<string, unknown>, count: (text: string) => number): number {
+  let n = contentTokens(message.content, count);
+  if (typeof message.name === 'string') n += TOKENS_PER_NAME + count(message.name);
+  if (typeof message.refusal === 'string') n += count(message.refusal);
+  for (const call of messageCalls(message)) n += count(call.name ?? '') + count(call.arguments);
+  return n;
 }
 
 function contentTokens(content: unknown, tokens: (text: string) => number): number {
