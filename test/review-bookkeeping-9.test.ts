@@ -70,11 +70,8 @@ async function chat(id: string, body: Record<string, unknown>) {
 
 /** The request's log line, once written, and the `accounting failed` lines naming it. */
 async function linesOf(id: string) {
-  await vi.waitFor(() => expect(log.requests.find((l) => l.request_id === id)).toBeDefined());
-  return {
-    line: log.requests.find((l) => l.request_id === id)!,
-    faults: log.others.filter((l) => l.includes('"msg":"accounting failed"') && l.includes(`"request_id":"${id}"`)),
-  };
+  const { line } = await log.requestLine(id);
+  return { line, faults: log.accountingFaults(id) };
 }
 
 describe('stream: the usage the gateway asked for', () => {

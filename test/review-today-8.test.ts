@@ -42,14 +42,6 @@ afterAll(async () => {
   log?.restore();
 });
 
-/** The request log line (as written and parsed) of the request with x-request-id `id`. */
-async function logLineOf(id: string): Promise<{ line: Record<string, any>; raw: string }> {
-  const until = Date.now() + 3000;
-  while (!log.requests.some((l) => l.request_id === id) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  const index = log.requests.findIndex((l) => l.request_id === id);
-  expect(index, `log line of ${id}`).toBeGreaterThanOrEqual(0);
-  return { line: log.requests[index], raw: log.rawRequests[index] };
-}
 
 describe('the path on the log line of a request no route serves', () => {
   it.each([
@@ -64,7 +56,7 @@ describe('the path on the log line of a request no route serves', () => {
     const res = await request(`${logged.url}${target}`, { headers: { 'x-request-id': id } });
     await res.body.dump();
     expect(res.statusCode).toBe(404);
-    const { line, raw } = await logLineOf(id);
+    const { line, raw } = await log.requestLine(id);
     expect(raw).not.toContain(secret);
     expect(line).toMatchObject({ route: 'unmatched', status: 404, path: shownPath });
   });
@@ -73,7 +65,7 @@ describe('the path on the log line of a request no route serves', () => {
     const id = `review8-${randomUUID()}`;
     const res = await request(`${logged.url}/a%0A%22b%5C%00c%E2%80%A8`, { headers: { 'x-request-id': id } });
     await res.body.dump();
-    const { line, raw } = await logLineOf(id);
+    const { line, raw } = await log.requestLine(id);
     expect(raw).not.toMatch(/[\n\r\0]/);
     expect(line.path).toBe('/a\n"b\\\0c\u2028');
   });

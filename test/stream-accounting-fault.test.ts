@@ -76,9 +76,8 @@ async function send(path: string, id: string, body: unknown, headers: Record<str
 
 /** The request's log line, and its `accounting failed` lines (exactly one expected). */
 async function linesOf(id: string) {
-  await vi.waitFor(() => expect(log.requests.find((l) => l.request_id === id)).toBeDefined());
-  const faults = log.others.filter((l) => l.includes('"msg":"accounting failed"') && l.includes(`"request_id":"${id}"`));
-  return { request: log.requests.find((l) => l.request_id === id)!, faults };
+  const { line } = await log.requestLine(id);
+  return { request: line, faults: log.accountingFaults(id) };
 }
 
 function expectOneFault(faults: string[], route: string): void {

@@ -107,14 +107,6 @@ afterAll(async () => {
 
 const newId = (label: string) => `turned-away-${label}-${randomUUID()}`;
 
-/** The request log line of `id` (accounting may end just after the client's answer). */
-async function logLineOf(id: string): Promise<{ line: Record<string, any>; raw: string }> {
-  const until = Date.now() + 3000;
-  while (!log.requests.some((l) => l.request_id === id) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  const index = log.requests.findIndex((l) => l.request_id === id);
-  expect(index, `log line of ${id}`).toBeGreaterThanOrEqual(0);
-  return { line: log.requests[index], raw: log.rawRequests[index] };
-}
 
 const UNMATCHED_404 = { route: 'unmatched', status_class: '4xx', error_type: 'not_found' };
 const UNMATCHED_405 = { route: 'unmatched', status_class: '4xx', error_type: 'method_not_allowed' };
@@ -134,7 +126,7 @@ describe('requests no route serves', () => {
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     expect(err!.code).toBe('not_found');
 
-    const { line, raw } = await logLineOf(id);
+    const { line, raw } = await log.requestLine(id);
     expect(line).toMatchObject({ msg: 'request', method: 'POST', route: 'unmatched', path: '/chat/completions', status: 404, outcome: 'error', error_type: 'not_found', attempts: 0 });
     expect(raw).not.toContain(CLIENT_KEY.slice(3));
     expect(raw).not.toContain(PROMPT);
@@ -152,7 +144,7 @@ describe('requests no route serves', () => {
     expect(res.headers['x-request-id'], 'an answer that belongs to no proxied request carries no request id').toBeUndefined();
     expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
 
-    const { line } = await logLineOf(id);
+    const { line } = await log.requestLine(id);
     expect(line).toMatchObject({ method: 'PUT', route: 'unmatched', path: '/v1/chat/completions', status: 405, error_type: 'method_not_allowed' });
     expect(growth(before, await scrapeMetrics(gw.url), UNMATCHED_405)).toBe(1);
   });
@@ -247,7 +239,7 @@ describe('upstream errors on pass-through routes', () => {
     const res = await embeddings(id, testCase);
     expect(res.status).toBe(status);
     expect(res.bytes.toString('utf8')).toBe(body);
-    const { line, raw } = await logLineOf(id);
+    const { line, raw } = await log.requestLine(id);
     expect(line).toMatchObject({ route: '/v1/embeddings', status, error_type: `upstream_${status}`, upstream_error_code: code, upstream_request_id: `req_${testCase}` });
     expect(raw, 'never the message').not.toContain('does not exist');
     expect(clientSpanOf(id)?.attributes['promptgate.upstream.error_code']).toBe(code);
@@ -269,7 +261,7 @@ describe('upstream errors on pass-through routes', () => {
     const got = Buffer.concat(chunks);
     expect(got.length).toBe(HTML_PAGE.length);
     expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(HTML_PAGE).digest('hex'));
-    const { line } = await logLineOf(id);
+    const { line } = await log.requestLine(id);
     expect(line).toMatchObject({ route: '/v1/files', status: 500, error_type: 'upstream_500' });
     expect(line).not.toHaveProperty('upstream_error_code');
   });
@@ -279,7 +271,7 @@ describe('upstream errors on pass-through routes', () => {
     const res = await embeddings(id, 'huge400');
     expect(res.status).toBe(400);
     expect(res.bytes.toString('utf8')).toBe(HUGE_ENVELOPE);
-    const { line } = await logLineOf(id);
+    const { line } = await log.requestLine(id);
     expect(line).toMatchObject({ status: 400, error_type: 'upstream_400' });
     expect(line).not.toHaveProperty('upstream_error_code');
     expect(clientSpanOf(id)?.attributes).not.toHaveProperty('promptgate.upstream.error_code');

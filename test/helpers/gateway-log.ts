@@ -15,6 +15,13 @@ export interface GatewayLogCapture {
   rawRequests: string[];
   /** The gateway's other log lines, as written. */
   others: string[];
+  /**
+   * The request log line of the request with x-request-id `id`, parsed and as written, once
+   * it is there (accounting may end just after the client's answer); throws after `ms`.
+   */
+  requestLine(id: string, ms?: number): Promise<{ line: RequestLogLine; raw: string }>;
+  /** The `"msg":"accounting failed"` lines naming request `id`, as written. */
+  accountingFaults(id: string): string[];
   /** Puts the real `process.stdout.write` back. */
   restore(): void;
 }
@@ -34,6 +41,16 @@ export function captureGatewayLog(): GatewayLogCapture {
     requests: [],
     rawRequests: [],
     others: [],
+    requestLine: async (id, ms = 3000) => {
+      const until = Date.now() + ms;
+      let index = -1;
+      while ((index = capture.requests.findIndex((l) => l.request_id === id)) < 0) {
+        if (Date.now() > until) throw new Error(`no request log line for ${id} within ${ms} ms`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return { line: capture.requests[index], raw: capture.rawRequests[index] };
+    },
+    accountingFaults: (id) => capture.others.filter((l) => l.includes('"msg":"accounting failed"') && l.includes(`"request_id":${JSON.stringify(id)}`)),
     restore: () => {
       process.stdout.write = realWrite;
     },
