@@ -40,6 +40,20 @@ export interface CompiledUpstream {
   readonly fingerprint: string;
   /** The credentials sent to this upstream, masked in its answers (proxy/headers.ts `maskSecrets`). */
   readonly secrets: UpstreamSecrets;
+  /**
+   * Whether the client's credential headers (`authorization`, `api-key`, `x-api-key`) go to
+   * this upstream: only when it has no credential of its own (no `api_key`, none of those
+   * names in its `headers`). A key the client meant for one provider never reaches another
+   * (an OpenAI key on a fallback to an Azure upstream with its own `api-key`).
+   */
+  readonly forwardsClientCredentials: boolean;
+}
+
+/** Request headers that carry an API credential, in the spellings OpenAI-compatible APIs use. */
+export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key'];
+
+function forwardsClientCredentials(u: UpstreamConfig): boolean {
+  return u.api_key === '' && !CREDENTIAL_HEADERS.some((name) => u.headers?.[name] !== undefined);
 }
 
 /** One upstream's credentials, as text (headers) and bytes (bodies). */
@@ -199,7 +213,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
 function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstream {
   const fingerprint = JSON.stringify(u);
   if (u.simulate) {
-    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u) };
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u), forwardsClientCredentials: forwardsClientCredentials(u) };
   }
   const url = new URL(u.base_url!);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
@@ -218,6 +232,7 @@ function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstr
     priceBook,
     fingerprint,
     secrets: secretsOf(u),
+    forwardsClientCredentials: forwardsClientCredentials(u),
   };
 }
 
