@@ -19,6 +19,8 @@ import { startOtlpReceiver, type OtlpReceiver } from './telemetry-e2e/otlp-recei
 
 const CLIENT_TOKEN = 'client-bearer-token-0123456789';
 const ADMIN_TOKEN = 'admin-secret-token-0123456789';
+/** A key typed where the model goes (swapped arguments): the client gets its own answer, nothing else shows the key. */
+const MODEL_KEY = 'sk-proj-keytypedasmodel0123456789';
 const CHAT = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
 
 /** A stack frame (`    at fn (/path/file.ts:1:2)`) or a source/file path. */
@@ -286,6 +288,7 @@ routing: {default: [mock], models: {m-refused: [refused], m-dns: [dns], m-tls: [
       [chat('m-tls'), 503],
       [chat('gpt-4o-mini', ['x-mock-delay-ms: 3000']), 504],
       [chat('gpt-4o-mini', ['x-mock-status: 401']), 401],
+      [chat(MODEL_KEY, [`x-mock-model: ${MODEL_KEY}`]), 200],
       [request('POST', '/v1/chat/completions', ['content-type: application/json', `authorization: Bearer ${CLIENT_TOKEN}`], '{"model":'), 400],
       [request('POST', '/v1/chat/completions', ['content-type: text/plain', `authorization: Bearer ${CLIENT_TOKEN}`], 'hi'), 415],
       [request('GET', '/v2/unknown', [`authorization: Bearer ${CLIENT_TOKEN}`]), 404],
@@ -310,6 +313,7 @@ routing: {default: [mock], models: {m-refused: [refused], m-dns: [dns], m-tls: [
   it('responses: OpenAI error envelopes without keys, tokens, stacks or paths', () => {
     for (const res of responses) {
       expectNoSecrets(res.raw);
+      if (res.status === 200) continue; // the answer to the model typed as a key
       const error = JSON.parse(res.body).error;
       expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
     }
@@ -329,11 +333,17 @@ routing: {default: [mock], models: {m-refused: [refused], m-dns: [dns], m-tls: [
     // The resource (OTel's process detector: executable path, command line) describes the
     // process, not a request; names, attributes and status are what requests fill in.
     expect(receiver.spans.length).toBeGreaterThanOrEqual(7);
-    expectNoSecrets(JSON.stringify(receiver.spans.map(({ name, attributes, status }) => ({ name, attributes, status }))));
+    const spans = JSON.stringify(receiver.spans.map(({ name, attributes, status }) => ({ name, attributes, status })));
+    expectNoSecrets(spans);
+    // The key typed as the model: masked in the span name and in gen_ai.request/response.model.
+    expect(spans).not.toContain(MODEL_KEY);
+    expect(receiver.spans.some((s) => s.name === 'chat sk-***' && s.attributes['gen_ai.request.model'] === 'sk-***' && s.attributes['gen_ai.response.model'] === 'sk-***')).toBe(true);
+    expect(requestLines.join('\n')).not.toContain(MODEL_KEY);
 
     const metrics = await rawRequest(gw.port, request('GET', '/metrics', []));
     expect(metrics.status).toBe(200);
     expectNoSecrets(metrics.body);
+    expect(metrics.body).not.toContain(MODEL_KEY);
   });
 });
 

@@ -34,7 +34,7 @@ import {
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
-import { redactPath } from './logger.js';
+import { redact, redactPath } from './logger.js';
 import { inputMessages, messagesJson, outputMessages, type CompletionChoice } from './genai-messages.js';
 import type { RequestRecord } from './types.js';
 
@@ -200,7 +200,7 @@ class RequestSpans implements ServerSpan {
     }
     const operation = options.operation ?? 'chat';
     const parent = this.otelContext;
-    this.#client = this.#tracer.startSpan(options.requestModel ? `${operation} ${options.requestModel}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
+    this.#client = this.#tracer.startSpan(options.requestModel ? `${operation} ${spanModel(options.requestModel)}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
     this.#upstream = new UpstreamHeaders(parent, this.#client);
     // The in-gateway work that parents spans on it is done: not kept (a Map and three
     // closures) for as long as the answer streams. `otelContext` makes it again if asked.
@@ -340,13 +340,31 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
   end(): void {}
 }
 
+/** Model names seen, as spans record them; a few per deployment, so the redactor runs once per name. */
+const spanModels = new Map<string, string>();
+const MAX_SPAN_MODELS = 1024;
+
+/**
+ * A model name as spans record it: masked where it holds a credential (a client that sends
+ * its key as the model, an upstream that echoes it), as the log and /metrics mask it.
+ */
+export function spanModel(name: string): string {
+  let masked = spanModels.get(name);
+  if (masked === undefined) {
+    masked = redact(name);
+    if (spanModels.size >= MAX_SPAN_MODELS) spanModels.clear();
+    spanModels.set(name, masked);
+  }
+  return masked;
+}
+
 function upstreamAttributes(o: UpstreamSpanOptions): Attributes {
   const a: Attributes = {
     'gen_ai.operation.name': o.operation ?? 'chat',
     'gen_ai.provider.name': o.provider,
     'gen_ai.request.stream': o.stream,
   };
-  if (o.requestModel) a['gen_ai.request.model'] = o.requestModel;
+  if (o.requestModel) a['gen_ai.request.model'] = spanModel(o.requestModel);
   if (o.serverAddress) a['server.address'] = o.serverAddress;
   if (o.serverPort !== undefined) a['server.port'] = o.serverPort;
   if (o.body) putRequestParams(a, o.body);
@@ -394,7 +412,7 @@ function clientEndAttributes(r: RequestRecord, errorType: string | undefined, op
   const a: Attributes = {};
   putDecision(a, r);
   a['promptgate.upstream.attempts'] = r.attempts;
-  if (r.responseModel) a['gen_ai.response.model'] = r.responseModel;
+  if (r.responseModel) a['gen_ai.response.model'] = spanModel(r.responseModel);
   if (r.responseId) a['gen_ai.response.id'] = r.responseId;
   if (r.finishReasons?.length) a['gen_ai.response.finish_reasons'] = r.finishReasons;
   // GenAI semconv (OpenAI): the tier that served the request, which sets its prices.
