@@ -431,3 +431,13 @@ routing: {default: [mock]}
     }
   });
 });
+
+describe('spanModel', () => {
+  it('masks a credential in a model name, short or long, and leaves others as they are', async () => {
+    const { spanModel } = await import('../src/telemetry/spans.js');
+    expect(spanModel('gpt-4o-mini-2024-07-18')).toBe('gpt-4o-mini-2024-07-18');
+    expect(spanModel('sk-proj-keytypedasmodel0123456789')).toBe('sk-***');
+    const long = `${'x'.repeat(300)} sk-proj-keytypedasmodel0123456789`;
+    expect(spanModel(long)).toBe(`${'x'.repeat(300)} sk-***`);
+  });
+});

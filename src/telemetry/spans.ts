@@ -343,12 +343,15 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
 /** Model names seen, as spans record them; a few per deployment, so the redactor runs once per name. */
 const spanModels = new Map<string, string>();
 const MAX_SPAN_MODELS = 1024;
+/** Longer names (a client's, up to the body limit) are redacted each time, not kept. */
+const MAX_REMEMBERED_MODEL_CHARS = 256;
 
 /**
  * A model name as spans record it: masked where it holds a credential (a client that sends
  * its key as the model, an upstream that echoes it), as the log and /metrics mask it.
  */
 export function spanModel(name: string): string {
+  if (name.length > MAX_REMEMBERED_MODEL_CHARS) return redact(name);
   let masked = spanModels.get(name);
   if (masked === undefined) {
     masked = redact(name);
