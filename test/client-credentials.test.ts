@@ -5,7 +5,6 @@
  * credential alone, so a key the client meant for one provider never reaches another
  * (a fallback from a keyless OpenAI upstream to an Azure one with its own `api-key`).
  */
-import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
@@ -15,15 +14,11 @@ const CHAT = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', c
 
 let upstream: MockUpstream;
 let gw: TestGateway | undefined;
-let refusedUrl: string;
+/** Nothing listens on port 1: connecting there is refused, so the route falls back. */
+const refusedUrl = 'http://127.0.0.1:1/v1';
 
 beforeAll(async () => {
   upstream = await startMockUpstream();
-  // A port that was free a moment ago: connecting there is refused, so the route falls back.
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  refusedUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/v1`;
-  await new Promise((resolve) => probe.close(resolve));
 });
 afterEach(async () => {
   await gw?.close();
