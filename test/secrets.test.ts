@@ -441,3 +441,14 @@ describe('spanModel', () => {
     expect(spanModel(long)).toBe(`${'x'.repeat(300)} sk-***`);
   });
 });
+
+describe('requestIdOf', () => {
+  it("takes the client's x-request-id unless it is malformed or shaped like a credential", async () => {
+    const { requestIdOf } = await import('../src/proxy/exchange.js');
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    expect(requestIdOf('req-client-42')).toBe('req-client-42');
+    expect(requestIdOf('sk-proj-keytypedasrequestid0123')).toMatch(uuid);
+    expect(requestIdOf('Bearer abc123def456')).toMatch(uuid);
+    expect(requestIdOf('has space')).toMatch(uuid);
+  });
+});

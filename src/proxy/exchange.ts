@@ -9,15 +9,19 @@ import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../teleme
 import type { RequestRecord } from '../telemetry/types.js';
 import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
 import { shown } from '../errors.js';
-import { decodedPath, logAccountingFault } from '../telemetry/logger.js';
+import { decodedPath, logAccountingFault, redact } from '../telemetry/logger.js';
 import type { ForwardOptions } from './forward.js';
 import type { Logger } from '../app-types.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
-/** The request id: the client's `x-request-id` when it is 1 to 200 printable ASCII characters, else a new UUID. */
+/**
+ * The request id: the client's `x-request-id` when it is 1 to 200 printable ASCII characters
+ * and not shaped like a credential (the id goes to spans and response headers as it is),
+ * else a new UUID.
+ */
 export function requestIdOf(incoming: string | undefined): string {
-  return incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  return incoming && REQUEST_ID.test(incoming) && redact(incoming) === incoming ? incoming : randomUUID();
 }
 
 /**
