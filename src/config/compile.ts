@@ -41,19 +41,23 @@ export interface CompiledUpstream {
   /** The credentials sent to this upstream, masked in its answers (proxy/headers.ts `maskSecrets`). */
   readonly secrets: UpstreamSecrets;
   /**
-   * Whether the client's credential headers (`authorization`, `api-key`, `x-api-key`) go to
-   * this upstream: only when it has no credential of its own (no `api_key`, none of those
-   * names in its `headers`). A key the client meant for one provider never reaches another
-   * (an OpenAI key on a fallback to an Azure upstream with its own `api-key`).
+   * The client's credential headers not sent to this upstream (and not replaced by its own).
+   * The client's `authorization`, `api-key` and `x-api-key` go only to an upstream without a
+   * credential of its own (no `api_key`, none of those names in its `headers`): a key the
+   * client meant for one provider never reaches another (an OpenAI key on a fallback to an
+   * Azure upstream with its own `api-key`). Empty for such an upstream.
    */
-  readonly forwardsClientCredentials: boolean;
+  readonly withheldClientHeaders: readonly string[];
 }
 
 /** Request headers that carry an API credential, in the spellings OpenAI-compatible APIs use. */
-export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key'];
+const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key'];
 
-function forwardsClientCredentials(u: UpstreamConfig): boolean {
-  return u.api_key === '' && !CREDENTIAL_HEADERS.some((name) => u.headers?.[name] !== undefined);
+function withheldClientHeaders(u: UpstreamConfig): readonly string[] {
+  const own = new Set(Object.keys(u.headers ?? {}));
+  if (u.api_key !== '') own.add('authorization');
+  if (!CREDENTIAL_HEADERS.some((name) => own.has(name))) return [];
+  return CREDENTIAL_HEADERS.filter((name) => !own.has(name));
 }
 
 /** One upstream's credentials, as text (headers) and bytes (bodies). */
@@ -213,7 +217,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
 function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstream {
   const fingerprint = JSON.stringify(u);
   if (u.simulate) {
-    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u), forwardsClientCredentials: forwardsClientCredentials(u) };
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u), withheldClientHeaders: withheldClientHeaders(u) };
   }
   const url = new URL(u.base_url!);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
@@ -232,7 +236,7 @@ function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstr
     priceBook,
     fingerprint,
     secrets: secretsOf(u),
-    forwardsClientCredentials: forwardsClientCredentials(u),
+    withheldClientHeaders: withheldClientHeaders(u),
   };
 }
 

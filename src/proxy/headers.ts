@@ -4,7 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Exchange } from './exchange.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
-import { CREDENTIAL_HEADERS, type UpstreamSecrets } from '../config/compile.js';
+import type { UpstreamSecrets } from '../config/compile.js';
 
 // RFC 9110 §7.6.1: hop-by-hop fields apply to one connection and are never forwarded;
 // `Connection` may name more of them.
@@ -61,14 +61,12 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<st
 /**
  * The client's forwarded headers plus one upstream's own: its extra headers and API key.
  * The client's credential headers go only to an upstream without a credential of its own
- * (`CompiledUpstream.forwardsClientCredentials`).
+ * (`CompiledUpstream.withheldClientHeaders`).
  */
 export function upstreamHeaders(upstream: Upstream, clientHeaders: Readonly<Record<string, string>>): Record<string, string> {
-  const { config: cfg, forwardsClientCredentials } = upstream.spec;
+  const { config: cfg, withheldClientHeaders } = upstream.spec;
   const headers: Record<string, string> = { ...clientHeaders, ...cfg.headers };
-  if (!forwardsClientCredentials) {
-    for (const name of CREDENTIAL_HEADERS) if (name in clientHeaders && !(name in cfg.headers)) delete headers[name];
-  }
+  for (const name of withheldClientHeaders) if (name in clientHeaders) delete headers[name];
   if (cfg.api_key !== '') headers.authorization = `Bearer ${cfg.api_key}`;
   return headers;
 }
