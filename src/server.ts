@@ -83,23 +83,22 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // refused, one without Host, a stream's end). Each step on its own: a fault in one is
   // logged (`logAccountingFault`) and the others still run; none is thrown, so bookkeeping
   // can end neither a response nor the process.
-  const onRequestDone = (record: RequestRecord) => {
+  const step = (record: RequestRecord, run: () => void) => {
     try {
-      metrics.recordRequest(record);
+      run();
     } catch (err) {
       logAccountingFault(logger, record, err);
     }
-    try {
+  };
+  const onRequestDone = (record: RequestRecord) => {
+    step(record, () => metrics.recordRequest(record));
+    step(record, () => {
       context.finish(record);
       feedback.remember(record);
-    } catch (err) {
-      logAccountingFault(logger, record, err);
-    }
-    try {
+    });
+    step(record, () => {
       if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
-    } catch (err) {
-      logAccountingFault(logger, record, err);
-    }
+    });
   };
   const counters = new AssignmentCounters();
   const app = createApp(holder, { lifecycle, logger, onRequestDone, metrics, counters, context, feedback });

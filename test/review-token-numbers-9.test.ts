@@ -5,13 +5,12 @@
  * in. The counting tests call the pure functions; the rest runs a real gateway on 127.0.0.1
  * port 0 with the recording mock upstream. Servers are closed by this file.
  */
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countPromptTokens, messagesTokens } from '../src/context/tokens.js';
 import { estimateUsage } from '../src/telemetry/usage.js';
 import { countTokens } from '../src/tokenizer/index.js';
 import { toolDefinitionTokens } from '../src/tokenizer/tool-definitions.js';
-import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { mockConfig, postJson, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { scrapeMetrics } from './helpers/metrics.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
 
@@ -69,14 +68,7 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-async function chat(body: Record<string, unknown>, headers: Record<string, string> = {}) {
-  const res = await request(`${gw.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-  return { status: res.statusCode, text: await res.body.text() };
-}
+const chat = (body: Record<string, unknown>, headers: Record<string, string> = {}) => postJson(gw.url, '/v1/chat/completions', body, headers);
 
 describe('max_input_tokens counts the prompt as the usage estimate counts it', () => {
   it("counts each message's name: a prompt over the cap by its names is refused (was: names not counted, sent upstream)", async () => {

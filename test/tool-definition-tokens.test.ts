@@ -6,14 +6,13 @@
  * runs a real gateway on 127.0.0.1 port 0 with the recording mock upstream. Servers are
  * closed by this file.
  */
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countTokens } from '../src/tokenizer/index.js';
 import { toolDefinitionTokens } from '../src/tokenizer/tool-definitions.js';
 import { estimateUsage, toolTokensOnce } from '../src/telemetry/usage.js';
 import { messagesTokens } from '../src/context/tokens.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
-import { mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { mockConfig, postJson, startTestGateway, type TestGateway } from './helpers/gateway.js';
 
 /** An agent tool with a schema of some size: ~200 tokens, far more than the question. */
 const SEARCH_ORDERS = {
@@ -93,14 +92,7 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-async function chat(body: Record<string, unknown>, headers: Record<string, string> = {}) {
-  const res = await request(`${gw.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
-}
+const chat = (body: Record<string, unknown>, headers: Record<string, string> = {}) => postJson(gw.url, '/v1/chat/completions', body, headers);
 
 /** The final prompt's messages as `applySelection` builds them for `capped` and `tooled`. */
 const cappedPrompt = [{ role: 'system', content: 'You answer questions about orders, briefly.' }, ...QUESTION];

@@ -9,7 +9,7 @@ import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../teleme
 import type { RequestRecord } from '../telemetry/types.js';
 import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
 import { shown } from '../errors.js';
-import { decodedPath, logAccountingFault, redact } from '../telemetry/logger.js';
+import { decodedPath, holdsCredential, logAccountingFault } from '../telemetry/logger.js';
 import type { ForwardOptions } from './forward.js';
 import type { Logger } from '../app-types.js';
 
@@ -21,7 +21,7 @@ const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
  * else a new UUID.
  */
 export function requestIdOf(incoming: string | undefined): string {
-  return incoming && REQUEST_ID.test(incoming) && redact(incoming) === incoming ? incoming : randomUUID();
+  return incoming && REQUEST_ID.test(incoming) && !holdsCredential(incoming) ? incoming : randomUUID();
 }
 
 /**

@@ -4,7 +4,7 @@
  * known (price-book and configured model names) always pass and take no slot. One per
  * label per metrics registry, for the life of the process.
  */
-import { redact } from './logger.js';
+import { holdsCredential } from './logger.js';
 
 export const OTHER = 'other';
 const MAX_VALUE_LENGTH = 128;
@@ -40,7 +40,7 @@ export class LabelValues {
   value(v: string | undefined): string {
     if (!v) return '';
     if (this.#known.has(v) || this.#seen.has(v)) return v;
-    if (v === OTHER || v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v) || redact(v) !== v) return OTHER;
+    if (v === OTHER || v.length > MAX_VALUE_LENGTH || this.#seen.size >= this.#cap || LONE_SURROGATE.test(v) || holdsCredential(v)) return OTHER;
     this.#seen.add(v);
     return v;
   }

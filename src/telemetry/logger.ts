@@ -203,6 +203,11 @@ export function redact(s: string): string {
   return out;
 }
 
+/** Whether `s` holds something `redact` masks (a client value that must not be published as it is). */
+export function holdsCredential(s: string): boolean {
+  return redact(s) !== s;
+}
+
 /**
  * The path with its runs of percent-escapes decoded as UTF-8: the log's key redactor matches
  * keys as written (`key=sk-...`, `?key=AIza...`), and a client can escape them

@@ -5,6 +5,7 @@
 import { mkdtempSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { request } from 'undici';
 import { startGateway, type RunningGateway } from '../../src/server.js';
 
 export interface TestGateway extends RunningGateway {
@@ -60,4 +61,14 @@ ${upstreamExtra}
 routing: {default: [mock]}
 ${extra}
 `;
+}
+
+/** POSTs `body` as JSON to `route` of the gateway at `gatewayUrl`: the answer's status, headers and text. */
+export async function postJson(gatewayUrl: string, route: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await request(`${gatewayUrl}${route}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
