@@ -13,7 +13,7 @@ import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { captureGatewayLog, type GatewayLogCapture } from './helpers/gateway-log.js';
 import { listenOnLoopback } from './helpers/http-server.js';
 import { sseEvents } from './helpers/sse.js';
-import { SseScanner } from '../src/proxy/sse-relay.js';
+import { SseScanner } from '../src/proxy/sse-scanner.js';
 import { usageFromOpenAI } from '../src/telemetry/usage.js';
 
 for (const name of Object.keys(process.env)) if (name.startsWith('OTEL_')) delete process.env[name];

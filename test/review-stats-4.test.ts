@@ -17,7 +17,8 @@ import { createAdminRoutes } from '../src/admin/routes.js';
 import { assign } from '../src/experiments/assignment.js';
 import { AssignmentCounters } from '../src/experiments/counters.js';
 import { testExperiment, testRegistry } from '../src/experiments/test-helpers.js';
-import { createMetrics, MAX_OBSERVATION, type Metrics } from '../src/telemetry/metrics.js';
+import { createMetrics, type Metrics } from '../src/telemetry/metrics.js';
+import { MAX_OBSERVATION } from '../src/telemetry/record-values.js';
 import type { RequestRecord } from '../src/telemetry/types.js';
 
 // ---------------------------------------------------------------- references

@@ -434,7 +434,7 @@ describe('the log line, the metrics and the spans agree with each other and with
 
 describe('the drain time running out (last: it shuts the gateway down)', () => {
   // The listener is closed by then, so /metrics cannot be read: the metric is made from
-  // the same record as the log line (metrics.ts errorTypeOf takes the record's error type).
+  // the same record as the log line (record-values.ts errorTypeOf takes the record's error type).
   it('a request and a stream the gateway ended are error/shutdown in the log line and both spans', async () => {
     const waiting = newId('drain-503');
     const streaming = newId('drain-stream');

@@ -434,7 +434,7 @@ routing: {default: [mock]}
 
 describe('spanModel', () => {
   it('masks a credential in a model name, short or long, and leaves others as they are', async () => {
-    const { spanModel } = await import('../src/telemetry/spans.js');
+    const { spanModel } = await import('../src/telemetry/span-attributes.js');
     expect(spanModel('gpt-4o-mini-2024-07-18')).toBe('gpt-4o-mini-2024-07-18');
     expect(spanModel('sk-proj-keytypedasmodel0123456789')).toBe('sk-***');
     const long = `${'x'.repeat(300)} sk-proj-keytypedasmodel0123456789`;

@@ -29,7 +29,7 @@ import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SseScanner } from '../src/proxy/sse-relay.js';
+import { SseScanner } from '../src/proxy/sse-scanner.js';
 import { E2E_UPSTREAM, mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { seededRandom } from '../scripts/seeded-random.js';
 

@@ -12,17 +12,21 @@
  * Work cut off by the deadline keeps running in the background and fills the cache for the
  * next request. Each builder gets a child span (`context <name>`) under a `context` span.
  */
-import { context as otelContext, trace, SpanStatusCode, type Context, type Span } from '@opentelemetry/api';
+import { context as otelContext, trace, type Context, type Span } from '@opentelemetry/api';
 import { GatewayError } from '../errors.js';
 import type { InjectionScanner } from '../guard/scanner.js';
 import { fitBudget } from './budget.js';
+import { endRoot, record } from './build-telemetry.js';
 import type { ContextPlan } from './compile.js';
-import { ContextSourceError, PartialAnswer } from './fetch-json.js';
+import { PartialAnswer } from './fetch-json.js';
+import { fail, failure, type Outcome } from './outcome.js';
+import { ABORTED, abortPromise, within } from './race.js';
 import { selectRecipe } from './recipes.js';
 import type { ContextCache } from './cache.js';
 import type { ContextRuntime } from './runtime.js';
-import { countValueTokens, messagesTokens, textOf } from './tokens.js';
+import { messagesTokens } from './tokens.js';
 import type { Builder, BuilderOutput, BuilderReport, BuildPlan, ContextReport } from './types.js';
+import { clientVariableTokens, lastUserText, variableOf } from './variables.js';
 
 /** `guard.injection` as far as context cares. */
 export interface ContextGuardPolicy {
@@ -74,14 +78,6 @@ export interface ContextResult {
 }
 
 const TRACER = 'promptgate';
-
-/** The outcome of one builder before the budget. */
-interface Outcome {
-  report: BuilderReport;
-  output?: BuilderOutput;
-  span: Span;
-  endedAt: number;
-}
 
 /**
  * @example
@@ -311,119 +307,4 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     throw new GatewayError('context_unavailable', `Required context "${r.name}" is unavailable (${r.reason ?? r.status}).`);
   }
   return { variables, report };
-}
-
-/** A builder's error as its report's status and reason. */
-function failure(report: BuilderReport, err: unknown): undefined {
-  if (err === TIMED_OUT) return fail(report, 'skipped', 'timeout');
-  if (err instanceof ContextSourceError) return fail(report, err.reason === 'timeout' ? 'skipped' : 'failed', err.reason);
-  return fail(report, 'failed', 'error');
-}
-
-function fail(report: BuilderReport, status: 'skipped' | 'failed', reason: string): undefined {
-  report.status = status;
-  report.reason = reason;
-  return undefined;
-}
-
-/** What a template (or a dependent builder) sees of an output. */
-function variableOf(output: BuilderOutput): unknown {
-  return output.shape === 'object' ? output.value : output.items.map((i) => i.value);
-}
-
-/**
- * Tokens of the client's template variables, each value once (as text, or JSON): the
- * template renders them into the prompt beside the context (its own text, counted at load,
- * has only their placeholders). Builder names are the gateway's to fill, not the client's.
- * A value nested too deeply to write as JSON (a RangeError) counts 0: rendering refuses it
- * (400 `invalid_variable`).
- */
-function clientVariableTokens(variables: Readonly<Record<string, unknown>>, builderNames: readonly string[]): number {
-  let n = 0;
-  for (const [name, value] of Object.entries(variables)) {
-    if (builderNames.includes(name)) continue;
-    try {
-      n += countValueTokens(value);
-    } catch (err) {
-      if (!(err instanceof RangeError)) throw err;
-    }
-  }
-  return n;
-}
-
-function lastUserText(messages: readonly unknown[]): string {
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i] as { role?: unknown; content?: unknown } | null;
-    if (m !== null && typeof m === 'object' && m.role === 'user') return textOf(m.content);
-  }
-  return '';
-}
-
-const TIMED_OUT = Symbol('timed out');
-const ABORTED = Symbol('aborted');
-
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(TIMED_OUT), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-function abortPromise(signal: AbortSignal): { promise: Promise<typeof ABORTED>; dispose(): void } {
-  let onAbort: () => void = () => undefined;
-  const promise = new Promise<typeof ABORTED>((resolve) => {
-    onAbort = () => resolve(ABORTED);
-    if (signal.aborted) resolve(ABORTED);
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
-}
-
-/** Metrics and the builder's span, once its final numbers (after the budget) are known. */
-function record(rt: ContextRuntime, b: Builder, x: Outcome): void {
-  const r = x.report;
-  rt.metrics?.observeBuild(b.name, b.kind, r.status, r.ms / 1000);
-  if ((r.status === 'skipped' || r.status === 'failed') && r.reason !== 'missing_input' && r.reason !== 'aborted') rt.metrics?.failure(b.name, r.reason ?? 'error');
-  const span = x.span;
-  if (span.isRecording()) {
-    span.setAttributes({
-      'promptgate.context.status': r.status,
-      'promptgate.context.items': r.items,
-      'promptgate.context.tokens': r.tokens,
-      'promptgate.context.trimmed': r.trimmed,
-      'promptgate.context.duration_ms': Math.round(r.ms * 1000) / 1000,
-    });
-    if (r.cache) span.setAttribute('promptgate.context.cache', r.cache);
-    if (r.reason) span.setAttribute('promptgate.context.reason', r.reason);
-    if (r.flagged) span.setAttributes({ 'promptgate.context.injection.flagged': r.flagged, 'promptgate.context.injection.blocked': r.blocked });
-    if (r.status === 'failed' || (r.status === 'skipped' && r.reason !== 'missing_input')) {
-      span.setAttribute('error.type', r.reason ?? 'error');
-      span.setStatus({ code: SpanStatusCode.ERROR, message: r.reason });
-    }
-  }
-  span.end(x.endedAt);
-}
-
-function endRoot(root: Span, r: ContextReport): void {
-  if (root.isRecording()) {
-    root.setAttributes({
-      'promptgate.context.tokens': r.tokens,
-      'promptgate.context.budget': r.budget,
-      'promptgate.context.dropped': r.dropped,
-      'promptgate.context.skipped': r.skipped,
-      'promptgate.context.builders': r.builders.map((b) => `${b.name}:${b.status}${b.reason ? `(${b.reason})` : ''}`),
-    });
-    if (r.recipe) root.setAttributes({ 'promptgate.context.recipe': r.recipe, 'promptgate.context.recipe_assignment': r.recipeAssignment! });
-    if (r.injectionScore !== undefined) {
-      root.setAttributes({
-        'promptgate.context.injection.score': r.injectionScore,
-        'promptgate.context.injection.flagged': r.injectionFlagged,
-        'promptgate.context.injection.blocked': r.injectionBlocked,
-      });
-    }
-  }
-  root.end();
 }

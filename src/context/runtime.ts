@@ -140,11 +140,10 @@ export class ContextRuntime {
 
   /**
    * Accounting of a finished request (the server's `onRequestDone`): recipe statistics (the
-   * RECIPE_METRICS), by
-   * the variants' rules (telemetry/metrics.ts `experimentValues`: `success` for every
-   * request, a client abort counting 0; `latency_ms` of successful requests only), and the
-   * `success` reward of a bandit (ok = 1, error = 0; a client abort says nothing about the
-   * recipe and is not counted).
+   * RECIPE_METRICS), by the variants' rules (telemetry/record-values.ts `experimentValues`:
+   * `success` for every request, a client abort counting 0; `latency_ms` of successful
+   * requests only), and the `success` reward of a bandit (ok = 1, error = 0; a client abort
+   * says nothing about the recipe and is not counted).
    */
   finish(record: RequestRecord): void {
     const experiment = record.contextExperiment;

@@ -2,9 +2,9 @@
  * The injection normaliser: turns what a person (or an attacker) typed into one canonical
  * form that the phrase families and the model read. Steps, in order:
  *
- * 1. Cap: inputs longer than `maxChars` are scanned as the first 3/4 and last 1/4 of that
- *    budget (injections sit at the start or are appended at the end; the middle of a very
- *    long document is not scanned).
+ * 1. Cap (input-cap.ts): inputs longer than `maxChars` are scanned as the first 3/4 and
+ *    last 1/4 of that budget (injections sit at the start or are appended at the end; the
+ *    middle of a very long document is not scanned).
  * 2. Encoded payloads: runs of 24+ base64 characters that decode to printable text are
  *    decoded and appended (so "aWdub3JlIGFsbC..." is read as "ignore all ...").
  * 3. Unicode NFKC, then per character: lower case, accents folded (ä -> a, ß -> ss),
@@ -31,6 +31,7 @@ import { decodeBase64Text, findBase64Runs, MAX_BASE64_CHARS, MAX_BASE64_PAYLOADS
 import * as tables from './char-tables.js';
 import { CodeUnits } from './code-units.js';
 import { getFoldClassTable, isSpacedSeparator } from './char-tables.js';
+import { headAndTail, nfkcWithin } from './input-cap.js';
 import { MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
 import { WordFolder } from './word-fold.js';
 import { FNV_OFFSET as OFFSET, fnvStep as step, WordList } from './word-list.js';
@@ -50,30 +51,6 @@ const MAX_SUSPECTS = 256;
 const NO_LONE = -3;
 /** Tokens long enough to hold a base64 run, remembered per fold; past this, every token is searched. */
 const MAX_LONG_TOKENS = 16;
-const NON_ASCII_RUN = /[^\0-\x7f]+/g;
-
-/** Whether cutting `text` before unit `i` would split a surrogate pair. */
-function splitsPair(text: string, i: number): boolean {
-  const hi = text.charCodeAt(i - 1);
-  const lo = text.charCodeAt(i);
-  return hi >= 0xd800 && hi <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff;
-}
-
-/**
- * `text` as its head and tail joined by a newline, `room` units at most, the head about
- * `head` of them. No cut splits a surrogate pair: the tail starts with a whole pair (the
- * head gives up the unit), the head ends before one.
- */
-function headAndTail(text: string, head: number, room: number): string {
-  let h = head;
-  let t = text.length - (room - head - 1);
-  if (splitsPair(text, t)) {
-    t--;
-    h--;
-  }
-  if (splitsPair(text, h)) h--;
-  return `${text.slice(0, h)}\n${text.slice(t)}`;
-}
 
 export interface NormalizerOptions {
   /** Input characters scanned at most (default 8192): head 3/4, tail 1/4. */
@@ -203,30 +180,8 @@ export class TextNormalizer {
     this.suspects = suspects;
     this.spacedRun = spacedRun;
     this.wideGapCount = wideGapCount;
-    return this.foldPass(this.load(this.nfkc(raw, start), start), start, findBase64, false);
-  }
-
-  /**
-   * `raw` in NFKC, fitting what a fold from `buf[start]` can read (see `load`). A few
-   * compatibility characters expand to many (U+FDFA to 18 characters, squared words to 4):
-   * when the whole text would not fit, each run of non-ASCII characters keeps at most two
-   * units per unit of its own (ASCII is NFKC already; a combining mark kept apart from its
-   * ASCII letter is folded away like any accent), so padding cannot push the rest of a
-   * message out of the scan; what still does not fit is read as head and tail, like a long
-   * input.
-   */
-  private nfkc(raw: string, start: number): string {
-    const room = (this.buf.length - 2 - start) >> 1;
-    let text = raw.normalize('NFKC');
-    if (text.length <= room) return text;
-    text = raw.replace(NON_ASCII_RUN, (run) => {
-      const folded = run.normalize('NFKC');
-      if (folded.length <= 2 * run.length) return folded;
-      const end = 2 * run.length;
-      return folded.slice(0, splitsPair(folded, end) ? end - 1 : end);
-    });
-    if (text.length <= room) return text;
-    return headAndTail(text, Math.floor(room * 0.75), room);
+    const room = (this.buf.length - 2 - start) >> 1; // what a fold from buf[start] can read (see `load`)
+    return this.foldPass(this.load(nfkcWithin(raw, room), start), start, findBase64, false);
   }
 
   /**

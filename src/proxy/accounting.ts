@@ -10,7 +10,8 @@ import { messageCalls } from '../telemetry/calls.js';
 import type { CompletionChoice } from '../telemetry/genai-messages.js';
 import type { Exchange } from './exchange.js';
 import { replyText } from './stream-text.js';
-import type { StreamEnd, StreamSummary } from './sse-relay.js';
+import type { StreamEnd } from './sse-relay.js';
+import type { StreamSummary } from './sse-scanner.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 
 /** Cost of the request's usage at the answering upstream's prices; null for an unknown model. */

@@ -8,34 +8,26 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import type { RuntimeConfig } from '../config/compile.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { bodyReadError, forward, readWholeBody, ClientGoneError, type Forwarded } from './forward.js';
-import { estimateUnread, finishStream, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion, type EstimatedPrompt } from './accounting.js';
+import { estimateUnread, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
+import { bodiesFor, buildRequest, type ChatBody } from './chat-request.js';
 import { decodeContent } from './content-coding.js';
-import { maskSecrets, responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
+import { maskSecrets, responseHeaders, upstreamRequestHeaders } from './headers.js';
 import { readBody } from './read-body.js';
-import { relaySse, writeSse, type RelayOptions, type StreamEnd, type StreamSummary } from './sse-relay.js';
-import type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
-import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, serializeJson, withoutBom } from './request-shape.js';
+import { relaySse, writeSse } from './sse-relay.js';
+import { StreamAccounting } from './stream-accounting.js';
+import type { UpstreamResponse } from './upstream.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, withoutBom } from './request-shape.js';
 import { keepExactNumbers } from './exact-json.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, keptClientMessages, selectTemplate, toolRequestOf, withoutPromptFields, type Selection } from '../prompts/selection.js';
 import { countPromptTokens, messagesTokens } from '../context/tokens.js';
 import { injectContext } from './context-step.js';
 import { guardRequest } from './guard-step.js';
-
-/** The parsed chat request, as far as the gateway reads it. */
-export interface ChatBody {
-  model?: unknown;
-  messages?: unknown;
-  stream?: unknown;
-  stream_options?: { include_usage?: unknown } | null;
-  [key: string]: unknown;
-}
 
 export function chatCompletions(deps: GatewayDeps) {
   return async function chatCompletionsHandler(c: Context<AppEnv>): Promise<Response> {
@@ -216,63 +208,6 @@ export function chatCompletions(deps: GatewayDeps) {
 }
 
 /**
- * The stream relay's callbacks, as methods of one object made outside the handler: a
- * closure in the handler would keep its whole scope (the parsed request, the rendered
- * template) alive for as long as the stream is open, and one closure per callback would
- * cost as much again per open stream. For an estimate when the stream brings no usage, the
- * messages and tool definitions are read again from the body undici keeps anyway (the tools
- * counted in the answering model's encoding, a list seen before only looked up). One per stream.
- */
-class StreamAccounting implements RelayOptions {
-  readonly stripUsageChunk: boolean;
-  readonly keepText: boolean | undefined;
-  readonly #exchange: Exchange;
-  readonly #upstream: Upstream;
-  readonly #outBody: Uint8Array;
-
-  constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array }) {
-    this.stripUsageChunk = sent.stripUsageChunk;
-    this.keepText = exchange.content.captureContent;
-    this.#exchange = exchange;
-    this.#upstream = upstream;
-    this.#outBody = sent.outBody;
-  }
-
-  get signal(): AbortSignal {
-    return this.#exchange.signal;
-  }
-
-  abortUpstream(): void {
-    this.#exchange.abort();
-  }
-
-  clientGone(): boolean {
-    return this.#exchange.clientGone;
-  }
-
-  timedOut(): boolean {
-    return this.#exchange.signal.aborted;
-  }
-
-  shuttingDown(): boolean {
-    return this.#exchange.shuttingDown;
-  }
-
-  onEnd(summary: StreamSummary, end: StreamEnd): void {
-    const exchange = this.#exchange;
-    try {
-      finishStream(exchange, this.#upstream, summary, end, () => promptOf(this.#outBody));
-    } catch (err) {
-      // The stream's end runs outside any handler: a fault in its accounting would be an
-      // uncaught exception, ending the process and every other stream with it. The
-      // request is still recorded, without what its accounting could not read.
-      exchange.accountingFailed(err);
-      exchange.finish(end.outcome === 'error' ? { outcome: 'error', errorType: end.errorType } : { outcome: end.outcome });
-    }
-  }
-}
-
-/**
  * Runs `record` once the request just dispatched is on the wire; resolves when it has run
  * (never rejects). undici writes a request on a kept-alive connection in the next check
  * phase, after checking the idle socket for a close (GHSA-35p6-xmwp-9g52): an Immediate set
@@ -302,16 +237,6 @@ function renderedOf(client: Record<string, unknown>, rendered: Record<string, un
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(client)) if (rendered[name] === value) out[name] = value;
   return out;
-}
-
-/** The `messages` and tool definitions of a request body the gateway has already parsed once (or written itself). */
-function promptOf(body: Uint8Array): EstimatedPrompt {
-  try {
-    const sent = parseJsonObject(body) as ChatBody;
-    return { messages: Array.isArray(sent.messages) ? sent.messages : [], toolTokens: toolTokensOnce(sent) };
-  } catch {
-    return { messages: [], toolTokens: NO_TOOL_TOKENS };
-  }
 }
 
 /** Records which template/experiment/variant serves the request, for headers, spans and metrics. */
@@ -359,55 +284,6 @@ function checkChatShape(body: ChatBody): void {
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
     throw new GatewayError('invalid_request', "'stream' must be a boolean.", { param: 'stream' });
   }
-}
-
-/** The request for one upstream: auth and extra headers are per upstream. */
-export function buildRequest(upstream: Upstream, clientHeaders: Record<string, string>, body: Uint8Array, json: unknown, signal: AbortSignal): UpstreamRequest {
-  const headers = upstreamHeaders(upstream, clientHeaders);
-  headers['content-type'] = 'application/json';
-  headers['content-length'] = String(body.byteLength);
-  return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
-}
-
-/** A request body as sent upstream: its JSON and bytes, and whether the gateway added `include_usage` to it. */
-interface OutgoingBody {
-  json: ChatBody;
-  bytes: Uint8Array;
-  asksUsage: boolean;
-}
-
-/**
- * The body each upstream of the route gets. A stream whose client did not ask for usage is
- * sent with `stream_options.include_usage: true`, for exact accounting (the relay removes
- * the usage chunk again), except to an upstream with `ask_stream_usage: false`: that one
- * gets the body as the client sent it (rendered). Each form is serialised once, before the
- * first attempt; the client's own body, when unchanged, is sent as its bytes. A rewritten body
- * keeps the client's numbers as sent (`serializeJson`: JSON.stringify alone would round
- * integers past 2^53, a 64-bit `seed`), so its copies here are declared `keepExactNumbers`.
- */
-function bodiesFor(received: ChatBody, raw: Uint8Array, body: ChatBody, stream: boolean, route: readonly string[], config: RuntimeConfig): { for(upstream: Upstream): OutgoingBody } {
-  const plainBytes = () => (body === received ? raw : serializeJson(body));
-  const addUsage = stream && body.stream_options?.include_usage !== true;
-  if (!addUsage) {
-    const plain: OutgoingBody = { json: body, bytes: plainBytes(), asksUsage: false };
-    return { for: () => plain };
-  }
-  const json: ChatBody = keepExactNumbers({ ...body, stream_options: keepExactNumbers({ ...(body.stream_options ?? {}), include_usage: true }, body.stream_options) }, body);
-  const bytes = body === received && !Object.hasOwn(received, 'stream_options') ? withIncludeUsage(raw) : serializeJson(json);
-  const asking: OutgoingBody = { json, bytes, asksUsage: true };
-  const upstreams = config.upstreams;
-  const plain: OutgoingBody | undefined = route.some((name) => upstreams.get(name)?.config.ask_stream_usage === false)
-    ? { json: body, bytes: plainBytes(), asksUsage: false }
-    : undefined;
-  return { for: (upstream) => (plain && !upstream.spec.config.ask_stream_usage ? plain : asking) };
-}
-
-const INCLUDE_USAGE_MEMBER = Buffer.from('"stream_options":{"include_usage":true},');
-
-/** A JSON object's bytes (`model` and `messages` at least) with `stream_options.include_usage` as its first member. */
-function withIncludeUsage(raw: Uint8Array): Buffer {
-  const open = raw.indexOf(0x7b /* { */) + 1; // only JSON whitespace before it
-  return Buffer.concat([raw.subarray(0, open), INCLUDE_USAGE_MEMBER, raw.subarray(open)]);
 }
 
 /**

@@ -15,9 +15,10 @@
  * ```
  *
  * The client gets the upstream's bytes unchanged; usage is read on the side, in bounded
- * memory. Nothing is estimated: an answer whose usage cannot be read (an error status, not
- * JSON, a content coding, a body or stream cut short, no usage in it) is accounted as any
- * pass-through answer (status, latency). A body cut short before anything went to the
+ * memory (side-reader.ts; a Responses stream's events: response-events.ts). Nothing is
+ * estimated: an answer whose usage cannot be read (an error status, not JSON, a content
+ * coding, a body or stream cut short, no usage in it) is accounted as any pass-through
+ * answer (status, latency). A body cut short before anything went to the
  * client (while read for the cost header) is a gateway error, as on the chat route.
  *
  * An error answer on any pass-through route is read the same way for its error code only
@@ -28,25 +29,14 @@ import { usageFromOpenAI } from '../telemetry/usage.js';
 import { MAX_ERROR_BYTES, noteUpstreamError, priceUsage } from './accounting.js';
 import { contentCodings } from './content-coding.js';
 import type { Exchange } from './exchange.js';
-import { bodyReadError } from './forward.js';
 import { TopLevelFields } from './json-fields.js';
-import { dataOf, EventFramer, splitEvents, SseEventTooLargeError } from './sse-framing.js';
+import { ResponseEvents } from './response-events.js';
+import { NOTHING_READ, readHead, relayed, SideReader } from './side-reader.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
 
 /** `retrieve`: polling, resuming or cancelling a background response (BackgroundResponses). */
 export type MeteredRoute = 'embeddings' | 'responses' | 'retrieve';
 
-/**
- * A non-stream answer up to this size is read whole before it goes, as on the chat route,
- * so that `x-promptgate-cost-usd` can go with it; a larger one (a big embeddings batch) is
- * relayed as it arrives and accounted when it ends, without the header.
- */
-const HEADER_WAIT_BYTES = 4 * 1024 * 1024;
-/** A stream event held longer than this (the last one repeats the whole output) is not read. */
-const MAX_EVENT_BYTES = 8 * 1024 * 1024;
-const TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
-/** Cheap test before parsing an event: its text names an event type that is read. */
-const READ_TEXT = /"response\.(?:completed|incomplete|failed|created)"|"type"\s*:\s*"error"|^event:\s*error\s*$/m;
 /** A response's `status` once it ended: a background response's usage is final then. */
 const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
 /** `/responses/{id}` and `/responses/{id}/cancel`: the id. */
@@ -142,7 +132,7 @@ export interface MeteredResponse extends UpstreamResponse {
  * The answer to relay in place of `response`: the same bytes, read on the way. Usage, model
  * and cost go on the exchange's record when the body ends complete (a stream: at its
  * terminal event), before whoever relays it finishes the exchange. A non-stream answer up
- * to HEADER_WAIT_BYTES is read first, so its cost header goes with it.
+ * to HEADER_WAIT_BYTES (side-reader.ts) is read first, so its cost header goes with it.
  */
 export async function meterUsage(o: MeterOptions): Promise<MeteredResponse> {
   const { response, exchange } = o;
@@ -246,189 +236,8 @@ function accountable(o: MeterOptions, read: Record<string, unknown>): boolean {
   return ended && id !== undefined && o.background.take(id);
 }
 
-/** The first chunks of a body: all of it (`done`) or up to HEADER_WAIT_BYTES. */
-interface Head {
-  chunks: Uint8Array[];
-  done: boolean;
-}
-
-const NOTHING_READ: Head = Object.freeze({ chunks: [], done: false }) as Head;
-
-/**
- * Reads the head of a non-stream answer. Nothing has gone to the client yet, so a read that
- * fails is answered as on the chat route (`readAll`): 502 `upstream_error`, 504
- * `upstream_timeout`, 503 `shutting_down`, or a client abort.
- */
-async function readHead(iterator: AsyncIterator<Uint8Array>, reader: SideReader<unknown>, exchange: Exchange): Promise<Head> {
-  const head: Head = { chunks: [], done: false };
-  let bytes = 0;
-  try {
-    while (bytes <= HEADER_WAIT_BYTES) {
-      const { value, done } = await iterator.next();
-      if (done) {
-        head.done = true;
-        break;
-      }
-      reader.chunk(value);
-      head.chunks.push(value);
-      bytes += value.byteLength;
-    }
-  } catch {
-    throw bodyReadError(exchange);
-  }
-  return head;
-}
-
-/**
- * What reads a relayed body on the side (usage, an error code). Its first fault is reported
- * on the exchange (`accountingFailed`) and reading stops there: the bytes still go to the
- * client as they came, never cut by the gateway's own bookkeeping.
- */
-class SideReader<T> {
-  #failed = false;
-  readonly #exchange: Exchange;
-  readonly #onChunk: (chunk: Uint8Array) => void;
-  readonly #onEnd: () => T;
-
-  constructor(exchange: Exchange, onChunk: (chunk: Uint8Array) => void, onEnd: () => T) {
-    this.#exchange = exchange;
-    this.#onChunk = onChunk;
-    this.#onEnd = onEnd;
-  }
-
-  chunk(chunk: Uint8Array): void {
-    if (this.#failed) return;
-    try {
-      this.#onChunk(chunk);
-    } catch (err) {
-      this.#fail(err);
-    }
-  }
-
-  /** The body ended complete: what `onEnd` makes of it, or undefined after a fault. */
-  end(): T | undefined {
-    if (this.#failed) return undefined;
-    try {
-      return this.#onEnd();
-    } catch (err) {
-      this.#fail(err);
-      return undefined;
-    }
-  }
-
-  #fail(err: unknown): void {
-    this.#failed = true;
-    this.#exchange.accountingFailed(err);
-  }
-}
-
-/**
- * The head, then the rest of the body with each chunk shown to the reader, whose `end` runs
- * when the body ended complete (not when it failed or the client cancelled). Returning
- * early (the client cancelled) ends the upstream body too.
- */
-async function* relayed(head: Head, iterator: AsyncIterator<Uint8Array>, reader: SideReader<unknown>): AsyncGenerator<Uint8Array> {
-  let ended = head.done;
-  try {
-    yield* head.chunks;
-    if (head.done) return;
-    for (;;) {
-      const { value, done } = await iterator.next();
-      if (done) break;
-      reader.chunk(value);
-      yield value;
-    }
-    ended = true;
-    reader.end();
-  } finally {
-    if (!ended) void iterator.return?.()?.catch(() => undefined);
-  }
-}
-
-/** What a Responses stream reader reports, event by event. */
-interface ResponseEventHooks {
-  /** `response` of a terminal event (`response.completed`, `.incomplete`, `.failed`). */
-  onTerminal(response: Record<string, unknown>): void;
-  /** `response` of `response.created`. */
-  onCreated(response: Record<string, unknown>): void;
-  /** The first `error` event (`{"type": "error", "code", "message", ...}`). */
-  onError(): void;
-}
-
-/**
- * Reads the Responses API stream on the side: events are framed as the chat relay frames
- * them (`EventFramer`), only an event naming a type that is read (terminal, created, error)
- * is parsed, and only the current event's bytes are held (up to MAX_EVENT_BYTES; past that,
- * reading stops and the stream has no usage). One per stream.
- */
-class ResponseEvents {
-  /** Bytes seen. */
-  bytes = 0;
-  readonly #framer = new EventFramer(MAX_EVENT_BYTES);
-  /** An event outgrew MAX_EVENT_BYTES: nothing more is read (the bytes still go to the client). */
-  #gaveUp = false;
-  #failed = false;
-  readonly #hooks: ResponseEventHooks;
-
-  constructor(hooks: ResponseEventHooks) {
-    this.#hooks = hooks;
-  }
-
-  push(chunk: Uint8Array): void {
-    this.bytes += chunk.byteLength;
-    if (this.#gaveUp) return;
-    let events: Uint8Array | undefined;
-    try {
-      events = this.#framer.push(chunk);
-    } catch (err) {
-      if (!(err instanceof SseEventTooLargeError)) throw err;
-      this.#gaveUp = true;
-      return;
-    }
-    // A fault in reading or accounting the events goes to the SideReader, which reports it.
-    if (events) this.#read(events);
-  }
-
-  /** The stream ended complete: an unterminated last event is read too (as the relay sends it). */
-  end(): void {
-    const rest = this.#gaveUp ? undefined : this.#framer.flush();
-    if (rest) this.#read(rest);
-  }
-
-  #read(bytes: Uint8Array): void {
-    const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-    if (!READ_TEXT.test(text)) return;
-    const parts = splitEvents(text); // events at even indexes
-    for (let i = 0; i < parts.length; i += 2) {
-      const event = parts[i];
-      if (!READ_TEXT.test(event)) continue;
-      const data = dataOf(event);
-      let obj: { type?: unknown; response?: unknown } | undefined;
-      try {
-        obj = data === undefined ? undefined : (JSON.parse(data) as { type?: unknown; response?: unknown });
-      } catch {
-        // not JSON: only its `event:` line can say what it is
-      }
-      const type = isObject(obj) ? obj.type : undefined;
-      if (type === 'error' || (type === undefined && /^event:\s*error\s*$/m.test(event))) this.#fail();
-      else if (typeof type === 'string' && TERMINAL_EVENTS.has(type) && isObject(obj!.response)) this.#hooks.onTerminal(obj!.response);
-      else if (type === 'response.created' && isObject(obj!.response)) this.#hooks.onCreated(obj!.response);
-    }
-  }
-
-  #fail(): void {
-    if (this.#failed) return;
-    this.#failed = true;
-    this.#hooks.onError();
-  }
-}
-
 /** The media type of a content-type, lower-case, without parameters. */
 function mediaType(value: string | string[] | undefined): string {
   const v = Array.isArray(value) ? value[0] : value;
   return (v ?? '').split(';', 1)[0].trim().toLowerCase();
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
-import { SseEventTooLargeError, SseScanner, lastBoundary, relaySse, writeSse, type StreamEnd } from './sse-relay.js';
+import { SseEventTooLargeError, lastBoundary, relaySse, writeSse, type StreamEnd } from './sse-relay.js';
+import { SseScanner } from './sse-scanner.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

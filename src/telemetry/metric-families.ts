@@ -105,7 +105,7 @@ export function defineMetricFamilies(registry: Registry) {
     registers,
   });
 
-  // Trace export, read from tracing.ts's process-wide totals at scrape time (0 while tracing is off).
+  // Trace export, read from span-export.ts's process-wide totals at scrape time (0 while tracing is off).
   const traceSpans = (name: string, help: string, read: () => number) =>
     new Counter({
       name,

@@ -10,11 +10,13 @@
  * `promtool check metrics`. Two DESIGN names gained a `_total` suffix because they are counters: Prometheus reserves a bare
  * `_sum` suffix for histograms and summaries, and counters must end in `_total`.
  */
-import { Registry, collectDefaultMetrics, type Counter } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ERROR_CODES } from '../errors.js';
 import { LabelValues } from './label-values.js';
 import { defineMetricFamilies } from './metric-families.js';
-import { CounterSeries, HistogramSeries, type LabelSet } from './prom-series.js';
+import { CounterSeries, HistogramSeries } from './prom-series.js';
+import { countable, errorTypeOf, statusClass } from './record-values.js';
+import { Combo, level, MAX_CACHED, type Node, type ObservationSeries } from './series-cache.js';
 import type { RequestRecord } from './types.js';
 
 /** The built-in experiment metrics `recordRequest` observes. */
@@ -169,7 +171,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     for (const name of NONCONFORMING_DEFAULT_METRICS) registry.removeSingleMetric(name);
   }
 
-  // Label-bound series, cached per distinct label combination (see prom-series.ts): a
+  // Label-bound series, cached per distinct label combination (see prom-series.ts and series-cache.ts): a
   // request does a few Map lookups with its (already bounded) label values and updates the
   // series in place, instead of prom-client validating and hashing a label object per call.
   // Keyed by nested Maps, one level per label, so no key strings are built and no two label
@@ -367,133 +369,4 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     allowConfigured,
     render: () => registry.metrics(),
   };
-}
-
-/**
- * The largest experiment value counted: 1e150, as `POST /v1/feedback` takes. A finite square
- * alone (up to ~1.34e154) was not enough: two squares near 1e308 added up to +Inf in the
- * sum-of-squares counter, and that series' variance stayed NaN for good. At 1e150 a square is
- * 1e300, so the counter stays finite for about 1.8e8 such observations.
- */
-export const MAX_OBSERVATION = 1e150;
-
-/**
- * Whether an experiment value can go into the three counters: not negative (a counter
- * never decreases) and at most MAX_OBSERVATION (prom-client throws on a non-finite
- * increment, which would leave n and the sum counted without the sum of squares; see
- * MAX_OBSERVATION for the running total). False for NaN.
- */
-function countable(value: number): boolean {
-  return value >= 0 && value <= MAX_OBSERVATION;
-}
-
-/** Cached label-bound series per metrics instance before the cache starts over (a safety net). */
-const MAX_CACHED = 50_000;
-
-type Node = Map<string, unknown>;
-type ObservationSeries = [n: CounterSeries, sum: CounterSeries, sumSquares: CounterSeries];
-const TOKEN_TYPES = ['input', 'output', 'cache_read', 'reasoning'] as const;
-
-/** The child Map of `key`, created when missing. */
-function level(m: Node, key: string): Node {
-  let next = m.get(key) as Node | undefined;
-  if (next === undefined) m.set(key, (next = new Map()));
-  return next;
-}
-
-/** Series of one GenAI operation within a Combo. */
-interface OperationSeries {
-  /** The gen_ai label set (gen_ai_operation_name ... variant), in the exposition's label order. */
-  readonly labels: LabelSet;
-  /** error_type -> stream -> series */
-  readonly duration: Node;
-  firstChunk?: HistogramSeries;
-  inputTokens?: HistogramSeries;
-  outputTokens?: HistogramSeries;
-}
-
-/** The series of one combination of the eight labels most families share. */
-class Combo {
-  /** route -> status_class -> error_type -> [stream=false, stream=true] */
-  readonly requests: Node = new Map();
-  readonly injectionFlags = new Map<string, CounterSeries>();
-  readonly excluded = new Map<string, CounterSeries>();
-  attempts?: CounterSeries;
-  cost?: CounterSeries;
-  costUnknown?: CounterSeries;
-  readonly #tokens: Array<CounterSeries | undefined> = [undefined, undefined, undefined, undefined];
-  readonly #operations = new Map<string, OperationSeries>();
-
-  constructor(
-    readonly model: string,
-    readonly upstream: string,
-    readonly provider: string,
-    readonly template: string,
-    readonly templateVersion: string,
-    readonly experiment: string,
-    readonly variant: string,
-    readonly estimated: string,
-  ) {}
-
-  operation(name: string): OperationSeries {
-    let op = this.#operations.get(name);
-    if (op === undefined) {
-      op = {
-        labels: {
-          gen_ai_operation_name: name,
-          gen_ai_provider_name: this.provider,
-          gen_ai_request_model: this.model,
-          upstream: this.upstream,
-          template: this.template,
-          template_version: this.templateVersion,
-          experiment: this.experiment,
-          variant: this.variant,
-        },
-        duration: new Map(),
-      };
-      this.#operations.set(name, op);
-    }
-    return op;
-  }
-
-  /** promptgate_tokens_total series of TOKEN_TYPES[type]. */
-  tokens(metric: Counter<string>, type: 0 | 1 | 2 | 3): CounterSeries {
-    return (this.#tokens[type] ??= new CounterSeries(metric, {
-      gen_ai_provider_name: this.provider,
-      gen_ai_request_model: this.model,
-      upstream: this.upstream,
-      template: this.template,
-      template_version: this.templateVersion,
-      experiment: this.experiment,
-      variant: this.variant,
-      estimated: this.estimated,
-      gen_ai_token_type: TOKEN_TYPES[type],
-    }));
-  }
-}
-
-/**
- * The experiment metrics of one request: `success` always (1 when the request completed
- * with a status below 400; a client cancel counts 0), `latency_ms` for completed requests,
- * `cost_usd` when priced, token counts when usage is known.
- */
-export function experimentValues(r: RequestRecord): Array<[metric: (typeof EXPERIMENT_METRICS)[number], value: number]> {
-  const ok = r.outcome === 'ok' && r.status > 0 && r.status < 400;
-  const values: Array<[(typeof EXPERIMENT_METRICS)[number], number]> = [['success', ok ? 1 : 0]];
-  if (ok) values.push(['latency_ms', r.latencyMs]);
-  if (typeof r.costUsd === 'number') values.push(['cost_usd', r.costUsd]);
-  if (r.usage) values.push(['input_tokens', r.usage.inputTokens], ['output_tokens', r.usage.outputTokens]);
-  return values;
-}
-
-/** `error_type` label: the record's, else `client_abort`, the status code for 4xx/5xx, `_OTHER` (OTel) for a failure without one. */
-function errorTypeOf(r: RequestRecord): string | undefined {
-  if (r.errorType) return r.errorType;
-  if (r.outcome === 'client_abort') return 'client_abort';
-  if (r.status >= 400) return String(r.status);
-  return r.outcome === 'error' ? '_OTHER' : undefined;
-}
-
-function statusClass(status: number): string {
-  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : '';
 }

@@ -3,7 +3,7 @@
  * (`ExportTraceServiceRequest`, opentelemetry-proto `trace/v1`).
  *
  * It writes the same bytes as `ProtobufTraceSerializer` from @opentelemetry/otlp-transformer
- * (a test holds them equal), except that the attributes of spans.ts's DOUBLE_ATTRIBUTES are always doubles, and the OTLP/HTTP exporter around it is the SDK's own
+ * (a test holds them equal), except that the attributes of span-attributes.ts's DOUBLE_ATTRIBUTES are always doubles, and the OTLP/HTTP exporter around it is the SDK's own
  * (endpoint, headers, timeout, retries, compression from `OTEL_EXPORTER_OTLP_*`). It exists
  * because encoding is the largest cost of tracing on the proxy's hot path: with every
  * request traced, the SDK serializer took ~100 µs of CPU per request in the bench's
@@ -14,7 +14,7 @@
  */
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { FIXED32, FIXED64, LEN, tag, VARINT, Writer } from './protobuf-writer.js';
-import { DOUBLE_ATTRIBUTES } from './spans.js';
+import { DOUBLE_ATTRIBUTES } from './span-attributes.js';
 
 type Attributes = Readonly<Record<string, unknown>>;
 

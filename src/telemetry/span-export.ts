@@ -4,17 +4,17 @@
  *
  * Two batch processors, both bounded by `OTEL_BSP_MAX_QUEUE_SIZE` and counted alike:
  *
- * - `EncodingBatchProcessor` for OTLP/HTTP protobuf, the default exporter: each span is
- *   encoded into its batch's bytes within a turn of the event loop after it ends, and the
- *   span object is dropped. Span objects never wait for their batch, which under load kept
- *   thousands of them alive long enough to be promoted to the old generation.
+ * - `EncodingBatchProcessor` (encoding-batch-processor.ts) for OTLP/HTTP protobuf, the
+ *   default exporter: each span is encoded into its batch's bytes within a turn of the event
+ *   loop after it ends, and the span object is dropped. Span objects never wait for their
+ *   batch, which under load kept thousands of them alive long enough to be promoted to the
+ *   old generation.
  * - `CountedBatchProcessor`, the SDK's BatchSpanProcessor with counting, for every other
  *   exporter (http/json, grpc, zipkin), which take span objects.
  */
 import { TraceFlags, type Context } from '@opentelemetry/api';
 import type * as OtelCore from '@opentelemetry/core';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
-import { SpanBatchEncoder } from './otlp-protobuf.js';
 
 type SpanExporter = SdkTraceBase.SpanExporter;
 type ExportResult = OtelCore.ExportResult;
@@ -46,7 +46,8 @@ export interface TraceExportCounts {
   readonly dropped: number;
 }
 
-const counts = { exported: 0, failed: 0, dropped: 0 };
+/** The totals, counted into by every batch processor (this file's and encoding-batch-processor.ts). */
+export const counts = { exported: 0, failed: 0, dropped: 0 };
 /** Live totals (read at scrape time by metric-families.ts); they never go down. */
 export const traceExportCounts: TraceExportCounts = counts;
 
@@ -54,7 +55,7 @@ export const traceExportCounts: TraceExportCounts = counts;
 export const LOSS_WARNING_INTERVAL_MS = 60_000;
 
 /** `ExportResultCode.FAILED` of @opentelemetry/core (loaded on demand, so not imported here). */
-const EXPORT_FAILED = 1 as OtelCore.ExportResultCode;
+export const EXPORT_FAILED = 1 as OtelCore.ExportResultCode;
 const EXPORT_SUCCESS = 0 as OtelCore.ExportResultCode;
 
 /**
@@ -201,210 +202,4 @@ export function offTheRequestPath(exporter: SpanExporter): SpanExporter {
     shutdown: () => exporter.shutdown(),
     forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
   };
-}
-
-
-/**
- * The most bytes of spans in one export request. The OpenTelemetry Collector's OTLP/HTTP
- * receiver refuses a body over 20 MiB (`max_request_body_size`) with 400, losing the whole
- * batch: with `capture_content`, a few long prompts took a batch of 512 spans past that. A
- * batch is sent once it holds this much; a span larger than this goes alone.
- */
-export const MAX_EXPORT_BATCH_BYTES = 4 * 1024 * 1024;
-/**
- * The most bytes of encoded spans held waiting or being sent. The queue's span count
- * bounds memory only while spans are small; with `capture_content` each may hold a whole
- * prompt (megabytes), and a collector that is down would otherwise let 2,048 of them pile
- * up. A span that does not fit is dropped, as when the queue is full.
- */
-export const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
-
-/** The OTEL_BSP_* settings (spec defaults), as the SDK's BatchSpanProcessor reads them, and the byte bounds. */
-export interface BatchSettings {
-  maxQueueSize: number;
-  maxExportBatchSize: number;
-  scheduledDelayMillis: number;
-  exportTimeoutMillis: number;
-  /** Default MAX_EXPORT_BATCH_BYTES. */
-  maxExportBatchBytes?: number;
-  /** Default MAX_QUEUE_BYTES. */
-  maxQueueBytes?: number;
-}
-
-export function batchSettingsFromEnv(core: typeof OtelCore): BatchSettings {
-  const maxQueueSize = core.getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048;
-  return {
-    maxQueueSize,
-    // As the SDK: a batch never holds more than the queue.
-    maxExportBatchSize: Math.min(core.getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE') ?? 512, maxQueueSize),
-    scheduledDelayMillis: core.getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY') ?? 5000,
-    exportTimeoutMillis: core.getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT') ?? 30000,
-  };
-}
-
-/** Exports one encoded batch (the OTLP/HTTP exporter with a serializer that calls `finish`). */
-export interface EncodedBatchExporter {
-  export(batches: SpanBatchEncoder[], done: (result: BatchResult) => void): void;
-  forceFlush?(): Promise<void>;
-  shutdown(): Promise<void>;
-}
-
-/**
- * A batch span processor for OTLP/HTTP protobuf that keeps bytes, not spans. Semantics as
- * the SDK's BatchSpanProcessor (and README "When the collector is down"): spans wait in a
- * queue of at most `maxQueueSize` spans and `maxQueueBytes` (a span ending while it is full
- * is dropped), are sent in batches of `maxExportBatchSize` spans or `maxExportBatchBytes`
- * (whichever is reached first) when a batch fills or `scheduledDelayMillis` after its
- * first span, one batch at a time; a batch the exporter has not answered within
- * `exportTimeoutMillis` is counted failed and the next one goes.
- *
- * On the request path `onEnd` only checks, counts and pushes the span; the encoding runs in
- * a `setImmediate` for every span that ended in the meantime, so the response that ended
- * them is not held up.
- */
-export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, PendingSpans {
-  /** Spans ended and not yet handed to the exporter (ended, encoded or in a full batch). */
-  queued = 0;
-  /** Spans of the batch the exporter has. */
-  exporting = 0;
-  /** Bytes of the encoded spans held: in the open batch, the full ones, the one being sent. */
-  #bytes = 0;
-  #stopped = false;
-  #shutdown: Promise<void> | undefined;
-  /** Ended spans waiting for the next `encode` (at most one event-loop turn). */
-  #ended: SdkTraceBase.ReadableSpan[] = [];
-  #encodeScheduled = false;
-  /** The batch being filled. */
-  #open: SpanBatchEncoder | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  /** Full (or due) batches waiting for the exporter, oldest first. */
-  readonly #ready: SpanBatchEncoder[] = [];
-  #busy = false;
-  /** `forceFlush` callers waiting for the queue to empty. */
-  #idle: Array<() => void> = [];
-  readonly #encode = () => this.#encodeEnded();
-
-  constructor(
-    private readonly exporter: EncodedBatchExporter,
-    private readonly losses: LossReporter,
-    private readonly settings: BatchSettings,
-  ) {}
-
-  onStart(): void {}
-
-  onEnd(span: SdkTraceBase.ReadableSpan): void {
-    if (this.#stopped || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
-    if (this.queued >= this.settings.maxQueueSize) {
-      counts.dropped++;
-      return;
-    }
-    this.queued++;
-    this.#ended.push(span);
-    if (!this.#encodeScheduled) {
-      this.#encodeScheduled = true;
-      setImmediate(this.#encode);
-    }
-  }
-
-  forceFlush(): Promise<void> {
-    this.#encodeEnded();
-    this.#seal();
-    if (!this.#busy && this.#ready.length === 0) return this.#flushExporter();
-    return new Promise<void>((resolve) => this.#idle.push(resolve)).then(() => this.#flushExporter());
-  }
-
-  /** Spans ending from now on are ignored (as the SDK's); those already ended are still sent. */
-  shutdown(): Promise<void> {
-    this.#stopped = true;
-    return (this.#shutdown ??= this.forceFlush().then(() => this.exporter.shutdown()));
-  }
-
-  #flushExporter(): Promise<void> {
-    return this.exporter.forceFlush?.() ?? Promise.resolve();
-  }
-
-  #encodeEnded(): void {
-    this.#encodeScheduled = false;
-    const ended = this.#ended;
-    if (ended.length === 0) return;
-    this.#ended = [];
-    const { maxExportBatchSize, scheduledDelayMillis } = this.settings;
-    const maxBatchBytes = this.settings.maxExportBatchBytes ?? MAX_EXPORT_BATCH_BYTES;
-    const maxQueueBytes = this.settings.maxQueueBytes ?? MAX_QUEUE_BYTES;
-    for (const span of ended) {
-      let batch = (this.#open ??= new SpanBatchEncoder());
-      let size = batch.add(span);
-      if (batch.count > 1 && batch.bytes > maxBatchBytes) {
-        // Over the request size: the batch goes without it, the span starts the next one.
-        batch.undo();
-        this.#seal();
-        batch = this.#open = new SpanBatchEncoder();
-        size = batch.add(span);
-      }
-      if (this.#bytes + size > maxQueueBytes) {
-        batch.undo();
-        this.queued--;
-        counts.dropped++;
-        continue;
-      }
-      this.#bytes += size;
-      if (batch.count >= maxExportBatchSize) this.#seal();
-    }
-    if (this.#open?.count === 0) this.#open = undefined;
-    if (this.#open !== undefined && this.#timer === undefined) {
-      this.#timer = setTimeout(() => this.#seal(), scheduledDelayMillis);
-      this.#timer.unref(); // as the SDK's: pending spans never keep the process alive
-    }
-  }
-
-  /** Moves the open batch to the export queue and starts exporting. */
-  #seal(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#open !== undefined && this.#open.count > 0) {
-      this.#ready.push(this.#open);
-      this.#open = undefined;
-    }
-    this.#exportNext();
-  }
-
-  #exportNext(): void {
-    if (this.#busy) return;
-    const batch = this.#ready.shift();
-    if (batch === undefined) {
-      const idle = this.#idle;
-      this.#idle = [];
-      for (const resolve of idle) resolve();
-      return;
-    }
-    this.#busy = true;
-    const n = batch.count;
-    this.queued -= n;
-    this.exporting += n;
-    let reported = false;
-    const onResult = (result: BatchResult) => {
-      if (reported) return; // an exporter calling back twice (or after the timeout) counts its batch once
-      reported = true;
-      clearTimeout(timeout);
-      this.exporting -= n;
-      this.#bytes -= batch.bytes;
-      this.losses.settle(n, result);
-      this.#busy = false;
-      this.#exportNext();
-    };
-    const timeout = setTimeout(() => onResult({ code: EXPORT_FAILED, error: new Error('Timeout') }), this.settings.exportTimeoutMillis);
-    timeout.unref();
-    const send = () => {
-      if (reported) return;
-      try {
-        this.exporter.export([batch], onResult);
-      } catch (error) {
-        onResult({ code: EXPORT_FAILED, error: error as Error });
-      }
-    };
-    // As the SDK's processor: resource attributes still being detected (host.id) are waited for.
-    const settled = batch.resourcesSettled();
-    if (settled === undefined) send();
-    else void settled.then(send, send);
-  }
 }

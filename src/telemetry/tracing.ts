@@ -13,15 +13,19 @@
  * - `OTEL_PROPAGATORS`: `tracecontext,baggage` (default), `b3`, `b3multi`, `jaeger`, `none`
  * - `OTEL_BSP_*` (batch span processor), `OTEL_SPAN_*` limits, `OTEL_SDK_DISABLED`, `OTEL_LOG_LEVEL`
  *
+ * Whether tracing is requested, the sampler, the resource and the propagators are read in
+ * tracing-env.ts; the exporters and their processors here.
+ *
  * With neither an endpoint nor an exporter set (or `OTEL_TRACES_EXPORTER=none`), nothing is
  * started and the SDK is not even loaded: the API stays a no-op and span helpers take their
  * cheap path. The SDK packages are loaded on demand (`require` of their CommonJS builds, the
- * same module instances an `import` would get), so `startTelemetry` stays synchronous and
- * spans are exported from the first request on.
+ * same module instances an `import` would get; sdk-packages.ts), so `startTelemetry` stays
+ * synchronous and spans are exported from the first request on.
  *
  * What runs is the trace SDK alone, not the NodeSDK: a BasicTracerProvider with a batch
  * processor per exporter and the W3C propagators; OTLP/HTTP protobuf is the SDK's exporter
- * sending batches that promptgate encodes as spans end (span-export.ts, otlp-protobuf.ts).
+ * sending batches that promptgate encodes as spans end (encoding-batch-processor.ts,
+ * otlp-protobuf.ts).
  * Only traces are exported (metrics are Prometheus, see metrics.ts, logs go to stdout); no
  * auto-instrumentation and no async context manager are registered: the proxy makes its
  * spans by hand (spans.ts) and passes their context explicitly.
@@ -32,24 +36,17 @@
  * logged as one warning a minute at most. Shutdown waits at most
  * `SHUTDOWN_FLUSH_MS` for the last spans, whatever the exporter's timeout.
  */
-import { createRequire } from 'node:module';
-import { diag, DiagConsoleLogger, propagation, trace, type TextMapPropagator } from '@opentelemetry/api';
+import { diag, DiagConsoleLogger, propagation, trace } from '@opentelemetry/api';
 import type * as OtelCore from '@opentelemetry/core';
-import type * as OtelResources from '@opentelemetry/resources';
 import type * as OtlpExporterBase from '@opentelemetry/otlp-exporter-base';
 import type * as OtlpExporterHttp from '@opentelemetry/otlp-exporter-base/node-http';
 import type * as OtlpTransformer from '@opentelemetry/otlp-transformer';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
 import type { SpanBatchEncoder } from './otlp-protobuf.js';
-import {
-  batchSettingsFromEnv,
-  CountedBatchProcessor,
-  EncodingBatchProcessor,
-  LossReporter,
-  offTheRequestPath,
-  type BatchResult,
-  type EncodedBatchExporter,
-} from './span-export.js';
+import { batchSettingsFromEnv, EncodingBatchProcessor, type EncodedBatchExporter } from './encoding-batch-processor.js';
+import { CountedBatchProcessor, LossReporter, offTheRequestPath, type BatchResult } from './span-export.js';
+import { load, optional } from './sdk-packages.js';
+import { list, propagatorFromEnv, resourceFromEnv, samplerFromEnv, tracingRequested } from './tracing-env.js';
 
 /** `ExportResultCode.SUCCESS` of @opentelemetry/core (loaded on demand). */
 const EXPORT_SUCCESS = 0;
@@ -81,9 +78,6 @@ export interface TelemetryHandle {
 export const SHUTDOWN_FLUSH_MS = 5_000;
 const NOOP_HANDLE: TelemetryHandle = Object.freeze({ tracing: false, shutdown: async () => {} });
 let current: TelemetryHandle | undefined;
-
-/** Loads the SDK packages on demand (only when tracing is requested). */
-const load = createRequire(import.meta.url);
 
 /**
  * Starts trace export when the environment asks for it. Once per process: a second call
@@ -151,28 +145,7 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   return handle;
 }
 
-/** Whether the environment configures a trace exporter (spec: OTEL_TRACES_EXPORTER, OTLP endpoints). */
-export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
-  if (isTrue(env.OTEL_SDK_DISABLED)) return false;
-  const exporters = list(env.OTEL_TRACES_EXPORTER).filter((s) => s !== 'null');
-  if (exporters[0] === 'none') return false;
-  return exporters.length > 0 || Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
-}
-
-function isTrue(v: string | undefined): boolean {
-  return v?.trim().toLowerCase() === 'true';
-}
-
-/** A comma-separated env value: trimmed, without empty entries. */
-function list(v: string | undefined): string[] {
-  return (v ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-}
-
 type SpanExporter = SdkTraceBase.SpanExporter;
-type ExporterModule = { OTLPTraceExporter?: new () => SpanExporter; ZipkinExporter?: new () => SpanExporter };
 
 /** One processor per exporter named in OTEL_TRACES_EXPORTER (NodeSDK rules): batched, the console one simple. */
 function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter, logger: TelemetryOptions['logger']): SdkTraceBase.SpanProcessor[] {
@@ -236,7 +209,8 @@ function unusableHttpEndpoint(env: NodeJS.ProcessEnv): Record<string, string> | 
 /**
  * OTLP/HTTP protobuf: the SDK's exporter (endpoint, headers, timeout, retries, compression
  * from OTEL_EXPORTER_OTLP_*) sending batches promptgate encoded (otlp-protobuf.ts: the same
- * bytes as the SDK's serializer at a fraction of its CPU; span-export.ts batches them).
+ * bytes as the SDK's serializer at a fraction of its CPU; encoding-batch-processor.ts batches
+ * them).
  */
 function protobufExporter(): EncodedBatchExporter {
   const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
@@ -299,112 +273,4 @@ function otlpHttpExporter<T>(
     forceFlush: () => exporter.forceFlush(),
     shutdown: () => exporter.shutdown(),
   };
-}
-
-/** A package that may not be installed (not a dependency of promptgate itself). */
-function optional<T = ExporterModule>(name: string): T | undefined {
-  try {
-    return load(name) as T;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
-    throw err;
-  }
-}
-
-/** OTEL_TRACES_SAMPLER[_ARG], with the SDK's sampler classes; parentbased_always_on by default. */
-function samplerFromEnv(sdk: typeof SdkTraceBase, env: NodeJS.ProcessEnv): SdkTraceBase.Sampler {
-  const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || 'parentbased_always_on';
-  const ratio = (): number => {
-    const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
-    const value = arg ? Number(arg) : NaN;
-    if (!arg || !Number.isFinite(value)) {
-      diag.error(`OTEL_TRACES_SAMPLER_ARG is blank or not a number, defaulting to 1.`);
-      return 1;
-    }
-    if (value < 0 || value > 1) {
-      diag.error(`OTEL_TRACES_SAMPLER_ARG=${value} was given, but it is out of range ([0..1]), defaulting to 1.`);
-      return 1;
-    }
-    return value;
-  };
-  switch (name) {
-    case 'always_on':
-      return new sdk.AlwaysOnSampler();
-    case 'always_off':
-      return new sdk.AlwaysOffSampler();
-    case 'traceidratio':
-      return new sdk.TraceIdRatioBasedSampler(ratio());
-    case 'parentbased_always_off':
-      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() });
-    case 'parentbased_traceidratio':
-      return new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(ratio()) });
-    case 'parentbased_always_on':
-      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOnSampler() });
-    default:
-      diag.error(`OTEL_TRACES_SAMPLER value "${name}" invalid, defaulting to "parentbased_always_on".`);
-      return new sdk.ParentBasedSampler({ root: new sdk.AlwaysOnSampler() });
-  }
-}
-
-/**
- * The SDK's default resource (telemetry.sdk.*) merged with the detected one (NodeSDK
- * defaults: env, process, host; OTEL_NODE_RESOURCE_DETECTORS picks others), then our
- * service name unless the environment names one.
- */
-function resourceFromEnv(env: NodeJS.ProcessEnv, serviceName: string): OtelResources.Resource {
-  const res = load('@opentelemetry/resources') as typeof OtelResources;
-  const all: Record<string, OtelResources.ResourceDetector> = {
-    env: res.envDetector,
-    host: res.hostDetector,
-    os: res.osDetector,
-    process: res.processDetector,
-    serviceinstance: res.serviceInstanceIdDetector,
-  };
-  let detectors = [res.envDetector, res.processDetector, res.hostDetector];
-  const named = list(env.OTEL_NODE_RESOURCE_DETECTORS);
-  if (named.includes('all')) detectors = Object.values(all);
-  else if (named.includes('none')) detectors = [];
-  else if (named.length > 0) {
-    detectors = [];
-    for (const name of named) {
-      if (all[name]) detectors.push(all[name]);
-      else diag.warn(`Invalid resource detector "${name}" specified in the environment variable OTEL_NODE_RESOURCE_DETECTORS`);
-    }
-  }
-  let resource = res.defaultResource().merge(res.detectResources({ detectors }));
-  const ownServiceName = env.OTEL_SERVICE_NAME || /(?:^|,)\s*service\.name\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
-  if (!ownServiceName) resource = resource.merge(res.resourceFromAttributes({ 'service.name': serviceName }));
-  return resource;
-}
-
-/** OTEL_PROPAGATORS; W3C trace context + baggage by default; undefined for `none`. */
-function propagatorFromEnv(core: typeof OtelCore, env: NodeJS.ProcessEnv): TextMapPropagator | undefined {
-  const names = [...new Set(list(env.OTEL_PROPAGATORS))];
-  if (names.length === 0) names.push('tracecontext', 'baggage');
-  if (names.includes('none')) return undefined;
-  const propagators: TextMapPropagator[] = [];
-  for (const name of names) {
-    const made = makePropagator(core, name);
-    if (made) propagators.push(made);
-    else diag.warn(`Propagator "${name}" requested through environment variable is unavailable.`);
-  }
-  if (propagators.length <= 1) return propagators[0];
-  return new core.CompositePropagator({ propagators });
-}
-
-function makePropagator(core: typeof OtelCore, name: string): TextMapPropagator | undefined {
-  if (name === 'tracecontext') return new core.W3CTraceContextPropagator();
-  if (name === 'baggage') return new core.W3CBaggagePropagator();
-  if (name === 'b3' || name === 'b3multi') {
-    const b3 = optional<{ B3Propagator?: new (config?: { injectEncoding?: unknown }) => TextMapPropagator; B3InjectEncoding?: { MULTI_HEADER: unknown } }>(
-      '@opentelemetry/propagator-b3',
-    );
-    if (!b3?.B3Propagator) return undefined;
-    return name === 'b3multi' ? new b3.B3Propagator({ injectEncoding: b3.B3InjectEncoding?.MULTI_HEADER }) : new b3.B3Propagator();
-  }
-  if (name === 'jaeger') {
-    const jaeger = optional<{ JaegerPropagator?: new () => TextMapPropagator }>('@opentelemetry/propagator-jaeger');
-    return jaeger?.JaegerPropagator ? new jaeger.JaegerPropagator() : undefined;
-  }
-  return undefined;
 }

@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
 import type { ExportResult } from '@opentelemetry/core';
 import { SpanBatchEncoder } from '../../src/telemetry/otlp-protobuf.js';
-import { EncodingBatchProcessor, LossReporter, traceExportCounts, type BatchSettings, type EncodedBatchExporter } from '../../src/telemetry/span-export.js';
+import { EncodingBatchProcessor, type BatchSettings, type EncodedBatchExporter } from '../../src/telemetry/encoding-batch-processor.js';
+import { LossReporter, traceExportCounts } from '../../src/telemetry/span-export.js';
 import { decodeTraceExportRequest } from '../telemetry-e2e/otlp-proto-decode.js';
 
 const load = createRequire(import.meta.url);

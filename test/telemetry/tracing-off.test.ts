@@ -6,7 +6,8 @@
 import { trace } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
-import { startTelemetry, tracingRequested } from '../../src/telemetry/tracing.js';
+import { startTelemetry } from '../../src/telemetry/tracing.js';
+import { tracingRequested } from '../../src/telemetry/tracing-env.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 
 const INCOMING = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';

@@ -1,0 +1,67 @@
+/**
+ * The chat request body: as the gateway reads it (`ChatBody`) and as each upstream of the
+ * route gets it (`bodiesFor`: with or without `include_usage`; `buildRequest`: its headers).
+ */
+import type { RuntimeConfig } from '../config/compile.js';
+import { keepExactNumbers } from './exact-json.js';
+import { upstreamHeaders } from './headers.js';
+import { serializeJson } from './request-shape.js';
+import type { Upstream, UpstreamRequest } from './upstream.js';
+
+/** The parsed chat request, as far as the gateway reads it. */
+export interface ChatBody {
+  model?: unknown;
+  messages?: unknown;
+  stream?: unknown;
+  stream_options?: { include_usage?: unknown } | null;
+  [key: string]: unknown;
+}
+
+/** The request for one upstream: auth and extra headers are per upstream. */
+export function buildRequest(upstream: Upstream, clientHeaders: Record<string, string>, body: Uint8Array, json: unknown, signal: AbortSignal): UpstreamRequest {
+  const headers = upstreamHeaders(upstream, clientHeaders);
+  headers['content-type'] = 'application/json';
+  headers['content-length'] = String(body.byteLength);
+  return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
+}
+
+/** A request body as sent upstream: its JSON and bytes, and whether the gateway added `include_usage` to it. */
+interface OutgoingBody {
+  json: ChatBody;
+  bytes: Uint8Array;
+  asksUsage: boolean;
+}
+
+/**
+ * The body each upstream of the route gets. A stream whose client did not ask for usage is
+ * sent with `stream_options.include_usage: true`, for exact accounting (the relay removes
+ * the usage chunk again), except to an upstream with `ask_stream_usage: false`: that one
+ * gets the body as the client sent it (rendered). Each form is serialised once, before the
+ * first attempt; the client's own body, when unchanged, is sent as its bytes. A rewritten body
+ * keeps the client's numbers as sent (`serializeJson`: JSON.stringify alone would round
+ * integers past 2^53, a 64-bit `seed`), so its copies here are declared `keepExactNumbers`.
+ */
+export function bodiesFor(received: ChatBody, raw: Uint8Array, body: ChatBody, stream: boolean, route: readonly string[], config: RuntimeConfig): { for(upstream: Upstream): OutgoingBody } {
+  const plainBytes = () => (body === received ? raw : serializeJson(body));
+  const addUsage = stream && body.stream_options?.include_usage !== true;
+  if (!addUsage) {
+    const plain: OutgoingBody = { json: body, bytes: plainBytes(), asksUsage: false };
+    return { for: () => plain };
+  }
+  const json: ChatBody = keepExactNumbers({ ...body, stream_options: keepExactNumbers({ ...(body.stream_options ?? {}), include_usage: true }, body.stream_options) }, body);
+  const bytes = body === received && !Object.hasOwn(received, 'stream_options') ? withIncludeUsage(raw) : serializeJson(json);
+  const asking: OutgoingBody = { json, bytes, asksUsage: true };
+  const upstreams = config.upstreams;
+  const plain: OutgoingBody | undefined = route.some((name) => upstreams.get(name)?.config.ask_stream_usage === false)
+    ? { json: body, bytes: plainBytes(), asksUsage: false }
+    : undefined;
+  return { for: (upstream) => (plain && !upstream.spec.config.ask_stream_usage ? plain : asking) };
+}
+
+const INCLUDE_USAGE_MEMBER = Buffer.from('"stream_options":{"include_usage":true},');
+
+/** A JSON object's bytes (`model` and `messages` at least) with `stream_options.include_usage` as its first member. */
+function withIncludeUsage(raw: Uint8Array): Buffer {
+  const open = raw.indexOf(0x7b /* { */) + 1; // only JSON whitespace before it
+  return Buffer.concat([raw.subarray(0, open), INCLUDE_USAGE_MEMBER, raw.subarray(open)]);
+}
