@@ -1,5 +1,5 @@
 /**
- * Builds the Hono app. It never listens: `main.ts` serves it, tests call `app.request()`.
+ * Builds the Hono app. It never listens: `server.ts` (`startGateway`) serves it, tests call `app.request()`.
  *
  * The one error boundary is `onError`: handlers throw `GatewayError`s (or anything else),
  * and it renders the OpenAI error envelope, finishes the request's accounting and logs.
@@ -7,7 +7,7 @@
 import { Hono, type Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { AppEnv, GatewayDeps } from './app-types.js';
-import { errorBody, GatewayError, isUnmatchedRoute, unknownRouteError } from './errors.js';
+import { ClientGoneError, errorBody, GatewayError, isUnmatchedRoute, unknownRouteError } from './errors.js';
 import type { RuntimeHolder } from './runtime.js';
 import { createFeedbackRoutes } from './admin/feedback.js';
 import { createAdminRoutes } from './admin/routes.js';
@@ -82,6 +82,11 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
     const exchange = c.get('exchange');
     // Thrown before any route took the request (a 405, an admin API switched off).
     if (!exchange && isUnmatchedRoute(err)) return turnAway(c, err);
+    // The client left before anything was answered: recorded as a 499, written to no one.
+    if (err instanceof ClientGoneError) {
+      exchange?.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });
+      return new Response(null, { status: 499 });
+    }
     const { status, body, headers } = errorBody(err);
     if (exchange) {
       exchange.finish({ status, outcome: 'error', errorType: body.error.code ?? 'internal_error' });

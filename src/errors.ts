@@ -1,8 +1,9 @@
 /**
  * The one error family of promptgate. Every module throws a `GatewayError` (or lets a
- * plain error escape, which the boundary renders as a generic 500); `app.ts` is the only
- * place that turns errors into HTTP responses, always in the OpenAI envelope
- * `{"error": {"message", "type", "param", "code"}}`.
+ * plain error escape, which the boundary renders as a generic 500). `onError` in `app.ts`
+ * renders every error of a request the app receives; `server.ts` renders only what Node or
+ * the adapter refuse before the app sees it (`answerUnparsable`, `answerUnroutable`,
+ * `answerNoHost`). Always the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
  *
  * Codes are stable: clients and dashboards match on them.
  */
@@ -88,6 +89,18 @@ export class GatewayError extends Error {
  */
 export function shuttingDownError(): GatewayError {
   return new GatewayError('shutting_down', 'The gateway is shutting down; retry on another instance.', { headers: { 'retry-after': '1', connection: 'close' } });
+}
+
+/**
+ * Thrown when the client went away before anything was answered (while its body was read,
+ * its context built, or upstreams tried). The boundary answers no one: it records a 499
+ * `client_abort` and writes nothing.
+ */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('client closed the connection');
+    this.name = 'ClientGoneError';
+  }
 }
 
 /**

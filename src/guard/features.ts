@@ -60,7 +60,7 @@ const triggerSlot = (wh: number, slotShift: number): number => Math.imul(wh, 0x9
 
 export interface ExtractorOptions {
   spec?: FeatureSpec;
-  /** Input characters scanned at most; see normalize.ts. */
+  /** Input characters scanned at most (head and tail, see input-cap.ts). */
   maxChars?: number;
   /**
    * Bucket weights: `extract` then sums the weights of the distinct buckets its n-grams

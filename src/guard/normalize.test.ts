@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeBase64Text, TextNormalizer } from './normalize.js';
+import { decodeBase64Text } from './base64.js';
+import { TextNormalizer } from './normalize.js';
 import { wordHash } from './word-list.js';
 
 const norm = new TextNormalizer();

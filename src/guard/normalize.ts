@@ -36,8 +36,6 @@ import { MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
 import { WordFolder } from './word-fold.js';
 import { FNV_OFFSET as OFFSET, fnvStep as step, WordList } from './word-list.js';
 
-export { decodeBase64Text } from './base64.js';
-
 // Module-local copies of what the fold loop reads per character: V8 compiles these to
 // constants, while every read of an imported binding loads it and checks it is initialised.
 const { EXPAND_SS, F_SPACE, F_SUSPECT, F_VISIBLE, F_WORD, NEEDS_NFKC, NEWLINE, SPACE, TAG_LEAD } = tables;

@@ -6,13 +6,14 @@ import type { Context } from 'hono';
 // A Response created at import time, before @hono/node-server swaps the global Response:
 // node-server then sees its marker header and leaves the already-written response alone.
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { GatewayError } from '../errors.js';
+import { ClientGoneError, GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
-import { bodyReadError, forward, readWholeBody, ClientGoneError, type Forwarded } from './forward.js';
+import { forward, type Forwarded } from './forward.js';
+import { bodyReadError, readWholeBody } from './upstream-body.js';
 import { estimateUnread, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
 import { bodiesFor, buildRequest, type ChatBody } from './chat-request.js';
 import { decodeContent } from './content-coding.js';
@@ -38,172 +39,165 @@ export function chatCompletions(deps: GatewayDeps) {
     const exchange = openExchange(c, deps, config, { route: '/v1/chat/completions', header, captureContent: config.telemetry.capture_content });
     refuseWhileDraining(deps); // after the exchange opened: the 503 is accounted
 
+    // 1. receive
+    requireJson(header('content-type'));
+    const raw = withoutBom(await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes));
+    const received = parseJsonObject(raw) as ChatBody;
+    checkChatShape(received);
+    const stream = received.stream === true;
+    exchange.record.stream = stream;
+
+    // 2. identify
+    const userId = config.prompts.userIdOf(received, header);
+
+    // 3. select the template version (experiment assignment) and render it
+    let body = received;
+    let clientVariables: Record<string, unknown> | undefined;
+    let hasContext = false;
+    // Tools are prompt too: counted once, when a check first needs them (see toolTokensOnce).
+    let countToolTokens = NO_TOOL_TOKENS;
+    const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
+    if (selection) {
+      noteSelection(exchange, selection);
+      if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
+      let vars = collectVariables(received, header, selection);
+      clientVariables = vars;
+      const maxInput = selection.templateVersion.constraints.max_input_tokens;
+      // Under a cap the context budget counts the tools, before the body is built (without
+      // one, countToolTokens stays NO_TOOL_TOKENS until then: the budget takes 0).
+      if (maxInput !== undefined) countToolTokens = toolTokensOnce(toolRequestOf(received, selection));
+      // 4. context: the version's builders (cached, within the deadline and token budget)
+      const plan = config.context.plans.get(selection.templateVersion.ref);
+      if (plan) {
+        const messages = received.messages as unknown[];
+        const keptMessages = keptClientMessages(messages, selection.mode);
+        vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: countToolTokens(), userId, variables: vars, config });
+        // Building stops waiting when the client leaves: nothing more is done for it (a
+        // blocking guard would answer, and account, a 400 to no one).
+        if (exchange.clientGone) throw new ClientGoneError();
+        clientVariables = clientOwnedVariables(clientVariables, vars);
+      }
+      // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
+      body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
+      hasContext = plan !== undefined;
+      if (maxInput !== undefined) checkInputTokens(body.messages, { toolTokens: countToolTokens(), max: maxInput, encoding: encodingFor(body.model) });
+      else countToolTokens = toolTokensOnce(body);
+    } else {
+      body = keepExactNumbers(withoutPromptFields(received), received);
+      countToolTokens = toolTokensOnce(body);
+    }
+    exchange.record.requestModel = body.model as string;
+
+    // 5. guard: the client's own messages and variables (context passages were scanned in
+    // step 4). A guard that may block decides now; one that only flags scans once the
+    // request is on its way upstream (below), so its time overlaps the upstream's.
+    const guard = config.injectionGuard;
+    if (guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
+
+    // 6. forward
+    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+    const route = config.routing.models.get(body.model as string) ?? config.routing.default;
+    // The exchange started with the default route's total_ms; a model route has its own.
+    if (route !== config.routing.default) {
+      const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
+      if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
+    }
+    const outgoingBodies = bodiesFor(received, raw, body, stream, route, config);
+    const forwarding = forward({
+      runtime,
+      route,
+      ...exchange.forwarding(),
+      // A non-stream answer is read inside the attempt: one the upstream cuts off is retried.
+      readWhole: stream ? undefined : MAX_COMPLETION_BYTES,
+      build: (upstream) => {
+        const out = outgoingBodies.for(upstream);
+        const request = buildRequest(upstream, clientHeaders, out.bytes, out.json, exchange.signal);
+        // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.
+        const span = exchange.spans.startUpstream({
+          provider: upstream.spec.provider,
+          requestModel: body.model as string,
+          serverAddress: upstream.spec.serverAddress,
+          serverPort: upstream.spec.serverPort,
+          stream,
+          body,
+        });
+        Object.assign(request.headers, span.headers());
+        return request;
+      },
+    });
+    // What only records runs once the request is on the wire, while the upstream works on it.
+    const recording = afterSend(exchange, () => {
+      if (!guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
+      // The final prompt's tokens, tools included, in the model's encoding: for the span only.
+      if (hasContext && exchange.spans.recording) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[], { toolTokens: countToolTokens(), encoding: encodingFor(body.model) });
+    });
+    let forwarded: Forwarded;
     try {
-      // 1. receive
-      requireJson(header('content-type'));
-      const raw = withoutBom(await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes));
-      const received = parseJsonObject(raw) as ChatBody;
-      checkChatShape(received);
-      const stream = received.stream === true;
-      exchange.record.stream = stream;
+      forwarded = await forwarding;
+    } finally {
+      await recording; // done before anything is answered: its header and record go with the answer
+    }
+    if (exchange.content.captureContent) exchange.content.prompt = body.messages;
+    const { upstream } = forwarded;
+    exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
+    noteUpstreamAnswer(exchange, forwarded.response.headers);
+    // A compressed answer (asked for identity, got gzip anyway) is decoded rather than
+    // relayed as it came: the client gets the same content, and usage stays exact, which
+    // it could not if the gateway only passed the coded bytes on. A coding Node cannot
+    // decode is relayed untouched with its content-encoding (never plain-labelled coded
+    // bytes), read whole even when streamed, and its usage is estimated.
+    const { response: decoded, opaque } = decodeContent(forwarded.response);
+    // forward() cannot mask the upstream's key inside a compressed body: decoded, it is
+    // masked now (headers.ts maskSecrets).
+    const response = decoded === forwarded.response ? decoded : maskSecrets(decoded, upstream.spec.secrets);
 
-      // 2. identify
-      const userId = config.prompts.userIdOf(received, header);
-
-      // 3. select the template version (experiment assignment) and render it
-      let body = received;
-      let clientVariables: Record<string, unknown> | undefined;
-      let hasContext = false;
-      // Tools are prompt too: counted once, when a check first needs them (see toolTokensOnce).
-      let toolTokens = NO_TOOL_TOKENS;
-      const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
-      if (selection) {
-        noteSelection(exchange, selection);
-        if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
-        let vars = collectVariables(received, header, selection);
-        clientVariables = vars;
-        const maxInput = selection.templateVersion.constraints.max_input_tokens;
-        // Under a cap the context budget counts the tools, before the body is built (without
-        // one, toolTokens stays NO_TOOL_TOKENS until then: the budget takes 0).
-        if (maxInput !== undefined) toolTokens = toolTokensOnce(toolRequestOf(received, selection));
-        // 4. context: the version's builders (cached, within the deadline and token budget)
-        const plan = config.context.plans.get(selection.templateVersion.ref);
-        if (plan) {
-          const messages = received.messages as unknown[];
-          const keptMessages = keptClientMessages(messages, selection.mode);
-          vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: toolTokens(), userId, variables: vars, config });
-          // Building stops waiting when the client leaves: nothing more is done for it (a
-          // blocking guard would answer, and account, a 400 to no one).
-          if (exchange.clientGone) throw new ClientGoneError();
-          clientVariables = renderedOf(clientVariables, vars);
-        }
-        // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
-        body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
-        hasContext = plan !== undefined;
-        if (maxInput !== undefined) checkInputTokens(body.messages, { toolTokens: toolTokens(), max: maxInput, encoding: encodingFor(body.model) });
-        else toolTokens = toolTokensOnce(body);
-      } else {
-        body = keepExactNumbers(withoutPromptFields(received), received);
-        toolTokens = toolTokensOnce(body);
-      }
-      exchange.record.requestModel = body.model as string;
-
-      // 5. guard: the client's own messages and variables (context passages were scanned in
-      // step 4). A guard that may block decides now; one that only flags scans once the
-      // request is on its way upstream (below), so its time overlaps the upstream's.
-      const guard = config.injectionGuard;
-      if (guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
-
-      // 6. forward
-      const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
-      const route = config.routing.models.get(body.model as string) ?? config.routing.default;
-      // The exchange started with the default route's total_ms; a model route has its own.
-      if (route !== config.routing.default) {
-        const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
-        if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
-      }
-      const outgoingBodies = bodiesFor(received, raw, body, stream, route, config);
-      const forwarding = forward({
-        runtime,
-        route,
-        ...exchange.forwarding(),
-        // A non-stream answer is read inside the attempt: one the upstream cuts off is retried.
-        readWhole: stream ? undefined : MAX_COMPLETION_BYTES,
-        build: (upstream) => {
-          const out = outgoingBodies.for(upstream);
-          const request = buildRequest(upstream, clientHeaders, out.bytes, out.json, exchange.signal);
-          // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.
-          const span = exchange.spans.startUpstream({
-            provider: upstream.spec.provider,
-            requestModel: body.model as string,
-            serverAddress: upstream.spec.serverAddress,
-            serverPort: upstream.spec.serverPort,
-            stream,
-            body,
-          });
-          Object.assign(request.headers, span.headers());
-          return request;
-        },
-      });
-      // What only records runs once the request is on the wire, while the upstream works on it.
-      const recording = afterSend(exchange, () => {
-        if (!guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
-        // The final prompt's tokens, tools included, in the model's encoding: for the span only.
-        if (hasContext && exchange.spans.recording) exchange.record.promptTokens = countPromptTokens(body.messages as unknown[], { toolTokens: toolTokens(), encoding: encodingFor(body.model) });
-      });
-      let forwarded: Forwarded;
-      try {
-        forwarded = await forwarding;
-      } finally {
-        await recording; // done before anything is answered: its header and record go with the answer
-      }
-      if (exchange.content.captureContent) exchange.content.prompt = body.messages;
-      const { upstream } = forwarded;
-      exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
-      noteUpstreamAnswer(exchange, forwarded.response.headers);
-      // A compressed answer (asked for identity, got gzip anyway) is decoded rather than
-      // relayed as it came: the client gets the same content, and usage stays exact, which
-      // it could not if the gateway only passed the coded bytes on. A coding Node cannot
-      // decode is relayed untouched with its content-encoding (never plain-labelled coded
-      // bytes), read whole even when streamed, and its usage is estimated.
-      const { response: decoded, opaque } = decodeContent(forwarded.response);
-      // forward() masked the key in the answer as it came, which skips a coded body: decoded
-      // for the client here, an error quoting the key is looked into now (headers.ts maskSecrets).
-      const response = decoded === forwarded.response ? decoded : maskSecrets(decoded, upstream.spec.secrets);
-
-      const headers = responseHeaders(response, exchange);
-      if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
-        const sent = outgoingBodies.for(upstream);
-        const relay = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes });
-        exchange.record.status = 200;
-        if (outgoing) {
-          writeSse(response.body, outgoing, { status: 200, headers }, relay);
-          return RESPONSE_ALREADY_SENT;
-        }
-        return new Response(relaySse(response.body, relay), { status: 200, headers: headers as HeadersInit });
-      }
-
-      // Non-stream (or an error answer to a stream request): read it whole, then respond.
-      const bytes = await readAll(response, exchange);
-      exchange.record.status = response.status;
-      if (response.status < 200 || response.status >= 300) {
-        exchange.record.outcome = 'error';
-        exchange.record.errorType = `upstream_${response.status}`;
-      }
-      // The answer goes to the client as it came, even when the gateway fails to account it.
-      try {
-        if (response.status >= 200 && response.status < 300) {
-          if (opaque) estimateUnread(exchange, body.messages as unknown[], toolTokens);
-          else readCompletion(exchange, bytes, body.messages as unknown[], toolTokens);
-          const cost = priceUsage(exchange, upstream);
-          if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
-          // The upstream reported no usage: the tokens (and the cost) are the gateway's count.
-          if (exchange.record.usage?.estimated) headers['x-promptgate-usage-estimated'] = 'true';
-        } else if (response.status >= 400 && !opaque) {
-          noteUpstreamError(exchange, bytes);
-        }
-      } catch (err) {
-        exchange.accountingFailed(err);
-      }
+    const headers = responseHeaders(response, exchange);
+    if (stream && response.status === 200 && !opaque && relayedAsStream(response.headers['content-type'])) {
+      const sent = outgoingBodies.for(upstream);
+      const streamHooks = new StreamAccounting(exchange, upstream, { stripUsageChunk: sent.asksUsage, outBody: sent.bytes });
+      exchange.record.status = 200;
       if (outgoing) {
-        // Straight to the Node response, then the accounting: the client does not wait for
-        // spans, metrics and the log line.
-        // RFC 9110 §8.6: no Content-Length on 204 and 304.
-        if (response.status !== 204 && response.status !== 304) headers['content-length'] = String(bytes.byteLength);
-        outgoing.writeHead(response.status, headers);
-        outgoing.end(bytes);
-        exchange.finish();
+        writeSse(response.body, outgoing, { status: 200, headers }, streamHooks);
         return RESPONSE_ALREADY_SENT;
       }
-      exchange.finish();
-      return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, headers: headers as HeadersInit });
-    } catch (err) {
-      if (err instanceof ClientGoneError) {
-        exchange.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });
-        return new Response(null, { status: 499 });
-      }
-      throw err; // the error boundary renders it and finishes the exchange
+      return new Response(relaySse(response.body, streamHooks), { status: 200, headers: headers as HeadersInit });
     }
+
+    // Non-stream (or an error answer to a stream request): read it whole, then respond.
+    const bytes = await readWholeAnswer(response, exchange);
+    exchange.record.status = response.status;
+    if (response.status < 200 || response.status >= 300) {
+      exchange.record.outcome = 'error';
+      exchange.record.errorType = `upstream_${response.status}`;
+    }
+    // 7. account: the answer goes to the client as it came, even when accounting it fails.
+    try {
+      if (response.status >= 200 && response.status < 300) {
+        if (opaque) estimateUnread(exchange, body.messages as unknown[], countToolTokens);
+        else readCompletion(exchange, bytes, body.messages as unknown[], countToolTokens);
+        const cost = priceUsage(exchange, upstream);
+        if (cost !== null && cost !== undefined) headers['x-promptgate-cost-usd'] = formatUsd(cost);
+        // The upstream reported no usage: the tokens (and the cost) are the gateway's count.
+        if (exchange.record.usage?.estimated) headers['x-promptgate-usage-estimated'] = 'true';
+      } else if (response.status >= 400 && !opaque) {
+        noteUpstreamError(exchange, bytes);
+      }
+    } catch (err) {
+      exchange.accountingFailed(err);
+    }
+    // 8. respond
+    if (outgoing) {
+      // Straight to the Node response, then the accounting: the client does not wait for
+      // spans, metrics and the log line.
+      // RFC 9110 §8.6: no Content-Length on 204 and 304.
+      if (response.status !== 204 && response.status !== 304) headers['content-length'] = String(bytes.byteLength);
+      outgoing.writeHead(response.status, headers);
+      outgoing.end(bytes);
+      exchange.finish();
+      return RESPONSE_ALREADY_SENT;
+    }
+    exchange.finish();
+    return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, headers: headers as HeadersInit });
   };
 }
 
@@ -233,7 +227,7 @@ function afterSend(exchange: Exchange, record: () => void): Promise<void> {
  * The client's variables that are rendered: context builders' names are the gateway's to
  * fill (a client value for one is dropped or replaced), so only the others are the client's text.
  */
-function renderedOf(client: Record<string, unknown>, rendered: Record<string, unknown>): Record<string, unknown> {
+function clientOwnedVariables(client: Record<string, unknown>, rendered: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(client)) if (rendered[name] === value) out[name] = value;
   return out;
@@ -302,10 +296,10 @@ function relayedAsStream(contentType: string | string[] | undefined): boolean {
  * before sending it, so without a limit one upstream answer could take any amount of memory.
  * Far above real completions (a few KB; MBs with logprobs, many choices or inline images).
  */
-export const MAX_COMPLETION_BYTES = 64 << 20;
+const MAX_COMPLETION_BYTES = 64 << 20;
 
 /** A non-stream answer, whole; 502 `upstream_error` (and the upstream read stopped) past `MAX_COMPLETION_BYTES`. */
-async function readAll(response: UpstreamResponse, exchange: Exchange): Promise<Buffer> {
+async function readWholeAnswer(response: UpstreamResponse, exchange: Exchange): Promise<Buffer> {
   try {
     return await readWholeBody(response.body, MAX_COMPLETION_BYTES);
   } catch (err) {

@@ -18,11 +18,12 @@
  * one). All of this happens before any byte reaches the client, so retrying is always safe.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GatewayError, shuttingDownError } from '../errors.js';
+import { ClientGoneError, GatewayError, shuttingDownError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { maskSecrets } from './headers.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
 import { classifyTransportError, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import { readWholeBody } from './upstream-body.js';
 
 export interface ForwardOptions {
   runtime: Runtime;
@@ -72,14 +73,6 @@ export interface Forwarded {
   headersAt: number;
   /** Attempts made, across upstreams (1 when the first call answered). */
   attempts: number;
-}
-
-/** Thrown when the client went away while the gateway was still trying upstreams. */
-export class ClientGoneError extends Error {
-  constructor() {
-    super('client closed the connection');
-    this.name = 'ClientGoneError';
-  }
 }
 
 export async function forward(options: ForwardOptions): Promise<Forwarded> {
@@ -243,32 +236,6 @@ async function held(response: UpstreamResponse, upstream: Upstream, headersAt: n
 async function readWhole(response: UpstreamResponse, maxBytes: number): Promise<UpstreamResponse> {
   const bytes = await readWholeBody(response.body, maxBytes);
   return { status: response.status, headers: response.headers, body: replay(bytes), dump: async () => undefined };
-}
-
-/**
- * An answer's body read whole, at most `maxBytes`: 502 `upstream_error` past it (the read
- * stops there, which closes the upstream body). A transport error is thrown as it came.
- */
-export async function readWholeBody(body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<Buffer> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > maxBytes) throw new GatewayError('upstream_error', `The upstream response is larger than ${maxBytes} bytes.`);
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
-}
-
-/**
- * The error for an answer's body that failed while the gateway read it after forwarding
- * (nothing has gone to the client): the client left, the shutdown, the total timeout, or
- * 502 `upstream_error` (cut off, or a coding that does not decode).
- */
-export function bodyReadError(exchange: { readonly clientGone: boolean; readonly shuttingDown: boolean; readonly signal: AbortSignal }): Error {
-  if (exchange.clientGone) return new ClientGoneError();
-  if (exchange.shuttingDown) return shuttingDownError();
-  return new GatewayError(exchange.signal.aborted ? 'upstream_timeout' : 'upstream_error', 'The upstream response was cut off or could not be decoded.');
 }
 
 async function* replay(bytes: Uint8Array): AsyncGenerator<Uint8Array> {

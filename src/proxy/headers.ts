@@ -1,5 +1,6 @@
 /**
- * Header filtering between client, gateway and upstream.
+ * Header filtering between client, gateway and upstream, and `maskSecrets`: an upstream's
+ * key never goes back to the client, in an answer's headers or its body.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Exchange } from './exchange.js';

@@ -10,7 +10,8 @@ import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { Exchange } from './exchange.js';
 import { GatewayError, unknownRouteError } from '../errors.js';
-import { bodyReadError, forward, ClientGoneError } from './forward.js';
+import { forward } from './forward.js';
+import { bodyReadError } from './upstream-body.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
 import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteErrorCode, noteMeteredRequest, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
@@ -41,84 +42,76 @@ export function passThrough(deps: GatewayDeps) {
     refuseEncodedDotSegment(pathname);
     refuseWebSocket(header);
 
-    try {
-      const read = BODYLESS.has(method) && !declaresBody(c) ? null : await readPassThroughBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
-      const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
-      if (read?.bytes) clientHeaders['content-length'] = String(read.bytes.byteLength);
-      else if (read?.stream) {
-        // An upload over max_body_bytes goes as it arrives, with the length the client declared (if any).
-        const declared = c.env?.incoming?.headers['content-length'];
-        if (declared !== undefined) clientHeaders['content-length'] = declared;
-      }
-      const body = read?.bytes ?? read?.stream ?? null;
-      // Embeddings and Responses: usage and cost read like chat's (passthrough-usage.ts).
-      const metered = meteredRoute(method, path, background);
-      if (metered === 'embeddings' || metered === 'responses') noteMeteredRequest(exchange, metered, read?.bytes);
-      // The model list gets the binding aliases, an alias the upstream does not know its
-      // entry: a HEAD of either asks the upstream with GET, to answer as the GET would (RFC 9110 §9.3.2).
-      const bindings = [...config.prompts.bindings.keys()];
-      const listing = (method === 'GET' || method === 'HEAD') && path.split('?', 1)[0] === '/models' && bindings.length > 0;
-      const headAsGet = method === 'HEAD' && (listing || boundAliasOf(path, config.prompts.bindings) !== undefined);
-
-      const forwarded = await forward({
-        runtime,
-        route: config.routing.default,
-        once: read?.stream !== undefined, // a streamed body cannot be sent again
-        maskSuccessBody: true, // any API: an echo of the request would carry the key
-        ...exchange.forwarding(),
-        build: (upstream) => {
-          const headers = upstreamHeaders(upstream, clientHeaders);
-          const span = exchange.spans.startUpstream({
-            operation: operationOf(path),
-            provider: upstream.spec.provider,
-            serverAddress: upstream.spec.serverAddress,
-            serverPort: upstream.spec.serverPort,
-            requestModel: exchange.record.requestModel,
-            stream: exchange.record.stream,
-          });
-          Object.assign(headers, span.headers());
-          return { method: headAsGet ? 'GET' : method, path, headers, body, signal: exchange.signal };
-        },
-      });
-      const { response } = forwarded;
-      exchange.record.ttfbMs = performance.now() - exchange.startedAt;
-      noteUpstreamAnswer(exchange, response.headers);
-      const alias = (method === 'GET' || method === 'HEAD') && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
-      if (alias !== undefined) return await retrieveAlias(response, alias, exchange, method === 'HEAD');
-      exchange.record.status = response.status;
-      if (response.status >= 400) {
-        exchange.record.outcome = 'error';
-        exchange.record.errorType = `upstream_${response.status}`;
-      }
-      if (listing && response.status === 200) {
-        // The list is rewritten, so a compressed one is decoded first (and sent without content-encoding).
-        const { response: decoded, opaque } = decodeContent(response);
-        if (!opaque) return await listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange, method === 'HEAD');
-      }
-      const headers = responseHeaders(response, exchange);
-      if (method === 'HEAD' || response.status === 204 || response.status === 304) {
-        await response.dump();
-        // RFC 9110 §9.3.2: a HEAD answer carries the length the GET body would have.
-        const length = response.headers['content-length'];
-        if (method === 'HEAD' && typeof length === 'string') headers['content-length'] = length;
-        exchange.finish();
-        return new Response(null, { status: response.status, headers: headers as HeadersInit });
-      }
-      // Relayed as it came: a compressed body keeps its content-encoding, and its length
-      // (RFC 9110 §8.6: a download's size, which clients show as progress).
-      const length = response.headers['content-length'];
-      if (typeof length === 'string') headers['content-length'] = length;
-      // An error answer's code is read on the way; a success is read on metered routes only.
-      const relayed: MeteredResponse =
-        response.status >= 400 ? noteErrorCode(response, exchange) : metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background }) : response;
-      return new Response(streamBody(relayed, exchange, c.env?.outgoing), { status: response.status, headers: headers as HeadersInit });
-    } catch (err) {
-      if (err instanceof ClientGoneError) {
-        exchange.finish({ status: 499, outcome: 'client_abort', errorType: 'client_abort' });
-        return new Response(null, { status: 499 });
-      }
-      throw err;
+    const read = BODYLESS.has(method) && !declaresBody(c) ? null : await readPassThroughBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
+    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+    if (read?.bytes) clientHeaders['content-length'] = String(read.bytes.byteLength);
+    else if (read?.stream) {
+      // An upload over max_body_bytes goes as it arrives, with the length the client declared (if any).
+      const declared = c.env?.incoming?.headers['content-length'];
+      if (declared !== undefined) clientHeaders['content-length'] = declared;
     }
+    const body = read?.bytes ?? read?.stream ?? null;
+    // Embeddings and Responses: usage and cost read like chat's (passthrough-usage.ts).
+    const metered = meteredRoute(method, path, background);
+    if (metered === 'embeddings' || metered === 'responses') noteMeteredRequest(exchange, metered, read?.bytes);
+    // The model list gets the binding aliases, an alias the upstream does not know its
+    // entry: a HEAD of either asks the upstream with GET, to answer as the GET would (RFC 9110 §9.3.2).
+    const bindings = [...config.prompts.bindings.keys()];
+    const listing = (method === 'GET' || method === 'HEAD') && path.split('?', 1)[0] === '/models' && bindings.length > 0;
+    const headAsGet = method === 'HEAD' && (listing || boundAliasOf(path, config.prompts.bindings) !== undefined);
+
+    const forwarded = await forward({
+      runtime,
+      route: config.routing.default,
+      once: read?.stream !== undefined, // a streamed body cannot be sent again
+      maskSuccessBody: true, // any API: an echo of the request would carry the key
+      ...exchange.forwarding(),
+      build: (upstream) => {
+        const headers = upstreamHeaders(upstream, clientHeaders);
+        const span = exchange.spans.startUpstream({
+          operation: operationOf(path),
+          provider: upstream.spec.provider,
+          serverAddress: upstream.spec.serverAddress,
+          serverPort: upstream.spec.serverPort,
+          requestModel: exchange.record.requestModel,
+          stream: exchange.record.stream,
+        });
+        Object.assign(headers, span.headers());
+        return { method: headAsGet ? 'GET' : method, path, headers, body, signal: exchange.signal };
+      },
+    });
+    const { response } = forwarded;
+    exchange.record.ttfbMs = performance.now() - exchange.startedAt;
+    noteUpstreamAnswer(exchange, response.headers);
+    const alias = (method === 'GET' || method === 'HEAD') && response.status === 404 ? boundAliasOf(path, config.prompts.bindings) : undefined;
+    if (alias !== undefined) return await retrieveAlias(response, alias, exchange, method === 'HEAD');
+    exchange.record.status = response.status;
+    if (response.status >= 400) {
+      exchange.record.outcome = 'error';
+      exchange.record.errorType = `upstream_${response.status}`;
+    }
+    if (listing && response.status === 200) {
+      // The list is rewritten, so a compressed one is decoded first (and sent without content-encoding).
+      const { response: decoded, opaque } = decodeContent(response);
+      if (!opaque) return await listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange, method === 'HEAD');
+    }
+    const headers = responseHeaders(response, exchange);
+    if (method === 'HEAD' || response.status === 204 || response.status === 304) {
+      await response.dump();
+      // RFC 9110 §9.3.2: a HEAD answer carries the length the GET body would have.
+      const length = response.headers['content-length'];
+      if (method === 'HEAD' && typeof length === 'string') headers['content-length'] = length;
+      exchange.finish();
+      return new Response(null, { status: response.status, headers: headers as HeadersInit });
+    }
+    // Relayed as it came: a compressed body keeps its content-encoding, and its length
+    // (RFC 9110 §8.6: a download's size, which clients show as progress).
+    const length = response.headers['content-length'];
+    if (typeof length === 'string') headers['content-length'] = length;
+    // An error answer's code is read on the way; a success is read on metered routes only.
+    const relayed: MeteredResponse =
+      response.status >= 400 ? noteErrorCode(response, exchange) : metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background }) : response;
+    return new Response(streamBody(relayed, exchange, c.env?.outgoing), { status: response.status, headers: headers as HeadersInit });
   };
 }
 

@@ -6,8 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
-import { GatewayError } from '../errors.js';
-import { ClientGoneError } from './forward.js';
+import { ClientGoneError, GatewayError } from '../errors.js';
 
 /**
  * The request body, at most `limit` bytes (413 `body_too_large` above). Throws

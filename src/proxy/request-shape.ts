@@ -1,5 +1,6 @@
 /**
- * The minimal checks every JSON request gets before the pipeline reads it.
+ * What the /v1 handlers do with a request before the pipeline reads it: open its exchange,
+ * refuse it while draining, check the content type, strip a BOM, parse and serialise JSON.
  */
 import { isUtf8 } from 'node:buffer';
 import type { Context } from 'hono';
@@ -32,7 +33,7 @@ export function withoutBom(raw: Buffer): Buffer {
  * included: decoded, they would turn into U+FFFD in a body the gateway rewrites and go on as
  * they came in one it forwards as its bytes (Python servers refuse them as well). Numbers a
  * double cannot carry (integers past 2^53) read as the nearest double and are written back
- * as sent by `serializeJson` (see exact-json.ts).
+ * as sent by `serializeJson` below (`stringifyExact`, exact-json.ts).
  */
 export function parseJsonObject(raw: Uint8Array): Record<string, unknown> {
   if (!isUtf8(raw)) throw new GatewayError('invalid_json', 'The request body is not valid UTF-8. Send the JSON encoded as UTF-8.');

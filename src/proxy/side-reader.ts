@@ -4,7 +4,7 @@
  * (for the cost header). Used by the pass-through routes (passthrough-usage.ts).
  */
 import type { Exchange } from './exchange.js';
-import { bodyReadError } from './forward.js';
+import { bodyReadError } from './upstream-body.js';
 
 /**
  * A non-stream answer up to this size is read whole before it goes, as on the chat route,

@@ -1,8 +1,8 @@
 /**
  * Server-sent events framing (WHATWG HTML "Server-sent events" §9.2.6): a byte stream cut
  * into complete events, each ended by a blank line, holding only the event still partial,
- * and bounded. The chat relay (sse-relay.ts) and the Responses usage reader
- * (passthrough-usage.ts) both read upstream streams through it.
+ * and bounded. The chat stream's scanner (sse-scanner.ts) and the Responses stream reader
+ * (response-events.ts) both read upstream streams through it.
  */
 
 const LF = 0x0a;

@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
-import { SseEventTooLargeError, lastBoundary, relaySse, writeSse, type StreamEnd } from './sse-relay.js';
+import { SseEventTooLargeError, lastBoundary } from './sse-framing.js';
+import { relaySse, writeSse, type StreamEnd } from './sse-relay.js';
 import { SseScanner } from './sse-scanner.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);

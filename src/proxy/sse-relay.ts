@@ -1,25 +1,14 @@
 /**
  * The streaming relay: passes an upstream `text/event-stream` to the client event by event,
- * as each arrives, bytes unchanged, while an incremental scanner (sse-scanner.ts) reads `id`,
- * `model`, `finish_reason` and `usage` on the side.
- *
- * The one change it may make: when the gateway added `stream_options.include_usage` for its
- * own accounting (the client did not ask), the usage-only chunk (`choices: []` + `usage`)
- * is read and then dropped (a `usage` on a chunk with choices is removed from it, and the
- * `"usage":null` OpenAI then adds to every chunk too), so the client sees exactly the
- * stream it asked for.
- *
- * Only complete events (ended by a blank line, per the WHATWG SSE spec) are forwarded; a
- * partial event waits for its end, so a dropped event can never be half-sent. A partial
- * event is held up to `MAX_EVENT_BYTES`: an upstream that sends more without a blank line
- * (one endless line) ends the stream with an error event instead of filling memory.
+ * as each arrives, with backpressure, and ends it with an OpenAI-shaped error event when the
+ * upstream fails mid-stream. What each event holds is read on the side by `SseScanner`
+ * (sse-scanner.ts), which also drops the usage chunk the client did not ask for; partial
+ * events are held, bounded, by sse-framing.ts.
  */
 import type { ServerResponse } from 'node:http';
 import { MAX_EVENT_BYTES, SseEventTooLargeError } from './sse-framing.js';
 import { SseScanner, type StreamSummary } from './sse-scanner.js';
 import { classifyTransportError } from './upstream.js';
-
-export { lastBoundary, SseEventTooLargeError } from './sse-framing.js';
 
 export type StreamEnd =
   | { outcome: 'ok' }

@@ -47,7 +47,8 @@ export class StreamAccounting implements RelayOptions {
   }
 
   timedOut(): boolean {
-    return this.#exchange.signal.aborted;
+    const exchange = this.#exchange;
+    return exchange.signal.aborted && !exchange.clientGone && !exchange.shuttingDown;
   }
 
   shuttingDown(): boolean {

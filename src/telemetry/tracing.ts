@@ -1,6 +1,6 @@
 /**
- * OpenTelemetry trace export start-up. `main` calls `startTelemetry` before building the
- * app; it reads the standard environment:
+ * OpenTelemetry trace export start-up. `startGateway` (server.ts) calls `startTelemetry`
+ * before building the app; it reads the standard environment:
  *
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended) or
  *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is); `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`,
