@@ -6,29 +6,26 @@ import type { Context } from 'hono';
 // A Response created at import time, before @hono/node-server swaps the global Response:
 // node-server then sees its marker header and leaves the already-written response alone.
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { ClientGoneError, GatewayError } from '../errors.js';
+import type { AppEnv, GatewayDeps } from '../app-types.js';
+import { countPromptTokens } from '../context/tokens.js';
+import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { formatUsd } from '../telemetry/pricing.js';
-import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
-import type { AppEnv, GatewayDeps } from '../app-types.js';
-import type { Exchange } from './exchange.js';
-import { forward, type Forwarded } from './forward.js';
-import { bodyReadError, readWholeBody } from './upstream-body.js';
+import { encodingFor } from '../telemetry/usage.js';
 import { estimateUnread, noteUpstreamAnswer, noteUpstreamError, priceUsage, readCompletion } from './accounting.js';
 import { bodiesFor, buildRequest, type ChatBody } from './chat-request.js';
 import { decodeContent } from './content-coding.js';
+import type { Exchange } from './exchange.js';
+import { forward, type Forwarded } from './forward.js';
+import { guardRequest } from './guard-step.js';
 import { maskSecrets, responseHeaders, upstreamRequestHeaders } from './headers.js';
+import { promptStep } from './prompt-step.js';
 import { readBody } from './read-body.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, withoutBom } from './request-shape.js';
 import { relaySse, writeSse } from './sse-relay.js';
 import { StreamAccounting } from './stream-accounting.js';
 import type { UpstreamResponse } from './upstream.js';
-import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, withoutBom } from './request-shape.js';
-import { keepExactNumbers } from './exact-json.js';
-import type { AssignmentReason } from '../experiments/assignment.js';
-import { applySelection, collectVariables, keptClientMessages, selectTemplate, toolRequestOf, withoutPromptFields, type Selection } from '../prompts/selection.js';
-import { countPromptTokens, messagesTokens } from '../context/tokens.js';
-import { injectContext } from './context-step.js';
-import { guardRequest } from './guard-step.js';
+import { bodyReadError, readWholeBody } from './upstream-body.js';
 
 export function chatCompletions(deps: GatewayDeps) {
   return async function chatCompletionsHandler(c: Context<AppEnv>): Promise<Response> {
@@ -50,42 +47,9 @@ export function chatCompletions(deps: GatewayDeps) {
     // 2. identify
     const userId = config.prompts.userIdOf(received, header);
 
-    // 3. select the template version (experiment assignment) and render it
-    let body = received;
-    let clientVariables: Record<string, unknown> | undefined;
-    let hasContext = false;
-    // Tools are prompt too: counted once, when a check first needs them (see toolTokensOnce).
-    let countToolTokens = NO_TOOL_TOKENS;
-    const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
-    if (selection) {
-      noteSelection(exchange, selection);
-      if (selection.experimentId) deps.counters.record(selection.experimentId, selection.variant!, selection.assignmentReason as AssignmentReason);
-      let vars = collectVariables(received, header, selection);
-      clientVariables = vars;
-      const maxInput = selection.templateVersion.constraints.max_input_tokens;
-      // Under a cap the context budget counts the tools, before the body is built (without
-      // one, countToolTokens stays NO_TOOL_TOKENS until then: the budget takes 0).
-      if (maxInput !== undefined) countToolTokens = toolTokensOnce(toolRequestOf(received, selection));
-      // 4. context: the version's builders (cached, within the deadline and token budget)
-      const plan = config.context.plans.get(selection.templateVersion.ref);
-      if (plan) {
-        const messages = received.messages as unknown[];
-        const keptMessages = keptClientMessages(messages, selection.mode);
-        vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: countToolTokens(), userId, variables: vars, config });
-        // Building stops waiting when the client leaves: nothing more is done for it (a
-        // blocking guard would answer, and account, a 400 to no one).
-        if (exchange.clientGone) throw new ClientGoneError();
-        clientVariables = clientOwnedVariables(clientVariables, vars);
-      }
-      // A copy of the client's body: its numbers past 2^53 are still sent as the client wrote them.
-      body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
-      hasContext = plan !== undefined;
-      if (maxInput !== undefined) checkInputTokens(body.messages, { toolTokens: countToolTokens(), max: maxInput, encoding: encodingFor(body.model) });
-      else countToolTokens = toolTokensOnce(body);
-    } else {
-      body = keepExactNumbers(withoutPromptFields(received), received);
-      countToolTokens = toolTokensOnce(body);
-    }
+    // 3. select the template version (experiment assignment) and render it, with
+    // 4. its context (prompt-step.ts)
+    const { body, clientVariables, hasContext, countToolTokens } = await promptStep(deps, exchange, { received, header, userId, config });
     exchange.record.requestModel = body.model as string;
 
     // 5. guard: the client's own messages and variables (context passages were scanned in
@@ -221,51 +185,6 @@ function afterSend(exchange: Exchange, record: () => void): Promise<void> {
       resolve();
     });
   });
-}
-
-/**
- * The client's variables that are rendered: context builders' names are the gateway's to
- * fill (a client value for one is dropped or replaced), so only the others are the client's text.
- */
-function clientOwnedVariables(client: Record<string, unknown>, rendered: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(client)) if (rendered[name] === value) out[name] = value;
-  return out;
-}
-
-/** Records which template/experiment/variant serves the request, for headers, spans and metrics. */
-function noteSelection(exchange: Exchange, selection: Selection): void {
-  const r = exchange.record;
-  r.template = selection.templateId;
-  r.templateVersion = selection.version;
-  const h = exchange.gatewayHeaders;
-  h['x-promptgate-template'] = selection.templateId;
-  h['x-promptgate-template-version'] = selection.version;
-  if (selection.experimentId) {
-    r.experiment = selection.experimentId;
-    r.variant = selection.variant;
-    // Only hash-assigned requests enter the analysis; defaults and no-user requests are counted apart.
-    r.experimentAssignment = selection.assignmentReason === 'assigned' ? 'hash' : 'default';
-    h['x-promptgate-experiment'] = selection.experimentId;
-    h['x-promptgate-variant'] = selection.variant!;
-  }
-}
-
-/**
- * `constraints.max_input_tokens`: the prompt as it would go upstream (rendered template,
- * context, the client's turns, and the tool definitions OpenAI bills as prompt), counted as
- * the context budget counts it but all in the encoding of the model it goes to (the one the
- * usage estimate counts in), is refused over the cap with OpenAI's code for a prompt over a
- * model's context window. The context budget already trims context to fit: what is left
- * over is the template, the client's own turns and its tools.
- */
-function checkInputTokens(messages: unknown, cap: { toolTokens: number; max: number; encoding: EncodingName }): void {
-  const { toolTokens, max, encoding } = cap;
-  const tokens = (Array.isArray(messages) ? messagesTokens(messages, encoding) : 0) + toolTokens;
-  if (tokens <= max) return;
-  const detail = toolTokens > 0 ? ` (${toolTokens} of them tool definitions)` : '';
-  const remedy = toolTokens > 0 ? 'Shorten the messages or send fewer or smaller tools.' : 'Shorten the messages.';
-  throw new GatewayError('context_length_exceeded', `This prompt is ${tokens} tokens${detail}, over the template version's max_input_tokens of ${max}. ${remedy}`, { param: 'messages' });
 }
 
 function checkChatShape(body: ChatBody): void {
