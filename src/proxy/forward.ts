@@ -75,14 +75,16 @@ export interface Forwarded {
   attempts: number;
 }
 
+/** Forwards along `options.route` (the header above) and masks the upstream's key in the answer. */
 export async function forward(options: ForwardOptions): Promise<Forwarded> {
-  const forwarded = await forwardAnswer(options);
+  const forwarded = await tryRoute(options);
   // Whatever route relays it, the answer never carries the upstream's own key back (headers.ts).
   const response = maskSecrets(forwarded.response, forwarded.upstream.spec.secrets, options.maskSuccessBody === true);
   return response === forwarded.response ? forwarded : { ...forwarded, response };
 }
 
-async function forwardAnswer(options: ForwardOptions): Promise<Forwarded> {
+/** The breaker, retry and fallback loop of the header above: the answer as the upstream gave it. */
+async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
   const { runtime, route, signal } = options;
   let attempts = 0;
   let lastFailure: 'connect' | 'timeout' | 'protocol' | 'cut' | undefined;
