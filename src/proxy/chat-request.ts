@@ -17,19 +17,39 @@ export interface ChatBody {
   [key: string]: unknown;
 }
 
+export interface UpstreamChat {
+  upstream: Upstream;
+  /** The client's headers that may go upstream (`upstreamRequestHeaders`). */
+  clientHeaders: Record<string, string>;
+  /** The body this upstream gets (`bodiesFor`). */
+  body: OutgoingBody;
+  signal: AbortSignal;
+}
+
 /** The request for one upstream: auth and extra headers are per upstream. */
-export function buildRequest(upstream: Upstream, clientHeaders: Record<string, string>, body: Uint8Array, json: unknown, signal: AbortSignal): UpstreamRequest {
-  const headers = upstreamHeaders(upstream, clientHeaders);
+export function buildRequest(o: UpstreamChat): UpstreamRequest {
+  const headers = upstreamHeaders(o.upstream, o.clientHeaders);
   headers['content-type'] = 'application/json';
-  headers['content-length'] = String(body.byteLength);
-  return { method: 'POST', path: '/chat/completions', headers, body, json, signal };
+  headers['content-length'] = String(o.body.bytes.byteLength);
+  return { method: 'POST', path: '/chat/completions', headers, body: o.body.bytes, json: o.body.json, signal: o.signal };
 }
 
 /** A request body as sent upstream: its JSON and bytes, and whether the gateway added `include_usage` to it. */
-interface OutgoingBody {
+export interface OutgoingBody {
   json: ChatBody;
   bytes: Uint8Array;
   asksUsage: boolean;
+}
+
+export interface OutgoingBodiesInput {
+  /** The client's body as parsed, and its bytes. */
+  received: ChatBody;
+  raw: Uint8Array;
+  /** The body to send (rendered, or `received` itself when nothing changed it). */
+  body: ChatBody;
+  stream: boolean;
+  route: readonly string[];
+  config: RuntimeConfig;
 }
 
 /**
@@ -41,7 +61,8 @@ interface OutgoingBody {
  * keeps the client's numbers as sent (`serializeJson`: JSON.stringify alone would round
  * integers past 2^53, a 64-bit `seed`), so its copies here are declared `keepExactNumbers`.
  */
-export function bodiesFor(received: ChatBody, raw: Uint8Array, body: ChatBody, stream: boolean, route: readonly string[], config: RuntimeConfig): { for(upstream: Upstream): OutgoingBody } {
+export function bodiesFor(o: OutgoingBodiesInput): { for(upstream: Upstream): OutgoingBody } {
+  const { received, raw, body, stream, route, config } = o;
   const plainBytes = () => (body === received ? raw : serializeJson(body));
   const addUsage = stream && body.stream_options?.include_usage !== true;
   if (!addUsage) {

@@ -66,7 +66,7 @@ export function chatCompletions(deps: GatewayDeps) {
       const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
       if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
     }
-    const outgoingBodies = bodiesFor(received, raw, body, stream, route, config);
+    const outgoingBodies = bodiesFor({ received, raw, body, stream, route, config });
     const forwarding = forward({
       runtime,
       route,
@@ -74,8 +74,7 @@ export function chatCompletions(deps: GatewayDeps) {
       // A non-stream answer is read inside the attempt: one the upstream cuts off is retried.
       readWhole: stream ? undefined : MAX_COMPLETION_BYTES,
       build: (upstream) => {
-        const out = outgoingBodies.for(upstream);
-        const request = buildRequest(upstream, clientHeaders, out.bytes, out.json, exchange.signal);
+        const request = buildRequest({ upstream, clientHeaders, body: outgoingBodies.for(upstream), signal: exchange.signal });
         // One CLIENT span for all attempts; exactly one traceparent goes upstream: its own.
         const span = exchange.spans.startUpstream({
           provider: upstream.spec.provider,
