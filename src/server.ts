@@ -92,10 +92,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   };
   const onRequestDone = (record: RequestRecord) => {
     step(record, () => metrics.recordRequest(record));
-    step(record, () => {
-      context.finish(record);
-      feedback.remember(record);
-    });
+    step(record, () => context.finish(record));
+    step(record, () => feedback.remember(record));
     step(record, () => {
       if (holder.current.config.logging.requests) logger.info('request', requestLogLine(record));
     });
@@ -133,15 +131,29 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     file: options.file,
     extraDirs: () => [holder.current.config.prompts.templatesDir, ...holder.current.config.context.watchDirs],
     onReload: (next) => {
+      // A failure in `apply` comes before the switch: the watcher reports the reload
+      // rejected, and the old config keeps serving.
       const runtime = holder.apply(next, next.server.drain_timeout_ms + 5_000);
-      logger.setLevel(next.logging.level);
-      context.prepare(next);
-      metrics.allowModels(labelModels(next));
-      metrics.allowConfigured(configuredLabels(next));
+      // From here the new config serves: a step that fails is logged as such, never as a rejection.
+      const afterSwitch = (name: string, run: () => void) => {
+        try {
+          run();
+        } catch (err) {
+          logger.error('config reloaded, but a step after the switch failed', { step: name, error: err instanceof Error ? err.name : typeof err });
+        }
+      };
+      afterSwitch('log_level', () => logger.setLevel(next.logging.level));
+      afterSwitch('context', () => context.prepare(next));
+      afterSwitch('metrics', () => {
+        metrics.allowModels(labelModels(next));
+        metrics.allowConfigured(configuredLabels(next));
+      });
       logger.info('config reloaded', { generation: runtime.generation });
       for (const note of next.notes) logger.info(note);
-      const pending = restartOnlyChanges(config, next, { portOverridden: options.port !== undefined || envPort !== undefined });
-      if (pending.length > 0) logger.warn('config reloaded, but these settings only change on a restart; the old values stay in use', { settings: pending });
+      afterSwitch('restart_only_check', () => {
+        const pending = restartOnlyChanges(config, next, { portOverridden: options.port !== undefined || envPort !== undefined });
+        if (pending.length > 0) logger.warn('config reloaded, but these settings only change on a restart; the old values stay in use', { settings: pending });
+      });
     },
     onRejected: (issues) => {
       logger.error('config reload rejected; the previous config keeps serving', { errors: issues.map((i) => `${i.path}: ${i.message}`) });
@@ -231,7 +243,8 @@ function configuredLabels(config: RuntimeConfig): ConfiguredLabelValues {
     templateVersions: templates.flatMap((t) => t.versions.map((v) => v.version)),
     experiments: [...experiments.map((e) => e.id), ...plans.map((p) => p.experiment)],
     variants: [...experiments.flatMap((e) => e.variants.map((v) => v.name)), ...plans.flatMap((p) => p.recipes.map((r) => r.name))],
-    metrics: experiments.flatMap((e) => e.metrics),
+    // A recipe bandit's metric is the config's too (feedback.<name>): never collapsed into `other`.
+    metrics: [...experiments.flatMap((e) => e.metrics), ...plans.map((p) => p.metric)],
     experimentSeries: [
       ...experiments.map((e) => ({ experiment: e.id, variants: e.variants.map((v) => v.name), metrics: [...new Set([...EXPERIMENT_METRICS, ...e.metrics])] })),
       // Context recipes chosen per request (a plan with one recipe records no statistics).

@@ -13,6 +13,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
+import { FEEDBACK_NAME } from '../experiments/feedback-metric.js';
 import type { RequestRecord } from '../telemetry/types.js';
 
 interface Served {
@@ -116,7 +117,6 @@ export interface FeedbackDeps {
   maxBodyBytes?: () => number;
 }
 
-const METRIC = /^[a-z][a-z0-9_]{0,63}$/;
 const MAX_VALUE = 1e150;
 
 export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
@@ -147,7 +147,7 @@ export function createFeedbackRoutes(deps: FeedbackDeps): Hono {
     const metric = body.metric ?? 'thumbs_up';
     const value = typeof body.value === 'boolean' ? Number(body.value) : body.value;
     if (typeof requestId !== 'string' || requestId === '') throw new GatewayError('invalid_request', "'request_id' is required.", { param: 'request_id' });
-    if (typeof metric !== 'string' || !METRIC.test(metric)) throw new GatewayError('invalid_request', "'metric' must be a lower-case name like thumbs_up.", { param: 'metric' });
+    if (typeof metric !== 'string' || !FEEDBACK_NAME.test(metric)) throw new GatewayError('invalid_request', "'metric' must be a lower-case name like thumbs_up.", { param: 'metric' });
     // The statistics keep n, the sum and the sum of squares: a value whose square overflows cannot be counted.
     if (typeof value !== 'number' || !(value >= 0 && value <= MAX_VALUE)) throw new GatewayError('invalid_request', `'value' must be a number from 0 to ${MAX_VALUE} (or a boolean).`, { param: 'value' });
 

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { nonNegativeMs, positiveMs } from '../config/ms.js';
+import { FEEDBACK_METRIC, FEEDBACK_METRIC_RULE } from '../experiments/feedback-metric.js';
 import { FIELD_VALUE } from './paths.js';
 
 /** Builder names become render variables (`{{customer.tier}}`), so they are identifiers. */
@@ -240,7 +241,10 @@ export const recipeSelectionSchema = z.strictObject({
   /** `experiment`: by the user id's hash (reproducible); `bandit`: Thompson sampling on `metric`. */
   mode: z.enum(['experiment', 'bandit']).default('experiment'),
   /** Bandit reward: `success` (request outcome ok) or `feedback.<name>` (POST /v1/feedback). */
-  metric: z.string().regex(/^(success|feedback\.[A-Za-z0-9_.-]+)$/, 'expected success or feedback.<name>').default('success'),
+  metric: z
+    .string()
+    .refine((m) => m === 'success' || FEEDBACK_METRIC.test(m), `expected success or ${FEEDBACK_METRIC_RULE}`)
+    .default('success'),
   /** Share of bandit requests spread uniformly over all recipes, whatever the posteriors say. */
   min_exploration: z.number().min(0).max(1).default(0.1),
 });
