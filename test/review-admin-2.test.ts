@@ -5,7 +5,8 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, redact } from '../src/telemetry/logger.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { redact } from '../src/telemetry/redact.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 
 const ADMIN_TOKEN = 'admin-t\u00f6ken-0123456789';

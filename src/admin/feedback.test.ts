@@ -17,10 +17,10 @@ describe('FeedbackLedger', () => {
 
   it('remembers only requests in an experiment (by hash) or with a context recipe', () => {
     const ledger = new FeedbackLedger();
-    ledger.remember(served('forced', { experimentAssignment: 'forced' }));
+    ledger.remember(served('default', { experimentAssignment: 'default' }));
     ledger.remember(served('none', { experiment: undefined, variant: undefined, experimentAssignment: undefined }));
     ledger.remember(served('recipe', { experiment: undefined, variant: undefined, experimentAssignment: undefined, contextRecipe: 'short' }));
-    expect(ledger.take('forced', 'm')).toBeUndefined();
+    expect(ledger.take('default', 'm')).toBeUndefined();
     expect(ledger.take('none', 'm')).toBeUndefined();
     expect(ledger.take('recipe', 'm')).toEqual({ experiment: undefined, variant: undefined, seen: ['m'] });
   });

@@ -5,7 +5,7 @@
  *
  *   POST /v1/feedback {"request_id": "<x-promptgate-request-id>", "metric": "thumbs_up", "value": 1}
  *
- * The gateway remembers the assignment of recent requests (bounded: `max_entries`, `ttl`),
+ * The gateway remembers the assignment of recent requests (the last 100,000, for 24 hours),
  * so feedback must arrive within that window; each (request, metric) counts once. A request
  * in no experiment takes feedback only on the metric its recipe's bandit learns from.
  */
@@ -22,9 +22,9 @@ interface Served {
   /** Metrics already counted for this request; most requests never get feedback. */
   seen?: string[];
   /**
-   * The latest request with this id was in no experiment and used no recipe (a retry that
-   * lost its user id, or came after the schedule ended): feedback for the id counts nowhere.
-   * Kept only so that `seen` outlives it.
+   * The latest request with this id was served by an experiment without hashing (no user
+   * id, outside the schedule, held back by the rollout) and used no recipe: feedback for the
+   * id counts nowhere. Kept only so that `seen` outlives it.
    */
   excluded?: true;
 }

@@ -73,8 +73,8 @@ const MIN_SECRET_CHARS = 8;
 
 /**
  * `base_url` query parameters whose values are credentials: `?key=` (Gemini and others),
- * `&sig=` (an Azure SAS URL), and the names of secret headers. The names the log redactor
- * masks in a query (telemetry/logger.ts).
+ * `&sig=` (an Azure SAS URL), and the names of secret headers: more than the query names
+ * the log redactor masks (telemetry/redact.ts: `key`, `token`, `auth`, `sig`, `signature`).
  */
 const SECRET_PARAM = /^(?:key|auth|sig|signature)$|authorization|api[-_]?key|token|secret|password/i;
 

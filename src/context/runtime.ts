@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { createInjectionScanner, type InjectionScan, type InjectionScanner } from '../guard/scanner.js';
 import type { RuntimeConfig } from '../config/compile.js';
+import { succeeded } from '../telemetry/record-values.js';
 import type { RequestRecord } from '../telemetry/types.js';
 import { BetaBandit } from './bandit.js';
 import { ContextCache } from './cache.js';
@@ -140,7 +141,7 @@ export class ContextRuntime {
 
   /**
    * Accounting of a finished request (the server's `onRequestDone`): recipe statistics (the
-   * RECIPE_METRICS), by the variants' rules (telemetry/record-values.ts `experimentValues`:
+   * RECIPE_METRICS), by the variants' rules (telemetry/record-values.ts `succeeded`:
    * `success` for every request, a client abort counting 0; `latency_ms` of successful
    * requests only), and the `success` reward of a bandit (ok = 1, error = 0; a client abort
    * says nothing about the recipe and is not counted).
@@ -149,7 +150,7 @@ export class ContextRuntime {
     const experiment = record.contextExperiment;
     const recipe = record.contextRecipe;
     if (!experiment || !recipe || record.contextRecipeAssignment === 'default') return;
-    const ok = record.outcome === 'ok' && record.status > 0 && record.status < 400;
+    const ok = succeeded(record);
     const success = ok ? 1 : 0;
     if (record.outcome !== 'client_abort' && record.contextRecipeAssignment === 'bandit' && (this.#banditMetric.get(experiment) ?? 'success') === 'success') {
       this.observe(experiment, recipe, success);

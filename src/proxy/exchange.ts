@@ -9,7 +9,8 @@ import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../teleme
 import type { RequestRecord } from '../telemetry/types.js';
 import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
 import { shown } from '../errors.js';
-import { decodedPath, holdsCredential, logAccountingFault } from '../telemetry/logger.js';
+import { logAccountingFault } from '../telemetry/logger.js';
+import { decodedPath, holdsCredential } from '../telemetry/redact.js';
 import type { ForwardOptions } from './forward.js';
 import type { Logger } from '../app-types.js';
 

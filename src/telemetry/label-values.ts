@@ -4,7 +4,7 @@
  * known (price-book and configured model names) always pass and take no slot. One per
  * label per metrics registry, for the life of the process.
  */
-import { holdsCredential } from './logger.js';
+import { holdsCredential } from './redact.js';
 
 export const OTHER = 'other';
 const MAX_VALUE_LENGTH = 128;

@@ -1,9 +1,10 @@
 /**
  * Structured logging: one JSON object a line on stdout, `{"time","level","msg",...fields}`.
- * Lines never carry request bodies; every line passes through `redact` so a key that slips
- * into a message or an upstream error text is masked anyway.
+ * Lines never carry request bodies; every line passes through `redact` (redact.ts) so a key
+ * that slips into a message or an upstream error text is masked anyway.
  */
 import { formatUsd } from './pricing.js';
+import { redact, SECRET_FIELD } from './redact.js';
 import type { RequestRecord } from './types.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -94,18 +95,6 @@ function makeLogger(initial: LogLevel | LevelHolder, write: (line: string) => vo
   };
 }
 
-/** Names of secrets in log text and field names (`x-api-key` is matched as `api-key`). */
-const SECRET_NAME = String.raw`api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization|cookie`;
-
-/**
- * Field names whose value is masked whole here, before serializing: a number, `true`,
- * `null` or an object would not stay JSON if `redact` masked it (`"password":***`), and a
- * string with a space (`"authorization": "Token abc"`, a passphrase) would keep all but its
- * first word. `redact` still masks such names in text (messages, JSON held by a string).
- * A field named `token` (`admin_token`, `id_token`) too; in text that word is too common.
- */
-const SECRET_FIELD = new RegExp(`(?:${SECRET_NAME}|token)$`, 'i');
-
 function serialize(line: LogFields): string {
   try {
     return JSON.stringify(line, (key, value: unknown) => {
@@ -160,81 +149,6 @@ export function requestLogLine(r: RequestRecord): LogFields {
   };
   for (const key of Object.keys(fields)) if (fields[key] === undefined) delete fields[key];
   return fields;
-}
-
-const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
-  // RFC 6750 bearer tokens (a token has a digit or symbol, or is long: "the bearer of" is prose)
-  [/\bBearer\s+(?:(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{6,}|[A-Za-z]{20,})/gi, 'Bearer ***'],
-  // RFC 7617 basic credentials
-  [/\bBasic\s+[A-Za-z0-9+/=]{8,}/gi, 'Basic ***'],
-  // OpenAI-style keys: sk-..., sk-proj-..., sk-ant-... (Anthropic), sk-or-... (OpenRouter)
-  [/\bsk-[A-Za-z0-9_-]{8,}/g, 'sk-***'],
-  // Credentials in a URL (`https://user:token@collector`). The scheme is capped at 32 characters: unbounded,
-  // a logged model name like "A+A+A+..." cost time quadratic in its length (the scheme tried at every \b).
-  // The user info stops at a `"` (a URL has none unescaped): a match never runs across the fields of a line.
-  [/\b([a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/@:"]+:[^\s/@"]+@/gi, '$1***@'],
-  // Google API keys
-  [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
-  // Credentials in a URL's query under short names (`?key=` of Gemini and others, `&token=`,
-  // `&sig=` of an Azure SAS URL): too common as words to mask outside a query.
-  [/([?&](?:key|token|auth|sig|signature)=)[^&#\s"'\\]+/gi, '$1***'],
-  // key=value / "key": "value" for key-like names. Lines are redacted as serialized JSON: a
-  // backslash takes the character after it (a JSON escape such as `\"`) into the masked value,
-  // so a mask never ends between the two and turns an escaped quote into a closing one. The
-  // quotes around the name and the value may be escaped too: JSON text inside a string value
-  // (`"body":"{\"password\":\"...\"}"`); an escaped quote before a delimiter closes the value.
-  [
-    new RegExp(String.raw`((?:${SECRET_NAME})(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)(?!Bearer\b|Basic\b|\*\*\*|[A-Za-z]+\*\*\*)(?:\\"(?![\s"',;&}\]\\]|$)|\\[^"]|[^\s"',;&}\\])+`, 'gi'),
-    '$1***',
-  ],
-];
-
-/**
- * Masks anything that looks like a credential: `sk-...` keys, `Bearer`/`Basic` credentials,
- * `user:password@` in URLs, Google `AIza...` keys, and the value of `api_key=`,
- * `"password": "..."` and the like.
- *
- * @example
- * redact('Authorization: Bearer sk-abc123456789') // 'Authorization: Bearer ***'
- */
-export function redact(s: string): string {
-  let out = s;
-  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
-  return out;
-}
-
-/** Whether `s` holds something `redact` masks (a client value that must not be published as it is). */
-export function holdsCredential(s: string): boolean {
-  return redact(s) !== s;
-}
-
-/**
- * The path with its runs of percent-escapes decoded as UTF-8: the log's key redactor matches
- * keys as written (`key=sk-...`, `?key=AIza...`), and a client can escape them
- * (`key%3Dsk-...`). In a run that is no UTF-8 the ASCII escapes are still decoded (they are
- * never part of a multi-byte character) and the others stay as sent, so an invalid byte
- * cannot hide the key escaped after it (`%FF%73k-...`). The logger's JSON escapes what decodes
- * to control characters or quotes, so the line stays one line.
- */
-export function decodedPath(path: string): string {
-  return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
-    try {
-      return decodeURIComponent(run);
-    } catch {
-      return run.replace(/%[0-7][0-9A-Fa-f]/g, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)));
-    }
-  });
-}
-
-/**
- * A request path as a span may record it (`url.path`): as sent, unless it holds a credential
- * (plain or percent-escaped: a client that put its key in the path), then decoded and masked
- * as a log line would be.
- */
-export function redactPath(path: string): string {
-  const decoded = decodedPath(path);
-  const masked = redact(decoded);
-  return masked === decoded ? path : masked;
 }
 
 function round(ms: number): number {

@@ -15,7 +15,7 @@ import { ERROR_CODES } from '../errors.js';
 import { LabelValues } from './label-values.js';
 import { defineMetricFamilies } from './metric-families.js';
 import { CounterSeries, HistogramSeries } from './prom-series.js';
-import { countable, errorTypeOf, statusClass } from './record-values.js';
+import { countable, errorTypeOf, statusClass, succeeded } from './record-values.js';
 import { Combo, level, MAX_CACHED, type Node, type ObservationSeries } from './series-cache.js';
 import type { RequestRecord } from './types.js';
 
@@ -331,8 +331,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
     if (r.experiment && r.variant) {
       if (r.experimentAssignment === 'hash') {
-        // experimentValues(r), without its arrays; bounded.metric.value keeps the metric label's slots as before
-        const ok = r.outcome === 'ok' && r.status > 0 && r.status < 400;
+        // The built-in metrics (record-values.ts experimentValues, without building its list):
+        // success always; latency_ms when it succeeded; cost_usd when priced; tokens when known.
+        const ok = succeeded(r);
         observe(observationSeries(experiment, variant, bounded.metric.value('success')), ok ? 1 : 0);
         if (ok) observeValue(experiment, variant, 'latency_ms', r.latencyMs);
         if (typeof r.costUsd === 'number') observeValue(experiment, variant, 'cost_usd', r.costUsd);

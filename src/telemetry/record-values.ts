@@ -24,12 +24,21 @@ export function countable(value: number): boolean {
 }
 
 /**
- * The experiment metrics of one request: `success` always (1 when the request completed
+ * The `success` rule of experiments and recipes: the request completed with a status below
+ * 400. A client cancel, a failed stream (its 200 already sent) and a gateway error do not.
+ */
+export function succeeded(r: Pick<RequestRecord, 'outcome' | 'status'>): boolean {
+  return r.outcome === 'ok' && r.status > 0 && r.status < 400;
+}
+
+/**
+ * The experiment metrics of one request (the rule metrics.ts `recordRequest` applies without
+ * building the list; test/telemetry/metrics-equivalence holds them equal): `success` always (1 when the request completed
  * with a status below 400; a client cancel counts 0), `latency_ms` for completed requests,
  * `cost_usd` when priced, token counts when usage is known.
  */
 export function experimentValues(r: RequestRecord): Array<[metric: (typeof EXPERIMENT_METRICS)[number], value: number]> {
-  const ok = r.outcome === 'ok' && r.status > 0 && r.status < 400;
+  const ok = succeeded(r);
   const values: Array<[(typeof EXPERIMENT_METRICS)[number], number]> = [['success', ok ? 1 : 0]];
   if (ok) values.push(['latency_ms', r.latencyMs]);
   if (typeof r.costUsd === 'number') values.push(['cost_usd', r.costUsd]);

@@ -3,8 +3,9 @@
  * names"): the CLIENT span's at start, both spans' at their end, model names masked as logs mask them.
  */
 import type { Attributes } from '@opentelemetry/api';
-import { redact } from './logger.js';
+import { redact } from './redact.js';
 import { inputMessages, messagesJson, outputMessages } from './genai-messages.js';
+import { errorTypeOf } from './record-values.js';
 import type { EndSpanOptions, UpstreamSpanOptions } from './spans.js';
 import type { RequestRecord } from './types.js';
 
@@ -172,10 +173,8 @@ function putDecision(a: Attributes, r: RequestRecord): void {
   if (r.promptTokens !== undefined) a['promptgate.prompt.tokens'] = r.promptTokens;
 }
 
-/** `error.type` of a request that did not succeed, else undefined. */
+/** `error.type` of a request that did not succeed (the metrics' `error_type`), else undefined. */
 export function failureType(r: RequestRecord): string | undefined {
   if (r.outcome === 'ok' && r.status < 400) return undefined;
-  if (r.errorType) return r.errorType;
-  if (r.outcome === 'client_abort') return 'client_abort';
-  return r.status >= 400 ? String(r.status) : '_OTHER';
+  return errorTypeOf(r) ?? '_OTHER';
 }

@@ -35,7 +35,7 @@ import {
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
-import { redactPath } from './logger.js';
+import { redactPath } from './redact.js';
 import type { CompletionChoice } from './genai-messages.js';
 import { clientEndAttributes, failureType, serverEndAttributes, spanModel, upstreamAttributes } from './span-attributes.js';
 import type { RequestRecord } from './types.js';

@@ -69,10 +69,10 @@ export interface RequestRecord {
   variant?: string;
   /**
    * How the variant was chosen: `hash` (the user id's bucket, inside the schedule) is the
-   * only kind counted in the experiment statistics; `default` (no user id, outside the
-   * schedule: the baseline) and `forced` (variant named by header/body) are counted apart.
+   * only kind counted in the experiment statistics; `default` (the baseline, given without
+   * hashing: no user id, outside the schedule, held back by the rollout) is counted apart.
    */
-  experimentAssignment?: 'hash' | 'default' | 'forced';
+  experimentAssignment?: 'hash' | 'default';
   /** Present when the guard scanned the request. */
   injectionScore?: number;
   injectionFlagged?: boolean;
@@ -89,6 +89,6 @@ export interface RequestRecord {
   serviceTier?: string;
   /** Tokens of the final prompt sent upstream (gateway tokenizer), when context was built and the span records (only the span reads it). */
   promptTokens?: number;
-  /** Trace id of the request's server span, for log correlation (when tracing is on). */
+  /** Trace id for log correlation: the SERVER span's, or the incoming `traceparent`'s when tracing is off. */
   traceId?: string;
 }

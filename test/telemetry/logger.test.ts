@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { createLogger, redact, requestLogLine, type LoggerOptions } from '../../src/telemetry/logger.js';
+import { createLogger, requestLogLine, type LoggerOptions } from '../../src/telemetry/logger.js';
+import { redact } from '../../src/telemetry/redact.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 
 function capture(options: Omit<LoggerOptions, 'write'> = {}) {

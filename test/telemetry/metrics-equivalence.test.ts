@@ -120,7 +120,7 @@ function randomRecord(rnd: () => number, i: number): RequestRecord {
     templateVersion: pick(['1.0.0', '1.1.0', undefined]),
     experiment: pick(['support-tone', 'len', undefined]),
     variant: pick(['warm', 'control', `v${Math.floor(rnd() * 8)}`, undefined]),
-    experimentAssignment: pick(['hash', 'hash', 'default', 'forced', undefined] as const),
+    experimentAssignment: pick(['hash', 'hash', 'default', undefined] as const),
     injectionFlagged: pick([undefined, false, true]),
   };
 }

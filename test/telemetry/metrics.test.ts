@@ -158,12 +158,12 @@ describe('metrics', () => {
   it('counts requests outside the hash assignment apart, not in the statistics', async () => {
     const m = createMetrics({ processMetrics: false });
     m.recordRequest(record({ variant: 'control', experimentAssignment: 'default' }));
-    m.recordRequest(record({ variant: 'warm', experimentAssignment: 'forced' }));
+    m.recordRequest(record({ variant: 'warm', experimentAssignment: 'default' }));
     m.recordRequest(record({ variant: 'warm', experimentAssignment: undefined }));
     const text = await m.render();
     expect(sample(text, 'promptgate_experiment_observations_total')).toBeUndefined();
     expect(sample(text, 'promptgate_experiment_excluded_requests_total', 'variant="control"', 'assignment="default"')).toBe(1);
-    expect(sample(text, 'promptgate_experiment_excluded_requests_total', 'assignment="forced"')).toBe(1);
+    expect(sample(text, 'promptgate_experiment_excluded_requests_total', 'variant="warm"', 'assignment="default"')).toBe(1);
     expect(sample(text, 'promptgate_experiment_excluded_requests_total', 'assignment="unknown"')).toBe(1);
   });
 
