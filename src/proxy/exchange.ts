@@ -175,7 +175,11 @@ export class Exchange {
     this.#controller.abort(new Error('the gateway is shutting down'));
   }
 
-  /** Aborts the upstream call now (the client cancelled its stream). */
+  /**
+   * Aborts the upstream call now (the client cancelled its stream). Unlike the client's
+   * close (`#clientLeft`), also once the exchange has finished: a cancelled stream ends its
+   * accounting first, and its upstream body must still be let go.
+   */
   abort(): void {
     this.#clientGone = true;
     this.#controller.abort(new Error('client closed the connection'));
