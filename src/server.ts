@@ -30,7 +30,8 @@ import { ConfigWatcher } from './config/watch.js';
 import { RuntimeHolder } from './runtime.js';
 import type { RuntimeConfig } from './config/compile.js';
 import { createLogger, logAccountingFault, requestLogLine } from './telemetry/logger.js';
-import { createMetrics, EXPERIMENT_METRICS, type ConfiguredLabelValues } from './telemetry/metrics.js';
+import { EXPERIMENT_METRICS } from './experiments/metric-names.js';
+import { createMetrics, type ConfiguredLabelValues } from './telemetry/metrics.js';
 import { startTelemetry } from './telemetry/tracing.js';
 import type { RequestRecord } from './telemetry/types.js';
 

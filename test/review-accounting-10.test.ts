@@ -7,7 +7,8 @@
  * - The feedback ledger remembers a request even when the recipe accounting before it fails.
  * - A reload the gateway has switched to is not reported as rejected when a step after the
  *   switch fails.
- * - A feedback metric no `POST /v1/feedback` can send (`feedback.Helpful`) is refused at load.
+ * - A feedback metric no `POST /v1/feedback` can send (`feedback.Helpful`), or an experiment
+ *   metric that is never recorded (`latenc_ms`), is refused at load.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -136,6 +137,10 @@ describe('feedback metric names', () => {
 
   it("an experiment's feedback metric no POST /v1/feedback can send is refused at load", async () => {
     await expect(start(mockConfig(upstream.url, EXPERIMENT.replace('metrics: [success]', 'metrics: [success, feedback.Helpful]')))).rejects.toThrow(/experiments\.0\.metrics\.1|experiments\[0\]\.metrics\[1\]/);
+  });
+
+  it("an experiment's metric that is never recorded (a typo) is refused at load", async () => {
+    await expect(start(mockConfig(upstream.url, EXPERIMENT.replace('metrics: [success]', 'metrics: [success, latenc_ms]')))).rejects.toThrow(/experiments\.0\.metrics\.1|experiments\[0\]\.metrics\[1\]/);
   });
 
   it('the names the route takes load', async () => {

@@ -13,7 +13,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
-import { FEEDBACK_NAME } from '../experiments/feedback-metric.js';
+import { FEEDBACK_NAME } from '../experiments/metric-names.js';
 import type { RequestRecord } from '../telemetry/types.js';
 
 interface Served {

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { nonNegativeMs, positiveMs } from '../config/ms.js';
-import { FEEDBACK_METRIC, FEEDBACK_METRIC_RULE } from '../experiments/feedback-metric.js';
+import { FEEDBACK_METRIC, FEEDBACK_METRIC_RULE } from '../experiments/metric-names.js';
 import { FIELD_VALUE } from './paths.js';
 
 /** Builder names become render variables (`{{customer.tier}}`), so they are identifiers. */

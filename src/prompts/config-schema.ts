@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../experiments/duration.js';
-import { FEEDBACK_METRIC, FEEDBACK_METRIC_RULE } from '../experiments/feedback-metric.js';
+import { EXPERIMENT_METRICS, FEEDBACK_METRIC_RULE, isExperimentMetric } from '../experiments/metric-names.js';
 
 /** Ids and names that end up in headers, metric labels and URLs. */
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -106,7 +106,7 @@ export const experimentSchema = z
     end: instant.optional(),
     rollout: rolloutSchema.optional(),
     metrics: z
-      .array(z.string().refine((m) => !m.startsWith('feedback.') || FEEDBACK_METRIC.test(m), `expected ${FEEDBACK_METRIC_RULE}`))
+      .array(z.string().refine(isExperimentMetric, `expected ${EXPERIMENT_METRICS.join(', ')} or ${FEEDBACK_METRIC_RULE}`))
       .default(['latency_ms', 'cost_usd', 'output_tokens', 'success']),
   })
   .superRefine((e, ctx) => {

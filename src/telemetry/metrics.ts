@@ -15,12 +15,11 @@ import { ERROR_CODES } from '../errors.js';
 import { LabelValues } from './label-values.js';
 import { defineMetricFamilies } from './metric-families.js';
 import { CounterSeries, HistogramSeries } from './prom-series.js';
+import { EXPERIMENT_METRICS } from '../experiments/metric-names.js';
 import { countable, errorTypeOf, statusClass, succeeded } from './record-values.js';
 import { Combo, level, MAX_CACHED, type Node, type ObservationSeries } from './series-cache.js';
 import type { RequestRecord } from './types.js';
 
-/** The built-in experiment metrics `recordRequest` observes. */
-export const EXPERIMENT_METRICS = ['latency_ms', 'cost_usd', 'input_tokens', 'output_tokens', 'success'] as const;
 /**
  * `metric` label values that always pass and take no slot: the built-in metrics and the
  * recipe statistics' `context_tokens` (context/runtime.ts). Feedback metric names come from

@@ -2,7 +2,7 @@
  * What a finished request's record gives the metrics, as pure functions: its `error_type`
  * and `status_class` label values, and its experiment values (counted up to MAX_OBSERVATION).
  */
-import type { EXPERIMENT_METRICS } from './metrics.js';
+import type { EXPERIMENT_METRICS } from '../experiments/metric-names.js';
 import type { RequestRecord } from './types.js';
 
 /**

@@ -8,7 +8,8 @@
 import { Counter, Histogram } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { LabelValues } from '../../src/telemetry/label-values.js';
-import { createMetrics, EXPERIMENT_METRICS, GATEWAY_ERROR_TYPES, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
+import { EXPERIMENT_METRICS } from '../../src/experiments/metric-names.js';
+import { createMetrics, GATEWAY_ERROR_TYPES, type ExperimentObservation, type Metrics } from '../../src/telemetry/metrics.js';
 import { experimentValues } from '../../src/telemetry/record-values.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { seededRandom } from '../../scripts/seeded-random.js';
