@@ -11,7 +11,9 @@ import type { Builder, ContextReport } from './types.js';
 export function record(rt: ContextRuntime, b: Builder, x: Outcome): void {
   const r = x.report;
   rt.metrics?.observeBuild(b.name, b.kind, r.status, r.ms / 1000);
-  if ((r.status === 'skipped' || r.status === 'failed') && r.reason !== 'missing_input' && r.reason !== 'aborted') rt.metrics?.failure(b.name, r.reason ?? 'error');
+  // Not a failure of this builder: an input it needs is missing, the client left, or a
+  // required builder's failure ended the build while this one still ran (`cancelled`).
+  if ((r.status === 'skipped' || r.status === 'failed') && r.reason !== 'missing_input' && r.reason !== 'aborted' && r.reason !== 'cancelled') rt.metrics?.failure(b.name, r.reason ?? 'error');
   const span = x.span;
   if (span.isRecording()) {
     span.setAttributes({

@@ -7,7 +7,7 @@
  * A template may name a builder this config does not define: the templates directory is
  * shared content that configs without those builders (tests, minimal overrides) also load.
  * That is a note at load, not an error; the version's requests go out without that
- * context and their reports list it as skipped (`not_configured`).
+ * context and their reports list it in `skipped`.
  */
 import path from 'node:path';
 import type { TemplateRegistry, TemplateVersion } from '../prompts/registry.js';

@@ -22,7 +22,7 @@ export function guardRequest(guard: InjectionGuard, exchange: Exchange, clientMe
   if (!clientVariables || !guard.scans('user')) return;
   const messages: Array<{ role: 'user'; content: string }> = [];
   for (const value of Object.values(clientVariables)) {
-    const content = textOf(value);
+    const content = variableText(value);
     if (content) messages.push({ role: 'user', content });
   }
   if (messages.length > 0) decide(exchange, guard.scanMessages(messages, 'user'), 'prompt_variables');
@@ -34,17 +34,26 @@ function decide(exchange: Exchange, decision: GuardDecision | undefined, param: 
   if (decision.blocked) throw new GatewayError('prompt_injection_detected', 'The request was blocked by the prompt-injection guard.', { param });
 }
 
-/** The strings of a variable value (a list or object variable's leaves, keys included), one per line. */
-function textOf(value: unknown, depth = 0): string {
-  if (typeof value === 'string') return value;
-  if (typeof value !== 'object' || value === null || depth > 32) return '';
+/**
+ * The strings of a variable value (a list or object variable's leaves, keys included), one
+ * per line, in order and at any depth: the renderer prints all of it (`{{notes}}` is its
+ * JSON), so the guard reads all of it. A walk with its own stack, not recursion.
+ */
+function variableText(value: unknown): string {
   const parts: string[] = [];
-  if (Array.isArray(value)) {
-    for (const v of value) parts.push(textOf(v, depth + 1));
-  } else {
-    for (const [k, v] of Object.entries(value)) parts.push(k, textOf(v, depth + 1));
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === 'string') {
+      if (v !== '') parts.push(v);
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) pending.push(v[i]);
+    } else if (typeof v === 'object' && v !== null) {
+      const entries = Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) pending.push(entries[i][1], entries[i][0]);
+    }
   }
-  return parts.filter((p) => p !== '').join('\n');
+  return parts.join('\n');
 }
 
 /** Records a score on the request (the highest seen wins) and the response header. */

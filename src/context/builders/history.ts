@@ -6,8 +6,10 @@
  * `max_tokens` (o200k_base tokens), so the oldest go first. Text parts of array contents are
  * joined; messages without text are skipped.
  *
- * The messages are the client's own, already covered by the guard's `user` scan: not
- * scanned again as context, and never cached.
+ * The messages are the client's own, and never cached. Its `user` turns with plain text are
+ * what the guard's `user` scan reads; every other turn the template lifts into its system
+ * message (an `assistant` turn a client can forge, `tool`, `system`, `developer`, a turn
+ * of content parts) is scanned as a context passage (untrusted text, `scan: [context]`).
  */
 import type { HistoryBuilderConfig } from '../config-schema.js';
 import { countTokensRemembered, textOf } from '../tokens.js';
@@ -24,7 +26,8 @@ export class HistoryBuilder implements Builder {
   readonly timeoutMs: number;
   readonly priority: number;
   readonly cache = undefined;
-  readonly untrusted = false;
+  /** Only the turns with `text` (those the user scan did not read) are scanned. */
+  readonly untrusted = true;
   readonly dependsOn: readonly string[] = [];
   readonly fingerprint: string;
   readonly maxTurns: number;
@@ -67,7 +70,9 @@ export class HistoryBuilder implements Builder {
       const cost = countTokensRemembered(content) + TOKENS_PER_TURN;
       if (this.maxTokens !== undefined && tokens + cost > this.maxTokens) break;
       tokens += cost;
-      picked.push({ value: { role: m.role, content }, tokens: cost });
+      // What the guard's user scan did not read is scanned as a passage (`text`).
+      const unread = m.role !== 'user' || typeof m.content !== 'string';
+      picked.push(unread ? { value: { role: m.role, content }, tokens: cost, text: content } : { value: { role: m.role, content }, tokens: cost });
     }
     return picked.reverse();
   }
