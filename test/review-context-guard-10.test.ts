@@ -8,6 +8,9 @@
  *   read them, so they are scanned as context passages now.
  * - A required builder's failure cancels the builders still running: those are not failures
  *   of their own (the failure counter, and the alert on it, named healthy builders).
+ * - A version that declares a variable a builder fills, with a type the builder never gives
+ *   or `required` with no default for an optional builder, loaded; every request then got a
+ *   400 blaming the client. It is a config error now.
  */
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -128,5 +131,35 @@ describe('context failures', () => {
     } finally {
       await rt.close();
     }
+  });
+});
+
+describe('variables a builder fills', () => {
+  const template = (variable: string) => `id: filled-t
+versions:
+  - version: "1.0.0"
+    variables: {${variable}}
+    context: {use: [tier_rules, knowledge]}
+    messages: [{role: system, content: "Limit {{tier_rules.limit}}. Passages: {{knowledge}}"}]
+`;
+  const BUILDERS = `context:
+  builders:
+    - {name: tier_rules, kind: rules, defaults: {limit: 50}}
+    - {name: knowledge, kind: knowledge, dir: ${JSON.stringify(process.cwd() + '/config/knowledge')}}
+`;
+
+  it('refuses a declared type the builder never gives, naming the variable', async () => {
+    await expect(startTestGateway(config('flag', BUILDERS), { templateFiles: { 'filled-t.yaml': template('knowledge: {type: string}') } })).rejects.toThrow(/variables\.knowledge.*array/s);
+    await expect(startTestGateway(config('flag', BUILDERS), { templateFiles: { 'filled-t.yaml': template('tier_rules: {type: array}') } })).rejects.toThrow(/variables\.tier_rules.*object/s);
+  });
+
+  it('refuses required with no default for an optional builder', async () => {
+    await expect(startTestGateway(config('flag', BUILDERS), { templateFiles: { 'filled-t.yaml': template('tier_rules: {type: object, required: true}') } })).rejects.toThrow(/variables\.tier_rules.*default/s);
+  });
+
+  it('takes the declarations that fit', async () => {
+    gw = await startTestGateway(config('flag', BUILDERS), { templateFiles: { 'filled-t.yaml': template('tier_rules: {type: object, default: {limit: 10}}, knowledge: {type: array, default: []}') } });
+    const res = await postJson(gw.url, '/v1/chat/completions', { model: 'gpt-4o-mini', prompt_id: 'filled-t', messages: [{ role: 'user', content: 'How long do returns take?' }] });
+    expect(res.status).toBe(200);
   });
 });

@@ -118,6 +118,7 @@ export function compileContext(
       if (!spec) continue;
       const plan = compilePlan(version, spec, { builders, deadlineMs: config.deadline_ms });
       plans.set(version.ref, plan);
+      checkFilledVariables(template.file, version, spec.use, builders, issues);
       if (plan.unconfigured.length > 0) {
         const names = plan.unconfigured.map((n) => `"${n}"`).join(', ');
         notes.push(`template ${version.ref} uses context ${names} not defined in context.builders: its requests go out without it`);
@@ -125,6 +126,28 @@ export function compileContext(
     }
   }
   return { compiled: { deadlineMs: config.deadline_ms, builders, plans, watchDirs }, issues, notes };
+}
+
+/**
+ * A variable the version declares under a builder's name is filled by that builder (a
+ * client value for it is dropped): its declared type must be what the builder gives, and
+ * it cannot be `required` without a default when the builder is optional and may be
+ * skipped. Else every request would get a 400 `invalid_variable` or `missing_variable`
+ * blaming the client for the gateway's own value.
+ */
+function checkFilledVariables(file: string, version: TemplateVersion, use: readonly string[], builders: ReadonlyMap<string, Builder>, issues: ContextIssue[]): void {
+  for (const name of use) {
+    const builder = builders.get(name);
+    const declared = version.variables[name];
+    if (!builder || !declared) continue;
+    const at = `@${file}: version ${version.version}, variables.${name}`;
+    const gives = builder.output === 'items' ? 'array' : 'object';
+    if (declared.type !== gives) {
+      issues.push({ path: at, message: `"${name}" is filled by the ${builder.kind} builder of that name, whose output is ${gives === 'array' ? 'a list' : 'an object'}: declare it as type ${gives}` });
+    } else if (declared.required && declared.default === undefined && !builder.required) {
+      issues.push({ path: at, message: `"${name}" is filled by the optional ${builder.kind} builder of that name, which may be skipped: give the variable a default instead of required: true (or make the builder required)` });
+    }
+  }
 }
 
 function buildOne(cfg: BuilderConfig, ctx: BuilderContext, at: string, issues: ContextIssue[], watchDirs: string[]): Builder | undefined {

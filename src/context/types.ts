@@ -70,6 +70,8 @@ export interface Builder {
   readonly cache?: Readonly<CacheConfig>;
   /** Fetched or retrieved text: scanned for injection when `guard.injection.scan` has `context`. */
   readonly untrusted: boolean;
+  /** The shape of its output: an object (rules, http) or a list of items (knowledge, history). */
+  readonly output: BuilderOutput['shape'];
   /** Builders whose outputs this one reads (rules conditions, URL placeholders). */
   readonly dependsOn: readonly string[];
   /** Equal fingerprints mean the runtime may keep this builder's cache across a reload. */

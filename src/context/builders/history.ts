@@ -22,6 +22,7 @@ const TOKENS_PER_TURN = 3;
 export class HistoryBuilder implements Builder {
   readonly name: string;
   readonly kind = 'history' as const;
+  readonly output = 'items' as const;
   readonly required: boolean;
   readonly timeoutMs: number;
   readonly priority: number;

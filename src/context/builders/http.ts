@@ -44,6 +44,7 @@ import { commonSettings, deepFreeze, dependencies, type BuilderContext } from '.
 export class HttpBuilder implements Builder {
   readonly name: string;
   readonly kind = 'http' as const;
+  readonly output = 'object' as const;
   readonly required: boolean;
   readonly timeoutMs: number;
   readonly priority: number;

@@ -72,6 +72,7 @@ interface Passage {
 export class KnowledgeBuilder implements Builder {
   readonly name: string;
   readonly kind = 'knowledge' as const;
+  readonly output = 'items' as const;
   readonly required: boolean;
   readonly timeoutMs: number;
   readonly priority: number;

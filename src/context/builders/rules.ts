@@ -39,6 +39,7 @@ const MEMO_LIMIT = 256;
 export class RulesBuilder implements Builder {
   readonly name: string;
   readonly kind = 'rules' as const;
+  readonly output = 'object' as const;
   readonly required: boolean;
   readonly timeoutMs: number;
   readonly priority: number;
