@@ -8,6 +8,9 @@
  *   read them, so they are scanned as context passages now.
  * - A required builder's failure cancels the builders still running: those are not failures
  *   of their own (the failure counter, and the alert on it, named healthy builders).
+ * - The total timeout (or the drain's end) while context was built went on as if context
+ *   were complete: the request was rendered, checked and guarded, and could answer 400
+ *   instead of its 504 (or 503).
  * - A version that declares a variable a builder fills, with a type the builder never gives
  *   or `required` with no default for an optional builder, loaded; every request then got a
  *   400 blaming the client. It is a config error now.
@@ -161,5 +164,39 @@ versions:
     gw = await startTestGateway(config('flag', BUILDERS), { templateFiles: { 'filled-t.yaml': template('tier_rules: {type: object, default: {limit: 10}}, knowledge: {type: array, default: []}') } });
     const res = await postJson(gw.url, '/v1/chat/completions', { model: 'gpt-4o-mini', prompt_id: 'filled-t', messages: [{ role: 'user', content: 'How long do returns take?' }] });
     expect(res.status).toBe(200);
+  });
+});
+
+describe('the total timeout while context is built', () => {
+  let svc: JsonService;
+  beforeAll(async () => {
+    svc = await startJsonService();
+    svc.route('/slow', json({ tier: 'gold' }, { delayMs: 600 }));
+  });
+  afterAll(() => svc.close());
+
+  it('answers 504 upstream_timeout, not what the rest of the pipeline would have said', async () => {
+    const yaml = `
+server: {host: 127.0.0.1}
+logging: {level: silent}
+templates: {dir: templates}
+upstreams: [{name: mock, base_url: "${upstream.url}", timeout: {total_ms: 150}}]
+routing: {default: [mock]}
+guard: {injection: {action: block, threshold: 0.5, scan: [user, context]}}
+context:
+  deadline_ms: 1000
+  builders: [{name: customer, kind: http, url: "${svc.url}/slow", timeout_ms: 1000}]
+`;
+    const t = `id: slow-t
+versions:
+  - version: "1.0.0"
+    context: {use: [customer]}
+    messages: [{role: system, content: "Tier {{customer.tier}}."}]
+`;
+    gw = await startTestGateway(yaml, { templateFiles: { 'slow-t.yaml': t } });
+    const res = await postJson(gw.url, '/v1/chat/completions', { model: 'gpt-4o-mini', prompt_id: 'slow-t', messages: [{ role: 'user', content: ATTACK }] });
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.text).error).toMatchObject({ code: 'upstream_timeout', type: 'timeout_error' });
+    expect(upstream.requests).toHaveLength(0);
   });
 });

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { startServerSpan, type EndSpanOptions, type ServerSpan } from '../telemetry/spans.js';
 import type { RequestRecord } from '../telemetry/types.js';
 import { UNMATCHED_ROUTE } from '../telemetry/metrics.js';
-import { shown } from '../errors.js';
+import { ClientGoneError, GatewayError, shown, shuttingDownError } from '../errors.js';
 import { logAccountingFault } from '../telemetry/logger.js';
 import { decodedPath, holdsCredential } from '../telemetry/redact.js';
 import type { ForwardOptions } from './forward.js';
@@ -173,6 +173,16 @@ export class Exchange {
     if (this.#finished || this.#controller.signal.aborted) return;
     this.#shuttingDown = true;
     this.#controller.abort(new Error('the gateway is shutting down'));
+  }
+
+  /**
+   * Why `signal` aborted, as the error to answer with: the client left (a 499 written to no
+   * one), the drain ended (503 `shutting_down`) or the total timeout passed (504).
+   */
+  abortError(): Error {
+    if (this.#clientGone) return new ClientGoneError();
+    if (this.#shuttingDown) return shuttingDownError();
+    return new GatewayError('upstream_timeout', 'The request did not finish within the total timeout.');
   }
 
   /**

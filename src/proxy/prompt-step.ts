@@ -7,7 +7,7 @@
 import type { GatewayDeps } from '../app-types.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { messagesTokens } from '../context/tokens.js';
-import { ClientGoneError, GatewayError } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, keptClientMessages, selectTemplate, toolRequestOf, withoutPromptFields, type HeaderGetter, type Selection } from '../prompts/selection.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
@@ -56,9 +56,10 @@ export async function promptStep(deps: GatewayDeps, exchange: Exchange, input: P
     const messages = received.messages as unknown[];
     const keptMessages = keptClientMessages(messages, selection.mode);
     vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: countToolTokens(), userId, variables: vars, config });
-    // Building stops waiting when the client leaves: nothing more is done for it (a
-    // blocking guard would answer, and account, a 400 to no one).
-    if (exchange.clientGone) throw new ClientGoneError();
+    // Building stops waiting when the client leaves, the total timeout passes or the drain
+    // ends: nothing more is done for the request (a blocking guard would otherwise answer
+    // a 400 to no one, or in place of its 504 or 503).
+    if (exchange.signal.aborted) throw exchange.abortError();
     clientVariables = clientOwnedVariables(clientVariables, vars);
   }
   const body = keepExactNumbers(applySelection(received, selection, vars) as ChatBody, received);
