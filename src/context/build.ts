@@ -134,6 +134,9 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     return s.output;
   };
 
+  /** Builders waiting on a cached source, and the key: at the deadline, a stale entry may stand in (made on the first miss). */
+  let cachedCalls: Map<string, { cache: ContextCache<BuilderOutput>; key: string }> | undefined;
+
   /**
    * Runs one builder once its dependencies are done: at once when it needs no waiting (a
    * builder without I/O, a fresh cache entry), else as a promise. `late`: building is over,
@@ -192,9 +195,6 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
       }
     })();
   };
-
-  /** Builders waiting on a cached source, and the key: at the deadline, a stale entry may stand in (made on the first miss). */
-  let cachedCalls: Map<string, { cache: ContextCache<BuilderOutput>; key: string }> | undefined;
 
   // Builders in dependency order (recipe.run lists dependencies first). The ones that answer
   // at once are done here; only those that wait (a cache miss, an HTTP call) are raced

@@ -1,9 +1,10 @@
 /**
  * Applies `guard.injection` to a chat request: which messages are scanned, how their
- * scores combine, and whether the request is blocked. The pipeline calls `scanMessages`
- * for the client's messages (`'user'`, then `'tool'`) and for the text built from context
- * (`'context'`), and throws `GatewayError('prompt_injection_detected', ...)` when a
- * decision is `blocked`; this module never throws for content.
+ * scores combine, and whether the request is blocked. The pipeline (proxy/guard-step.ts)
+ * calls `scanMessages` for the client's messages (`'user'`, then `'tool'`) and variables,
+ * and throws `GatewayError('prompt_injection_detected', ...)` when a decision is
+ * `blocked`; this module never throws for content. Context passages are scanned one by
+ * one where they are built (context/untrusted.ts), with `scans('context')` saying whether.
  *
  * @example
  * const guard = createInjectionGuard({ action: 'block', threshold: 0.5, scan: ['user'], max_scan_chars: 8192 });
