@@ -60,7 +60,7 @@ export interface ExchangeOptions {
   webSignal?: AbortSignal;
   /** Incoming header lookup (lower-case names), for trace context. */
   header: (name: string) => string | undefined;
-  /** telemetry.capture_content */
+  /** telemetry.capture_content (kept only when the request's spans record). */
   captureContent: boolean;
   onFinish: (record: RequestRecord) => void;
   /** Where a fault in this request's accounting is reported (`accountingFailed`). */
@@ -115,7 +115,8 @@ export class Exchange {
     this.#inflight?.add(this);
     this.spans = startServerSpan({ method: options.method, route: options.route, path: options.path, headers: options.header });
     this.record.traceId = this.spans.traceId;
-    this.content = { captureContent: options.captureContent };
+    // Content is kept only for spans that record it (not with tracing off, nor unsampled).
+    this.content = { captureContent: options.captureContent && this.spans.recording };
     // One listener closure per exchange (it lives as long as the request, a stream's included).
     if (options.outgoing) {
       const out = options.outgoing;

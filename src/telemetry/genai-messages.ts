@@ -82,7 +82,8 @@ export const CUT_MARK = '…';
 
 /**
  * `messages` as JSON of at most `limit` characters when it can be: the longest texts
- * (text parts, tool results) are cut first, each to the same length, ending in CUT_MARK.
+ * (text parts, tool results) are cut first, each to the same length, ending in CUT_MARK;
+ * when that is not enough, tool calls' parsed arguments are cut too, as their JSON text.
  * The SDK cuts an attribute value longer than OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT at that
  * length, which made `gen_ai.input.messages` of a long prompt invalid JSON; cut here, it
  * stays a valid message list. Without a limit (or within it) this is `JSON.stringify`.
@@ -90,17 +91,45 @@ export const CUT_MARK = '…';
 export function messagesJson(messages: ReadonlyArray<{ parts: Part[] }>, limit: number | undefined): string {
   const whole = JSON.stringify(messages);
   if (limit === undefined || whole.length <= limit) return whole;
-  const texts: Array<{ part: Part; key: 'content' | 'response'; text: string }> = [];
+  const texts: Cuttable[] = [];
+  const args: Array<{ part: Part; value: unknown }> = [];
   for (const m of messages) {
     for (const part of m.parts) {
-      for (const key of ['content', 'response'] as const) {
-        const text = part[key];
-        if (typeof text === 'string' && text.length > 0) texts.push({ part, key, text });
+      for (const key of ['content', 'response', 'arguments'] as const) {
+        const value = part[key];
+        if (typeof value === 'string' && value.length > 0) texts.push({ part, key, text: value });
+        else if (key === 'arguments' && value !== undefined && value !== null) args.push({ part, value });
       }
     }
   }
-  let over = whole.length - limit;
-  let json = whole;
+  let json = shrink(messages, texts, whole, limit);
+  if (json.length > limit && args.length > 0) {
+    // Parsed arguments cannot be cut as they are: as their JSON text they can. The texts
+    // start whole again, so that they are cut evenly with the arguments.
+    for (const t of texts) t.part[t.key] = t.text;
+    for (const a of args) {
+      const text = JSON.stringify(a.value);
+      a.part.arguments = text;
+      texts.push({ part: a.part, key: 'arguments', text });
+    }
+    json = shrink(messages, texts, JSON.stringify(messages), limit);
+  }
+  // The caller's objects are left as they were.
+  for (const t of texts) t.part[t.key] = t.text;
+  for (const a of args) a.part.arguments = a.value;
+  return json;
+}
+
+/** A text of a part that `messagesJson` may cut. */
+interface Cuttable {
+  part: Part;
+  key: 'content' | 'response' | 'arguments';
+  text: string;
+}
+
+/** Cuts `texts` in place (each to the same length) until `messages`' JSON fits `limit`; that JSON. */
+function shrink(messages: ReadonlyArray<{ parts: Part[] }>, texts: Cuttable[], json: string, limit: number): string {
+  let over = json.length - limit;
   // Escaping makes a text's JSON longer than the text: a few rounds settle it.
   for (let round = 0; round < 4 && over > 0 && texts.length > 0; round++) {
     const lengths = texts.map((t) => (t.part[t.key] as string).length);
@@ -112,7 +141,6 @@ export function messagesJson(messages: ReadonlyArray<{ parts: Part[] }>, limit: 
     json = JSON.stringify(messages);
     over = json.length - limit;
   }
-  for (const t of texts) t.part[t.key] = t.text; // the caller's objects are left as they were
   return json;
 }
 

@@ -54,13 +54,21 @@ const DOUBLE_PARAMS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 /**
- * Attributes whose type is double (the sampling parameters above; promptgate's score and
- * cost). JavaScript has one number type, and an integral value would go as an int: a score
- * of 0 (most requests) an int, 0.73 a double, one attribute of two types, which backends
- * that fix a field's type from its first value (Elasticsearch mappings, columnar stores)
- * then store wrong or refuse. The OTLP encoder (otlp-protobuf.ts) always writes these as doubles.
+ * Attributes whose type is double (the sampling parameters above; promptgate's scores,
+ * cost and the context span's duration). JavaScript has one number type, and an integral
+ * value would go as an int: a score of 0 (most requests) an int, 0.73 a double, one
+ * attribute of two types, which backends that fix a field's type from its first value
+ * (Elasticsearch mappings, columnar stores) then store wrong or refuse. promptgate's OTLP
+ * protobuf encoder (otlp-protobuf.ts, the default `http/protobuf`) always writes these as
+ * doubles; the SDK's serializers (`http/json`, `grpc`) do not read this list.
  */
-export const DOUBLE_ATTRIBUTES: ReadonlySet<string> = new Set([...DOUBLE_PARAMS.map(([, key]) => key), 'promptgate.injection.score', 'promptgate.cost.usd']);
+export const DOUBLE_ATTRIBUTES: ReadonlySet<string> = new Set([
+  ...DOUBLE_PARAMS.map(([, key]) => key),
+  'promptgate.injection.score',
+  'promptgate.cost.usd',
+  'promptgate.context.injection.score',
+  'promptgate.context.duration_ms',
+]);
 
 function putRequestParams(a: Attributes, body: Readonly<Record<string, unknown>>): void {
   for (const [field, key] of DOUBLE_PARAMS) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { inputMessages, outputMessages } from '../../src/telemetry/genai-messages.js';
+import { inputMessages, messagesJson, outputMessages } from '../../src/telemetry/genai-messages.js';
 
 describe('GenAI message format (gen_ai.input.messages / gen_ai.output.messages)', () => {
   it('maps text, text parts, names, tool calls and tool results; leaves out images', () => {
@@ -29,5 +29,24 @@ describe('GenAI message format (gen_ai.input.messages / gen_ai.output.messages)'
   it('wraps the completion as one assistant message with its finish reason', () => {
     expect(outputMessages('Hi!', 'length')).toEqual([{ role: 'assistant', parts: [{ type: 'text', content: 'Hi!' }], finish_reason: 'length' }]);
     expect(outputMessages('Hi!', undefined)[0].finish_reason).toBe('stop');
+  });
+
+  // Regression: only texts were cut, so a long tool call's parsed arguments kept the JSON
+  // over OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT and the SDK cut it into invalid JSON.
+  it('keeps the JSON within the limit when a tool call carries long arguments', () => {
+    const big = { path: 'notes.md', content: 'x'.repeat(10_000) };
+    const messages = inputMessages([
+      { role: 'user', content: 'Write my notes.' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'write_file', arguments: JSON.stringify(big) } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'ok' },
+    ]);
+    const before = JSON.stringify(messages);
+    const json = messagesJson(messages, 2000);
+    expect(json.length).toBeLessThanOrEqual(2000);
+    const parsed = JSON.parse(json) as Array<{ parts: Array<Record<string, unknown>> }>;
+    expect(parsed[0].parts[0]).toEqual({ type: 'text', content: 'Write my notes.' });
+    expect(parsed[1].parts[0]).toMatchObject({ type: 'tool_call', name: 'write_file' });
+    expect(String(parsed[1].parts[0].arguments)).toMatch(/^\{"path":"notes.md","content":"x+…$/);
+    expect(JSON.stringify(messages)).toBe(before); // the caller's objects are left as they were
   });
 });

@@ -124,4 +124,19 @@ describe('encodeTraceExportRequest', () => {
       { key: 'tags', value: { arrayValue: { values: [{ stringValue: 'a' }, { stringValue: 'b' }] } } },
     ]);
   });
+
+  // Regression: the context span's score (0 when a clean passage was scanned) and duration
+  // (0 when rounded) went as ints, other values of the same attributes as doubles.
+  it("writes the context span's integral score and duration as doubles", () => {
+    const spans = finishedSpans((p) => {
+      p.getTracer('promptgate').startSpan('context', { attributes: { 'promptgate.context.injection.score': 0, 'promptgate.context.duration_ms': 0, 'promptgate.context.items': 3 } }).end();
+    });
+    const decoded = decodeTraceExportRequest(encodeTraceExportRequest(spans)) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ attributes: unknown[] }> }> }> };
+    expect(decoded.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes).toEqual([
+      { key: 'promptgate.context.injection.score', value: { doubleValue: 0 } },
+      { key: 'promptgate.context.duration_ms', value: { doubleValue: 0 } },
+      { key: 'promptgate.context.items', value: { intValue: 3 } },
+    ]);
+  });
 });
+

@@ -5,6 +5,7 @@
  */
 import { trace } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
+import { Exchange } from '../../src/proxy/exchange.js';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
 import { startTelemetry } from '../../src/telemetry/tracing.js';
 import { tracingRequested } from '../../src/telemetry/tracing-env.js';
@@ -63,4 +64,14 @@ describe('tracing off', () => {
       expect(spans.traceId).toBeUndefined();
     }
   });
+
+  // Regression: with capture_content on and no span to record them (tracing off, or a
+  // request not sampled), every answer's text was still kept, a stream's up to 1 M characters.
+  it('keeps no content for spans that do not record', () => {
+    const exchange = new Exchange({ route: '/v1/chat/completions', method: 'POST', incomingRequestId: undefined, totalTimeoutMs: 60_000, header: () => undefined, captureContent: true, onFinish: () => {} });
+    expect(exchange.spans.recording).toBe(false);
+    expect(exchange.content.captureContent).toBe(false);
+    exchange.finish({ status: 200, outcome: 'ok' });
+  });
 });
+
