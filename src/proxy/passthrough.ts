@@ -31,11 +31,11 @@ export function passThrough(deps: GatewayDeps) {
     const config = runtime.config;
     const method = c.req.method;
     const header = headerGetter(c);
-    const path = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '') || '/';
-    // `/v1/chat/completions/` or `/v1//chat/completions`: an upstream that merges slashes
-    // (nginx does) would serve chat completions past templates, guard and accounting.
+    // Always from `/`: `/v1?x` is `/?x` (undici refuses a path without it).
+    const rest = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '');
+    const path = rest.startsWith('/') ? rest : `/${rest}`;
     const pathname = path.split('?', 1)[0];
-    if (pathname !== '/chat/completions' && pathname.split('/').filter(Boolean).join('/') === 'chat/completions') throw unknownRouteError(method, c.req.url);
+    if (pathname !== '/chat/completions' && readsAsChat(pathname)) throw unknownRouteError(method, c.req.url);
     // The refusals below come after the exchange opens, so they are accounted under the route.
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
     refuseWhileDraining(deps);
@@ -140,6 +140,22 @@ function originForm(c: Context<AppEnv>): string {
 function withoutFragment(target: string): string {
   const hash = target.indexOf('#');
   return hash < 0 ? target : target.slice(0, hash);
+}
+
+/**
+ * Whether an upstream may read `pathname` as `/chat/completions`: with a trailing or doubled
+ * slash (nginx merges slashes), or an escaped one (`chat%2Fcompletions`, `%5C`, `\`:
+ * uvicorn and nginx decode them). Relayed, it would be served past templates, guard and
+ * accounting.
+ */
+function readsAsChat(pathname: string): boolean {
+  let decoded = pathname.replace(/%2f|%5c|\\/gi, '/');
+  try {
+    decoded = decodeURIComponent(decoded);
+  } catch {
+    // not percent-encoded UTF-8: compared as it is
+  }
+  return decoded.split('/').filter(Boolean).join('/') === 'chat/completions';
 }
 
 /**
