@@ -67,6 +67,8 @@ export function chatCompletions(deps: GatewayDeps) {
       if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
     }
     const outgoingBodies = bodiesFor({ received, raw, body, stream, route, config });
+    // Also for a request no upstream answers: its span shows what was sent.
+    if (exchange.content.captureContent) exchange.content.prompt = body.messages;
     const forwarding = forward({
       runtime,
       route,
@@ -100,7 +102,6 @@ export function chatCompletions(deps: GatewayDeps) {
     } finally {
       await recording; // done before anything is answered: its header and record go with the answer
     }
-    if (exchange.content.captureContent) exchange.content.prompt = body.messages;
     const { upstream } = forwarded;
     exchange.record.ttfbMs = forwarded.headersAt - exchange.startedAt;
     noteUpstreamAnswer(exchange, forwarded.response.headers);

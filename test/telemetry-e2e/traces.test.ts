@@ -401,6 +401,16 @@ describe('tracing through the gateway (capture_content: true)', () => {
     expect(server.attributes['gen_ai.input.messages']).toBeUndefined();
   });
 
+  // Regression: the prompt was kept only once an upstream answered, so the span of a request
+  // that no upstream answered (when the prompt matters most) had none.
+  it('records the prompt on the CLIENT span of a request no upstream answered', async () => {
+    const id = newId('content-dead');
+    expect((await post(gw, chat({ model: 'dead-model' }), { 'x-request-id': id })).status).toBe(503);
+    const { client } = await receiver.waitForRequest(id);
+    expect(JSON.parse(client!.attributes['gen_ai.input.messages'] as string)).toEqual(expectedInput);
+    expect(client!.attributes['gen_ai.output.messages']).toBeUndefined();
+  });
+
   it('records prompt and completion on the CLIENT span (stream)', async () => {
     const id = newId('content-stream');
     expect((await post(gw, chat({ stream: true }), { 'x-request-id': id })).status).toBe(200);
