@@ -6,6 +6,8 @@
  * - `/v1?x` went upstream as a path without its leading `/` when `base_url` has no path:
  *   undici refused it, the gateway counted that as an upstream failure, and a client could
  *   open the breaker (taking chat traffic down) by repeating it.
+ * - An upstream's 205 (Reset Content) with content went to the client with it: RFC 9110
+ *   §15.3.6 says a 205 has none (as 204 and 304, which were already relayed without).
  */
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,5 +59,19 @@ describe('a query right after /v1', () => {
     expect(upstream.requests.at(-1)!.url).toBe('/?x=3');
     const chat = await postJson(gw.url, '/v1/chat/completions', JSON.parse(CHAT));
     expect(chat.status).toBe(200);
+  });
+});
+
+describe('a 205 answer', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway(mockConfig(upstream.url));
+  });
+  afterAll(() => gw.close());
+
+  it('goes to the client as a 205 without a body', async () => {
+    const res = await request(`${gw.url}/v1/threads/t1/reset`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-mock-status': '205' }, body: '{}' });
+    expect(res.statusCode).toBe(205);
+    expect(await res.body.text()).toBe('');
   });
 });

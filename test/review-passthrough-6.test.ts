@@ -135,6 +135,26 @@ describe('Responses streams: the upstream error event', () => {
     expect(requestLabels(m, model)).toEqual([['/v1/responses', '2xx', 'upstream_stream_error', 1]]);
   });
 
+  // Regression: an upstream that cut the body after response.completed made the gateway
+  // cut the client's connection (openai-node threw) and count an upstream_body_error.
+  it('a stream the upstream cuts after response.completed ends normally for the client and is counted ok', async () => {
+    const model = `m-cut-after-${randomUUID().slice(0, 8)}`;
+    const events = [
+      sseEvent('response.created', { sequence_number: 0, response: responseObject('resp_c1', model, 'in_progress', null) }),
+      sseEvent('response.completed', { sequence_number: 1, response: responseObject('resp_c1', model, 'completed', USAGE) }),
+    ].join('');
+    const kase = upstreamCase((_req, _body, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(events);
+      setTimeout(() => res.socket?.destroy(), 30);
+    });
+    const res = await postResponses(kase, { model, input: 'hi', stream: true });
+    expect(res).toEqual({ status: 200, text: events });
+    const m = await settled(model, 1);
+    expect(requestLabels(m, model)).toEqual([['/v1/responses', '2xx', '', 1]]);
+    expect({ input: tokens(m, model, 'input'), output: tokens(m, model, 'output') }).toEqual({ input: 100, output: 50 });
+  });
+
   it('a client that leaves after the error event is that upstream error, not a client_abort', async () => {
     const model = `m-err-left-${randomUUID().slice(0, 8)}`;
     const kase = upstreamCase((_req, _body, res) => {
@@ -330,6 +350,34 @@ describe('background responses', () => {
     const m = await count.settled(3);
     expect({ input: tokens(m, model, 'input'), output: tokens(m, model, 'output') }).toEqual({ input: 100, output: 50 });
     expect(m.sum('promptgate_requests_total', { gen_ai_request_model: model, route: '/v1/responses', stream: 'true' })).toBe(1);
+  });
+
+  // Regression: a poll that saw the response completed while its create stream was still
+  // open accounted it, and the stream's own response.completed accounted it again.
+  it('a background stream still open when a poll sees it completed is accounted once', async () => {
+    const model = `m-bg-race-${randomUUID().slice(0, 8)}`;
+    const count = await counter();
+    const id = `resp_bgr_${randomUUID()}`;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const kase = upstreamCase(async (req, _body, res) => {
+      if (req.method === 'GET') {
+        res.setHeader('content-type', 'application/json');
+        return void res.end(JSON.stringify(responseObject(id, model, 'completed', USAGE, { background: true })));
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(sseEvent('response.created', { sequence_number: 0, response: responseObject(id, model, 'queued', null, { background: true }) }));
+      await released;
+      res.end(sseEvent('response.completed', { sequence_number: 1, response: responseObject(id, model, 'completed', USAGE, { background: true }) }));
+    });
+    const stream = await request(`${gw.url}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-case': kase }, body: JSON.stringify({ model, input: 'hi', stream: true, background: true }) });
+    const chunks = stream.body[Symbol.asyncIterator]();
+    expect(Buffer.from((await chunks.next()).value as Buffer).toString()).toContain('response.created');
+    await request(`${gw.url}/v1/responses/${id}`, { headers: { 'x-case': kase } }).then((r) => r.body.text());
+    release();
+    while (!(await chunks.next()).done);
+    const m = await count.settled(2);
+    expect({ input: tokens(m, model, 'input'), output: tokens(m, model, 'output') }).toEqual({ input: 100, output: 50 });
   });
 
   it('a cancelled background response without usage is forgotten; a response this gateway did not create is not accounted on GET', async () => {

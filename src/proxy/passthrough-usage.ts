@@ -142,15 +142,21 @@ export async function meterUsage(o: MeterOptions): Promise<MeteredResponse> {
     const iterator = response.body[Symbol.asyncIterator]();
     exchange.record.stream = true;
     let terminal = false;
+    /** The background response this stream noted pending, which a poll may account first. */
+    let pending: string | undefined;
     const events = new ResponseEvents({
       // The usage is final at the terminal event, whether or not the client stays for the end of the body.
       onTerminal: (last) => {
         terminal = true;
-        account(o, last);
+        // A poll that saw it end while this stream was still open accounted it already.
+        account(o, last, pending !== undefined && !o.background.has(pending));
       },
       // A background stream that stops before its end is accounted when a poll sees it end.
       onCreated: (created) => {
-        if (o.route === 'responses' && created.background === true && typeof created.id === 'string') o.background.add(created.id);
+        if (o.route === 'responses' && created.background === true && typeof created.id === 'string') {
+          o.background.add(created.id);
+          pending = created.id;
+        }
       },
       // The upstream failed the stream (an `error` event), as on the chat route; a client
       // that leaves after it (openai-node throws on it) does not make it a client abort.
@@ -201,8 +207,11 @@ export function noteErrorCode(response: UpstreamResponse, exchange: Exchange): U
   return { ...response, body: relayed(NOTHING_READ, response.body[Symbol.asyncIterator](), new SideReader(exchange, keep, end)) };
 }
 
-/** Writes what the answer said onto the record and prices it; the cost, or null/undefined (unknown price, no usage). */
-function account(o: MeterOptions, read: Record<string, unknown> | undefined): number | null | undefined {
+/**
+ * Writes what the answer said onto the record and prices it; the cost, or null/undefined
+ * (unknown price, no usage, or `accountedElsewhere`: its usage went on another request).
+ */
+function account(o: MeterOptions, read: Record<string, unknown> | undefined, accountedElsewhere = false): number | null | undefined {
   if (!read) return undefined;
   const r = o.exchange.record;
   if (typeof read.model === 'string' && read.model !== '') {
@@ -211,7 +220,7 @@ function account(o: MeterOptions, read: Record<string, unknown> | undefined): nu
   }
   if (typeof read.id === 'string' && read.id !== '') r.responseId = read.id;
   if (typeof read.service_tier === 'string') r.serviceTier = read.service_tier;
-  if (!accountable(o, read)) return undefined;
+  if (accountedElsewhere || !accountable(o, read)) return undefined;
   const usage = usageFromOpenAI(read.usage);
   if (!usage) return undefined;
   r.usage = usage;

@@ -96,7 +96,8 @@ export function passThrough(deps: GatewayDeps) {
       if (!opaque) return await listWithAliases(decoded, responseHeaders(decoded, exchange), bindings, exchange, method === 'HEAD');
     }
     const headers = responseHeaders(response, exchange);
-    if (method === 'HEAD' || response.status === 204 || response.status === 304) {
+    // RFC 9110 §15.3.5, §15.3.6, §15.4.5: 204, 205 and 304 have no content (what came with one is dropped).
+    if (method === 'HEAD' || response.status === 204 || response.status === 205 || response.status === 304) {
       await response.dump();
       // RFC 9110 §9.3.2: a HEAD answer carries the length the GET body would have.
       const length = response.headers['content-length'];
@@ -308,6 +309,7 @@ async function retrieveAlias(response: UpstreamResponse, id: string, exchange: E
  * The upstream body as a Web stream, finishing the exchange when it ends. Bytes go as they
  * come (no event boundaries known), so a body that fails (the upstream cut it, an idle
  * timeout, the shutdown) cuts the client's connection: the client sees it incomplete.
+ * Only a Responses stream past its terminal event is whole: it just ends.
  * `finish` accounts it (as a shutdown when the shutdown aborted it).
  */
 function streamBody(response: MeteredResponse, exchange: Exchange, outgoing: ServerResponse | undefined): ReadableStream<Uint8Array> {
@@ -324,6 +326,13 @@ function streamBody(response: MeteredResponse, exchange: Exchange, outgoing: Ser
             controller.enqueue(value);
           }
         } catch (err) {
+          if (!exchange.clientGone && response.complete?.()) {
+            // Failed after a Responses stream's terminal event: the client has the whole
+            // answer, and its stream just ends (as a chat stream failing after `[DONE]`).
+            controller.close();
+            exchange.finish();
+            return;
+          }
           exchange.finish(
             exchange.clientGone ? clientLeft(exchange, response) : { outcome: 'error', errorType: 'upstream_body_error' },
           );
