@@ -11,8 +11,9 @@ import { load, optional } from './sdk-packages.js';
 /** Whether the environment configures a trace exporter (spec: OTEL_TRACES_EXPORTER, OTLP endpoints). */
 export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
   if (isTrue(env.OTEL_SDK_DISABLED)) return false;
-  const exporters = list(env.OTEL_TRACES_EXPORTER).filter((s) => s !== 'null');
-  if (exporters[0] === 'none') return false;
+  const exporters = [...new Set(list(env.OTEL_TRACES_EXPORTER))].filter((s) => s !== 'null');
+  // `none` alone turns tracing off; among others the exporters fall back to otlp (tracing.ts).
+  if (exporters.length === 1 && exporters[0] === 'none') return false;
   return exporters.length > 0 || Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
 }
 

@@ -25,6 +25,11 @@ describe('tracingRequested', () => {
     [{ OTEL_TRACES_EXPORTER: 'console' }, true],
     [{ OTEL_TRACES_EXPORTER: 'otlp' }, true],
     [{ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318' }, false],
+    [{ OTEL_TRACES_EXPORTER: 'none,none' }, false],
+    // `none` among others: the exporters fall back to otlp (NodeSDK's rule), in either order
+    // (was: `none,otlp` turned tracing off, `otlp,none` exported).
+    [{ OTEL_TRACES_EXPORTER: 'none,otlp' }, true],
+    [{ OTEL_TRACES_EXPORTER: 'otlp,none' }, true],
     [{ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318' }, false],
     [{ OTEL_SDK_DISABLED: 'false', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318' }, true],
   ] as Array<[NodeJS.ProcessEnv, boolean]>)('%j -> %s', (env, expected) => {
