@@ -40,6 +40,16 @@ describe('the chat path in another spelling', () => {
     }
     expect(upstream.requests.length).toBe(before);
   });
+
+  it('the feedback path with a trailing or doubled slash is a 404 too, not relayed with the upstream key', async () => {
+    const before = upstream.requests.length;
+    for (const path of ['/v1/feedback/', '/v1//feedback', '/v1/feedback%2F']) {
+      const res = await request(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"request_id":"x","metric":"thumbs_up","value":1}' });
+      expect([path, res.statusCode]).toEqual([path, 404]);
+      await res.body.dump();
+    }
+    expect(upstream.requests.length).toBe(before);
+  });
 });
 
 describe('a query right after /v1', () => {

@@ -35,7 +35,8 @@ export function passThrough(deps: GatewayDeps) {
     const rest = originForm(c).replace(/^\/v1(?=\/|\?|$)/, '');
     const path = rest.startsWith('/') ? rest : `/${rest}`;
     const pathname = path.split('?', 1)[0];
-    if (pathname !== '/chat/completions' && readsAsChat(pathname)) throw unknownRouteError(method, c.req.url);
+    const own = ownRouteOf(pathname);
+    if ((own === 'chat/completions' && pathname !== '/chat/completions') || own === 'feedback') throw unknownRouteError(method, c.req.url);
     // The refusals below come after the exchange opens, so they are accounted under the route.
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
     refuseWhileDraining(deps);
@@ -144,19 +145,20 @@ function withoutFragment(target: string): string {
 }
 
 /**
- * Whether an upstream may read `pathname` as `/chat/completions`: with a trailing or doubled
- * slash (nginx merges slashes), or an escaped one (`chat%2Fcompletions`, `%5C`, `\`:
- * uvicorn and nginx decode them). Relayed, it would be served past templates, guard and
- * accounting.
+ * The gateway's own route an upstream may read `pathname` as, with a trailing or doubled
+ * slash (nginx merges slashes) or an escaped one (`chat%2Fcompletions`, `%5C`, `\`: uvicorn
+ * and nginx decode them): `chat/completions` (relayed, it would be served past templates,
+ * guard and accounting) or `feedback` (the upstream has none, and would get the gateway's key).
  */
-function readsAsChat(pathname: string): boolean {
+function ownRouteOf(pathname: string): 'chat/completions' | 'feedback' | undefined {
   let decoded = pathname.replace(/%2f|%5c|\\/gi, '/');
   try {
     decoded = decodeURIComponent(decoded);
   } catch {
     // not percent-encoded UTF-8: compared as it is
   }
-  return decoded.split('/').filter(Boolean).join('/') === 'chat/completions';
+  const normal = decoded.split('/').filter(Boolean).join('/');
+  return normal === 'chat/completions' || normal === 'feedback' ? normal : undefined;
 }
 
 /**
