@@ -35,6 +35,11 @@ export interface PromptStepInput {
   config: RuntimeConfig;
 }
 
+/**
+ * Steps 3 and 4 for one request: the body to forward and what later steps read. Throws the
+ * request's 4xx (a missing or mistyped variable, an unknown template, a prompt over
+ * `max_input_tokens`), 424 `context_unavailable`, or why the exchange aborted meanwhile.
+ */
 export async function promptStep(deps: GatewayDeps, exchange: Exchange, input: PromptStepInput): Promise<PreparedPrompt> {
   const { received, header, userId, config } = input;
   const selection = selectTemplate({ body: received, header, registry: config.prompts.registry, bindings: config.prompts.bindings, userId, now: new Date() });
