@@ -394,3 +394,24 @@ describe('background responses', () => {
     expect(tokens(m, model, 'input')).toBe(0);
   });
 });
+
+// Regression: `/v1/embeddings/` was labelled an embeddings operation but not metered (the
+// metered check wanted the exact path), and `/v1//embeddings` neither: an upstream that
+// merges slashes served both, uncounted.
+describe('metered routes spelled with extra slashes', () => {
+  it('are metered like the plain path when the upstream serves them', async () => {
+    for (const path of ['/v1/embeddings/', '/v1//embeddings']) {
+      const model = `m-emb-slash-${randomUUID().slice(0, 8)}`;
+      const kase = upstreamCase((_req, _body, res) => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5] }], model, usage: { prompt_tokens: 7, total_tokens: 7 } }));
+      });
+      const res = await request(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-case': kase }, body: JSON.stringify({ model, input: 'hi' }) });
+      expect(res.statusCode).toBe(200);
+      await res.body.text();
+      const m = await settled(model, 1);
+      expect([path, tokens(m, model, 'input')]).toEqual([path, 7]);
+      expect(m.sum('promptgate_requests_total', { gen_ai_request_model: model, route: '/v1/embeddings' })).toBe(1);
+    }
+  });
+});

@@ -78,7 +78,9 @@ export class BackgroundResponses {
  * background response still pending here.
  */
 export function meteredRoute(method: string, path: string, background: BackgroundResponses): MeteredRoute | undefined {
-  const pathname = path.split('?', 1)[0];
+  // As the route label reads it (passthrough.ts resourceOf): an upstream that merges
+  // slashes serves `/embeddings/` and `//embeddings` as `/embeddings`.
+  const pathname = `/${path.split('?', 1)[0].split('/').filter(Boolean).join('/')}`;
   if (method === 'POST' && pathname === '/embeddings') return 'embeddings';
   if (method === 'POST' && pathname === '/responses') return 'responses';
   const match = RESPONSE_PATH.exec(pathname);

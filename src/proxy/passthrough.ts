@@ -224,10 +224,13 @@ function routeOf(path: string): string {
   return sub && GENAI_SEGMENTS.has(segment) ? `/v1/${segment}/*` : `/v1/${segment}`;
 }
 
-/** The first path segment (`responses`), and whether the path goes below it. */
+/**
+ * The first path segment (`responses`), and whether the path goes below it. Empty segments
+ * do not count: an upstream that merges slashes serves `//embeddings` as `/embeddings`.
+ */
 function resourceOf(path: string): { segment: string; sub: boolean } {
-  const parts = path.split('?', 1)[0].split('/');
-  return { segment: parts[1] ?? '', sub: parts.length > 2 && parts.slice(2).some(Boolean) };
+  const parts = path.split('?', 1)[0].split('/').filter(Boolean);
+  return { segment: parts[0] ?? '', sub: parts.length > 1 };
 }
 
 /**
