@@ -126,7 +126,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   server.on('clientError', answerUnparsable(onRequestDone));
   server.keepAliveTimeout = 65_000; // longer than typical client idle timeouts, so clients close first
   const bound = (server.address() as AddressInfo).port;
-  logger.info('listening', { host: config.server.host, port: bound, config: options.file, upstreams: config.routing.default });
 
   const watcher = new ConfigWatcher({
     file: options.file,
@@ -221,6 +220,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     process.on('SIGINT', onSignal);
   }
 
+  // Last: a supervisor (or a test) that sends SIGTERM as soon as it reads this line finds
+  // the handler installed (stdout to a pipe is written at once on Linux; a signal that came
+  // before the handler would kill the process mid-start, exit by signal, no drain).
+  logger.info('listening', { host: config.server.host, port: bound, config: options.file, upstreams: config.routing.default });
   return { server, port: bound, holder, exchanges, inflight, shutdown };
 }
 
