@@ -86,7 +86,7 @@ export function chatCompletions(deps: GatewayDeps) {
           stream,
           body,
         });
-        Object.assign(request.headers, span.headers());
+        span.applyTo(request.headers);
         return request;
       },
     });

@@ -77,7 +77,7 @@ export function passThrough(deps: GatewayDeps) {
           requestModel: exchange.record.requestModel,
           stream: exchange.record.stream,
         });
-        Object.assign(headers, span.headers());
+        span.applyTo(headers);
         return { method: headAsGet ? 'GET' : method, path, headers, body, signal: exchange.signal };
       },
     });

@@ -93,7 +93,16 @@ export interface UpstreamSpan {
   traceparent(): string | undefined;
   /** All propagation headers for the upstream request (`traceparent`, `tracestate`, `baggage`). */
   headers(): Readonly<Record<string, string>>;
+  /**
+   * Puts `headers()` into an upstream request's headers. With tracing on, the client's trace
+   * headers of other formats (B3, Jaeger) go first: an upstream that reads them would join
+   * the client's span instead of the gateway's.
+   */
+  applyTo(requestHeaders: Record<string, string>): void;
 }
+
+/** Trace context headers of other formats than W3C's, as clients send them (lower-case). */
+const FOREIGN_TRACE_HEADERS = ['b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags', 'uber-trace-id'];
 
 /** One request's spans. One per request, not shared. */
 export interface ServerSpan {
@@ -124,7 +133,7 @@ export interface ServerSpan {
  * @example
  * const spans = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: (n) => c.req.header(n) });
  * const upstream = spans.startUpstream({ provider: 'openai', requestModel: 'gpt-4o-mini', serverAddress: 'api.openai.com', serverPort: 443, stream: true });
- * Object.assign(outgoingHeaders, upstream.headers());
+ * upstream.applyTo(outgoingHeaders);
  * // ... forward, relay, account ...
  * spans.end(record, { captureContent: config.telemetry.capture_content, prompt: body.messages, completion: text });
  */
@@ -275,6 +284,11 @@ class UpstreamHeaders implements UpstreamSpan {
   headers(): Readonly<Record<string, string>> {
     return this.#headers;
   }
+
+  applyTo(requestHeaders: Record<string, string>): void {
+    for (const name of FOREIGN_TRACE_HEADERS) delete requestHeaders[name];
+    Object.assign(requestHeaders, this.#headers);
+  }
 }
 
 /** `${method} ${route}`, one string per distinct pair (routes are patterns, a handful). */
@@ -337,6 +351,11 @@ class PassThroughSpans implements ServerSpan, UpstreamSpan {
 
   headers(): Readonly<Record<string, string>> {
     return this.#headers;
+  }
+
+  /** Tracing off: the client's own trace headers of any format go on as they came. */
+  applyTo(requestHeaders: Record<string, string>): void {
+    Object.assign(requestHeaders, this.#headers);
   }
 
   end(): void {}

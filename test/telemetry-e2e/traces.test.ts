@@ -197,6 +197,25 @@ describe('tracing through the gateway (capture_content off)', () => {
     });
   });
 
+  // Regression: a client's B3 or Jaeger trace headers went upstream next to the gateway's
+  // traceparent, so an upstream that reads them joined the client's span, not the gateway's.
+  it("sends no client trace headers of other formats upstream (B3, Jaeger), only the gateway's", async () => {
+    const id = newId('b3');
+    const foreign = {
+      b3: `${INCOMING_TRACE}-${INCOMING_PARENT}-1`,
+      'x-b3-traceid': INCOMING_TRACE,
+      'x-b3-spanid': INCOMING_PARENT,
+      'x-b3-parentspanid': '1111111111111111',
+      'x-b3-sampled': '1',
+      'uber-trace-id': `${INCOMING_TRACE}:${INCOMING_PARENT}:0:1`,
+    };
+    expect((await post(gw, chat(), { 'x-request-id': id, ...foreign })).status).toBe(200);
+    const seen = seenUpstream(id);
+    expect(seen).toHaveLength(1);
+    for (const name of Object.keys(foreign)) expect([name, rawValues(seen[0], name)]).toEqual([name, []]);
+    expect(rawValues(seen[0], 'traceparent')).toHaveLength(1);
+  });
+
   it('starts a new trace without an incoming traceparent; the upstream joins it', async () => {
     const id = newId('fresh');
     expect((await post(gw, chat(), { 'x-request-id': id })).status).toBe(200);

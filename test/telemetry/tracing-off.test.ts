@@ -55,6 +55,13 @@ describe('tracing off', () => {
     expect(() => spans.end(record, { captureContent: true, prompt: [], completion: 'x' })).not.toThrow();
   });
 
+  it("leaves the client's trace headers of other formats (B3) on the upstream request, with tracing off", () => {
+    const spans = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: headers({ traceparent: INCOMING }) });
+    const request: Record<string, string> = { b3: '0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1', 'content-type': 'application/json' };
+    spans.startUpstream({ provider: 'openai', stream: false }).applyTo(request);
+    expect(request).toEqual({ b3: '0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1', 'content-type': 'application/json', traceparent: INCOMING });
+  });
+
   it('passes baggage through on its own (W3C Baggage does not need a traceparent)', () => {
     const spans = startServerSpan({ method: 'POST', route: '/v1/chat/completions', headers: headers({ baggage: 'tenant=acme', tracestate: 'v=1' }) });
     expect(spans.startUpstream({ provider: 'openai', stream: false }).headers()).toEqual({ baggage: 'tenant=acme' });
