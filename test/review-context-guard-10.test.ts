@@ -118,6 +118,24 @@ describe('context failures', () => {
   });
   afterAll(() => svc.close());
 
+  // Regression: a required builder that missed the deadline, and a required one that reads
+  // it: the 424 named the second (missing_input), hiding the cause.
+  it('a 424 names the required builder that failed, not the one that lacked its output', async () => {
+    const rt = new ContextRuntime();
+    try {
+      const http = (name: string, p: string, extra: Record<string, unknown> = {}) => ({ name, kind: 'http', url: `${svc.url}${p}`, ...extra });
+      const { plan } = makeContext(
+        { deadline_ms: 100, builders: [http('customer', '/slow', { required: true, timeout_ms: 1000 }), http('orders', '/slow?customer={{customer.v}}', { required: true, timeout_ms: 1000 })] },
+        { use: ['customer', 'orders'] },
+      );
+      const err = await buildContext(rt, plan, { messages: [], userId: 'u', variables: {} }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GatewayError);
+      expect((err as GatewayError).message).toBe('Required context "customer" is unavailable (deadline).');
+    } finally {
+      await rt.close();
+    }
+  });
+
   it("a builder cancelled by a required one's failure is not counted as failing", async () => {
     const registry = new Registry();
     const rt = new ContextRuntime({ registry });

@@ -300,11 +300,27 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
 
   if (assignment === 'bandit' && plan.metric !== 'success' && o.requestId) rt.awaitFeedback(o.requestId, plan.experiment, recipe.name, plan.metric);
 
-  const missing = requiredFailure ?? [...outcomes.values()].find((x) => !x.output && byName.get(x.report.name)!.required);
+  const missing = requiredMissing(outcomes, byName, requiredFailure);
   o.onReport?.(report, missing !== undefined && why !== ABORTED);
   if (missing && why !== ABORTED) {
     const r = missing.report;
     throw new GatewayError('context_unavailable', `Required context "${r.name}" is unavailable (${r.reason ?? r.status}).`);
   }
   return { variables, report };
+}
+
+/**
+ * The required builder a 424 names: the cause, not a consequence. One that lacked another's
+ * output (`missing_input`) or was cut short by a failure (`cancelled`) names that failure.
+ */
+function requiredMissing(outcomes: ReadonlyMap<string, Outcome>, byName: ReadonlyMap<string, Builder>, first: Outcome | undefined): Outcome | undefined {
+  const consequence = (x: Outcome) => x.report.reason === 'missing_input' || x.report.reason === 'cancelled';
+  if (first && !consequence(first)) return first;
+  let fallback = first;
+  for (const x of outcomes.values()) {
+    if (x.output || !byName.get(x.report.name)!.required) continue;
+    if (!consequence(x)) return x;
+    fallback ??= x;
+  }
+  return fallback;
 }
