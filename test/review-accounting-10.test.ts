@@ -129,6 +129,26 @@ describe('after the request', () => {
   });
 });
 
+describe('feedback for a request id sent again', () => {
+  // Regression: the ledger's entry for the finished request was used while a newer request
+  // with the same id was still in flight: feedback went to the older request's variant.
+  it('goes to the latest request with the id, also while that one is in flight', async () => {
+    const gw = await start(mockConfig(upstream.url, EXPERIMENT));
+    const id = `again-${Date.now()}`;
+    const first = await postJson(gw.url, '/v1/chat/completions', { model: 'support-bot', user: 'user-again', messages: [{ role: 'user', content: 'hi' }] }, { 'x-request-id': id });
+    expect(first.headers['x-promptgate-experiment']).toBe('support-tone');
+    // The same id again, without a user: the baseline without the hash, out of the analysis.
+    const second = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': id, 'x-mock-chunk-delay-ms': '150' },
+      body: JSON.stringify({ model: 'support-bot', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(second.statusCode).toBe(200);
+    expect(await feedback(gw, id, 'thumbs_up')).toBe(404);
+    await second.body.text();
+  });
+});
+
 describe('feedback metric names', () => {
   it('a recipe metric no POST /v1/feedback can send is refused at load, naming the field', async () => {
     await expect(start(mockConfig(upstream.url, `bindings: [{model: recipe-bot, template: recipe-t}]\n${RECIPES}`), { 'recipe-t.yaml': recipeTemplate('feedback.Helpful') })).rejects.toThrow(/recipe_selection\.metric/);

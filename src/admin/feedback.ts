@@ -80,13 +80,12 @@ export class FeedbackLedger {
    * when already counted, `too_many` past MAX_FEEDBACK_METRICS metrics of the request.
    */
   take(requestId: string, metric: string): Served | 'duplicate' | 'too_many' | undefined {
-    let served = this.#served.get(requestId);
-    if (!served) {
-      // Remembered now, so the feedback taken stays counted when the request finishes.
-      const open = this.#inFlight(requestId);
-      if (open) this.remember(open);
-      served = this.#served.get(requestId);
-    }
+    // The latest request with the id may still be in flight (a client's x-request-id sent
+    // again): remembered now, over an earlier one's entry, so the feedback goes to it and
+    // stays counted when it finishes.
+    const open = this.#inFlight(requestId);
+    if (open) this.remember(open);
+    const served = this.#served.get(requestId);
     if (!served || served.excluded) return undefined;
     if (served.seen?.includes(metric)) return 'duplicate';
     if ((served.seen?.length ?? 0) >= MAX_FEEDBACK_METRICS) return 'too_many';
