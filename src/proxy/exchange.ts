@@ -178,12 +178,13 @@ export class Exchange {
 
   /**
    * Why `signal` aborted, as the error to answer with: the client left (a 499 written to no
-   * one), the drain ended (503 `shutting_down`) or the total timeout passed (504).
+   * one), the drain ended (503 `shutting_down`) or the total timeout passed (504, said with
+   * `timeoutMessage`).
    */
-  abortError(): Error {
+  abortError(timeoutMessage = 'The request did not finish within the total timeout.'): Error {
     if (this.#clientGone) return new ClientGoneError();
     if (this.#shuttingDown) return shuttingDownError();
-    return new GatewayError('upstream_timeout', 'The request did not finish within the total timeout.');
+    return new GatewayError('upstream_timeout', timeoutMessage);
   }
 
   /**
@@ -197,12 +198,11 @@ export class Exchange {
   }
 
   /** What `forward()` needs from the exchange: when to stop, why it stopped, and where attempts are noted. */
-  forwarding(): Pick<ForwardOptions, 'signal' | 'deadline' | 'clientGone' | 'shuttingDown' | 'onAttempt'> {
+  forwarding(): Pick<ForwardOptions, 'signal' | 'deadline' | 'abortError' | 'onAttempt'> {
     return {
       signal: this.#controller.signal,
       deadline: this.#deadline,
-      clientGone: () => this.#clientGone,
-      shuttingDown: () => this.#shuttingDown,
+      abortError: (timeoutMessage) => this.abortError(timeoutMessage),
       onAttempt: (upstream, attempts) => {
         // Another upstream than the last one tried: a fallback (its request then updates the
         // CLIENT span too) or the answer passed over before it, which the client gets.

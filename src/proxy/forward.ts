@@ -18,7 +18,7 @@
  * one). All of this happens before any byte reaches the client, so retrying is always safe.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ClientGoneError, GatewayError, shuttingDownError } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { maskSecrets } from './headers.js';
 import { backoffDelay, retryAfterMs } from './retry.js';
@@ -41,10 +41,11 @@ export interface ForwardOptions {
    * rather than a 504 at the deadline.
    */
   deadline?: number;
-  /** True when the client left (as opposed to the total deadline). */
-  clientGone: () => boolean;
-  /** True when the gateway aborted the request at the end of its drain (answered 503 `shutting_down`). */
-  shuttingDown?: () => boolean;
+  /**
+   * Why `signal` aborted, as the error to throw (`Exchange.abortError`): the client left, the
+   * drain ended, or the total timeout, which is said with `timeoutMessage`.
+   */
+  abortError: (timeoutMessage: string) => Error;
   /**
    * Read the answer's body inside the attempt, up to this many bytes (a non-stream answer,
    * which the caller reads whole anyway): a body the upstream cuts off is retried rather
@@ -106,7 +107,7 @@ async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (signal.aborted) {
         // e.g. the client left during a dump or a wait: no attempt, no probe taken
-        const error = abortedError(options);
+        const error = options.abortError(NO_ANSWER_IN_TIME);
         const kept = retried ?? passedOver;
         if (kept && error instanceof GatewayError && error.code === 'upstream_timeout') return answerPassedOver(kept, attempts, options);
         throw error;
@@ -136,7 +137,7 @@ async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
         }
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || signal.aborted) {
-          const error = abortedError(options);
+          const error = options.abortError(NO_ANSWER_IN_TIME);
           // The total timeout ran out on the route's first attempt, before any header: the
           // upstream had the whole deadline and hung, a failure like a first-byte timeout
           // (else one with total_ms < first_byte_ms never opens its breaker). A later attempt
@@ -259,9 +260,5 @@ async function pause(ms: number, options: ForwardOptions): Promise<void> {
   await sleep(ms, undefined, { signal: options.signal }).catch(() => undefined);
 }
 
-/** Why `signal` aborted, as the error the caller throws: the client left, the gateway shuts down, or the total timeout. */
-function abortedError(options: ForwardOptions): Error {
-  if (options.clientGone()) return new ClientGoneError();
-  if (options.shuttingDown?.()) return shuttingDownError();
-  return new GatewayError('upstream_timeout', 'The upstream did not answer within the total timeout.');
-}
+/** The total timeout while the gateway still waited for an answer. */
+const NO_ANSWER_IN_TIME = 'The upstream did not answer within the total timeout.';

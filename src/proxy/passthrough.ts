@@ -151,7 +151,7 @@ function withoutFragment(target: string): string {
  * guard and accounting) or `feedback` (the upstream has none, and would get the gateway's key).
  */
 function ownRouteOf(pathname: string): 'chat/completions' | 'feedback' | undefined {
-  let decoded = pathname.replace(/%2f|%5c|\\/gi, '/');
+  let decoded = withSlashesRead(pathname);
   try {
     decoded = decodeURIComponent(decoded);
   } catch {
@@ -169,10 +169,15 @@ function refuseEncodedDotSegment(pathname: string): void {
   if (encodedDotSegment(pathname)) throw new GatewayError('invalid_request', 'The request path has an encoded dot segment (such as ..%2F).');
 }
 
+/** `pathname` with `%2F`, `%5C` and `\` read as `/`, as servers that decode them (nginx, uvicorn) read it. */
+function withSlashesRead(pathname: string): string {
+  return pathname.replace(/%2f|%5c|\\/gi, '/');
+}
+
 /** Whether the path has a `.` or `..` segment once `%2F`, `%5C`, `\` and `%2E` are read as `/`, `/`, `/` and `.`. */
 function encodedDotSegment(pathname: string): boolean {
   if (!/%2f|%5c|\\|%2e/i.test(pathname)) return false;
-  const decoded = pathname.replace(/%2f|%5c|\\/gi, '/').replace(/%2e/gi, '.');
+  const decoded = withSlashesRead(pathname).replace(/%2e/gi, '.');
   return decoded.split('/').some((segment) => segment === '.' || segment === '..');
 }
 
