@@ -110,7 +110,10 @@ export class KnowledgeBase {
   }
 }
 
-/** Loaded bases by directory and options, with the file stamp they were built from. */
+/**
+ * Loaded bases by directory and chunk size, with the file stamp they were built from: two
+ * builders may read one directory with different `chunk_tokens`, and a reload reuses both.
+ */
 const loaded = new Map<string, { stamp: string; kb: KnowledgeBase }>();
 
 /**
@@ -120,7 +123,7 @@ const loaded = new Map<string, { stamp: string; kb: KnowledgeBase }>();
 export function loadKnowledgeBase(dir: string, options: KnowledgeBaseOptions): KnowledgeBase {
   const files = listFiles(dir);
   const stamp = JSON.stringify([options, files.map((f) => [f.rel, f.size, f.mtimeMs])]);
-  const key = path.resolve(dir);
+  const key = `${options.chunkTokens}:${path.resolve(dir)}`;
   const known = loaded.get(key);
   if (known && known.stamp === stamp) return known.kb;
   const chunks: Chunk[] = [];
@@ -128,7 +131,7 @@ export function loadKnowledgeBase(dir: string, options: KnowledgeBaseOptions): K
     const text = decodeFile(readFileSync(path.join(dir, f.rel)));
     for (const c of chunkDocument(f.rel, text, options.chunkTokens)) chunks.push(Object.freeze({ id: chunks.length, ...c }));
   }
-  const kb = new KnowledgeBase(key, Object.freeze(chunks), files.length, createHash('sha256').update(stamp).digest('hex').slice(0, 16));
+  const kb = new KnowledgeBase(path.resolve(dir), Object.freeze(chunks), files.length, createHash('sha256').update(stamp).digest('hex').slice(0, 16));
   loaded.set(key, { stamp, kb });
   return kb;
 }

@@ -277,6 +277,17 @@ describe('knowledge builder', () => {
     expect(next.search('invoices pdf', { topK: 1 })[0].chunk.source).toBe('more.md');
   });
 
+  it('keeps one index per chunk size: two builders reading one directory with different chunk_tokens do not rebuild each other', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kb-two-sizes-'));
+    writeFileSync(path.join(dir, 'refunds.md'), `# Refunds\n${'Refunds reach the card within five business days. '.repeat(40)}`);
+    const small = loadKnowledgeBase(dir, { chunkTokens: 100 });
+    const large = loadKnowledgeBase(dir, { chunkTokens: 400 });
+    expect(small.chunks.length).toBeGreaterThan(large.chunks.length);
+    // A reload that finds the same files reuses both.
+    expect(loadKnowledgeBase(dir, { chunkTokens: 100 })).toBe(small);
+    expect(loadKnowledgeBase(dir, { chunkTokens: 400 })).toBe(large);
+  });
+
   it('follows symlinked files and directories, as in a Kubernetes ConfigMap volume', () => {
     // kubelet layout: name -> ..data/name, ..data -> ..<timestamp>/
     const dir = mkdtempSync(path.join(tmpdir(), 'kb-configmap-'));
