@@ -22,7 +22,7 @@ import { PartialAnswer } from './fetch-json.js';
 import { fail, failure, type Outcome } from './outcome.js';
 import { ABORTED, abortPromise, within } from './race.js';
 import { selectRecipe } from './recipes.js';
-import type { ContextCache } from './cache.js';
+import type { CacheLookup, ContextCache } from './cache.js';
 import type { ContextRuntime } from './runtime.js';
 import { messagesTokens } from './tokens.js';
 import type { Builder, BuilderOutput, BuilderReport, BuildPlan, ContextReport } from './types.js';
@@ -134,8 +134,8 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     return s.output;
   };
 
-  /** Builders waiting on a cached source, and the key: at the deadline, a stale entry may stand in (made on the first miss). */
-  let cachedCalls: Map<string, { cache: ContextCache<BuilderOutput>; key: string }> | undefined;
+  /** Builders waiting on a cached source, and their lookup: at the deadline, a stale entry may stand in (made on the first miss). */
+  let cachedCalls: Map<string, { cache: ContextCache<BuilderOutput>; key: string; lookup: CacheLookup }> | undefined;
 
   /**
    * Runs one builder once its dependencies are done: at once when it needs no waiting (a
@@ -173,13 +173,14 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     }
     if (late) return done(fail(report, 'skipped', late));
     const { key, produce: source } = p;
-    if (cache) (cachedCalls ??= new Map()).set(b.name, { cache, key: key! });
+    const lookup: CacheLookup = {};
+    if (cache) (cachedCalls ??= new Map()).set(b.name, { cache, key: key!, lookup });
     return (async () => {
       try {
         const produce = () => source(AbortSignal.timeout(b.timeoutMs));
         let output: BuilderOutput;
         if (cache) {
-          const r = await within(cache.get(key!, produce), b.timeoutMs);
+          const r = await within(cache.get(key!, produce, lookup), b.timeoutMs);
           report.cache = r.result;
           report.status = r.result === 'hit' ? 'cached' : r.result === 'stale' ? 'stale' : 'ok';
           output = r.value;
@@ -244,7 +245,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     // A late source is as good as a failed one for this request: an entry its cache would
     // serve on error (stale_if_error) stands in, marked stale for that reason.
     const call = why === 'deadline' ? cachedCalls?.get(b.name) : undefined;
-    const stale = call?.cache.staleIfError(call.key);
+    const stale = call?.cache.abandon(call.key, call.lookup);
     if (stale) {
       Object.assign(report, { status: 'stale', cache: 'stale' });
       outcomes.set(b.name, { report, output: screen(b, report, stale), span: startSpan(b), endedAt: Date.now() });

@@ -42,6 +42,11 @@ export interface CacheOptions {
 /** The settings a cache reads; `max_bytes` defaults as in the config. */
 export type CacheSettings = Omit<CacheConfig, 'max_bytes'> & { max_bytes?: number };
 
+/** One request's lookup, counted once (`get` and `abandon`). */
+export interface CacheLookup {
+  settled?: boolean;
+}
+
 interface Entry<V> {
   value: V;
   storedAt: number;
@@ -126,28 +131,29 @@ export class ContextCache<V extends {}> {
 
   /**
    * The value for `key`, calling `produce` only as the windows above require.
-   * Rejects with `produce`'s error when there is nothing to serve.
+   * Rejects with `produce`'s error when there is nothing to serve. The lookup's result is
+   * counted once: when it settles, unless `abandon` settled it first.
    *
    * @example
    * const { value, result } = await cache.get(url, () => fetchProfile(url));
    */
-  async get(fullKey: string, produce: () => Promise<V>): Promise<{ value: V; result: CacheResult }> {
+  async get(fullKey: string, produce: () => Promise<V>, lookup: CacheLookup = {}): Promise<{ value: V; result: CacheResult }> {
     const key = this.#stored(fullKey);
     const { ttl_ms: ttl, stale_while_revalidate_ms: swr, stale_if_error_ms: sie } = this.settings;
     const entry = this.#lru.get(key);
     const age = entry ? this.#now() - entry.storedAt : Infinity;
-    if (entry && age < ttl) return this.#done(entry.value, 'hit');
+    if (entry && age < ttl) return this.#done(lookup, entry.value, 'hit');
     if (entry && age < ttl + swr) {
       // Refresh in the background; its failure leaves the entry as it is.
       this.#call(key, produce).catch(() => undefined);
-      return this.#done(entry.value, 'stale');
+      return this.#done(lookup, entry.value, 'stale');
     }
     if (entry && age >= ttl + Math.max(swr, sie)) this.#lru.delete(key);
     try {
-      return this.#done(await this.#call(key, produce), 'miss');
+      return this.#done(lookup, await this.#call(key, produce), 'miss');
     } catch (err) {
-      if (entry && age < ttl + sie) return this.#done(entry.value, 'stale');
-      this.#count('miss');
+      if (entry && age < ttl + sie) return this.#done(lookup, entry.value, 'stale');
+      this.#settle(lookup, 'miss');
       throw err;
     }
   }
@@ -164,14 +170,16 @@ export class ContextCache<V extends {}> {
   }
 
   /**
-   * The value a failed call would let `get` serve now (within `stale_if_error` of its TTL),
-   * else undefined; nothing counted. For a request whose deadline came before the source
-   * answered.
+   * For a request that stops waiting on its `get` (the deadline came, or its own timeout on
+   * a call another request started): the value a failed call would let `get` serve now
+   * (within `stale_if_error` of its TTL), counted as stale, else undefined, counted as a
+   * miss. The call goes on and may still fill the cache; its `get` counts nothing more.
    */
-  staleIfError(key: string): V | undefined {
+  abandon(key: string, lookup: CacheLookup): V | undefined {
     const entry = this.#lru.peek(this.#stored(key));
-    if (!entry || this.#now() - entry.storedAt >= this.settings.ttl_ms + this.settings.stale_if_error_ms) return undefined;
-    return entry.value;
+    const usable = entry !== undefined && this.#now() - entry.storedAt < this.settings.ttl_ms + this.settings.stale_if_error_ms;
+    this.#settle(lookup, usable ? 'stale' : 'miss');
+    return usable ? entry.value : undefined;
   }
 
   /** Drops every entry (in-flight calls still complete and store their result). */
@@ -188,9 +196,15 @@ export class ContextCache<V extends {}> {
     return this.#hash;
   }
 
-  #done(value: V, result: CacheResult): { value: V; result: CacheResult } {
-    this.#count(result);
+  #done(lookup: CacheLookup, value: V, result: CacheResult): { value: V; result: CacheResult } {
+    this.#settle(lookup, result);
     return { value, result };
+  }
+
+  #settle(lookup: CacheLookup, result: CacheResult): void {
+    if (lookup.settled) return;
+    lookup.settled = true;
+    this.#count(result);
   }
 
   #count(result: CacheResult): void {

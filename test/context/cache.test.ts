@@ -86,6 +86,28 @@ describe('ContextCache', () => {
     expect((await cache.get('a', async () => ({ k: 'a2' }))).result).toBe('miss'); // least recently used went first
   });
 
+  // A request that stopped waiting at the deadline was served the stale entry but counted
+  // as a miss when the call it left behind answered (README "Cache": stale).
+  it('counts a lookup once: abandoned for a stale entry it is stale, and the call it leaves behind counts nothing', async () => {
+    let t = 0;
+    const cache = new ContextCache<{ k: string }>({ ...settings, ttl_ms: 100, stale_while_revalidate_ms: 0, stale_if_error_ms: 1000 }, { now: () => t });
+    await cache.get('a', async () => ({ k: 'old' }));
+    t = 500;
+    let answer!: (v: { k: string }) => void;
+    const lookup = {};
+    const pending = cache.get('a', () => new Promise((r) => (answer = r)), lookup);
+    expect(cache.abandon('a', lookup)).toEqual({ k: 'old' });
+    answer({ k: 'new' });
+    await pending;
+    expect(cache.counts).toMatchObject({ miss: 1, stale: 1, hit: 0 });
+    expect(cache.fresh('a')).toEqual({ k: 'new' });
+    t = 5000; // past stale_if_error: nothing stands in, and the abandoned lookup is a miss
+    const late = {};
+    void cache.get('a', () => new Promise(() => undefined), late);
+    expect(cache.abandon('a', late)).toBeUndefined();
+    expect(cache.counts).toMatchObject({ miss: 2, stale: 1, hit: 1 });
+  });
+
   // Keys were held whole, and `max_entries` counts entries: a POST builder whose body
   // carries the client's variables made megabyte keys, 1,000 of them a gigabyte. Long keys
   // are now held as their SHA-256; this checks the lookups stay exact.
@@ -96,7 +118,7 @@ describe('ContextCache', () => {
     expect(cache.fresh(long + 'A')).toEqual({ k: 'A' });
     expect(cache.fresh(long + 'B')).toBeUndefined();
     expect(await cache.get(long + 'B', async () => ({ k: 'B' }))).toEqual({ value: { k: 'B' }, result: 'miss' });
-    expect(cache.staleIfError(long + 'A')).toEqual({ k: 'A' });
+    expect(cache.abandon(long + 'A', {})).toEqual({ k: 'A' });
     expect(cache.size).toBe(2);
   });
 });

@@ -326,7 +326,8 @@ describe('a cached source that is late at the deadline', () => {
       res.end(JSON.stringify({ tier: 'gold' }));
     });
     let t = 0;
-    rt = new ContextRuntime({ now: () => t });
+    const registry = new Registry();
+    rt = new ContextRuntime({ now: () => t, registry });
     const { plan } = makeContext(
       { deadline_ms: 100, builders: [http('customer', '/profile/{{user_id}}', { timeout_ms: 1000, cache: { ttl_ms: 1000, stale_if_error_ms: 10_000 } })] },
       { use: ['customer'] },
@@ -339,6 +340,12 @@ describe('a cached source that is late at the deadline', () => {
     expect(late.report.builders[0]).toMatchObject({ status: 'stale', cache: 'stale', reason: 'deadline' });
     expect(late.variables.customer).toEqual({ tier: 'gold' });
     expect(late.report.skipped).toEqual([]);
+    // The cache counter says what the request got (README "Cache": stale), once, also after
+    // the late call answers and fills the cache.
+    await sleep(700);
+    const cacheTotal = await registry.getSingleMetricAsString('promptgate_context_cache_total');
+    expect(cacheTotal).toContain('promptgate_context_cache_total{builder="customer",result="miss"} 1');
+    expect(cacheTotal).toContain('promptgate_context_cache_total{builder="customer",result="stale"} 1');
     t = 20_000; // past ttl + stale_if_error: nothing to stand in
     expect((await build()).report.builders[0]).toMatchObject({ status: 'skipped', reason: 'deadline' });
   });
