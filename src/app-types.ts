@@ -8,15 +8,14 @@ import type { AssignmentCounters } from './experiments/counters.js';
 import type { Metrics } from './telemetry/metrics.js';
 import type { RuntimeHolder } from './runtime.js';
 import type { Exchange } from './proxy/exchange.js';
+import type { Logger as StructuredLogger } from './telemetry/logger.js';
 import type { RequestRecord } from './telemetry/types.js';
 
-/** Structured logging: one JSON object a line. Fields never carry bodies or keys. */
-export interface Logger {
-  debug(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
-}
+/**
+ * What the app logs with: the four levels of the structured logger (telemetry/logger.ts),
+ * so a test can pass a plain object. Fields never carry bodies or keys.
+ */
+export type Logger = Pick<StructuredLogger, 'debug' | 'info' | 'warn' | 'error'>;
 
 /** Process-wide state the app reads: is it draining? and which exchanges are in flight. */
 export interface Lifecycle {
