@@ -85,6 +85,18 @@ function streamFailure(err: unknown, options: RelayOptions): { event: Uint8Array
 }
 
 /**
+ * How a stream ends whose upstream read failed: the client had left (nothing more goes to
+ * it), the answer was whole (`[DONE]` seen, see `completed`: the stream just ends), or an
+ * error event goes last.
+ */
+function afterReadError(err: unknown, summary: StreamSummary, gone: boolean, options: RelayOptions): { end: StreamEnd; last?: Uint8Array } {
+  if (gone) return { end: clientLeft(summary) };
+  if (summary.sawDone) return { end: completed(summary) };
+  const failure = streamFailure(err, options);
+  return { end: { outcome: 'error', errorType: failure.errorType }, last: failure.event };
+}
+
+/**
  * Builds the client's stream from the upstream body. Pull-based: one upstream chunk is read
  * per client read, so a slow client slows the upstream read (backpressure) instead of
  * buffering in the gateway.
@@ -121,24 +133,18 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
           }
         } catch (err) {
           if (ended) return;
-          if (options.clientGone()) {
-            // The client left and the upstream read failed because we aborted it.
-            end(clientLeft(scanner.summary));
+          // Gone: the upstream read failed because the client's leaving aborted it.
+          const gone = options.clientGone();
+          const { end: how, last } = afterReadError(err, scanner.summary, gone, options);
+          if (gone) {
+            end(how);
             controller.error(err);
             return;
           }
-          if (scanner.summary.sawDone) {
-            // Failed after its `[DONE]` (see `completed`): the client's stream just ends.
-            controller.close();
-            end(completed(scanner.summary));
-            void iterator.return?.().catch(() => undefined);
-            return;
-          }
-          const failure = streamFailure(err, options);
-          controller.enqueue(failure.event);
+          if (last) controller.enqueue(last);
           controller.close();
-          end({ outcome: 'error', errorType: failure.errorType });
-          // The scanner gave up on a body still open (an oversized event): stop reading it.
+          end(how);
+          // Stop reading a body that may still be open (an oversized event, a failure after `[DONE]`).
           void iterator.return?.().catch(() => undefined);
         }
       },
@@ -188,19 +194,10 @@ export function writeSse(
       scanner.sent();
       options.onEnd(scanner.summary, completed(scanner.summary));
     } catch (err) {
-      if (options.clientGone() || out.destroyed) {
-        options.onEnd(scanner.summary, clientLeft(scanner.summary));
-        return;
-      }
-      if (scanner.summary.sawDone) {
-        // Failed after its `[DONE]` (see `completed`): the client's stream just ends.
-        out.end();
-        options.onEnd(scanner.summary, completed(scanner.summary));
-        return;
-      }
-      const failure = streamFailure(err, options);
-      out.end(failure.event);
-      options.onEnd(scanner.summary, { outcome: 'error', errorType: failure.errorType });
+      const gone = options.clientGone() || out.destroyed;
+      const { end: how, last } = afterReadError(err, scanner.summary, gone, options);
+      if (!gone) out.end(last);
+      options.onEnd(scanner.summary, how);
     }
   })();
 }
