@@ -50,8 +50,4 @@ export class AssignmentCounters {
     }
     return total;
   }
-
-  clear(): void {
-    this.#byExperiment.clear();
-  }
 }

@@ -41,7 +41,6 @@ export interface Selection {
   readonly templateVersion: TemplateVersion;
   readonly experimentId?: string;
   readonly variant?: string;
-  readonly bucket?: number;
   readonly assignmentReason: SelectionReason;
   readonly mode: SwapMode;
   /** The binding's `upstream_model`, when the request's model is a binding alias. */
@@ -118,7 +117,6 @@ export function selectTemplate(input: SelectionInput): Selection | null {
       templateVersion: a.variant.templateVersion,
       experimentId: binding.experiment.id,
       variant: a.variant.name,
-      bucket: a.bucket,
       assignmentReason: a.reason,
       ...common,
     };
