@@ -105,11 +105,10 @@ describe('selectTemplate: order', () => {
       version: '1.1.0',
       experimentId: 'support-tone-v1',
       variant: 'warm',
-      bucket: 7686,
       assignmentReason: 'assigned',
       mode: 'replace',
     });
-    expect(selectTemplate(input({ model: 'support-bot' }, {}, 'alice@example.com'))).toMatchObject({ variant: 'control', version: '1.0.0', bucket: 188 });
+    expect(selectTemplate(input({ model: 'support-bot' }, {}, 'alice@example.com'))).toMatchObject({ variant: 'control', version: '1.0.0' });
     expect(selectTemplate(input({ model: 'support-bot' }))).toMatchObject({ variant: 'control', assignmentReason: 'no_user' });
   });
 
