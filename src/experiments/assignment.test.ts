@@ -225,6 +225,25 @@ describe('rollout', () => {
     expect(assign(fine, userAt(17), START)).toMatchObject({ rolloutBucket: 17, reason: 'rollout_holdback', variant: { name: 'control' } });
   });
 
+  // Only non-baseline users were held back: at a 5% stage all of the baseline's users were
+  // `assigned` and 5% of the others, a 30:1 split in the analysis that changed with every
+  // stage, so pooled results mixed periods (a time effect read as a variant effect).
+  it('holds back every variant alike: the assigned split matches the weights at every stage (chi-square, p > 0.001)', () => {
+    const users = Array.from({ length: 20_000 }, (_, i) => `s${i}`);
+    for (const k of [0, 1, 2, 3]) {
+      const counts = new Map<string, number>([['control', 0], ['a', 0], ['b', 0]]);
+      for (const u of users) {
+        const r = assign(exp, u, at(k * DAY + 60_000));
+        if (r.reason === 'assigned') counts.set(r.variant.name, counts.get(r.variant.name)! + 1);
+      }
+      const n = [...counts.values()].reduce((x, y) => x + y, 0);
+      expect(Math.abs(n - users.length * [0.05, 0.25, 0.5, 1][k])).toBeLessThan(0.02 * users.length);
+      const expected = [0.34, 0.33, 0.33].map((w) => w * n);
+      const chi = [...counts.values()].reduce((sum, c, i) => sum + (c - expected[i]) ** 2 / expected[i], 0);
+      expect(chiSquareUpperTail(chi, 2)).toBeGreaterThan(0.001);
+    }
+  });
+
   it('holds back users by the independent rollout bucket, reason rollout_holdback', () => {
     const results = Array.from({ length: 2000 }, (_, i) => assign(exp, `h${i}`, START));
     const held = results.filter((r) => r.reason === 'rollout_holdback');

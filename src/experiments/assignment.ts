@@ -82,12 +82,14 @@ export function assign(exp: CompiledExperiment, userId: string | undefined, now:
   const bucket = bucketOf(exp.salt, userId);
   if (!isActive(exp, now)) return { variant: exp.baseline, bucket, reason: 'outside_schedule' };
   const variant = variantForBucket(exp, bucket);
-  if (exp.rollout && variant !== exp.baseline) {
+  if (exp.rollout) {
     const stage = currentStage(exp, now);
     const percent = stage?.percent ?? 0;
     if (percent < 100) {
       const rolloutBucket = rolloutBucketOf(exp.salt, userId);
       // Exactly README's `rollout_bucket < stage_percent * 100` (in doubles; `p * 10000 / 100` differs at some fractional p).
+      // The baseline's own users are held back alike (they see no change): the analysed split
+      // then matches the weights at every stage, and pooling stages mixes no periods unevenly.
       if (rolloutBucket >= percent * 100) return { variant: exp.baseline, bucket, rolloutBucket, reason: 'rollout_holdback' };
       return { variant, bucket, rolloutBucket, reason: 'assigned' };
     }
