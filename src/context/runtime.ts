@@ -55,11 +55,11 @@ export class ContextRuntime {
   readonly #caches = new Map<string, { fingerprint: string; cache: ContextCache<BuilderOutput> }>();
   /** Fingerprint by name of the builders with a cache in the config `prepare` last saw (undefined before). */
   #cachedBuilders: Map<string, string> | undefined;
-  readonly #bandits = new Map<string, BetaBandit>();
-  /** Bandit metric by experiment, as of the last request served (rewards from `finish`). */
-  readonly #banditMetric = new Map<string, string>();
-  // maxSize with each entry counting 1, not `max`: no arrays preallocated for 50,000 entries.
-  readonly #pending = new LRUCache<string, PendingFeedback>({ maxSize: 50_000, sizeCalculation: () => 1, ttl: 24 * 3600_000 });
+  /** By recipe experiment, with the metric it learns from: a new metric starts a new bandit. */
+  readonly #bandits = new Map<string, { metric: string; bandit: BetaBandit }>();
+  // As many requests, as long, as the feedback route remembers (admin/feedback.ts); maxSize
+  // with each entry counting 1, not `max`: no arrays preallocated for 100,000 entries.
+  readonly #pending = new LRUCache<string, PendingFeedback>({ maxSize: 100_000, sizeCalculation: () => 1, ttl: 24 * 3600_000 });
   /**
    * Bounded by characters, not entries: a key holds the whole text, and an http answer's
    * string may be up to `max_bytes` (1 MiB). A text over `maxEntrySize` is scanned every time.
@@ -107,17 +107,20 @@ export class ContextRuntime {
     return cache;
   }
 
-  /** The bandit of a recipe experiment (created on first use). */
+  /**
+   * The bandit of a recipe experiment learning from `metric`: created on first use, and
+   * again when the metric changed (posteriors of another metric say nothing of this one).
+   */
   bandit(experiment: string, metric: string): BetaBandit {
-    this.#banditMetric.set(experiment, metric);
     let b = this.#bandits.get(experiment);
-    if (!b) this.#bandits.set(experiment, (b = new BetaBandit(this.#rng)));
-    return b;
+    if (b?.metric !== metric) this.#bandits.set(experiment, (b = { metric, bandit: new BetaBandit(this.#rng) }));
+    return b.bandit;
   }
 
-  /** Rewards a recipe (reward in [0, 1]). */
-  observe(experiment: string, recipe: string, reward: number): void {
-    this.#bandits.get(experiment)?.observe(recipe, reward);
+  /** Rewards a recipe (reward in [0, 1]) when the experiment's bandit learns from `metric`. */
+  #reward(experiment: string, recipe: string, reward: number, metric: string): void {
+    const b = this.#bandits.get(experiment);
+    if (b?.metric === metric) b.bandit.observe(recipe, reward);
   }
 
   /** Remembers which recipe served `requestId`, for a bandit learning from `feedback.<name>`. */
@@ -134,7 +137,7 @@ export class ContextRuntime {
     const p = this.#pending.get(requestId);
     if (!p || p.metric !== metric) return false;
     this.#pending.delete(requestId);
-    this.observe(p.experiment, p.recipe, value);
+    this.#reward(p.experiment, p.recipe, value, metric);
     this.#observe?.({ experiment: p.experiment, variant: p.recipe, metric, value });
     return true;
   }
@@ -152,9 +155,7 @@ export class ContextRuntime {
     if (!experiment || !recipe || record.contextRecipeAssignment === 'default') return;
     const ok = succeeded(record);
     const success = ok ? 1 : 0;
-    if (record.outcome !== 'client_abort' && record.contextRecipeAssignment === 'bandit' && (this.#banditMetric.get(experiment) ?? 'success') === 'success') {
-      this.observe(experiment, recipe, success);
-    }
+    if (record.outcome !== 'client_abort' && record.contextRecipeAssignment === 'bandit') this.#reward(experiment, recipe, success, 'success');
     if (this.#observe) {
       this.#observe({ experiment, variant: recipe, metric: 'success', value: success });
       if (ok) this.#observe({ experiment, variant: recipe, metric: 'latency_ms', value: record.latencyMs });
@@ -237,7 +238,7 @@ export class ContextRuntime {
 
   /** Bandit states by experiment (admin views, tests). */
   banditSnapshot(experiment: string): ReturnType<BetaBandit['snapshot']> | undefined {
-    return this.#bandits.get(experiment)?.snapshot();
+    return this.#bandits.get(experiment)?.bandit.snapshot();
   }
 
   /** Closes the HTTP agent (idempotent). */

@@ -130,6 +130,32 @@ describe('bandit', () => {
     expect(rt.banditSnapshot(plan.experiment)![r.report.recipe!]).toMatchObject({ n: 1, alpha: 2, beta: 1 });
     expect(rt.observeFeedback('req-1', 'feedback.thumbs_up', 1)).toBe(false); // once per request
   });
+
+  // The bandit was keyed by experiment only: after `recipe_selection.metric` changed, the
+  // posteriors learned from the old metric went on, mixed with the new one's rewards.
+  it('starts afresh when its metric changes', async () => {
+    rt = new ContextRuntime({ rng: seededRandom(4) });
+    const planFor = (metric: string) => makeContext(builders, { use: ['knowledge'], recipes: [{ name: 'a' }, { name: 'b' }], recipe_selection: { mode: 'bandit', metric } }).plan;
+    const first = planFor('success');
+    for (let i = 0; i < 20; i++) {
+      const r = await buildContext(rt, first, { messages, userId: `u${i}`, variables: {} });
+      rt.finish(record({ contextExperiment: r.report.recipeExperiment, contextRecipe: r.report.recipe, contextRecipeAssignment: 'bandit' }));
+    }
+    const learned = rt.banditSnapshot(first.experiment)!;
+    expect(learned.a.n + learned.b.n).toBe(20);
+    const second = planFor('feedback.thumbs_up');
+    const r = await buildContext(rt, second, { messages, userId: 'v', variables: {}, requestId: 'req-new' });
+    const fresh = rt.banditSnapshot(second.experiment)!;
+    expect(Object.values(fresh).reduce((n, arm) => n + arm.n, 0)).toBe(0);
+    expect(rt.observeFeedback('req-new', 'feedback.thumbs_up', 1)).toBe(true);
+    expect(rt.banditSnapshot(second.experiment)![r.report.recipe!]).toMatchObject({ n: 1, alpha: 2, beta: 1 });
+  });
+
+  it('remembers a feedback-metric request for feedback as long as the feedback route does (100,000 requests)', async () => {
+    rt = new ContextRuntime();
+    for (let i = 0; i < 100_000; i++) rt.awaitFeedback(`req-${i}`, 'e', 'a', 'feedback.thumbs_up');
+    expect(rt.observeFeedback('req-0', 'feedback.thumbs_up', 1)).toBe(true);
+  });
 });
 
 function record(patch: Partial<RequestRecord>): RequestRecord {
