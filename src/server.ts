@@ -250,7 +250,7 @@ function configuredLabels(config: RuntimeConfig): ConfiguredLabelValues {
     // A recipe bandit's metric is the config's too (feedback.<name>): never collapsed into `other`.
     metrics: [...experiments.flatMap((e) => e.metrics), ...plans.map((p) => p.metric)],
     experimentSeries: [
-      ...experiments.map((e) => ({ experiment: e.id, variants: e.variants.map((v) => v.name), metrics: [...new Set([...EXPERIMENT_METRICS, ...e.metrics])] })),
+      ...experiments.map((e) => ({ experiment: e.id, variants: e.variants.map((v) => v.name), metrics: [...new Set([...EXPERIMENT_METRICS, ...e.metrics])], baseline: e.baseline.name })),
       // Context recipes chosen per request (a plan with one recipe records no statistics).
       ...plans.filter((p) => p.recipes.length > 1).map((p) => ({ experiment: p.experiment, variants: p.recipes.map((r) => r.name), metrics: [...new Set([...RECIPE_METRICS, p.metric])] })),
     ],

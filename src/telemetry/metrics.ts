@@ -83,8 +83,10 @@ export interface ConfiguredLabelValues {
    * will observe. A counter series that first appears at 1 loses that increment in
    * `increase()` and `rate()` (Prometheus needs an earlier sample), and each sidecar would
    * lose one observation per variant and metric; created at load, the first one counts.
+   * With a `baseline`, the experiment's excluded-requests series too (excluded requests are
+   * served the baseline).
    */
-  experimentSeries?: Iterable<{ experiment: string; variants: readonly string[]; metrics: readonly string[] }>;
+  experimentSeries?: Iterable<{ experiment: string; variants: readonly string[]; metrics: readonly string[]; baseline?: string }>;
 }
 
 export interface MetricsOptions {
@@ -155,7 +157,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     bounded.experiment.allow(values.experiments ?? []);
     bounded.variant.allow(values.variants ?? []);
     bounded.metric.allow(values.metrics ?? []);
-    for (const { experiment, variants, metrics } of values.experimentSeries ?? []) {
+    for (const { experiment, variants, metrics, baseline } of values.experimentSeries ?? []) {
+      if (baseline !== undefined) {
+        new CounterSeries(excluded, { experiment: bounded.experiment.value(experiment), variant: bounded.variant.value(baseline), assignment: 'default' }).inc(0);
+      }
       for (const variant of variants) {
         for (const metric of metrics) {
           for (const series of observationSeries(bounded.experiment.value(experiment), bounded.variant.value(variant), bounded.metric.value(metric))) series.inc(0);

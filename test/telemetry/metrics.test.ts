@@ -139,6 +139,16 @@ describe('metrics', () => {
     expect(sample(text, 'promptgate_experiment_observations_total', 'variant="bold"', 'metric="feedback.thumbs_up"')).toBe(0);
   });
 
+  // Only the observation series were started: a sidecar's first excluded request (no user
+  // id, outside the schedule, held back by a rollout) was lost to increase().
+  it('starts the excluded-requests series of each experiment\'s baseline at 0, and counts into it', async () => {
+    const experimentSeries = [{ experiment: 'support-tone', variants: ['control', 'warm'], metrics: ['success'], baseline: 'control' }];
+    const m = createMetrics({ processMetrics: false, configured: { experiments: ['support-tone'], variants: ['control', 'warm'], experimentSeries } });
+    expect(sample(await m.render(), 'promptgate_experiment_excluded_requests_total', 'experiment="support-tone"', 'variant="control"', 'assignment="default"')).toBe(0);
+    m.recordRequest({ requestId: 'r', route: '/v1/chat/completions', method: 'POST', status: 200, outcome: 'ok', stream: false, attempts: 1, latencyMs: 5, experiment: 'support-tone', variant: 'control', experimentAssignment: 'default' });
+    expect(sample(await m.render(), 'promptgate_experiment_excluded_requests_total', 'experiment="support-tone"', 'variant="control"', 'assignment="default"')).toBe(1);
+  });
+
   it('ignores a value whose square overflows instead of throwing after counting n and sum', async () => {
     const m = createMetrics({ processMetrics: false });
     const huge = { experiment: 'support-tone', variant: 'warm', metric: 'feedback.score', value: 1e200 };
