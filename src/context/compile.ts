@@ -20,7 +20,7 @@ import type { BuilderConfig, ContextConfig, RecipeConfig, TemplateContextConfig 
 import { loadKnowledgeBase, type KnowledgeBase } from './knowledge-base.js';
 import { countTokens, preloadContextTokenizer } from './tokens.js';
 import type { Builder } from './types.js';
-import { BUCKETS } from '../experiments/hash.js';
+import { variantWidths } from '../experiments/compile.js';
 
 export interface ContextIssue {
   /** Config YAML path, or `@<template file>: ...` for a template. */
@@ -118,6 +118,7 @@ export function compileContext(
       if (!spec) continue;
       const plan = compilePlan(version, spec, { builders, deadlineMs: config.deadline_ms });
       plans.set(version.ref, plan);
+      checkRecipeWidths(template.file, version, plan, issues);
       checkFilledVariables(template.file, version, spec.use, builders, issues);
       if (plan.unconfigured.length > 0) {
         const names = plan.unconfigured.map((n) => `"${n}"`).join(', ');
@@ -183,6 +184,16 @@ function buildOne(cfg: BuilderConfig, ctx: BuilderContext, at: string, issues: C
   }
 }
 
+/** In `experiment` mode, each recipe needs at least one bucket (as experiment variants do): one without is never served. */
+function checkRecipeWidths(file: string, version: TemplateVersion, plan: ContextPlan, issues: ContextIssue[]): void {
+  if (plan.mode !== 'experiment' || plan.recipes.length < 2) return;
+  plan.recipes.forEach((r, i) => {
+    if (r.to - r.from >= 1) return;
+    const weight = version.context!.recipes![i].weight;
+    issues.push({ path: `@${file}: version ${version.version}, context.recipes[${i}].weight`, message: `weight ${weight} gives recipe "${r.name}" no buckets (each needs at least 1/10000 of the total)` });
+  });
+}
+
 /** Every dependency must exist and the graph must have no cycle. */
 function checkDependencies(configs: readonly BuilderConfig[], builders: ReadonlyMap<string, Builder>, issues: ContextIssue[]): void {
   const index = new Map(configs.map((c, i) => [c.name, i]));
@@ -211,11 +222,11 @@ function compilePlan(
   const unconfigured = spec.use.filter((name) => !builders.has(name));
 
   const recipeConfigs: readonly RecipeConfig[] = spec.recipes ?? [{ name: 'default', weight: 1 }];
-  const total = recipeConfigs.reduce((n, r) => n + r.weight, 0);
+  // Same rule as experiment variants: round(10000 * weight / sum), the last takes the rest.
+  const widths = variantWidths(recipeConfigs.map((r) => r.weight));
   let from = 0;
   const recipes = recipeConfigs.map((r, i): CompiledRecipe => {
-    // Same rule as experiment variants: round(10000 * weight / sum), the last takes the rest.
-    const width = i === recipeConfigs.length - 1 ? BUCKETS - from : Math.round((BUCKETS * r.weight) / total);
+    const width = widths[i];
     const use = (r.use ?? spec.use).filter((name) => builders.has(name));
     const recipe: CompiledRecipe = {
       name: r.name,
@@ -225,7 +236,7 @@ function compilePlan(
       maxTurns: r.history_max_turns,
       budgetTokens: r.budget_tokens ?? spec.budget_tokens,
       from,
-      to: Math.min(BUCKETS, from + width),
+      to: from + width,
     };
     from = recipe.to;
     return recipe;

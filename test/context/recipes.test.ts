@@ -70,6 +70,15 @@ describe('recipe experiment', () => {
 });
 
 describe('bandit', () => {
+  // Variants with a weight too small for one bucket are a config error; recipes were not
+  // checked, and such a recipe was never served.
+  it('rejects a recipe weight that gives it no buckets, as for experiment variants', () => {
+    const recipes = [{ name: 'tiny', weight: 1 }, { name: 'big', weight: 100_000 }];
+    expect(() => makeContext(builders, { use: ['knowledge'], recipes, recipe_selection: { mode: 'experiment' } })).toThrow(/recipes\[0\]\.weight.*gives recipe \\"tiny\\" no buckets/);
+    // A bandit does not use the weights.
+    expect(() => makeContext(builders, { use: ['knowledge'], recipes, recipe_selection: { mode: 'bandit' } })).not.toThrow();
+  });
+
   it('samples Beta(a, b) with the right mean', () => {
     const rng = seededRandom(7);
     let sum = 0;
