@@ -72,7 +72,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const metrics = createMetrics({ knownModels: labelModels(config), configured: configuredLabels(config), maxLabelValues: config.telemetry.max_label_values });
   const holder = new RuntimeHolder(config);
   for (const note of config.notes) logger.info(note);
-  if (telemetry.tracing) logger.info('tracing on', { endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
+  if (telemetry.tracing) logger.info('tracing on', { endpoint: telemetry.endpoint });
 
   const exchanges = new Set<Exchange>();
   const lifecycle: Lifecycle = { draining: false, exchanges };

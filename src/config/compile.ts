@@ -66,17 +66,22 @@ export interface UpstreamSecrets {
   readonly bytes: readonly Buffer[];
 }
 
-/** Configured upstream header names whose values are credentials (`api-key`, `x-api-key`, `authorization`). */
-const SECRET_HEADER = /authorization|api[-_]?key|token|secret|password/i;
+/**
+ * Configured upstream header names whose values are credentials (`api-key`, `x-api-key`,
+ * `authorization`, Azure API Management's `Ocp-Apim-Subscription-Key`, Azure Functions'
+ * `x-functions-key`).
+ */
+const SECRET_HEADER = /authorization|api[-_]?key|subscription[-_]?key|functions[-_]?key|token|secret|password/i;
 /** Shorter values are not looked for: masking them would garble ordinary text. */
 const MIN_SECRET_CHARS = 8;
 
 /**
  * `base_url` query parameters whose values are credentials: `?key=` (Gemini and others),
- * `&sig=` (an Azure SAS URL), and the names of secret headers: more than the query names
- * the log redactor masks (telemetry/redact.ts: `key`, `token`, `auth`, `sig`, `signature`).
+ * `&sig=` (an Azure SAS URL), `?code=` (an Azure Functions key), `?subscription-key=` (Azure
+ * API Management), and the names of secret headers: more than the query names the log
+ * redactor masks (telemetry/redact.ts: `key`, `token`, `auth`, `sig`, `signature`, `code`).
  */
-const SECRET_PARAM = /^(?:key|auth|sig|signature)$|authorization|api[-_]?key|token|secret|password/i;
+const SECRET_PARAM = /^(?:key|auth|sig|signature|code)$|authorization|api[-_]?key|subscription[-_]?key|functions[-_]?key|token|secret|password/i;
 
 /**
  * The `api_key`, the values of secret-named configured headers (without a `Bearer`/`Basic`

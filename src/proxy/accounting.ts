@@ -7,6 +7,7 @@
 import { estimateUsage, NO_TOOL_TOKENS, usageFromOpenAI } from '../telemetry/usage.js';
 import type { Usage } from '../telemetry/types.js';
 import { messageCalls } from '../telemetry/calls.js';
+import { redact } from '../telemetry/redact.js';
 import type { CompletionChoice } from '../telemetry/genai-messages.js';
 import type { Exchange } from './exchange.js';
 import { replyText } from './stream-text.js';
@@ -27,8 +28,11 @@ const utf8 = new TextDecoder();
 
 /** The most of an upstream's request id kept (OpenAI's are 36 characters: `req_` and 32 hex digits). */
 const MAX_REQUEST_ID = 128;
-/** What an upstream request id keeps; anything else (control characters, quotes, spaces, non-ASCII) becomes `_`. */
-const REQUEST_ID_UNSAFE = /[^A-Za-z0-9._:/+=-]/g;
+/**
+ * What an upstream request id keeps (`*` too: the redactor's mask stays readable,
+ * `Bearer_***`); anything else (control characters, quotes, spaces, non-ASCII) becomes `_`.
+ */
+const REQUEST_ID_UNSAFE = /[^A-Za-z0-9._:/+=*-]/g;
 /**
  * An error code as recorded: a short token (`insufficient_quota`, `rate_limit_exceeded`,
  * vLLM's numeric `400`). Anything longer or with other characters may be a sentence that
@@ -41,12 +45,14 @@ export const MAX_ERROR_BYTES = 64 * 1024;
 /**
  * Notes the upstream's request id (`x-request-id`, what OpenAI SDKs expose as `_request_id`)
  * of the answer the client gets, for the log line and the CLIENT span. The header is the
- * upstream's (or a proxy's before it): cut and reduced to safe characters.
+ * upstream's (or a proxy's before it): redacted, then cut and reduced to safe characters.
+ * In that order: a keyless pass-through upstream may echo the client's `Bearer sk-...` in it,
+ * and once its space is a `_` the log and span redactor no longer sees a credential there.
  */
 export function noteUpstreamAnswer(exchange: Exchange, headers: UpstreamResponse['headers']): void {
   const value = headers['x-request-id'];
   const id = (Array.isArray(value) ? value[0] : value)?.trim();
-  if (id) exchange.record.upstreamRequestId = id.slice(0, MAX_REQUEST_ID).replace(REQUEST_ID_UNSAFE, '_');
+  if (id) exchange.record.upstreamRequestId = redact(id).slice(0, MAX_REQUEST_ID).replace(REQUEST_ID_UNSAFE, '_');
 }
 
 /**

@@ -4,8 +4,11 @@
  * spans and metric labels take from a client, pass through it.
  */
 
-/** Names of secrets in log text and field names (`x-api-key` is matched as `api-key`). */
-const SECRET_NAME = String.raw`api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization|cookie`;
+/**
+ * Names of secrets in log text and field names (`x-api-key` is matched as `api-key`, Azure's
+ * `Ocp-Apim-Subscription-Key` as `subscription-key`, `x-functions-key` as `functions-key`).
+ */
+const SECRET_NAME = String.raw`api[_-]?key|x-api-key|subscription[_-]?key|functions[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|secret|authorization|cookie`;
 
 /**
  * Field names whose value the logger masks whole, before serializing: a number, `true`,
@@ -30,8 +33,8 @@ const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   // Google API keys
   [/\bAIza[0-9A-Za-z_-]{30,}/g, 'AIza***'],
   // Credentials in a URL's query under short names (`?key=` of Gemini and others, `&token=`,
-  // `&sig=` of an Azure SAS URL): too common as words to mask outside a query.
-  [/([?&](?:key|token|auth|sig|signature)=)[^&#\s"'\\]+/gi, '$1***'],
+  // `&sig=` of an Azure SAS URL, `?code=` of Azure Functions): too common as words to mask outside a query.
+  [/([?&](?:key|token|auth|sig|signature|code)=)[^&#\s"'\\]+/gi, '$1***'],
   // key=value / "key": "value" for key-like names. Lines are redacted as serialized JSON: a
   // backslash takes the character after it (a JSON escape such as `\"`) into the masked value,
   // so a mask never ends between the two and turns an escaped quote into a closing one. The
@@ -60,6 +63,25 @@ export function redact(s: string): string {
 /** Whether `s` holds something `redact` masks (a client value that must not be published as it is). */
 export function holdsCredential(s: string): boolean {
   return redact(s) !== s;
+}
+
+/**
+ * Everything before the last `@` that is followed by `host[:port]` (and the end or a `/`, `?`,
+ * `#`), after an optional `scheme://`: an endpoint's user info, however it is written.
+ */
+const ENDPOINT_USER_INFO = /^([a-z][a-z0-9+.-]{0,31}:\/\/)?.*@(?=(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?:[/?#]|$))/i;
+
+/**
+ * An exporter endpoint as a log line may show it: its user info masked with or without a
+ * scheme, then redacted as any text. `redact` sees user info only after `scheme://`, and an
+ * endpoint set without one (`otel:pw@collector:4318`, a slip the startup warning is about)
+ * would be logged as it is.
+ *
+ * @example
+ * redactEndpoint('otel:Hunter2@collector:4318') // '***@collector:4318'
+ */
+export function redactEndpoint(endpoint: string): string {
+  return redact(endpoint.replace(ENDPOINT_USER_INFO, '$1***@'));
 }
 
 /**

@@ -45,6 +45,7 @@ import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
 import type { SpanBatchEncoder } from './otlp-protobuf.js';
 import { batchSettingsFromEnv, EncodingBatchProcessor, type EncodedBatchExporter } from './encoding-batch-processor.js';
 import { CountedBatchProcessor, LossReporter, offTheRequestPath, type BatchResult } from './span-export.js';
+import { redactEndpoint } from './redact.js';
 import { load, optional } from './sdk-packages.js';
 import { list, propagatorFromEnv, resourceFromEnv, samplerFromEnv, tracingRequested } from './tracing-env.js';
 
@@ -67,6 +68,11 @@ export interface TelemetryOptions {
 export interface TelemetryHandle {
   /** True when the SDK was started and spans are exported. */
   readonly tracing: boolean;
+  /**
+   * The OTLP endpoint variable's value as a log line may show it, user info masked
+   * (`redactEndpoint`); undefined when tracing is off or neither variable is set.
+   */
+  readonly endpoint?: string;
   /**
    * Flushes pending spans and stops the SDK, in `SHUTDOWN_FLUSH_MS` at most (a hanging
    * collector cannot hold up the exit). Idempotent; never rejects.
@@ -113,8 +119,10 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   if (propagator) propagation.setGlobalPropagator(propagator);
 
   let stopping: Promise<void> | undefined;
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const handle: TelemetryHandle = {
     tracing: true,
+    endpoint: endpoint === undefined ? undefined : redactEndpoint(endpoint),
     shutdown() {
       stopping ??= new Promise<void>((resolve) => {
         // The exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s by default) bounds a
@@ -191,7 +199,8 @@ function otlpProcessor(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: Nod
 /**
  * The endpoint variable the OTLP/HTTP exporter will use, when it is no http(s) URL. A common
  * slip is `collector:4318` without `http://`: it parses as a URL of scheme `collector:`,
- * the exporter starts, and every batch fails. Said at start, not a minute later.
+ * the exporter starts, and every batch fails. Said at start, not a minute later. The value
+ * is returned for that warning, with its user info masked (`redactEndpoint`).
  */
 function unusableHttpEndpoint(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
   const name = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
@@ -203,7 +212,7 @@ function unusableHttpEndpoint(env: NodeJS.ProcessEnv): Record<string, string> | 
   } catch {
     // not a URL at all
   }
-  return { variable: name, endpoint: value };
+  return { variable: name, endpoint: redactEndpoint(value) };
 }
 
 /**
