@@ -142,6 +142,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           logger.error('config reloaded, but a step after the switch failed', { step: name, error: err instanceof Error ? err.name : typeof err });
         }
       };
+      afterSwitch('reload_count', () => metrics.countConfigReload('applied'));
       afterSwitch('log_level', () => logger.setLevel(next.logging.level));
       afterSwitch('context', () => context.prepare(next));
       afterSwitch('metrics', () => {
@@ -156,6 +157,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       });
     },
     onRejected: (issues) => {
+      // Counted as logged: once per distinct set of errors (PromptgateConfigReloadRejected alerts on it).
+      metrics.countConfigReload('rejected');
       logger.error('config reload rejected; the previous config keeps serving', { errors: issues.map((i) => `${i.path}: ${i.message}`) });
     },
   });

@@ -105,6 +105,13 @@ export function defineMetricFamilies(registry: Registry) {
     registers,
   });
 
+  const configReloads = new Counter({
+    name: 'promptgate_config_reloads_total',
+    help: 'Config reloads by result: applied (the new config serves) or rejected (invalid; the previous config keeps serving).',
+    labelNames: ['result'],
+    registers,
+  });
+
   // Trace export, read from span-export.ts's process-wide totals at scrape time (0 while tracing is off).
   const traceSpans = (name: string, help: string, read: () => number) =>
     new Counter({
@@ -124,5 +131,5 @@ export function defineMetricFamilies(registry: Registry) {
   );
   traceSpans('promptgate_trace_spans_dropped_total', 'Spans dropped because the trace export queue was full (OTEL_BSP_MAX_QUEUE_SIZE spans, or 64 MiB of encoded spans).', () => traceExportCounts.dropped);
 
-  return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded };
+  return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded, configReloads };
 }

@@ -89,6 +89,10 @@ export interface ConfiguredLabelValues {
   experimentSeries?: Iterable<{ experiment: string; variants: readonly string[]; metrics: readonly string[]; baseline?: string }>;
 }
 
+/** How a config reload ends: the new config serves, or it is invalid and the old one keeps serving. */
+const CONFIG_RELOAD_RESULTS = ['applied', 'rejected'] as const;
+export type ConfigReloadResult = (typeof CONFIG_RELOAD_RESULTS)[number];
+
 export interface MetricsOptions {
   /** Model names that are always label values (price book and config); see `allowModels`. */
   knownModels?: Iterable<string>;
@@ -120,6 +124,8 @@ export interface Metrics {
   allowModels(models: Iterable<string>): void;
   /** Config-named label values that become always allowed (after a config reload). */
   allowConfigured(values: ConfiguredLabelValues): void;
+  /** Counts one config reload, applied or rejected (an alert fires on a rejected one). */
+  countConfigReload(result: ConfigReloadResult): void;
   /** The exposition text for `GET /metrics`. */
   render(): Promise<string>;
 }
@@ -168,7 +174,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       }
     }
   };
-  const { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded } = defineMetricFamilies(registry);
+  const { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded, configReloads } = defineMetricFamilies(registry);
+  // Both results at 0 from the start: a sidecar's first rejection then shows in increase().
+  for (const result of CONFIG_RELOAD_RESULTS) configReloads.inc({ result }, 0);
 
   if (options.processMetrics ?? true) {
     collectDefaultMetrics({ register: registry });
@@ -372,6 +380,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     observeExperiment,
     allowModels: (names) => models.allow(names),
     allowConfigured,
+    countConfigReload: (result) => configReloads.inc({ result }),
     render: () => registry.metrics(),
   };
 }
