@@ -42,6 +42,8 @@ export interface GatewayDeps {
   feedback?: FeedbackLedger;
   /** Context caches and recipe bandits (outlive config reloads); made on first use when absent. */
   context?: ContextRuntime;
+  /** This gateway's entry in `via` (proxy/headers.ts `viaEntry`): one per app, to see a request come back. */
+  via: string;
 }
 
 /** Hono env: Node bindings (absent under `app.request()`), and per-request variables. */

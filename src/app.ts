@@ -12,11 +12,12 @@ import type { RuntimeHolder } from './runtime.js';
 import { createFeedbackRoutes } from './admin/feedback.js';
 import { createAdminRoutes } from './admin/routes.js';
 import { chatCompletions } from './proxy/chat.js';
+import { viaEntry } from './proxy/headers.js';
 import { passThrough } from './proxy/passthrough.js';
 import { unmatchedRecord } from './proxy/exchange.js';
 
-export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder'>): Hono<AppEnv> {
-  const all: GatewayDeps = { ...deps, holder };
+export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder' | 'via'>): Hono<AppEnv> {
+  const all: GatewayDeps = { ...deps, holder, via: viaEntry() };
   const app = new Hono<AppEnv>();
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
@@ -51,12 +52,13 @@ export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder
   // A draining server answers requests on kept-alive connections with a clean 503
   // (checked in each /v1 handler: a middleware would cost every request a dispatch).
   app.post('/v1/chat/completions', chatCompletions(all));
-  // GET lists the stored completions (`store: true`; openai-node's `chat.completions.list()`):
-  // the upstream's answer, passed through as on the other /v1 routes.
+  // GET lists the stored completions (`store: true`; openai-node's `chat.completions.list()`),
+  // and OPTIONS is a browser's CORS preflight: the upstream's answer, passed through as on
+  // the other /v1 routes.
   const relay = passThrough(all);
-  app.on(['GET', 'HEAD'], '/v1/chat/completions', relay);
+  app.on(['GET', 'HEAD', 'OPTIONS'], '/v1/chat/completions', relay);
   app.all('/v1/chat/completions', () => {
-    throw new GatewayError('method_not_allowed', 'Use POST (or GET, to list stored completions) for /v1/chat/completions.', { headers: { allow: 'GET, HEAD, POST' } }); // RFC 9110 §15.5.6
+    throw new GatewayError('method_not_allowed', 'Use POST (or GET, to list stored completions) for /v1/chat/completions.', { headers: { allow: 'GET, HEAD, OPTIONS, POST' } }); // RFC 9110 §15.5.6
   });
   app.all('/v1/*', relay);
   app.all('/v1', relay);

@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   circuit_open: { status: 503, type: 'service_unavailable_error' },
   shutting_down: { status: 503, type: 'service_unavailable_error' },
   upstream_timeout: { status: 504, type: 'timeout_error' },
+  loop_detected: { status: 508, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: ErrorType }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -100,7 +100,7 @@ describe('app', () => {
     const { app } = makeApp();
     const res = await app.request('/v1/chat/completions', { method: 'PUT' });
     expect(res.status).toBe(405);
-    expect(res.headers.get('allow')).toBe('GET, HEAD, POST');
+    expect(res.headers.get('allow')).toBe('GET, HEAD, OPTIONS, POST');
     expect(((await res.json()) as any).error.code).toBe('method_not_allowed');
   });
 

@@ -181,7 +181,7 @@ describe('routes', () => {
     // Other methods on the chat path are still the gateway's 405, naming the allowed ones.
     const put = await request(`${gw.url}/v1/chat/completions`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(put.statusCode).toBe(405);
-    expect(put.headers.allow).toBe('GET, HEAD, POST');
+    expect(put.headers.allow).toBe('GET, HEAD, OPTIONS, POST');
     expect(((await put.body.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
   });
 });

@@ -64,7 +64,7 @@ export interface OutgoingBodiesInput {
 export function bodiesFor(o: OutgoingBodiesInput): { for(upstream: Upstream): OutgoingBody } {
   const { received, raw, body, stream, route, config } = o;
   const plainBytes = () => (body === received ? raw : serializeJson(body));
-  const addUsage = stream && body.stream_options?.include_usage !== true;
+  const addUsage = stream && mayAskUsage(body.stream_options);
   if (!addUsage) {
     const plain: OutgoingBody = { json: body, bytes: plainBytes(), asksUsage: false };
     return { for: () => plain };
@@ -77,6 +77,18 @@ export function bodiesFor(o: OutgoingBodiesInput): { for(upstream: Upstream): Ou
     ? { json: body, bytes: plainBytes(), asksUsage: false }
     : undefined;
   return { for: (upstream) => (plain && !upstream.spec.config.ask_stream_usage ? plain : asking) };
+}
+
+/**
+ * Whether the gateway may ask for usage in the client's `stream_options`: absent, null, or an
+ * object whose `include_usage` is absent or false. Anything else (a string, a list, a
+ * non-boolean `include_usage`) goes as sent, for the upstream to refuse as it would directly.
+ */
+function mayAskUsage(options: unknown): boolean {
+  if (options === undefined || options === null) return true;
+  if (typeof options !== 'object' || Array.isArray(options)) return false;
+  const include = (options as { include_usage?: unknown }).include_usage;
+  return include === undefined || include === false;
 }
 
 const INCLUDE_USAGE_MEMBER = Buffer.from('"stream_options":{"include_usage":true},');

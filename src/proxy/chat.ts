@@ -19,9 +19,10 @@ import type { Exchange } from './exchange.js';
 import { forward, type Forwarded } from './forward.js';
 import { guardRequest } from './guard-step.js';
 import { maskSecrets, responseHeaders, upstreamRequestHeaders } from './headers.js';
+import { routeForModel } from './model-route.js';
 import { promptStep } from './prompt-step.js';
 import { readBody } from './read-body.js';
-import { headerGetter, openExchange, requireJson, parseJsonObject, refuseWhileDraining, withoutBom } from './request-shape.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseLoop, refuseWhileDraining, withoutBom } from './request-shape.js';
 import { relaySse, writeSse } from './sse-relay.js';
 import { StreamAccounting } from './stream-accounting.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -35,6 +36,7 @@ export function chatCompletions(deps: GatewayDeps) {
     const outgoing = c.env?.outgoing;
     const exchange = openExchange(c, deps, config, { route: '/v1/chat/completions', header, captureContent: config.telemetry.capture_content });
     refuseWhileDraining(deps); // after the exchange opened: the 503 is accounted
+    refuseLoop(header('via'), deps.via);
 
     // 1. receive
     requireJson(header('content-type'));
@@ -59,13 +61,8 @@ export function chatCompletions(deps: GatewayDeps) {
     if (guard.blocks) guardRequest(guard, exchange, received.messages as unknown[], clientVariables);
 
     // 6. forward
-    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
-    const route = config.routing.models.get(body.model as string) ?? config.routing.default;
-    // The exchange started with the default route's total_ms; a model route has its own.
-    if (route !== config.routing.default) {
-      const totalMs = runtime.config.upstreams.get(route[0])?.config.timeout.total_ms;
-      if (totalMs !== undefined && totalMs !== config.totalTimeoutMs) exchange.setTotalTimeout(totalMs);
-    }
+    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers), deps.via);
+    const route = routeForModel(config, exchange, body.model);
     const outgoingBodies = bodiesFor({ received, raw, body, stream, route, config });
     // Also for a request no upstream answers: its span shows what was sent.
     if (exchange.content.captureContent) exchange.content.prompt = body.messages;

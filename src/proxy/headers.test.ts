@@ -18,7 +18,11 @@ describe('upstreamRequestHeaders', () => {
       authorization: 'Bearer client',
       'openai-organization': 'org-1',
       'x-list': ['a', 'b'] as unknown as string,
-    });
-    expect(out).toEqual({ authorization: 'Bearer client', 'openai-organization': 'org-1', 'x-list': 'a, b', 'accept-encoding': 'identity' });
+    }, '1.1 promptgate-0a1b2c3d');
+    expect(out).toEqual({ authorization: 'Bearer client', 'openai-organization': 'org-1', 'x-list': 'a, b', 'accept-encoding': 'identity', via: '1.1 promptgate-0a1b2c3d' });
+  });
+
+  it('adds the gateway to the via of a request that went through other proxies', () => {
+    expect(upstreamRequestHeaders({ via: '1.1 edge' }, '1.1 promptgate-0a1b2c3d').via).toBe('1.1 edge, 1.1 promptgate-0a1b2c3d');
   });
 });

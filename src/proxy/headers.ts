@@ -2,6 +2,7 @@
  * Header filtering between client, gateway and upstream, and `maskSecrets`: an upstream's
  * key never goes back to the client, in an answer's headers or its body.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Exchange } from './exchange.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
@@ -46,7 +47,7 @@ function connectionListed(value: string | string[] | undefined): Set<string> | u
 }
 
 /** Headers to send upstream, from the client's headers (lower-case names, Node's shape). */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<string, string> {
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, via: string): Record<string, string> {
   const listed = connectionListed(incoming.connection);
   const out: Record<string, string> = {};
   for (const name in incoming) {
@@ -56,7 +57,17 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<st
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   out['accept-encoding'] = 'identity';
+  // RFC 9110 §7.6.3: a proxy adds itself to `via`; a request that comes back shows it (`refuseLoop`).
+  out.via = out.via === undefined ? via : `${out.via}, ${via}`;
   return out;
+}
+
+/**
+ * A gateway's `via` entry, `1.1 promptgate-<8 hex digits>`, new for each app: a request
+ * that arrives with its own entry went round a loop (request-shape.ts `refuseLoop`).
+ */
+export function viaEntry(): string {
+  return `1.1 promptgate-${randomBytes(4).toString('hex')}`;
 }
 
 /**

@@ -101,12 +101,27 @@ export function meteredRoute(method: string, path: string, background: Backgroun
  */
 export function noteMeteredRequest(exchange: Exchange, route: MeteredRoute, body: Uint8Array | undefined): void {
   if (!body) return;
-  const fields = new TopLevelFields(route === 'responses' ? ['model', 'stream'] : ['model']);
-  const SLICE = 16 * 1024;
-  for (let at = 0; at < body.length && !fields.complete; at += SLICE) fields.push(body.subarray(at, at + SLICE));
-  const { model, stream } = fields.found();
+  const { model, stream } = topLevelFields(body, route === 'responses' ? ['model', 'stream'] : ['model']);
   if (typeof model === 'string' && model !== '') exchange.record.requestModel = model;
   if (stream === true) exchange.record.stream = true;
+}
+
+/**
+ * The `model` of another pass-through request's JSON body (legacy completions, moderations,
+ * images), for `routing.models` and the spans; not read from multipart uploads.
+ */
+export function noteRequestModel(exchange: Exchange, body: Uint8Array, contentType: string | undefined): void {
+  if (contentType === undefined || !/\bjson\b/i.test(contentType)) return;
+  const { model } = topLevelFields(body, ['model']);
+  if (typeof model === 'string' && model !== '') exchange.record.requestModel = model;
+}
+
+/** The named top-level members of a JSON body, read in slices until all are found. */
+function topLevelFields(body: Uint8Array, names: string[]): Record<string, unknown> {
+  const fields = new TopLevelFields(names);
+  const SLICE = 16 * 1024;
+  for (let at = 0; at < body.length && !fields.complete; at += SLICE) fields.push(body.subarray(at, at + SLICE));
+  return fields.found();
 }
 
 export interface MeterOptions {

@@ -14,8 +14,9 @@ import { forward } from './forward.js';
 import { bodyReadError } from './upstream-body.js';
 import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
-import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteErrorCode, noteMeteredRequest, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
-import { headerGetter, openExchange, refuseWhileDraining } from './request-shape.js';
+import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteErrorCode, noteMeteredRequest, noteRequestModel, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
+import { routeForModel } from './model-route.js';
+import { headerGetter, openExchange, refuseLoop, refuseWhileDraining } from './request-shape.js';
 import { noteUpstreamAnswer } from './accounting.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -40,11 +41,12 @@ export function passThrough(deps: GatewayDeps) {
     // The refusals below come after the exchange opens, so they are accounted under the route.
     const exchange = openExchange(c, deps, config, { route: routeOf(path), header, captureContent: false });
     refuseWhileDraining(deps);
+    refuseLoop(header('via'), deps.via);
     refuseEncodedDotSegment(pathname);
     refuseWebSocket(header);
 
     const read = BODYLESS.has(method) && !declaresBody(c) ? null : await readPassThroughBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes);
-    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+    const clientHeaders = upstreamRequestHeaders(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers), deps.via);
     if (read?.bytes) clientHeaders['content-length'] = String(read.bytes.byteLength);
     else if (read?.stream) {
       // An upload over max_body_bytes goes as it arrives, with the length the client declared (if any).
@@ -55,6 +57,7 @@ export function passThrough(deps: GatewayDeps) {
     // Embeddings and Responses: usage and cost read like chat's (passthrough-usage.ts).
     const metered = meteredRoute(method, path, background);
     if (metered === 'embeddings' || metered === 'responses') noteMeteredRequest(exchange, metered, read?.bytes);
+    else if (read?.bytes) noteRequestModel(exchange, read.bytes, header('content-type'));
     // The model list gets the binding aliases, an alias the upstream does not know its
     // entry: a HEAD of either asks the upstream with GET, to answer as the GET would (RFC 9110 §9.3.2).
     const bindings = [...config.prompts.bindings.keys()];
@@ -63,7 +66,7 @@ export function passThrough(deps: GatewayDeps) {
 
     const forwarded = await forward({
       runtime,
-      route: config.routing.default,
+      route: routeForModel(config, exchange, exchange.record.requestModel),
       once: read?.stream !== undefined, // a streamed body cannot be sent again
       maskSuccessBody: true, // any API: an echo of the request would carry the key
       ...exchange.forwarding(),

@@ -72,6 +72,27 @@ export function refuseWhileDraining(deps: { lifecycle: { draining: boolean } }):
   }
 }
 
+/**
+ * More promptgate entries than this in `via` is a loop through several gateways (replicas
+ * behind one Service), where no entry is this one's: a real chain has one or two.
+ */
+const MAX_PROMPTGATE_HOPS = 8;
+
+/**
+ * 508 for a request that came back to this gateway (`via` holds its own entry, see
+ * headers.ts `viaEntry`): an upstream `base_url` pointing at the gateway itself, typically
+ * the app's `OPENAI_BASE_URL` in the gateway's environment. Without it each request went
+ * round until the upstream pool was full, and every request then hung.
+ */
+export function refuseLoop(via: string | undefined, own: string): void {
+  if (via === undefined) return;
+  if (!via.includes(own) && via.split('promptgate-').length - 1 <= MAX_PROMPTGATE_HOPS) return;
+  throw new GatewayError(
+    'loop_detected',
+    'The request came back to this gateway: an upstream base_url points at the gateway itself (check OPENAI_BASE_URL in the gateway\'s environment).',
+  );
+}
+
 /** Incoming header lookup without building a Web `Headers` object. */
 export function headerGetter(c: Context<AppEnv>): (name: string) => string | undefined {
   const incoming = c.env?.incoming;

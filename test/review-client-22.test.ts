@@ -1,0 +1,160 @@
+/**
+ * Review: what a client sees that differs from calling the upstream directly.
+ *
+ * - `routing.models` routed chat completions only: an embeddings or Responses request for a
+ *   model routed elsewhere went to `routing.default` (and got its `model_not_found`).
+ * - A CORS preflight (`OPTIONS`) on `/v1/chat/completions` was a 405, while every other
+ *   `/v1` route relays it: a browser client failed on chat only.
+ * - A `stream_options` that is no object (`"x"`, `[]`, `5`) was rewritten into one with
+ *   `include_usage: true`: the upstream never saw the client's mistake (OpenAI answers 400).
+ * - A gateway whose upstream points back at itself (the app's `OPENAI_BASE_URL` in the
+ *   gateway's environment) sent each request to itself until the pool was full, and hung:
+ *   now the request that comes back is refused with 508 `loop_detected`.
+ */
+import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway } from '../src/server.js';
+import { MOCK_API_KEY, mockConfig, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+
+let main: MockUpstream;
+let other: MockUpstream;
+beforeAll(async () => {
+  main = await startMockUpstream();
+  other = await startMockUpstream();
+});
+afterAll(async () => {
+  await main.close();
+  await other.close();
+});
+
+const post = async (gw: TestGateway, route: string, body: unknown, headers: Record<string, string> = {}) => {
+  const res = await request(`${gw.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+};
+
+describe('routing.models on pass-through routes', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    const second = `  - name: other\n    base_url: ${other.url}\n    api_key: ${MOCK_API_KEY}-other\n`;
+    gw = await startTestGateway(mockConfig(main.url, '', second).replace('routing: {default: [mock]}', 'routing: {default: [mock], models: {routed-model: [other]}}'));
+  });
+  afterAll(() => gw?.close());
+
+  it('sends an embeddings, Responses or legacy completions request for a routed model to its route', async () => {
+    for (const [route, body] of [
+      ['/v1/embeddings', { model: 'routed-model', input: 'x' }],
+      ['/v1/responses', { model: 'routed-model', input: 'x' }],
+      ['/v1/completions', { model: 'routed-model', prompt: 'x' }],
+    ] as const) {
+      const before = { main: main.requests.length, other: other.requests.length };
+      const res = await post(gw, route, body);
+      expect([route, res.status]).toEqual([route, 200]);
+      expect([route, other.requests.length - before.other, main.requests.length - before.main]).toEqual([route, 1, 0]);
+      expect(other.requests.at(-1)!.headers.authorization).toBe(`Bearer ${MOCK_API_KEY}-other`);
+    }
+    // Another model stays on the default route.
+    const before = main.requests.length;
+    expect((await post(gw, '/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' })).status).toBe(200);
+    expect(main.requests.length - before).toBe(1);
+  });
+});
+
+describe('a CORS preflight on the chat path', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway(mockConfig(main.url));
+  });
+  afterAll(() => gw.close());
+
+  it('is relayed to the upstream as on every other /v1 route, not a 405', async () => {
+    const before = main.requests.length;
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    await res.body.dump();
+    expect(res.statusCode).not.toBe(405);
+    expect(main.requests.length - before).toBe(1);
+    expect(main.requests.at(-1)).toMatchObject({ method: 'OPTIONS', url: '/v1/chat/completions' });
+    // Other methods are still refused, and the Allow header names OPTIONS too.
+    const put = await request(`${gw.url}/v1/chat/completions`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    await put.body.dump();
+    expect(put.statusCode).toBe(405);
+    expect(put.headers.allow).toBe('GET, HEAD, OPTIONS, POST');
+  });
+});
+
+describe('a stream_options that is not an object', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway(mockConfig(main.url));
+  });
+  afterAll(() => gw.close());
+
+  it('reaches the upstream as the client sent it, for the upstream to refuse', async () => {
+    for (const value of ['x', [], 5, { include_usage: 'yes' }, { include_usage: 1 }]) {
+      const before = main.requests.length;
+      await post(gw, '/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, stream_options: value, messages: [{ role: 'user', content: 'hi' }] });
+      expect(main.requests.length - before).toBe(1);
+      expect([value, main.requests.at(-1)!.body.stream_options]).toEqual([value, value]);
+    }
+    // A valid one without include_usage still gets it (the gateway strips the usage chunk again).
+    for (const value of [{}, null, { include_usage: false }]) {
+      await post(gw, '/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, stream_options: value, messages: [{ role: 'user', content: 'hi' }] });
+      expect([value, main.requests.at(-1)!.body.stream_options]).toEqual([value, { include_usage: true }]);
+    }
+  });
+});
+
+/** A port free right now on 127.0.0.1. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('an upstream that points back at the gateway', () => {
+  it('is refused with 508 loop_detected at once, instead of filling the pool and hanging', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(path.join(tmpdir(), 'promptgate-loop-'));
+    const file = path.join(dir, 'gateway.config.yaml');
+    writeFileSync(file, mockConfig(`http://127.0.0.1:${port}/v1`).replace('templates: {dir: templates}\n', ''));
+    const gw = await startGateway({ file, port, handleSignals: false });
+    try {
+      const started = performance.now();
+      for (const route of ['/v1/chat/completions', '/v1/embeddings']) {
+        const res = await request(`http://127.0.0.1:${port}${route}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', input: 'x', messages: [{ role: 'user', content: 'hi' }] }),
+        });
+        const body = (await res.body.json()) as { error: { code: string; message: string } };
+        expect([route, res.statusCode, body.error.code]).toEqual([route, 508, 'loop_detected']);
+        expect(body.error.message).toMatch(/back to this gateway/);
+      }
+      expect(performance.now() - started).toBeLessThan(5000);
+    } finally {
+      await gw.shutdown('test');
+    }
+  });
+
+  it('lets one promptgate in front of another through', async () => {
+    const inner = await startTestGateway(mockConfig(main.url));
+    const outer = await startTestGateway(mockConfig(`${inner.url}/v1`));
+    try {
+      const res = await post(outer, '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+      expect(res.status).toBe(200);
+      expect(String(main.requests.at(-1)!.headers.via)).toMatch(/^1\.1 promptgate-[0-9a-f]{8}, 1\.1 promptgate-[0-9a-f]{8}$/);
+    } finally {
+      await outer.close();
+      await inner.close();
+    }
+  });
+});
