@@ -97,6 +97,29 @@ describe("the client's credentials", () => {
     expect(credentialsSeen()).toEqual({ authorization: 'Bearer config-bearer-0007', 'api-key': undefined, 'x-api-key': undefined });
   });
 
+  // Only authorization, api-key and x-api-key counted as an upstream's own credential: the
+  // client's OpenAI key went along to an Azure API Management or Functions upstream.
+  it('none go to an upstream with an Ocp-Apim-Subscription-Key or x-functions-key header, or a key in its base_url query', async () => {
+    await gateway("    api_key: ''\n    headers: {Ocp-Apim-Subscription-Key: apim-config-key-0009}");
+    expect(await send('/v1/chat/completions', { body: CHAT })).toBe(200);
+    expect(credentialsSeen()).toEqual({ authorization: undefined, 'api-key': undefined, 'x-api-key': undefined });
+    expect(upstream.requests.at(-1)!.headers['ocp-apim-subscription-key']).toBe('apim-config-key-0009');
+    await gw!.close();
+    await gateway("    api_key: ''\n    headers: {x-functions-key: functions-config-key-0010}");
+    expect(await send('/v1/chat/completions', { body: CHAT })).toBe(200);
+    expect(credentialsSeen()).toEqual({ authorization: undefined, 'api-key': undefined, 'x-api-key': undefined });
+    await gw!.close();
+    gw = await startTestGateway(`
+server: {host: 127.0.0.1, drain_timeout_ms: 1000}
+logging: {level: silent}
+upstreams:
+  - {name: target, base_url: "${upstream.url}?code=functions-query-key-0011", api_key: '', retry: {attempts: 0}}
+routing: {default: [target]}
+`);
+    expect(await send('/v1/chat/completions', { body: CHAT })).toBe(200);
+    expect(credentialsSeen()).toEqual({ authorization: undefined, 'api-key': undefined, 'x-api-key': undefined });
+  });
+
   it("still go with another gateway's own key header (Helicone-Auth style): that is not the provider's credential", async () => {
     await gateway("    api_key: ''\n    headers: {Helicone-Auth: Bearer helicone-key-0008}");
     expect(await send('/v1/chat/completions', { body: CHAT })).toBe(200);

@@ -42,21 +42,26 @@ export interface CompiledUpstream {
   readonly secrets: UpstreamSecrets;
   /**
    * The client's credential headers not sent to this upstream (and not replaced by its own).
-   * The client's `authorization`, `api-key` and `x-api-key` go only to an upstream without a
-   * credential of its own (no `api_key`, none of those names in its `headers`): a key the
-   * client meant for one provider never reaches another (an OpenAI key on a fallback to an
-   * Azure upstream with its own `api-key`). Empty for such an upstream.
+   * The client's `authorization`, `api-key`, `x-api-key`, `ocp-apim-subscription-key` and
+   * `x-functions-key` go only to an upstream without a credential of its own (no `api_key`,
+   * none of those names in its `headers`, no secret-named `base_url` query parameter): a key
+   * the client meant for one provider never reaches another (an OpenAI key on a fallback to
+   * an Azure upstream with its own `api-key`). Empty for such an upstream.
    */
   readonly withheldClientHeaders: readonly string[];
 }
 
-/** Request headers that carry an API credential, in the spellings OpenAI-compatible APIs use. */
-const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key'];
+/**
+ * Request headers that carry an API credential, in the spellings OpenAI-compatible APIs use
+ * (Azure API Management's and Azure Functions' keys included).
+ */
+const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key', 'ocp-apim-subscription-key', 'x-functions-key'];
 
 function withheldClientHeaders(u: UpstreamConfig): readonly string[] {
   const own = new Set(Object.keys(u.headers ?? {}));
   if (u.api_key !== '') own.add('authorization');
-  if (!CREDENTIAL_HEADERS.some((name) => own.has(name))) return [];
+  const hasCredential = CREDENTIAL_HEADERS.some((name) => own.has(name)) || queryCredentials(u.base_url).length > 0;
+  if (!hasCredential) return [];
   return CREDENTIAL_HEADERS.filter((name) => !own.has(name));
 }
 
