@@ -245,3 +245,47 @@ routing: {default: [sim]}
     expect(redactEndpoint('collector:4318')).toBe('collector:4318');
   });
 });
+
+// Only answers with an error status were looked into on the chat route: an upstream (or a
+// proxy before it) answering 200 with an error body, or an error event in a 200 stream,
+// that quoted the request's Authorization handed the gateway's key to the client.
+describe('an error in a 200 chat answer', () => {
+  const KEY = 'sk-upstream-key-in-a-200-error-0123';
+
+  async function quotingErrorUpstream(): Promise<string> {
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        const error = { error: { message: `Invalid header value: ${req.headers.authorization}`, type: 'invalid_request_error', param: null, code: 'invalid_header' } };
+        if (JSON.parse(body).stream === true) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write('data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n');
+          res.end(`data: ${JSON.stringify(error)}\n\n`);
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(error));
+        }
+      });
+    });
+    servers.push(server);
+    return listenOnLoopback(server);
+  }
+
+  it('has the upstream key masked, non-stream and stream', async () => {
+    const origin = await quotingErrorUpstream();
+    gateway = await startTestGateway(`
+server: {host: 127.0.0.1, drain_timeout_ms: 1000}
+logging: {level: silent}
+upstreams:
+  - {name: u, base_url: "${origin}/v1", api_key: ${KEY}, retry: {attempts: 0}}
+routing: {default: [u]}
+`);
+    for (const stream of [false, true]) {
+      const res = await fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...JSON.parse(chat), stream }) });
+      const text = await res.text();
+      expect([stream, text.includes(KEY)]).toEqual([stream, false]);
+      expect([stream, text.includes(`Bearer ${'*'.repeat(KEY.length)}`)]).toEqual([stream, true]);
+    }
+  });
+});

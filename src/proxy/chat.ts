@@ -18,7 +18,7 @@ import { decodeContent } from './content-coding.js';
 import type { Exchange } from './exchange.js';
 import { forward, type Forwarded } from './forward.js';
 import { guardRequest } from './guard-step.js';
-import { maskSecrets, responseHeaders, upstreamRequestHeaders } from './headers.js';
+import { maskedBytes, maskSecrets, responseHeaders, upstreamRequestHeaders } from './headers.js';
 import { routeForModel } from './model-route.js';
 import { promptStep } from './prompt-step.js';
 import { readBody } from './read-body.js';
@@ -124,8 +124,10 @@ export function chatCompletions(deps: GatewayDeps) {
       return new Response(relaySse(response.body, streamHooks), { status: 200, headers: headers as HeadersInit });
     }
 
-    // Non-stream (or an error answer to a stream request): read it whole, then respond.
-    const bytes = await readWholeAnswer(response, exchange);
+    // Non-stream (or an error answer to a stream request): read it whole, then respond. An
+    // error sent with a 200 (or a proxy's page) may quote the request's Authorization:
+    // masked as an error status's body is (one search per key of the body in hand).
+    const bytes = maskedBytes(await readWholeAnswer(response, exchange), upstream.spec.secrets.bytes);
     exchange.record.status = response.status;
     if (response.status < 200 || response.status >= 300) {
       exchange.record.outcome = 'error';

@@ -152,20 +152,28 @@ function maskedHeaders(headers: UpstreamResponse['headers'], secrets: readonly s
 async function* maskedBody(body: AsyncIterable<Uint8Array>, secrets: readonly Buffer[]): AsyncGenerator<Uint8Array> {
   let held: Buffer | undefined;
   for await (const chunk of body) {
-    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (held) buf = Buffer.concat([held, buf]);
-    let copied = held !== undefined;
-    for (const s of secrets) {
-      for (let at = buf.indexOf(s); at >= 0; at = buf.indexOf(s, at + s.length)) {
-        if (!copied) (buf = Buffer.from(buf)), (copied = true); // never write into the upstream's buffer
-        buf.fill(0x2a, at, at + s.length);
-      }
-    }
+    const buf = held ? maskedBytes(Buffer.concat([held, chunk]), secrets, true) : maskedBytes(chunk, secrets);
     const keep = secretPrefixAtEnd(buf, secrets);
     held = keep > 0 ? Buffer.from(buf.subarray(buf.length - keep)) : undefined;
     if (buf.length > keep) yield buf.subarray(0, buf.length - keep);
   }
   if (held) yield held;
+}
+
+/**
+ * `bytes` with each secret replaced by as many `*`: the same bytes when none is in them,
+ * else a copy (never written into the upstream's buffer), unless `own` says it is ours.
+ */
+export function maskedBytes(bytes: Uint8Array, secrets: readonly Buffer[], own = false): Buffer {
+  let buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let copied = own;
+  for (const s of secrets) {
+    for (let at = buf.indexOf(s); at >= 0; at = buf.indexOf(s, at + s.length)) {
+      if (!copied) (buf = Buffer.from(buf)), (copied = true);
+      buf.fill(0x2a, at, at + s.length);
+    }
+  }
+  return buf;
 }
 
 /** The length of the longest end of `buf` that is the start of a secret (0: none). */

@@ -6,6 +6,7 @@
  * events are held, bounded, by sse-framing.ts.
  */
 import type { ServerResponse } from 'node:http';
+import { maskedBytes } from './headers.js';
 import { MAX_EVENT_BYTES, SseEventTooLargeError } from './sse-framing.js';
 import { SseScanner, type StreamSummary } from './sse-scanner.js';
 import { classifyTransportError } from './upstream.js';
@@ -35,6 +36,12 @@ export interface RelayOptions {
    * reading ends when it aborts, so the stream still ends and is accounted.
    */
   signal?: AbortSignal;
+  /**
+   * The upstream's credentials (config `UpstreamSecrets.bytes`), masked from its first error
+   * event on: an error event may quote the request's Authorization. The model's output
+   * before it never saw the key and is relayed without the extra pass.
+   */
+  secrets?: readonly Buffer[];
 }
 
 const encoder = new TextEncoder();
@@ -42,6 +49,12 @@ const encoder = new TextEncoder();
 /** The SSE event a client gets when the upstream fails mid-stream (openai-node raises it). */
 export function errorEvent(message: string, code: string, type = 'server_error'): Uint8Array {
   return encoder.encode(`data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`);
+}
+
+/** `out` masked (headers.ts `maskedBytes`) once the upstream has sent an error event; else as it is. */
+function maskedAfterError(out: Uint8Array, scanner: SseScanner, secrets: readonly Buffer[] | undefined): Uint8Array {
+  if (secrets === undefined || secrets.length === 0 || scanner.summary.upstreamError === undefined || out.length === 0) return out;
+  return maskedBytes(out, secrets);
 }
 
 /**
@@ -118,14 +131,14 @@ export function relaySse(source: AsyncIterable<Uint8Array>, options: RelayOption
           for (;;) {
             const { value, done } = await iterator.next();
             if (done) {
-              const rest = scanner.flush();
+              const rest = maskedAfterError(scanner.flush(), scanner, options.secrets);
               if (rest.length) controller.enqueue(rest);
               scanner.sent();
               controller.close();
               end(completed(scanner.summary));
               return;
             }
-            const out = scanner.push(value);
+            const out = maskedAfterError(scanner.push(value), scanner, options.secrets);
             if (out.length === 0) continue; // a partial event: read more before yielding
             controller.enqueue(out);
             scanner.sent();
@@ -177,7 +190,7 @@ export function writeSse(
   void (async () => {
     try {
       for await (const chunk of source) {
-        const bytes = scanner.push(chunk);
+        const bytes = maskedAfterError(scanner.push(chunk), scanner, options.secrets);
         if (bytes.length === 0) continue;
         wrote = true;
         const more = out.write(bytes);
@@ -189,7 +202,7 @@ export function writeSse(
         options.onEnd(scanner.summary, clientLeft(scanner.summary));
         return;
       }
-      const rest = scanner.flush();
+      const rest = maskedAfterError(scanner.flush(), scanner, options.secrets);
       out.end(rest.length ? rest : undefined);
       scanner.sent();
       options.onEnd(scanner.summary, completed(scanner.summary));

@@ -22,6 +22,7 @@ import type { Upstream } from './upstream.js';
 export class StreamAccounting implements RelayOptions {
   readonly stripUsageChunk: boolean;
   readonly keepText: boolean | undefined;
+  readonly secrets: readonly Buffer[];
   readonly #exchange: Exchange;
   readonly #upstream: Upstream;
   readonly #outBody: Uint8Array;
@@ -29,6 +30,7 @@ export class StreamAccounting implements RelayOptions {
   constructor(exchange: Exchange, upstream: Upstream, sent: { stripUsageChunk: boolean; outBody: Uint8Array }) {
     this.stripUsageChunk = sent.stripUsageChunk;
     this.keepText = exchange.content.captureContent;
+    this.secrets = upstream.spec.secrets.bytes;
     this.#exchange = exchange;
     this.#upstream = upstream;
     this.#outBody = sent.outBody;
