@@ -140,7 +140,7 @@ describe('requests no route serves', () => {
     const before = await scrapeMetrics(gw.url);
     const res = await request(`${gw.url}/v1/chat/completions`, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: '{}' });
     expect(res.statusCode).toBe(405);
-    expect(res.headers.allow).toBe('GET, HEAD, POST');
+    expect(res.headers.allow).toBe('GET, HEAD, OPTIONS, POST');
     expect(res.headers['x-request-id'], 'an answer that belongs to no proxied request carries no request id').toBeUndefined();
     expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
 
