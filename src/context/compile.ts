@@ -11,6 +11,7 @@
  */
 import path from 'node:path';
 import type { TemplateRegistry, TemplateVersion } from '../prompts/registry.js';
+import type { VariableSpec } from '../prompts/variables.js';
 import { HistoryBuilder } from './builders/history.js';
 import { HttpBuilder } from './builders/http.js';
 import { KnowledgeBuilder } from './builders/knowledge.js';
@@ -66,6 +67,11 @@ export interface ContextPlan {
    * under a recipe that leaves one of them out.
    */
   readonly names: readonly string[];
+  /**
+   * The version's declared variables that no builder fills (not in `names`): checked, and
+   * their defaults applied, before the builders run (proxy/prompt-step.ts).
+   */
+  readonly clientVariables: ReadonlyArray<readonly [string, VariableSpec]>;
   /** `constraints.max_input_tokens` of the version, when set: the budget also keeps the prompt under it. */
   readonly maxInputTokens?: number;
   /** Tokens of the version's messages as written (only counted when `maxInputTokens` is set). */
@@ -241,6 +247,7 @@ function compilePlan(
     from = recipe.to;
     return recipe;
   });
+  const names = [...new Set([...spec.use, ...runOrder(spec.use, builders).map((b) => b.name)])];
   return {
     templateRef: ref,
     experiment: `${ref}:context`,
@@ -250,7 +257,8 @@ function compilePlan(
     minExploration: spec.recipe_selection.min_exploration,
     deadlineMs,
     unconfigured,
-    names: [...new Set([...spec.use, ...runOrder(spec.use, builders).map((b) => b.name)])],
+    names,
+    clientVariables: version.variableEntries.filter(([name]) => !names.includes(name)),
     maxInputTokens,
     templateTokens: maxInputTokens === undefined ? 0 : version.messages.reduce((n, m) => n + countTokens(m.content) + 3, 0),
   };

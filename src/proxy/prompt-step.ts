@@ -10,6 +10,7 @@ import { messagesTokens } from '../context/tokens.js';
 import { GatewayError } from '../errors.js';
 import type { AssignmentReason } from '../experiments/assignment.js';
 import { applySelection, collectVariables, keptClientMessages, selectTemplate, toolRequestOf, withoutPromptFields, type HeaderGetter, type Selection } from '../prompts/selection.js';
+import { resolveVariables } from '../prompts/variables.js';
 import { encodingFor, NO_TOOL_TOKENS, toolTokensOnce, type EncodingName } from '../telemetry/usage.js';
 import type { ChatBody } from './chat-request.js';
 import { injectContext } from './context-step.js';
@@ -58,6 +59,10 @@ export async function promptStep(deps: GatewayDeps, exchange: Exchange, input: P
   // 4. context: the version's builders (cached, within the deadline and token budget)
   const plan = config.context.plans.get(selection.templateVersion.ref);
   if (plan) {
+    // Defaults applied and the client's values checked before any builder runs: builders
+    // read what the template renders (a rule on a variable sees its default), and a request
+    // the template refuses (400) calls none of your services.
+    vars = { ...vars, ...resolveVariables(plan.clientVariables, vars) };
     const messages = received.messages as unknown[];
     const keptMessages = keptClientMessages(messages, selection.mode);
     vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: countToolTokens(), userId, variables: vars, config });

@@ -1,0 +1,87 @@
+/**
+ * Review 22: template variables as context builders see them.
+ *
+ * - Builders read the client's variables only: a declared `default` reached the rendered
+ *   prompt but not the builders, so a rule on `plan` saw it unset while the prompt said
+ *   "pro", and an http builder whose URL needed a defaulted variable was skipped.
+ * - Variables were checked after context was built: a request the template refuses (a
+ *   mistyped or missing variable) still called the customer service, and when a required
+ *   builder failed meanwhile the client got a 424 instead of the 400 it can fix.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { json, startJsonService, type JsonService } from './context/helpers.js';
+import { mockConfig, postJson, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
+
+let upstream: MockUpstream;
+let svc: JsonService;
+let gw: TestGateway | undefined;
+beforeAll(async () => {
+  upstream = await startMockUpstream();
+  svc = await startJsonService();
+  svc.route(/^\/orders\//, json({ status: 'shipped' }));
+  svc.route(/^\/failing\//, (_req, res) => {
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end('{}');
+  });
+});
+afterAll(async () => {
+  await upstream.close();
+  await svc.close();
+});
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+const TEMPLATE = `id: plans
+name: Plans
+versions:
+  - version: "1.0.0"
+    variables:
+      plan: {type: string, default: pro}
+      order_id: {type: string, default: o-1}
+      name: {type: string}
+    context:
+      use: [plan_rules, order]
+    messages:
+      - role: system
+        content: "plan={{plan}} tier={{plan_rules.tier}} order={{order.status}} name={{name}}"
+`;
+
+function config(orderPath: string, required = false): string {
+  return (
+    mockConfig(upstream.url) +
+    `
+bindings: [{model: plans-bot, template: plans}]
+context:
+  deadline_ms: 2000
+  builders:
+    - {name: plan_rules, kind: rules, defaults: {tier: basic}, rules: [{when: {plan: pro}, set: {tier: PRO}}]}
+    - {name: order, kind: http, url: "${svc.url}${orderPath}/{{order_id}}", required: ${required}}
+`
+  );
+}
+
+const chat = (vars?: Record<string, unknown>) => ({ model: 'plans-bot', messages: [{ role: 'user', content: 'hi' }], ...(vars ? { prompt_variables: vars } : {}) });
+
+describe('declared defaults', () => {
+  it('are what the builders see too: the rules and the URL read the value the prompt shows', async () => {
+    gw = await startTestGateway(config('/orders'), { templateFiles: { 'plans.yaml': TEMPLATE } });
+    const res = await postJson(gw.url, '/v1/chat/completions', chat());
+    expect(res.status).toBe(200);
+    expect(upstream.requests.at(-1)!.body.messages[0].content).toBe('plan=pro tier=PRO order=shipped name=');
+    expect(svc.requests.at(-1)!.url).toBe('/orders/o-1');
+  });
+});
+
+describe("a request the template refuses", () => {
+  it('is refused before any builder calls a service (400, not a 424 from a required builder that failed meanwhile)', async () => {
+    gw = await startTestGateway(config('/failing', true), { templateFiles: { 'plans.yaml': TEMPLATE } });
+    const before = svc.requests.length;
+    const typed = await postJson(gw.url, '/v1/chat/completions', chat({ order_id: 12345 }));
+    expect(typed.status).toBe(400);
+    expect(JSON.parse(typed.text).error).toMatchObject({ code: 'invalid_variable', param: 'prompt_variables.order_id' });
+    expect(svc.requests.length).toBe(before);
+  });
+});
