@@ -4,11 +4,17 @@
  * - Builders read the client's variables only: a declared `default` reached the rendered
  *   prompt but not the builders, so a rule on `plan` saw it unset while the prompt said
  *   "pro", and an http builder whose URL needed a defaulted variable was skipped.
+ * - A template variable at odds with the builder that fills it, or a recipe weight too small
+ *   for a bucket, was reported as `version 1.0.0, variables.cust`: no YAML path, no line.
  * - Variables were checked after context was built: a request the template refuses (a
  *   mistyped or missing variable) still called the customer service, and when a required
  *   builder failed meanwhile the client got a 424 instead of the 400 it can fix.
  */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfigFile } from '../src/config/load.js';
 import { json, startJsonService, type JsonService } from './context/helpers.js';
 import { mockConfig, postJson, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.js';
@@ -83,5 +89,38 @@ describe("a request the template refuses", () => {
     expect(typed.status).toBe(400);
     expect(JSON.parse(typed.text).error).toMatchObject({ code: 'invalid_variable', param: 'prompt_variables.order_id' });
     expect(svc.requests.length).toBe(before);
+  });
+});
+
+describe('template problems found against the context builders', () => {
+  it('name the YAML path and line in the template file, as every other template error', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'promptgate-locate-'));
+    mkdirSync(path.join(dir, 'templates'));
+    writeFileSync(
+      path.join(dir, 'templates', 'w.yaml'),
+      `id: w
+versions:
+  - version: "1.0.0"
+    variables:
+      cust: {type: array}
+    context:
+      use: [cust]
+      recipes: [{name: tiny, weight: 1}, {name: big, weight: 100000}]
+    messages:
+      - {role: system, content: "{{#cust}}{{name}}{{/cust}}"}
+`,
+    );
+    const file = path.join(dir, 'gateway.config.yaml');
+    writeFileSync(file, mockConfig(upstream.url) + `context:\n  builders:\n    - {name: cust, kind: http, url: "${svc.url}/orders/{{user_id}}"}\n`);
+    let issues: ConfigError['issues'] = [];
+    try {
+      loadConfigFile(file);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      issues = err.issues;
+    }
+    const shown = issues.map((i) => i.path.replace(/^.*templates[\\/]/, ''));
+    expect(shown).toContain('w.yaml: versions[0].variables.cust (line 5)');
+    expect(shown).toContain('w.yaml: versions[0].context.recipes[0].weight (line 8)');
   });
 });

@@ -10,7 +10,7 @@
  * context and their reports list it in `skipped`.
  */
 import path from 'node:path';
-import type { TemplateRegistry, TemplateVersion } from '../prompts/registry.js';
+import type { Template, TemplateRegistry, TemplateVersion } from '../prompts/registry.js';
 import type { VariableSpec } from '../prompts/variables.js';
 import { HistoryBuilder } from './builders/history.js';
 import { HttpBuilder } from './builders/http.js';
@@ -124,8 +124,8 @@ export function compileContext(
       if (!spec) continue;
       const plan = compilePlan(version, spec, { builders, deadlineMs: config.deadline_ms });
       plans.set(version.ref, plan);
-      checkRecipeWidths(template.file, version, plan, issues);
-      checkFilledVariables(template.file, version, spec.use, builders, issues);
+      checkRecipeWidths(template, version, plan, issues);
+      checkFilledVariables(template, version, builders, issues);
       if (plan.unconfigured.length > 0) {
         const names = plan.unconfigured.map((n) => `"${n}"`).join(', ');
         notes.push(`template ${version.ref} uses context ${names} not defined in context.builders: its requests go out without it`);
@@ -142,12 +142,12 @@ export function compileContext(
  * skipped. Else every request would get a 400 `invalid_variable` or `missing_variable`
  * blaming the client for the gateway's own value.
  */
-function checkFilledVariables(file: string, version: TemplateVersion, use: readonly string[], builders: ReadonlyMap<string, Builder>, issues: ContextIssue[]): void {
-  for (const name of use) {
+function checkFilledVariables(template: Template, version: TemplateVersion, builders: ReadonlyMap<string, Builder>, issues: ContextIssue[]): void {
+  for (const name of version.context?.use ?? []) {
     const builder = builders.get(name);
     const declared = version.variables[name];
     if (!builder || !declared) continue;
-    const at = `@${file}: version ${version.version}, variables.${name}`;
+    const at = `@${template.file}: ${template.locate(version.version, ['variables', name])}`;
     const gives = builder.output === 'items' ? 'array' : 'object';
     if (declared.type !== gives) {
       issues.push({ path: at, message: `"${name}" is filled by the ${builder.kind} builder of that name, whose output is ${gives === 'array' ? 'a list' : 'an object'}: declare it as type ${gives}` });
@@ -191,12 +191,12 @@ function buildOne(cfg: BuilderConfig, ctx: BuilderContext, at: string, issues: C
 }
 
 /** In `experiment` mode, each recipe needs at least one bucket (as experiment variants do): one without is never served. */
-function checkRecipeWidths(file: string, version: TemplateVersion, plan: ContextPlan, issues: ContextIssue[]): void {
+function checkRecipeWidths(template: Template, version: TemplateVersion, plan: ContextPlan, issues: ContextIssue[]): void {
   if (plan.mode !== 'experiment' || plan.recipes.length < 2) return;
   plan.recipes.forEach((r, i) => {
     if (r.to - r.from >= 1) return;
     const weight = version.context!.recipes![i].weight;
-    issues.push({ path: `@${file}: version ${version.version}, context.recipes[${i}].weight`, message: `weight ${weight} gives recipe "${r.name}" no buckets (each needs at least 1/10000 of the total)` });
+    issues.push({ path: `@${template.file}: ${template.locate(version.version, ['context', 'recipes', i, 'weight'])}`, message: `weight ${weight} gives recipe "${r.name}" no buckets (each needs at least 1/10000 of the total)` });
   });
 }
 

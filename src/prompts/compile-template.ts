@@ -26,6 +26,8 @@ export interface CompileTemplateOptions {
   expectedId?: string;
   /** Shown as `Template.file`. */
   file?: string;
+  /** `Template.locate`: where `versions[index]...segments` is in the file. */
+  locate?: (versionIndex: number, segments: readonly PropertyKey[]) => string;
 }
 
 /**
@@ -56,6 +58,7 @@ export function compileTemplate(data: unknown, options: CompileTemplateOptions =
       metadata: file.metadata,
       file: options.file,
       versions: versions as TemplateVersion[],
+      locate: options.locate ? (version, segments) => options.locate!(file.versions.findIndex((v) => v.version === version), segments) : undefined,
     }),
     problems,
   };

@@ -85,7 +85,12 @@ export function loadTemplateFile(file: string, shown: string, issues: ConfigIssu
     return undefined;
   }
   const expectedId = path.basename(file).replace(/\.ya?ml$/, '');
-  const { template, problems } = compileTemplate(data, { expectedId, file: shown });
+  const locate = (index: number, segments: readonly PropertyKey[]): string => {
+    const at = ['versions', index, ...segments];
+    const line = lineOf(doc, lineCounter, at);
+    return `${formatYamlPath(at)}${line ? ` (line ${line})` : ''}`;
+  };
+  const { template, problems } = compileTemplate(data, { expectedId, file: shown, locate });
   for (const p of problems) {
     const line = lineOf(doc, lineCounter, p.segments);
     issues.push({ path: `${shown}: ${formatYamlPath(p.segments)}${line ? ` (line ${line})` : ''}`, message: p.message });

@@ -5,7 +5,7 @@
  */
 import semver from 'semver';
 import { compileText, MAX_RENDERED_CHARS, renderText, type CompiledText } from './renderer.js';
-import type { ChatMessage } from './types.js';
+import { formatYamlPath, type ChatMessage } from './types.js';
 import { resolveVariables, type VariableSpec } from './variables.js';
 import type { TemplateConstraints, TemplateContext, TemplateParams, TemplateRole, TemplateVersionConfig } from './template-schema.js';
 
@@ -112,6 +112,11 @@ export interface Template {
   readonly labels: Readonly<Record<string, string>>;
   /** What a plain `id` resolves to: the `production` label, else the highest release. */
   readonly defaultVersion: TemplateVersion;
+  /**
+   * Where a setting of one version is in the file, for a problem found after loading
+   * (context builders checked against its variables): `versions[1].variables.cust (line 14)`.
+   */
+  readonly locate: (version: string, segments: readonly PropertyKey[]) => string;
 }
 
 /** `support-reply@1.1.0` -> `{ id: 'support-reply', selector: '1.1.0' }` */
@@ -139,6 +144,8 @@ export interface TemplateInit {
   metadata?: Record<string, unknown>;
   file?: string;
   versions: readonly TemplateVersion[];
+  /** Default: `version 1.0.0, variables.cust` (no file to point into). */
+  locate?: (version: string, segments: readonly PropertyKey[]) => string;
 }
 
 /** Builds a `Template` from compiled versions (any order). */
@@ -157,6 +164,7 @@ export function makeTemplate(init: TemplateInit): Template {
     versions: Object.freeze(versions),
     labels: Object.freeze(labels),
     defaultVersion: pickDefaultVersion(versions),
+    locate: init.locate ?? ((version, segments) => `version ${version}, ${formatYamlPath(segments)}`),
   });
 }
 
