@@ -124,11 +124,12 @@ describe('selectTemplate: order', () => {
 });
 
 describe('selectTemplate: errors', () => {
-  it('unknown template -> 404 unknown_template, param prompt_id', () => {
-    for (const sel of [() => selectTemplate(input({ prompt_id: 'nope' })), () => selectTemplate(input({}, { 'x-promptgate-template': 'nope@1.0.0' }))]) {
-      expect(sel).toThrow(GatewayError);
-      expect(catchError(sel)).toMatchObject({ code: 'unknown_template', status: 404, param: 'prompt_id' });
+  it('unknown template -> 404 unknown_template, param prompt_id (null when the header named it: no body field did)', () => {
+    expect(catchError(() => selectTemplate(input({ prompt_id: 'nope' })))).toMatchObject({ code: 'unknown_template', status: 404, param: 'prompt_id' });
+    for (const ref of ['nope@1.0.0', 'nope', 't@9.0.0']) {
+      expect(catchError(() => selectTemplate(input({}, { 'x-promptgate-template': ref })))).toMatchObject({ code: 'unknown_template', status: 404, param: null });
     }
+    expect(catchError(() => selectTemplate(input({}, { 'x-promptgate-template': '@1.0.0' })))).toMatchObject({ code: 'invalid_request', param: null });
   });
 
   it('unknown version or label -> unknown_template naming the field', () => {
@@ -157,7 +158,7 @@ describe('selectTemplate: errors', () => {
   // over a different version named in prompt_id.
   it('rejects a reference cut short (`id@`) and two different versions named at once', () => {
     expect(catchError(() => selectTemplate(input({ prompt_id: 't@' })))).toMatchObject({ code: 'invalid_request', status: 400, param: 'prompt_id' });
-    expect(catchError(() => selectTemplate(input({}, { 'x-promptgate-template': 't@ ' })))).toMatchObject({ code: 'invalid_request', param: 'prompt_id' });
+    expect(catchError(() => selectTemplate(input({}, { 'x-promptgate-template': 't@ ' })))).toMatchObject({ code: 'invalid_request', param: null });
     expect(catchError(() => selectTemplate(input({ prompt_id: 't@1.0.0', prompt_version: '1.1.0' })))).toMatchObject({ code: 'invalid_request', param: 'prompt_version' });
     expect(selectTemplate(input({ prompt_id: 't@1.0.0', prompt_version: '1.0.0' }))?.version).toBe('1.0.0');
   });

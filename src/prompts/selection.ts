@@ -88,7 +88,9 @@ export function selectTemplate(input: SelectionInput): Selection | null {
     if (promptId !== undefined && selector !== undefined && promptVersion !== undefined && !sameVersion(registry, id, selector, promptVersion)) {
       throw new GatewayError('invalid_request', `prompt_id names "${shown(selector)}" and prompt_version "${shown(promptVersion)}": give one.`, { param: 'prompt_version' });
     }
-    const version = resolveExplicit(registry, id, promptVersion ?? selector, promptVersion !== undefined);
+    // A reference from the x-promptgate-template header is no body field: `param` is null.
+    const idParam = promptId !== undefined ? 'prompt_id' : null;
+    const version = resolveExplicit(registry, id, promptVersion ?? selector, promptVersion !== undefined ? 'prompt_version' : idParam, idParam);
     return {
       templateId: version.templateId,
       version: version.version,
@@ -132,20 +134,21 @@ function sameVersion(registry: TemplateRegistry, id: string, a: string, b: strin
   return version !== undefined && version === registry.resolve(`${id}@${b}`);
 }
 
-function resolveExplicit(registry: TemplateRegistry, id: string, selector: string | undefined, fromBodyVersion: boolean): TemplateVersion {
+/** `idParam` / `selectorParam`: the body field each came from, for the error's `param` (null: the header). */
+function resolveExplicit(registry: TemplateRegistry, id: string, selector: string | undefined, selectorParam: string | null, idParam: string | null): TemplateVersion {
   // `@1.0.0` is a reference missing its template, malformed like `id@` (400), not an unknown template "" (404).
-  if (id === '') throw new GatewayError('invalid_request', 'The prompt template reference names no template before "@".', { param: 'prompt_id' });
+  if (id === '') throw new GatewayError('invalid_request', 'The prompt template reference names no template before "@".', { param: idParam });
   const template = registry.get(id);
-  if (!template) throw new GatewayError('unknown_template', `Unknown prompt template "${shown(id)}".`, { param: 'prompt_id' });
+  if (!template) throw new GatewayError('unknown_template', `Unknown prompt template "${shown(id)}".`, { param: idParam });
   if (selector === undefined) return template.defaultVersion;
   if (selector === '') {
     // `id@` is a reference cut short, not a request for the default version.
-    throw new GatewayError('invalid_request', `The prompt template reference "${shown(id)}@" names no version or label.`, { param: fromBodyVersion ? 'prompt_version' : 'prompt_id' });
+    throw new GatewayError('invalid_request', `The prompt template reference "${shown(id)}@" names no version or label.`, { param: selectorParam });
   }
   const version = registry.resolve(`${id}@${selector}`);
   if (!version) {
     throw new GatewayError('unknown_template', `Prompt template "${shown(id)}" has no version or label "${shown(selector)}".`, {
-      param: fromBodyVersion ? 'prompt_version' : 'prompt_id',
+      param: selectorParam,
     });
   }
   return version;
