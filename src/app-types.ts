@@ -8,6 +8,7 @@ import type { AssignmentCounters } from './experiments/counters.js';
 import type { Metrics } from './telemetry/metrics.js';
 import type { RuntimeHolder } from './runtime.js';
 import type { Exchange } from './proxy/exchange.js';
+import type { RoutedObjects } from './proxy/model-route.js';
 import type { Logger as StructuredLogger } from './telemetry/logger.js';
 import type { RequestRecord } from './telemetry/types.js';
 
@@ -44,6 +45,8 @@ export interface GatewayDeps {
   context?: ContextRuntime;
   /** This gateway's entry in `via` (proxy/headers.ts `viaEntry`): one per app, to see a request come back. */
   via: string;
+  /** Stored objects made on a routed model, for the calls that follow on them (proxy/model-route.ts). */
+  routedObjects: RoutedObjects;
 }
 
 /** Hono env: Node bindings (absent under `app.request()`), and per-request variables. */

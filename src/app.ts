@@ -13,11 +13,18 @@ import { createFeedbackRoutes } from './admin/feedback.js';
 import { createAdminRoutes } from './admin/routes.js';
 import { chatCompletions } from './proxy/chat.js';
 import { viaEntry } from './proxy/headers.js';
+import { RoutedObjects } from './proxy/model-route.js';
 import { passThrough } from './proxy/passthrough.js';
+import type { RequestRecord } from './telemetry/types.js';
 import { unmatchedRecord } from './proxy/exchange.js';
 
-export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder' | 'via'>): Hono<AppEnv> {
-  const all: GatewayDeps = { ...deps, holder, via: viaEntry() };
+export function createApp(holder: RuntimeHolder, deps: Omit<GatewayDeps, 'holder' | 'via' | 'routedObjects'>): Hono<AppEnv> {
+  const routedObjects = new RoutedObjects();
+  const onRequestDone = (record: RequestRecord): void => {
+    routedObjects.note(record, holder.current.config);
+    deps.onRequestDone(record);
+  };
+  const all: GatewayDeps = { ...deps, holder, via: viaEntry(), routedObjects, onRequestDone };
   const app = new Hono<AppEnv>();
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));

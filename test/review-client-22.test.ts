@@ -62,6 +62,29 @@ describe('routing.models on pass-through routes', () => {
     expect((await post(gw, '/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' })).status).toBe(200);
     expect(main.requests.length - before).toBe(1);
   });
+
+  // Follow-up calls name no model in a body: they went to routing.default, so a stored
+  // response made on a routed model could not be retrieved, cancelled or deleted.
+  it("sends the follow-up calls of a routed model's stored response, and its model's entry, to that route", async () => {
+    const created = await post(gw, '/v1/responses', { model: 'routed-model', input: 'x' });
+    expect(JSON.parse(created.text).id).toBe('resp_mock1');
+    for (const [method, route] of [
+      ['GET', '/v1/responses/resp_mock1'],
+      ['GET', '/v1/responses/resp_mock1/input_items?limit=5'],
+      ['POST', '/v1/responses/resp_mock1/cancel'],
+      ['DELETE', '/v1/responses/resp_mock1'],
+      ['GET', '/v1/models/routed-model'],
+    ] as const) {
+      const before = { main: main.requests.length, other: other.requests.length };
+      const res = await request(`${gw.url}${route}`, { method });
+      await res.body.dump();
+      expect([route, other.requests.length - before.other, main.requests.length - before.main]).toEqual([route, 1, 0]);
+    }
+    // An id no routed model made stays on the default route.
+    const before = main.requests.length;
+    await (await request(`${gw.url}/v1/responses/resp_other`)).body.dump();
+    expect(main.requests.length - before).toBe(1);
+  });
 });
 
 describe('a CORS preflight on the chat path', () => {

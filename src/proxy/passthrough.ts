@@ -66,7 +66,7 @@ export function passThrough(deps: GatewayDeps) {
 
     const forwarded = await forward({
       runtime,
-      route: routeForModel(config, exchange, exchange.record.requestModel),
+      route: routeForModel(config, exchange, exchange.record.requestModel ?? deps.routedObjects.modelFor(pathname)),
       once: read?.stream !== undefined, // a streamed body cannot be sent again
       maskSuccessBody: true, // any API: an echo of the request would carry the key
       ...exchange.forwarding(),
