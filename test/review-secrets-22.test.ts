@@ -111,6 +111,24 @@ routing: {default: [v]}
     expect(issues).toEqual([{ path: 'gateway.config.yaml: upstreams[0].*** (line 2)', message: 'unknown key' }]);
   });
 
+  // Masking every key a value contained hid real key names: `server.prot` read `***.prot`
+  // when ${LLM_URL} held "server" (and `routing.models` with a GitHub Models URL).
+  it('a key written in the file is shown as it is, though a substituted value contains it', () => {
+    const config = `
+server: {host: 127.0.0.1, prot: 8080}
+upstreams: [{name: v, base_url: "\${LLM_URL}", api_key: sk-plain-key-0123456789}]
+routing: {default: [v]}
+`;
+    let issues: ConfigError['issues'] = [];
+    try {
+      parseConfig(config, { file: 'gateway.config.yaml', env: { LLM_URL: 'http://llm-server-prot:8000/v1' } });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      issues = err.issues;
+    }
+    expect(issues.map((i) => i.path)).toEqual(['gateway.config.yaml: server.prot (line 2)']);
+  });
+
   it('a compile issue path holding a substituted value (a route model name) is masked', () => {
     const config = `
 upstreams: [{name: v, base_url: "https://api.example.com/v1", api_key: sk-plain-key-0123456789}]
@@ -243,6 +261,9 @@ routing: {default: [sim]}
     expect(redactEndpoint('token0123456@[::1]:4318')).toBe('***@[::1]:4318');
     expect(redactEndpoint('http://collector:4318')).toBe('http://collector:4318');
     expect(redactEndpoint('collector:4318')).toBe('collector:4318');
+    // An `@` in the path, query or fragment is no user info: the host stays readable.
+    expect(redactEndpoint('http://collector:4318/v1/traces?x=a@b')).toBe('http://collector:4318/v1/traces?x=a@b');
+    expect(redactEndpoint('http://a:b0123456@c:4318/v1/traces#x@y')).toBe('http://***@c:4318/v1/traces#x@y');
   });
 });
 

@@ -84,7 +84,7 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   // An unset variable is named with the setting it is in (`upstreams[0].api_key`), not only its line.
   const missingPaths = missing.map((m, i) => {
     const at = doc.errors.length === 0 ? pathAt(doc.contents, (lineCounter.lineStarts[m.line - 1] ?? 0) + (missingColumns?.[i] ?? 0), []) : undefined;
-    return at !== undefined && at.length > 0 ? `${name}: ${maskedPath(at, values)} (line ${m.line})` : `${name} (line ${m.line})`;
+    return at !== undefined && at.length > 0 ? `${name}: ${maskedPath(at, values, text)} (line ${m.line})` : `${name} (line ${m.line})`;
   });
   const issues: ConfigIssue[] = missing.map((m, i) => ({
     path: missingPaths[i],
@@ -135,7 +135,7 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
   const sourceLines = text.split('\n');
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      for (const found of schemaIssues(name, doc, lineCounter, issue, { data, values, emptyOn: (line) => emptyVariables(sourceLines[line - 1] ?? '', env) })) {
+      for (const found of schemaIssues(name, doc, lineCounter, issue, { data, values, source: text, emptyOn: (line) => emptyVariables(sourceLines[line - 1] ?? '', env) })) {
         // What an unset variable left at its setting (a null, an empty string) is that same error, already reported.
         if (issue.code !== 'unrecognized_keys' && missingPaths.includes(found.path)) continue;
         issues.push({ ...found, message: maskSubstituted(found.message, values) });
@@ -154,7 +154,7 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
         const segments = segmentsOf(i.path);
         const line = lineOf(doc, lineCounter, segments);
         // A route's model name or another key may be a substituted value.
-        const at = maskSubstituted(i.path, values) === i.path ? i.path : maskedPath(segments, values);
+        const at = maskSubstituted(i.path, values) === i.path ? i.path : maskedPath(segments, values, text);
         return { path: `${name}: ${at}${line ? ` (line ${line})` : ''}`, message };
       }),
     );
@@ -179,12 +179,14 @@ export function formatPath(segments: readonly PropertyKey[]): string {
 }
 
 /**
- * `formatPath` with each key that holds a substituted value, or part of one, shown as `***`
- * (`upstreams[0].***`): keys are read after substitution, and an unquoted `${VAR}` in a flow
- * map makes the text after a comma in its value a key (`{api_key: ${KEY}}`, KEY `abc,sk-...`).
+ * `formatPath` with each key that a substitution made shown as `***` (`upstreams[0].***`):
+ * keys are read after substitution, and an unquoted `${VAR}` in a flow map makes the text
+ * after a comma in its value a key (`{api_key: ${KEY}}`, KEY `abc,sk-...`). A key written in
+ * the file (`source`) is shown as it is, also when a value happens to contain it (`prot` in a
+ * `${LLM_URL}` of `http://llm-server:8000`, `models` in a GitHub Models URL).
  */
-function maskedPath(segments: readonly PropertyKey[], values: readonly string[]): string {
-  return formatPath(segments.map((s) => (typeof s === 'string' ? maskSubstituted(s, values) : s)));
+function maskedPath(segments: readonly PropertyKey[], values: readonly string[], source: string): string {
+  return formatPath(segments.map((s) => (typeof s === 'string' && !source.includes(s) ? maskSubstituted(s, values) : s)));
 }
 
 interface SchemaIssueContext {
@@ -192,6 +194,8 @@ interface SchemaIssueContext {
   data: unknown;
   /** What `${VAR}`s put into the file: masked in the paths shown (a key may hold one). */
   values: readonly string[];
+  /** The file as written, before substitution (a key written there is never masked). */
+  source: string;
   /** The variables on a source line that are unset or empty. */
   emptyOn: (line: number) => string[];
 }
@@ -203,13 +207,13 @@ function schemaIssues(name: string, doc: YAML.Document, lineCounter: YAML.LineCo
     return issue.keys.map((key) => {
       const line = lineOf(doc, lineCounter, [...at, key]);
       const meant = suggestKey(configSchema, context.data, at, key);
-      return { path: `${name}: ${maskedPath([...at, key], context.values)}${line ? ` (line ${line})` : ''}`, message: meant === undefined ? 'unknown key' : `unknown key; did you mean ${meant}?` };
+      return { path: `${name}: ${maskedPath([...at, key], context.values, context.source)}${line ? ` (line ${line})` : ''}`, message: meant === undefined ? 'unknown key' : `unknown key; did you mean ${meant}?` };
     });
   }
   return [schemaIssue(name, doc, lineCounter, issue, context)];
 }
 
-function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue, { values, emptyOn }: SchemaIssueContext): ConfigIssue {
+function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCounter, issue: z.core.$ZodIssue, { values, source, emptyOn }: SchemaIssueContext): ConfigIssue {
   const segments = issue.path as PropertyKey[];
   let message = issue.message;
   if (issue.code === 'invalid_key' && issue.issues[0]) {
@@ -229,7 +233,7 @@ function schemaIssue(name: string, doc: YAML.Document, lineCounter: YAML.LineCou
       message += ` (${empty.map((v) => `\${${v}}`).join(', ')} ${empty.length === 1 ? 'is' : 'are'} empty here, and an unquoted empty value is null${quote})`;
     }
   }
-  return { path: `${name}: ${maskedPath(segments, values)}${line ? ` (line ${line})` : ''}`, message };
+  return { path: `${name}: ${maskedPath(segments, values, source)}${line ? ` (line ${line})` : ''}`, message };
 }
 
 /**

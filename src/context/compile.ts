@@ -18,7 +18,7 @@ import { KnowledgeBuilder } from './builders/knowledge.js';
 import { RulesBuilder } from './builders/rules.js';
 import type { BuilderContext } from './builders/common.js';
 import type { BuilderConfig, ContextConfig, RecipeConfig, TemplateContextConfig } from './config-schema.js';
-import { loadKnowledgeBase, type KnowledgeBase } from './knowledge-base.js';
+import { keepOnlyKnowledgeBases, loadKnowledgeBase, type KnowledgeBase } from './knowledge-base.js';
 import { countTokens, preloadContextTokenizer } from './tokens.js';
 import type { Builder } from './types.js';
 import { variantWidths } from '../experiments/compile.js';
@@ -116,6 +116,7 @@ export function compileContext(
     if (builder) builders.set(cfg.name, builder);
   });
   checkDependencies(config.builders, builders, issues);
+  keepOnlyKnowledgeBases([...builders.values()].flatMap((b) => (b instanceof KnowledgeBuilder && b.kb ? [b.kb] : [])));
 
   const plans = new Map<string, ContextPlan>();
   for (const template of registry.list()) {

@@ -136,6 +136,15 @@ export function loadKnowledgeBase(dir: string, options: KnowledgeBaseOptions): K
   return kb;
 }
 
+/**
+ * Forgets the loaded bases that `used` (a config just compiled) does not hold: a directory
+ * or `chunk_tokens` a reload left behind would keep its index for the life of the process.
+ */
+export function keepOnlyKnowledgeBases(used: Iterable<KnowledgeBase>): void {
+  const keep = new Set(used);
+  for (const [key, { kb }] of loaded) if (!keep.has(kb)) loaded.delete(key);
+}
+
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /**

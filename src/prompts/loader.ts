@@ -85,17 +85,34 @@ export function loadTemplateFile(file: string, shown: string, issues: ConfigIssu
     return undefined;
   }
   const expectedId = path.basename(file).replace(/\.ya?ml$/, '');
-  const locate = (index: number, segments: readonly PropertyKey[]): string => {
-    const at = ['versions', index, ...segments];
-    const line = lineOf(doc, lineCounter, at);
-    return `${formatYamlPath(at)}${line ? ` (line ${line})` : ''}`;
-  };
-  const { template, problems } = compileTemplate(data, { expectedId, file: shown, locate });
+  const { template, problems } = compileTemplate(data, { expectedId, file: shown, locate: locator(data, doc, lineCounter) });
   for (const p of problems) {
     const line = lineOf(doc, lineCounter, p.segments);
     issues.push({ path: `${shown}: ${formatYamlPath(p.segments)}${line ? ` (line ${line})` : ''}`, message: p.message });
   }
   return problems.length > 0 ? undefined : template;
+}
+
+/**
+ * `Template.locate` for the settings checked after loading (each version's `variables.<name>`
+ * and `context.recipes[i].weight`), their lines looked up now: the YAML document is not
+ * kept alive with the template for it.
+ */
+function locator(data: unknown, doc: YAML.Document, lineCounter: YAML.LineCounter): (index: number, segments: readonly PropertyKey[]) => string {
+  const lines = new Map<string, number | undefined>();
+  const versions = (data as { versions?: unknown }).versions;
+  (Array.isArray(versions) ? versions : []).forEach((v, i) => {
+    const version = (v ?? {}) as { variables?: unknown; context?: { recipes?: unknown } };
+    const at = (segments: PropertyKey[]) => lines.set(JSON.stringify(['versions', i, ...segments]), lineOf(doc, lineCounter, ['versions', i, ...segments]));
+    for (const name of Object.keys(version.variables ?? {})) at(['variables', name]);
+    const recipes = version.context?.recipes;
+    if (Array.isArray(recipes)) recipes.forEach((_r, j) => at(['context', 'recipes', j, 'weight']));
+  });
+  return (index, segments) => {
+    const path = ['versions', index, ...segments];
+    const line = lines.get(JSON.stringify(path));
+    return `${formatYamlPath(path)}${line ? ` (line ${line})` : ''}`;
+  };
 }
 
 function displayPath(dir: string): string {

@@ -65,23 +65,25 @@ export function holdsCredential(s: string): boolean {
   return redact(s) !== s;
 }
 
-/**
- * Everything before the last `@` that is followed by `host[:port]` (and the end or a `/`, `?`,
- * `#`), after an optional `scheme://`: an endpoint's user info, however it is written.
- */
-const ENDPOINT_USER_INFO = /^([a-z][a-z0-9+.-]{0,31}:\/\/)?.*@(?=(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?:[/?#]|$))/i;
+/** An optional `scheme://`, then the authority: up to the first `/`, `?` or `#`. */
+const SCHEME_AND_AUTHORITY = /^([a-z][a-z0-9+.-]{0,31}:\/\/)?([^/?#]*)/i;
 
 /**
- * An exporter endpoint as a log line may show it: its user info masked with or without a
- * scheme, then redacted as any text. `redact` sees user info only after `scheme://`, and an
- * endpoint set without one (`otel:pw@collector:4318`, a slip the startup warning is about)
- * would be logged as it is.
+ * An exporter endpoint as a log line may show it: the user info of its authority masked
+ * (everything before the authority's last `@`), with or without a scheme, then redacted as
+ * any text. `redact` sees user info only after `scheme://`, and an endpoint set without one
+ * (`otel:pw@collector:4318`, a slip the startup warning is about) would be logged as it is.
+ * An `@` in the path or query is no user info: the host stays readable.
  *
  * @example
  * redactEndpoint('otel:Hunter2@collector:4318') // '***@collector:4318'
  */
 export function redactEndpoint(endpoint: string): string {
-  return redact(endpoint.replace(ENDPOINT_USER_INFO, '$1***@'));
+  const masked = endpoint.replace(SCHEME_AND_AUTHORITY, (whole, scheme: string | undefined, authority: string) => {
+    const at = authority.lastIndexOf('@');
+    return at < 0 ? whole : `${scheme ?? ''}***${authority.slice(at)}`;
+  });
+  return redact(masked);
 }
 
 /**

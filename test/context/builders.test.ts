@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildContext } from '../../src/context/build.js';
-import { chunkDocument, loadKnowledgeBase } from '../../src/context/knowledge-base.js';
+import { chunkDocument, keepOnlyKnowledgeBases, loadKnowledgeBase } from '../../src/context/knowledge-base.js';
 import { ContextRuntime } from '../../src/context/runtime.js';
 import { countTokens } from '../../src/context/tokens.js';
 import { json, makeContext, ROOT, startJsonService, type JsonService } from './helpers.js';
@@ -286,6 +286,10 @@ describe('knowledge builder', () => {
     // A reload that finds the same files reuses both.
     expect(loadKnowledgeBase(dir, { chunkTokens: 100 })).toBe(small);
     expect(loadKnowledgeBase(dir, { chunkTokens: 400 })).toBe(large);
+    // A config that no longer uses one lets it go: loading it again builds it anew.
+    keepOnlyKnowledgeBases([large]);
+    expect(loadKnowledgeBase(dir, { chunkTokens: 400 })).toBe(large);
+    expect(loadKnowledgeBase(dir, { chunkTokens: 100 })).not.toBe(small);
   });
 
   it('follows symlinked files and directories, as in a Kubernetes ConfigMap volume', () => {
