@@ -129,6 +129,31 @@ routing: {default: [v]}
     expect(issues.map((i) => i.path)).toEqual(['gateway.config.yaml: server.prot (line 2)']);
   });
 
+  // A value starting with `*` is an alias to YAML: the error had no line and did not name
+  // the variable, and its masking garbled the message.
+  it('a substituted value YAML reads as an alias is reported at its line, naming the variable', () => {
+    const config = `
+server: {host: 127.0.0.1}
+upstreams:
+  - name: v
+    base_url: "https://api.example.com/v1"
+    api_key: \${BV}
+routing: {default: [v]}
+`;
+    let issues: ConfigError['issues'] = [];
+    try {
+      parseConfig(config, { file: 'gateway.config.yaml', env: { BV: '*sk-secretvalue123' } });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      issues = err.issues;
+    }
+    expect(issues).toHaveLength(1);
+    expect(issues[0].path).toBe('gateway.config.yaml (line 6)');
+    expect(issues[0].message).toContain('${BV}');
+    expect(issues[0].message).toMatch(/alias/);
+    expect(JSON.stringify(issues)).not.toContain('sk-secretvalue123');
+  });
+
   it('a compile issue path holding a substituted value (a route model name) is masked', () => {
     const config = `
 upstreams: [{name: v, base_url: "https://api.example.com/v1", api_key: sk-plain-key-0123456789}]

@@ -129,7 +129,9 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
     data = doc.toJS() ?? {};
   } catch (err) {
     // An alias without its anchor (`api_key: *...`, a value starting with `*`) throws here, quoting the source.
-    throw new ConfigError([...issues, { path: name, message: maskSubstituted((err as Error).message, values) }]);
+    const aliases = unresolvedAliases(doc, lineCounter, text);
+    if (aliases.length === 0) throw new ConfigError([...issues, { path: name, message: maskSubstituted((err as Error).message, values) }]);
+    throw new ConfigError([...issues, ...aliases.map((a) => ({ path: `${name} (line ${a.line})`, message: a.message }))]);
   }
   const parsed = configSchema.safeParse(data);
   const sourceLines = text.split('\n');
@@ -176,6 +178,28 @@ export function formatPath(segments: readonly PropertyKey[]): string {
     else out += out === '' ? String(s) : `.${String(s)}`;
   }
   return out || '(root)';
+}
+
+/**
+ * The aliases (`*name`) whose anchor is missing, with their lines. One on a line with a
+ * `${VAR}` is that variable's value starting with `*`: it is named, the value not shown.
+ */
+function unresolvedAliases(doc: YAML.Document, lineCounter: YAML.LineCounter, source: string): Array<{ line: number; message: string }> {
+  const lines = source.split('\n');
+  const found: Array<{ line: number; message: string }> = [];
+  YAML.visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) !== undefined || !node.range) return;
+      const line = lineCounter.linePos(node.range[0]).line;
+      const variables = [...(lines[line - 1] ?? '').matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => `\${${m[1]}}`);
+      const message =
+        variables.length > 0
+          ? `the value of ${variables.join(' or ')} starts with "*", which YAML reads as an alias (the value is not shown; quote the substitution: "${variables[0]}")`
+          : 'an alias (*name) whose anchor (&name) is not set before it';
+      found.push({ line, message });
+    },
+  });
+  return found;
 }
 
 /**
