@@ -12,7 +12,8 @@ import { assign } from '../src/experiments/assignment.js';
 import { compileExperiments } from '../src/experiments/compile.js';
 import { bucketOf } from '../src/experiments/hash.js';
 import { compileBindings } from '../src/prompts/bindings.js';
-import { bindingSchema, experimentSchema } from '../src/prompts/config-schema.js';
+import { experimentSchema } from '../src/experiments/config-schema.js';
+import { bindingSchema } from '../src/prompts/config-schema.js';
 import { loadTemplateRegistry } from '../src/prompts/loader.js';
 import { applySelection, collectVariables, selectTemplate } from '../src/prompts/selection.js';
 

@@ -14,7 +14,7 @@ import { AssignmentCounters } from '../src/experiments/counters.js';
 import { testExperiment, testRegistry } from '../src/experiments/test-helpers.js';
 import { errorBody } from '../src/errors.js';
 import { compileTemplate } from '../src/prompts/compile-template.js';
-import { experimentSchema } from '../src/prompts/config-schema.js';
+import { experimentSchema } from '../src/experiments/config-schema.js';
 import { loadTemplateRegistry } from '../src/prompts/loader.js';
 import { TemplateRegistry } from '../src/prompts/registry.js';
 import { applySelection, selectTemplate } from '../src/prompts/selection.js';

@@ -11,7 +11,8 @@ import { z } from 'zod';
 import { MAX_TIMER_MS, nonNegativeMs, positiveMs } from './ms.js';
 import { contextConfigSchema } from '../context/config-schema.js';
 import { guardSchema } from '../guard/config-schema.js';
-import { identitySchema, templatesSchema, bindingSchema, experimentSchema } from '../prompts/config-schema.js';
+import { experimentSchema } from '../experiments/config-schema.js';
+import { identitySchema, templatesSchema, bindingSchema } from '../prompts/config-schema.js';
 import { telemetrySchema, pricingSchema } from '../telemetry/config-schema.js';
 
 const port = z.number().int().min(0).max(65535);

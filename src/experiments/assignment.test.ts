@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { assign, currentStage, isActive, variantForBucket } from './assignment.js';
 import { compileExperiments, variantWidths } from './compile.js';
 import { bucketOf, rolloutBucketOf } from './hash.js';
-import { experimentSchema } from '../prompts/config-schema.js';
+import { experimentSchema } from './config-schema.js';
 import { compileIdentity } from '../prompts/identity.js';
 import { parseExact } from '../proxy/exact-json.js';
 import { testExperiment, testRegistry } from './test-helpers.js';

@@ -3,7 +3,7 @@
  * bucket ranges, the version each variant serves, schedule and rollout in milliseconds.
  * Requests only read the result.
  */
-import type { ExperimentConfig } from '../prompts/config-schema.js';
+import type { ExperimentConfig } from './config-schema.js';
 import type { TemplateRegistry, TemplateVersion } from '../prompts/registry.js';
 import type { ConfigIssue } from '../prompts/types.js';
 import { BUCKETS } from './hash.js';

@@ -2,7 +2,7 @@
  * Builders shared by the experiments, selection and admin tests (test-only; not imported
  * by production code).
  */
-import { experimentSchema, type ExperimentConfig } from '../prompts/config-schema.js';
+import { experimentSchema, type ExperimentConfig } from './config-schema.js';
 import { compileTemplate } from '../prompts/compile-template.js';
 import { TemplateRegistry } from '../prompts/registry.js';
 import { compileExperiments, type CompiledExperiment } from './compile.js';
