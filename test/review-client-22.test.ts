@@ -181,3 +181,68 @@ describe('an upstream that points back at the gateway', () => {
     }
   });
 });
+
+describe('a top-level "__proto__" field', () => {
+  // Copying the body field by field assigned `out.__proto__ = {...}`, which set the copy's
+  // prototype: the field was dropped, and its members read as the client's own (a
+  // `max_tokens` there switched off the template's params and its max_output_tokens cap).
+  it("is the client's field like any other: the template's params and output cap still apply", async () => {
+    const template = `id: capped
+versions:
+  - version: "1.0.0"
+    params: {temperature: 0.3, max_tokens: 512}
+    constraints: {max_output_tokens: 1024}
+    messages:
+      - {role: system, content: "Be brief."}
+`;
+    const gw = await startTestGateway(mockConfig(main.url, 'bindings: [{model: capped-bot, template: capped}]'), { templateFiles: { 'capped.yaml': template } });
+    try {
+      for (const stream of [false, true]) {
+        const raw = `{"model":"capped-bot","stream":${stream},"messages":[{"role":"user","content":"hi"}],"__proto__":{"max_tokens":1,"temperature":1}}`;
+        const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw });
+        await res.body.dump();
+        expect(res.statusCode).toBe(200);
+        const sent = JSON.parse(main.requests.at(-1)!.raw);
+        expect([stream, sent.max_tokens, sent.temperature]).toEqual([stream, 512, 0.3]);
+        expect(Object.hasOwn(sent, '__proto__')).toBe(true);
+        expect(sent['__proto__']).toEqual({ max_tokens: 1, temperature: 1 });
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('a compressed chat request body', () => {
+  // Read as the JSON itself, it was a 400 "not valid UTF-8": the client was told its JSON
+  // was broken. RFC 9110 §15.5.16: an unsupported content coding is a 415, with
+  // accept-encoding saying what would do.
+  it('is a 415 naming the content coding, with accept-encoding: identity', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const gw = await startTestGateway(mockConfig(main.url));
+    try {
+      const before = main.requests.length;
+      const res = await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: gzipSync(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })),
+      });
+      const body = (await res.body.json()) as { error: { code: string; message: string } };
+      expect(res.statusCode).toBe(415);
+      expect(res.headers['accept-encoding']).toBe('identity');
+      expect(body.error.code).toBe('unsupported_media_type');
+      expect(body.error.message).toMatch(/gzip/);
+      expect(main.requests.length).toBe(before);
+      // identity is no coding
+      const plain = await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      await plain.body.dump();
+      expect(plain.statusCode).toBe(200);
+    } finally {
+      await gw.close();
+    }
+  });
+});

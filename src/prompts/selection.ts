@@ -276,7 +276,7 @@ export function toolRequestOf(body: Readonly<Record<string, unknown>>, selection
 export function withoutPromptFields<T extends Record<string, unknown>>(body: T): T {
   if (!PROMPT_FIELDS.some((f) => Object.hasOwn(body, f))) return body;
   const out: Record<string, unknown> = {};
-  for (const key of Object.keys(body)) if (!PROMPT_FIELD_SET.has(key)) out[key] = body[key];
+  for (const key of Object.keys(body)) if (!PROMPT_FIELD_SET.has(key)) setField(out, key, body[key]);
   return out as T;
 }
 
@@ -296,6 +296,16 @@ export function withoutPromptFields<T extends Record<string, unknown>>(body: T):
  *
  * Throws `missing_variable` / `invalid_variable` from rendering.
  */
+/**
+ * `out[key] = value`, also for a key named `__proto__`: JSON makes that an own field, and
+ * an assignment would set the copy's prototype instead (dropping the field, and making its
+ * members read as the client's own: a `max_tokens` there turned off the template's cap).
+ */
+function setField(out: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  else out[key] = value;
+}
+
 export function applySelection(
   body: Readonly<Record<string, unknown>>,
   selection: Selection,
@@ -305,7 +315,7 @@ export function applySelection(
   const rendered = version.render(vars);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(body)) {
-    if (!PROMPT_FIELD_SET.has(key)) out[key] = body[key];
+    if (!PROMPT_FIELD_SET.has(key)) setField(out, key, body[key]);
   }
 
   const clientMessages = body.messages;

@@ -22,7 +22,7 @@ import { maskedBytes, maskSecrets, responseHeaders, upstreamRequestHeaders } fro
 import { routeForModel } from './model-route.js';
 import { promptStep } from './prompt-step.js';
 import { readBody } from './read-body.js';
-import { headerGetter, openExchange, requireJson, parseJsonObject, refuseLoop, refuseWhileDraining, withoutBom } from './request-shape.js';
+import { headerGetter, openExchange, requireJson, parseJsonObject, refuseContentCoding, refuseLoop, refuseWhileDraining, withoutBom } from './request-shape.js';
 import { relaySse, writeSse } from './sse-relay.js';
 import { StreamAccounting } from './stream-accounting.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -40,6 +40,7 @@ export function chatCompletions(deps: GatewayDeps) {
 
     // 1. receive
     requireJson(header('content-type'));
+    refuseContentCoding(header('content-encoding'));
     const raw = withoutBom(await readBody(c.env?.incoming, c.req.raw, config.server.max_body_bytes));
     const received = parseJsonObject(raw) as ChatBody;
     checkChatShape(received);

@@ -17,6 +17,22 @@ export function requireJson(contentType: string | undefined): void {
   throw new GatewayError('unsupported_media_type', `Expected Content-Type application/json, got ${type ? JSON.stringify(type.slice(0, 100)) : 'none'}.`);
 }
 
+/**
+ * 415 for a request body in a content coding (`content-encoding: gzip`): the chat route reads
+ * the JSON itself, and a compressed body read as JSON was a misleading 400 "not UTF-8".
+ * RFC 9110 §15.5.16: `accept-encoding` says what would do.
+ */
+export function refuseContentCoding(contentEncoding: string | undefined): void {
+  if (contentEncoding === undefined) return;
+  const codings = contentEncoding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity');
+  if (codings.length === 0) return;
+  throw new GatewayError(
+    'unsupported_media_type',
+    `Request bodies in a content coding (${JSON.stringify(codings.join(', ').slice(0, 100))}) are not accepted on this route: send the JSON uncompressed.`,
+    { headers: { 'accept-encoding': 'identity' } },
+  );
+}
+
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 /**
