@@ -133,6 +133,40 @@ describe('simulator', () => {
     expect(JSON.parse(assemble(await chunks({ response_format: { type: 'json_object' } })).get(0)!.content)).toEqual(JSON.parse(obj.choices[0].message.content));
   });
 
+  // The sample ignored $ref: a recursive schema (zod and the AI SDK emit $defs/$ref) got a
+  // string where an object was required, and generateObject failed against the simulator.
+  it('follows local $refs, ends recursion with what the schema allows, and honours minItems', async () => {
+    const schema = {
+      type: 'object',
+      properties: { root: { $ref: '#/$defs/Node' }, pair: { type: 'array', items: { type: 'integer', minimum: 2 }, minItems: 2 }, other: { $ref: '#/definitions/Tag' } },
+      required: ['root', 'pair', 'other'],
+      additionalProperties: false,
+      $defs: {
+        Node: {
+          type: 'object',
+          properties: { name: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/Node' } }, parent: { anyOf: [{ $ref: '#/$defs/Node' }, { type: 'null' }] } },
+          required: ['name', 'children', 'parent'],
+          additionalProperties: false,
+        },
+      },
+      definitions: { Tag: { type: 'string', enum: ['a', 'b'] } },
+    };
+    const res = await completion({ response_format: { type: 'json_schema', json_schema: { name: 'tree', strict: true, schema } } });
+    const value = JSON.parse(res.choices[0].message.content);
+    expect(value.other).toBe('a');
+    expect(value.pair).toEqual([2, 2]);
+    // Every node is an object with a name, a list of nodes and a node or null as parent, down to the end.
+    const check = (node: { name: unknown; children: unknown[]; parent: unknown }, depth: number): number => {
+      expect(typeof node.name).toBe('string');
+      expect(Array.isArray(node.children)).toBe(true);
+      let deepest = depth;
+      for (const child of node.children) deepest = Math.max(deepest, check(child as typeof node, depth + 1));
+      if (node.parent !== null) deepest = Math.max(deepest, check(node.parent as typeof node, depth + 1));
+      return deepest;
+    };
+    expect(check(value.root, 0)).toBeLessThan(20);
+  });
+
   it('calls a tool when tool_choice forces one, with OpenAI\'s finish reasons (was: text)', async () => {
     const tools = [
       { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city', 'days'] } } },

@@ -154,22 +154,37 @@ function choiceFor(body: ChatBody, digest: Buffer): SimulatedChoice {
   return { content, finishReason, completionTokens: tokens.filter((t) => t !== '').length };
 }
 
-/** A value of the JSON schema's shape (types, enums, nested objects and arrays; no $ref). */
-function sample(schema: unknown, text: string, depth = 0): unknown {
+/** Past this depth a sample ends its recursion: empty lists, and `null` where the schema allows it. */
+const WIND_DOWN_DEPTH = 6;
+
+/**
+ * A value of the JSON schema's shape: types, enums, `const`, nested objects and arrays
+ * (`minItems` of them), `anyOf`/`oneOf` (the first alternative), and local `$ref`s
+ * (`#/$defs/...`, `#/definitions/...`) into `root`. A recursive schema (a tree of nodes, as
+ * zod emits one) ends once deep enough: lists empty, and `null` where an alternative allows it.
+ */
+function sample(schema: unknown, text: string, depth = 0, root: unknown = schema): unknown {
   if (depth > 16) return null; // before anyOf too: a client schema may nest it thousands deep
-  const s = (schema !== null && typeof schema === 'object' ? schema : {}) as Record<string, unknown>;
+  let s = (schema !== null && typeof schema === 'object' ? schema : {}) as Record<string, unknown>;
+  if (typeof s.$ref === 'string') s = (resolveRef(root, s.$ref) ?? {}) as Record<string, unknown>;
   if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
   if ('const' in s) return s.const;
   const alternatives = s.anyOf ?? s.oneOf;
-  if (Array.isArray(alternatives) && alternatives.length > 0) return sample(alternatives[0], text, depth + 1);
-  const type = Array.isArray(s.type) ? s.type[0] : (s.type ?? (s.properties ? 'object' : 'string'));
+  if (Array.isArray(alternatives) && alternatives.length > 0) {
+    const nullable = depth >= WIND_DOWN_DEPTH ? alternatives.find((a) => (a as { type?: unknown } | null)?.type === 'null') : undefined;
+    return sample(nullable ?? alternatives[0], text, depth + 1, root);
+  }
+  const type = Array.isArray(s.type) ? (depth >= WIND_DOWN_DEPTH && s.type.includes('null') ? 'null' : s.type[0]) : (s.type ?? (s.properties ? 'object' : 'string'));
   switch (type) {
     case 'object': {
       const properties = (s.properties ?? {}) as Record<string, unknown>;
-      return Object.fromEntries(Object.entries(properties).map(([name, sub]) => [name, sample(sub, text, depth + 1)]));
+      return Object.fromEntries(Object.entries(properties).map(([name, sub]) => [name, sample(sub, text, depth + 1, root)]));
     }
-    case 'array':
-      return [sample(s.items, text, depth + 1)];
+    case 'array': {
+      const least = typeof s.minItems === 'number' && s.minItems > 0 ? Math.min(Math.ceil(s.minItems), 16) : 0;
+      const count = depth >= WIND_DOWN_DEPTH ? least : Math.max(1, least);
+      return Array.from({ length: count }, () => sample(s.items, text, depth + 1, root));
+    }
     case 'integer':
     case 'number':
       return typeof s.minimum === 'number' ? Math.ceil(s.minimum) : 1;
@@ -180,6 +195,18 @@ function sample(schema: unknown, text: string, depth = 0): unknown {
     default:
       return text;
   }
+}
+
+/** The schema a local `$ref` (`#/$defs/Node`, JSON Pointer escapes `~1` `~0`) points at in `root`; undefined for any other. */
+function resolveRef(root: unknown, ref: string): unknown {
+  if (!ref.startsWith('#')) return undefined;
+  let node = root;
+  for (const part of ref.slice(1).split('/').slice(1)) {
+    if (node === null || typeof node !== 'object') return undefined;
+    const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
+    node = Object.hasOwn(node, key) ? (node as Record<string, unknown>)[key] : undefined;
+  }
+  return node;
 }
 
 function tools(body: ChatBody): Tool[] {
