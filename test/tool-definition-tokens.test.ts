@@ -180,7 +180,7 @@ describe('constraints.max_input_tokens counts the tool definitions', () => {
     const tokens = messagesTokens([cappedPrompt[0], ...long]);
     const res = await chat({ model: 'order-bot', messages: long });
     expect(res.status).toBe(400);
-    expect(JSON.parse(res.text).error.message).toBe(`This prompt is ${tokens} tokens, over the template version's max_input_tokens of ${CAP}. Shorten the messages.`);
+    expect(JSON.parse(res.text).error.message).toBe(`This prompt is ${tokens} tokens, over the template version's max_input_tokens of ${CAP} (its maximum context length). Shorten the messages.`);
   });
 
   it('the context budget leaves room for the tools: history is trimmed so that messages and tools fit the cap', async () => {

@@ -120,5 +120,11 @@ function checkInputTokens(messages: unknown, cap: { toolTokens: number; max: num
   if (tokens <= max) return;
   const detail = toolTokens > 0 ? ` (${toolTokens} of them tool definitions)` : '';
   const remedy = toolTokens > 0 ? 'Shorten the messages or send fewer or smaller tools.' : 'Shorten the messages.';
-  throw new GatewayError('context_length_exceeded', `This prompt is ${tokens} tokens${detail}, over the template version's max_input_tokens of ${max}. ${remedy}`, { param: 'messages' });
+  // "maximum context length", as OpenAI's own message says it: clients that recognise an
+  // overflow by its text (LangChain's ContextOverflowError) treat this one alike.
+  throw new GatewayError(
+    'context_length_exceeded',
+    `This prompt is ${tokens} tokens${detail}, over the template version's max_input_tokens of ${max} (its maximum context length). ${remedy}`,
+    { param: 'messages' },
+  );
 }

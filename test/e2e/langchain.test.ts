@@ -102,3 +102,28 @@ describe('LangChain ChatOpenAI through the gateway', () => {
     expect(g.lc_error_code).toBe(d.lc_error_code);
   });
 });
+
+describe("the gateway's own context_length_exceeded", () => {
+  // LangChain recognises an overflow by the message text ("maximum context length"), not by
+  // its code: the gateway's refusal of a prompt over max_input_tokens was a plain BadRequestError.
+  it('is a ContextOverflowError, as OpenAI’s own is', async () => {
+    const { startTestGateway } = await import('../helpers/gateway.js');
+    const { ContextOverflowError } = await import('@langchain/core/errors');
+    const template = `id: small
+versions:
+  - version: "1.0.0"
+    constraints: {max_input_tokens: 40}
+    messages:
+      - {role: system, content: "Be brief."}
+`;
+    const small = await startTestGateway(mockConfig(mock.url, 'bindings: [{model: small-bot, template: small}]'), { templateFiles: { 'small.yaml': template } });
+    try {
+      const err = await model(`${small.url}/v1`, { model: 'small-bot' })
+        .invoke('word '.repeat(100))
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ContextOverflowError);
+    } finally {
+      await small.close();
+    }
+  });
+});
