@@ -348,3 +348,52 @@ describe('quirks that were already fine', () => {
     expect(log).toMatchObject({ outcome: 'error', error_type: 'upstream_stream_error' });
   });
 });
+
+describe('review 22', () => {
+  // LiteLLM answers include_usage with a last chunk holding one empty choice and the usage:
+  // the gateway dropped only chunks with `choices: []`, so a client that had not asked got
+  // an extra chunk, with no finish_reason, that the upstream sends only because the gateway asked.
+  it('LiteLLM: the usage chunk with an empty choice is dropped whole when the client did not ask', async () => {
+    answer = {
+      body: sseEvents(
+        content('Hi'),
+        content('', 'stop'),
+        { ...BASE, choices: [{ index: 0, delta: {} }], usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11, completion_tokens_details: null } },
+        '[DONE]',
+      ),
+    };
+    const direct = await streamVia(upstreamUrl);
+    const via = await streamVia(`${gw.url}/v1`);
+    const log = await logLineOf(lastRequestId);
+    expect(direct.chunks).toHaveLength(3);
+    expect(via.chunks).toEqual(direct.chunks.slice(0, 2));
+    expect(log).toMatchObject({ outcome: 'ok', input_tokens: 10, output_tokens: 1 });
+  });
+
+  // ttfb_ms was the time of the headers when no chunk ever came, and the time-to-first-chunk
+  // histogram took it: the streams that never started read as instant starts.
+  it('a stream that sends no chunk before the client leaves has no time to first chunk', async () => {
+    answer = { body: [': OPENROUTER PROCESSING\n\n'], endAfterMs: 1500 };
+    const client = clientFor(`${gw.url}/v1`);
+    await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: MESSAGES, stream: true }, { signal: AbortSignal.timeout(300) })
+      .then(async (stream) => {
+        for await (const _ of stream);
+      })
+      .catch(() => undefined);
+    const log = await logLineOf(lastRequestId);
+    expect(log.outcome).toBe('client_abort');
+    expect(log.ttfb_ms).toBeUndefined();
+  });
+
+  // A 200 stream with no event at all (a proxy's text/plain error page) was an `ok` request,
+  // billed an estimate of its input.
+  it('a 200 stream with no event, no [DONE] and no usage is an error, without tokens or cost', async () => {
+    answer = { contentType: 'text/plain', body: 'Internal Server Error' };
+    const { log } = await both('stream');
+    expect(log).toMatchObject({ outcome: 'error', error_type: 'upstream_empty_stream' });
+    expect(log.input_tokens).toBeUndefined();
+    expect(log.cost_usd).toBeUndefined();
+    expect(log.ttfb_ms).toBeUndefined();
+  });
+});

@@ -168,9 +168,17 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
   r.responseModel = summary.model;
   r.finishReasons = summary.finishReasons;
   if (summary.serviceTier !== undefined) r.serviceTier = summary.serviceTier;
-  if (summary.firstEventAt !== undefined) r.ttfbMs = summary.firstEventAt - exchange.startedAt;
+  // The time to the first chunk: none when no chunk came (the headers' time is no start of an answer).
+  r.ttfbMs = summary.firstEventAt !== undefined ? summary.firstEventAt - exchange.startedAt : undefined;
   // The stream's error event, already parsed by the relay.
   if (summary.upstreamError !== undefined) r.upstreamErrorCode = errorCodeOf(summary.upstreamError);
+  // Nothing came at all (no chunk, no `[DONE]`, no usage): a proxy's error page sent as a
+  // 200, an upstream that closed at once. No answer, so nothing is billed, as for a non-stream
+  // 200 that is an error body.
+  if (end.outcome === 'ok' && summary.firstEventAt === undefined && !summary.sawDone && summary.usage === undefined && summary.upstreamError === undefined) {
+    exchange.finish({ outcome: 'error', errorType: 'upstream_empty_stream' });
+    return;
+  }
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
   const text = !usage ? summary.text.text() : { content: '', reply: '', scale: 1 };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say

@@ -36,6 +36,18 @@ const FINISH_REASON = /"finish_reason"\s*:\s*"/;
 const WS = String.raw`(?:[ \t]|(?:\r\n|\r|\n)data:)*`;
 const SPACED_USAGE_NULL = new RegExp(`,${WS}"usage"${WS}:${WS}null(?=${WS}[,}])|"usage"${WS}:${WS}null${WS},${WS}`);
 
+/** A choice that says nothing: an index, an empty (or no) delta, no finish reason, no logprobs. */
+function isEmptyChoice(choice: Record<string, unknown>): boolean {
+  for (const key in choice) {
+    const value = choice[key];
+    if (key === 'index') continue;
+    if (key === 'delta' && value !== null && typeof value === 'object' && Object.keys(value).length === 0) continue;
+    if ((key === 'finish_reason' || key === 'logprobs' || key === 'delta') && (value === null || value === undefined)) continue;
+    return false;
+  }
+  return true;
+}
+
 /** Reads what the gateway needs from complete events; returns the bytes to forward. */
 export class SseScanner {
   readonly summary: StreamSummary;
@@ -198,7 +210,9 @@ export class SseScanner {
       s.usage = obj.usage;
       this.#topLevelUsage = true;
       if (this.stripUsageChunk) {
-        if (choices.length === 0) return 'drop';
+        // No choice, or only empty ones (LiteLLM: `[{"index":0,"delta":{}}]`): the chunk exists
+        // because the gateway asked for usage, and goes whole.
+        if (choices.every(isEmptyChoice)) return 'drop';
         // An upstream that puts the usage on its last content chunk: the chunk stays, the
         // usage the client did not ask for goes (the one event rewritten, JSON semantics kept).
         const rest = { ...obj };
