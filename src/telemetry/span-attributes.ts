@@ -60,7 +60,8 @@ const DOUBLE_PARAMS: ReadonlyArray<readonly [string, string]> = [
  * attribute of two types, which backends that fix a field's type from its first value
  * (Elasticsearch mappings, columnar stores) then store wrong or refuse. promptgate's OTLP
  * protobuf encoder (otlp-protobuf.ts, the default `http/protobuf`) always writes these as
- * doubles; the SDK's serializers (`http/json`, `grpc`) do not read this list.
+ * doubles, and `http/json` rewrites the SDK's JSON to match (tracing.ts `withDoubles`);
+ * the SDK's `grpc` exporter does not read this list.
  */
 export const DOUBLE_ATTRIBUTES: ReadonlySet<string> = new Set([
   ...DOUBLE_PARAMS.map(([, key]) => key),

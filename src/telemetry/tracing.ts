@@ -46,6 +46,7 @@ import type { SpanBatchEncoder } from './otlp-protobuf.js';
 import { batchSettingsFromEnv, EncodingBatchProcessor, type EncodedBatchExporter } from './encoding-batch-processor.js';
 import { CountedBatchProcessor, LossReporter, offTheRequestPath, type BatchResult } from './span-export.js';
 import { redactEndpoint } from './redact.js';
+import { DOUBLE_ATTRIBUTES } from './span-attributes.js';
 import { load, optional } from './sdk-packages.js';
 import { list, propagatorFromEnv, resourceFromEnv, samplerFromEnv, tracingRequested } from './tracing-env.js';
 
@@ -232,10 +233,41 @@ function protobufExporter(): EncodedBatchExporter {
   return otlpHttpExporter(serializer, 'application/x-protobuf', metrics);
 }
 
-/** OTLP/HTTP JSON: the SDK's exporter, as `OTLPTraceExporter` of exporter-trace-otlp-http builds it. */
+/**
+ * OTLP/HTTP JSON: the SDK's exporter, as `OTLPTraceExporter` of exporter-trace-otlp-http
+ * builds it, with the DOUBLE_ATTRIBUTES written as doubles: the SDK's JSON serializer writes
+ * an integral number as `intValue` (a temperature or score of 0), one attribute of two types.
+ */
 function jsonExporter(): SpanExporter {
   const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
-  return otlpHttpExporter(transformer.JsonTraceSerializer, 'application/json', transformer.TraceExporterMetricsHelper);
+  const json = transformer.JsonTraceSerializer;
+  const serializer: TraceSerializer<SdkTraceBase.ReadableSpan[]> = {
+    serializeRequest: (spans) => withDoubles(json.serializeRequest(spans)),
+    deserializeResponse: (data) => json.deserializeResponse(data),
+  };
+  return otlpHttpExporter(serializer, 'application/json', transformer.TraceExporterMetricsHelper);
+}
+
+type JsonAttribute = { key: string; value?: { intValue?: number | string; doubleValue?: number } };
+type JsonSpans = { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Array<{ attributes?: JsonAttribute[] }> }> }> };
+
+/** An OTLP/JSON export request with each DOUBLE_ATTRIBUTES `intValue` written as a `doubleValue` (off the request path). */
+function withDoubles(body: Uint8Array | undefined): Uint8Array | undefined {
+  if (body === undefined) return body;
+  const request = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as JsonSpans;
+  let changed = false;
+  for (const rs of request.resourceSpans ?? []) {
+    for (const ss of rs.scopeSpans ?? []) {
+      for (const span of ss.spans ?? []) {
+        for (const a of span.attributes ?? []) {
+          if (a.value?.intValue === undefined || !DOUBLE_ATTRIBUTES.has(a.key)) continue;
+          a.value = { doubleValue: Number(a.value.intValue) };
+          changed = true;
+        }
+      }
+    }
+  }
+  return changed ? Buffer.from(JSON.stringify(request), 'utf8') : body;
 }
 
 type TraceSerializer<T> = OtlpTransformer.ISerializer<T, OtlpTransformer.IExportTraceServiceResponse>;

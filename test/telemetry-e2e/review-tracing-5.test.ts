@@ -297,27 +297,32 @@ describe('span export against a collector with real limits', () => {
     expect(output[0]).toMatchObject({ role: 'assistant', finish_reason: 'stop' });
   });
 
-  it('an integral injection score or cost goes as a double, like every other value of the attribute (was: 0 went as an int)', async () => {
+  // http/json: the SDK's JSON serializer wrote an integral value as intValue (temperature 0, a
+  // score of 0), whatever DOUBLE_ATTRIBUTES said; only the protobuf encoder read the list.
+  it.each(['http/protobuf', 'http/json'])('%s: an integral injection score, cost or temperature goes as a double, like every other value of the attribute (was: 0 went as an int)', async (protocol) => {
     process.env.OTEL_BSP_SCHEDULE_DELAY = '20';
+    process.env.OTEL_EXPORTER_OTLP_PROTOCOL = protocol;
     gw = await startTestGateway(mockConfig(upstream.url));
     const before = await spanCounters();
     // No usage tokens cost 0 USD.
     const res = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-request-id': 'types-1', 'x-mock-usage': JSON.stringify({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }) },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'What time is it?' }] }),
+      body: JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: 'What time is it?' }] }),
     });
     await res.body.text();
     expect(res.statusCode).toBe(200);
     await waitForCounters(before, (x) => x.exported >= 2);
+    const tempered = collector.values.filter((v) => v['gen_ai.request.temperature'] !== undefined);
+    expect(tempered.map((v) => v['gen_ai.request.temperature'])).toEqual([{ doubleValue: 0 }]);
     const scored = collector.values.filter((v) => v['promptgate.injection.score'] !== undefined);
     expect(scored.length).toBeGreaterThan(0);
     for (const v of scored) expect(Object.keys(v['promptgate.injection.score']!)).toEqual(['doubleValue']);
     const costed = collector.values.filter((v) => v['promptgate.cost.usd'] !== undefined);
     expect(costed).toHaveLength(1);
     expect(costed[0]!['promptgate.cost.usd']).toEqual({ doubleValue: 0 });
-    // Counts stay ints.
-    expect(costed[0]!['gen_ai.usage.input_tokens']).toEqual({ intValue: 0 });
+    // Counts stay ints (OTLP/JSON writes an int64 as a string or a number).
+    expect(Number(costed[0]!['gen_ai.usage.input_tokens']!.intValue)).toBe(0);
   });
 
   it('tracing off: a traceparent of version ff is not passed upstream, one of a later version is (W3C Trace Context)', async () => {
