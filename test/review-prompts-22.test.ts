@@ -92,6 +92,19 @@ describe("a request the template refuses", () => {
   });
 });
 
+describe('a request that fails while its prompt is built', () => {
+  // The request's model was noted only once the prompt step returned: a 424 (or a client
+  // leaving during context) was counted under gen_ai_request_model="" and logged without model.
+  it('keeps its model in the metrics', async () => {
+    gw = await startTestGateway(config('/failing', true), { templateFiles: { 'plans.yaml': TEMPLATE } });
+    const res = await postJson(gw.url, '/v1/chat/completions', chat({ name: 'Ada' }));
+    expect(res.status).toBe(424);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    const line = metrics.split('\n').find((l) => l.startsWith('promptgate_requests_total{') && l.includes('error_type="context_unavailable"'));
+    expect(line).toContain('gen_ai_request_model="plans-bot"');
+  });
+});
+
 describe('template problems found against the context builders', () => {
   it('name the YAML path and line in the template file, as every other template error', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'promptgate-locate-'));

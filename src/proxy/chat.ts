@@ -46,6 +46,9 @@ export function chatCompletions(deps: GatewayDeps) {
     checkChatShape(received);
     const stream = received.stream === true;
     exchange.record.stream = stream;
+    // The client's model until the prompt step names the one sent: a request that fails in
+    // that step (a 424, a client leaving during context) is counted under its model too.
+    exchange.record.requestModel = received.model as string;
 
     // 2. identify
     const userId = config.prompts.userIdOf(received, header);

@@ -91,6 +91,8 @@ function clientOwnedVariables(client: Record<string, unknown>, rendered: Record<
 /** Records which template/experiment/variant serves the request, for headers, spans and metrics. */
 function noteSelection(exchange: Exchange, selection: Selection): void {
   const r = exchange.record;
+  // The model the version sends (as applySelection sets it), from here on.
+  r.requestModel = selection.upstreamModel ?? selection.templateVersion.model ?? r.requestModel;
   r.template = selection.templateId;
   r.templateVersion = selection.version;
   const h = exchange.gatewayHeaders;
