@@ -32,7 +32,7 @@ afterEach(async () => {
 });
 
 /** `promptgate_config_reloads_total` by result, from a scrape that passes `promtool check metrics`. */
-async function reloads(gw: TestGateway): Promise<{ applied: number | undefined; rejected: number | undefined }> {
+async function reloads(gw: TestGateway): Promise<{ applied: number | undefined; rejected: number | undefined; lastOk: number | undefined }> {
   const text = await scrapeMetricsText(gw.url);
   if (HAS_PROMTOOL) {
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
@@ -42,6 +42,7 @@ async function reloads(gw: TestGateway): Promise<{ applied: number | undefined; 
   return {
     applied: prom.one('promptgate_config_reloads_total', { result: 'applied' }),
     rejected: prom.one('promptgate_config_reloads_total', { result: 'rejected' }),
+    lastOk: prom.one('promptgate_config_last_reload_successful', {}),
   };
 }
 
@@ -50,15 +51,16 @@ describe('promptgate_config_reloads_total', () => {
     const gw = await startTestGateway(CONFIG);
     gateways.push(gw);
     // Both results from the start, at 0: increase() then sees a sidecar's first rejection.
-    expect(await reloads(gw)).toEqual({ applied: 0, rejected: 0 });
+    // The gauge holds the latest reload's result (1 at start: the config loaded).
+    expect(await reloads(gw)).toEqual({ applied: 0, rejected: 0, lastOk: 1 });
 
     writeFileSync(gw.configFile, CONFIG.replace('default: [sim]', 'default: [missing]'));
     await until(async () => (await reloads(gw)).rejected === 1);
-    expect(await reloads(gw)).toEqual({ applied: 0, rejected: 1 });
+    expect(await reloads(gw)).toEqual({ applied: 0, rejected: 1, lastOk: 0 });
 
     writeFileSync(gw.configFile, CONFIG.replace('drain_timeout_ms: 500', 'drain_timeout_ms: 600'));
     await until(async () => (await reloads(gw)).applied === 1);
-    expect(await reloads(gw)).toEqual({ applied: 1, rejected: 1 });
+    expect(await reloads(gw)).toEqual({ applied: 1, rejected: 1, lastOk: 1 });
     expect(gw.holder.current.config.server.drain_timeout_ms).toBe(600);
   });
 });

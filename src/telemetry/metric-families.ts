@@ -3,7 +3,7 @@
  * texts, label names and buckets (DESIGN.md "Telemetry names"; OTel GenAI semconv for the
  * `gen_ai_*` families). `metrics.ts` records into them.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { traceExportCounts } from './span-export.js';
 
 /** OTel GenAI semconv advice for `gen_ai.client.operation.duration` (seconds). */
@@ -112,6 +112,12 @@ export function defineMetricFamilies(registry: Registry) {
     registers,
   });
 
+  const configLastReloadOk = new Gauge({
+    name: 'promptgate_config_last_reload_successful',
+    help: 'Whether the latest config reload applied: 1 (or no reload since start), 0 when it was rejected and the previous config keeps serving.',
+    registers,
+  });
+
   // Trace export, read from span-export.ts's process-wide totals at scrape time (0 while tracing is off).
   const traceSpans = (name: string, help: string, read: () => number) =>
     new Counter({
@@ -131,5 +137,5 @@ export function defineMetricFamilies(registry: Registry) {
   );
   traceSpans('promptgate_trace_spans_dropped_total', 'Spans dropped because the trace export queue was full (OTEL_BSP_MAX_QUEUE_SIZE spans, or 64 MiB of encoded spans).', () => traceExportCounts.dropped);
 
-  return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded, configReloads };
+  return { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded, configReloads, configLastReloadOk };
 }

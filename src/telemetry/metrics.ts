@@ -124,7 +124,7 @@ export interface Metrics {
   allowModels(models: Iterable<string>): void;
   /** Config-named label values that become always allowed (after a config reload). */
   allowConfigured(values: ConfiguredLabelValues): void;
-  /** Counts one config reload, applied or rejected (an alert fires on a rejected one). */
+  /** Counts one config reload, applied or rejected, and sets the latest result (an alert fires while it is rejected). */
   countConfigReload(result: ConfigReloadResult): void;
   /** The exposition text for `GET /metrics`. */
   render(): Promise<string>;
@@ -174,9 +174,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       }
     }
   };
-  const { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded, configReloads } = defineMetricFamilies(registry);
+  const { duration, tokenUsage, firstChunk, tokens, requests, cost, costUnknown, injectionFlags, attempts, observations, observationsSum, observationsSumSquares, excluded, configReloads, configLastReloadOk } = defineMetricFamilies(registry);
   // Both results at 0 from the start: a sidecar's first rejection then shows in increase().
   for (const result of CONFIG_RELOAD_RESULTS) configReloads.inc({ result }, 0);
+  configLastReloadOk.set(1); // the config the process started with loaded
 
   if (options.processMetrics ?? true) {
     collectDefaultMetrics({ register: registry });
@@ -380,7 +381,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     observeExperiment,
     allowModels: (names) => models.allow(names),
     allowConfigured,
-    countConfigReload: (result) => configReloads.inc({ result }),
+    countConfigReload: (result) => {
+      configReloads.inc({ result });
+      configLastReloadOk.set(result === 'applied' ? 1 : 0);
+    },
     render: () => registry.metrics(),
   };
 }
