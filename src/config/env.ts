@@ -219,9 +219,14 @@ function commentStart(line: string): number {
   return line.length;
 }
 
+/** The names of the variables `text` refers to (`${NAME...`), in order, repeats kept. */
+export function variableNames(text: string): string[] {
+  return [...text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]);
+}
+
 /** The values of the variables `text` refers to (`${NAME...`): what substitution may put into it. */
 export function referencedValues(text: string, env: Record<string, string | undefined> = process.env): string[] {
-  const values = [...text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => env[m[1]]);
+  const values = variableNames(text).map((name) => env[name]);
   return values.filter((v): v is string => v !== undefined && v !== '');
 }
 

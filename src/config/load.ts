@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { maskSubstituted, referencedValues, substituteEnv } from './env.js';
+import { maskSubstituted, referencedValues, substituteEnv, variableNames } from './env.js';
 import { configSchema } from './schema.js';
 import { suggestKey } from './suggest.js';
 import { compileConfig, type RuntimeConfig } from './compile.js';
@@ -191,7 +191,7 @@ function unresolvedAliases(doc: YAML.Document, lineCounter: YAML.LineCounter, so
     Alias(_key, node) {
       if (node.resolve(doc) !== undefined || !node.range) return;
       const line = lineCounter.linePos(node.range[0]).line;
-      const variables = [...(lines[line - 1] ?? '').matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => `\${${m[1]}}`);
+      const variables = variableNames(lines[line - 1] ?? '').map((name) => `\${${name}}`);
       const message =
         variables.length > 0
           ? `the value of ${variables.join(' or ')} starts with "*", which YAML reads as an alias (the value is not shown; quote the substitution: "${variables[0]}")`
@@ -286,8 +286,7 @@ function pathAt(node: unknown, offset: number, segments: PropertyKey[]): Propert
 
 /** The variables a source line refers to (`${NAME...`) that are unset or empty. */
 function emptyVariables(sourceLine: string, env: Record<string, string | undefined>): string[] {
-  const names = [...sourceLine.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]);
-  return [...new Set(names)].filter((n) => (env[n] ?? '') === '');
+  return [...new Set(variableNames(sourceLine))].filter((n) => (env[n] ?? '') === '');
 }
 
 /** `upstreams[0].timeout` -> ['upstreams', 0, 'timeout'] (a key holding `.` reads as two; `lineOf` then finds its parent). */

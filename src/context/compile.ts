@@ -71,7 +71,7 @@ export interface ContextPlan {
    * The version's declared variables that no builder fills (not in `names`): checked, and
    * their defaults applied, before the builders run (proxy/prompt-step.ts).
    */
-  readonly clientVariables: ReadonlyArray<readonly [string, VariableSpec]>;
+  readonly clientVariableSpecs: ReadonlyArray<readonly [string, VariableSpec]>;
   /** `constraints.max_input_tokens` of the version, when set: the budget also keeps the prompt under it. */
   readonly maxInputTokens?: number;
   /** Tokens of the version's messages as written (only counted when `maxInputTokens` is set). */
@@ -259,7 +259,7 @@ function compilePlan(
     deadlineMs,
     unconfigured,
     names,
-    clientVariables: version.variableEntries.filter(([name]) => !names.includes(name)),
+    clientVariableSpecs: version.variableEntries.filter(([name]) => !names.includes(name)),
     maxInputTokens,
     templateTokens: maxInputTokens === undefined ? 0 : version.messages.reduce((n, m) => n + countTokens(m.content) + 3, 0),
   };

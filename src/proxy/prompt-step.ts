@@ -62,7 +62,7 @@ export async function promptStep(deps: GatewayDeps, exchange: Exchange, input: P
     // Defaults applied and the client's values checked before any builder runs: builders
     // read what the template renders (a rule on a variable sees its default), and a request
     // the template refuses (400) calls none of your services.
-    vars = { ...vars, ...resolveVariables(plan.clientVariables, vars) };
+    vars = { ...vars, ...resolveVariables(plan.clientVariableSpecs, vars) };
     const messages = received.messages as unknown[];
     const keptMessages = keptClientMessages(messages, selection.mode);
     vars = await injectContext(deps, exchange, { plan, messages, keptMessages, toolTokens: countToolTokens(), userId, variables: vars, config });

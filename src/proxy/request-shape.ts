@@ -6,6 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Context } from 'hono';
 import type { AppEnv, GatewayDeps } from '../app-types.js';
 import type { RuntimeConfig } from '../config/compile.js';
+import { contentCodings } from './content-coding.js';
 import { Exchange } from './exchange.js';
 import { GatewayError, shuttingDownError } from '../errors.js';
 import { parseExact, stringifyExact } from './exact-json.js';
@@ -23,8 +24,7 @@ export function requireJson(contentType: string | undefined): void {
  * RFC 9110 §15.5.16: `accept-encoding` says what would do.
  */
 export function refuseContentCoding(contentEncoding: string | undefined): void {
-  if (contentEncoding === undefined) return;
-  const codings = contentEncoding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity');
+  const codings = contentCodings(contentEncoding);
   if (codings.length === 0) return;
   throw new GatewayError(
     'unsupported_media_type',
