@@ -112,8 +112,8 @@ export function readCompletion(exchange: Exchange, bytes: Buffer, requestMessage
     return;
   }
   r.finishReasons = choices.map((c) => c.finish_reason).filter((f): f is string => typeof f === 'string' && f !== '');
-  const reply = () => choices.map((c) => replyText(c.message)).join('');
-  r.usage = usageFromOpenAI(obj.usage) ?? estimated(requestMessages, reply(), r.responseModel ?? r.requestModel ?? '', toolTokens);
+  const replies = () => choices.map((c) => replyText(c.message));
+  r.usage = usageFromOpenAI(obj.usage) ?? estimated(requestMessages, replies(), r.responseModel ?? r.requestModel ?? '', toolTokens);
   if (exchange.content.captureContent) exchange.content.completion = completionChoices(choices);
 }
 
@@ -138,7 +138,7 @@ function completionChoices(choices: ReadonlyArray<Record<string, unknown>>): Com
  */
 export function estimateUnread(exchange: Exchange, requestMessages: unknown[], toolTokens: (model?: unknown) => number = NO_TOOL_TOKENS): void {
   const r = exchange.record;
-  r.usage = estimated(requestMessages, '', r.requestModel ?? '', toolTokens);
+  r.usage = estimated(requestMessages, [], r.requestModel ?? '', toolTokens);
 }
 
 /** The request as an estimate counts it: the messages sent upstream and its tool definitions' tokens (`toolTokensOnce`). */
@@ -152,8 +152,8 @@ export interface EstimatedPrompt {
  * when the upstream names it): the messages and the reply, and the request's tool
  * definitions counted in the same encoding (OpenAI bills them as prompt).
  */
-function estimated(messages: unknown, reply: string, model: string, toolTokens: (model?: unknown) => number): Usage {
-  const usage = estimateUsage(messages, reply, model);
+function estimated(messages: unknown, replies: readonly string[], model: string, toolTokens: (model?: unknown) => number): Usage {
+  const usage = estimateUsage(messages, replies, model);
   usage.inputTokens += toolTokens(model);
   return usage;
 }
@@ -180,12 +180,12 @@ export function finishStream(exchange: Exchange, upstream: Upstream, summary: St
     return;
   }
   let usage: Usage | undefined = usageFromOpenAI(summary.usage);
-  const text = !usage ? summary.text.text() : { content: '', reply: '', scale: 1 };
+  const text = !usage ? summary.text.text() : { content: '', replies: [], scale: 1 };
   // No usage (upstream without it, or a stream cut before its last chunk): count, and say
   // so. A long stream kept a sample of its text: its output tokens scale with its length.
   if (!usage) {
     const prompt = requestPrompt();
-    usage = estimated(prompt.messages, text.reply, r.responseModel ?? r.requestModel ?? '', prompt.toolTokens);
+    usage = estimated(prompt.messages, text.replies, r.responseModel ?? r.requestModel ?? '', prompt.toolTokens);
     if (text.scale !== 1) usage.outputTokens = Math.round(usage.outputTokens * text.scale);
   }
   r.usage = usage;

@@ -89,7 +89,7 @@ describe('SseScanner', () => {
     const s = new SseScanner(true);
     const out = Buffer.from(s.push(enc('\uFEFF' + first + mid))).toString('utf8'); // TextDecoder would drop the BOM
     expect(out).toBe('\uFEFF' + first.replace(',"usage":null', '') + mid.replace(',"usage":null', ''));
-    expect(s.summary.text.text()).toEqual({ content: 'Hi "usage":null', reply: 'Hi "usage":null', scale: 1 });
+    expect(s.summary.text.text()).toEqual({ content: 'Hi "usage":null', replies: ['Hi "usage":null'], scale: 1 });
   });
 
   // Regression: Azure OpenAI opens a stream with its prompt filter results under `"id":""`

@@ -18,7 +18,7 @@ describe('StreamText', () => {
       t.add('not json');
       t.add('null');
       t.add(JSON.stringify({ choices: 'odd' }));
-      expect(t.text()).toEqual({ content: 'HelloAB', reply: 'Hello nolookup{"q":1}AB', scale: 1 });
+      expect(t.text()).toEqual({ content: 'HelloAB', replies: ['Hello nolookup{"q":1}AB'], scale: 1 });
     }
   });
 
@@ -30,8 +30,8 @@ describe('StreamText', () => {
     const one = chunk({ content: 'word ' });
     const count = Math.ceil((1.5 * 1024 * 1024) / one.length);
     for (let i = 0; i < count; i++) t.add(one);
-    const { reply, scale } = t.text();
-    const sampled = reply.length / 'word '.length;
+    const { replies, scale } = t.text();
+    const sampled = replies.join('').length / 'word '.length;
     expect(sampled).toBe(Math.ceil(KEPT_CHARS / one.length)); // the first ~16 KB of chunks, not all of them
     expect(sampled * scale).toBeCloseTo(count, 6); // the whole stream, in proportion
   });
@@ -41,16 +41,16 @@ describe('StreamText', () => {
     const one = chunk({ content: 'word ' });
     const count = Math.ceil((1.5 * 1024 * 1024) / one.length);
     for (let i = 0; i < count; i++) t.add(one);
-    expect(t.text()).toEqual({ content: 'word '.repeat(count), reply: 'word '.repeat(count), scale: 1 });
+    expect(t.text()).toEqual({ content: 'word '.repeat(count), replies: ['word '.repeat(count)], scale: 1 });
 
     const capped = new StreamText(true);
     const piece = 'x'.repeat(KEPT_CHARS);
     for (let i = 0; i < MAX_TEXT / KEPT_CHARS + 5; i++) capped.add(chunk({ content: piece }));
-    expect(capped.text().reply.length).toBe(MAX_TEXT);
+    expect(capped.text().replies.join('').length).toBe(MAX_TEXT);
     // Regression: past MAX_TEXT the chunks were dropped uncounted (scale 1): an estimate
     // without usage stopped growing with the stream. The text now stands for all of it.
     const pieces = MAX_TEXT / KEPT_CHARS + 5;
-    const { reply, scale } = capped.text();
-    expect(reply.length * scale).toBeCloseTo(pieces * KEPT_CHARS, -2);
+    const { replies, scale } = capped.text();
+    expect(replies.join('').length * scale).toBeCloseTo(pieces * KEPT_CHARS, -2);
   });
 });

@@ -31,8 +31,11 @@ const LEGACY_CALL = -1;
 export interface StreamedText {
   /** The choices' `delta.content`, joined (what a span captures as the completion). */
   content: string;
-  /** Everything output tokens pay for: content, refusal, reasoning, call names and arguments (`replyText`). */
-  reply: string;
+  /**
+   * Everything output tokens pay for (content, refusal, reasoning, call names and arguments:
+   * `replyText`), one text per choice in index order: each choice is counted on its own.
+   */
+  replies: string[];
   /**
    * The stream's chunk characters over those `reply` was read from (1 when it covers the
    * whole stream): an estimate from `reply` is multiplied by it.
@@ -54,7 +57,9 @@ export class StreamText {
   /** keepAll: each choice's tool calls by their index (id and name from the first delta, arguments in pieces), and finish reason. */
   #toolCalls: Map<number, Map<number, { id?: string; name?: string; arguments: string[] }>> | undefined;
   #finishReasons: Map<number, string> | undefined;
-  #reply = '';
+  /** Each choice's `replyText` by choice index. */
+  #replies: Map<number, string> | undefined;
+  #replyChars = 0;
 
   /** @param keepAll keep the whole text (content capture), not a sample of a long stream. */
   constructor(private readonly keepAll = false) {}
@@ -67,7 +72,7 @@ export class StreamText {
     }
     // The text is full (content capture): the rest of the stream is counted, not kept, so
     // an estimate from the text still scales to the whole stream.
-    if (this.#reply.length >= MAX_TEXT) {
+    if (this.#replyChars >= MAX_TEXT) {
       this.#skippedChars += data.length;
       return;
     }
@@ -84,7 +89,9 @@ export class StreamText {
     // As a non-stream answer's completion reads: each choice whole, in index order.
     const byChoice = this.#content ?? NO_CHOICES;
     const content = [...byChoice.keys()].sort((a, b) => a - b).map((index) => byChoice.get(index));
-    return { content: content.join(''), reply: this.#reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
+    const replies = this.#replies ?? NO_CHOICES;
+    const reply = [...replies.keys()].sort((a, b) => a - b).map((index) => replies.get(index) ?? '');
+    return { content: content.join(''), replies: reply, scale: kept > 0 ? (kept + this.#skippedChars) / kept : 1 };
   }
 
   /**
@@ -112,8 +119,8 @@ export class StreamText {
     // Joined, not appended piece by piece: one flat string per compaction rather than a
     // rope of a node per token (~32 bytes each, more than the text itself).
     const content = new Map<number, string[]>();
-    const reply: string[] = [];
-    let replyChars = this.#reply.length;
+    const reply = new Map<number, string[]>();
+    let replyChars = this.#replyChars;
     for (let i = 0; i < this.#pending.length; i++) {
       const data = this.#pending[i];
       if (replyChars >= MAX_TEXT) {
@@ -133,22 +140,16 @@ export class StreamText {
       if (!Array.isArray(obj?.choices)) continue;
       for (const c of obj.choices as Array<{ index?: unknown; delta?: { content?: unknown; tool_calls?: unknown }; finish_reason?: unknown } | null>) {
         if (this.keepAll && c) this.#noteCallsAndFinish(c);
-        if (typeof c?.delta?.content === 'string') {
-          const index = typeof c.index === 'number' ? c.index : 0;
-          const pieces = content.get(index);
-          if (pieces) pieces.push(c.delta.content);
-          else content.set(index, [c.delta.content]);
-        }
+        const index = typeof c?.index === 'number' ? c.index : 0;
+        if (typeof c?.delta?.content === 'string') pushPiece(content, index, c.delta.content);
         const text = replyText(c?.delta);
-        reply.push(text);
+        if (text !== '') pushPiece(reply, index, text);
         replyChars += text.length;
       }
     }
-    if (content.size > 0) {
-      const kept = (this.#content ??= new Map());
-      for (const [index, pieces] of content) kept.set(index, (kept.get(index) ?? '') + pieces.join(''));
-    }
-    this.#reply += reply.join('');
+    if (content.size > 0) appendPieces((this.#content ??= new Map()), content);
+    if (reply.size > 0) appendPieces((this.#replies ??= new Map()), reply);
+    this.#replyChars = replyChars;
     this.#pending = [];
     this.#pendingChars = 0;
   }
@@ -170,6 +171,17 @@ export class StreamText {
       notePiece(calls, typeof d?.index === 'number' ? d.index : calls.size, callOf(d?.id, d?.function ?? d?.custom));
     }
   }
+}
+
+function pushPiece(pieces: Map<number, string[]>, index: number, piece: string): void {
+  const list = pieces.get(index);
+  if (list) list.push(piece);
+  else pieces.set(index, [piece]);
+}
+
+/** Each choice's new pieces joined onto its text so far. */
+function appendPieces(texts: Map<number, string>, pieces: ReadonlyMap<number, string[]>): void {
+  for (const [index, list] of pieces) texts.set(index, (texts.get(index) ?? '') + list.join(''));
 }
 
 /**

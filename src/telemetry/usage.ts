@@ -81,7 +81,7 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
  * @param model picks the encoding: o200k_base for gpt-4o, gpt-4.1, gpt-4.5, gpt-5 and the
  *   o-series (and unknown models), cl100k_base for gpt-4, gpt-3.5 and the embeddings
  */
-export function estimateUsage(requestMessages: unknown, completionText: string, model: string | undefined): Usage {
+export function estimateUsage(requestMessages: unknown, completion: string | readonly string[], model: string | undefined): Usage {
   // Special tokens such as `<|endoftext|>` in user text count as text.
   const counter = tokenCounter(encodingFor(model));
   const tokens = (text: string) => (text.length <= MAX_EXACT_CHARS ? counter.count(text) : sampledCount(counter, text));
@@ -93,7 +93,10 @@ export function estimateUsage(requestMessages: unknown, completionText: string, 
     }
     input += REPLY_PRIMING_TOKENS;
   }
-  return { inputTokens: input, outputTokens: tokens(completionText), cachedInputTokens: 0, reasoningTokens: 0, estimated: true };
+  // Several choices (n > 1): each is its own text, counted on its own.
+  let output = 0;
+  for (const text of typeof completion === 'string' ? [completion] : completion) output += tokens(text);
+  return { inputTokens: input, outputTokens: output, cachedInputTokens: 0, reasoningTokens: 0, estimated: true };
 }
 
 /**
