@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_CACHE_MAX_BYTES, type CacheConfig } from './config-schema.js';
 import type { CacheResult } from './types.js';
+import { ownCopy } from '../own-copy.js';
 
 export interface CacheCounts {
   hit: number;
@@ -220,7 +221,8 @@ export class ContextCache<V extends {}> {
     const call = (async () => {
       try {
         const value = await produce();
-        this.#lru.set(key, { value, storedAt: this.#now() });
+        // A copy: a key cut from a request (a trimmed message) would keep the whole request.
+        this.#lru.set(ownCopy(key), { value, storedAt: this.#now() });
         if (this.#lru.size > this.settings.max_entries) this.#lru.pop();
         return value;
       } catch (err) {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { messageTextTokens } from '../telemetry/usage.js';
 import { countTokens, tokenCounter, type EncodingName } from '../tokenizer/index.js';
+import { ownCopy } from '../own-copy.js';
 
 /** Tokens of `text` in o200k_base, the tokenizer's default (0 for ""; `<|endoftext|>` and the like count as text). */
 export { countTokens };
@@ -56,7 +57,7 @@ export function countTokensRemembered(text: string, encoding: EncodingName = 'o2
   const counts = rememberedIn(encoding);
   if (text.length > MAX_REMEMBERED_CHARS) return countLong(text, counts, encoding);
   let n = counts.recent.get(text);
-  if (n === undefined) counts.recent.set(text, (n = countByLines(text, encoding)));
+  if (n === undefined) counts.recent.set(ownCopy(text), (n = countByLines(text, encoding)));
   return n;
 }
 
@@ -96,7 +97,8 @@ export function countByLines(text: string, encoding: EncodingName = 'o200k_base'
 function countLine(line: string, recent: LRUCache<string, number>, encoding: EncodingName): number {
   if (line.length > MAX_REMEMBERED_CHARS) return countTokens(line, encoding);
   let n = recent.get(line);
-  if (n === undefined) recent.set(line, (n = countTokens(line, encoding)));
+  // A copy: the line is a slice, and would keep the whole text it was cut from.
+  if (n === undefined) recent.set(ownCopy(line), (n = countTokens(line, encoding)));
   return n;
 }
 

@@ -8,6 +8,7 @@
  * stay as exact as doubles allow); `formatUsd` renders a value for headers and logs with at
  * most 10 significant digits, never in exponent notation.
  */
+import { ownCopy } from '../own-copy.js';
 import type { ModelPrice } from './config-schema.js';
 import type { Usage } from './types.js';
 
@@ -59,6 +60,8 @@ export const DEFAULT_PRICES: PriceTable = Object.freeze({
 /** Dated snapshot suffixes: `-2024-07-18` and the older `-MMDD` (`-0125`, `-1106`). */
 const SNAPSHOT_SUFFIX = /-(?:\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$/;
 const DEFAULT_CACHE_SIZE = 1_000;
+/** Longer model names (a client's, up to the body limit) are looked up each time, not remembered. */
+const MAX_REMEMBERED_MODEL_CHARS = 256;
 
 export interface PriceBook {
   /** The merged table (lower-case names), frozen; layer another book on it. */
@@ -108,8 +111,9 @@ export function createPriceBook(base: PriceTable | PriceBook = DEFAULT_PRICES, o
     const hit = cache.get(model);
     if (hit !== undefined) return hit;
     const found = lookup(byName, normalize(model));
+    if (model.length > MAX_REMEMBERED_MODEL_CHARS) return found;
     if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string);
-    cache.set(model, found);
+    cache.set(ownCopy(model), found);
     return found;
   }
 
