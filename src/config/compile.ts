@@ -141,6 +141,9 @@ export interface RuntimeConfig {
   readonly notes: readonly string[];
 }
 
+/** `gen_ai.provider.name` of a simulated upstream's calls (its answers are priced as if real: the spend alerts leave it out). */
+export const SIMULATOR_PROVIDER = 'promptgate.simulator';
+
 export function compileConfig(file: ConfigFile, where: { file: string; baseDir: string }): { config: RuntimeConfig; issues: CompileIssue[] } {
   const issues: CompileIssue[] = [];
   const notes: string[] = [];
@@ -227,7 +230,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
 function compileUpstream(u: UpstreamConfig, priceBook: PriceBook): CompiledUpstream {
   const fingerprint = JSON.stringify(u);
   if (u.simulate) {
-    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? 'promptgate.simulator', origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u), withheldClientHeaders: withheldClientHeaders(u) };
+    return { name: u.name, kind: 'simulate', config: u, provider: u.provider ?? SIMULATOR_PROVIDER, origin: '', basePath: '', baseQuery: '', baseQueryNames: [], serverAddress: 'simulator', serverPort: 0, priceBook, fingerprint, secrets: secretsOf(u), withheldClientHeaders: withheldClientHeaders(u) };
   }
   const url = new URL(u.base_url!);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;

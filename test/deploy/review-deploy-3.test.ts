@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { CacheResult } from '../../src/context/types.js';
+import { SIMULATOR_PROVIDER } from '../../src/config/compile.js';
 import { FINAL_WRITES_MS } from '../../src/server.js';
 import { EXPERIMENT_METRICS } from '../../src/experiments/metric-names.js';
 import { GATEWAY_ERROR_TYPES, UNMATCHED_ROUTE } from '../../src/telemetry/metrics.js';
@@ -244,6 +245,7 @@ pricing: {gpt-4o-mini: {input: 0.15, output: 0.6}}
       route: [UNMATCHED_ROUTE],
       metric: EXPERIMENT_METRICS,
       result: ['hit', 'miss', 'stale'] satisfies CacheResult[],
+      gen_ai_provider_name: [SIMULATOR_PROVIDER],
     };
     const exprs = [...rules.map((r) => ({ where: r.record ?? r.alert!, expr: r.expr })), ...queries.map((q) => ({ where: q.where, expr: q.expr }))];
     const bad: string[] = [];
