@@ -39,7 +39,11 @@ export class RoutedObjects {
   // maxSize with each entry counting 1, not `max`: no arrays preallocated for 10,000 entries.
   readonly #models = new LRUCache<string, string>({ maxSize: 10_000, sizeCalculation: () => 1 });
 
-  /** Remembers a finished request's answer id when its model has a route of its own. */
+  /**
+   * Remembers a request's answer id when its model has a route of its own: when the request
+   * finishes, and for a stream as soon as its id is known (the calls on a background
+   * response come while its create stream is open).
+   */
   note(record: RequestRecord, config: RuntimeConfig): void {
     const { responseId: id, requestModel: model } = record;
     if (id === undefined || model === undefined || !config.routing.models.has(model)) return;

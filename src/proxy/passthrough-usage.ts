@@ -134,6 +134,13 @@ export interface MeterOptions {
   headers: Record<string, string | string[]>;
   /** The app's pending background responses. */
   background: BackgroundResponses;
+  /**
+   * Called once a stream names its stored object (`response.created`), with the id already on
+   * the record: the calls on that object (cancel, poll, resume, delete) may come while the
+   * stream is still open, or after it was cut, and must find the upstream that holds it
+   * (`RoutedObjects`), which the end of the request would note too late or not at all.
+   */
+  onObjectId: () => void;
 }
 
 /** The answer `meterUsage` relays: the upstream's, read on the way. */
@@ -168,9 +175,13 @@ export async function meterUsage(o: MeterOptions): Promise<MeteredResponse> {
         // A poll that saw it end while this stream was still open accounted it already.
         account(o, last, pending !== undefined && !o.background.has(pending));
       },
-      // A background stream that stops before its end is accounted when a poll sees it end.
       onCreated: (created) => {
-        if (o.route === 'responses' && created.background === true && typeof created.id === 'string') {
+        if (typeof created.id !== 'string' || created.id === '') return;
+        // Known from here on, so a stream cut before its terminal event still names its response.
+        exchange.record.responseId = created.id;
+        o.onObjectId();
+        // A background stream that stops before its end is accounted when a poll sees it end.
+        if (o.route === 'responses' && created.background === true) {
           o.background.add(created.id);
           pending = created.id;
         }

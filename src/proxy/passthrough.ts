@@ -114,8 +114,14 @@ export function passThrough(deps: GatewayDeps) {
     const length = response.headers['content-length'];
     if (typeof length === 'string') headers['content-length'] = length;
     // An error answer's code is read on the way; a success is read on metered routes only.
+    // A stream's stored object is routed by its model from its first event (model-route.ts).
+    const onObjectId = () => deps.routedObjects.note(exchange.record, config);
     const relayed: MeteredResponse =
-      response.status >= 400 ? noteErrorCode(response, exchange) : metered ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background }) : response;
+      response.status >= 400
+        ? noteErrorCode(response, exchange)
+        : metered
+          ? await meterUsage({ route: metered, response, exchange, upstream: forwarded.upstream, headers, background, onObjectId })
+          : response;
     return new Response(streamBody(relayed, exchange, c.env?.outgoing), { status: response.status, headers: headers as HeadersInit });
   };
 }
