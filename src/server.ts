@@ -129,7 +129,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const watcher = new ConfigWatcher({
     file: options.file,
-    extraDirs: () => [holder.current.config.prompts.templatesDir, ...holder.current.config.context.watchDirs],
+    // The config in force reads these; from the first reload on, the watcher follows the
+    // newest config it tried to load, rejected or not.
+    dirs: config.watchDirs,
     onReload: (next) => {
       // A failure in `apply` comes before the switch: the watcher reports the reload
       // rejected, and the old config keeps serving.

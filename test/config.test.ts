@@ -59,7 +59,7 @@ describe('env substitution', () => {
       { variable: 'KEY', line: 4 },
     ]);
     expect(issuesOf(`${MINIMAL}admin: {token: "\${KEY:?required}"}\n`, env)).toEqual([
-      'gateway.config.yaml (line 5): ${KEY...} is not a substitution promptgate knows: use ${KEY}, ${KEY:-default} or ${KEY:+alternate}, closed by "}" on the same line ($$ is a literal $)',
+      'gateway.config.yaml: admin.token (line 5): ${KEY...} is not a substitution promptgate knows: use ${KEY}, ${KEY:-default} or ${KEY:+alternate}, closed by "}" on the same line ($$ is a literal $)',
     ]);
   });
 

@@ -134,9 +134,9 @@ describe('hot reload after a watched directory is deleted and recreated later', 
     mkdirSync(confDir);
     mkdirSync(templates, { recursive: true });
     const file = path.join(confDir, 'gateway.config.yaml');
-    writeFileSync(file, MINIMAL);
+    writeFileSync(file, `${MINIMAL}templates: {dir: ../shared/templates}\n`);
     const reloaded: RuntimeConfig[] = [];
-    watcher = new ConfigWatcher({ file, debounceMs: 50, extraDirs: () => [templates], onReload: (c) => reloaded.push(c), onRejected: () => undefined });
+    watcher = new ConfigWatcher({ file, debounceMs: 50, dirs: [templates], onReload: (c) => reloaded.push(c), onRejected: () => undefined });
 
     rmSync(path.join(root, 'shared'), { recursive: true });
     await sleep(300);
@@ -144,7 +144,7 @@ describe('hot reload after a watched directory is deleted and recreated later', 
     mkdirSync(templates, { recursive: true });
     await waitFor(() => reloaded.length > before);
     const after = reloaded.length;
-    writeFileSync(path.join(templates, 'x.yaml'), 'id: x\n');
+    writeFileSync(path.join(templates, 'x.yaml'), 'id: x\nversions:\n  - version: "1.0.0"\n    messages: [{role: system, content: hi}]\n');
     await waitFor(() => reloaded.length > after);
   });
 });

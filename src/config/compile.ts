@@ -139,6 +139,11 @@ export interface RuntimeConfig {
   readonly injectionGuard: InjectionGuard;
   /** Facts worth one log line at load, e.g. which upstream serves when no key is set. */
   readonly notes: readonly string[];
+  /**
+   * The directories this config reads besides its own file (templates, knowledge), absolute,
+   * whether or not they exist: what hot reload watches (config/watch.ts).
+   */
+  readonly watchDirs: readonly string[];
 }
 
 /** `gen_ai.provider.name` of a simulated upstream's calls (its answers are priced as if real: the spend alerts leave it out). */
@@ -199,7 +204,8 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     models: new Map(Object.entries(file.routing.models).map(([m, names]) => [m, resolveRoute(names, `routing.models.${m}`)])),
   };
 
-  const prompts = compilePrompts(file, path.resolve(where.baseDir, file.templates.dir));
+  const templatesDir = path.resolve(where.baseDir, file.templates.dir);
+  const prompts = compilePrompts(file, templatesDir);
   issues.push(...prompts.issues);
   const context = compileContext(file.context, prompts.compiled.registry, where.baseDir);
   issues.push(...context.issues);
@@ -223,6 +229,7 @@ export function compileConfig(file: ConfigFile, where: { file: string; baseDir: 
     prompts: prompts.compiled,
     context: context.compiled,
     notes,
+    watchDirs: [templatesDir, ...context.compiled.watchDirs],
   };
   return { config: deepFreeze(config), issues };
 }

@@ -28,7 +28,15 @@ export interface SubstitutionIssue {
 export function substituteEnv(
   text: string,
   env: Record<string, string | undefined> = process.env,
-): { text: string; missing: SubstitutionIssue[]; lineBreaks: SubstitutionIssue[]; unsupported: SubstitutionIssue[]; comments?: SubstitutionIssue[]; missingColumns?: number[] } {
+): {
+  text: string;
+  missing: SubstitutionIssue[];
+  lineBreaks: SubstitutionIssue[];
+  unsupported: SubstitutionIssue[];
+  comments?: SubstitutionIssue[];
+  missingColumns?: number[];
+  unsupportedColumns?: number[];
+} {
   const missing: SubstitutionIssue[] = [];
   // Per missing variable: where the outermost `${...}` holding it starts in its line after
   // substitution (0-based), which finds the YAML node, so the error can name its path.
@@ -37,6 +45,8 @@ export function substituteEnv(
   // `${KEY-x}`, or no closing `}`): an error. Left as text, it would reach the config as a
   // literal value, an API key of "${KEY:?required}".
   const unsupported: SubstitutionIssue[] = [];
+  // Per unsupported form, the same as `missingColumns`: its error names the setting too.
+  const unsupportedColumns: number[] = [];
   // A used value with a line break inside it: an error. Substitution is line by line, so
   // the break would cut the YAML around it.
   const lineBreaks: SubstitutionIssue[] = [];
@@ -65,6 +75,7 @@ export function substituteEnv(
     unsupported,
     ...(commentIssues.length > 0 ? { comments: commentIssues } : {}),
     ...(missing.length > 0 ? { missingColumns } : {}),
+    ...(unsupported.length > 0 ? { unsupportedColumns } : {}),
   };
 
   /** `comments`: the line may end in a YAML comment (it is not a block scalar's text). */
@@ -136,7 +147,7 @@ export function substituteEnv(
       }
       const op = text.slice(i, i + 2);
       if (op !== ':-' && op !== ':+') {
-        if (used) unsupported.push({ variable: name, line: lineNo });
+        if (used) reportUnsupported(name);
         return undefined;
       }
       const isSet = value !== undefined && value !== '';
@@ -150,11 +161,17 @@ export function substituteEnv(
         missingColumns.length = reported;
         lineBreaks.length = reportedBreaks;
         unsupported.length = reportedUnsupported;
-        if (used) unsupported.push({ variable: name, line: lineNo });
+        unsupportedColumns.length = reportedUnsupported;
+        if (used) reportUnsupported(name);
         return undefined;
       }
       if (op === ':-') return { out: isSet ? inserted(name, value, used) : word.out, end: word.end };
       return { out: isSet ? word.out : '', end: word.end };
+    }
+
+    function reportUnsupported(name: string): void {
+      unsupported.push({ variable: name, line: lineNo });
+      unsupportedColumns.push(column);
     }
 
     /**

@@ -4,7 +4,6 @@
  * so `promptgate check` can print them all.
  */
 import { readFileSync } from 'node:fs';
-import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
@@ -12,6 +11,7 @@ import { maskSubstituted, referencedValues, substituteEnv, variableNames } from 
 import { configSchema } from './schema.js';
 import { suggestKey } from './suggest.js';
 import { compileConfig, type RuntimeConfig } from './compile.js';
+import { decodeUtf8 } from './utf8.js';
 
 /** One problem in a config file (or a file it refers to, such as a template). */
 export interface ConfigIssue {
@@ -23,10 +23,16 @@ export interface ConfigIssue {
 /** Thrown when a config cannot be used; `issues` lists every problem found. */
 export class ConfigError extends Error {
   readonly issues: ConfigIssue[];
-  constructor(issues: ConfigIssue[]) {
+  /**
+   * The directories the rejected config read or tried to read (`RuntimeConfig.watchDirs`),
+   * when the load got that far: hot reload watches them for the edit that fixes it.
+   */
+  readonly watchDirs: readonly string[] | undefined;
+  constructor(issues: ConfigIssue[], watchDirs?: readonly string[]) {
     super(`invalid config: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
     this.name = 'ConfigError';
     this.issues = issues;
+    this.watchDirs = watchDirs;
   }
 }
 
@@ -43,28 +49,14 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): Runtime
     const code = (err as NodeJS.ErrnoException).code ?? 'read error';
     throw new ConfigError([{ path: file, message: `cannot read the config file (${code})` }]);
   }
-  return parseConfig(decodeUtf8(bytes, path.basename(file)), { file, env: options.env });
+  return parseConfig(configText(bytes, path.basename(file)), { file, env: options.env });
 }
 
-/**
- * The file's text, read as strict UTF-8 (YAML 1.2 §5.2; a UTF-8 byte order mark is
- * dropped). `readFileSync(file, 'utf8')` turns each invalid byte into U+FFFD without a word:
- * a Latin-1 `é` in a system prompt or model name reached the upstream as `�`, and a UTF-16
- * file (PowerShell's `>`) read as one unknown key.
- */
-function decodeUtf8(bytes: Buffer, name: string): string {
-  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
-    throw new ConfigError([{ path: name, message: 'the file is UTF-16; save it as UTF-8' }]);
-  }
-  if (isUtf8(bytes)) return new TextDecoder('utf-8').decode(bytes); // drops a BOM, as YAML does
-  // The first line holding an invalid byte (0x0a is never part of a multi-byte sequence).
-  let line = 1;
-  for (let from = 0; ; line++) {
-    const nl = bytes.indexOf(0x0a, from);
-    if (!isUtf8(bytes.subarray(from, nl < 0 ? bytes.length : nl)) || nl < 0) break;
-    from = nl + 1;
-  }
-  throw new ConfigError([{ path: `${name} (line ${line})`, message: 'the file is not UTF-8 (a Latin-1 or Windows-1252 character?); save it as UTF-8' }]);
+/** The config file's text, read as strict UTF-8 (see `decodeUtf8`). Throws `ConfigError`. */
+function configText(bytes: Buffer, name: string): string {
+  const decoded = decodeUtf8(bytes);
+  if ('text' in decoded) return decoded.text;
+  throw new ConfigError([{ path: decoded.line === undefined ? name : `${name} (line ${decoded.line})`, message: decoded.error }]);
 }
 
 export interface ParseOptions extends LoadOptions {
@@ -76,23 +68,25 @@ export interface ParseOptions extends LoadOptions {
 export function parseConfig(text: string, options: ParseOptions): RuntimeConfig {
   const name = path.basename(options.file);
   const env = options.env ?? process.env;
-  const { text: substituted, missing, lineBreaks, unsupported, comments, missingColumns } = substituteEnv(text, env);
+  const { text: substituted, missing, lineBreaks, unsupported, comments, missingColumns, unsupportedColumns } = substituteEnv(text, env);
   // YAML's messages quote the source, which now holds these values (API keys among them).
   const values = referencedValues(text, env);
   const lineCounter = new YAML.LineCounter();
   const doc = YAML.parseDocument(substituted, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
-  // An unset variable is named with the setting it is in (`upstreams[0].api_key`), not only its line.
-  const missingPaths = missing.map((m, i) => {
-    const at = doc.errors.length === 0 ? pathAt(doc.contents, (lineCounter.lineStarts[m.line - 1] ?? 0) + (missingColumns?.[i] ?? 0), []) : undefined;
-    return at !== undefined && at.length > 0 ? `${name}: ${maskedPath(at, values, text)} (line ${m.line})` : `${name} (line ${m.line})`;
-  });
+  // An unset variable, or a form promptgate does not know, is named with the setting it is
+  // in (`upstreams[0].api_key`), not only its line.
+  const settingAt = (line: number, column: number | undefined): string => {
+    const at = doc.errors.length === 0 ? pathAt(doc.contents, (lineCounter.lineStarts[line - 1] ?? 0) + (column ?? 0), []) : undefined;
+    return at !== undefined && at.length > 0 ? `${name}: ${maskedPath(at, values, text)} (line ${line})` : `${name} (line ${line})`;
+  };
+  const missingPaths = missing.map((m, i) => settingAt(m.line, missingColumns?.[i]));
   const issues: ConfigIssue[] = missing.map((m, i) => ({
     path: missingPaths[i],
     message: `environment variable ${m.variable} is not set (use \${${m.variable}:-default} for an optional value)`,
   }));
-  for (const u of unsupported) {
+  for (const [i, u] of unsupported.entries()) {
     issues.push({
-      path: `${name} (line ${u.line})`,
+      path: settingAt(u.line, unsupportedColumns?.[i]),
       message: `\${${u.variable}...} is not a substitution promptgate knows: use \${${u.variable}}, \${${u.variable}:-default} or \${${u.variable}:+alternate}, closed by "}" on the same line ($$ is a literal $)`,
     });
   }
@@ -159,6 +153,7 @@ export function parseConfig(text: string, options: ParseOptions): RuntimeConfig 
         const at = maskSubstituted(i.path, values) === i.path ? i.path : maskedPath(segments, values, text);
         return { path: `${name}: ${at}${line ? ` (line ${line})` : ''}`, message };
       }),
+      compiled.config.watchDirs,
     );
   }
   return compiled.config;

@@ -8,7 +8,7 @@
  * `.default(x)` would return `x` as is.
  */
 import { z } from 'zod';
-import { MAX_TIMER_MS, nonNegativeMs, positiveMs } from './ms.js';
+import { nonNegativeMs, positiveMs } from './ms.js';
 import { contextConfigSchema } from '../context/config-schema.js';
 import { guardSchema } from '../guard/config-schema.js';
 import { experimentSchema } from '../experiments/config-schema.js';
@@ -88,10 +88,10 @@ export const breakerSchema = z.strictObject({
 });
 
 export const simulateSchema = z.strictObject({
-  latency_ms: z.number().nonnegative().max(MAX_TIMER_MS).default(20),
+  latency_ms: nonNegativeMs().default(20),
   chunks: z.number().int().positive().default(16),
   /** Delay between stream chunks; defaults to latency_ms / chunks. */
-  chunk_interval_ms: z.number().nonnegative().max(MAX_TIMER_MS).optional(),
+  chunk_interval_ms: nonNegativeMs().optional(),
   model: z.string().min(1).default('promptgate-simulator'),
 });
 

@@ -1,20 +1,26 @@
 /**
  * Hot reload. Watches the config file's DIRECTORY, not the file's inode: editors replace
  * files by rename, and a Kubernetes ConfigMap volume swaps a `..data` symlink, so a watch on
- * the old inode would go quiet. Templates (a directory the config points at) are watched
- * too. Changes are debounced; the new config is loaded and compiled in full before it
- * replaces the old one, and an invalid config is rejected with one log line while the old
- * one keeps serving.
+ * the old inode would go quiet. The directories the config reads (templates, knowledge) are
+ * watched too, as named by the newest config a load tried, rejected or not: the edit that
+ * fixes a rejected one is in the directories it named. So is the directory holding each
+ * symlink on the way to any of these (`current -> releases/r1` switched to `r2`).
+ * Changes are debounced; the new config is loaded and compiled in full before it replaces
+ * the old one, and an invalid config is rejected with one log line while the old one keeps
+ * serving.
  */
-import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { readlinkSync, realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './load.js';
 import type { RuntimeConfig } from './compile.js';
 
 export interface ConfigWatcherOptions {
   file: string;
-  /** Further directories to watch (e.g. the templates directory). */
-  extraDirs?: () => string[];
+  /**
+   * The directories the config in force reads besides its file (`RuntimeConfig.watchDirs`).
+   * Each load replaces them with its own, also a rejected one that got as far as reading them.
+   */
+  dirs?: readonly string[];
   debounceMs?: number;
   env?: Record<string, string | undefined>;
   onReload: (config: RuntimeConfig) => void;
@@ -32,8 +38,11 @@ export class ConfigWatcher {
   #closed = false;
   /** The errors of the last rejected reload, until a reload succeeds. */
   #lastRejection: string | undefined;
+  /** The directories the newest config a load tried reads (see `ConfigWatcherOptions.dirs`). */
+  #dirs: readonly string[];
 
   constructor(private readonly options: ConfigWatcherOptions) {
+    this.#dirs = options.dirs ?? [];
     this.#sync();
   }
 
@@ -42,10 +51,12 @@ export class ConfigWatcher {
     if (this.#closed) return;
     try {
       const config = loadConfigFile(this.options.file, { env: this.options.env });
+      this.#dirs = config.watchDirs;
       this.options.onReload(config);
       this.#lastRejection = undefined;
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues : [{ path: this.options.file, message: 'reload failed' }];
+      if (err instanceof ConfigError && err.watchDirs) this.#dirs = err.watchDirs;
       // Any event in the directory reloads (an editor's swap file, a backup): the same broken
       // file is reported once, not once per event.
       const text = issues.map((i) => `${i.path}: ${i.message}`).join('\n');
@@ -79,7 +90,7 @@ export class ConfigWatcher {
       if (names === undefined) dirs.set(dir, undefined);
       else if (!dirs.has(dir) || dirs.get(dir) !== undefined) dirs.set(dir, new Set([...(dirs.get(dir) ?? []), ...names]));
     };
-    const extra = (this.options.extraDirs?.() ?? []).map((d) => path.resolve(d));
+    const extra = this.#dirs.map((d) => path.resolve(d));
     for (const wanted of extra) {
       const { dir, entry } = nearestExisting(wanted);
       if (dir !== undefined) include(dir, entry === undefined ? undefined : new Set([entry]));
@@ -99,6 +110,11 @@ export class ConfigWatcher {
     // target's name. (A ConfigMap's `..data/...` target is inside the watched directory's tree.)
     const target = realPathOf(file);
     if (target !== undefined && target !== file && path.dirname(target) !== dir) include(path.dirname(target), new Set([path.basename(target)]));
+    // A symlink on the way that is switched (`mv -T` of a new link over `config/templates` or
+    // over the `current` of `current/gateway.config.yaml`) changes what a path names with no
+    // event in the directory it named: its own directory is watched, for its name. The reload
+    // that follows resolves the paths again, and the directories now named are watched.
+    for (const watched of [file, ...extra]) for (const link of symlinksOnTheWay(watched)) include(link.dir, new Set([link.name]));
     for (const [dir, { watcher, identity }] of this.#watchers) {
       // A directory deleted (or replaced) leaves a watcher on the old inode that never fires again.
       if (!dirs.has(dir) || identityOf(dir) !== identity) {
@@ -142,6 +158,41 @@ function nearestExisting(dir: string): { dir: string | undefined; entry: string 
     entry = path.basename(at);
     at = up;
   }
+}
+
+/** More symlinks than this on one path is a loop (Linux's ELOOP limit is 40). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * Each symlink met on the way to `target` (its directory and its name), inside the targets
+ * of links too, as the kernel resolves the path. Stops at the first missing entry.
+ */
+function symlinksOnTheWay(target: string): Array<{ dir: string; name: string }> {
+  const links: Array<{ dir: string; name: string }> = [];
+  const absolute = path.resolve(target);
+  let at = path.parse(absolute).root;
+  let rest = absolute.slice(at.length).split(path.sep);
+  while (rest.length > 0 && links.length <= MAX_SYMLINKS) {
+    const name = rest.shift()!;
+    if (name === '' || name === '.') continue;
+    if (name === '..') {
+      at = path.dirname(at);
+      continue;
+    }
+    const next = path.join(at, name);
+    let link: string;
+    try {
+      link = readlinkSync(next);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') break; // missing: nothing further on exists
+      at = next; // not a symlink
+      continue;
+    }
+    links.push({ dir: at, name });
+    if (path.isAbsolute(link)) at = path.parse(link).root;
+    rest = [...link.split(path.sep), ...rest];
+  }
+  return links;
 }
 
 /** The file `file` names once every symlink is followed; undefined when it is missing. */

@@ -83,7 +83,7 @@ export interface CompiledContext {
   readonly builders: ReadonlyMap<string, Builder>;
   /** By template version ref (`id@version`). */
   readonly plans: ReadonlyMap<string, ContextPlan>;
-  /** Knowledge directories (the config watcher reloads when they change). */
+  /** Knowledge directories, also one that could not be read (the config watcher reloads when they change). */
   readonly watchDirs: readonly string[];
 }
 
@@ -172,6 +172,8 @@ function buildOne(cfg: BuilderConfig, ctx: BuilderContext, at: string, issues: C
         let kb: KnowledgeBase | undefined;
         if (dir !== undefined) {
           const abs = path.resolve(ctx.baseDir, dir);
+          // Watched also when it cannot be read: a rejected reload waits for the edit that fixes it.
+          watchDirs.push(abs);
           try {
             kb = loadKnowledgeBase(abs, { chunkTokens: cfg.chunk_tokens });
           } catch (err) {
@@ -179,7 +181,6 @@ function buildOne(cfg: BuilderConfig, ctx: BuilderContext, at: string, issues: C
             issues.push({ path: `${at}.dir`, message: `cannot read the knowledge directory "${dir}" (${code})` });
             return undefined;
           }
-          watchDirs.push(abs);
         }
         return new KnowledgeBuilder(cfg, ctx, kb);
       }

@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { decodeUtf8 } from '../config/utf8.js';
 import { compileTemplate } from './compile-template.js';
 import { TemplateRegistry, type Template } from './registry.js';
 import { formatYamlPath, type ConfigIssue } from './types.js';
@@ -41,11 +42,12 @@ export function loadTemplateRegistry(dir: string, options: LoadTemplatesOptions 
   const fileOf = new Map<string, string>();
   for (const name of names) {
     const shown = path.join(shownDir, name);
-    const template = loadTemplateFile(path.join(dir, name), shown, issues);
-    if (!template) continue;
+    const loaded = loadTemplateFile(path.join(dir, name), shown, issues);
+    if (!loaded) continue;
+    const { template, idLine } = loaded;
     const other = fileOf.get(template.id);
     if (other) {
-      issues.push({ path: `${shown}: id`, message: `template "${template.id}" is also defined in ${other}` });
+      issues.push({ path: `${shown}: id${idLine ? ` (line ${idLine})` : ''}`, message: `template "${template.id}" is also defined in ${other}` });
       continue;
     }
     templates.set(template.id, template);
@@ -54,15 +56,25 @@ export function loadTemplateRegistry(dir: string, options: LoadTemplatesOptions 
   return { registry: new TemplateRegistry(templates.values()), issues };
 }
 
-/** Loads one template file; pushes its issues and returns undefined when it has any. */
-export function loadTemplateFile(file: string, shown: string, issues: ConfigIssue[]): Template | undefined {
-  let text: string;
+/**
+ * Loads one template file, with the line of its `id` (where a second file with the same id
+ * is reported); pushes its issues and returns undefined when it has any.
+ */
+export function loadTemplateFile(file: string, shown: string, issues: ConfigIssue[]): { template: Template; idLine: number | undefined } | undefined {
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (err) {
     issues.push({ path: shown, message: `cannot read the template file (${(err as NodeJS.ErrnoException).code ?? 'read error'})` });
     return undefined;
   }
+  // Strict, as the config file is read: an invalid byte would reach the prompt as U+FFFD.
+  const decoded = decodeUtf8(bytes);
+  if ('error' in decoded) {
+    issues.push({ path: decoded.line === undefined ? shown : `${shown} (line ${decoded.line})`, message: decoded.error });
+    return undefined;
+  }
+  const text = decoded.text;
   const lineCounter = new YAML.LineCounter();
   const doc = YAML.parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -90,7 +102,7 @@ export function loadTemplateFile(file: string, shown: string, issues: ConfigIssu
     const line = lineOf(doc, lineCounter, p.segments);
     issues.push({ path: `${shown}: ${formatYamlPath(p.segments)}${line ? ` (line ${line})` : ''}`, message: p.message });
   }
-  return problems.length > 0 ? undefined : template;
+  return problems.length > 0 || !template ? undefined : { template, idLine: lineOf(doc, lineCounter, ['id']) };
 }
 
 /**
