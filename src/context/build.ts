@@ -100,6 +100,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   const scanning = o.guard !== undefined && o.guard.action !== 'off' && o.guard.scan.includes('context');
   const scanner = scanning ? (o.scanner ?? rt.scannerFor(o.guard!.threshold, o.guard!.max_scan_chars)) : undefined;
   const block = o.guard?.action === 'block';
+  const userScanned = o.guard !== undefined && o.guard.action !== 'off' && o.guard.scan.includes('user');
   let maxScore: number | undefined;
 
   const byName = new Map(recipe.run.map((b) => [b.name, b]));
@@ -158,7 +159,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     let p: BuildPlan;
     let cache: ContextCache<BuilderOutput> | undefined;
     try {
-      p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, dispatcher: rt.dispatcher });
+      p = b.plan({ messages: o.messages, userId: o.userId, scope, query, topK: recipe.topK, maxTurns: recipe.maxTurns, userScanned, dispatcher: rt.dispatcher });
       if ('missing' in p) return done(fail(report, 'skipped', 'missing_input'));
       if ('compute' in p) return done(screen(b, report, p.compute()));
       cache = p.key !== undefined ? rt.cacheFor(b) : undefined;

@@ -42,6 +42,11 @@ export interface BuildInput {
   /** Recipe overrides. */
   readonly topK?: number;
   readonly maxTurns?: number;
+  /**
+   * Whether the guard's `user` scan reads the request's user messages (`guard.injection`
+   * acts and its `scan` lists `user`): the history builder leaves their text to it.
+   */
+  readonly userScanned?: boolean;
   /** For http calls (the runtime's Agent); undici's global dispatcher when absent. */
   readonly dispatcher?: Dispatcher;
 }

@@ -2,6 +2,7 @@
  * Base64 payloads hidden in text ("decode this: aWdub3JlIGFsbC..."): where the runs are and
  * whether a run decodes to text. Used by the normaliser (normalize.ts, step 2).
  */
+import { isUtf8 } from 'node:buffer';
 import { B64_VALUES } from './char-tables.js';
 
 /** Shorter runs are ordinary words and ids. */
@@ -39,36 +40,33 @@ export function findBase64Runs(units: Uint16Array, from: number, to: number, run
 }
 
 /**
- * Decodes a base64 run into printable text, or returns undefined when it is not text
- * (hashes, ids and long words decode to binary noise and are ignored).
+ * Decodes a base64 run into text, or returns undefined when it is not text. Text is UTF-8
+ * (any script, emoji) without control characters but whitespace, with a letter and a word
+ * break (any whitespace: a space, a newline, a tab). Hashes, ids and long words decode to
+ * bytes that are not UTF-8, or to control characters, and are ignored; so is a JSON token
+ * such as a JWT header, which has no word break. A run cut at MAX_BASE64_CHARS (or one that
+ * ends without its last bits) may end inside a character: that character is left out.
  */
 export function decodeBase64Text(run: string): string | undefined {
-  const len = Math.min(run.length, MAX_BASE64_CHARS) & ~3;
-  let out = '';
-  let printable = 0;
-  let spaces = 0;
-  let total = 0;
-  // More bytes outside printable ASCII than this and the run is not text, however it ends
-  // (a hash or an id decodes to noise from its first bytes on).
-  const maxNoise = ((len >> 2) * 3) * 0.05;
-  for (let i = 0; i + 3 < len; i += 4) {
-    if (total - printable > maxNoise) return undefined;
-    const a = B64_VALUES[run.charCodeAt(i)];
-    const b = B64_VALUES[run.charCodeAt(i + 1)];
-    const c = run.charCodeAt(i + 2) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 2)];
-    const d = run.charCodeAt(i + 3) === 0x3d ? 0 : B64_VALUES[run.charCodeAt(i + 3)];
-    if (a < 0 || b < 0 || c < 0 || d < 0) return undefined;
-    const n = (a << 18) | (b << 12) | (c << 6) | d;
-    const bytes = run.charCodeAt(i + 3) === 0x3d ? (run.charCodeAt(i + 2) === 0x3d ? 1 : 2) : 3;
-    for (let k = 0; k < bytes; k++) {
-      const byte = (n >> (16 - 8 * k)) & 0xff;
-      total++;
-      if ((byte >= 0x20 && byte < 0x7f) || byte === 0x0a || byte === 0x0d || byte === 0x09) printable++;
-      if (byte === 0x20) spaces++;
-      out += String.fromCharCode(byte);
-    }
+  const decoded = Buffer.from(run.length > MAX_BASE64_CHARS ? run.slice(0, MAX_BASE64_CHARS) : run, 'base64');
+  const bytes = decoded.subarray(0, completeUtf8Length(decoded));
+  if (!isUtf8(bytes)) return undefined;
+  const text = bytes.toString('utf8');
+  return NOT_TEXT.test(text) || !WORD_BREAK.test(text) || !LETTER.test(text) ? undefined : text;
+}
+
+/** Control characters but whitespace, private-use and unassigned code points. */
+const NOT_TEXT = /(?![\t\n\v\f\r])[\p{Cc}\p{Co}\p{Cn}]/u;
+const WORD_BREAK = /\s/;
+const LETTER = /\p{L}/u;
+
+/** The length of `bytes` without a UTF-8 sequence its end cuts short. */
+function completeUtf8Length(bytes: Buffer): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const b = bytes[bytes.length - back];
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const needed = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return needed > back ? bytes.length - back : bytes.length;
   }
-  // Text: almost all printable ASCII and at least some word breaks.
-  if (total < 12 || printable < total * 0.95 || spaces === 0) return undefined;
-  return out;
+  return bytes.length;
 }

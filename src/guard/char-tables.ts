@@ -1,10 +1,11 @@
 /**
  * Character tables of the injection normaliser (normalize.ts), built once per process on
- * first use: the BMP fold table (lower case, accents, lookalikes, invisible characters),
- * the mixed-script homoglyph table, character classes, and the leetspeak and base64
- * alphabets. Building the BMP tables takes some tens of milliseconds, once.
+ * first use: the BMP fold table (lower case, accents, lookalikes, invisible characters,
+ * symbols read as spaces), the astral symbols (emoji), the mixed-script homoglyph table,
+ * character classes, and the leetspeak and base64 alphabets. Building the tables takes
+ * some tens of milliseconds, once.
  */
-import { ALWAYS_FOLD, INVISIBLE_RANGES, MIXED_SCRIPT_FOLD } from './confusables.js';
+import { ALWAYS_FOLD, INVISIBLE_RANGES, MIXED_SCRIPT_FOLD, WORD_DIVIDERS } from './confusables.js';
 
 export const DROP = 0;
 export const EXPAND_SS = 0xffff;
@@ -38,7 +39,7 @@ export function getFoldTable(): Uint16Array {
     } else {
       const lower = s.toLowerCase();
       const folded = lower.normalize('NFKD').replace(mark, '');
-      if (folded.length === 1) t[c] = folded.charCodeAt(0);
+      if (folded.length === 1) t[c] = readsAsSpace(folded.charCodeAt(0)) ? SPACE : folded.charCodeAt(0);
       else if (folded.length === 0) t[c] = DROP;
       else t[c] = NEEDS_NFKC;
     }
@@ -141,6 +142,44 @@ const SYMBOL = /^\p{S}$/u;
 /** A surrogate (astral characters left after NFKC are emoji and other symbols) or a BMP symbol (\p{S}). */
 const isSymbolUnit = (c: number): boolean => (c >= 0xd800 && c <= 0xdfff) || SYMBOL.test(String.fromCharCode(c));
 export const isSpacedSeparator = (c: number): boolean => c === SPACE || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x2a;
+
+/**
+ * A (folded) BMP character read as a space wherever it stands: a symbol outside ASCII
+ * (arrows, stars, emoji, currency and math signs) or a word divider (middle dots, bullets,
+ * the blank Hangul fillers; confusables.ts). Between the words of a phrase they hid it from
+ * the patterns, whose words are set apart by spaces ("Ignore→all→previous→instructions").
+ * A character that folds to a letter stays one (circled Ⓐ is a symbol, folded to `a`
+ * first), and ASCII symbols keep their meaning (`<|im_start|>`, leetspeak `$`).
+ */
+const readsAsSpace = (c: number): boolean => c >= 0x80 && (WORD_DIVIDERS.includes(c) || SYMBOL.test(String.fromCharCode(c)));
+
+let astralSymbols: Uint8Array | undefined;
+
+/**
+ * One bit per code point of plane 1 (U+10000..U+1FFFF), set for symbols (\p{S}: emoji,
+ * pictographs, musical and other symbols; no other astral plane has any), built once per
+ * process (a few milliseconds). Read by `isAstralSymbol`.
+ */
+export function getAstralSymbolTable(): Uint8Array {
+  if (astralSymbols) return astralSymbols;
+  const t = new Uint8Array(0x10000 >> 3);
+  for (let cp = 0x10000; cp < 0x20000; cp++) {
+    if (ASTRAL_SYMBOL.test(String.fromCodePoint(cp))) t[(cp - 0x10000) >> 3] |= 1 << (cp & 7);
+  }
+  astralSymbols = t;
+  return t;
+}
+const ASTRAL_SYMBOL = /^\p{S}$/u;
+
+/**
+ * Whether the surrogate pair `hi`, `lo` is a symbol (an emoji) in `table`
+ * (getAstralSymbolTable): read as a space, as BMP symbols are.
+ */
+export const isAstralSymbol = (table: Uint8Array, hi: number, lo: number): boolean => {
+  if (hi < 0xd800 || hi > 0xd83f || lo < 0xdc00 || lo > 0xdfff) return false; // plane 1 only
+  const offset = ((hi - 0xd800) << 10) | (lo - 0xdc00);
+  return (table[offset >> 3] & (1 << (offset & 7))) !== 0;
+};
 
 export const B64_VALUES = new Int8Array(128).fill(-1);
 for (let i = 0; i < 64; i++) {

@@ -38,10 +38,18 @@ export const MIXED_SCRIPT_FOLD: Readonly<Record<string, string>> = {
 
 /**
  * Code points removed outright: zero-width and joiner characters, bidi controls, soft
- * hyphen, variation selectors and invisible fillers. Ranges are inclusive pairs.
+ * hyphen, variation selectors and zero-width fillers. Ranges are inclusive pairs.
  */
 export const INVISIBLE_RANGES: readonly (readonly [number, number])[] = [
-  [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x115f, 0x1160], [0x17b4, 0x17b5],
-  [0x180b, 0x180f], [0x200b, 0x200f], [0x202a, 0x202e], [0x2060, 0x206f], [0x3164, 0x3164],
-  [0xfe00, 0xfe0f], [0xfeff, 0xfeff], [0xffa0, 0xffa0], [0xfff9, 0xfffb],
+  [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x17b4, 0x17b5],
+  [0x180b, 0x180f], [0x200b, 0x200f], [0x202a, 0x202e], [0x2060, 0x206f],
+  [0xfe00, 0xfe0f], [0xfeff, 0xfeff], [0xfff9, 0xfffb],
 ];
+
+/**
+ * Characters that are not symbols (\p{S}) yet stand between words as a space does, read as
+ * a space: the middle dots and bullets that divide words (·, •, ‧, ⸱, ・), and the Hangul
+ * fillers, letters that render as a wide blank (U+115F, U+1160, U+3164, U+FFA0; NFKC
+ * makes the last two U+1160). Deleting a filler ran the words around it together.
+ */
+export const WORD_DIVIDERS: readonly number[] = [0x00b7, 0x2022, 0x2027, 0x2e31, 0x30fb, 0x115f, 0x1160, 0x3164, 0xffa0];

@@ -219,23 +219,34 @@ export class FeatureExtractor {
     this.count = this.hash(n);
     const fam = this.families;
     fam.fill(0);
+    const { obfuscations, spacedRunCount, spacedRuns } = this.normalizer;
+    let spelled = false; // a phrase pattern matched at a word inside a letter-spaced run
     if (this.occCount > 0) {
       // Try the expressions a trigger word arms only where the word starts (sticky regex).
       const normalized = this.normalizer.toString(n);
       const { regexes, family, lists } = this.patterns;
+      let run = 0; // the first letter-spaced run not ending before the occurrence (both ascend)
       for (let o = 0; o < this.occCount; o++) {
         const ids = lists[this.occList[o]];
         const pos = this.occPos[o];
+        while (run < spacedRunCount && spacedRuns[2 * run + 1] <= pos) run++;
+        // Inside a run, a family that fired elsewhere is tried again: does the run spell it?
+        const inRun: boolean = !spelled && run < spacedRunCount && spacedRuns[2 * run] <= pos;
         for (let j = 0; j < ids.length; j++) {
           const id = ids[j];
-          if (fam[family[id]] !== 0) continue;
+          if (fam[family[id]] !== 0 && !inRun) continue;
           const re = regexes[id];
           re.lastIndex = pos;
-          if (re.test(normalized)) fam[family[id]] = 1;
+          if (re.test(normalized)) {
+            fam[family[id]] = 1;
+            spelled ||= inRun;
+          }
         }
       }
     }
-    fam[fam.length - 1] = this.normalizer.obfuscations > 0 ? 1 : 0;
+    // Letter spacing counts where it spelled a phrase: a letter list ("Quiz answers: a b c d
+    // a b c d") joins into a word too, and must not flag a short text on its own.
+    fam[fam.length - 1] = obfuscations > spacedRunCount || spelled ? 1 : 0;
   }
 
   /**

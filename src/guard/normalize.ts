@@ -5,23 +5,27 @@
  * 1. Cap (input-cap.ts): inputs longer than `maxChars` are scanned as the first 3/4 and
  *    last 1/4 of that budget (injections sit at the start or are appended at the end; the
  *    middle of a very long document is not scanned).
- * 2. Encoded payloads: runs of 24+ base64 characters that decode to printable text are
- *    decoded and appended (so "aWdub3JlIGFsbC..." is read as "ignore all ...").
+ * 2. Encoded payloads: runs of 24+ base64 characters that decode to text (UTF-8 with word
+ *    breaks, base64.ts) are decoded and appended (so "aWdub3JlIGFsbC..." is read as
+ *    "ignore all ...").
  * 3. Unicode NFKC, then per character: lower case, accents folded (ä -> a, ß -> ss),
  *    zero-width / bidi / soft-hyphen characters dropped, Unicode tag characters (invisible
  *    "ASCII smuggling") decoded, quotes and dashes unified, Latin lookalikes (small
- *    capitals, ı, ɡ) folded, whitespace runs collapsed to one space (or one newline when the
- *    run held a line break). Single-character NFKC mappings (full-width, circled, super-
- *    script letters) are part of the fold table; `normalize('NFKC')` itself only runs for
- *    text holding a character NFKC expands (ligatures, non-BMP letters such as 𝐚, Hangul).
+ *    capitals, ı, ɡ) folded, symbols outside ASCII (arrows, stars, emoji), middle dots,
+ *    bullets, blank Hangul fillers and '/' (not after punctuation: `://`, `</`, `[/`) read
+ *    as a space, whitespace runs collapsed to one space (or one newline when the run held a
+ *    line break). Single-character NFKC mappings (full-width, circled, superscript letters)
+ *    are part of the fold table; `normalize('NFKC')` itself only runs for text holding a
+ *    character NFKC expands (ligatures, non-BMP letters such as 𝐚, Hangul).
  * 4. Per word (word-fold.ts): Cyrillic/Greek/Armenian homoglyphs folded to Latin when the
  *    word mixes them with Latin letters; leetspeak (0 1 3 4 5 7 @ $) decoded in words with
  *    2+ letters.
- * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters) joined (spaced-letters.ts);
- *    a wider gap in the run stays a word break ("p r i n t   y o u r" -> "print your").
+ * 5. Letter-spaced words ("i g n o r e", "i.g.n.o.r.e", 6+ letters, not digits) joined
+ *    (spaced-letters.ts); a wider gap in the run stays a word break ("p r i n t   y o u r"
+ *    -> "print your").
  * 6. Words as the model and the phrase triggers read them (runs of letters, digits,
- *    apostrophes and non-ASCII characters but symbols such as emoji, which break words)
- *    listed with their FNV-1a hashes, while folding.
+ *    apostrophes and non-ASCII characters but symbols, which step 3 made spaces) listed
+ *    with their FNV-1a hashes, while folding.
  *
  * The result lives in buffers owned by the normaliser, reused by every call (one per
  * scanner; `scan` is synchronous so calls never interleave). Only the final string and,
@@ -30,9 +34,9 @@
 import { decodeBase64Text, findBase64Runs, MAX_BASE64_CHARS, MAX_BASE64_PAYLOADS, MIN_BASE64_RUN as MIN_RUN } from './base64.js';
 import * as tables from './char-tables.js';
 import { CodeUnits } from './code-units.js';
-import { getFoldClassTable, isSpacedSeparator } from './char-tables.js';
+import { getAstralSymbolTable, getFoldClassTable, isAstralSymbol, isSpacedSeparator } from './char-tables.js';
 import { headAndTail, nfkcWithin } from './input-cap.js';
-import { MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
+import { isSpacedLetter, MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
 import { WordFolder } from './word-fold.js';
 import { FNV_OFFSET as OFFSET, fnvStep as step, WordList } from './word-list.js';
 
@@ -44,6 +48,9 @@ const FNV_OFFSET = OFFSET;
 const fnvStep = step;
 
 const APOSTROPHE = 0x27;
+/** The fold-class entries of '/' (also full-width '／') and of a space. */
+const SLASH_CLASS = 0x2f | F_VISIBLE;
+const SPACE_CLASS = SPACE | F_SPACE;
 const MAX_SUSPECTS = 256;
 /** `lastLone` before a pass's first one-character word: no word, not even one at 0, follows it (no `buf[-1]` read). */
 const NO_LONE = -3;
@@ -66,10 +73,18 @@ export class TextNormalizer {
   private readonly result: CodeUnits;
   /** fold[c] | F_* flags: one read per input character. */
   private readonly foldClass = getFoldClassTable();
+  /** Emoji and other astral symbols, read as a space (char-tables.ts). */
+  private readonly astralSymbols = getAstralSymbolTable();
   /** The text being folded, copied in. */
   private readonly source: CodeUnits;
   /** Obfuscation undone by the last call: base64 payloads, tag characters, mixed-script and letter-spaced words. */
   obfuscations = 0;
+  /**
+   * Of those, the letter-spaced runs joined, at `spacedRuns` ([start, end) pairs into the
+   * result): a letter list ("a b c d a b c d") is joined too, so the feature extractor counts
+   * a run as obfuscation only where it spells a phrase.
+   */
+  spacedRunCount = 0;
   /**
    * Base64 runs seen by the last fold: [start, end) pairs into the source units. Room for
    * every run the source can hold, so runs that are not text (hashes, ids) cannot use up
@@ -127,6 +142,7 @@ export class TextNormalizer {
       input = headAndTail(input, Math.floor(this.maxChars * 0.75), this.maxChars + 1);
     }
     this.obfuscations = 0;
+    this.spacedRunCount = 0;
     this.suspects = 0;
     this.spacedRun = 0;
     this.wideGapCount = 0;
@@ -148,9 +164,15 @@ export class TextNormalizer {
     if (this.suspects > 0) this.obfuscations += this.wordFolder.fold(n, this.suspectAt, this.suspects);
     if (this.spacedRun >= MIN_SPACED_LETTERS) {
       n = this.spacedLetters.join(n, this.wideGaps, this.wideGapCount);
-      this.obfuscations += this.spacedLetters.joined;
+      this.spacedRunCount = this.spacedLetters.joined;
+      this.obfuscations += this.spacedRunCount;
     }
     return n;
+  }
+
+  /** Where the letter-spaced runs of the last call are: `spacedRunCount` [start, end) pairs. */
+  get spacedRuns(): Int32Array {
+    return this.spacedLetters.runs;
   }
 
   /** Normalises `text` and returns it as a string. */
@@ -252,6 +274,18 @@ export class TextNormalizer {
           continue;
         }
       }
+      // '/' divides words ("and/or", "Ignore/all/previous") but is base64 too, so it does not
+      // end a token; after punctuation it stays: a URL's "://", a closing tag ("</system>",
+      // "[/INST]", "<</SYS>>"). An emoji left after NFKC reads as a space, as BMP symbols
+      // do (the fold table).
+      let endsToken = true;
+      if (fk === SLASH_CLASS && !(n > start && isAsciiPunctuation(buf[n - 1]))) {
+        fk = SPACE_CLASS;
+        endsToken = false;
+      } else if (fk === NEEDS_NFKC && !canRestart && isAstralSymbol(this.astralSymbols, src[i], src[i + 1])) {
+        i++;
+        fk = SPACE_CLASS;
+      }
       if ((fk & F_SPACE) !== 0) {
         // Whitespace ends words and a token; runs collapse, a run holding a newline to one newline.
         this.endWord(wordStart, n, wordFlags);
@@ -259,7 +293,7 @@ export class TextNormalizer {
           wordAt[words] = listedStart;
           wordHashes[words++] = hash;
         }
-        if (findBase64 && n - tokenStart >= MIN_BASE64_RUN) {
+        if (endsToken && findBase64 && n - tokenStart >= MIN_BASE64_RUN) {
           if (longTokens < MAX_LONG_TOKENS) {
             this.longTokens[2 * longTokens] = tokenStartIn;
             this.longTokens[2 * longTokens + 1] = i;
@@ -270,8 +304,11 @@ export class TextNormalizer {
         if (last !== SPACE && last !== NEWLINE) buf[n++] = fk;
         else if (fk === (F_SPACE | NEWLINE) && n > start) buf[n - 1] = NEWLINE;
         else if (n > start) this.noteWideGap(n - 1);
-        tokenStart = wordStart = listedStart = n;
-        tokenStartIn = i + 1;
+        wordStart = listedStart = n;
+        if (endsToken) {
+          tokenStart = n;
+          tokenStartIn = i + 1;
+        }
         wordFlags = 0;
         hash = FNV_OFFSET;
         continue;
@@ -286,8 +323,8 @@ export class TextNormalizer {
             hash = fnvStep(hash, c);
             continue;
           }
-          // A non-BMP character NFKC left as it is (an emoji) is a break, as its low half
-          // (a symbol, char-tables.ts): "😀Ignore all ..." reads "ignore all ...".
+          // Another non-BMP character NFKC left as it is (not a symbol: an ideograph of
+          // CJK extension B, a historic script) is a break, as its low half (char-tables.ts).
           this.endWord(wordStart, n, wordFlags);
           wordFlags = 0;
           wordStart = n + 1;
@@ -355,7 +392,7 @@ export class TextNormalizer {
 
   /**
    * The word `buf[from, to)` ended (it may be empty). Lists it for the word pass when it
-   * holds a suspect character, and extends the letter-spaced run when it is one character
+   * holds a suspect character, and extends the letter-spaced run when it is one letter
    * two units after the last such word with a separator between ("i g n", "i.g.n").
    */
   private endWord(from: number, to: number, flags: number): void {
@@ -363,7 +400,7 @@ export class TextNormalizer {
       if (this.suspects < MAX_SUSPECTS) this.suspectAt[this.suspects] = from;
       this.suspects++;
     }
-    if (to - from !== 1) return;
+    if (to - from !== 1 || !isSpacedLetter(this.buf[from])) return;
     this.loneRun = from === this.lastLone + 2 && isSpacedSeparator(this.buf[from - 1]) ? this.loneRun + 1 : 1;
     this.lastLone = from;
     if (this.loneRun > this.spacedRun) this.spacedRun = this.loneRun;
@@ -375,3 +412,7 @@ export class TextNormalizer {
     if (count === 0 || this.wideGaps[count - 1] !== at) this.wideGaps[this.wideGapCount++] = at;
   }
 }
+
+/** ASCII punctuation and symbols: neither a letter, a digit nor whitespace. */
+const isAsciiPunctuation = (c: number): boolean =>
+  (c > 0x20 && c < 0x30) || (c > 0x39 && c < 0x41) || (c > 0x5a && c < 0x61) || (c > 0x7a && c < 0x7f);

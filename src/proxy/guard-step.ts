@@ -30,7 +30,7 @@ export function guardRequest(guard: InjectionGuard, exchange: Exchange, clientMe
 
 function decide(exchange: Exchange, decision: GuardDecision | undefined, param: string): void {
   if (!decision) return;
-  noteInjection(exchange, decision.score, decision.flagged);
+  noteInjection(exchange, decision.score, decision.flagged, decision.signals);
   if (decision.blocked) throw new GatewayError('prompt_injection_detected', 'The request was blocked by the prompt-injection guard.', { param });
 }
 
@@ -56,12 +56,18 @@ function variableText(value: unknown): string {
   return parts.join('\n');
 }
 
-/** Records a score on the request (the highest seen wins) and the response header. */
-export function noteInjection(exchange: Exchange, score: number, flagged: boolean): void {
+/**
+ * Records a score on the request (the highest seen wins) and the response header, and the
+ * decision's `signals` (family names, `model`) for the request log: those of every scan of
+ * the client's text, each name once. Context passages come without signals (their
+ * report carries scores only), so a request whose context alone was scanned has none.
+ */
+export function noteInjection(exchange: Exchange, score: number, flagged: boolean, signals?: readonly string[]): void {
   const r = exchange.record;
   if (r.injectionScore === undefined || score > r.injectionScore) {
     r.injectionScore = score;
     exchange.gatewayHeaders['x-promptgate-injection'] = score.toFixed(3);
   }
   r.injectionFlagged = (r.injectionFlagged ?? false) || flagged;
+  if (signals) r.injectionSignals = [...new Set([...(r.injectionSignals ?? []), ...signals])];
 }

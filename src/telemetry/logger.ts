@@ -112,7 +112,7 @@ function serialize(line: LogFields): string {
  * The one-line-per-request record: ids (the upstream's request id too), route (and the
  * path of a request no route serves, whose route is `unmatched`), status,
  * error (with the upstream's error code), upstream, model, timings, tokens, cost,
- * template/experiment and injection score. No bodies, no keys, no user id.
+ * template/experiment and injection score and signals. No bodies, no keys, no user id.
  */
 export function requestLogLine(r: RequestRecord): LogFields {
   const fields: LogFields = {
@@ -146,6 +146,7 @@ export function requestLogLine(r: RequestRecord): LogFields {
     variant: r.variant,
     injection_score: r.injectionScore,
     injection_flagged: r.injectionFlagged,
+    injection_signals: r.injectionSignals,
   };
   for (const key of Object.keys(fields)) if (fields[key] === undefined) delete fields[key];
   return fields;

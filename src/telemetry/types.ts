@@ -76,6 +76,11 @@ export interface RequestRecord {
   /** Present when the guard scanned the request. */
   injectionScore?: number;
   injectionFlagged?: boolean;
+  /**
+   * The guard's signals for the client's own text (messages, variables, tool results), when
+   * the guard step scored it: names of the phrase families that fired, and `model`; never text.
+   */
+  injectionSignals?: string[];
   /** Context injection (context/): the recipe served and its statistics experiment (`<template>@<version>:context`). */
   contextRecipe?: string;
   contextExperiment?: string;

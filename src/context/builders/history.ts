@@ -7,9 +7,10 @@
  * joined; messages without text are skipped.
  *
  * The messages are the client's own, and never cached. Its `user` turns with plain text are
- * what the guard's `user` scan reads; every other turn the template lifts into its system
- * message (an `assistant` turn a client can forge, `tool`, `system`, `developer`, a turn
- * of content parts) is scanned as a context passage (untrusted text, `scan: [context]`).
+ * what the guard's `user` scan reads, when that scan runs; every other turn the template
+ * lifts into its system message (an `assistant` turn a client can forge, `tool`, `system`,
+ * `developer`, a turn of content parts, and with the user scan off a `user` turn too) is
+ * scanned as a context passage (untrusted text, `scan: [context]`).
  */
 import type { HistoryBuilderConfig } from '../config-schema.js';
 import { countTokensRemembered, textOf } from '../tokens.js';
@@ -50,11 +51,16 @@ export class HistoryBuilder implements Builder {
   }
 
   plan(input: BuildInput): BuildPlan {
-    return { compute: () => ({ shape: 'items', items: this.select(input.messages, input.maxTurns ?? this.maxTurns), trimFrom: 'start' }) };
+    const maxTurns = input.maxTurns ?? this.maxTurns;
+    return { compute: () => ({ shape: 'items', items: this.select(input.messages, maxTurns, input.userScanned ?? false), trimFrom: 'start' }) };
   }
 
-  /** The kept turns, oldest first. */
-  select(messages: readonly unknown[], maxTurns: number): ContextItem[] {
+  /**
+   * The kept turns, oldest first.
+   *
+   * @param userScanned the guard's `user` scan reads the plain-text user turns (else they are passages to scan)
+   */
+  select(messages: readonly unknown[], maxTurns: number, userScanned: boolean): ContextItem[] {
     // The question being answered is the last user message, also while tool calls and
     // their results follow it (a tool-calling round). It is already in the request, and so
     // is that round: the history ends before the question (else the round's tool results
@@ -72,7 +78,7 @@ export class HistoryBuilder implements Builder {
       if (this.maxTokens !== undefined && tokens + cost > this.maxTokens) break;
       tokens += cost;
       // What the guard's user scan did not read is scanned as a passage (`text`).
-      const unread = m.role !== 'user' || typeof m.content !== 'string';
+      const unread = !userScanned || m.role !== 'user' || typeof m.content !== 'string';
       picked.push(unread ? { value: { role: m.role, content }, tokens: cost, text: content } : { value: { role: m.role, content }, tokens: cost });
     }
     return picked.reverse();
