@@ -12,6 +12,9 @@
  *      upstream answers, it goes to the client rather than a gateway error. So is an answer
  *      whose retries failed (a hang until the total deadline, no first byte in time, a
  *      connection error) or did not go out (the breaker refused them).
+ * The first-byte timeout counts from the attempt's start, a wait for one of the upstream's
+ * `connections` included (`PooledAttempt` in upstream.ts); a timeout of a request that waited
+ * (all the gateway's connections busy) does not count against the breaker.
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
  * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
  * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
@@ -126,8 +129,9 @@ async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
       options.onAttempt?.(upstream, attempts);
       let response: UpstreamResponse;
       let headersAt = 0;
+      const request = options.build(upstream);
       try {
-        response = await upstream.request(options.build(upstream));
+        response = await upstream.request(request);
         headersAt = performance.now();
         if (options.readWhole !== undefined && !retry.on_status.includes(response.status)) response = await readWhole(response, options.readWhole);
       } catch (err) {
@@ -138,13 +142,15 @@ async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || signal.aborted) {
           const error = options.abortError(NO_ANSWER_IN_TIME);
-          // The total timeout ran out on the route's first attempt, before any header: the
-          // upstream had the whole deadline and hung, a failure like a first-byte timeout
-          // (else one with total_ms < first_byte_ms never opens its breaker). A later attempt
-          // cut short by time spent elsewhere, or a body still arriving, says nothing of it.
+          // The total timeout ran out on the route's first attempt, before any header, on a
+          // request sent at once: the upstream had the whole deadline and hung, a failure like
+          // a first-byte timeout (else one with total_ms < first_byte_ms never opens its
+          // breaker). A later attempt cut short by time spent elsewhere, a body still
+          // arriving, or a request that waited for one of the gateway's own connections
+          // (sent late, or never) says nothing of it.
           // First attempt, not first upstream: a fallback tried because the first upstream's
           // breaker is open (skipped at once) had the whole deadline too.
-          const hung = attempts === 1 && headersAt === 0;
+          const hung = attempts === 1 && headersAt === 0 && request.sent === 'at_once';
           const timedOut = error instanceof GatewayError && error.code === 'upstream_timeout';
           if (hung && timedOut) breaker.onFailure(probe, openings);
           else if (probe) breaker.release();
@@ -155,7 +161,13 @@ async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
           if (timedOut && kept) return answerPassedOver(kept, attempts, options);
           throw error;
         }
-        breaker.onFailure(probe, openings);
+        // first_byte_ms ran out while the request waited for a connection, or with what that
+        // wait left the upstream: the gateway's connections were all busy, not the upstream
+        // slow (else a burst over `connections` opens the breaker of a healthy upstream).
+        const congested = kind === 'first_byte_timeout' && request.sent !== 'at_once';
+        if (congested) {
+          if (probe) breaker.release();
+        } else breaker.onFailure(probe, openings);
         if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {
           lastFailure = 'timeout';
           break; // waiting again for a slow model doubles the wait: try the next upstream
