@@ -80,6 +80,20 @@ export interface ContextResult {
 const TRACER = 'promptgate';
 
 /**
+ * What the builders see of the request's variables: the client's, without any name the
+ * version's context fills (`plan.names`, configured builder or not). A dependency that ran
+ * is added per builder; one that was skipped, or that no builder has, leaves nothing there,
+ * never the client's value of that name (a request must not stand in for its own customer
+ * profile and raise its refund limit, or name another customer to an http builder).
+ */
+function clientScope(variables: Readonly<Record<string, unknown>>, filled: readonly string[], userId: string | undefined): Record<string, unknown> {
+  const scope: Record<string, unknown> = {};
+  for (const name of Object.keys(variables)) if (!filled.includes(name)) scope[name] = variables[name];
+  scope.user_id = userId;
+  return scope;
+}
+
+/**
  * @example
  * const plan = config.context.plans.get(selection.templateVersion.ref);
  * if (plan) {
@@ -96,7 +110,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   const spanParent = trace.setSpan(parent, root);
 
   const query = lastUserText(o.messages);
-  const base: Record<string, unknown> = { ...o.variables, user_id: o.userId };
+  const base = clientScope(o.variables, plan.names, o.userId);
   const scanning = o.guard !== undefined && o.guard.action !== 'off' && o.guard.scan.includes('context');
   const scanner = scanning ? (o.scanner ?? rt.scannerFor(o.guard!.threshold, o.guard!.max_scan_chars)) : undefined;
   const block = o.guard?.action === 'block';
@@ -153,8 +167,7 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
     };
     if (closed) return done(fail(report, 'skipped', 'deadline'));
     const scope = { ...base };
-    // A skipped dependency leaves nothing there, not the client's variable of that name:
-    // a request must not stand in for its own customer profile (README "kind: rules").
+    // A skipped dependency leaves nothing there (see `clientScope`, README "kind: rules").
     for (const d of deps) scope[d.report.name] = d.output ? variableOf(d.output) : undefined;
     let p: BuildPlan;
     let cache: ContextCache<BuilderOutput> | undefined;
