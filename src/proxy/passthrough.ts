@@ -154,10 +154,12 @@ function withoutFragment(target: string): string {
 }
 
 /**
- * The gateway's own route an upstream may read `pathname` as, with a trailing or doubled
- * slash (nginx merges slashes) or an escaped one (`chat%2Fcompletions`, `%5C`, `\`: uvicorn
- * and nginx decode them): `chat/completions` (relayed, it would be served past templates,
- * guard and accounting) or `feedback` (the upstream has none, and would get the gateway's key).
+ * The gateway's own route an upstream may read `pathname` as: with a trailing or doubled
+ * slash (nginx merges slashes), an escaped one (`chat%2Fcompletions`, `%5C`, `\`: uvicorn
+ * and nginx decode them), in other case (ASP.NET, IIS), with `;parameters` on a segment
+ * (Tomcat, Spring, Jetty cut them) or a trailing dot or space (IIS trims them):
+ * `chat/completions` (relayed, it would be served past templates, guard and accounting) or
+ * `feedback` (the upstream has none, and would get the gateway's key).
  */
 function ownRouteOf(pathname: string): 'chat/completions' | 'feedback' | undefined {
   let decoded = withSlashesRead(pathname);
@@ -166,16 +168,22 @@ function ownRouteOf(pathname: string): 'chat/completions' | 'feedback' | undefin
   } catch {
     // not percent-encoded UTF-8: compared as it is
   }
-  const normal = decoded.split('/').filter(Boolean).join('/');
+  const normal = decoded
+    .toLowerCase()
+    .split('/')
+    .map((segment) => segment.replace(/;.*$/s, '').replace(/[.\s]+$/, ''))
+    .filter(Boolean)
+    .join('/');
   return normal === 'chat/completions' || normal === 'feedback' ? normal : undefined;
 }
 
 /**
  * `/v1/..%2Fadmin`: a server that decodes `%2F` (or `%5C`, `\`) before resolving dot
- * segments (nginx does) reads it as `/admin`, outside the base path. No API path has one.
+ * segments (nginx does) reads it as `/admin`, outside the base path; so does Tomcat
+ * `/v1/..;/admin` (it cuts `;parameters` first). No API path has one.
  */
 function refuseEncodedDotSegment(pathname: string): void {
-  if (encodedDotSegment(pathname)) throw new GatewayError('invalid_request', 'The request path has an encoded dot segment (such as ..%2F).');
+  if (encodedDotSegment(pathname)) throw new GatewayError('invalid_request', 'The request path has a disguised dot segment (such as ..%2F or ..;).');
 }
 
 /** `pathname` with `%2F`, `%5C` and `\` read as `/`, as servers that decode them (nginx, uvicorn) read it. */
@@ -183,11 +191,14 @@ function withSlashesRead(pathname: string): string {
   return pathname.replace(/%2f|%5c|\\/gi, '/');
 }
 
-/** Whether the path has a `.` or `..` segment once `%2F`, `%5C`, `\` and `%2E` are read as `/`, `/`, `/` and `.`. */
+/**
+ * Whether the path has a `.` or `..` segment once `%2F`, `%5C`, `\` and `%2E` are read as
+ * `/`, `/`, `/` and `.`, and a segment's `;parameters` are cut.
+ */
 function encodedDotSegment(pathname: string): boolean {
-  if (!/%2f|%5c|\\|%2e/i.test(pathname)) return false;
+  if (!/%2f|%5c|\\|%2e|;/i.test(pathname)) return false;
   const decoded = withSlashesRead(pathname).replace(/%2e/gi, '.');
-  return decoded.split('/').some((segment) => segment === '.' || segment === '..');
+  return decoded.split('/').some((segment) => /^\.\.?(?:;.*)?$/s.test(segment));
 }
 
 /**
