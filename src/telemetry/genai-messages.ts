@@ -91,6 +91,31 @@ export const CUT_MARK = '…';
 export function messagesJson(messages: ReadonlyArray<{ parts: Part[] }>, limit: number | undefined): string {
   const whole = JSON.stringify(messages);
   if (limit === undefined || whole.length <= limit) return whole;
+  const json = withTextsCut(messages, whole, limit);
+  if (json.length <= limit) return json;
+  // Too many messages for the limit, whatever their texts (each message's structure costs
+  // ~40 characters): whole messages are left out from the middle. Kept: the first (the
+  // system prompt, usually) and as many of the last (the question, the turns before it) as
+  // fit whole; else the first and the last with their texts cut; else none.
+  const kept = firstAndLastWhole(messages, limit);
+  if (kept.length >= 2) return JSON.stringify(kept);
+  const ends = messages.length > 1 ? [messages[0]!, messages[messages.length - 1]!] : [...messages];
+  const cut = withTextsCut(ends, JSON.stringify(ends), limit);
+  return cut.length <= limit ? cut : '[]';
+}
+
+/** The first message and the most of the last ones whose JSON, whole, fits `limit` together (in order). */
+function firstAndLastWhole<M>(messages: readonly M[], limit: number): M[] {
+  const sizes = messages.map((m) => JSON.stringify(m).length);
+  let room = limit - 2 - (sizes[0] ?? 0); // the brackets, the first
+  if (messages.length < 2 || room < 0) return [];
+  let from = messages.length;
+  while (from > 1 && sizes[from - 1]! + 1 <= room) room -= sizes[--from]! + 1; // and its comma
+  return from === messages.length ? [] : [messages[0]!, ...messages.slice(from)];
+}
+
+/** `messagesJson`'s first resort: the texts cut (see there); the JSON, which may still be over `limit`. */
+function withTextsCut(messages: ReadonlyArray<{ parts: Part[] }>, whole: string, limit: number): string {
   const texts: Cuttable[] = [];
   const args: Array<{ part: Part; value: unknown }> = [];
   for (const m of messages) {

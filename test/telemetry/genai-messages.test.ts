@@ -50,3 +50,24 @@ describe('GenAI message format (gen_ai.input.messages / gen_ai.output.messages)'
     expect(JSON.stringify(messages)).toBe(before); // the caller's objects are left as they were
   });
 });
+
+describe('messagesJson with more messages than the limit holds (review 23)', () => {
+  // Cutting texts cannot shorten `{"role":"user","parts":[...]}` itself: 120 short turns
+  // were over a 4096-character limit whatever the texts, and the SDK then cut the JSON
+  // mid-structure (invalid JSON on the span).
+  it('leaves out turns from the middle and stays valid JSON within the limit', () => {
+    const turns = Array.from({ length: 120 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `msg ${i}` }));
+    const messages = inputMessages([{ role: 'system', content: 'Be brief.' }, ...turns]);
+    const json = messagesJson(messages, 4096);
+    expect(json.length).toBeLessThanOrEqual(4096);
+    const parsed = JSON.parse(json) as Array<{ role: string; parts: Array<{ content: string }> }>;
+    expect(parsed[0]).toEqual({ role: 'system', parts: [{ type: 'text', content: 'Be brief.' }] });
+    expect(parsed.at(-1)!.parts[0]!.content).toBe('msg 119');
+    expect(parsed.length).toBeGreaterThan(10);
+    expect(parsed.length).toBeLessThan(121);
+  });
+
+  it('is an empty list when not even one turn fits', () => {
+    expect(messagesJson(inputMessages([{ role: 'user', content: 'hello' }]), 10)).toBe('[]');
+  });
+});
