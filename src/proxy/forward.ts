@@ -12,9 +12,10 @@
  *      upstream answers, it goes to the client rather than a gateway error. So is an answer
  *      whose retries failed (a hang until the total deadline, no first byte in time, a
  *      connection error) or did not go out (the breaker refused them).
- * The first-byte timeout counts from the attempt's start, a wait for one of the upstream's
- * `connections` included (`PooledAttempt` in upstream.ts); a timeout of a request that waited
- * (all the gateway's connections busy) does not count against the breaker.
+ * A request that waits for one of the upstream's `connections` (all busy) has not reached
+ * the upstream: `total_ms` running out in that wait (or on a request sent late after it) does
+ * not count against the breaker (`PooledAttempt` in upstream.ts). The first-byte timeout
+ * starts when the request is written, so it always gave the upstream its whole time.
  * A response outside `on_status` (2xx, 4xx, most 5xx you did not list) is returned at once;
  * with `readWhole` (a non-stream answer) its body is read first, and a body cut off (reset,
  * idle timeout) fails the attempt like a connection error (an idle timeout like a first-byte
@@ -161,13 +162,7 @@ async function tryRoute(options: ForwardOptions): Promise<Forwarded> {
           if (timedOut && kept) return answerPassedOver(kept, attempts, options);
           throw error;
         }
-        // first_byte_ms ran out while the request waited for a connection, or with what that
-        // wait left the upstream: the gateway's connections were all busy, not the upstream
-        // slow (else a burst over `connections` opens the breaker of a healthy upstream).
-        const congested = kind === 'first_byte_timeout' && request.sent !== 'at_once';
-        if (congested) {
-          if (probe) breaker.release();
-        } else breaker.onFailure(probe, openings);
+        breaker.onFailure(probe, openings);
         if (kind === 'first_byte_timeout' || kind === 'idle_timeout') {
           lastFailure = 'timeout';
           break; // waiting again for a slow model doubles the wait: try the next upstream

@@ -3,9 +3,9 @@
  * body to iterate; it knows nothing of retries or breakers (see `forward.ts`).
  *
  * - `HttpUpstream`: one undici `Pool` per upstream (keep-alive), timeouts from config:
- *   connect (`connect.timeout`), first byte (`headersTimeout`, see `PooledAttempt` for a
- *   request that waited for a connection), idle between body chunks (`bodyTimeout`); the
- *   total deadline is the caller's AbortSignal.
+ *   connect (`connect.timeout`), first byte (`headersTimeout`, from when the request is
+ *   written: see `PooledAttempt` for one that waits for a connection), idle between body
+ *   chunks (`bodyTimeout`); the total deadline is the caller's AbortSignal.
  * - `SimulatedUpstream`: the in-process simulator (the embedded default).
  */
 import type { Readable } from 'node:stream';
@@ -27,8 +27,8 @@ export interface UpstreamRequest {
    * Noted by the upstream client once the request is written to the upstream: `at_once` on
    * a connection that was free (or opened for it), `after_wait` on one that came free after
    * the request waited for it (every one of `connections` busy). Unset: the request never
-   * reached the upstream. An upstream that did not answer a request it got `after_wait` had
-   * less than the timeouts' whole time (see `forward.ts`).
+   * reached the upstream. An upstream that did not answer a request it got `after_wait`
+   * before `total_ms` ran out had less than the whole deadline (see `forward.ts`).
    */
   sent?: 'at_once' | 'after_wait';
 }
@@ -52,7 +52,7 @@ export type TransportFailure = 'connect' | 'first_byte_timeout' | 'idle_timeout'
 
 /** Classifies an error thrown by an upstream call or while reading its body. */
 export function classifyTransportError(err: unknown): TransportFailure {
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof ConnectionWaitTimeoutError) return 'first_byte_timeout';
+  if (err instanceof undiciErrors.HeadersTimeoutError) return 'first_byte_timeout';
   if (err instanceof undiciErrors.BodyTimeoutError) return 'idle_timeout';
   if (err instanceof undiciErrors.ConnectTimeoutError) return 'connect';
   if (err instanceof undiciErrors.RequestAbortedError) return 'aborted';
@@ -100,124 +100,91 @@ function paramName(pair: string): string {
 }
 
 /**
- * `first_byte_ms` ran out while the request waited for a connection (every one of the
- * upstream's `connections` busy): it never reached the upstream.
- */
-export class ConnectionWaitTimeoutError extends Error {
-  readonly code = 'PG_CONNECTION_WAIT_TIMEOUT';
-
-  constructor() {
-    super('No connection to the upstream came free within first_byte_ms');
-    this.name = 'ConnectionWaitTimeoutError';
-  }
-}
-
-/**
  * One attempt's undici dispatch handler, in front of undici's own (api-request's
  * `RequestHandler`: the legacy handler API, its five methods). It follows the request through
- * the pool (HTTP/1.1, `pipelining: 1`, so a connection carries one request at a time):
+ * the pool (HTTP/1.1, `pipelining: 1`: a connection carries one request at a time):
  *   1. given a connection during `dispatch` (one was free, or a new one opens): `at_once`;
- *   2. else it waits in the pool's queue for another request's connection. The wait is bounded
- *      by `first_byte_ms` (`ConnectionWaitTimeoutError`) and by the request's signal (undici's
- *      own handler would notice an abort only once a connection came free, seconds or minutes
- *      after the client left or `total_ms` ran out). A request given up on is skipped when its
- *      turn comes: never written, and the connection goes to the next one. Given a connection,
- *      it gets what the wait left of `first_byte_ms` as its `headersTimeout`, so that limit
- *      counts from the attempt's start: `after_wait`;
- *   3. `onConnect` (undici writes it to the socket, client-h1 `writeH1`) notes `sent`.
- * One per attempt, not shared. A request with a free connection costs this object and one
- * call per handler event; the timer and the abort listener are only for one that waits.
+ *   2. else it waits in the pool's queue for another request's connection. The wait ends
+ *      when the request's signal aborts (the client left, `total_ms` ran out): the request
+ *      fails then (undici's own handler would notice only once a connection came free,
+ *      minutes later behind a long stream), lets go of its body, and is skipped when its turn
+ *      comes: never written, the connection goes to the next one. Given a connection, it is
+ *      `after_wait`, and `first_byte_ms` (undici's `headersTimeout`) runs from then;
+ *   3. `onConnect` (undici writes it to the socket, client-h1 `writeH1`) notes `sent` on the
+ *      request, and the attempt lets go of the request (a stream's relay holds this handler
+ *      as long as the stream lasts, and must not hold the parsed request body with it).
+ * One per attempt. A request with a free connection costs this object and one call per
+ * handler event; the abort listener is only for one that waits.
  */
 class PooledAttempt implements Dispatcher.DispatchHandler {
-  /** undici's handler for the request, set by `AttemptPool.dispatch`. */
-  handler!: Dispatcher.DispatchHandler;
-  #state: 'dispatching' | 'waiting' | 'assigned' | 'given_up' | 'ended' = 'dispatching';
+  /** undici's handler for the request and the request's options, set by `AttemptPool.dispatch`. */
+  handler: Dispatcher.DispatchHandler | undefined;
+  opts: Dispatcher.DispatchOptions | undefined;
+  #state: 'dispatching' | 'waiting' | 'assigned' | 'given_up' = 'dispatching';
   #sentAs: 'at_once' | 'after_wait' = 'at_once';
-  #waitStartedAt = 0;
-  #timer: NodeJS.Timeout | undefined;
-  readonly #req: UpstreamRequest;
-  readonly #firstByteMs: number;
+  #req: UpstreamRequest | undefined;
 
-  constructor(req: UpstreamRequest, firstByteMs: number) {
+  constructor(req: UpstreamRequest) {
     this.#req = req;
-    this.#firstByteMs = firstByteMs;
   }
 
   /** `dispatch` returned: a request still without a connection waits in the pool's queue. */
   dispatched(): void {
-    if (this.#state !== 'dispatching') return;
+    if (this.#state !== 'dispatching' || this.#req === undefined) return;
     this.#state = 'waiting';
-    this.#waitStartedAt = performance.now();
-    this.#timer = setTimeout(giveUpWaiting, this.#firstByteMs, this);
     this.#req.signal.addEventListener('abort', this);
     if (this.#req.signal.aborted) this.handleEvent(); // aborted before: no event to come
   }
 
-  /**
-   * A connection takes the request (`opts`: its options, read when undici builds it). False
-   * when it was given up on: the pool then gives the connection to the next request.
-   */
-  assign(opts: Dispatcher.DispatchOptions): boolean {
+  /** A connection takes the request. False when it was given up on: the pool then gives the connection to the next request. */
+  assign(): boolean {
     if (this.#state === 'given_up') return false;
     if (this.#state === 'waiting') {
-      this.#stopWaiting();
+      this.#req?.signal.removeEventListener('abort', this);
       this.#sentAs = 'after_wait';
-      // At least 1 ms: undici reads 0 as no limit.
-      opts.headersTimeout = Math.max(1, this.#waitStartedAt + this.#firstByteMs - performance.now());
     }
     this.#state = 'assigned';
     return true;
   }
 
-  /** `first_byte_ms` ran out in the queue. */
-  timedOut(): void {
-    this.#giveUp(new ConnectionWaitTimeoutError());
-  }
-
-  /** The request's signal aborted in the queue: it fails with the reason, as undici fails it. */
+  /** The request's signal aborted while it waited: it fails with the reason, as undici fails it, and lets go of its body. */
   handleEvent(): void {
-    this.#giveUp(this.#req.signal.reason ?? new undiciErrors.RequestAbortedError());
+    if (this.#state !== 'waiting' || this.#req === undefined) return;
+    const req = this.#req;
+    req.signal.removeEventListener('abort', this);
+    this.#state = 'given_up';
+    const handler = this.handler;
+    // The pool's queue keeps `{opts, handler}` until a connection frees: nothing large stays with them.
+    this.handler = undefined;
+    this.#req = undefined;
+    if (this.opts) this.opts.body = null;
+    handler?.onError!(req.signal.reason ?? new undiciErrors.RequestAbortedError());
   }
 
   onConnect(abort: (err?: Error) => void, context?: object): void {
-    this.#req.sent = this.#sentAs;
-    (this.handler.onConnect as (abort: (err?: Error) => void, context?: object) => void)(abort, context);
+    if (this.#req) this.#req.sent = this.#sentAs;
+    this.#req = undefined;
+    (this.handler!.onConnect as (abort: (err?: Error) => void, context?: object) => void)(abort, context);
   }
 
   onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
-    return this.handler.onHeaders!(statusCode, headers, resume, statusText);
+    return this.handler!.onHeaders!(statusCode, headers, resume, statusText);
   }
 
   onData(chunk: Buffer): boolean {
-    return this.handler.onData!(chunk);
+    return this.handler!.onData!(chunk);
   }
 
   onComplete(trailers: string[] | null): void {
-    this.handler.onComplete!(trailers);
+    this.handler!.onComplete!(trailers);
   }
 
   onError(err: Error): void {
-    if (this.#state === 'given_up') return; // failed already, for the reason it was given up
-    if (this.#state === 'waiting') this.#stopWaiting();
-    this.#state = 'ended';
-    this.handler.onError!(err);
+    if (this.#state === 'given_up') return; // failed already, when it was given up
+    if (this.#state === 'waiting') this.#req?.signal.removeEventListener('abort', this);
+    this.#req = undefined;
+    this.handler!.onError!(err);
   }
-
-  #giveUp(err: Error): void {
-    if (this.#state !== 'waiting') return;
-    this.#stopWaiting();
-    this.#state = 'given_up';
-    this.handler.onError!(err);
-  }
-
-  #stopWaiting(): void {
-    clearTimeout(this.#timer);
-    this.#req.signal.removeEventListener('abort', this);
-  }
-}
-
-function giveUpWaiting(attempt: PooledAttempt): void {
-  attempt.timedOut();
 }
 
 /** An upstream's pool: puts the attempt's `PooledAttempt` (its `opaque`) in front of undici's handler. */
@@ -226,6 +193,7 @@ class AttemptPool extends Pool {
     const attempt = (opts as Dispatcher.RequestOptions<unknown>).opaque;
     if (!(attempt instanceof PooledAttempt)) return super.dispatch(opts, handler);
     attempt.handler = handler;
+    attempt.opts = opts;
     const more = super.dispatch(opts, attempt);
     attempt.dispatched();
     return more;
@@ -235,7 +203,7 @@ class AttemptPool extends Pool {
 /** One connection of an `AttemptPool` (its `factory`): tells an attempt it has a connection, skips one given up on. */
 class AttemptClient extends Client {
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    if (handler instanceof PooledAttempt && !handler.assign(opts)) return true; // this connection is still free
+    if (handler instanceof PooledAttempt && !handler.assign()) return true; // this connection is still free
     return super.dispatch(opts, handler);
   }
 }
@@ -269,7 +237,7 @@ export class HttpUpstream implements Upstream {
       headers: req.headers,
       body: req.body ?? undefined,
       signal: req.signal,
-      opaque: new PooledAttempt(req, this.spec.config.timeout.first_byte_ms),
+      opaque: new PooledAttempt(req),
     });
     const body = res.body;
     return {
