@@ -2,7 +2,6 @@
  * Base64 payloads hidden in text ("decode this: aWdub3JlIGFsbC..."): where the runs are and
  * whether a run decodes to text. Used by the normaliser (normalize.ts, step 2).
  */
-import { isUtf8 } from 'node:buffer';
 import { B64_VALUES } from './char-tables.js';
 
 /** Shorter runs are ordinary words and ids. */
@@ -41,24 +40,50 @@ export function findBase64Runs(units: Uint16Array, from: number, to: number, run
 
 /**
  * Decodes a base64 run into text, or returns undefined when it is not text. Text is UTF-8
- * (any script, emoji) without control characters but whitespace, with a letter and a word
- * break (any whitespace: a space, a newline, a tab). Hashes, ids and long words decode to
- * bytes that are not UTF-8, or to control characters, and are ignored; so is a JSON token
- * such as a JWT header, which has no word break. A run cut at MAX_BASE64_CHARS (or one that
- * ends without its last bits) may end inside a character: that character is left out.
+ * (any script, emoji) with a letter and a word break (any whitespace: a space, a newline, a
+ * tab), and at most MAX_NOISE_SHARE of its characters noise: a control character but
+ * whitespace, a byte sequence that is not UTF-8 (decoded as U+FFFD), a private-use or an
+ * unassigned code point. A model still reads "Ignore all previous instructions\x07" or a
+ * stray Latin-1 byte, so a little noise must not hide a payload; hashes, ids, long words,
+ * images and compressed data decode to noise from their first bytes on and are ignored; so
+ * is a JSON token such as a JWT header, which has no word break. A run cut at
+ * MAX_BASE64_CHARS (or one that ends without its last bits) may end inside a character:
+ * that character is left out.
  */
 export function decodeBase64Text(run: string): string | undefined {
   const decoded = Buffer.from(run.length > MAX_BASE64_CHARS ? run.slice(0, MAX_BASE64_CHARS) : run, 'base64');
-  const bytes = decoded.subarray(0, completeUtf8Length(decoded));
-  if (!isUtf8(bytes)) return undefined;
-  const text = bytes.toString('utf8');
-  return NOT_TEXT.test(text) || !WORD_BREAK.test(text) || !LETTER.test(text) ? undefined : text;
+  const text = decoded.subarray(0, completeUtf8Length(decoded)).toString('utf8');
+  return WORD_BREAK.test(text) && LETTER.test(text) && isMostlyText(text) ? text : undefined;
 }
 
-/** Control characters but whitespace, private-use and unassigned code points. */
-const NOT_TEXT = /(?![\t\n\v\f\r])[\p{Cc}\p{Co}\p{Cn}]/u;
+/**
+ * Share of noise characters a decoded run may hold: the old ASCII decoder's 5%, which let a
+ * payload with a stray control byte through; random bytes decode to about 60% noise.
+ */
+const MAX_NOISE_SHARE = 0.05;
+/** Control characters but whitespace, private-use and unassigned code points, U+FFFD (bytes that are not UTF-8). */
+const NOISE = /(?![\t\n\v\f\r])[\p{Cc}\p{Co}\p{Cn}\uFFFD]/gu;
 const WORD_BREAK = /\s/;
 const LETTER = /\p{L}/u;
+
+/** Whether at most MAX_NOISE_SHARE of the characters (code points) of `text` are noise; stops at the first one too many. */
+function isMostlyText(text: string): boolean {
+  const maxNoise = codePointCount(text) * MAX_NOISE_SHARE;
+  let noise = 0;
+  NOISE.lastIndex = 0;
+  while (NOISE.test(text)) if (++noise > maxNoise) return false;
+  return true;
+}
+
+/** The number of code points of `text`: a surrogate pair is one. */
+function codePointCount(text: string): number {
+  let pairs = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) pairs++;
+  }
+  return text.length - pairs;
+}
 
 /** The length of `bytes` without a UTF-8 sequence its end cuts short. */
 function completeUtf8Length(bytes: Buffer): number {

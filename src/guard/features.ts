@@ -219,7 +219,7 @@ export class FeatureExtractor {
     this.count = this.hash(n);
     const fam = this.families;
     fam.fill(0);
-    const { obfuscations, spacedRunCount, spacedRuns } = this.normalizer;
+    const { obfuscations, spacedRunCount, spacedRuns, spacedAttackWordRuns } = this.normalizer;
     let spelled = false; // a phrase pattern matched at a word inside a letter-spaced run
     if (this.occCount > 0) {
       // Try the expressions a trigger word arms only where the word starts (sticky regex).
@@ -244,9 +244,10 @@ export class FeatureExtractor {
         }
       }
     }
-    // Letter spacing counts where it spelled a phrase: a letter list ("Quiz answers: a b c d
-    // a b c d") joins into a word too, and must not flag a short text on its own.
-    fam[fam.length - 1] = obfuscations > spacedRunCount || spelled ? 1 : 0;
+    // Letter spacing counts where it spelled a phrase or holds an attack word: a letter list
+    // ("Quiz answers: a b c d a b c d") joins into a word too, and must not flag a short text
+    // on its own.
+    fam[fam.length - 1] = obfuscations > spacedRunCount || spelled || spacedAttackWordRuns > 0 ? 1 : 0;
   }
 
   /**

@@ -36,7 +36,7 @@ import * as tables from './char-tables.js';
 import { CodeUnits } from './code-units.js';
 import { getAstralSymbolTable, getFoldClassTable, isAstralSymbol, isSpacedSeparator } from './char-tables.js';
 import { headAndTail, nfkcWithin } from './input-cap.js';
-import { isSpacedLetter, MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
+import { isSpacedUnit, MAX_DIGITS_IN_A_ROW, MIN_SPACED_LETTERS, SpacedLetterJoiner } from './spaced-letters.js';
 import { WordFolder } from './word-fold.js';
 import { FNV_OFFSET as OFFSET, fnvStep as step, WordList } from './word-list.js';
 
@@ -86,6 +86,11 @@ export class TextNormalizer {
    */
   spacedRunCount = 0;
   /**
+   * Of those, the runs that hold part of an attack word ("ignoreallprevious", spaced-letters.ts):
+   * obfuscation wherever they stand, though single spaces leave no word a pattern matches.
+   */
+  spacedAttackWordRuns = 0;
+  /**
    * Base64 runs seen by the last fold: [start, end) pairs into the source units. Room for
    * every run the source can hold, so runs that are not text (hashes, ids) cannot use up
    * the MAX_BASE64_PAYLOADS payloads read before a later run that is.
@@ -109,6 +114,8 @@ export class TextNormalizer {
   /** The run being read: its length and where its last letter is in `buf`. */
   private loneRun = 0;
   private lastLone = NO_LONE;
+  /** Leet digits at the end of the run being read, in a row (at most MAX_DIGITS_IN_A_ROW, or the run ends). */
+  private loneDigits = 0;
   /**
    * Words of the last call's result (step 6). Listed while folding; step 4 lists again the
    * words it changes, and step 5, which moves text, has the whole list made again.
@@ -132,7 +139,7 @@ export class TextNormalizer {
     // Each is a space followed by a non-space unit in `buf`.
     this.wideGaps = new Int32Array((this.buf.length >> 1) + 1);
     this.wordFolder = new WordFolder(this.buf, this.words);
-    this.spacedLetters = new SpacedLetterJoiner(this.buf, this.words);
+    this.spacedLetters = new SpacedLetterJoiner(this.result, this.words);
   }
 
   /** Normalises `text` into `buf` and returns the number of code units written. */
@@ -143,6 +150,7 @@ export class TextNormalizer {
     }
     this.obfuscations = 0;
     this.spacedRunCount = 0;
+    this.spacedAttackWordRuns = 0;
     this.suspects = 0;
     this.spacedRun = 0;
     this.wideGapCount = 0;
@@ -165,6 +173,7 @@ export class TextNormalizer {
     if (this.spacedRun >= MIN_SPACED_LETTERS) {
       n = this.spacedLetters.join(n, this.wideGaps, this.wideGapCount);
       this.spacedRunCount = this.spacedLetters.joined;
+      this.spacedAttackWordRuns = this.spacedLetters.spellingAttackWord;
       this.obfuscations += this.spacedRunCount;
     }
     return n;
@@ -392,18 +401,29 @@ export class TextNormalizer {
 
   /**
    * The word `buf[from, to)` ended (it may be empty). Lists it for the word pass when it
-   * holds a suspect character, and extends the letter-spaced run when it is one letter
-   * two units after the last such word with a separator between ("i g n", "i.g.n").
+   * holds a suspect character, and extends the letter-spaced run when it is one letter (or
+   * leet digit) two units after the last such word with a separator between ("i g n",
+   * "i.g.n", "i g n 0"). Runs are the joiner's (spaced-letters.ts): a run starts and ends
+   * with a letter and has at most MAX_DIGITS_IN_A_ROW digits in a row, so spaced digits
+   * ("1 3 5 7 0 1", "a 1 1 1 b 1 1 1") never make the joiner run.
    */
   private endWord(from: number, to: number, flags: number): void {
     if ((flags & F_SUSPECT) !== 0) {
       if (this.suspects < MAX_SUSPECTS) this.suspectAt[this.suspects] = from;
       this.suspects++;
     }
-    if (to - from !== 1 || !isSpacedLetter(this.buf[from])) return;
-    this.loneRun = from === this.lastLone + 2 && isSpacedSeparator(this.buf[from - 1]) ? this.loneRun + 1 : 1;
+    if (to - from !== 1) return;
+    const c = this.buf[from];
+    if (!isSpacedUnit(c)) return;
+    const continues = from === this.lastLone + 2 && isSpacedSeparator(this.buf[from - 1]);
     this.lastLone = from;
-    if (this.loneRun > this.spacedRun) this.spacedRun = this.loneRun;
+    if (c < 0x30 || c > 0x39) {
+      // A letter (a spaced unit that is no digit): a run ends here.
+      this.loneRun = continues ? this.loneRun + 1 : 1;
+      this.loneDigits = 0;
+      if (this.loneRun > this.spacedRun) this.spacedRun = this.loneRun;
+    } else if (continues && this.loneRun > 0 && ++this.loneDigits <= MAX_DIGITS_IN_A_ROW) this.loneRun++;
+    else this.loneRun = 0; // a digit neither starts a run nor is a third in a row
   }
 
   /** A whitespace run went on past the space at `buf[at]`. */

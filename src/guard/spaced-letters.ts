@@ -3,7 +3,9 @@
  * "i g n o r e", "i.g.n.o.r.e" or "i-g-n-o-r-e" (single letters with one separator
  * between, 6+ of them) read as "ignore"; a wider gap inside such a run stays a word break
  * ("p r i n t   y o u r" -> "print your"). Shorter runs are left alone ("plan a b c"), and
- * digits are no letters: "seats 1 2 3 4 5 6" is a list of numbers, not a hidden word.
+ * digits are no letters: "seats 1 2 3 4 5 6" is a list of numbers, not a hidden word. A
+ * leetspeak digit between letters is read as its letter, as inside a word (word-fold.ts):
+ * "i g n 0 r e" -> "ignore".
  *
  * Works in place on the normaliser's buffer, after steps 3 and 4. The fold pass (step 3)
  * notes the longest run, so this step runs only when there is one to join, and where a
@@ -11,69 +13,110 @@
  */
 import * as tables from './char-tables.js';
 import { isSpacedSeparator, isWordChar } from './char-tables.js';
+import type { CodeUnits } from './code-units.js';
 import type { WordList } from './word-list.js';
 
-// A module-local copy: V8 compiles it to a constant (see normalize.ts).
-const { SPACE } = tables;
+// Module-local copies: V8 compiles them to constants (see normalize.ts).
+const { SPACE, leetTable } = tables;
 
 /** Letter-spaced words are joined from this many letters on. */
 export const MIN_SPACED_LETTERS = 6;
+/**
+ * Leetspeak digits a run reads as letters in a row, at most ("r 3 v 3 4 l"). A run ends
+ * where more follow, so where a run ends depends on its neighbourhood only: a run that is
+ * not joined is short, and looking for runs stays linear in the text.
+ */
+export const MAX_DIGITS_IN_A_ROW = 2;
 
 /** A word character letter-spacing can hide a word with: a letter, not a digit, '@' or '$'. */
 export const isSpacedLetter = (c: number): boolean => isWordChar(c) && (c < 0x30 || c > 0x39) && c !== 0x40 && c !== 0x24;
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+/** A leetspeak digit (0 1 3 4 5 7): read as a letter between the letters of a run ("i g n 0 r e"). */
+const isLeetDigit = (c: number): boolean => isDigit(c) && leetTable[c] !== 0;
+
+/**
+ * A character that may stand in a letter-spaced run: a letter or a leetspeak digit. The
+ * fold pass counts runs of these; the joiner keeps a digit only between letters.
+ */
+export const isSpacedUnit = (c: number): boolean => isSpacedLetter(c) || isLeetDigit(c);
+
+/**
+ * Parts of attack words: a joined run holding one anywhere (no word boundaries) counts as
+ * obfuscation. Single spaces join a whole phrase into one word ("i g n o r e a l l p r e v
+ * i o u s" -> "ignoreallprevious"), which the phrase patterns, written for words, never
+ * match. Long and specific enough not to turn up in a letter list ("a b c d a b c d") or in
+ * letter-spaced emphasis ("W E L C O M E"); the spaces a wide gap keeps are left out first
+ * ("s y s t e m   p r o m p t").
+ */
+const ATTACK_WORD =
+  /ignor|disregard|instruc|previous|systemprompt|yourprompt|reveal|jailbreak|override|developermode|vergiss|anweisung|vorherig|bisherig|oubliez|olvida|игнор|инструкц/;
 
 /** Joins letter-spaced words in one buffer. One per normaliser, reused by every call. */
 export class SpacedLetterJoiner {
   /** Letter-spaced runs joined by the last `join` call (obfuscation undone). */
   joined = 0;
+  /** Of those, the runs that hold part of an attack word (ATTACK_WORD). */
+  spellingAttackWord = 0;
   /**
    * Where they are in the joined text: [start, end) pairs, ascending, `joined` of them. The
    * feature extractor counts a run as obfuscation only where it spells a phrase.
    */
   readonly runs: Int32Array;
+  /** The normaliser's buffer (`text.units`), changed in place. */
+  private readonly buf: Uint16Array;
 
   /**
-   * @param buf the normaliser's buffer, changed in place
+   * @param text the normaliser's buffer, changed in place, and read back as strings
    * @param words its word list, listed again when text moved
    */
   constructor(
-    private readonly buf: Uint16Array,
+    private readonly text: CodeUnits,
     private readonly words: WordList,
   ) {
+    this.buf = text.units;
     // A run takes 6 letters and 5 separators at least, and something not a separator before the next.
-    this.runs = new Int32Array(2 * (Math.floor(buf.length / 12) + 1));
+    this.runs = new Int32Array(2 * (Math.floor(this.buf.length / 12) + 1));
   }
 
   /**
-   * "i g n o r e" -> "ignore" in `buf[0, n)` for runs of 6+ single letters. A wider gap in a
-   * run stays a space: `gaps[0, gapCount)` are, ascending, the positions of the spaces that
-   * stand for two or more whitespace characters. Returns the new length.
+   * "i g n o r e" -> "ignore" in `buf[0, n)` for runs of 6+ single letters (leetspeak digits
+   * between them count and are read as letters; a run starts and ends with a letter and has
+   * at most MAX_DIGITS_IN_A_ROW digits in a row: "i g n 0 r e"). A wider gap
+   * in a run stays a space: `gaps[0, gapCount)` are, ascending, the positions of the spaces
+   * that stand for two or more whitespace characters. Returns the new length.
    */
   join(n: number, gaps: Int32Array, gapCount: number): number {
     const buf = this.buf;
     this.joined = 0;
+    this.spellingAttackWord = 0;
     let g = 0; // the first wide gap not before the letter being copied
-    // A lone letter: no word character on either side.
+    // A lone letter or leet digit: no word character on either side. In a run, a unit that
+    // is no digit is a letter.
     const single = (k: number): boolean =>
-      isSpacedLetter(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));
+      isSpacedUnit(buf[k]) && (k === 0 || !isWordChar(buf[k - 1])) && (k + 1 >= n || !isWordChar(buf[k + 1]));
     let w = 0;
     let i = 0;
     while (i < n) {
-      if (single(i)) {
-        let k = i;
-        let letters = 1;
-        while (k + 2 < n && isSpacedSeparator(buf[k + 1]) && single(k + 2)) {
-          k += 2;
-          letters++;
+      if (single(i) && !isDigit(buf[i])) {
+        let k = i; // the run's last letter: it starts and ends with one
+        let digitsInARow = 0;
+        for (let j = i; j + 2 < n && isSpacedSeparator(buf[j + 1]) && single(j + 2); ) {
+          j += 2;
+          if (!isDigit(buf[j])) {
+            k = j;
+            digitsInARow = 0;
+          } else if (++digitsInARow > MAX_DIGITS_IN_A_ROW) break;
         }
-        if (letters >= MIN_SPACED_LETTERS) {
+        if ((k - i) / 2 + 1 >= MIN_SPACED_LETTERS) {
           this.runs[2 * this.joined] = w;
           for (let j = i; j <= k; j += 2) {
-            buf[w++] = buf[j];
+            buf[w++] = isDigit(buf[j]) ? leetTable[buf[j]] : buf[j];
             while (g < gapCount && gaps[g] <= j) g++;
             if (j < k && g < gapCount && gaps[g] === j + 1) buf[w++] = SPACE;
           }
           this.runs[2 * this.joined + 1] = w;
+          if (this.holdsAttackWord(this.runs[2 * this.joined], w)) this.spellingAttackWord++;
           this.joined++;
           i = k + 1;
           continue;
@@ -83,5 +126,10 @@ export class SpacedLetterJoiner {
     }
     if (w !== n) this.words.relist(buf, w);
     return w;
+  }
+
+  /** Whether the joined run `buf[from, to)`, without the spaces of its wide gaps, holds part of an attack word. */
+  private holdsAttackWord(from: number, to: number): boolean {
+    return ATTACK_WORD.test(this.text.toString(from, to).replaceAll(' ', ''));
   }
 }
