@@ -16,6 +16,7 @@ import { context as otelContext, trace, type Context, type Span } from '@opentel
 import { GatewayError } from '../errors.js';
 import type { InjectionScanner } from '../guard/scanner.js';
 import { fitBudget } from './budget.js';
+import { countAsRendered } from './item-rendering.js';
 import { endRoot, record } from './build-telemetry.js';
 import type { ContextPlan } from './compile.js';
 import { PartialAnswer } from './fetch-json.js';
@@ -280,7 +281,9 @@ export async function buildContext(rt: ContextRuntime, plan: ContextPlan, o: Bui
   const fitted = fitBudget(
     inUse.filter((x) => x.output).map((x) => {
       const builder = byName.get(x.report.name)!;
-      return { name: x.report.name, priority: builder.priority, required: builder.required, output: x.output! };
+      // Items cost what the template renders for each (its section's text and tags), not only their text.
+      const output = countAsRendered(x.output!, plan.perItem.get(x.report.name), o.variables);
+      return { name: x.report.name, priority: builder.priority, required: builder.required, output };
     }),
     budget,
   );

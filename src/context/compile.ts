@@ -19,7 +19,8 @@ import { RulesBuilder } from './builders/rules.js';
 import type { BuilderContext } from './builders/common.js';
 import type { BuilderConfig, ContextConfig, RecipeConfig, TemplateContextConfig } from './config-schema.js';
 import { keepOnlyKnowledgeBases, loadKnowledgeBase, type KnowledgeBase } from './knowledge-base.js';
-import { countTokens, preloadContextTokenizer } from './tokens.js';
+import { splitTemplate, type ItemRendering } from './item-rendering.js';
+import { preloadContextTokenizer } from './tokens.js';
 import type { Builder } from './types.js';
 import { variantWidths } from '../experiments/compile.js';
 
@@ -74,8 +75,16 @@ export interface ContextPlan {
   readonly clientVariableSpecs: ReadonlyArray<readonly [string, VariableSpec]>;
   /** `constraints.max_input_tokens` of the version, when set: the budget also keeps the prompt under it. */
   readonly maxInputTokens?: number;
-  /** Tokens of the version's messages as written (only counted when `maxInputTokens` is set). */
+  /**
+   * Tokens of the version's messages rendered once: their text outside the sections that
+   * iterate a list output, 3 per message (only counted when `maxInputTokens` is set).
+   */
   readonly templateTokens: number;
+  /**
+   * What the version renders per item of each list output it iterates in a section (the
+   * section's text and tags): the budget counts items by this (item-rendering.ts).
+   */
+  readonly perItem: ReadonlyMap<string, ItemRendering>;
 }
 
 export interface CompiledContext {
@@ -250,6 +259,8 @@ function compilePlan(
     return recipe;
   });
   const names = [...new Set([...spec.use, ...runOrder(spec.use, builders).map((b) => b.name)])];
+  const lists = new Set(spec.use.filter((name) => builders.get(name)?.output === 'items'));
+  const shares = splitTemplate(version.messages.map((m) => m.content), lists);
   return {
     templateRef: ref,
     experiment: `${ref}:context`,
@@ -262,7 +273,8 @@ function compilePlan(
     names,
     clientVariableSpecs: version.variableEntries.filter(([name]) => !names.includes(name)),
     maxInputTokens,
-    templateTokens: maxInputTokens === undefined ? 0 : version.messages.reduce((n, m) => n + countTokens(m.content) + 3, 0),
+    templateTokens: maxInputTokens === undefined ? 0 : shares.onceTokens.reduce((n, tokens) => n + tokens + 3, 0),
+    perItem: shares.perItem,
   };
 }
 

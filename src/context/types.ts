@@ -11,7 +11,10 @@ export type BuilderKind = 'rules' | 'history' | 'http' | 'knowledge';
 export interface ContextItem {
   /** What the template sees (`{{#knowledge}}{{title}}{{/knowledge}}`). */
   readonly value: Readonly<Record<string, unknown>>;
-  /** Tokens of the item's text (o200k_base). */
+  /**
+   * Tokens of the item's text (o200k_base), as its builder counts it. The budget counts what
+   * the template renders for the item instead, when a section lists it (item-rendering.ts).
+   */
   readonly tokens: number;
   /** Ordering score (knowledge); higher is kept longer by the budget. */
   readonly score?: number;

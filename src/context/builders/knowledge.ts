@@ -39,7 +39,11 @@ import { countTokens, countTokensRemembered } from '../tokens.js';
 import type { Builder, BuilderOutput, BuildInput, BuildPlan, ContextItem } from '../types.js';
 import { commonSettings, deepFreeze, type BuilderContext } from './common.js';
 
-/** Per-passage framing tokens besides its title, text and source (separators). */
+/**
+ * Per-passage framing tokens besides its title, text and source (separators). The budget
+ * uses this count only when no template section lists the passages (`{{#knowledge}}`); a
+ * section's own text and tags are counted from the template (item-rendering.ts).
+ */
 const TOKENS_PER_PASSAGE = 4;
 
 /**
