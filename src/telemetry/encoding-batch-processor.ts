@@ -1,12 +1,13 @@
 /**
- * The batch span processor for OTLP/HTTP protobuf: spans are encoded into their batch's bytes
- * as they end and the span objects dropped, queued and sent within byte and span bounds.
+ * The batch span processor: spans are put into their batch's form as they end (encoded bytes
+ * for OTLP/HTTP protobuf, the span objects for other exporters), queued and sent within
+ * byte and span bounds, one batch at a time.
  */
 import { TraceFlags } from '@opentelemetry/api';
 import type * as OtelCore from '@opentelemetry/core';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
-import { SpanBatchEncoder } from './otlp-protobuf.js';
-import { counts, EXPORT_FAILED, type BatchResult, type LossReporter, type PendingSpans } from './span-export.js';
+import type { SpanBatchEncoder } from './otlp-protobuf.js';
+import { counts, EXPORT_FAILED, type BatchResult, type LossReporter, type PendingSpans, type SpanBatch } from './span-export.js';
 
 /**
  * The most bytes of spans in one export request. The OpenTelemetry Collector's OTLP/HTTP
@@ -16,10 +17,11 @@ import { counts, EXPORT_FAILED, type BatchResult, type LossReporter, type Pendin
  */
 export const MAX_EXPORT_BATCH_BYTES = 4 * 1024 * 1024;
 /**
- * The most bytes of encoded spans held waiting or being sent. The queue's span count
- * bounds memory only while spans are small; with `capture_content` each may hold a whole
- * prompt (megabytes), and a collector that is down would otherwise let 2,048 of them pile
- * up. A span that does not fit is dropped, as when the queue is full.
+ * The most bytes of spans held waiting or being sent (encoded, or the estimate for span
+ * objects: `SpanBatch.bytes`). The queue's span count bounds memory only while spans are
+ * small; with `capture_content` each may hold a whole prompt (megabytes), and a collector
+ * that is down would otherwise let 2,048 of them pile up. A span that does not fit is
+ * dropped, as when the queue is full.
  */
 export const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
 
@@ -46,32 +48,44 @@ export function batchSettingsFromEnv(core: typeof OtelCore): BatchSettings {
   };
 }
 
-/** Exports one encoded batch (the OTLP/HTTP exporter with a serializer that calls `finish`). */
-export interface EncodedBatchExporter {
-  export(batches: SpanBatchEncoder[], done: (result: BatchResult) => void): void;
+/**
+ * Exports one batch at a time, in the form it makes with `newBatch`: `SpanBatchEncoder` for
+ * the OTLP/HTTP protobuf exporter (a serializer that calls `finish`), `SpanObjectBatch` for
+ * exporters that take span objects.
+ */
+export interface EncodedBatchExporter<B extends SpanBatch = SpanBatchEncoder> {
+  newBatch(): B;
+  /** Must call `done` once the request is over, whatever happened: the next batch waits for it. */
+  export(batches: B[], done: (result: BatchResult) => void): void;
   forceFlush?(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
 /**
- * A batch span processor for OTLP/HTTP protobuf that keeps bytes, not spans. Semantics as
- * the SDK's BatchSpanProcessor (and README "When the collector is down"): spans wait in a
- * queue of at most `maxQueueSize` spans and `maxQueueBytes` (a span ending while it is full
- * is dropped), are sent in batches of `maxExportBatchSize` spans or `maxExportBatchBytes`
- * (whichever is reached first) when a batch fills or `scheduledDelayMillis` after its
- * first span, one batch at a time; a batch the exporter has not answered within
- * `exportTimeoutMillis` is counted failed and the next one goes.
+ * A batch span processor that bounds bytes as well as spans. Semantics as the SDK's
+ * BatchSpanProcessor (and README "When the collector is down, slow or hanging"): spans
+ * wait in a queue of at most `maxQueueSize` spans and `maxQueueBytes` (a span ending while
+ * it is full is dropped), are sent in batches of `maxExportBatchSize` spans or
+ * `maxExportBatchBytes` (whichever is reached first) when a batch fills or
+ * `scheduledDelayMillis` after its first span.
  *
- * On the request path `onEnd` only checks, counts and pushes the span; the encoding runs in
+ * One batch at a time, unlike the SDK's: the next batch goes only once the exporter has
+ * called back for the previous one. A batch not answered within `exportTimeoutMillis` is
+ * counted failed then (the gateway gave up on it; a late answer is not counted again), but
+ * its request still holds the slot until it ends: the OTLP/HTTP exporter aborts it at the
+ * same deadline (tracing.ts). Moving on at the timeout let a hanging collector collect one
+ * open request, and its batch's bytes, per timeout.
+ *
+ * On the request path `onEnd` only checks, counts and pushes the span; the batching runs in
  * a `setImmediate` for every span that ended in the meantime, so the response that ended
  * them is not held up.
  */
-export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, PendingSpans {
+export class EncodingBatchProcessor<B extends SpanBatch = SpanBatchEncoder> implements SdkTraceBase.SpanProcessor, PendingSpans {
   /** Spans ended and not yet handed to the exporter (ended, encoded or in a full batch). */
   queued = 0;
-  /** Spans of the batch the exporter has. */
+  /** Spans of the batch the exporter has, until it answers or the export timeout. */
   exporting = 0;
-  /** Bytes of the encoded spans held: in the open batch, the full ones, the one being sent. */
+  /** Bytes of the spans held: in the open batch, the full ones, the one being sent. */
   #bytes = 0;
   #stopped = false;
   #shutdown: Promise<void> | undefined;
@@ -79,17 +93,18 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
   #ended: SdkTraceBase.ReadableSpan[] = [];
   #encodeScheduled = false;
   /** The batch being filled. */
-  #open: SpanBatchEncoder | undefined;
+  #open: B | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** Full (or due) batches waiting for the exporter, oldest first. */
-  readonly #ready: SpanBatchEncoder[] = [];
+  readonly #ready: B[] = [];
+  /** A batch is with the exporter, not yet called back for. */
   #busy = false;
   /** `forceFlush` callers waiting for the queue to empty. */
   #idle: Array<() => void> = [];
   readonly #encode = () => this.#encodeEnded();
 
   constructor(
-    private readonly exporter: EncodedBatchExporter,
+    private readonly exporter: EncodedBatchExporter<B>,
     private readonly losses: LossReporter,
     private readonly settings: BatchSettings,
   ) {}
@@ -136,13 +151,13 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
     const maxBatchBytes = this.settings.maxExportBatchBytes ?? MAX_EXPORT_BATCH_BYTES;
     const maxQueueBytes = this.settings.maxQueueBytes ?? MAX_QUEUE_BYTES;
     for (const span of ended) {
-      let batch = (this.#open ??= new SpanBatchEncoder());
+      let batch = (this.#open ??= this.exporter.newBatch());
       let size = batch.add(span);
       if (batch.count > 1 && batch.bytes > maxBatchBytes) {
         // Over the request size: the batch goes without it, the span starts the next one.
         batch.undo();
         this.#seal();
-        batch = this.#open = new SpanBatchEncoder();
+        batch = this.#open = this.exporter.newBatch();
         size = batch.add(span);
       }
       if (this.#bytes + size > maxQueueBytes) {
@@ -185,21 +200,27 @@ export class EncodingBatchProcessor implements SdkTraceBase.SpanProcessor, Pendi
     const n = batch.count;
     this.queued -= n;
     this.exporting += n;
-    let reported = false;
-    const onResult = (result: BatchResult) => {
-      if (reported) return; // an exporter calling back twice (or after the timeout) counts its batch once
-      reported = true;
-      clearTimeout(timeout);
+    let counted = false;
+    const count = (result: BatchResult) => {
+      if (counted) return; // a batch counted failed at the timeout is not counted again
+      counted = true;
       this.exporting -= n;
-      this.#bytes -= batch.bytes;
       this.losses.settle(n, result);
+    };
+    let answered = false;
+    const onResult = (result: BatchResult) => {
+      if (answered) return; // an exporter calling back twice counts its batch once
+      answered = true;
+      clearTimeout(timeout);
+      count(result);
+      this.#bytes -= batch.bytes;
       this.#busy = false;
       this.#exportNext();
     };
-    const timeout = setTimeout(() => onResult({ code: EXPORT_FAILED, error: new Error('Timeout') }), this.settings.exportTimeoutMillis);
+    const timeout = setTimeout(() => count({ code: EXPORT_FAILED, error: new Error('Timeout') }), this.settings.exportTimeoutMillis);
     timeout.unref();
     const send = () => {
-      if (reported) return;
+      if (counted) return onResult({ code: EXPORT_FAILED }); // timed out before it could go: not sent at all
       try {
         this.exporter.export([batch], onResult);
       } catch (error) {

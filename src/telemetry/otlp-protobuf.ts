@@ -4,7 +4,8 @@
  *
  * It writes the same bytes as `ProtobufTraceSerializer` from @opentelemetry/otlp-transformer
  * (a test holds them equal), except that the attributes of span-attributes.ts's DOUBLE_ATTRIBUTES are always doubles, and the OTLP/HTTP exporter around it is the SDK's own
- * (endpoint, headers, timeout, retries, compression from `OTEL_EXPORTER_OTLP_*`). It exists
+ * (endpoint, headers, timeout, compression from `OTEL_EXPORTER_OTLP_*`) over
+ * otlp-http-transport.ts (retries, and a deadline for the whole export). It exists
  * because encoding is the largest cost of tracing on the proxy's hot path: with every
  * request traced, the SDK serializer took ~100 µs of CPU per request in the bench's
  * profile (six spans, ~65 attributes), this one ~30 µs. It writes in one pass (no
@@ -15,6 +16,7 @@
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { FIXED32, FIXED64, LEN, tag, VARINT, Writer } from './protobuf-writer.js';
 import { DOUBLE_ATTRIBUTES } from './span-attributes.js';
+import { resourcesSettled, type SpanBatch } from './span-export.js';
 
 type Attributes = Readonly<Record<string, unknown>>;
 
@@ -191,54 +193,53 @@ type Scope = ReadableSpan['instrumentationScope'];
  * objects, so a finished span is garbage at once rather than living on until its batch is
  * sent (long enough to be promoted to the old generation under load).
  *
+ * Each span is encoded into a shared scratch buffer and kept as an exact-size copy
+ * (`Writer.copyFrom`), so the memory a batch holds is its `bytes`: a growable buffer per
+ * batch held up to twice that (doubling, and at the batch boundary the span taken back out
+ * had grown it), and the processor's 64 MiB bound did not hold.
+ *
  * @example
  * const batch = new SpanBatchEncoder();
  * batch.add(span); // ... more spans
  * const body = batch.finish(); // POST to /v1/traces as application/x-protobuf
  */
-export class SpanBatchEncoder {
+export class SpanBatchEncoder implements SpanBatch {
   /** Spans added. */
   count = 0;
-  /** Bytes of the spans added (the request adds a little: resource and scope). */
+  /** Bytes of the spans added, and held (the request adds a little: resource and scope). */
   bytes = 0;
-  readonly #groups = new Map<Resource, Map<Scope, Writer>>();
+  /** The encoded spans of each resource and scope. */
+  readonly #groups = new Map<Resource, Map<Scope, Buffer[]>>();
   /** The span added last, for `undo` (fields, not an object: no allocation per span). */
-  #lastWriter: Writer | undefined;
-  #lastStart = 0;
+  #lastSpans: Buffer[] | undefined;
   #lastResource: Resource | undefined;
   #lastScope: Scope | undefined;
 
   /** Encodes `span` into the batch; returns its size in bytes. */
   add(span: ReadableSpan): number {
+    const encoded = encodeSpanField(span);
     let byScope = this.#groups.get(span.resource);
     if (byScope === undefined) this.#groups.set(span.resource, (byScope = new Map()));
-    let w = byScope.get(span.instrumentationScope);
-    if (w === undefined) byScope.set(span.instrumentationScope, (w = new Writer(16 * 1024)));
-    const start = w.pos;
-    w.uint32(tag(2, LEN));
-    const at = w.open(2);
-    writeSpan(w, span);
-    w.close(at, 2);
+    let spans = byScope.get(span.instrumentationScope);
+    if (spans === undefined) byScope.set(span.instrumentationScope, (spans = []));
+    spans.push(encoded);
     this.count++;
-    const size = w.pos - start;
-    this.bytes += size;
-    this.#lastWriter = w;
-    this.#lastStart = start;
+    this.bytes += encoded.length;
+    this.#lastSpans = spans;
     this.#lastResource = span.resource; // not the span: it is garbage once encoded
     this.#lastScope = span.instrumentationScope;
-    return size;
+    return encoded.length;
   }
 
   /** Takes the span added last out of the batch again (once). */
   undo(): void {
-    const w = this.#lastWriter;
+    const spans = this.#lastSpans;
     const resource = this.#lastResource;
-    if (w === undefined || resource === undefined) return;
-    this.#lastWriter = this.#lastResource = undefined;
-    this.bytes -= w.pos - this.#lastStart;
+    if (spans === undefined || resource === undefined) return;
+    this.#lastSpans = this.#lastResource = undefined;
+    this.bytes -= spans.pop()!.length;
     this.count--;
-    w.pos = this.#lastStart;
-    if (w.pos === 0) {
+    if (spans.length === 0) {
       // Its resource and scope had no other span: no empty ScopeSpans in the request.
       const byScope = this.#groups.get(resource)!;
       byScope.delete(this.#lastScope!);
@@ -247,17 +248,12 @@ export class SpanBatchEncoder {
   }
 
   /**
-   * Settles when every resource of the batch has its asynchronous attributes (`host.id` of
-   * the host detector is read from a file): `finish` reads `resource.attributes`, which
-   * leaves out an attribute still pending, and does so until something waited for it.
-   * Undefined when none is pending.
+   * Settles when every resource of the batch has its asynchronous attributes: `finish`
+   * reads `resource.attributes`, which leaves out an attribute still pending, and does so
+   * until something waited for it. Undefined when none is pending.
    */
   resourcesSettled(): Promise<unknown> | undefined {
-    let pending: Array<Promise<void>> | undefined;
-    for (const resource of this.#groups.keys()) {
-      if (resource.asyncAttributesPending) (pending ??= []).push(resource.waitForAsyncAttributes?.() ?? Promise.resolve());
-    }
-    return pending && Promise.allSettled(pending);
+    return resourcesSettled(this.#groups.keys());
   }
 
   /** The `ExportTraceServiceRequest` bytes of every span added. */
@@ -291,7 +287,7 @@ export class SpanBatchEncoder {
           w.uint32(extra.droppedAttributesCount);
         }
         w.close(sc, 1);
-        w.raw(spans.buf.subarray(0, spans.pos));
+        for (const encoded of spans) w.raw(encoded);
         if (scope.schemaUrl) {
           w.uint32(tag(3, LEN));
           w.string(scope.schemaUrl);
@@ -307,13 +303,35 @@ export class SpanBatchEncoder {
     }
     const out = new Uint8Array(w.pos);
     out.set(w.buf.subarray(0, w.pos));
-    if (w.buf.length > 4 * 1024 * 1024) scratch = new Writer(64 * 1024); // do not keep a rare huge batch's buffer
+    releaseLargeScratch();
     return out;
   }
 }
 
-/** Reused between exports (the exporter sends a copy): batches are similar in size. */
+/**
+ * Where every span and request is encoded before it is copied out (the batch keeps a copy of
+ * each span, the exporter sends a copy of the request): one buffer, grown to the largest.
+ */
 let scratch = new Writer(64 * 1024);
+const SCRATCH_KEPT_BYTES = 4 * 1024 * 1024;
+
+/** Does not keep a rare huge span's or batch's buffer. */
+function releaseLargeScratch(): void {
+  if (scratch.buf.length > SCRATCH_KEPT_BYTES) scratch = new Writer(64 * 1024);
+}
+
+/** `ScopeSpans.spans` (field 2) holding `span`, as an exact-size copy. */
+function encodeSpanField(span: ReadableSpan): Buffer {
+  const w = scratch;
+  w.pos = 0;
+  w.uint32(tag(2, LEN));
+  const at = w.open(2);
+  writeSpan(w, span);
+  w.close(at, 2);
+  const encoded = w.copyFrom(0);
+  releaseLargeScratch();
+  return encoded;
+}
 
 /**
  * `ExportTraceServiceRequest` bytes for `spans`.

@@ -2,22 +2,122 @@
  * What happens to a finished span: batched, exported in the background, and counted
  * (`traceExportCounts`: exported, failed, dropped), with lost spans reported in the log.
  *
- * Two batch processors, both bounded by `OTEL_BSP_MAX_QUEUE_SIZE` and counted alike:
+ * One batch processor for every exporter, `EncodingBatchProcessor`
+ * (encoding-batch-processor.ts), bounded in spans (`OTEL_BSP_MAX_QUEUE_SIZE`) and in bytes.
+ * Its batches take the form their exporter sends (`SpanBatch`):
  *
- * - `EncodingBatchProcessor` (encoding-batch-processor.ts) for OTLP/HTTP protobuf, the
- *   default exporter: each span is encoded into its batch's bytes within a turn of the event
- *   loop after it ends, and the span object is dropped. Span objects never wait for their
- *   batch, which under load kept thousands of them alive long enough to be promoted to the
- *   old generation.
- * - `CountedBatchProcessor`, the SDK's BatchSpanProcessor with counting, for every other
- *   exporter (http/json, grpc, zipkin), which take span objects.
+ * - OTLP/HTTP protobuf, the default: `SpanBatchEncoder` (otlp-protobuf.ts). Each span is
+ *   encoded within a turn of the event loop after it ends, and the span object is dropped.
+ *   Span objects never wait for their batch, which under load kept thousands of them alive
+ *   long enough to be promoted to the old generation.
+ * - Every other exporter (http/json, grpc, zipkin), which take span objects:
+ *   `SpanObjectBatch`, the spans with their size estimated.
  */
-import { TraceFlags, type Context } from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type * as OtelCore from '@opentelemetry/core';
-import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
 
-type SpanExporter = SdkTraceBase.SpanExporter;
 type ExportResult = OtelCore.ExportResult;
+type Resource = ReadableSpan['resource'];
+
+/**
+ * A batch being filled, in the form its exporter sends. The processor bounds its queue and
+ * its export requests by `bytes`, so `bytes` must be what the batch holds (or, for span
+ * objects, an estimate of their encoded size).
+ */
+export interface SpanBatch {
+  /** Spans added. */
+  readonly count: number;
+  /** Bytes of the spans added. */
+  readonly bytes: number;
+  /** Adds `span`; returns its size in bytes. */
+  add(span: ReadableSpan): number;
+  /** Takes the span added last out of the batch again (once). */
+  undo(): void;
+  /**
+   * Settles when every resource of the batch has its asynchronous attributes (`host.id` of
+   * the host detector is read from a file): an exporter reads `resource.attributes`, which
+   * leaves out an attribute still pending. Undefined when none is pending.
+   */
+  resourcesSettled(): Promise<unknown> | undefined;
+}
+
+/** `SpanBatch.resourcesSettled` of the batch's resources. */
+export function resourcesSettled(resources: Iterable<Resource>): Promise<unknown> | undefined {
+  let pending: Array<Promise<void>> | undefined;
+  for (const resource of resources) {
+    if (resource.asyncAttributesPending) (pending ??= []).push(resource.waitForAsyncAttributes?.() ?? Promise.resolve());
+  }
+  return pending && Promise.allSettled(pending);
+}
+
+/**
+ * Spans kept as objects, for the exporters that encode them themselves (OTLP/HTTP JSON,
+ * gRPC, Zipkin), each counted at its estimated size (`estimatedSpanBytes`). Without it only
+ * the span count bounded these exporters: with `capture_content` and 1 MB prompts, a batch
+ * of 512 spans made a 256 MB export request.
+ */
+export class SpanObjectBatch implements SpanBatch {
+  readonly spans: ReadableSpan[] = [];
+  bytes = 0;
+  #lastSize: number | undefined;
+
+  get count(): number {
+    return this.spans.length;
+  }
+
+  add(span: ReadableSpan): number {
+    const size = estimatedSpanBytes(span);
+    this.spans.push(span);
+    this.bytes += size;
+    this.#lastSize = size;
+    return size;
+  }
+
+  undo(): void {
+    if (this.#lastSize === undefined) return;
+    this.spans.pop();
+    this.bytes -= this.#lastSize;
+    this.#lastSize = undefined;
+  }
+
+  resourcesSettled(): Promise<unknown> | undefined {
+    return resourcesSettled(new Set(this.spans.map((span) => span.resource)));
+  }
+}
+
+/**
+ * Framing per span (ids, times, kind, status and the field names around them), per
+ * attribute, event and link, in the OTLP/JSON form, the largest of the encodings: about
+ * what each takes beyond its text.
+ */
+const SPAN_FRAMING_BYTES = 320;
+const ATTRIBUTE_FRAMING_BYTES = 40;
+const EVENT_FRAMING_BYTES = 80;
+const LINK_FRAMING_BYTES = 160;
+
+/**
+ * About the bytes `span` takes encoded: its text (name, attribute keys and values, in UTF-8)
+ * plus framing. Text dominates a large span (captured prompts), so the estimate is close
+ * where the bounds matter; JSON escapes (`\n`, `\"`) are not counted.
+ */
+export function estimatedSpanBytes(span: ReadableSpan): number {
+  let bytes = SPAN_FRAMING_BYTES + span.name.length + attributesBytes(span.attributes) + (span.status.message?.length ?? 0);
+  for (const event of span.events) bytes += EVENT_FRAMING_BYTES + event.name.length + attributesBytes(event.attributes);
+  for (const link of span.links) bytes += LINK_FRAMING_BYTES + attributesBytes(link.attributes);
+  return bytes;
+}
+
+function attributesBytes(attributes: Readonly<Record<string, unknown>> | undefined): number {
+  let bytes = 0;
+  if (attributes) for (const key of Object.keys(attributes)) bytes += ATTRIBUTE_FRAMING_BYTES + key.length + valueBytes(attributes[key]);
+  return bytes;
+}
+
+function valueBytes(v: unknown): number {
+  if (typeof v === 'string') return Buffer.byteLength(v, 'utf8');
+  if (Array.isArray(v)) return v.reduce((sum: number, item) => sum + ATTRIBUTE_FRAMING_BYTES + valueBytes(item), 0);
+  return 20; // a number or boolean, as decimal text
+}
 
 /**
  * An exporter's result for a batch. `rejected`: with a success, the spans the collector
@@ -40,13 +140,13 @@ export interface PendingSpans {
 export interface TraceExportCounts {
   /** Spans the collector accepted. */
   readonly exported: number;
-  /** Spans of batches the exporter gave up on, after its retries (collector down, hanging, 4xx/5xx), and spans the collector rejected in a partial success. */
+  /** Spans of batches the exporter gave up on, after its retries (collector down, hanging, 4xx/5xx), or the processor stopped waiting for (`OTEL_BSP_EXPORT_TIMEOUT`), and spans the collector rejected in a partial success. */
   readonly failed: number;
-  /** Spans dropped because the batch queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048, or MAX_QUEUE_BYTES for OTLP/HTTP protobuf). */
+  /** Spans dropped because the batch queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048, or MAX_QUEUE_BYTES). */
   readonly dropped: number;
 }
 
-/** The totals, counted into by every batch processor (this file's and encoding-batch-processor.ts). */
+/** The totals, counted into by the batch processor (encoding-batch-processor.ts). */
 export const counts = { exported: 0, failed: 0, dropped: 0 };
 /** Live totals (read at scrape time by metric-families.ts); they never go down. */
 export const traceExportCounts: TraceExportCounts = counts;
@@ -57,78 +157,6 @@ export const LOSS_WARNING_INTERVAL_MS = 60_000;
 /** `ExportResultCode.FAILED` of @opentelemetry/core (loaded on demand, so not imported here). */
 export const EXPORT_FAILED = 1 as OtelCore.ExportResultCode;
 const EXPORT_SUCCESS = 0 as OtelCore.ExportResultCode;
-
-/**
- * The SDK's BatchSpanProcessor (OTEL_BSP_* from the environment), with its spans counted:
- * exported or failed when the exporter reports a batch, dropped when the queue is full.
- * The SDK only reports drops and failures to its diag logger, which is off by default.
- *
- * The queue bound is applied here, with the processor's own limit: `queued` counts spans
- * handed to the processor and not yet to the exporter, which is never less than the
- * processor's queue, so the processor itself never drops a span uncounted. On the request
- * path that costs two flag tests, a comparison and an increment per ended span. Each batch
- * is counted once: an exporter that throws fails its batch, a second callback is ignored.
- */
-export class CountedBatchProcessor implements SdkTraceBase.SpanProcessor, PendingSpans {
-  /** Spans in the processor's queue (an upper bound). */
-  queued = 0;
-  /** Spans handed to the exporter and not yet reported. */
-  exporting = 0;
-  private stopped = false;
-  private readonly maxQueueSize: number;
-  private readonly batch: SdkTraceBase.SpanProcessor;
-
-  constructor(sdk: typeof SdkTraceBase, core: typeof OtelCore, exporter: SpanExporter, losses: LossReporter) {
-    this.maxQueueSize = core.getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048;
-    const counted: SpanExporter = {
-      export: (spans, done) => {
-        const n = spans.length;
-        this.queued -= n;
-        this.exporting += n;
-        let reported = false;
-        const onResult = (result: BatchResult) => {
-          if (reported) return; // an exporter calling back twice counts its batch once
-          reported = true;
-          this.exporting -= n;
-          losses.settle(n, result);
-          done(result);
-        };
-        try {
-          exporter.export(spans, onResult);
-        } catch (error) {
-          onResult({ code: EXPORT_FAILED, error: error as Error }); // the processor would lose the batch uncounted
-        }
-      },
-      shutdown: () => exporter.shutdown(),
-      forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
-    };
-    this.batch = new sdk.BatchSpanProcessor(counted, { maxQueueSize: this.maxQueueSize });
-  }
-
-  onStart(span: SdkTraceBase.Span, parentContext: Context): void {
-    this.batch.onStart(span, parentContext);
-  }
-
-  onEnd(span: SdkTraceBase.ReadableSpan): void {
-    // The processor ignores these too: unsampled spans, and every span once shutdown began.
-    if (this.stopped || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
-    if (this.queued >= this.maxQueueSize) {
-      counts.dropped++;
-      return;
-    }
-    this.queued++;
-    this.batch.onEnd(span);
-  }
-
-  forceFlush(): Promise<void> {
-    return this.batch.forceFlush();
-  }
-
-  shutdown(): Promise<void> {
-    this.stopped = true;
-    return this.batch.shutdown();
-  }
-}
 
 /**
  * Logs lost spans (failed or dropped) as one warning line: at once the first time, then at
@@ -181,25 +209,4 @@ export class LossReporter {
     if (this.lastError !== undefined) fields.error = this.lastError;
     this.logger.warn(final ? 'trace spans lost (at shutdown)' : 'trace spans lost', fields);
   }
-}
-
-/**
- * The batch processor exports synchronously inside the `span.end()` that fills a batch, so
- * one request in ~85 would wait for a whole batch to be encoded. This hands the batch over
- * on a later turn of the event loop instead; the processor still waits for `done`. An
- * exporter that throws fails its batch (the processor's own call would have caught it).
- */
-export function offTheRequestPath(exporter: SpanExporter): SpanExporter {
-  return {
-    export: (spans, done) =>
-      void setImmediate(() => {
-        try {
-          exporter.export(spans, done);
-        } catch (error) {
-          done({ code: EXPORT_FAILED, error: error as Error });
-        }
-      }),
-    shutdown: () => exporter.shutdown(),
-    forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
-  };
 }

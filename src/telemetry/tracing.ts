@@ -4,7 +4,8 @@
  *
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended) or
  *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is); `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`,
- *   `_TIMEOUT`, `_COMPRESSION` (read by the exporter)
+ *   `_TIMEOUT`, `_COMPRESSION`, `_CERTIFICATE`, `_CLIENT_KEY`, `_CLIENT_CERTIFICATE` (read by
+ *   the SDK's exporter configuration)
  * - `OTEL_EXPORTER_OTLP_PROTOCOL` / `_TRACES_PROTOCOL`: `http/protobuf` (default), `http/json`, `grpc`
  * - `OTEL_TRACES_EXPORTER`: `otlp` (default), `console`, `zipkin`, `none`
  * - `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_NODE_RESOURCE_DETECTORS`
@@ -23,15 +24,17 @@
  * synchronous and spans are exported from the first request on.
  *
  * What runs is the trace SDK alone, not the NodeSDK: a BasicTracerProvider with a batch
- * processor per exporter and the W3C propagators; OTLP/HTTP protobuf is the SDK's exporter
- * sending batches that promptgate encodes as spans end (encoding-batch-processor.ts,
- * otlp-protobuf.ts).
+ * processor per exporter (encoding-batch-processor.ts: one batch at a time, bounded in spans
+ * and bytes) and the W3C propagators. OTLP/HTTP is the SDK's exporter over a transport with
+ * a real deadline (otlp-http-transport.ts); with protobuf it sends batches that promptgate
+ * encodes as spans end (otlp-protobuf.ts).
  * Only traces are exported (metrics are Prometheus, see metrics.ts, logs go to stdout); no
  * auto-instrumentation and no async context manager are registered: the proxy makes its
  * spans by hand (spans.ts) and passes their context explicitly.
  *
  * Lost spans are visible without OTEL_LOG_LEVEL: each batch processor counts the spans
- * exported, failed (the exporter gave up after its retries) and dropped (queue full)
+ * exported, failed (the exporter gave up after its retries, or the export timed out) and
+ * dropped (queue full)
  * (`traceExportCounts`, the `promptgate_trace_spans_*_total` metrics), and losses are
  * logged as one warning a minute at most. Shutdown waits at most
  * `SHUTDOWN_FLUSH_MS` for the last spans, whatever the exporter's timeout.
@@ -42,9 +45,10 @@ import type * as OtlpExporterBase from '@opentelemetry/otlp-exporter-base';
 import type * as OtlpExporterHttp from '@opentelemetry/otlp-exporter-base/node-http';
 import type * as OtlpTransformer from '@opentelemetry/otlp-transformer';
 import type * as SdkTraceBase from '@opentelemetry/sdk-trace-base';
-import type { SpanBatchEncoder } from './otlp-protobuf.js';
+import { SpanBatchEncoder } from './otlp-protobuf.js';
 import { batchSettingsFromEnv, EncodingBatchProcessor, type EncodedBatchExporter } from './encoding-batch-processor.js';
-import { CountedBatchProcessor, LossReporter, offTheRequestPath, type BatchResult } from './span-export.js';
+import { deadlineHttpTransport } from './otlp-http-transport.js';
+import { LossReporter, SpanObjectBatch, type BatchResult } from './span-export.js';
 import { redactEndpoint } from './redact.js';
 import { DOUBLE_ATTRIBUTES } from './span-attributes.js';
 import { load, optional } from './sdk-packages.js';
@@ -139,7 +143,7 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
       })
         .finally(() => {
           let unsent = 0;
-          for (const p of spanProcessors) if (p instanceof CountedBatchProcessor || p instanceof EncodingBatchProcessor) unsent += p.queued + p.exporting;
+          for (const p of spanProcessors) if (p instanceof EncodingBatchProcessor) unsent += p.queued + p.exporting;
           losses.report(true, unsent);
           losses.closed = true;
           // Unregister the globals so the API is a no-op again (and a later start works).
@@ -156,7 +160,7 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
 
 type SpanExporter = SdkTraceBase.SpanExporter;
 
-/** One processor per exporter named in OTEL_TRACES_EXPORTER (NodeSDK rules): batched, the console one simple. */
+/** One processor per exporter named in OTEL_TRACES_EXPORTER (NodeSDK rules): batched (OTEL_BSP_*), the console one simple. */
 function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter, logger: TelemetryOptions['logger']): SdkTraceBase.SpanProcessor[] {
   let names = [...new Set(list(env.OTEL_TRACES_EXPORTER))].filter((s) => s !== 'null');
   if (names.length === 0) names = ['otlp'];
@@ -167,10 +171,10 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, 
   const processors: SdkTraceBase.SpanProcessor[] = [];
   for (const name of names) {
     if (name === 'console') processors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()));
-    else if (name === 'otlp') processors.push(otlpProcessor(sdk, core, env, losses, logger));
+    else if (name === 'otlp') processors.push(otlpProcessor(core, env, losses, logger));
     else if (name === 'zipkin') {
       const zipkin = optional('@opentelemetry/exporter-zipkin')?.ZipkinExporter;
-      if (zipkin) processors.push(new CountedBatchProcessor(sdk, core, new zipkin(), losses));
+      if (zipkin) processors.push(new EncodingBatchProcessor(spanObjectExporter(new zipkin()), losses, batchSettingsFromEnv(core)));
       else diag.warn('OTEL_TRACES_EXPORTER=zipkin: @opentelemetry/exporter-zipkin is not installed.');
     } else diag.warn(`Unrecognized OTEL_TRACES_EXPORTER value: ${name}.`);
   }
@@ -179,11 +183,12 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, 
 }
 
 /** The OTLP trace exporter's processor: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL decides; the exporter reads its endpoint and headers from process.env. */
-function otlpProcessor(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter, logger: TelemetryOptions['logger']): SdkTraceBase.SpanProcessor {
+function otlpProcessor(core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: LossReporter, logger: TelemetryOptions['logger']): SdkTraceBase.SpanProcessor {
+  const settings = batchSettingsFromEnv(core);
   let protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL)?.trim() || 'http/protobuf';
   if (protocol === 'grpc') {
     const grpc = optional('@opentelemetry/exporter-trace-otlp-grpc')?.OTLPTraceExporter;
-    if (grpc) return new CountedBatchProcessor(sdk, core, offTheRequestPath(new grpc()), losses);
+    if (grpc) return new EncodingBatchProcessor(spanObjectExporter(new grpc()), losses, settings);
     diag.warn('OTLP traces protocol grpc: @opentelemetry/exporter-trace-otlp-grpc is not installed. Using http/protobuf.');
     protocol = 'http/protobuf';
   }
@@ -193,8 +198,18 @@ function otlpProcessor(sdk: typeof SdkTraceBase, core: typeof OtelCore, env: Nod
   }
   const endpoint = unusableHttpEndpoint(env);
   if (endpoint !== undefined) logger?.warn('OTLP traces endpoint is not an http(s) URL: no span will reach the collector', endpoint);
-  if (protocol === 'http/protobuf') return new EncodingBatchProcessor(protobufExporter(), losses, batchSettingsFromEnv(core));
-  return new CountedBatchProcessor(sdk, core, offTheRequestPath(jsonExporter()), losses);
+  if (protocol === 'http/protobuf') return new EncodingBatchProcessor(protobufExporter(settings.exportTimeoutMillis), losses, settings);
+  return new EncodingBatchProcessor(spanObjectExporter(jsonExporter(settings.exportTimeoutMillis)), losses, settings);
+}
+
+/** An exporter of span objects (OTLP/HTTP JSON, gRPC, Zipkin) for the batch processor: its batches are `SpanObjectBatch`es. */
+function spanObjectExporter(exporter: SpanExporter): EncodedBatchExporter<SpanObjectBatch> {
+  return {
+    newBatch: () => new SpanObjectBatch(),
+    export: (batches, done) => exporter.export(batches[0]!.spans, done),
+    forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
+    shutdown: () => exporter.shutdown(),
+  };
 }
 
 /**
@@ -217,12 +232,11 @@ function unusableHttpEndpoint(env: NodeJS.ProcessEnv): Record<string, string> | 
 }
 
 /**
- * OTLP/HTTP protobuf: the SDK's exporter (endpoint, headers, timeout, retries, compression
- * from OTEL_EXPORTER_OTLP_*) sending batches promptgate encoded (otlp-protobuf.ts: the same
- * bytes as the SDK's serializer at a fraction of its CPU; encoding-batch-processor.ts batches
- * them).
+ * OTLP/HTTP protobuf: the SDK's exporter (`otlpHttpExporter`) sending batches promptgate
+ * encoded (otlp-protobuf.ts: the same bytes as the SDK's serializer at a fraction of its
+ * CPU; encoding-batch-processor.ts batches them).
  */
-function protobufExporter(): EncodedBatchExporter {
+function protobufExporter(exportTimeoutMillis: number): EncodedBatchExporter {
   const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
   // The processor hands over one encoded batch at a time.
   const serializer: OtlpTransformer.ISerializer<SpanBatchEncoder[], OtlpTransformer.IExportTraceServiceResponse> = {
@@ -230,7 +244,7 @@ function protobufExporter(): EncodedBatchExporter {
     deserializeResponse: (data) => transformer.ProtobufTraceSerializer.deserializeResponse(data),
   };
   const metrics = { name: transformer.TraceExporterMetricsHelper.name, countItems: (batches: SpanBatchEncoder[]) => batches[0]?.count ?? 0 };
-  return otlpHttpExporter(serializer, 'application/x-protobuf', metrics);
+  return { newBatch: () => new SpanBatchEncoder(), ...otlpHttpExporter({ serializer, contentType: 'application/x-protobuf', metrics, exportTimeoutMillis }) };
 }
 
 /**
@@ -238,14 +252,14 @@ function protobufExporter(): EncodedBatchExporter {
  * builds it, with the DOUBLE_ATTRIBUTES written as doubles: the SDK's JSON serializer writes
  * an integral number as `intValue` (a temperature or score of 0), one attribute of two types.
  */
-function jsonExporter(): SpanExporter {
+function jsonExporter(exportTimeoutMillis: number): SpanExporter {
   const transformer = load('@opentelemetry/otlp-transformer') as typeof OtlpTransformer;
   const json = transformer.JsonTraceSerializer;
   const serializer: TraceSerializer<SdkTraceBase.ReadableSpan[]> = {
     serializeRequest: (spans) => withDoubles(json.serializeRequest(spans)),
     deserializeResponse: (data) => json.deserializeResponse(data),
   };
-  return otlpHttpExporter(serializer, 'application/json', transformer.TraceExporterMetricsHelper);
+  return otlpHttpExporter({ serializer, contentType: 'application/json', metrics: transformer.TraceExporterMetricsHelper, exportTimeoutMillis });
 }
 
 type JsonAttribute = { key: string; value?: { intValue?: number | string; doubleValue?: number } };
@@ -272,17 +286,33 @@ function withDoubles(body: Uint8Array | undefined): Uint8Array | undefined {
 
 type TraceSerializer<T> = OtlpTransformer.ISerializer<T, OtlpTransformer.IExportTraceServiceResponse>;
 
+interface OtlpHttpExporterOptions<T> {
+  serializer: TraceSerializer<T>;
+  contentType: string;
+  metrics: OtlpTransformer.IExporterMetricsHelper<T>;
+  /** OTEL_BSP_EXPORT_TIMEOUT: the batch processor stops waiting then, so the request ends then too. */
+  exportTimeoutMillis: number;
+}
+
 /**
- * The SDK's OTLP/HTTP exporter (endpoint, headers, timeout, retries, compression from
- * OTEL_EXPORTER_OTLP_*), whose results name the spans a collector rejected in a partial
- * success (200 with `rejected_spans`): the SDK reports such a batch exported, and the
- * rejection only to its diag logger (off by default), so those spans were lost unseen.
+ * The SDK's OTLP/HTTP exporter (endpoint, headers, timeout, compression, certificates from
+ * OTEL_EXPORTER_OTLP_*), with two changes:
+ *
+ * - Its transport is `deadlineHttpTransport`: an export, retries included, is aborted after
+ *   the smaller of OTEL_EXPORTER_OTLP_TIMEOUT and OTEL_BSP_EXPORT_TIMEOUT (both "the most
+ *   time an export may take" in the OTel spec). The SDK's transport only timed out an idle
+ *   socket: a slow or trickling collector kept requests open past both, while the SDK's
+ *   batch processor sent the next batch, so open requests piled up.
+ * - Its results name the spans a collector rejected in a partial success (200 with
+ *   `rejected_spans`): the SDK reports such a batch exported, and the rejection only to its
+ *   diag logger (off by default), so those spans were lost unseen.
  */
-function otlpHttpExporter<T>(
-  serializer: TraceSerializer<T>,
-  contentType: string,
-  metrics: OtlpTransformer.IExporterMetricsHelper<T>,
-): { export(items: T, done: (result: BatchResult) => void): void; forceFlush(): Promise<void>; shutdown(): Promise<void> } {
+function otlpHttpExporter<T>({
+  serializer,
+  contentType,
+  metrics,
+  exportTimeoutMillis,
+}: OtlpHttpExporterOptions<T>): { export(items: T, done: (result: BatchResult) => void): void; forceFlush(): Promise<void>; shutdown(): Promise<void> } {
   const base = load('@opentelemetry/otlp-exporter-base') as typeof OtlpExporterBase;
   const http = load('@opentelemetry/otlp-exporter-base/node-http') as typeof OtlpExporterHttp;
   // The delegate reads the answer and calls back in the same turn: no other export's answer
@@ -298,8 +328,10 @@ function otlpHttpExporter<T>(
       return response;
     },
   };
-  const options = http.convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType });
-  const delegate = http.createOtlpHttpExportDelegate(options, reading, 'otlp_http_span_exporter', metrics, undefined);
+  const fromEnv = http.convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType });
+  const options = { ...fromEnv, timeoutMillis: Math.min(fromEnv.timeoutMillis, exportTimeoutMillis) };
+  const exportMetrics = http.createOtlpHttpExporterMetrics('otlp_http_span_exporter', metrics, options.url, undefined);
+  const delegate = base.createOtlpNetworkExportDelegate(options, reading, exportMetrics, deadlineHttpTransport(options));
   const exporter = new base.OTLPExporterBase<T>(delegate);
   return {
     export(items, done) {

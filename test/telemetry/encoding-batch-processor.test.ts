@@ -1,7 +1,7 @@
 /**
- * EncodingBatchProcessor (the OTLP/HTTP protobuf path): batches of encoded bytes with the
- * BatchSpanProcessor's semantics, counted like CountedBatchProcessor. Unit level, with an
- * exporter that decodes what it is handed; its own file: the counters are process-wide.
+ * EncodingBatchProcessor (here on the OTLP/HTTP protobuf path): batches of encoded bytes
+ * with the BatchSpanProcessor's semantics, counted. Unit level, with an exporter that
+ * decodes what it is handed; its own file: the counters are process-wide.
  */
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -22,6 +22,7 @@ const FAILED: ExportResult = { code: 1, error: new Error('collector said no') };
 function recordingExporter(answer: (done: (r: ExportResult) => void, batch: number) => void = (done) => done(SUCCESS)) {
   const batches: string[][] = [];
   const exporter: EncodedBatchExporter = {
+    newBatch: () => new SpanBatchEncoder(),
     export: (items, done) => {
       expect(items).toHaveLength(1);
       expect(items[0]).toBeInstanceOf(SpanBatchEncoder);
@@ -120,6 +121,7 @@ describe('EncodingBatchProcessor', () => {
     const before = snapshot();
     const { processor, provider, endSpans } = setup(
       {
+        newBatch: () => new SpanBatchEncoder(),
         export: (items, done) => {
           if (items[0]!.count === 1) throw new Error('boom');
           done(SUCCESS);
@@ -137,7 +139,7 @@ describe('EncodingBatchProcessor', () => {
     await provider.shutdown();
   });
 
-  it('a batch the exporter never answers fails after the export timeout, and the next one goes', async () => {
+  it('a batch the exporter has not answered by the export timeout is counted failed; the next one goes once it answers', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const before = snapshot();
     const late: Array<(r: ExportResult) => void> = [];
@@ -148,8 +150,9 @@ describe('EncodingBatchProcessor', () => {
     expect(batches).toHaveLength(1);
     vi.advanceTimersByTime(500);
     expect(traceExportCounts.failed - before.failed).toBe(2);
-    expect(batches).toHaveLength(2);
+    expect(batches).toHaveLength(1); // one request at a time
     late[0]!(SUCCESS); // too late: not counted again
+    expect(batches).toHaveLength(2);
     expect(traceExportCounts.exported - before.exported).toBe(2);
     expect(processor.queued + processor.exporting).toBe(0);
     await provider.shutdown();

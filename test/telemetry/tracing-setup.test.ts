@@ -6,10 +6,8 @@
  */
 import { createRequire } from 'node:module';
 import { context, createContextKey } from '@opentelemetry/api';
-import { ExportResultCode } from '@opentelemetry/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startServerSpan, tracingActive } from '../../src/telemetry/spans.js';
-import { offTheRequestPath } from '../../src/telemetry/span-export.js';
 import { startTelemetry, type TelemetryHandle } from '../../src/telemetry/tracing.js';
 import type { RequestRecord } from '../../src/telemetry/types.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../telemetry-e2e/otlp-receiver.js';
@@ -172,38 +170,5 @@ describe('startTelemetry set-up', () => {
     const telemetry = start({ OTEL_TRACES_EXPORTER: 'no-such-exporter' });
     expect(telemetry.tracing).toBe(false);
     expect(tracingActive()).toBe(false);
-  });
-});
-
-describe('offTheRequestPath', () => {
-  it('hands a batch to the exporter on a later turn, not inside the span.end() that filled it', async () => {
-    const calls: number[] = [];
-    const inner = {
-      export: (spans: unknown[], done: (r: { code: number }) => void) => {
-        calls.push(spans.length);
-        done({ code: 0 });
-      },
-      shutdown: async () => undefined,
-    };
-    const exporter = offTheRequestPath(inner as never);
-    const results: number[] = [];
-    exporter.export([{}, {}] as never, (r) => results.push(r.code));
-    expect(calls).toEqual([]);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(calls).toEqual([2]);
-    expect(results).toEqual([0]);
-    await expect(exporter.forceFlush!()).resolves.toBeUndefined();
-  });
-
-  it('fails the batch when the exporter throws, instead of throwing out of the event loop', async () => {
-    const exporter = offTheRequestPath({
-      export: () => {
-        throw new Error('encoder bug');
-      },
-      shutdown: async () => undefined,
-    } as never);
-    const result = await new Promise<{ code: number; error?: Error }>((resolve) => exporter.export([] as never, resolve));
-    expect(result.code).toBe(ExportResultCode.FAILED);
-    expect(result.error?.message).toBe('encoder bug');
   });
 });
