@@ -55,8 +55,18 @@ export function batchSettingsFromEnv(core: typeof OtelCore): BatchSettings {
  */
 export interface EncodedBatchExporter<B extends SpanBatch = SpanBatchEncoder> {
   newBatch(): B;
-  /** Must call `done` once the request is over, whatever happened: the next batch waits for it. */
+  /**
+   * Must call `done` once the request is over, whatever happened: with `endsOnItsOwn` the
+   * next batch waits for it.
+   */
   export(batches: B[], done: (result: BatchResult) => void): void;
+  /**
+   * The exporter's request ends by itself within a deadline (the OTLP/HTTP transport's, the
+   * gRPC exporter's): the next batch waits for it, one request at a time. Without (Zipkin's
+   * exporter has no timeout at all), a batch unanswered at `exportTimeoutMillis` frees the
+   * slot then, as the SDK's processor does, or one hung request would stop every export.
+   */
+  readonly endsOnItsOwn?: boolean;
   forceFlush?(): Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -74,7 +84,8 @@ export interface EncodedBatchExporter<B extends SpanBatch = SpanBatchEncoder> {
  * counted failed then (the gateway gave up on it; a late answer is not counted again), but
  * its request still holds the slot until it ends: the OTLP/HTTP exporter aborts it at the
  * same deadline (tracing.ts). Moving on at the timeout let a hanging collector collect one
- * open request, and its batch's bytes, per timeout.
+ * open request, and its batch's bytes, per timeout. An exporter without a deadline of its
+ * own (`endsOnItsOwn` unset: Zipkin's) frees the slot at the timeout instead.
  *
  * On the request path `onEnd` only checks, counts and pushes the span; the batching runs in
  * a `setImmediate` for every span that ended in the meantime, so the response that ended
@@ -217,7 +228,10 @@ export class EncodingBatchProcessor<B extends SpanBatch = SpanBatchEncoder> impl
       this.#busy = false;
       this.#exportNext();
     };
-    const timeout = setTimeout(() => count({ code: EXPORT_FAILED, error: new Error('Timeout') }), this.settings.exportTimeoutMillis);
+    const timeout = setTimeout(() => {
+      count({ code: EXPORT_FAILED, error: new Error('Timeout') });
+      if (!this.exporter.endsOnItsOwn) onResult({ code: EXPORT_FAILED }); // counted already: frees the slot
+    }, this.settings.exportTimeoutMillis);
     timeout.unref();
     const send = () => {
       if (counted) return onResult({ code: EXPORT_FAILED }); // timed out before it could go: not sent at all

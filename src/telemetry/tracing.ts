@@ -174,7 +174,7 @@ function spanProcessorsFromEnv(sdk: typeof SdkTraceBase, core: typeof OtelCore, 
     else if (name === 'otlp') processors.push(otlpProcessor(core, env, losses, logger));
     else if (name === 'zipkin') {
       const zipkin = optional('@opentelemetry/exporter-zipkin')?.ZipkinExporter;
-      if (zipkin) processors.push(new EncodingBatchProcessor(spanObjectExporter(new zipkin()), losses, batchSettingsFromEnv(core)));
+      if (zipkin) processors.push(new EncodingBatchProcessor(spanObjectExporter(new zipkin(), false), losses, batchSettingsFromEnv(core)));
       else diag.warn('OTEL_TRACES_EXPORTER=zipkin: @opentelemetry/exporter-zipkin is not installed.');
     } else diag.warn(`Unrecognized OTEL_TRACES_EXPORTER value: ${name}.`);
   }
@@ -188,7 +188,7 @@ function otlpProcessor(core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: Lo
   let protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL)?.trim() || 'http/protobuf';
   if (protocol === 'grpc') {
     const grpc = optional('@opentelemetry/exporter-trace-otlp-grpc')?.OTLPTraceExporter;
-    if (grpc) return new EncodingBatchProcessor(spanObjectExporter(new grpc()), losses, settings);
+    if (grpc) return new EncodingBatchProcessor(spanObjectExporter(new grpc(), true), losses, settings);
     diag.warn('OTLP traces protocol grpc: @opentelemetry/exporter-trace-otlp-grpc is not installed. Using http/protobuf.');
     protocol = 'http/protobuf';
   }
@@ -199,12 +199,13 @@ function otlpProcessor(core: typeof OtelCore, env: NodeJS.ProcessEnv, losses: Lo
   const endpoint = unusableHttpEndpoint(env);
   if (endpoint !== undefined) logger?.warn('OTLP traces endpoint is not an http(s) URL: no span will reach the collector', endpoint);
   if (protocol === 'http/protobuf') return new EncodingBatchProcessor(protobufExporter(settings.exportTimeoutMillis), losses, settings);
-  return new EncodingBatchProcessor(spanObjectExporter(jsonExporter(settings.exportTimeoutMillis)), losses, settings);
+  return new EncodingBatchProcessor(spanObjectExporter(jsonExporter(settings.exportTimeoutMillis), true), losses, settings);
 }
 
 /** An exporter of span objects (OTLP/HTTP JSON, gRPC, Zipkin) for the batch processor: its batches are `SpanObjectBatch`es. */
-function spanObjectExporter(exporter: SpanExporter): EncodedBatchExporter<SpanObjectBatch> {
+function spanObjectExporter(exporter: SpanExporter, endsOnItsOwn: boolean): EncodedBatchExporter<SpanObjectBatch> {
   return {
+    endsOnItsOwn,
     newBatch: () => new SpanObjectBatch(),
     export: (batches, done) => exporter.export(batches[0]!.spans, done),
     forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
@@ -244,7 +245,7 @@ function protobufExporter(exportTimeoutMillis: number): EncodedBatchExporter {
     deserializeResponse: (data) => transformer.ProtobufTraceSerializer.deserializeResponse(data),
   };
   const metrics = { name: transformer.TraceExporterMetricsHelper.name, countItems: (batches: SpanBatchEncoder[]) => batches[0]?.count ?? 0 };
-  return { newBatch: () => new SpanBatchEncoder(), ...otlpHttpExporter({ serializer, contentType: 'application/x-protobuf', metrics, exportTimeoutMillis }) };
+  return { newBatch: () => new SpanBatchEncoder(), endsOnItsOwn: true, ...otlpHttpExporter({ serializer, contentType: 'application/x-protobuf', metrics, exportTimeoutMillis }) };
 }
 
 /**

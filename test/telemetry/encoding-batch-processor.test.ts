@@ -19,9 +19,10 @@ const SUCCESS: ExportResult = { code: 0 };
 const FAILED: ExportResult = { code: 1, error: new Error('collector said no') };
 
 /** An exporter that keeps the decoded span names of each batch and answers as told. */
-function recordingExporter(answer: (done: (r: ExportResult) => void, batch: number) => void = (done) => done(SUCCESS)) {
+function recordingExporter(answer: (done: (r: ExportResult) => void, batch: number) => void = (done) => done(SUCCESS), endsOnItsOwn = true) {
   const batches: string[][] = [];
   const exporter: EncodedBatchExporter = {
+    endsOnItsOwn,
     newBatch: () => new SpanBatchEncoder(),
     export: (items, done) => {
       expect(items).toHaveLength(1);
@@ -152,6 +153,22 @@ describe('EncodingBatchProcessor', () => {
     expect(traceExportCounts.failed - before.failed).toBe(2);
     expect(batches).toHaveLength(1); // one request at a time
     late[0]!(SUCCESS); // too late: not counted again
+    expect(batches).toHaveLength(2);
+    expect(traceExportCounts.exported - before.exported).toBe(2);
+    expect(processor.queued + processor.exporting).toBe(0);
+    await provider.shutdown();
+  });
+
+  it('an exporter without a deadline of its own (Zipkin) that never answers frees the slot at the export timeout (was: export stopped for good)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const before = snapshot();
+    const { exporter, batches } = recordingExporter((done, batch) => (batch === 1 ? undefined : done(SUCCESS)), false);
+    const { processor, provider, endSpans } = setup(exporter, { maxExportBatchSize: 2, exportTimeoutMillis: 500 });
+    endSpans(4);
+    await turn();
+    expect(batches).toHaveLength(1);
+    vi.advanceTimersByTime(500);
+    expect(traceExportCounts.failed - before.failed).toBe(2);
     expect(batches).toHaveLength(2);
     expect(traceExportCounts.exported - before.exported).toBe(2);
     expect(processor.queued + processor.exporting).toBe(0);

@@ -179,6 +179,7 @@ describe('one batch at a time, whatever the collector does', () => {
     const pending: Array<(r: BatchResult) => void> = [];
     const sent: number[] = [];
     const exporter: EncodedBatchExporter = {
+      endsOnItsOwn: true,
       newBatch: () => new SpanBatchEncoder(),
       export: (batches, done) => {
         sent.push(batches[0]!.count);
