@@ -154,6 +154,18 @@ describe('letter spacing that joins a whole phrase into one word', () => {
     }
   });
 
+  // Review of the change: one everyday word spelled out for emphasis was flagged on the weak signal alone.
+  it.each([
+    'See the P R E V I O U S chapter for the background.',
+    'Coming soon: R E V E A L party for the baby, save the date!',
+    'Our new film T H E   B I G   R E V E A L opens on Friday at the Odeon.',
+    'Crossword answer: P R E V I O U S (8 letters)',
+    'my kid typed d i s r e g a r d on the spelling test',
+    'Spell it out for me: i n s t r u c t i o n',
+  ])('leaves one everyday word spelled out for emphasis unflagged: %s', (text) => {
+    expect(scanner.scan(text).flagged).toBe(false);
+  });
+
   it.each(['W E L C O M E to our new store', 'Codes: a 1 b 3 c 4 d 5', 'Quiz answers: a b c d a b c d b a c d'])(
     'leaves letter-spaced text without an attack word unflagged: %s',
     (text) => {

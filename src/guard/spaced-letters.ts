@@ -47,16 +47,26 @@ export const isSpacedUnit = (c: number): boolean => isSpacedLetter(c) || isLeetD
  * i o u s" -> "ignoreallprevious"), which the phrase patterns, written for words, never
  * match. Long and specific enough not to turn up in a letter list ("a b c d a b c d") or in
  * letter-spaced emphasis ("W E L C O M E"); the spaces a wide gap keeps are left out first
- * ("s y s t e m   p r o m p t").
+ * ("s y s t e m   p r o m p t"). A strong part counts alone; the weak ones are everyday
+ * words spelled out for emphasis ("the P R E V I O U S chapter", "a R E V E A L party",
+ * "typed d i s r e g a r d on the spelling test") and count only two different together
+ * ("disregardprevious", "revealinstructions").
  */
-const ATTACK_WORD =
-  /ignor|disregard|instruc|previous|systemprompt|yourprompt|reveal|jailbreak|override|developermode|vergiss|anweisung|vorherig|bisherig|oubliez|olvida|игнор|инструкц/;
+const STRONG_ATTACK_WORD = /ignor|systemprompt|yourprompt|jailbreak|developermode|vergiss|oubliez|olvida|игнор/;
+const WEAK_ATTACK_WORD = /disregard|instruc|previous|reveal|override|anweisung|vorherig|bisherig|инструкц/g;
+
+/** Whether a joined run (its wide gaps' spaces left out) holds a strong attack word, or two different weak ones. */
+export function holdsAttackWord(run: string): boolean {
+  if (STRONG_ATTACK_WORD.test(run)) return true;
+  const weak = run.match(WEAK_ATTACK_WORD);
+  return weak !== null && new Set(weak).size >= 2;
+}
 
 /** Joins letter-spaced words in one buffer. One per normaliser, reused by every call. */
 export class SpacedLetterJoiner {
   /** Letter-spaced runs joined by the last `join` call (obfuscation undone). */
   joined = 0;
-  /** Of those, the runs that hold part of an attack word (ATTACK_WORD). */
+  /** Of those, the runs that hold attack words (`holdsAttackWord`). */
   spellingAttackWord = 0;
   /**
    * Where they are in the joined text: [start, end) pairs, ascending, `joined` of them. The
@@ -128,8 +138,8 @@ export class SpacedLetterJoiner {
     return w;
   }
 
-  /** Whether the joined run `buf[from, to)`, without the spaces of its wide gaps, holds part of an attack word. */
+  /** Whether the joined run `buf[from, to)`, without the spaces of its wide gaps, holds attack words. */
   private holdsAttackWord(from: number, to: number): boolean {
-    return ATTACK_WORD.test(this.text.toString(from, to).replaceAll(' ', ''));
+    return holdsAttackWord(this.text.toString(from, to).replaceAll(' ', ''));
   }
 }
