@@ -6,7 +6,10 @@
  * `Passage from {{source}}, score {{score}}, titled "{{title}}":` around each passage took
  * a third more than the budget it was trimmed to.
  *
- * Per request only the tags' values are counted (remembered counts, no rendering).
+ * Per request only the tags' values are counted (remembered counts, no rendering); a section
+ * nested in a list section (`{{#tags}}{{.}}, {{/tags}}`) is counted per item the way the
+ * renderer renders it: per element of a list, once for another truthy value, not at all for
+ * a falsy one (inverted: the other way round).
  */
 import { compileText, type TemplateNode } from '../prompts/renderer.js';
 import { countTokens, countTokensRemembered } from './tokens.js';
@@ -27,12 +30,27 @@ export interface ItemTag {
   readonly trail: string;
 }
 
-/** What the sections over one list variable render per item, summed over those sections. */
+/**
+ * What the sections over one list variable render per item, summed over those sections.
+ * `textTokens` and `tags` render once per item; `sections` are the sections nested in them,
+ * whose count depends on each item's values (`{{#tags}}{{.}}, {{/tags}}`).
+ */
 export interface ItemRendering {
-  /** Tokens of the sections' own text (nested sections' text included), less what the tags take. */
+  /** Tokens of the sections' own text outside nested sections, less what the tags take. */
   readonly textTokens: number;
-  /** The tags inside the sections, one entry per occurrence. */
+  /** The tags inside the sections (not inside nested sections), one entry per occurrence. */
   readonly tags: readonly ItemTag[];
+  /** Sections nested inside, counted per item as the renderer renders them. Empty for most templates. */
+  readonly sections: readonly NestedSection[];
+}
+
+/** A section inside a list section (`{{#meta}}{{author}}{{/meta}}`, `{{^tags}}untagged{{/tags}}`). */
+export interface NestedSection {
+  /** Looked up like a tag: in the enclosing sections' values, then the item, then the client's variables. */
+  readonly path: readonly string[];
+  readonly inverted: boolean;
+  /** What it renders each time it renders: once per element of a list, once for another truthy value. */
+  readonly body: ItemRendering;
 }
 
 /** A version's messages split into what renders once and what renders per item. */
@@ -51,11 +69,11 @@ export interface TemplateShares {
  * @param lists the names whose value is a list output (the `items` builders in `context.use`)
  * @example
  * splitTemplate(['Answer from:\n{{#knowledge}}[{{source}}] {{text}}\n{{/knowledge}}'], new Set(['knowledge']))
- * // perItem: knowledge => { textTokens: 2 ('[', ']'), tags: [{ path: ['source'] }, { path: ['text'], lead: ' ', trail: '\n' }] }
+ * // perItem: knowledge => { textTokens: 2 ('[', ']'), tags: [{ path: ['source'] }, { path: ['text'], lead: ' ', trail: '\n' }], sections: [] }
  * // onceTokens: [3] ('Answer from:\n')
  */
 export function splitTemplate(messages: readonly string[], lists: ReadonlySet<string>): TemplateShares {
-  const perItem = new Map<string, { textTokens: number; tags: ItemTag[] }>();
+  const perItem = new Map<string, MutableRendering>();
   const onceTokens = messages.map((content) => {
     let once = 0;
     const walk = (nodes: readonly TemplateNode[]): void => {
@@ -72,29 +90,53 @@ export function splitTemplate(messages: readonly string[], lists: ReadonlySet<st
   return { perItem, onceTokens };
 }
 
-function addSection(perItem: Map<string, { textTokens: number; tags: ItemTag[] }>, section: Extract<TemplateNode, { kind: 'section' }>): void {
+type MutableRendering = { textTokens: number; tags: ItemTag[]; sections: NestedSection[] };
+
+function addSection(perItem: Map<string, MutableRendering>, section: Extract<TemplateNode, { kind: 'section' }>): void {
   let rendering = perItem.get(section.name);
-  if (!rendering) perItem.set(section.name, (rendering = { textTokens: 0, tags: [] }));
-  // A nested section is counted as rendered once per item, inline (its text and tags in order).
-  const flat: Array<Exclude<TemplateNode, { kind: 'section' }>> = [];
-  const flatten = (nodes: readonly TemplateNode[]): void => {
-    for (const node of nodes) {
-      if (node.kind === 'section') flatten(node.children);
-      else flat.push(node);
-    }
-  };
-  flatten(section.children);
-  const texts = flat.map((node) => (node.kind === 'text' ? node.text : ''));
-  flat.forEach((node, i) => {
-    if (node.kind !== 'var') return;
+  if (!rendering) perItem.set(section.name, (rendering = { textTokens: 0, tags: [], sections: [] }));
+  const body = renderingOf(section.children, true);
+  rendering.textTokens += body.textTokens;
+  rendering.tags.push(...body.tags);
+  rendering.sections.push(...body.sections);
+}
+
+/**
+ * Splits a section's children into text, tags and nested sections (each split the same way).
+ * A tag takes the whitespace of the text right next to it; a nested section in between is a
+ * boundary, as its text may render any number of times. In a body rendered once per element
+ * that starts with a tag and ends with a space (`{{#tags}}{{.}}, {{/tags}}`), that space is
+ * the next element's lead (`refund, shipping` is `refund`, `,`, ` shipping`), and the first
+ * element's lead is the space before the section (`tags: {{#tags}}`).
+ */
+function renderingOf(nodes: readonly TemplateNode[], repeats: boolean): MutableRendering {
+  const rendering: MutableRendering = { textTokens: 0, tags: [], sections: [] };
+  const texts = nodes.map((node) => (node.kind === 'text' ? node.text : ''));
+  const seam = repeats && hasSeam(nodes);
+  if (seam) texts[texts.length - 1] = texts[texts.length - 1].slice(0, -1);
+  nodes.forEach((node, i) => {
+    if (node.kind === 'text') return;
     const before = texts[i - 1] ?? '';
-    const lead = before.endsWith(' ') ? ' ' : '';
-    if (lead) texts[i - 1] = before.slice(0, -1);
+    if (node.kind === 'section') {
+      const nestedSeam = !node.inverted && hasSeam(node.children);
+      if (nestedSeam && before.endsWith(' ')) texts[i - 1] = before.slice(0, -1);
+      rendering.sections.push({ path: node.path, inverted: node.inverted, body: renderingOf(node.children, !node.inverted) });
+      return;
+    }
+    const lead = before.endsWith(' ') || (i === 0 && seam) ? ' ' : '';
+    if (before.endsWith(' ')) texts[i - 1] = before.slice(0, -1);
     const trail = /^[\r\n]*/.exec(texts[i + 1] ?? '')![0];
     if (trail) texts[i + 1] = texts[i + 1].slice(trail.length);
     rendering.tags.push({ path: node.path, lead, trail });
   });
   for (const text of texts) rendering.textTokens += countTokens(text);
+  return rendering;
+}
+
+/** A body that starts with a tag and ends with text ending in a space: repeated, the space joins the next tag. */
+function hasSeam(nodes: readonly TemplateNode[]): boolean {
+  const last = nodes.at(-1);
+  return nodes.length > 1 && nodes[0].kind === 'var' && last?.kind === 'text' && last.text.endsWith(' ');
 }
 
 /**
@@ -113,18 +155,73 @@ export function countAsRendered(output: BuilderOutput, rendering: ItemRendering 
 function renderedTokens(item: ContextItem, rendering: ItemRendering, variables: Readonly<Record<string, unknown>>): number {
   let n = rendering.textTokens;
   for (const tag of rendering.tags) n += tagTokens(tag, lookup(item.value, variables, tag.path));
+  // Most templates nest nothing: the stack below is only built for those that do.
+  if (rendering.sections.length > 0) {
+    const stack: unknown[] = [variables, item.value];
+    for (const section of rendering.sections) n += sectionTokens(section, stack);
+  }
   return n;
 }
 
 /** As the renderer resolves a tag inside the section: the item first, then the variables around it; `{{.}}` is the item. */
 function lookup(item: Readonly<Record<string, unknown>>, variables: Readonly<Record<string, unknown>>, path: readonly string[]): unknown {
   if (path.length === 0) return item;
-  let value: unknown = Object.hasOwn(item, path[0]) ? item[path[0]] : Object.hasOwn(variables, path[0]) ? variables[path[0]] : undefined;
+  const value: unknown = Object.hasOwn(item, path[0]) ? item[path[0]] : Object.hasOwn(variables, path[0]) ? variables[path[0]] : undefined;
+  return walkDown(value, path);
+}
+
+/**
+ * Tokens of a nested section as the renderer renders it (renderer.ts `renderNodes`): an
+ * inverted one only for a falsy value or empty list; a list once per element, with the
+ * element on top of `stack` (`{{.}}`); another truthy value once, on top of `stack`.
+ *
+ * @param stack the contexts around the section, innermost last (the client's variables, the item, ...); restored on return
+ */
+function sectionTokens(section: NestedSection, stack: unknown[]): number {
+  const value = lookupInStack(stack, section.path);
+  if (section.inverted) return isFalsy(value) ? bodyTokens(section.body, stack) : 0;
+  if (isFalsy(value)) return 0;
+  let n = 0;
+  for (const top of Array.isArray(value) ? value : [value]) {
+    stack.push(top);
+    n += bodyTokens(section.body, stack);
+    stack.pop();
+  }
+  return n;
+}
+
+/** Tokens of one rendering of a nested section's body, `stack` being the contexts it renders in. */
+function bodyTokens(body: ItemRendering, stack: unknown[]): number {
+  let n = body.textTokens;
+  for (const tag of body.tags) n += tagTokens(tag, lookupInStack(stack, tag.path));
+  for (const section of body.sections) n += sectionTokens(section, stack);
+  return n;
+}
+
+/** Mustache name resolution, as the renderer's: the first segment from the innermost context out, the rest down from it. */
+function lookupInStack(stack: readonly unknown[], path: readonly string[]): unknown {
+  if (path.length === 0) return stack[stack.length - 1];
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const context = stack[i];
+    if (context !== null && typeof context === 'object' && Object.hasOwn(context, path[0])) {
+      return walkDown((context as Record<string, unknown>)[path[0]], path);
+    }
+  }
+  return undefined;
+}
+
+/** The value at `path` below its first segment's `value` (own properties only), or undefined. */
+function walkDown(value: unknown, path: readonly string[]): unknown {
   for (let i = 1; i < path.length; i++) {
     if (value === null || typeof value !== 'object' || !Object.hasOwn(value, path[i])) return undefined;
     value = (value as Record<string, unknown>)[path[i]];
   }
   return value;
+}
+
+/** Mustache falsiness, as the renderer's: false, null, undefined, "", 0, NaN and the empty list. */
+function isFalsy(value: unknown): boolean {
+  return !value || (Array.isArray(value) && value.length === 0);
 }
 
 /** Tokens of a tag's value, with its `lead` and `trail`, as the renderer writes it (remembered: passages come back request after request). */

@@ -90,6 +90,23 @@ describe('the budget counts what the section renders per passage', () => {
     expect(report.dropped).toBeGreaterThan(0);
     expect(Math.abs(report.tokens - rendered)).toBeLessThanOrEqual(3);
   });
+
+  it('counts a list nested in the section once per element (was: {{.}} counted each whole passage again)', async () => {
+    rt = new ContextRuntime();
+    const withRegions = `{{#knowledge}}[{{source}}] {{text}}\nApplies in: {{#regions}}{{.}}, {{/regions}}\n{{/knowledge}}`;
+    const regions = ['European Union', 'United Kingdom', 'United States', 'Canada'];
+    const { plan, version } = makeContext(
+      builders,
+      { use: ['knowledge'], budget_tokens: 500 },
+      { messages: [{ role: 'system', content: withRegions }], variables: { regions: { type: 'array', default: regions } } },
+    );
+    const { variables, report } = await buildContext(rt, plan, { messages: [{ role: 'user', content: QUESTION }], userId: 'u1', variables: { regions } });
+    const rendered = countTokens(version.render({ regions, ...variables })[0].content);
+    expect(report.dropped).toBeGreaterThan(0);
+    expect(rendered).toBeLessThanOrEqual(500);
+    expect(rendered).toBeGreaterThan(400); // the room is used
+    expect(Math.abs(report.tokens - rendered)).toBeLessThanOrEqual(5);
+  });
 });
 
 describe('through the gateway', () => {
