@@ -260,7 +260,7 @@ function compilePlan(
   });
   const names = [...new Set([...spec.use, ...runOrder(spec.use, builders).map((b) => b.name)])];
   const lists = new Set(spec.use.filter((name) => builders.get(name)?.output === 'items'));
-  const shares = splitTemplate(version.messages.map((m) => m.content), lists);
+  const shares = splitTemplate(version.parsedMessages, lists);
   return {
     templateRef: ref,
     experiment: `${ref}:context`,

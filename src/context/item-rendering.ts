@@ -11,7 +11,7 @@
  * renderer renders it: per element of a list, once for another truthy value, not at all for
  * a falsy one (inverted: the other way round).
  */
-import { compileText, type TemplateNode } from '../prompts/renderer.js';
+import { isFalsy, lookup, valueText, type CompiledText, type TemplateNode } from '../prompts/renderer.js';
 import { countTokens, countTokensRemembered } from './tokens.js';
 import type { BuilderOutput, ContextItem } from './types.js';
 
@@ -66,15 +66,16 @@ export interface TemplateShares {
  * like a list variable goes to that list, once per section (a list rendered by two
  * sections, in one message or two, counts both); the rest is rendered once.
  *
+ * @param messages the version's messages as parsed at load (`TemplateVersion.parsedMessages`)
  * @param lists the names whose value is a list output (the `items` builders in `context.use`)
  * @example
- * splitTemplate(['Answer from:\n{{#knowledge}}[{{source}}] {{text}}\n{{/knowledge}}'], new Set(['knowledge']))
+ * splitTemplate([compileText('Answer from:\n{{#knowledge}}[{{source}}] {{text}}\n{{/knowledge}}')], new Set(['knowledge']))
  * // perItem: knowledge => { textTokens: 2 ('[', ']'), tags: [{ path: ['source'] }, { path: ['text'], lead: ' ', trail: '\n' }], sections: [] }
  * // onceTokens: [3] ('Answer from:\n')
  */
-export function splitTemplate(messages: readonly string[], lists: ReadonlySet<string>): TemplateShares {
+export function splitTemplate(messages: readonly CompiledText[], lists: ReadonlySet<string>): TemplateShares {
   const perItem = new Map<string, MutableRendering>();
-  const onceTokens = messages.map((content) => {
+  const onceTokens = messages.map((parsed) => {
     let once = 0;
     const walk = (nodes: readonly TemplateNode[]): void => {
       for (const node of nodes) {
@@ -83,8 +84,7 @@ export function splitTemplate(messages: readonly string[], lists: ReadonlySet<st
         else if (node.kind === 'section') walk(node.children);
       }
     };
-    // Parsed again (load time only): a version keeps its parsed messages to itself.
-    walk(compileText(content).nodes);
+    walk(parsed.nodes);
     return once;
   });
   return { perItem, onceTokens };
@@ -153,21 +153,8 @@ export function countAsRendered(output: BuilderOutput, rendering: ItemRendering 
 }
 
 function renderedTokens(item: ContextItem, rendering: ItemRendering, variables: Readonly<Record<string, unknown>>): number {
-  let n = rendering.textTokens;
-  for (const tag of rendering.tags) n += tagTokens(tag, lookup(item.value, variables, tag.path));
-  // Most templates nest nothing: the stack below is only built for those that do.
-  if (rendering.sections.length > 0) {
-    const stack: unknown[] = [variables, item.value];
-    for (const section of rendering.sections) n += sectionTokens(section, stack);
-  }
-  return n;
-}
-
-/** As the renderer resolves a tag inside the section: the item first, then the variables around it; `{{.}}` is the item. */
-function lookup(item: Readonly<Record<string, unknown>>, variables: Readonly<Record<string, unknown>>, path: readonly string[]): unknown {
-  if (path.length === 0) return item;
-  const value: unknown = Object.hasOwn(item, path[0]) ? item[path[0]] : Object.hasOwn(variables, path[0]) ? variables[path[0]] : undefined;
-  return walkDown(value, path);
+  // The contexts a tag inside the section resolves in, as the renderer's: the item, then the variables.
+  return bodyTokens(rendering, [variables, item.value]);
 }
 
 /**
@@ -178,7 +165,7 @@ function lookup(item: Readonly<Record<string, unknown>>, variables: Readonly<Rec
  * @param stack the contexts around the section, innermost last (the client's variables, the item, ...); restored on return
  */
 function sectionTokens(section: NestedSection, stack: unknown[]): number {
-  const value = lookupInStack(stack, section.path);
+  const value = lookup(stack, section.path);
   if (section.inverted) return isFalsy(value) ? bodyTokens(section.body, stack) : 0;
   if (isFalsy(value)) return 0;
   let n = 0;
@@ -193,55 +180,14 @@ function sectionTokens(section: NestedSection, stack: unknown[]): number {
 /** Tokens of one rendering of a nested section's body, `stack` being the contexts it renders in. */
 function bodyTokens(body: ItemRendering, stack: unknown[]): number {
   let n = body.textTokens;
-  for (const tag of body.tags) n += tagTokens(tag, lookupInStack(stack, tag.path));
+  for (const tag of body.tags) n += tagTokens(tag, lookup(stack, tag.path));
   for (const section of body.sections) n += sectionTokens(section, stack);
   return n;
 }
 
-/** Mustache name resolution, as the renderer's: the first segment from the innermost context out, the rest down from it. */
-function lookupInStack(stack: readonly unknown[], path: readonly string[]): unknown {
-  if (path.length === 0) return stack[stack.length - 1];
-  for (let i = stack.length - 1; i >= 0; i--) {
-    const context = stack[i];
-    if (context !== null && typeof context === 'object' && Object.hasOwn(context, path[0])) {
-      return walkDown((context as Record<string, unknown>)[path[0]], path);
-    }
-  }
-  return undefined;
-}
-
-/** The value at `path` below its first segment's `value` (own properties only), or undefined. */
-function walkDown(value: unknown, path: readonly string[]): unknown {
-  for (let i = 1; i < path.length; i++) {
-    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, path[i])) return undefined;
-    value = (value as Record<string, unknown>)[path[i]];
-  }
-  return value;
-}
-
-/** Mustache falsiness, as the renderer's: false, null, undefined, "", 0, NaN and the empty list. */
-function isFalsy(value: unknown): boolean {
-  return !value || (Array.isArray(value) && value.length === 0);
-}
-
 /** Tokens of a tag's value, with its `lead` and `trail`, as the renderer writes it (remembered: passages come back request after request). */
 function tagTokens(tag: ItemTag, value: unknown): number {
-  const text = textOf(value);
+  // A value nested too deeply for JSON counts nothing: rendering refuses it (400 `invalid_variable`).
+  const text = valueText(value) ?? '';
   return countTokensRemembered(tag.lead === '' && tag.trail === '' ? text : tag.lead + text + tag.trail);
-}
-
-/**
- * A value as the renderer writes it: strings as they are, objects as JSON, other values as
- * `String()`. A value nested too deeply for JSON is '': rendering refuses it (400 `invalid_variable`).
- */
-function textOf(value: unknown): string {
-  if (value === undefined || value === null) return '';
-  if (typeof value === 'string') return value;
-  if (typeof value !== 'object') return String(value);
-  try {
-    return JSON.stringify(value);
-  } catch (err) {
-    if (!(err instanceof RangeError)) throw err;
-    return '';
-  }
 }

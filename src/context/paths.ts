@@ -158,7 +158,7 @@ function urlValue(value: string, i: number, t: UrlTemplate): string | undefined 
  * before resolving dot segments (nginx, IIS with `\`) read as `/customers/../admin`: another
  * path of the service, called with the builder's credentials. `..;x` is Tomcat's `..`.
  */
-function dotSegment(value: string): boolean {
+export function dotSegment(value: string): boolean {
   return value.split(/[/\\]/).some((segment) => /^\.\.?(?:;.*)?$/.test(segment));
 }
 

@@ -55,6 +55,11 @@ export class TemplateVersion {
     return `${this.templateId}@${this.version}`;
   }
 
+  /** The messages' templates as parsed at load, in order (what a context plan reads their sections from). */
+  get parsedMessages(): readonly CompiledText[] {
+    return this.#compiled.map((m) => m.text);
+  }
+
   /** Declared variables as entries, in declaration order. */
   get variableEntries(): ReadonlyArray<readonly [string, VariableSpec]> {
     return this.#specs;

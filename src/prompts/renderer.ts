@@ -176,7 +176,7 @@ function spend(budget: RenderBudget, n: number): void {
 }
 
 /** Mustache falsiness: false, null, undefined, "", 0, NaN and the empty list. */
-function isFalsy(value: unknown): boolean {
+export function isFalsy(value: unknown): boolean {
   return !value || (Array.isArray(value) && value.length === 0);
 }
 
@@ -184,7 +184,7 @@ function isFalsy(value: unknown): boolean {
  * Mustache spec name resolution: the first segment is looked up from the innermost context
  * outwards; later segments walk down from the value found (no further fallback).
  */
-function lookup(stack: readonly unknown[], path: readonly string[]): unknown {
+export function lookup(stack: readonly unknown[], path: readonly string[]): unknown {
   if (path.length === 0) return stack[stack.length - 1];
   const first = path[0];
   let value: unknown = undefined;
@@ -206,18 +206,26 @@ function lookup(stack: readonly unknown[], path: readonly string[]): unknown {
 }
 
 function stringify(value: unknown, name: string): string {
+  const text = valueText(value);
+  if (text === undefined) throw new GatewayError('invalid_variable', `The prompt variable value rendered by {{${name}}} is nested too deeply.`, { param: 'prompt_variables' });
+  return text;
+}
+
+/**
+ * A tag's value as it renders: strings as they are, objects as JSON, other values as
+ * `String()`, nothing for `undefined` and `null`; undefined for a client value nested deeper
+ * than JSON.stringify can recurse (it parsed fine).
+ */
+export function valueText(value: unknown): string | undefined {
   if (value === undefined || value === null) return '';
   if (typeof value === 'string') return value;
-  if (typeof value === 'object') {
-    try {
-      return JSON.stringify(value);
-    } catch (err) {
-      // A client value nested deeper than JSON.stringify can recurse (it parsed fine).
-      if (!(err instanceof RangeError)) throw err;
-      throw new GatewayError('invalid_variable', `The prompt variable value rendered by {{${name}}} is nested too deeply.`, { param: 'prompt_variables' });
-    }
+  if (typeof value !== 'object') return String(value);
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return undefined;
   }
-  return String(value);
 }
 
 /** What a compiled template refers to, for load-time validation against declared variables. */

@@ -16,6 +16,7 @@ import { decodeContent } from './content-coding.js';
 import { readPassThroughBody } from './read-body.js';
 import { BackgroundResponses, type MeteredResponse, meterUsage, meteredRoute, noteErrorCode, noteMeteredRequest, noteRequestModel, UPSTREAM_STREAM_ERROR } from './passthrough-usage.js';
 import { routeForModel } from './model-route.js';
+import { dotSegment } from '../context/paths.js';
 import { headerGetter, openExchange, refuseLoop, refuseWhileDraining } from './request-shape.js';
 import { noteUpstreamAnswer } from './accounting.js';
 import { responseHeaders, upstreamHeaders, upstreamRequestHeaders } from './headers.js';
@@ -197,8 +198,7 @@ function withSlashesRead(pathname: string): string {
  */
 function encodedDotSegment(pathname: string): boolean {
   if (!/%2f|%5c|\\|%2e|;/i.test(pathname)) return false;
-  const decoded = withSlashesRead(pathname).replace(/%2e/gi, '.');
-  return decoded.split('/').some((segment) => /^\.\.?(?:;.*)?$/s.test(segment));
+  return dotSegment(withSlashesRead(pathname).replace(/%2e/gi, '.'));
 }
 
 /**

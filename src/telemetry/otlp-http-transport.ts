@@ -10,8 +10,8 @@
  * the certificates of `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, `_CLIENT_KEY`,
  * `_CLIENT_CERTIFICATE`), gzip when `_COMPRESSION` says so, and up to five retries of a
  * 429, 502, 503 or 504 (OTLP/HTTP spec "Retryable Response Codes") or a network error,
- * after `retry-after` or a backoff of 1 s growing 1.5 times to 5 s (±20 %), while the retry
- * would start before the deadline. One per exporter; one request at a time in practice
+ * after `retry-after` (read as for upstreams: proxy/retry.ts `retryAfterMs`) or a backoff
+ * of 1 s growing 1.5 times to 5 s (±20 %), while the retry would start before the deadline. One per exporter; one request at a time in practice
  * (the batch processor waits for each), though nothing here relies on it.
  */
 import { request as httpRequest, type Agent, type IncomingMessage } from 'node:http';
@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { ExportResponse, IExporterTransport } from '@opentelemetry/otlp-exporter-base';
 import type * as OtlpExporterHttp from '@opentelemetry/otlp-exporter-base/node-http';
+import { retryAfterMs } from '../proxy/retry.js';
 
 /** What the SDK reads from `OTEL_EXPORTER_OTLP_*` (`convertLegacyHttpOptions`). */
 export type OtlpHttpOptions = ReturnType<typeof OtlpExporterHttp.convertLegacyHttpOptions>;
@@ -118,14 +119,6 @@ function postBefore(url: URL, init: { headers: Record<string, string>; agent: Ag
 function answer(res: IncomingMessage, body: Buffer | undefined, error?: Error): ExportResponse {
   const status = res.statusCode ?? 0;
   if (status >= 200 && status < 300) return { status: 'success', data: body };
-  if (status === 429 || status === 502 || status === 503 || status === 504) return { status: 'retryable', error, retryInMillis: retryAfterMillis(res.headers['retry-after']) };
+  if (status === 429 || status === 502 || status === 503 || status === 504) return { status: 'retryable', error, retryInMillis: retryAfterMs(res.headers) };
   return { status: 'failure', error: Object.assign(new Error(res.statusMessage || `HTTP ${status}`), { code: status, data: body?.toString('utf8') }) };
-}
-
-/** `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date; undefined when absent or unreadable. */
-function retryAfterMillis(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }

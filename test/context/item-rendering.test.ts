@@ -21,7 +21,7 @@ const passage = {
 
 /** Tokens counted for one item against tokens rendered for it, for a template that is one list section. */
 function countedAndRendered(template: string, value: Record<string, unknown> = passage, variables: Record<string, unknown> = {}) {
-  const { perItem } = splitTemplate([template], new Set(['knowledge']));
+  const { perItem } = splitTemplate([compileText(template)], new Set(['knowledge']));
   const output: BuilderOutput = { shape: 'items', items: [{ value, tokens: 0 }], trimFrom: 'end' };
   const counted = countAsRendered(output, perItem.get('knowledge'), variables);
   const rendered = countTokens(renderText(compileText(template), { ...variables, knowledge: [value] }));
